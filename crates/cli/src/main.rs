@@ -1,0 +1,84 @@
+//! `portcullis`: the command-line shell over the Portcullis client core and server library.
+//! Each subcommand parses its arguments, calls one core function, and prints the result.
+
+mod access;
+mod args;
+mod audit;
+mod passphrase;
+mod server;
+mod ssh;
+mod vault;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use args::{AuditCommand, Cli, Command, TargetCommand, UserCommand};
+
+fn init_tracing(default: &str) {
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // russh's trace output includes packet contents (an SSH password travels inside one):
+    // never let it below info, whatever RUST_LOG says.
+    for directive in ["russh=info", "russh_keys=info", "internal_russh_forked_ssh_key=info"] {
+        if let Ok(d) = directive.parse() {
+            filter = filter.add_directive(d);
+        }
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let serving = matches!(&cli.command, Command::Server(args::ServerCommand::Run { .. }));
+    init_tracing(if serving { "info" } else { "warn" });
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("portcullis: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(run(cli));
+    // Do not wait for a stdin read that will never finish.
+    runtime.shutdown_background();
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("portcullis: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let home = cli.home.clone().unwrap_or_else(portcullis_client::default_home);
+    match cli.command {
+        Command::Server(cmd) => server::run(cmd).await,
+        Command::Enroll { server, code, device_name, key_store } => {
+            vault::enroll(&home, &server, &code, device_name, key_store).await
+        }
+        Command::Whoami => vault::whoami(&home).await,
+        Command::User(UserCommand::Add { name, roles }) => vault::add_user(&home, &name, &roles).await,
+        Command::Target(TargetCommand::Add(add)) => vault::add_target(&home, add).await,
+        Command::Target(TargetCommand::List) => vault::list_targets(&home).await,
+        Command::Request { target, duration, reason } => access::request(&home, &target, &duration, &reason).await,
+        Command::Requests { pending } => access::list(&home, pending).await,
+        Command::Approve { id, reason } => access::review(&home, &id, true, reason).await,
+        Command::Deny { id, reason } => access::review(&home, &id, false, reason).await,
+        Command::Ssh { target, tty, command } => ssh::run(&home, &target, tty, command).await,
+        Command::Sync => audit::sync(&home).await,
+        Command::Sessions => audit::local_sessions(&home).await,
+        Command::Audit(AuditCommand::List) => audit::list(&home).await,
+        Command::Audit(AuditCommand::Export { session_id, out }) => audit::export(&home, &session_id, &out).await,
+    }
+}
+
+/// Opens this machine's enrolled device, unlocking its local key.
+pub async fn open_device(home: &std::path::Path) -> anyhow::Result<portcullis_client::Device> {
+    Ok(portcullis_client::Device::open(home, &passphrase::Prompt).await?)
+}

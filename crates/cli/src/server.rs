@@ -1,0 +1,66 @@
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use portcullis_server::{InitOptions, Server, SystemClock};
+
+use crate::args::ServerCommand;
+use crate::passphrase::Prompt;
+
+pub async fn run(cmd: ServerCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        ServerCommand::Init { data, admin, key_store, tls_names } => {
+            let outcome = portcullis_server::init(
+                &data,
+                InitOptions { key_store, admin_name: admin, tls_names },
+                &Prompt,
+                Arc::new(SystemClock),
+            )
+            .await?;
+            println!("Initialised a Portcullis server in {}", data.display());
+            println!("Root key stored in: {}", outcome.key_store);
+            println!("TLS certificate SHA-256: {}", outcome.tls_fingerprint);
+            println!(
+                "Enrol the first admin ({}) with: portcullis enroll --server URL --code CODE (valid 24 h)",
+                outcome.admin_name
+            );
+            println!("{}", outcome.admin_code);
+            Ok(ExitCode::SUCCESS)
+        }
+        ServerCommand::Run { data, listen, tls } => {
+            let addr: std::net::SocketAddr =
+                listen.parse().with_context(|| format!("--listen {listen:?} is not an ADDR:PORT"))?;
+            let use_tls = tls || portcullis_server::listen_needs_tls(&addr);
+            let server = Server::open(&data, &Prompt, Arc::new(SystemClock)).await?;
+            let listener =
+                tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+            let local = listener.local_addr()?;
+            let scheme = if use_tls { "https" } else { "http" };
+            println!("Portcullis server listening on {scheme}://{local}");
+            if use_tls {
+                println!("TLS certificate SHA-256: {}", server.tls_fingerprint());
+            }
+            tracing::info!(%local, tls = use_tls, "serving");
+            server.serve(listener, use_tls, shutdown_signal()).await?;
+            tracing::info!("stopped");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

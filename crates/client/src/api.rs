@@ -1,0 +1,299 @@
+//! The API client: device-signed requests over HTTP (loopback only) or TLS with a pinned
+//! certificate fingerprint.
+
+use std::sync::Arc;
+
+use base64::Engine;
+use portcullis_crypto::identity::SigningIdentity;
+use portcullis_proto::{
+    AccessRequestView, AddTargetRequest, AddUserRequest, AddUserResponse, ApiError, ConnectRequest, ConnectResponse,
+    CreateAccessRequest, EnrollRequest, EnrollResponse, HEADER_DEVICE, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIME,
+    ReviewRequest, SessionSummary, TargetSummary, UploadAck, UploadBatch, WhoAmI, request_signing_input,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("this device is not enrolled (no device in {0}); run `portcullis enroll --server URL --code CODE`")]
+    NotEnrolled(String),
+    #[error("{message}")]
+    Api { status: u16, code: String, message: String },
+    #[error("cannot reach the server at {url}: {detail}")]
+    Unreachable { url: String, detail: String },
+    #[error("server identity check failed: {0}")]
+    ServerIdentity(String),
+    #[error("{0}")]
+    Input(String),
+    #[error("{0}")]
+    Local(String),
+    #[error("grant refused: {0}")]
+    Grant(#[from] portcullis_proto::GrantError),
+    #[error("cryptographic failure: {0}")]
+    Crypto(#[from] portcullis_crypto::CryptoError),
+    #[error(transparent)]
+    Keystore(#[from] portcullis_keystore::KeystoreError),
+    #[error(transparent)]
+    Broker(#[from] portcullis_broker::BrokerError),
+}
+
+impl ClientError {
+    /// The server's machine-readable refusal code, if this is one.
+    pub fn api_code(&self) -> Option<&str> {
+        match self {
+            ClientError::Api { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, ClientError::Unreachable { .. })
+    }
+}
+
+/// What the client trusts as the server's TLS certificate.
+#[derive(Clone, Debug)]
+pub enum Pin {
+    /// The full SHA-256 fingerprint (hex), pinned at enrolment.
+    Full(String),
+    /// The prefix carried by an enrolment code.
+    Prefix(String),
+}
+
+pub struct ApiClient {
+    base: reqwest::Url,
+    http: reqwest::Client,
+    signer: Option<(String, SigningIdentity)>,
+}
+
+fn is_loopback_host(url: &reqwest::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+impl ApiClient {
+    pub fn new(server_url: &str, pin: Pin) -> Result<Self, ClientError> {
+        let base = reqwest::Url::parse(server_url.trim_end_matches('/'))
+            .map_err(|e| ClientError::Input(format!("invalid server URL {server_url:?}: {e}")))?;
+        // reqwest builds a TLS stack even for http URLs; give it ring (already in the tree)
+        // as the process default. Failing means another provider is installed, which is fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let builder = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .timeout(std::time::Duration::from_secs(120))
+            .no_proxy()
+            .user_agent(concat!("portcullis/", env!("CARGO_PKG_VERSION")));
+        let builder = match base.scheme() {
+            "https" => builder.use_preconfigured_tls(pinned_tls_config(pin)?),
+            "http" if is_loopback_host(&base) => builder,
+            "http" => {
+                return Err(ClientError::Input(format!(
+                    "refusing plain http to {server_url}: only loopback servers may use http; use https"
+                )));
+            }
+            other => return Err(ClientError::Input(format!("unsupported URL scheme {other:?}"))),
+        };
+        let http = builder.build().map_err(|e| ClientError::Local(format!("HTTP client: {e}")))?;
+        Ok(Self { base, http, signer: None })
+    }
+
+    pub fn signed_by(mut self, device_id: String, key: SigningIdentity) -> Self {
+        self.signer = Some((device_id, key));
+        self
+    }
+
+    async fn call<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path_and_query: &str,
+        body: Option<&B>,
+    ) -> Result<T, ClientError> {
+        let bytes = self.send(method, path_and_query, body).await?.bytes().await.map_err(|e| self.unreachable(e))?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Local(format!("unexpected server response: {e}")))
+    }
+
+    async fn send<B: Serialize>(
+        &self,
+        method: reqwest::Method,
+        path_and_query: &str,
+        body: Option<&B>,
+    ) -> Result<reqwest::Response, ClientError> {
+        let url = self
+            .base
+            .join(path_and_query)
+            .map_err(|e| ClientError::Input(format!("bad path {path_and_query}: {e}")))?;
+        let body = match body {
+            Some(b) => serde_json::to_vec(b).map_err(|e| ClientError::Local(e.to_string()))?,
+            None => Vec::new(),
+        };
+        let mut request = self.http.request(method.clone(), url.clone());
+        if !body.is_empty() {
+            request = request.header(reqwest::header::CONTENT_TYPE, "application/json");
+        }
+        if let Some((device_id, key)) = &self.signer {
+            let time = crate::now_secs();
+            let nonce = hex::encode(portcullis_crypto::random_bytes::<16>(&mut portcullis_crypto::OsRng));
+            let signed_path = match url.query() {
+                Some(q) => format!("{}?{}", url.path(), q),
+                None => url.path().to_string(),
+            };
+            let input = request_signing_input(method.as_str(), &signed_path, time, &nonce, &body);
+            let signature = base64::engine::general_purpose::STANDARD.encode(key.sign(&input));
+            request = request
+                .header(HEADER_DEVICE, device_id)
+                .header(HEADER_TIME, time.to_string())
+                .header(HEADER_NONCE, nonce)
+                .header(HEADER_SIGNATURE, signature);
+        }
+        let response = request.body(body).send().await.map_err(|e| self.unreachable(e))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let text = response.text().await.unwrap_or_default();
+        Err(match serde_json::from_str::<ApiError>(&text) {
+            Ok(e) => ClientError::Api { status: status.as_u16(), code: e.code, message: e.message },
+            Err(_) => ClientError::Api {
+                status: status.as_u16(),
+                code: "http".into(),
+                message: format!("server answered {status}"),
+            },
+        })
+    }
+
+    fn unreachable(&self, e: reqwest::Error) -> ClientError {
+        let mut detail = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            detail = format!("{detail}: {s}");
+            source = s.source();
+        }
+        ClientError::Unreachable { url: self.base.to_string(), detail }
+    }
+
+    pub async fn enroll(&self, req: &EnrollRequest) -> Result<EnrollResponse, ClientError> {
+        self.call(reqwest::Method::POST, "/v1/enroll", Some(req)).await
+    }
+
+    pub async fn me(&self) -> Result<WhoAmI, ClientError> {
+        self.call::<(), _>(reqwest::Method::GET, "/v1/me", None).await
+    }
+
+    pub async fn add_user(&self, req: &AddUserRequest) -> Result<AddUserResponse, ClientError> {
+        self.call(reqwest::Method::POST, "/v1/users", Some(req)).await
+    }
+
+    pub async fn add_target(&self, req: &AddTargetRequest) -> Result<TargetSummary, ClientError> {
+        self.call(reqwest::Method::POST, "/v1/targets", Some(req)).await
+    }
+
+    pub async fn targets(&self) -> Result<Vec<TargetSummary>, ClientError> {
+        self.call::<(), _>(reqwest::Method::GET, "/v1/targets", None).await
+    }
+
+    pub async fn create_request(&self, req: &CreateAccessRequest) -> Result<AccessRequestView, ClientError> {
+        self.call(reqwest::Method::POST, "/v1/requests", Some(req)).await
+    }
+
+    pub async fn requests(&self, pending_only: bool) -> Result<Vec<AccessRequestView>, ClientError> {
+        let path = if pending_only { "/v1/requests?pending=true" } else { "/v1/requests" };
+        self.call::<(), _>(reqwest::Method::GET, path, None).await
+    }
+
+    pub async fn review(&self, id: &str, req: &ReviewRequest) -> Result<AccessRequestView, ClientError> {
+        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
+            return Err(ClientError::Input(format!("{id:?} is not a request id")));
+        }
+        self.call(reqwest::Method::POST, &format!("/v1/requests/{id}/review"), Some(req)).await
+    }
+
+    pub async fn connect(&self, req: &ConnectRequest) -> Result<ConnectResponse, ClientError> {
+        self.call(reqwest::Method::POST, "/v1/connect", Some(req)).await
+    }
+
+    pub async fn upload(&self, batch: &UploadBatch) -> Result<UploadAck, ClientError> {
+        self.call(reqwest::Method::POST, "/v1/audit/records", Some(batch)).await
+    }
+
+    pub async fn sessions(&self) -> Result<Vec<SessionSummary>, ClientError> {
+        self.call::<(), _>(reqwest::Method::GET, "/v1/audit/sessions", None).await
+    }
+
+    /// The session as asciicast v2 text.
+    pub async fn export_cast(&self, session_id: &str) -> Result<String, ClientError> {
+        if session_id.is_empty() || !session_id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
+            return Err(ClientError::Input(format!("{session_id:?} is not a session id")));
+        }
+        let response =
+            self.send::<()>(reqwest::Method::GET, &format!("/v1/audit/sessions/{session_id}/cast"), None).await?;
+        response.text().await.map_err(|e| self.unreachable(e))
+    }
+}
+
+/// rustls configuration that trusts exactly the pinned certificate.
+fn pinned_tls_config(pin: Pin) -> Result<rustls::ClientConfig, ClientError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = Arc::new(PinnedCertVerifier { pin, provider: provider.clone() });
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ClientError::Local(format!("TLS configuration: {e}")))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth())
+}
+
+#[derive(Debug)]
+struct PinnedCertVerifier {
+    pin: Pin,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for PinnedCertVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        let fingerprint = portcullis_crypto::sha256_hex(end_entity.as_ref());
+        let ok = match &self.pin {
+            Pin::Full(expected) => portcullis_crypto::constant_time_eq(fingerprint.as_bytes(), expected.as_bytes()),
+            Pin::Prefix(prefix) => fingerprint.starts_with(prefix.as_str()),
+        };
+        if ok {
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::General(format!(
+                "server certificate {fingerprint} does not match the pinned fingerprint"
+            )))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}

@@ -1,0 +1,298 @@
+//! The Portcullis client core: one enrolled device.
+//!
+//! * [`Device::enroll`] generates the device's Ed25519 and X25519 keys, enrols them with a
+//!   one-time code, pins the server (TLS fingerprint, signing and sealing keys) and stores the
+//!   private keys encrypted under the device's local key (OS keyring or passphrase).
+//! * [`Device::open`] unlocks an enrolled device; [`Device::api`] is the signed API client.
+//! * The local database ([`localdb`]) holds the device's audit records encrypted, each bound to
+//!   its row; [`Device::sync`] uploads them (idempotent by device and sequence, resumable).
+//! * [`Device::release_credential`] asks the server for a session's credential, checks the
+//!   grant's signature, and opens the sealed credential in memory.
+//!
+//! Contract: no Tauri, no GUI, no terminal handling. Depends on crypto, proto, keystore, sqlx,
+//! reqwest (rustls). **Architecture Invariant:** a credential is only ever held as a
+//! [`portcullis_crypto::Secret`]; nothing here writes one to disk, a log or an error.
+
+pub mod api;
+mod config;
+pub mod localdb;
+pub mod session;
+
+pub use api::{ApiClient, ClientError};
+pub use config::DeviceConfig;
+
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use portcullis_crypto::identity::{SealingIdentity, SigningIdentity, seal_to};
+use portcullis_crypto::{OsRng, SecretBytes, SymmetricKey};
+use portcullis_keystore::{PassphraseSource, Preference, StoreKind};
+use portcullis_proto::{
+    AddTargetRequest, AuditPayload, ConnectRequest, CredentialKind, EnrollRequest, EnrolmentCode, GrantClaims,
+    INFO_CREDENTIAL_RELEASE, INFO_TARGET_CREDENTIAL, TargetSummary, UploadBatch, UploadRecord,
+};
+
+pub(crate) mod paths {
+    pub const CONFIG: &str = "device.json";
+    pub const LOCAL_KEY: &str = "local.key.json";
+    pub const DATABASE: &str = "client.db";
+}
+
+/// The default home of this device's state: `$PORTCULLIS_HOME`, else the platform data dir.
+pub fn default_home() -> PathBuf {
+    std::env::var_os("PORTCULLIS_HOME")
+        .map(PathBuf::from)
+        .or_else(|| dirs::data_dir().map(|d| d.join("portcullis")))
+        .unwrap_or_else(|| PathBuf::from(".portcullis"))
+}
+
+pub struct Device {
+    home: PathBuf,
+    config: DeviceConfig,
+    key_store: StoreKind,
+    local_key: SymmetricKey,
+    signing: SigningIdentity,
+    sealing: SealingIdentity,
+    db: localdb::LocalDb,
+    api: ApiClient,
+}
+
+/// A credential released for one session, with the grant that allows it.
+pub struct ReleasedCredential {
+    pub claims: GrantClaims,
+    pub host: String,
+    pub port: u16,
+    pub login: String,
+    pub host_key: String,
+    pub kind: CredentialKind,
+    pub secret: SecretBytes,
+}
+
+impl std::fmt::Debug for ReleasedCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReleasedCredential")
+            .field("grant", &self.claims.grant_id)
+            .field("target", &self.claims.target_name)
+            .field("secret", &self.secret)
+            .finish()
+    }
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SyncReport {
+    pub uploaded: u64,
+    pub duplicates: u64,
+    pub pending: u64,
+}
+
+impl Device {
+    pub async fn enroll(
+        home: &Path,
+        server_url: &str,
+        code: &str,
+        device_name: &str,
+        preference: Preference,
+        passphrases: &dyn PassphraseSource,
+    ) -> Result<Device, ClientError> {
+        if home.join(paths::CONFIG).exists() {
+            return Err(ClientError::Local(format!(
+                "{} already holds an enrolled device; use another PORTCULLIS_HOME",
+                home.display()
+            )));
+        }
+        let code = EnrolmentCode::parse(code).map_err(ClientError::Input)?;
+        let unauthenticated = ApiClient::new(server_url, api::Pin::Prefix(code.pin.clone()))?;
+        let signing = SigningIdentity::generate(&mut OsRng);
+        let sealing = SealingIdentity::generate(&mut OsRng);
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let response = unauthenticated
+            .enroll(&EnrollRequest {
+                code: code.render(),
+                device_name: device_name.to_string(),
+                sign_public_key: b64.encode(signing.public_key()),
+                seal_public_key: b64.encode(sealing.public_key()),
+            })
+            .await?;
+        if !code.pins(&response.server.tls_fingerprint) {
+            return Err(ClientError::ServerIdentity(
+                "the server's certificate does not match the enrolment code; this is not the server that issued it"
+                    .into(),
+            ));
+        }
+
+        std::fs::create_dir_all(home).map_err(|e| ClientError::Local(format!("creating {}: {e}", home.display())))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(home, std::fs::Permissions::from_mode(0o700));
+        }
+        let local_key = SymmetricKey::generate(&mut OsRng);
+        let key_store = portcullis_keystore::create(
+            &home.join(paths::LOCAL_KEY),
+            "device-local",
+            preference,
+            &local_key,
+            passphrases,
+            &mut OsRng,
+        )?;
+        let db = localdb::LocalDb::open(&home.join(paths::DATABASE)).await?;
+        db.put_secret(&local_key, "signing_key", signing.to_secret_bytes().expose_secret()).await?;
+        db.put_secret(&local_key, "sealing_key", sealing.to_secret_bytes().expose_secret()).await?;
+        let config = DeviceConfig {
+            server_url: server_url.trim_end_matches('/').to_string(),
+            server: response.server,
+            user_id: response.user_id,
+            user_name: response.user_name,
+            roles: response.roles,
+            device_id: response.device_id,
+            device_name: device_name.to_string(),
+        };
+        config.save(&home.join(paths::CONFIG))?;
+        let api = ApiClient::new(&config.server_url, api::Pin::Full(config.server.tls_fingerprint.clone()))?.signed_by(
+            config.device_id.clone(),
+            SigningIdentity::from_secret_bytes(signing.to_secret_bytes().expose_secret())?,
+        );
+        Ok(Device { home: home.to_path_buf(), config, key_store, local_key, signing, sealing, db, api })
+    }
+
+    pub async fn open(home: &Path, passphrases: &dyn PassphraseSource) -> Result<Device, ClientError> {
+        let config_path = home.join(paths::CONFIG);
+        if !config_path.exists() {
+            return Err(ClientError::NotEnrolled(home.display().to_string()));
+        }
+        let config = DeviceConfig::load(&config_path)?;
+        let (local_key, key_store) =
+            portcullis_keystore::unlock(&home.join(paths::LOCAL_KEY), "device-local", passphrases)?;
+        let db = localdb::LocalDb::open(&home.join(paths::DATABASE)).await?;
+        let signing = SigningIdentity::from_secret_bytes(db.secret(&local_key, "signing_key").await?.expose_secret())?;
+        let sealing = SealingIdentity::from_secret_bytes(db.secret(&local_key, "sealing_key").await?.expose_secret())?;
+        let api = ApiClient::new(&config.server_url, api::Pin::Full(config.server.tls_fingerprint.clone()))?.signed_by(
+            config.device_id.clone(),
+            SigningIdentity::from_secret_bytes(signing.to_secret_bytes().expose_secret())?,
+        );
+        Ok(Device { home: home.to_path_buf(), config, key_store, local_key, signing, sealing, db, api })
+    }
+
+    pub fn config(&self) -> &DeviceConfig {
+        &self.config
+    }
+
+    pub fn home(&self) -> &Path {
+        &self.home
+    }
+
+    pub fn key_store(&self) -> StoreKind {
+        self.key_store
+    }
+
+    pub fn api(&self) -> &ApiClient {
+        &self.api
+    }
+
+    pub fn signing_public_key(&self) -> [u8; 32] {
+        self.signing.public_key()
+    }
+
+    /// Adds a target; the credential is sealed to the server's key before it leaves this process.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn add_target(
+        &self,
+        name: &str,
+        host: &str,
+        port: u16,
+        login: &str,
+        host_key: &str,
+        kind: CredentialKind,
+        credential: &SecretBytes,
+    ) -> Result<TargetSummary, ClientError> {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let server_key = b64
+            .decode(&self.config.server.seal_public_key)
+            .map_err(|_| ClientError::ServerIdentity("pinned sealing key is malformed".into()))?;
+        let sealed =
+            seal_to(&server_key, credential.expose_secret(), INFO_TARGET_CREDENTIAL, name.as_bytes(), &mut OsRng)?;
+        self.api
+            .add_target(&AddTargetRequest {
+                name: name.into(),
+                host: host.into(),
+                port,
+                login: login.into(),
+                host_key: host_key.into(),
+                credential_kind: kind,
+                credential: sealed,
+            })
+            .await
+    }
+
+    /// Asks the server for the credential of `target` under this device's live grant, verifies
+    /// the grant (server signature, this device, this target, validity window) and opens the
+    /// credential in memory.
+    pub async fn release_credential(&self, target: &str, now: i64) -> Result<ReleasedCredential, ClientError> {
+        let response = self.api.connect(&ConnectRequest { target: target.into() }).await?;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let server_key = b64
+            .decode(&self.config.server.sign_public_key)
+            .map_err(|_| ClientError::ServerIdentity("pinned signing key is malformed".into()))?;
+        let claims = response.grant.verify(&server_key)?;
+        claims.check_use(now, &self.config.device_id, target)?;
+        if claims.user_id != self.config.user_id {
+            return Err(ClientError::Grant(portcullis_proto::GrantError::Foreign));
+        }
+        let secret = self.sealing.open(&response.credential, INFO_CREDENTIAL_RELEASE, claims.grant_id.as_bytes())?;
+        Ok(ReleasedCredential {
+            claims,
+            host: response.host,
+            port: response.port,
+            login: response.login,
+            host_key: response.host_key,
+            kind: response.credential_kind,
+            secret,
+        })
+    }
+
+    /// Appends an audit record to the local log (encrypted); returns its sequence number.
+    pub async fn append_record(&self, payload: &AuditPayload) -> Result<u64, ClientError> {
+        let json = serde_json::to_string(payload).map_err(|e| ClientError::Local(e.to_string()))?;
+        self.db.append_record(&self.local_key, &self.config.device_id, payload.kind(), &json, now_f64()).await
+    }
+
+    pub async fn pending_records(&self) -> Result<u64, ClientError> {
+        self.db.pending_count().await
+    }
+
+    /// Uploads every record the server has not acknowledged yet, in order, in batches.
+    pub async fn sync(&self) -> Result<SyncReport, ClientError> {
+        let mut report = SyncReport::default();
+        loop {
+            let batch = self.db.pending_batch(&self.local_key, &self.config.device_id, 200, 4 * 1024 * 1024).await?;
+            let Some(last) = batch.last().map(|(seq, _)| *seq) else { break };
+            let records = batch.into_iter().map(|(seq, payload)| UploadRecord { seq, payload }).collect();
+            let ack = self.api.upload(&UploadBatch { records }).await?;
+            if ack.stored_through < last {
+                return Err(ClientError::Local(format!(
+                    "server acknowledged records through {} of {last}",
+                    ack.stored_through
+                )));
+            }
+            self.db.mark_uploaded_through(ack.stored_through, now_f64()).await?;
+            report.duplicates += ack.duplicates;
+            report.uploaded += 1;
+        }
+        report.pending = self.db.pending_count().await?;
+        report.uploaded = self.db.uploaded_count().await?;
+        Ok(report)
+    }
+
+    /// Sessions recorded on this device (decrypted locally), newest first.
+    pub async fn local_sessions(&self) -> Result<Vec<localdb::LocalSession>, ClientError> {
+        self.db.sessions(&self.local_key, &self.config.device_id).await
+    }
+}
+
+pub fn now_f64() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
+
+pub fn now_secs() -> i64 {
+    now_f64() as i64
+}

@@ -1,0 +1,210 @@
+//! The device's local database (SQLite, WAL): device private keys and the audit log, both
+//! encrypted under the local key with associated data that binds each value to its row.
+
+use std::path::Path;
+use std::str::FromStr;
+
+use portcullis_crypto::{Aad, OsRng, SecretBytes, SymmetricKey};
+use portcullis_proto::AuditPayload;
+use sqlx::SqlitePool;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+use crate::ClientError;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/client");
+
+pub struct LocalDb {
+    pool: SqlitePool,
+}
+
+/// A session as recorded on this device.
+#[derive(Clone, Debug)]
+pub struct LocalSession {
+    pub session_id: String,
+    pub target: String,
+    pub command: Option<String>,
+    pub started_at: f64,
+    pub ended_at: Option<f64>,
+    pub exit_status: Option<u32>,
+    pub end_reason: Option<String>,
+    /// Whether every record of the session reached the server.
+    pub synced: bool,
+}
+
+fn record_aad(device_id: &str, seq: u64) -> Aad {
+    Aad::for_field("records", &format!("{device_id}/{seq}"), 1, "payload")
+}
+
+fn secret_aad(name: &str) -> Aad {
+    Aad::for_field("device_secrets", name, 1, "ciphertext")
+}
+
+fn db_err(e: sqlx::Error) -> ClientError {
+    ClientError::Local(format!("local database: {e}"))
+}
+
+impl LocalDb {
+    pub async fn open(path: &Path) -> Result<Self, ClientError> {
+        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
+            .map_err(db_err)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // Full: a record the recorder wrote survives a crash of the machine, not just the app.
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(std::time::Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await.map_err(db_err)?;
+        MIGRATOR.run(&pool).await.map_err(|e| ClientError::Local(format!("local database migration: {e}")))?;
+        Ok(Self { pool })
+    }
+
+    pub async fn put_secret(&self, key: &SymmetricKey, name: &str, value: &[u8]) -> Result<(), ClientError> {
+        let ct = key.seal(&mut OsRng, value, &secret_aad(name))?;
+        sqlx::query("INSERT INTO device_secrets (name, ciphertext) VALUES (?, ?)")
+            .bind(name)
+            .bind(ct)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    pub async fn secret(&self, key: &SymmetricKey, name: &str) -> Result<SecretBytes, ClientError> {
+        let ct: Vec<u8> = sqlx::query_scalar("SELECT ciphertext FROM device_secrets WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?
+            .ok_or_else(|| ClientError::Local(format!("device secret {name} is missing")))?;
+        key.open(&ct, &secret_aad(name)).map_err(|_| {
+            ClientError::Local(format!("device secret {name} does not decrypt: wrong key or tampered database"))
+        })
+    }
+
+    pub async fn append_record(
+        &self,
+        key: &SymmetricKey,
+        device_id: &str,
+        kind: &str,
+        payload_json: &str,
+        now: f64,
+    ) -> Result<u64, ClientError> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let last: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(seq) FROM records").fetch_one(&mut *tx).await.map_err(db_err)?;
+        let seq = last.unwrap_or(0) as u64 + 1;
+        let ct = key.seal(&mut OsRng, payload_json.as_bytes(), &record_aad(device_id, seq))?;
+        sqlx::query("INSERT INTO records (seq, kind, created_at, payload) VALUES (?, ?, ?, ?)")
+            .bind(seq as i64)
+            .bind(kind)
+            .bind(now)
+            .bind(ct)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(seq)
+    }
+
+    /// The oldest records not yet acknowledged, decrypted, up to `max_records` / `max_bytes`.
+    pub async fn pending_batch(
+        &self,
+        key: &SymmetricKey,
+        device_id: &str,
+        max_records: i64,
+        max_bytes: usize,
+    ) -> Result<Vec<(u64, String)>, ClientError> {
+        let rows: Vec<(i64, Vec<u8>)> =
+            sqlx::query_as("SELECT seq, payload FROM records WHERE uploaded_at IS NULL ORDER BY seq LIMIT ?")
+                .bind(max_records)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_err)?;
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        for (seq, ct) in rows {
+            let plain = self.open_record(key, device_id, seq as u64, &ct)?;
+            bytes += plain.len();
+            if !out.is_empty() && bytes > max_bytes {
+                break;
+            }
+            out.push((seq as u64, plain));
+        }
+        Ok(out)
+    }
+
+    fn open_record(&self, key: &SymmetricKey, device_id: &str, seq: u64, ct: &[u8]) -> Result<String, ClientError> {
+        let plain = key
+            .open(ct, &record_aad(device_id, seq))
+            .map_err(|_| ClientError::Local(format!("local record {seq} fails verification (tampered or moved)")))?;
+        String::from_utf8(plain.expose_secret().clone())
+            .map_err(|_| ClientError::Local(format!("local record {seq} is not UTF-8")))
+    }
+
+    pub async fn mark_uploaded_through(&self, seq: u64, now: f64) -> Result<(), ClientError> {
+        sqlx::query("UPDATE records SET uploaded_at = ? WHERE seq <= ? AND uploaded_at IS NULL")
+            .bind(now)
+            .bind(seq as i64)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    pub async fn pending_count(&self) -> Result<u64, ClientError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM records WHERE uploaded_at IS NULL")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(n as u64)
+    }
+
+    pub async fn uploaded_count(&self) -> Result<u64, ClientError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM records WHERE uploaded_at IS NOT NULL")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(n as u64)
+    }
+
+    pub async fn sessions(&self, key: &SymmetricKey, device_id: &str) -> Result<Vec<LocalSession>, ClientError> {
+        let rows: Vec<(i64, Vec<u8>, Option<f64>)> = sqlx::query_as(
+            "SELECT seq, payload, uploaded_at FROM records WHERE kind IN ('session_start', 'session_end') ORDER BY seq",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        let pending_from: Option<i64> = sqlx::query_scalar("SELECT MIN(seq) FROM records WHERE uploaded_at IS NULL")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_err)?;
+        let mut sessions: Vec<LocalSession> = Vec::new();
+        for (seq, ct, _) in rows {
+            let json = self.open_record(key, device_id, seq as u64, &ct)?;
+            let payload: AuditPayload =
+                serde_json::from_str(&json).map_err(|e| ClientError::Local(format!("local record {seq}: {e}")))?;
+            match payload {
+                AuditPayload::SessionStart(s) => sessions.push(LocalSession {
+                    session_id: s.session_id,
+                    target: s.target,
+                    command: s.command,
+                    started_at: s.started_at,
+                    ended_at: None,
+                    exit_status: None,
+                    end_reason: None,
+                    synced: false,
+                }),
+                AuditPayload::SessionEnd(e) => {
+                    if let Some(s) = sessions.iter_mut().find(|s| s.session_id == e.session_id) {
+                        s.ended_at = Some(e.ended_at);
+                        s.exit_status = e.exit_status;
+                        s.end_reason = Some(e.reason);
+                        s.synced = pending_from.is_none_or(|p| p > seq);
+                    }
+                }
+                _ => {}
+            }
+        }
+        sessions.reverse();
+        Ok(sessions)
+    }
+}

@@ -1,0 +1,357 @@
+//! Wire types shared by the Portcullis server and client (API version 1).
+//!
+//! Contract: plain data and pure functions — no IO, no clock, no database. Times are Unix
+//! seconds (UTC). Every public key and ciphertext travels as base64. No type here carries a
+//! plaintext credential: credentials travel only as [`Sealed`] values.
+//!
+//! **Architecture Invariant:** a change to a type here is a change to the protocol; add fields
+//! as `Option`/`#[serde(default)]` or bump [`API_VERSION`].
+
+mod audit;
+mod auth;
+mod grant;
+
+pub use audit::*;
+pub use auth::*;
+pub use grant::*;
+pub use portcullis_crypto::identity::Sealed;
+
+use serde::{Deserialize, Serialize};
+
+pub const API_VERSION: &str = "v1";
+
+/// Longest access a request may ask for.
+pub const MAX_REQUEST_SECS: u64 = 8 * 3600;
+/// How long a pending request waits for a decision before it expires.
+pub const PENDING_REQUEST_TTL_SECS: i64 = 3600;
+/// How long an enrolment code stays valid.
+pub const ENROLMENT_CODE_TTL_SECS: i64 = 24 * 3600;
+
+/// HPKE `info` for a credential an admin seals to the server when adding a target.
+pub const INFO_TARGET_CREDENTIAL: &[u8] = b"portcullis/v1/target-credential";
+/// HPKE `info` for a credential the server releases to one device for one grant.
+pub const INFO_CREDENTIAL_RELEASE: &[u8] = b"portcullis/v1/credential-release";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Admin,
+    Requester,
+    Approver,
+    Auditor,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [Role::Admin, Role::Requester, Role::Approver, Role::Auditor];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Requester => "requester",
+            Role::Approver => "approver",
+            Role::Auditor => "auditor",
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| format!("unknown role {s:?}; expected one of admin, requester, approver, auditor"))
+    }
+}
+
+/// Roles stored as a comma-separated list.
+pub fn roles_to_string(roles: &[Role]) -> String {
+    roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(",")
+}
+
+pub fn roles_from_string(s: &str) -> Result<Vec<Role>, String> {
+    s.split(',').filter(|p| !p.is_empty()).map(str::parse).collect()
+}
+
+/// Every API error has this body. Clients branch on `code`; `message` is for people.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiError {
+    pub code: String,
+    pub message: String,
+}
+
+/// What a client pins about its server at enrolment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerIdentity {
+    /// Ed25519, base64: verifies grants.
+    pub sign_public_key: String,
+    /// X25519, base64: admins seal credentials to it.
+    pub seal_public_key: String,
+    /// SHA-256 of the TLS certificate (DER), lowercase hex.
+    pub tls_fingerprint: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EnrollRequest {
+    pub code: String,
+    pub device_name: String,
+    pub sign_public_key: String,
+    pub seal_public_key: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EnrollResponse {
+    pub user_id: String,
+    pub user_name: String,
+    pub roles: Vec<Role>,
+    pub device_id: String,
+    pub server: ServerIdentity,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WhoAmI {
+    pub user_id: String,
+    pub user_name: String,
+    pub roles: Vec<Role>,
+    pub device_id: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AddUserRequest {
+    pub name: String,
+    pub roles: Vec<Role>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AddUserResponse {
+    pub user_id: String,
+    pub name: String,
+    pub roles: Vec<Role>,
+    pub enrolment_code: String,
+    pub code_expires_at: i64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CredentialKind {
+    Password,
+    PrivateKey,
+}
+
+impl CredentialKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CredentialKind::Password => "password",
+            CredentialKind::PrivateKey => "private_key",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "password" => Some(Self::Password),
+            "private_key" => Some(Self::PrivateKey),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AddTargetRequest {
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    pub login: String,
+    /// OpenSSH public key line of the target host, e.g. `ssh-ed25519 AAAA...`.
+    pub host_key: String,
+    pub credential_kind: CredentialKind,
+    /// Sealed to the server's X25519 key with [`INFO_TARGET_CREDENTIAL`] and the target name as
+    /// associated data, so the plaintext never crosses the wire.
+    pub credential: Sealed,
+}
+
+/// A target as anyone may see it: never the credential.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TargetSummary {
+    pub id: String,
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    pub login: String,
+    pub credential_kind: CredentialKind,
+    pub host_key: String,
+    pub host_key_fingerprint: String,
+    pub created_at: i64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CreateAccessRequest {
+    pub target: String,
+    pub duration_secs: u64,
+    pub reason: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RequestStatus {
+    Pending,
+    Approved,
+    Denied,
+    Expired,
+}
+
+impl RequestStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestStatus::Pending => "pending",
+            RequestStatus::Approved => "approved",
+            RequestStatus::Denied => "denied",
+            RequestStatus::Expired => "expired",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Pending, Self::Approved, Self::Denied, Self::Expired].into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AccessRequestView {
+    pub id: String,
+    pub requester: String,
+    pub target: String,
+    pub duration_secs: u64,
+    pub reason: String,
+    pub status: RequestStatus,
+    pub created_at: i64,
+    /// While pending: when the request lapses undecided.
+    pub expires_at: i64,
+    pub decided_by: Option<String>,
+    pub decided_at: Option<i64>,
+    pub decision_reason: Option<String>,
+    pub grant_not_after: Option<i64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Decision {
+    Approve,
+    Deny,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ReviewRequest {
+    pub decision: Decision,
+    pub reason: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ConnectRequest {
+    pub target: String,
+}
+
+/// Everything the broker needs for one session. The credential is sealed to the calling
+/// device's X25519 key with [`INFO_CREDENTIAL_RELEASE`] and the grant id as associated data.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ConnectResponse {
+    pub grant: SignedGrant,
+    pub host: String,
+    pub port: u16,
+    pub login: String,
+    pub host_key: String,
+    pub credential_kind: CredentialKind,
+    pub credential: Sealed,
+}
+
+/// An enrolment code: `pc1-<secret>-<pin>`. The secret (128 bits, hex) proves the right to
+/// enrol as one user, once; the pin is the first 128 bits of the server's TLS certificate
+/// fingerprint, so the client can pin the server it talks to from the code alone.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EnrolmentCode {
+    pub secret: String,
+    pub pin: String,
+}
+
+impl std::fmt::Debug for EnrolmentCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "EnrolmentCode(<secret>, pin={})", self.pin)
+    }
+}
+
+impl EnrolmentCode {
+    pub fn new(secret: [u8; 16], tls_fingerprint_hex: &str) -> Self {
+        Self { secret: hex::encode(secret), pin: tls_fingerprint_hex.chars().take(32).collect() }
+    }
+
+    pub fn render(&self) -> String {
+        format!("pc1-{}-{}", self.secret, self.pin)
+    }
+
+    pub fn parse(code: &str) -> Result<Self, String> {
+        let bad = || "malformed enrolment code: expected pc1-<32 hex digits>-<32 hex digits>".to_string();
+        let rest = code.trim().strip_prefix("pc1-").ok_or_else(bad)?;
+        let (secret, pin) = rest.split_once('-').ok_or_else(bad)?;
+        let is_hex32 = |s: &str| s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit());
+        if !is_hex32(secret) || !is_hex32(pin) {
+            return Err(bad());
+        }
+        Ok(Self { secret: secret.to_ascii_lowercase(), pin: pin.to_ascii_lowercase() })
+    }
+
+    /// What the server stores: a hash, never the code.
+    pub fn secret_hash(&self) -> String {
+        portcullis_crypto::sha256_hex(self.secret.as_bytes())
+    }
+
+    pub fn pins(&self, tls_fingerprint_hex: &str) -> bool {
+        tls_fingerprint_hex.to_ascii_lowercase().starts_with(&self.pin)
+    }
+}
+
+/// Names of users and targets: 1–64 characters of letters, digits, `.`, `_`, `-`, starting
+/// with a letter or digit.
+pub fn check_name(kind: &str, name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        && name.as_bytes()[0].is_ascii_alphanumeric();
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid {kind} name {name:?}: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enrolment_code_roundtrip_and_rejects_garbage() {
+        let fp = "ab".repeat(32);
+        let code = EnrolmentCode::new([7u8; 16], &fp);
+        let parsed = EnrolmentCode::parse(&code.render()).unwrap();
+        assert_eq!(parsed, code);
+        assert!(parsed.pins(&fp));
+        assert!(!parsed.pins(&"cd".repeat(32)));
+        assert!(!format!("{code:?}").contains(&code.secret));
+        for bad in ["", "pc1-", "pc2-00-00", "pc1-zz-00", &format!("pc1-{}", "a".repeat(65))] {
+            assert!(EnrolmentCode::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn names() {
+        assert!(check_name("user", "alice.b-1").is_ok());
+        for bad in ["", "-x", "a b", "x;rm", &"a".repeat(65)] {
+            assert!(check_name("user", bad).is_err());
+        }
+    }
+}

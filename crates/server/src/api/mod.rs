@@ -1,0 +1,133 @@
+//! The HTTP API (v1). Handlers validate, decide and call the store; SQL lives in `store`.
+
+mod access;
+mod audit;
+mod vault;
+
+pub use access::connect;
+pub use vault::add_target;
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router, middleware};
+use base64::Engine;
+use portcullis_crypto::OsRng;
+use portcullis_proto::{EnrollRequest, EnrollResponse, EnrolmentCode, ServerIdentity, WhoAmI, roles_from_string};
+
+use crate::auth::{Caller, MAX_BODY_BYTES, authenticate};
+use crate::store::{DeviceRow, Store, Tx};
+use crate::{ServerError, ServerState};
+
+pub(crate) type AppState = State<Arc<ServerState>>;
+pub(crate) type ApiResult<T> = Result<Json<T>, ServerError>;
+
+pub fn router(state: Arc<ServerState>) -> Router {
+    let device_signed = Router::new()
+        .route("/v1/me", get(me))
+        .route("/v1/users", post(vault::add_user))
+        .route("/v1/targets", get(vault::list_targets).post(vault::add_target))
+        .route("/v1/requests", get(access::list_requests).post(access::create_request))
+        .route("/v1/requests/{id}/review", post(access::review))
+        .route("/v1/connect", post(access::connect))
+        .route("/v1/audit/records", post(audit::upload))
+        .route("/v1/audit/sessions", get(audit::list_sessions))
+        .route("/v1/audit/sessions/{id}/cast", get(audit::export_cast))
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate));
+    Router::new()
+        .route("/v1/health", get(health))
+        .route("/v1/enroll", post(enroll))
+        .merge(device_signed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+async fn health() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok", "api": portcullis_proto::API_VERSION }))
+}
+
+pub(crate) fn b64() -> base64::engine::GeneralPurpose {
+    base64::engine::general_purpose::STANDARD
+}
+
+pub(crate) fn server_identity(state: &ServerState) -> ServerIdentity {
+    ServerIdentity {
+        sign_public_key: b64().encode(state.signing.public_key()),
+        seal_public_key: b64().encode(state.sealing.public_key()),
+        tls_fingerprint: state.tls.fingerprint.clone(),
+    }
+}
+
+/// Creates a one-time enrolment code for `user_id`; only its hash is stored.
+pub async fn issue_enrolment_code(
+    tx: &mut Tx<'_>,
+    user_id: &str,
+    tls_fingerprint: &str,
+    now: i64,
+) -> Result<String, ServerError> {
+    let code = EnrolmentCode::new(portcullis_crypto::random_bytes(&mut OsRng), tls_fingerprint);
+    let expires = now + portcullis_proto::ENROLMENT_CODE_TTL_SECS;
+    Store::insert_enrolment_code(tx, &code.secret_hash(), user_id, now, expires).await?;
+    Ok(code.render())
+}
+
+fn decode_key(name: &str, b64_key: &str) -> Result<Vec<u8>, ServerError> {
+    let bytes = b64().decode(b64_key).map_err(|_| ServerError::BadRequest(format!("{name} is not base64")))?;
+    if bytes.len() != 32 {
+        return Err(ServerError::BadRequest(format!("{name} must be 32 bytes")));
+    }
+    Ok(bytes)
+}
+
+async fn enroll(State(state): AppState, Json(req): Json<EnrollRequest>) -> ApiResult<EnrollResponse> {
+    let invalid = || ServerError::Refused("invalid_code", "enrolment code is invalid, expired or already used".into());
+    let code = EnrolmentCode::parse(&req.code).map_err(|_| invalid())?;
+    let sign_public_key = decode_key("sign_public_key", &req.sign_public_key)?;
+    let seal_public_key = decode_key("seal_public_key", &req.seal_public_key)?;
+    let device_name: String = req.device_name.chars().filter(|c| !c.is_control()).take(128).collect();
+    let now = state.clock.now();
+    let mut tx = state.db.begin().await?;
+    let Some(user) = Store::consume_enrolment_code(&mut tx, &code.secret_hash(), now).await? else {
+        drop(tx);
+        let mut tx = state.db.begin().await?;
+        Store::record_event(&mut tx, now, None, None, "enrolment_refused", serde_json::json!({})).await?;
+        tx.commit().await?;
+        return Err(invalid());
+    };
+    let device = DeviceRow {
+        id: uuid::Uuid::new_v4().to_string(),
+        user_id: user.id.clone(),
+        sign_public_key,
+        seal_public_key,
+        revoked_at: None,
+    };
+    Store::insert_device(&mut tx, &device, &device_name, now).await?;
+    Store::record_event(
+        &mut tx,
+        now,
+        Some(&user.id),
+        Some(&device.id),
+        "device_enrolled",
+        serde_json::json!({ "user": user.name, "device_name": device_name }),
+    )
+    .await?;
+    tx.commit().await?;
+    tracing::info!(user = %user.name, device = %device.id, "device enrolled");
+    Ok(Json(EnrollResponse {
+        user_id: user.id,
+        user_name: user.name,
+        roles: roles_from_string(&user.roles).map_err(ServerError::Internal)?,
+        device_id: device.id,
+        server: server_identity(&state),
+    }))
+}
+
+async fn me(Extension(caller): Extension<Caller>) -> ApiResult<WhoAmI> {
+    Ok(Json(WhoAmI {
+        user_id: caller.user_id,
+        user_name: caller.user_name,
+        roles: caller.roles,
+        device_id: caller.device_id,
+    }))
+}

@@ -1,0 +1,105 @@
+//! Device authentication: every call after enrolment is signed by the device's Ed25519 key.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use portcullis_proto::{
+    HEADER_DEVICE, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIME, MAX_CLOCK_SKEW_SECS, Role, request_signing_input,
+    roles_from_string,
+};
+
+use crate::{ServerError, ServerState};
+
+/// The authenticated device and its user, available to handlers as an extension.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    pub user_id: String,
+    pub user_name: String,
+    pub roles: Vec<Role>,
+    pub device_id: String,
+    pub seal_public_key: Vec<u8>,
+}
+
+impl Caller {
+    pub fn require(&self, role: Role) -> Result<(), ServerError> {
+        if self.roles.contains(&role) {
+            Ok(())
+        } else {
+            Err(ServerError::Forbidden(format!(
+                "{} does not have the {role} role (has: {})",
+                self.user_name,
+                portcullis_proto::roles_to_string(&self.roles)
+            )))
+        }
+    }
+
+    pub fn has(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+}
+
+pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+fn header<'a>(req: &'a Request, name: &str) -> Result<&'a str, ServerError> {
+    req.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| ServerError::Unauthorized(format!("missing {name} header: this call needs an enrolled device")))
+}
+
+pub async fn authenticate(
+    State(state): State<Arc<ServerState>>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ServerError> {
+    use base64::Engine;
+    let device_id = header(&req, HEADER_DEVICE)?.to_string();
+    let time: i64 =
+        header(&req, HEADER_TIME)?.parse().map_err(|_| ServerError::Unauthorized("malformed request time".into()))?;
+    let nonce = header(&req, HEADER_NONCE)?.to_string();
+    let signature = base64::engine::general_purpose::STANDARD
+        .decode(header(&req, HEADER_SIGNATURE)?)
+        .map_err(|_| ServerError::Unauthorized("malformed request signature".into()))?;
+    if nonce.len() < 16 || nonce.len() > 64 {
+        return Err(ServerError::Unauthorized("malformed request nonce".into()));
+    }
+    let now = state.clock.now();
+    if (now - time).abs() > MAX_CLOCK_SKEW_SECS {
+        return Err(ServerError::Refused(
+            "clock_skew",
+            format!("request time is {}s away from the server's clock; check this machine's clock", now - time),
+        ));
+    }
+
+    let (parts, body) = req.into_parts();
+    let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| ServerError::BadRequest(format!("request body larger than {MAX_BODY_BYTES} bytes")))?;
+    let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let unknown = || ServerError::Unauthorized("unknown or revoked device; enrol this device again".into());
+    let (device, user) = state.db.device_with_user(&device_id).await?.ok_or_else(unknown)?;
+    if device.revoked_at.is_some() {
+        return Err(unknown());
+    }
+    let input = request_signing_input(parts.method.as_str(), path, time, &nonce, &bytes);
+    portcullis_crypto::identity::verify_signature(&device.sign_public_key, &input, &signature)
+        .map_err(|_| ServerError::Unauthorized("request signature does not verify for this device".into()))?;
+    // Only after the signature verifies, so strangers cannot fill the nonce table.
+    if !state.db.remember_nonce(&device_id, &nonce, now, now + 2 * MAX_CLOCK_SKEW_SECS + 1).await? {
+        return Err(ServerError::Refused("replay", "this request was already received (replayed request)".into()));
+    }
+
+    let caller = Caller {
+        user_id: user.id,
+        user_name: user.name,
+        roles: roles_from_string(&user.roles).map_err(ServerError::Internal)?,
+        device_id,
+        seal_public_key: device.seal_public_key,
+    };
+    let mut req = Request::from_parts(parts, Body::from(bytes));
+    req.extensions_mut().insert(caller);
+    Ok(next.run(req).await)
+}

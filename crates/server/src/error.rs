@@ -1,0 +1,84 @@
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use portcullis_proto::ApiError;
+
+/// Everything a handler can refuse with. User-facing messages never carry database or crypto
+/// internals: those are logged (without secrets) and answered as `internal`.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    /// A refusal with a specific machine-readable code (e.g. `self_approval`, `grant_expired`).
+    #[error("{1}")]
+    Refused(&'static str, String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("could not unlock the server's root key: {0}")]
+    Unlock(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ServerError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            ServerError::BadRequest(_) => "bad_request",
+            ServerError::Unauthorized(_) => "unauthorized",
+            ServerError::Forbidden(_) => "forbidden",
+            ServerError::Refused(code, _) => code,
+            ServerError::NotFound(_) => "not_found",
+            ServerError::Conflict(_) => "conflict",
+            ServerError::Unlock(_) => "locked",
+            ServerError::Internal(_) => "internal",
+        }
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            ServerError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ServerError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ServerError::Forbidden(_) | ServerError::Refused(..) => StatusCode::FORBIDDEN,
+            ServerError::NotFound(_) => StatusCode::NOT_FOUND,
+            ServerError::Conflict(_) => StatusCode::CONFLICT,
+            ServerError::Unlock(_) | ServerError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl From<sqlx::Error> for ServerError {
+    fn from(e: sqlx::Error) -> Self {
+        ServerError::Internal(format!("database: {e}"))
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for ServerError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        ServerError::Internal(format!("database migration: {e}"))
+    }
+}
+
+impl From<portcullis_crypto::CryptoError> for ServerError {
+    fn from(e: portcullis_crypto::CryptoError) -> Self {
+        ServerError::Internal(format!("crypto: {e}"))
+    }
+}
+
+impl IntoResponse for ServerError {
+    fn into_response(self) -> Response {
+        let message = match &self {
+            ServerError::Internal(detail) => {
+                tracing::error!(%detail, "internal error");
+                "internal server error".to_string()
+            }
+            other => other.to_string(),
+        };
+        let body = ApiError { code: self.code().to_string(), message };
+        (self.status(), axum::Json(body)).into_response()
+    }
+}

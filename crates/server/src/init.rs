@@ -1,0 +1,98 @@
+//! `portcullis server init`: a new data directory with a root key, identities, a TLS
+//! certificate and the first admin's enrolment code.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use portcullis_crypto::identity::{SealingIdentity, SigningIdentity};
+use portcullis_crypto::{OsRng, SymmetricKey};
+use portcullis_keystore::{PassphraseSource, Preference, StoreKind};
+use portcullis_proto::Role;
+
+use crate::store::{SECRET_SEALING, SECRET_SIGNING, Store};
+use crate::{Clock, ServerError, paths};
+
+pub struct InitOptions {
+    pub key_store: Preference,
+    pub admin_name: String,
+    /// Names and addresses the TLS certificate is valid for (besides localhost).
+    pub tls_names: Vec<String>,
+}
+
+pub struct InitOutcome {
+    pub key_store: StoreKind,
+    pub admin_name: String,
+    pub admin_code: String,
+    pub tls_fingerprint: String,
+}
+
+pub async fn init(
+    data_dir: &Path,
+    options: InitOptions,
+    passphrases: &dyn PassphraseSource,
+    clock: Arc<dyn Clock>,
+) -> Result<InitOutcome, ServerError> {
+    portcullis_proto::check_name("user", &options.admin_name).map_err(ServerError::BadRequest)?;
+    if data_dir.join(paths::DATABASE).exists() || data_dir.join(paths::ROOT_KEY).exists() {
+        return Err(ServerError::Conflict(format!(
+            "{} already holds a Portcullis server; refusing to overwrite it",
+            data_dir.display()
+        )));
+    }
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| ServerError::BadRequest(format!("cannot create {}: {e}", data_dir.display())))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700));
+    }
+
+    let root = SymmetricKey::generate(&mut OsRng);
+    let key_store = portcullis_keystore::create(
+        &data_dir.join(paths::ROOT_KEY),
+        "server-root",
+        options.key_store,
+        &root,
+        passphrases,
+        &mut OsRng,
+    )
+    .map_err(|e| ServerError::BadRequest(e.to_string()))?;
+
+    let db = Store::open(&data_dir.join(paths::DATABASE)).await?;
+    db.put_server_secret(
+        &root,
+        SECRET_SIGNING,
+        SigningIdentity::generate(&mut OsRng).to_secret_bytes().expose_secret(),
+    )
+    .await?;
+    db.put_server_secret(
+        &root,
+        SECRET_SEALING,
+        SealingIdentity::generate(&mut OsRng).to_secret_bytes().expose_secret(),
+    )
+    .await?;
+
+    let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
+    names.extend(options.tls_names.iter().cloned());
+    let (tls, pem) = crate::tls::generate(&names)?;
+    tls.store(data_dir, &pem, &db, &root).await?;
+
+    let now = clock.now();
+    let mut tx = db.begin().await?;
+    let admin_id = uuid::Uuid::new_v4().to_string();
+    Store::insert_user(&mut tx, &admin_id, &options.admin_name, Role::Admin.as_str(), now).await?;
+    let code = crate::api::issue_enrolment_code(&mut tx, &admin_id, &tls.fingerprint, now).await?;
+    Store::record_event(
+        &mut tx,
+        now,
+        None,
+        None,
+        "server_initialised",
+        serde_json::json!({ "admin": options.admin_name, "key_store": key_store.to_string() }),
+    )
+    .await?;
+    tx.commit().await?;
+    db.pool.close().await;
+
+    Ok(InitOutcome { key_store, admin_name: options.admin_name, admin_code: code, tls_fingerprint: tls.fingerprint })
+}

@@ -1,0 +1,539 @@
+//! The server's SQLite store. All SQL of the server lives here.
+
+use std::path::Path;
+use std::str::FromStr;
+
+use portcullis_crypto::{Aad, OsRng, SecretBytes, SymmetricKey};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Sqlite, SqlitePool, Transaction};
+
+use crate::ServerError;
+
+pub const SECRET_SIGNING: &str = "signing_key";
+pub const SECRET_SEALING: &str = "sealing_key";
+pub const SECRET_TLS: &str = "tls_key";
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/server-sqlite");
+
+#[derive(Clone)]
+pub struct Store {
+    pub pool: SqlitePool,
+}
+
+pub type Tx<'a> = Transaction<'a, Sqlite>;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct UserRow {
+    pub id: String,
+    pub name: String,
+    pub roles: String,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DeviceRow {
+    pub id: String,
+    pub user_id: String,
+    pub sign_public_key: Vec<u8>,
+    pub seal_public_key: Vec<u8>,
+    pub revoked_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TargetRow {
+    pub id: String,
+    pub name: String,
+    pub host: String,
+    pub port: i64,
+    pub login: String,
+    pub host_key: String,
+    pub credential_kind: String,
+    pub credential_version: i64,
+    pub credential_data_key: Vec<u8>,
+    pub credential: Vec<u8>,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RequestRow {
+    pub id: String,
+    pub user_id: String,
+    pub requester: String,
+    pub device_id: String,
+    pub target_id: String,
+    pub target: String,
+    pub duration_secs: i64,
+    pub reason: String,
+    pub status: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub decided_by: Option<String>,
+    pub decided_at: Option<i64>,
+    pub decision_reason: Option<String>,
+    pub grant_not_after: Option<i64>,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct GrantRow {
+    pub id: String,
+    pub request_id: String,
+    pub not_after: i64,
+    pub signed: String,
+    pub revoked_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SessionRow {
+    pub id: String,
+    pub device_id: String,
+    pub user_name: String,
+    pub target: String,
+    pub login: String,
+    pub grant_id: String,
+    pub command: Option<String>,
+    pub started_at: f64,
+    pub ended_at: Option<f64>,
+    pub exit_status: Option<i64>,
+    pub end_reason: Option<String>,
+}
+
+const REQUEST_SELECT: &str = "SELECT r.id, r.user_id, u.name AS requester, r.device_id, r.target_id, t.name AS target, \
+     r.duration_secs, r.reason, r.status, r.created_at, r.expires_at, d.name AS decided_by, r.decided_at, \
+     r.decision_reason, g.not_after AS grant_not_after \
+     FROM access_requests r JOIN users u ON u.id = r.user_id JOIN targets t ON t.id = r.target_id \
+     LEFT JOIN users d ON d.id = r.decided_by LEFT JOIN grants g ON g.request_id = r.id";
+
+fn secret_aad(name: &str) -> Aad {
+    Aad::for_field("server_secrets", name, 1, "ciphertext")
+}
+
+impl Store {
+    pub async fn open(path: &Path) -> Result<Self, ServerError> {
+        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(std::time::Duration::from_secs(10));
+        // One writer at a time is what SQLite does anyway; a single connection also rules out
+        // deferred-transaction upgrade deadlocks (SQLITE_BUSY without waiting).
+        let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    pub async fn begin(&self) -> Result<Tx<'_>, ServerError> {
+        Ok(self.pool.begin().await?)
+    }
+
+    pub async fn put_server_secret(&self, root: &SymmetricKey, name: &str, value: &[u8]) -> Result<(), ServerError> {
+        let ct = root.seal(&mut OsRng, value, &secret_aad(name))?;
+        sqlx::query("INSERT INTO server_secrets (name, ciphertext) VALUES (?, ?)")
+            .bind(name)
+            .bind(ct)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn server_secret(&self, root: &SymmetricKey, name: &str) -> Result<SecretBytes, ServerError> {
+        let ct: Vec<u8> = sqlx::query_scalar("SELECT ciphertext FROM server_secrets WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| ServerError::Internal(format!("server secret {name} is missing")))?;
+        Ok(root.open(&ct, &secret_aad(name))?)
+    }
+
+    // ---- users and enrolment ----
+
+    pub async fn insert_user(tx: &mut Tx<'_>, id: &str, name: &str, roles: &str, now: i64) -> Result<(), ServerError> {
+        let result = sqlx::query("INSERT INTO users (id, name, roles, created_at) VALUES (?, ?, ?, ?)")
+            .bind(id)
+            .bind(name)
+            .bind(roles)
+            .bind(now)
+            .execute(&mut **tx)
+            .await;
+        match result {
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                Err(ServerError::Conflict(format!("a user named {name:?} already exists")))
+            }
+            other => other.map(|_| ()).map_err(Into::into),
+        }
+    }
+
+    pub async fn insert_enrolment_code(
+        tx: &mut Tx<'_>,
+        code_hash: &str,
+        user_id: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<(), ServerError> {
+        sqlx::query("INSERT INTO enrolment_codes (code_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)")
+            .bind(code_hash)
+            .bind(user_id)
+            .bind(now)
+            .bind(expires_at)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+
+    /// Marks an unused, unexpired code as used and returns its user; `None` otherwise.
+    pub async fn consume_enrolment_code(
+        tx: &mut Tx<'_>,
+        code_hash: &str,
+        now: i64,
+    ) -> Result<Option<UserRow>, ServerError> {
+        let user_id: Option<String> = sqlx::query_scalar(
+            "UPDATE enrolment_codes SET used_at = ?1 WHERE code_hash = ?2 AND used_at IS NULL AND expires_at > ?1 \
+             RETURNING user_id",
+        )
+        .bind(now)
+        .bind(code_hash)
+        .fetch_optional(&mut **tx)
+        .await?;
+        let Some(user_id) = user_id else { return Ok(None) };
+        Ok(sqlx::query_as("SELECT id, name, roles FROM users WHERE id = ?")
+            .bind(user_id)
+            .fetch_optional(&mut **tx)
+            .await?)
+    }
+
+    pub async fn insert_device(tx: &mut Tx<'_>, device: &DeviceRow, name: &str, now: i64) -> Result<(), ServerError> {
+        sqlx::query(
+            "INSERT INTO devices (id, user_id, name, sign_public_key, seal_public_key, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&device.id)
+        .bind(&device.user_id)
+        .bind(name)
+        .bind(&device.sign_public_key)
+        .bind(&device.seal_public_key)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn device_with_user(&self, device_id: &str) -> Result<Option<(DeviceRow, UserRow)>, ServerError> {
+        let device: Option<DeviceRow> = sqlx::query_as(
+            "SELECT id, user_id, sign_public_key, seal_public_key, revoked_at FROM devices WHERE id = ?",
+        )
+        .bind(device_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(device) = device else { return Ok(None) };
+        let user: UserRow = sqlx::query_as("SELECT id, name, roles FROM users WHERE id = ?")
+            .bind(&device.user_id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(Some((device, user)))
+    }
+
+    /// Records a request nonce; false if this device already used it (a replay).
+    pub async fn remember_nonce(
+        &self,
+        device_id: &str,
+        nonce: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<bool, ServerError> {
+        let mut tx = self.begin().await?;
+        sqlx::query("DELETE FROM request_nonces WHERE expires_at < ?").bind(now).execute(&mut *tx).await?;
+        let inserted = sqlx::query(
+            "INSERT INTO request_nonces (device_id, nonce, expires_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(device_id)
+        .bind(nonce)
+        .bind(expires_at)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(inserted == 1)
+    }
+
+    // ---- targets ----
+
+    pub async fn insert_target(tx: &mut Tx<'_>, t: &TargetRow, created_by: &str) -> Result<(), ServerError> {
+        let result = sqlx::query(
+            "INSERT INTO targets (id, name, host, port, login, host_key, credential_kind, credential_version, \
+             credential_data_key, credential, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&t.id)
+        .bind(&t.name)
+        .bind(&t.host)
+        .bind(t.port)
+        .bind(&t.login)
+        .bind(&t.host_key)
+        .bind(&t.credential_kind)
+        .bind(t.credential_version)
+        .bind(&t.credential_data_key)
+        .bind(&t.credential)
+        .bind(created_by)
+        .bind(t.created_at)
+        .execute(&mut **tx)
+        .await;
+        match result {
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                Err(ServerError::Conflict(format!("a target named {:?} already exists", t.name)))
+            }
+            other => other.map(|_| ()).map_err(Into::into),
+        }
+    }
+
+    pub async fn targets(&self) -> Result<Vec<TargetRow>, ServerError> {
+        Ok(sqlx::query_as("SELECT * FROM targets ORDER BY name").fetch_all(&self.pool).await?)
+    }
+
+    pub async fn target_by_name(&self, name: &str) -> Result<Option<TargetRow>, ServerError> {
+        Ok(sqlx::query_as("SELECT * FROM targets WHERE name = ?").bind(name).fetch_optional(&self.pool).await?)
+    }
+
+    // ---- requests and grants ----
+
+    pub async fn insert_request(tx: &mut Tx<'_>, r: &RequestRow) -> Result<(), ServerError> {
+        sqlx::query(
+            "INSERT INTO access_requests (id, user_id, device_id, target_id, duration_secs, reason, status, created_at, expires_at) \
+             VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
+        )
+        .bind(&r.id)
+        .bind(&r.user_id)
+        .bind(&r.device_id)
+        .bind(&r.target_id)
+        .bind(r.duration_secs)
+        .bind(&r.reason)
+        .bind(r.created_at)
+        .bind(r.expires_at)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn request(&self, id: &str) -> Result<Option<RequestRow>, ServerError> {
+        Ok(sqlx::query_as(&format!("{REQUEST_SELECT} WHERE r.id = ?")).bind(id).fetch_optional(&self.pool).await?)
+    }
+
+    /// Requests visible to a caller: all of them, or those of one user.
+    pub async fn requests(&self, only_user: Option<&str>) -> Result<Vec<RequestRow>, ServerError> {
+        Ok(sqlx::query_as(&format!(
+            "{REQUEST_SELECT} WHERE (?1 IS NULL OR r.user_id = ?1) ORDER BY r.created_at DESC, r.id LIMIT 500"
+        ))
+        .bind(only_user)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// The most recent request of a user for a target, to explain a refused connection.
+    pub async fn latest_request_for(&self, user_id: &str, target_id: &str) -> Result<Option<RequestRow>, ServerError> {
+        Ok(sqlx::query_as(&format!(
+            "{REQUEST_SELECT} WHERE r.user_id = ? AND r.target_id = ? ORDER BY r.created_at DESC, r.rowid DESC LIMIT 1"
+        ))
+        .bind(user_id)
+        .bind(target_id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Moves a pending request to `status`; false if it was no longer pending (a racing review).
+    pub async fn decide_request(
+        tx: &mut Tx<'_>,
+        id: &str,
+        status: &str,
+        decided_by: &str,
+        now: i64,
+        reason: Option<&str>,
+    ) -> Result<bool, ServerError> {
+        let n = sqlx::query(
+            "UPDATE access_requests SET status = ?, decided_by = ?, decided_at = ?, decision_reason = ? \
+             WHERE id = ? AND status = 'pending'",
+        )
+        .bind(status)
+        .bind(decided_by)
+        .bind(now)
+        .bind(reason)
+        .bind(id)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub async fn insert_grant(
+        tx: &mut Tx<'_>,
+        id: &str,
+        request: &RequestRow,
+        not_before: i64,
+        not_after: i64,
+        signed: &str,
+    ) -> Result<(), ServerError> {
+        sqlx::query(
+            "INSERT INTO grants (id, request_id, user_id, device_id, target_id, not_before, not_after, signed) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(id)
+        .bind(&request.id)
+        .bind(&request.user_id)
+        .bind(&request.device_id)
+        .bind(&request.target_id)
+        .bind(not_before)
+        .bind(not_after)
+        .bind(signed)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    /// The live grant (latest expiry first) of a user's device for a target.
+    pub async fn active_grant(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        target_id: &str,
+        now: i64,
+    ) -> Result<Option<GrantRow>, ServerError> {
+        Ok(sqlx::query_as(
+            "SELECT id, request_id, not_after, signed, revoked_at FROM grants \
+             WHERE user_id = ? AND device_id = ? AND target_id = ? AND revoked_at IS NULL \
+             AND not_before <= ?4 AND not_after > ?4 ORDER BY not_after DESC LIMIT 1",
+        )
+        .bind(user_id)
+        .bind(device_id)
+        .bind(target_id)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    // ---- audit ----
+
+    pub async fn record_event(
+        tx: &mut Tx<'_>,
+        now: i64,
+        actor: Option<&str>,
+        device_id: Option<&str>,
+        kind: &str,
+        detail: serde_json::Value,
+    ) -> Result<(), ServerError> {
+        sqlx::query("INSERT INTO server_events (at, actor, device_id, kind, detail) VALUES (?, ?, ?, ?, ?)")
+            .bind(now)
+            .bind(actor)
+            .bind(device_id)
+            .bind(kind)
+            .bind(detail.to_string())
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn stored_through(tx: &mut Tx<'_>, device_id: &str) -> Result<u64, ServerError> {
+        let max: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM audit_records WHERE device_id = ?")
+            .bind(device_id)
+            .fetch_one(&mut **tx)
+            .await?;
+        Ok(max.unwrap_or(0) as u64)
+    }
+
+    pub async fn record_hash(tx: &mut Tx<'_>, device_id: &str, seq: u64) -> Result<Option<String>, ServerError> {
+        Ok(sqlx::query_scalar("SELECT payload_sha256 FROM audit_records WHERE device_id = ? AND seq = ?")
+            .bind(device_id)
+            .bind(seq as i64)
+            .fetch_optional(&mut **tx)
+            .await?)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub async fn insert_record(
+        tx: &mut Tx<'_>,
+        device_id: &str,
+        seq: u64,
+        kind: &str,
+        session_id: Option<&str>,
+        payload_sha256: &str,
+        payload_ct: &[u8],
+        now: i64,
+    ) -> Result<(), ServerError> {
+        sqlx::query(
+            "INSERT INTO audit_records (device_id, seq, kind, session_id, payload_sha256, payload, received_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(device_id)
+        .bind(seq as i64)
+        .bind(kind)
+        .bind(session_id)
+        .bind(payload_sha256)
+        .bind(payload_ct)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn insert_session(tx: &mut Tx<'_>, s: &SessionRow) -> Result<(), ServerError> {
+        sqlx::query(
+            "INSERT INTO sessions (id, device_id, user_name, target, login, grant_id, command, started_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&s.id)
+        .bind(&s.device_id)
+        .bind(&s.user_name)
+        .bind(&s.target)
+        .bind(&s.login)
+        .bind(&s.grant_id)
+        .bind(&s.command)
+        .bind(s.started_at)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn end_session(
+        tx: &mut Tx<'_>,
+        id: &str,
+        device_id: &str,
+        ended_at: f64,
+        exit_status: Option<u32>,
+        reason: &str,
+    ) -> Result<bool, ServerError> {
+        let n = sqlx::query(
+            "UPDATE sessions SET ended_at = ?, exit_status = ?, end_reason = ? WHERE id = ? AND device_id = ? AND ended_at IS NULL",
+        )
+        .bind(ended_at)
+        .bind(exit_status.map(i64::from))
+        .bind(reason)
+        .bind(id)
+        .bind(device_id)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    pub async fn sessions(&self) -> Result<Vec<SessionRow>, ServerError> {
+        Ok(sqlx::query_as("SELECT * FROM sessions ORDER BY started_at DESC LIMIT 1000").fetch_all(&self.pool).await?)
+    }
+
+    pub async fn session(&self, id: &str) -> Result<Option<SessionRow>, ServerError> {
+        Ok(sqlx::query_as("SELECT * FROM sessions WHERE id = ?").bind(id).fetch_optional(&self.pool).await?)
+    }
+
+    /// (seq, encrypted payload) of a session's records, in order.
+    pub async fn session_records(&self, device_id: &str, session_id: &str) -> Result<Vec<(i64, Vec<u8>)>, ServerError> {
+        Ok(sqlx::query_as("SELECT seq, payload FROM audit_records WHERE device_id = ? AND session_id = ? ORDER BY seq")
+            .bind(device_id)
+            .bind(session_id)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+}
+
+/// AAD of an uploaded record at rest on the server.
+pub fn record_aad(device_id: &str, seq: u64) -> Aad {
+    Aad::for_field("audit_records", &format!("{device_id}/{seq}"), 1, "payload")
+}
+
+/// AAD of a target's credential at rest.
+pub fn credential_aad(target_id: &str, version: i64) -> Aad {
+    Aad::for_field("targets", target_id, version as u32, "credential")
+}
