@@ -1,1 +1,321 @@
+//! End-to-end scenarios through the real `portcullis` binary, the real server process and real
+//! OpenSSH `sshd` targets on loopback ports.
 
+mod harness;
+
+use std::time::{Duration, Instant};
+
+use harness::*;
+
+/// The whole loop on key auth; afterwards the private key must not occur anywhere: outputs,
+/// trace-level logs of server and clients, databases, the process environment.
+#[test]
+fn full_loop_with_key_credential_leaves_no_trace_of_it() {
+    let sshd = Sshd::start();
+    let world = World::with_log("trace");
+    world.add_key_target("web", &sshd);
+
+    let listed = world.alice.run(&["target", "list"]).ok();
+    assert!(listed.stdout.contains("web") && listed.stdout.contains("127.0.0.1"), "{}", listed.stdout);
+
+    let request = world.alice.run(&["request", "web", "--duration", "30m", "--reason", "rotate logs"]).ok().last_line();
+    let pending = world.bob.run(&["requests", "--pending"]).ok();
+    assert!(pending.stdout.contains(&request) && pending.stdout.contains("rotate logs"), "{}", pending.stdout);
+    world.bob.run(&["approve", &request]).ok();
+
+    // Exec: output and exit status pass through.
+    let hello = world.alice.run(&["ssh", "web", "--", "echo", "hello-from-target"]).ok();
+    assert_eq!(hello.stdout, "hello-from-target\n");
+    let failing = world.alice.run(&["ssh", "web", "--", "echo out; echo err >&2; exit 7"]);
+    assert_eq!(failing.status, 7, "{}", failing.stderr);
+    assert_eq!(failing.stdout, "out\n");
+    assert!(failing.stderr.contains("err"));
+    let piped = world.alice.run_with_stdin(&["ssh", "web", "--", "wc", "-c"], &[b'x'; 100_000]).ok();
+    assert_eq!(piped.stdout.trim(), "100000");
+
+    // While a session runs, its process environment holds no credential.
+    let child = world.alice.spawn(&["ssh", "web", "--", "sleep", "1.5"]);
+    std::thread::sleep(Duration::from_millis(700));
+    let environ = std::fs::read(format!("/proc/{}/environ", child.id())).unwrap_or_default();
+    let finished = world.alice.wait(child).ok();
+    assert!(!environ.is_empty(), "could not read the session's environment");
+
+    // The auditor sees the sessions and exports one as asciicast v2.
+    let sessions = world.bob.run(&["audit", "list"]).ok();
+    let line = sessions.stdout.lines().find(|l| l.contains("hello-from-target")).expect("session listed").to_string();
+    assert!(line.contains("alice") && line.contains("web") && line.contains("exit"), "{line}");
+    let session_id = line.split_whitespace().next().unwrap().to_string();
+    let cast = world.root.path().join("s.cast");
+    world.bob.run(&["audit", "export", &session_id, "--out", cast.to_str().unwrap()]).ok();
+    let cast = std::fs::read_to_string(&cast).unwrap();
+    let mut lines = cast.lines();
+    let header: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+    assert_eq!(header["version"], 2);
+    assert!(header["width"].as_u64().unwrap() > 0);
+    let events: Vec<serde_json::Value> = lines.map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(events.iter().any(|e| e[1] == "o" && e[2].as_str().unwrap().contains("hello-from-target")), "{cast}");
+    assert!(events.iter().all(|e| e[0].as_f64().is_some()));
+
+    // Requesters cannot read the audit store.
+    world.alice.run(&["audit", "list"]).fails_with("not an auditor");
+
+    // The canary scan: the private key's text and every base64 line of it.
+    let key_text = std::fs::read(&sshd.user_key).unwrap();
+    let mut canaries: Vec<Vec<u8>> = vec![key_text.clone()];
+    for line in String::from_utf8(key_text).unwrap().lines() {
+        if !line.starts_with("-----") && line.len() >= 20 {
+            canaries.push(line.as_bytes().to_vec());
+        }
+    }
+    assert_no_canary(&world.transcript.bytes(), &canaries, "command output");
+    assert_no_canary(finished.stdout.as_bytes(), &canaries, "session output");
+    assert_no_canary(&environ, &canaries, "the session's process environment");
+    let server_log = world.server.log();
+    assert!(server_log.len() > 10_000, "trace logging was not on ({} bytes)", server_log.len());
+    assert_no_canary(&server_log, &canaries, "server log");
+    let files = files_under(world.root.path());
+    assert!(files.iter().any(|f| f.ends_with("server.db")));
+    assert!(files.iter().any(|f| f.ends_with("client.db")));
+    for file in files {
+        assert_no_canary(&std::fs::read(&file).unwrap(), &canaries, &file.display().to_string());
+    }
+}
+
+/// A password target on real sshd, password auth against a real account; the password is a
+/// unique random string that must never surface.
+#[test]
+fn password_credential_works_and_never_surfaces() {
+    let user = "portcullis-e2e";
+    let exists = std::process::Command::new("id").arg(user).output().unwrap().status.success();
+    if !exists {
+        let made = std::process::Command::new("useradd").args(["-m", "-s", "/bin/sh", user]).status().unwrap();
+        assert!(made.success(), "creating the test account {user} needs root");
+    }
+    let password = format!("canary-{}", hex::encode(rand::random::<[u8; 16]>()));
+    let mut chpasswd = std::process::Command::new("chpasswd").stdin(std::process::Stdio::piped()).spawn().unwrap();
+    std::io::Write::write_all(chpasswd.stdin.as_mut().unwrap(), format!("{user}:{password}\n").as_bytes()).unwrap();
+    drop(chpasswd.stdin.take());
+    assert!(chpasswd.wait().unwrap().success());
+
+    let sshd = Sshd::start();
+    let world = World::with_log("trace");
+    let port = sshd.port.to_string();
+    world
+        .admin
+        .run_with_stdin(
+            &["target", "add", "db", "--host", "127.0.0.1", "--port", &port, "--login", user, "--password-stdin",
+              "--host-key", &sshd.host_key_pub],
+            format!("{password}\n").as_bytes(),
+        )
+        .ok();
+    world.grant("db", "10m");
+    let who = world.alice.run(&["ssh", "db", "--", "whoami"]).ok();
+    assert_eq!(who.stdout.trim(), user);
+    assert!(sshd.log().contains(&format!("Accepted password for {user}")), "{}", sshd.log());
+
+    let canaries = vec![password.into_bytes()];
+    assert_no_canary(&world.transcript.bytes(), &canaries, "command output");
+    assert_no_canary(&world.server.log(), &canaries, "server log");
+    for file in files_under(world.root.path()) {
+        assert_no_canary(&std::fs::read(&file).unwrap(), &canaries, &file.display().to_string());
+    }
+}
+
+#[test]
+fn approvals_are_enforced() {
+    let sshd = Sshd::start();
+    let world = World::new();
+    world.add_key_target("web", &sshd);
+
+    // No request yet.
+    world.alice.run(&["ssh", "web", "--", "true"]).fails_with("no access to web");
+    let id = world.alice.run(&["request", "web", "--duration", "15m", "--reason", "debug"]).ok().last_line();
+    world.alice.run(&["ssh", "web", "--", "true"]).fails_with("still waiting for approval");
+    // A requester is not an approver, and nobody approves their own request.
+    world.alice.run(&["approve", &id]).fails_with("not an approver");
+    let code = world.admin.run(&["user", "add", "carol", "--role", "requester", "--role", "approver"]).ok().last_line();
+    let carol = User::new(world.root.path(), "carol", "warn", &world.transcript);
+    carol.run(&["enroll", "--server", &world.server.url, "--code", &code]).ok();
+    let own = carol.run(&["request", "web", "--duration", "5m", "--reason", "mine"]).ok().last_line();
+    carol.run(&["approve", &own]).fails_with("cannot review your own request");
+    // Deny, with a reason the requester sees.
+    world.bob.run(&["deny", &id, "--reason", "use staging"]).ok();
+    world.alice.run(&["ssh", "web", "--", "true"]).fails_with("denied by bob: use staging");
+    world.bob.run(&["approve", &id]).fails_with("already denied");
+    // Limits.
+    world.alice.run(&["request", "web", "--duration", "9h", "--reason", "x"]).fails_with("between 1 second and 8 hours");
+    world.alice.run(&["request", "nope", "--duration", "5m", "--reason", "x"]).fails_with("unknown target");
+    world.alice.run(&["ssh", "nope", "--", "true"]).fails_with("unknown target");
+    world.alice.run(&["user", "add", "mallory", "--role", "admin"]).fails_with("does not have the admin role");
+    world.bob.run(&["approve", "00000000-0000-0000-0000-000000000000"]).fails_with("no request");
+
+    // An approved grant expires: connecting afterwards is refused.
+    world.grant("web", "2s");
+    world.alice.run(&["ssh", "web", "--", "true"]).ok();
+    std::thread::sleep(Duration::from_millis(2500));
+    world.alice.run(&["ssh", "web", "--", "true"]).fails_with("has expired");
+}
+
+#[test]
+fn a_running_session_ends_when_its_grant_expires() {
+    let sshd = Sshd::start();
+    let world = World::new();
+    world.add_key_target("web", &sshd);
+    world.grant("web", "3s");
+    let started = Instant::now();
+    let run = world.alice.run(&["ssh", "web", "--", "sleep", "30"]);
+    let took = started.elapsed();
+    assert_eq!(run.status, 255, "{}", run.stderr);
+    assert!(run.stderr.contains("access grant expired"), "{}", run.stderr);
+    assert!(took < Duration::from_secs(10), "session outlived its grant: {took:?}");
+    let audit = world.bob.run(&["audit", "list"]).ok();
+    assert!(audit.stdout.contains("grant_expired"), "{}", audit.stdout);
+}
+
+#[test]
+fn enrolment_codes_are_one_time_and_checked() {
+    let world = World::new();
+    let stranger = User::new(world.root.path(), "stranger", "warn", &world.transcript);
+    let bogus = format!("pc1-{}-{}", "0".repeat(32), &world.server.admin_code[37..]);
+    stranger.run(&["enroll", "--server", &world.server.url, "--code", &bogus]).fails_with("invalid, expired or already used");
+    stranger.run(&["enroll", "--server", &world.server.url, "--code", "hello"]).fails_with("malformed enrolment code");
+    // The admin's code was used by World::new.
+    stranger
+        .run(&["enroll", "--server", &world.server.url, "--code", &world.server.admin_code])
+        .fails_with("invalid, expired or already used");
+    // A code carries the server's certificate pin: another server's code is refused.
+    let other_root = tempfile::tempdir().unwrap();
+    let other = ServerProcess::init(other_root.path(), "warn", &world.transcript);
+    stranger.run(&["enroll", "--server", &world.server.url, "--code", &other.admin_code]).fails_with("invalid, expired or already used");
+    // Plain HTTP only to loopback.
+    stranger.run(&["enroll", "--server", "http://portcullis.example.invalid:8443", "--code", &other.admin_code])
+        .fails_with("only loopback servers may use http");
+    // Unenrolled devices are told what to do.
+    stranger.run(&["target", "list"]).fails_with("not enrolled");
+    assert!(!stranger.home.join("device.json").exists());
+}
+
+#[test]
+fn tls_server_is_pinned_by_the_enrolment_code() {
+    let root = tempfile::tempdir().unwrap();
+    let transcript = Transcript::default();
+    let mut server = ServerProcess::init(root.path(), "warn", &transcript);
+    server.start(true);
+    assert!(server.url.starts_with("https://"));
+    let admin = User::new(root.path(), "admin", "warn", &transcript);
+    admin.run(&["enroll", "--server", &server.url, "--code", &server.admin_code]).ok();
+    admin.run(&["whoami"]).ok();
+
+    // A second TLS server (another certificate) cannot pass for the first.
+    let mut impostor = ServerProcess::init(&root.path().join("impostor"), "warn", &transcript);
+    std::fs::create_dir_all(root.path().join("impostor")).ok();
+    impostor.start(true);
+    let code = admin.run(&["user", "add", "dave", "--role", "requester"]).ok().last_line();
+    let dave = User::new(root.path(), "dave", "warn", &transcript);
+    dave.run(&["enroll", "--server", &impostor.url, "--code", &code]).fails_with("pinned fingerprint");
+    dave.run(&["enroll", "--server", &server.url, "--code", &code]).ok();
+}
+
+#[test]
+fn target_failures_are_clear_and_audited() {
+    let mut sshd = Sshd::start();
+    let world = World::new();
+    world.add_key_target("web", &sshd);
+
+    // A target whose host key differs from the pinned one: refused before authenticating, audited.
+    let impostor = Sshd::start();
+    let port = impostor.port.to_string();
+    let key = sshd.user_key.to_str().unwrap().to_string();
+    world
+        .admin
+        .run(&["target", "add", "spoofed", "--host", "127.0.0.1", "--port", &port, "--login", "root", "--key-file",
+               &key, "--host-key", &sshd.host_key_pub])
+        .ok();
+    world.grant("spoofed", "5m");
+    world.alice.run(&["ssh", "spoofed", "--", "true"]).fails_with("host key mismatch");
+    assert!(!impostor.log().contains("Accepted"), "credential was used on an impostor: {}", impostor.log());
+    let events = world.bob.run(&["audit", "events", "--kind", "host_key_mismatch"]).ok();
+    assert!(events.stdout.contains("spoofed") && events.stdout.contains("alice"), "{}", events.stdout);
+
+    // Wrong credential: the target refuses the stored key.
+    let other = Sshd::start();
+    let port = other.port.to_string();
+    world
+        .admin
+        .run(&["target", "add", "stale", "--host", "127.0.0.1", "--port", &port, "--login", "root", "--key-file", &key,
+               "--host-key", &other.host_key_pub])
+        .ok();
+    world.grant("stale", "5m");
+    world.alice.run(&["ssh", "stale", "--", "true"]).fails_with("rejected the stored credential");
+
+    // Target down.
+    world.grant("web", "5m");
+    sshd.stop();
+    world.alice.run(&["ssh", "web", "--", "true"]).fails_with("cannot reach web");
+
+    // Bad target definitions are refused up front.
+    world
+        .admin
+        .run(&["target", "add", "bad", "--host", "127.0.0.1", "--port", "22", "--login", "root", "--key-file", &key,
+               "--host-key", "ssh-ed25519 not-base64"])
+        .fails_with("host key is not an OpenSSH public key");
+    world
+        .admin
+        .run_with_stdin(
+            &["target", "add", "bad", "--host", "127.0.0.1", "--login", "root", "--key-file", "/etc/hostname",
+              "--host-key", &other.host_key_pub],
+            b"",
+        )
+        .fails_with("not an OpenSSH private key");
+    world
+        .admin
+        .run(&["target", "add", "web", "--host", "127.0.0.1", "--login", "root", "--key-file", &key, "--host-key",
+               &other.host_key_pub])
+        .fails_with("already exists");
+}
+
+/// The server goes away during a session: the session completes, stays recorded locally, and
+/// the next sync uploads it; uploading again stores nothing twice.
+#[test]
+fn sessions_survive_a_server_outage_and_sync_later() {
+    let sshd = Sshd::start();
+    let mut world = World::new();
+    world.add_key_target("web", &sshd);
+    world.grant("web", "10m");
+
+    let child = world.alice.spawn(&["ssh", "web", "--", "sleep 1; echo survived-outage"]);
+    std::thread::sleep(Duration::from_millis(400));
+    world.server.stop();
+    let run = world.alice.wait(child);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    assert_eq!(run.stdout, "survived-outage\n");
+    assert!(run.stderr.contains("portcullis sync"), "{}", run.stderr);
+    let local = world.alice.run(&["sessions"]).ok();
+    assert!(local.stdout.contains("pending"), "{}", local.stdout);
+    world.alice.run(&["sync"]).fails_with("cannot reach the server");
+
+    world.server.start(false);
+    let synced = world.alice.run(&["sync"]).ok();
+    assert!(synced.stdout.contains("0 pending"), "{}", synced.stdout);
+    let local = world.alice.run(&["sessions"]).ok();
+    assert!(!local.stdout.contains("pending"), "{}", local.stdout);
+    let audit = world.bob.run(&["audit", "list"]).ok();
+    assert_eq!(audit.stdout.matches("survived-outage").count(), 1, "{}", audit.stdout);
+
+    // Force a re-upload of everything: the server acknowledges duplicates and stores nothing twice.
+    mark_all_records_unsent(&world.alice.home.join("client.db"));
+    let again = world.alice.run(&["sync"]).ok();
+    assert!(again.stdout.contains("were already there"), "{}", again.stdout);
+    let audit = world.bob.run(&["audit", "list"]).ok();
+    assert_eq!(audit.stdout.matches("survived-outage").count(), 1, "{}", audit.stdout);
+}
+
+fn mark_all_records_unsent(db: &std::path::Path) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        use sqlx::Connection;
+        let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display())).await.unwrap();
+        let n = sqlx::query("UPDATE records SET uploaded_at = NULL").execute(&mut conn).await.unwrap().rows_affected();
+        assert!(n > 0);
+    });
+}

@@ -173,6 +173,13 @@ pub struct TargetAdd {
 pub enum AuditCommand {
     /// List recorded sessions.
     List,
+    /// Security events the server recorded (enrolments, reviews, credential releases,
+    /// host-key mismatches, rejected uploads), newest first.
+    Events {
+        /// Only events of this kind, e.g. host_key_mismatch.
+        #[arg(long)]
+        kind: Option<String>,
+    },
     /// Export one session as an asciicast v2 file (play it with asciinema-player).
     Export {
         session_id: String,

@@ -78,3 +78,19 @@ pub async fn export(home: &Path, session_id: &str, out: &Path) -> anyhow::Result
     println!("Wrote {} ({} events) to {}", session_id, cast.lines().count().saturating_sub(1), out.display());
     Ok(ExitCode::SUCCESS)
 }
+
+pub async fn events(home: &Path, kind: Option<&str>) -> anyhow::Result<ExitCode> {
+    let device = open_device(home).await?;
+    let events = device.api().events().await?;
+    println!("{:<20} {:<12} {:<22} DETAIL", "AT", "ACTOR", "EVENT");
+    for e in events.into_iter().filter(|e| kind.is_none_or(|k| k == e.kind)) {
+        println!(
+            "{:<20} {:<12} {:<22} {}",
+            crate::access::format_time(e.at),
+            e.actor.unwrap_or_else(|| "-".into()),
+            e.kind,
+            e.detail
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -74,6 +74,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Sync => audit::sync(&home).await,
         Command::Sessions => audit::local_sessions(&home).await,
         Command::Audit(AuditCommand::List) => audit::list(&home).await,
+        Command::Audit(AuditCommand::Events { kind }) => audit::events(&home, kind.as_deref()).await,
         Command::Audit(AuditCommand::Export { session_id, out }) => audit::export(&home, &session_id, &out).await,
     }
 }

@@ -8,7 +8,7 @@ use portcullis_crypto::identity::SigningIdentity;
 use portcullis_proto::{
     AccessRequestView, AddTargetRequest, AddUserRequest, AddUserResponse, ApiError, ConnectRequest, ConnectResponse,
     CreateAccessRequest, EnrollRequest, EnrollResponse, HEADER_DEVICE, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIME,
-    ReviewRequest, SessionSummary, TargetSummary, UploadAck, UploadBatch, WhoAmI, request_signing_input,
+    ReviewRequest, ServerEvent, SessionSummary, TargetSummary, UploadAck, UploadBatch, WhoAmI, request_signing_input,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -221,6 +221,10 @@ impl ApiClient {
 
     pub async fn sessions(&self) -> Result<Vec<SessionSummary>, ClientError> {
         self.call::<(), _>(reqwest::Method::GET, "/v1/audit/sessions", None).await
+    }
+
+    pub async fn events(&self) -> Result<Vec<ServerEvent>, ClientError> {
+        self.call::<(), _>(reqwest::Method::GET, "/v1/audit/events", None).await
     }
 
     /// The session as asciicast v2 text.

@@ -114,3 +114,15 @@ pub struct SessionSummary {
     pub exit_status: Option<u32>,
     pub end_reason: Option<String>,
 }
+
+/// A security event the server witnessed (enrolment, review, credential release, host-key
+/// mismatch reported by a device, rejected upload, ...). Never contains a secret.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ServerEvent {
+    pub id: i64,
+    pub at: i64,
+    pub actor: Option<String>,
+    pub device_id: Option<String>,
+    pub kind: String,
+    pub detail: serde_json::Value,
+}

@@ -96,6 +96,16 @@ pub struct SessionRow {
     pub end_reason: Option<String>,
 }
 
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct EventRow {
+    pub id: i64,
+    pub at: i64,
+    pub actor: Option<String>,
+    pub device_id: Option<String>,
+    pub kind: String,
+    pub detail: String,
+}
+
 const REQUEST_SELECT: &str = "SELECT r.id, r.user_id, u.name AS requester, r.device_id, r.target_id, t.name AS target, \
      r.duration_secs, r.reason, r.status, r.created_at, r.expires_at, d.name AS decided_by, r.decided_at, \
      r.decision_reason, g.not_after AS grant_not_after \
@@ -425,6 +435,17 @@ impl Store {
             .execute(&mut **tx)
             .await?;
         Ok(())
+    }
+
+    /// Latest events first; `actor` is resolved to the user name.
+    pub async fn events(&self, limit: i64) -> Result<Vec<EventRow>, ServerError> {
+        Ok(sqlx::query_as(
+            "SELECT e.id, e.at, u.name AS actor, e.device_id, e.kind, e.detail FROM server_events e \
+             LEFT JOIN users u ON u.id = e.actor ORDER BY e.id DESC LIMIT ?",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     pub async fn stored_through(tx: &mut Tx<'_>, device_id: &str) -> Result<u64, ServerError> {

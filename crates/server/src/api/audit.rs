@@ -5,7 +5,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::{Extension, Json};
 use portcullis_crypto::OsRng;
-use portcullis_proto::{AuditPayload, Role, SessionSummary, UploadAck, UploadBatch};
+use portcullis_proto::{AuditPayload, Role, ServerEvent, SessionSummary, UploadAck, UploadBatch};
 
 use super::{ApiResult, AppState};
 use crate::ServerError;
@@ -223,4 +223,21 @@ pub async fn export_cast(
     .await?;
     tx.commit().await?;
     Ok(([(header::CONTENT_TYPE, "application/x-asciicast")], out))
+}
+
+pub async fn list_events(State(state): AppState, Extension(caller): Extension<Caller>) -> ApiResult<Vec<ServerEvent>> {
+    require_auditor(&caller)?;
+    let rows = state.db.events(1000).await?;
+    Ok(Json(
+        rows.into_iter()
+            .map(|e| ServerEvent {
+                id: e.id,
+                at: e.at,
+                actor: e.actor,
+                device_id: e.device_id,
+                kind: e.kind,
+                detail: serde_json::from_str(&e.detail).unwrap_or(serde_json::Value::Null),
+            })
+            .collect(),
+    ))
 }

@@ -33,6 +33,7 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/v1/connect", post(access::connect))
         .route("/v1/audit/records", post(audit::upload))
         .route("/v1/audit/sessions", get(audit::list_sessions))
+        .route("/v1/audit/events", get(audit::list_events))
         .route("/v1/audit/sessions/{id}/cast", get(audit::export_cast))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()

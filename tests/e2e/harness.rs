@@ -1,0 +1,374 @@
+//! Test harness: real OpenSSH `sshd` targets, the real `portcullis` server process, and the
+//! real `portcullis` binary acting as several users, each with its own PORTCULLIS_HOME.
+
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
+pub const PASSPHRASE: &str = "e2e passphrase, not a credential";
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+pub fn wait_for_port(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{what} did not start listening on port {port}");
+}
+
+/// Every byte any command printed, for the canary scan.
+#[derive(Clone, Default)]
+pub struct Transcript(Arc<Mutex<Vec<u8>>>);
+
+impl Transcript {
+    pub fn add(&self, bytes: &[u8]) {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        self.0.lock().unwrap().push(b'\n');
+    }
+    pub fn bytes(&self) -> Vec<u8> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+/// A throwaway OpenSSH server on a loopback port, run as root (key and password auth).
+pub struct Sshd {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub host_key_pub: String,
+    /// Private key whose public half is authorised for `root`.
+    pub user_key: PathBuf,
+    child: Child,
+}
+
+fn ssh_keygen(path: &Path, comment: &str) {
+    let status = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
+        .arg(path)
+        .status()
+        .expect("ssh-keygen (package openssh-client) must be installed");
+    assert!(status.success());
+}
+
+impl Sshd {
+    pub fn start() -> Sshd {
+        Self::start_with_host_key(None)
+    }
+
+    /// `host_key`: reuse another sshd's host key file (to impersonate nothing), or a fresh one.
+    pub fn start_with_host_key(host_key: Option<&Path>) -> Sshd {
+        let dir = tempfile::tempdir().unwrap();
+        let host_key = match host_key {
+            Some(existing) => existing.to_path_buf(),
+            None => {
+                let p = dir.path().join("host_key");
+                ssh_keygen(&p, "host");
+                p
+            }
+        };
+        let user_key = dir.path().join("user_key");
+        ssh_keygen(&user_key, "portcullis-e2e-user");
+        std::fs::copy(user_key.with_extension("pub"), dir.path().join("authorized_keys")).unwrap();
+        let port = free_port();
+        let config = dir.path().join("sshd_config");
+        std::fs::write(
+            &config,
+            format!(
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {hk}\nPidFile {d}/sshd.pid\n\
+                 AuthorizedKeysFile {d}/authorized_keys\nStrictModes no\nUsePAM no\n\
+                 PasswordAuthentication yes\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n\
+                 LogLevel VERBOSE\n",
+                hk = host_key.display(),
+                d = dir.path().display()
+            ),
+        )
+        .unwrap();
+        std::fs::create_dir_all("/run/sshd").ok();
+        let sshd = ["/usr/sbin/sshd", "/usr/bin/sshd"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .expect("sshd (package openssh-server) must be installed");
+        let log = std::fs::File::create(dir.path().join("sshd.log")).unwrap();
+        let child = Command::new(sshd)
+            .args(["-D", "-e", "-f"])
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start sshd");
+        wait_for_port(port, "sshd");
+        let host_key_pub = std::fs::read_to_string(host_key.with_extension("pub")).unwrap().trim().to_string();
+        Sshd { dir, port, host_key_pub, user_key, child }
+    }
+
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("sshd.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The Portcullis server as a separate process.
+pub struct ServerProcess {
+    pub data: PathBuf,
+    pub port: u16,
+    pub url: String,
+    pub tls: bool,
+    pub admin_code: String,
+    log: PathBuf,
+    child: Option<Child>,
+    rust_log: String,
+}
+
+pub fn base_command(rust_log: &str) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env("PORTCULLIS_PASSPHRASE", PASSPHRASE)
+        .env("PORTCULLIS_KEY_STORE", "passphrase")
+        .env("RUST_LOG", rust_log)
+        .env_remove("PORTCULLIS_HOME")
+        .stdin(Stdio::null());
+    cmd
+}
+
+impl ServerProcess {
+    pub fn init(root: &Path, rust_log: &str, transcript: &Transcript) -> ServerProcess {
+        let data = root.join("server");
+        let out = base_command(rust_log).args(["server", "init", "--data"]).arg(&data).output().unwrap();
+        transcript.add(&out.stdout);
+        transcript.add(&out.stderr);
+        assert!(out.status.success(), "server init failed: {}", String::from_utf8_lossy(&out.stderr));
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        let admin_code = stdout.lines().last().unwrap().trim().to_string();
+        ServerProcess {
+            data,
+            port: free_port(),
+            url: String::new(),
+            tls: false,
+            admin_code,
+            log: root.join("server.log"),
+            child: None,
+            rust_log: rust_log.to_string(),
+        }
+    }
+
+    pub fn start(&mut self, tls: bool) {
+        self.tls = tls;
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let mut cmd = base_command(&self.rust_log);
+        cmd.args(["server", "run", "--data"])
+            .arg(&self.data)
+            .args(["--listen", &format!("127.0.0.1:{}", self.port)])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        if tls {
+            cmd.arg("--tls");
+        }
+        self.child = Some(cmd.spawn().unwrap());
+        wait_for_port(self.port, "portcullis server");
+        self.url = format!("{}://127.0.0.1:{}", if tls { "https" } else { "http" }, self.port);
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn log(&self) -> Vec<u8> {
+        std::fs::read(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// One person's device: a PORTCULLIS_HOME and the real binary.
+#[derive(Clone)]
+pub struct User {
+    pub name: String,
+    pub home: PathBuf,
+    rust_log: String,
+    transcript: Transcript,
+}
+
+pub struct Run {
+    pub status: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn last_line(&self) -> String {
+        self.stdout.lines().last().unwrap_or_default().trim().to_string()
+    }
+
+    #[track_caller]
+    pub fn ok(self) -> Run {
+        assert_eq!(self.status, 0, "expected success\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
+        self
+    }
+
+    #[track_caller]
+    pub fn fails_with(self, needle: &str) -> Run {
+        assert_ne!(self.status, 0, "expected failure\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
+        assert!(
+            self.stderr.contains(needle),
+            "expected stderr to contain {needle:?}\nstdout: {}\nstderr: {}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+}
+
+impl User {
+    pub fn new(root: &Path, name: &str, rust_log: &str, transcript: &Transcript) -> User {
+        User {
+            name: name.into(),
+            home: root.join(format!("home-{name}")),
+            rust_log: rust_log.into(),
+            transcript: transcript.clone(),
+        }
+    }
+
+    pub fn command(&self) -> Command {
+        let mut cmd = base_command(&self.rust_log);
+        cmd.env("PORTCULLIS_HOME", &self.home);
+        cmd
+    }
+
+    fn finish(&self, out: Output) -> Run {
+        self.transcript.add(&out.stdout);
+        self.transcript.add(&out.stderr);
+        Run {
+            status: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        let out = self.command().args(args).output().unwrap();
+        self.finish(out)
+    }
+
+    pub fn run_with_stdin(&self, args: &[&str], stdin: &[u8]) -> Run {
+        let mut child =
+            self.command().args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        child.stdin.take().unwrap().write_all(stdin).unwrap();
+        let out = child.wait_with_output().unwrap();
+        self.finish(out)
+    }
+
+    pub fn spawn(&self, args: &[&str]) -> Child {
+        self.command().args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+    }
+
+    pub fn wait(&self, child: Child) -> Run {
+        let out = child.wait_with_output().unwrap();
+        self.finish(out)
+    }
+}
+
+/// A server with an enrolled admin, a requester (alice) and an approver/auditor (bob).
+pub struct World {
+    pub root: tempfile::TempDir,
+    pub server: ServerProcess,
+    pub admin: User,
+    pub alice: User,
+    pub bob: User,
+    pub transcript: Transcript,
+}
+
+impl World {
+    pub fn new() -> World {
+        Self::with_log("warn")
+    }
+
+    pub fn with_log(rust_log: &str) -> World {
+        let root = tempfile::tempdir().unwrap();
+        let transcript = Transcript::default();
+        let mut server = ServerProcess::init(root.path(), rust_log, &transcript);
+        server.start(false);
+        let admin = User::new(root.path(), "admin", rust_log, &transcript);
+        admin.run(&["enroll", "--server", &server.url, "--code", &server.admin_code]).ok();
+        let alice = User::new(root.path(), "alice", rust_log, &transcript);
+        let bob = User::new(root.path(), "bob", rust_log, &transcript);
+        let code = admin.run(&["user", "add", "alice", "--role", "requester"]).ok().last_line();
+        alice.run(&["enroll", "--server", &server.url, "--code", &code]).ok();
+        let code = admin.run(&["user", "add", "bob", "--role", "approver", "--role", "auditor"]).ok().last_line();
+        bob.run(&["enroll", "--server", &server.url, "--code", &code]).ok();
+        World { root, server, admin, alice, bob, transcript }
+    }
+
+    pub fn add_key_target(&self, name: &str, sshd: &Sshd) {
+        let key = sshd.user_key.to_str().unwrap();
+        let port = sshd.port.to_string();
+        self.admin
+            .run(&[
+                "target", "add", name, "--host", "127.0.0.1", "--port", &port, "--login", "root", "--key-file", key,
+                "--host-key", &sshd.host_key_pub,
+            ])
+            .ok();
+    }
+
+    /// alice asks, bob approves; returns the request id.
+    pub fn grant(&self, target: &str, duration: &str) -> String {
+        let id = self.alice.run(&["request", target, "--duration", duration, "--reason", "e2e"]).ok().last_line();
+        self.bob.run(&["approve", &id]).ok();
+        id
+    }
+}
+
+/// Fails if any canary occurs in `haystack`.
+#[track_caller]
+pub fn assert_no_canary(haystack: &[u8], canaries: &[Vec<u8>], what: &str) {
+    for canary in canaries {
+        assert!(canary.len() >= 12, "canary too short to be meaningful");
+        if haystack.windows(canary.len()).any(|w| w == canary.as_slice()) {
+            panic!("credential canary found in {what}");
+        }
+    }
+}
+
+/// Every regular file under `dir`, recursively.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.is_file() {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
