@@ -278,8 +278,14 @@ impl User {
     }
 
     pub fn run_with_stdin(&self, args: &[&str], stdin: &[u8]) -> Run {
-        let mut child =
-            self.command().args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let mut child = self
+            .command()
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
         child.stdin.take().unwrap().write_all(stdin).unwrap();
         let out = child.wait_with_output().unwrap();
         self.finish(out)
@@ -331,8 +337,19 @@ impl World {
         let port = sshd.port.to_string();
         self.admin
             .run(&[
-                "target", "add", name, "--host", "127.0.0.1", "--port", &port, "--login", "root", "--key-file", key,
-                "--host-key", &sshd.host_key_pub,
+                "target",
+                "add",
+                name,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port,
+                "--login",
+                "root",
+                "--key-file",
+                key,
+                "--host-key",
+                &sshd.host_key_pub,
             ])
             .ok();
     }

@@ -103,8 +103,20 @@ fn password_credential_works_and_never_surfaces() {
     world
         .admin
         .run_with_stdin(
-            &["target", "add", "db", "--host", "127.0.0.1", "--port", &port, "--login", user, "--password-stdin",
-              "--host-key", &sshd.host_key_pub],
+            &[
+                "target",
+                "add",
+                "db",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port,
+                "--login",
+                user,
+                "--password-stdin",
+                "--host-key",
+                &sshd.host_key_pub,
+            ],
             format!("{password}\n").as_bytes(),
         )
         .ok();
@@ -143,7 +155,10 @@ fn approvals_are_enforced() {
     world.alice.run(&["ssh", "web", "--", "true"]).fails_with("denied by bob: use staging");
     world.bob.run(&["approve", &id]).fails_with("already denied");
     // Limits.
-    world.alice.run(&["request", "web", "--duration", "9h", "--reason", "x"]).fails_with("between 1 second and 8 hours");
+    world
+        .alice
+        .run(&["request", "web", "--duration", "9h", "--reason", "x"])
+        .fails_with("between 1 second and 8 hours");
     world.alice.run(&["request", "nope", "--duration", "5m", "--reason", "x"]).fails_with("unknown target");
     world.alice.run(&["ssh", "nope", "--", "true"]).fails_with("unknown target");
     world.alice.run(&["user", "add", "mallory", "--role", "admin"]).fails_with("does not have the admin role");
@@ -177,7 +192,9 @@ fn enrolment_codes_are_one_time_and_checked() {
     let world = World::new();
     let stranger = User::new(world.root.path(), "stranger", "warn", &world.transcript);
     let bogus = format!("pc1-{}-{}", "0".repeat(32), &world.server.admin_code[37..]);
-    stranger.run(&["enroll", "--server", &world.server.url, "--code", &bogus]).fails_with("invalid, expired or already used");
+    stranger
+        .run(&["enroll", "--server", &world.server.url, "--code", &bogus])
+        .fails_with("invalid, expired or already used");
     stranger.run(&["enroll", "--server", &world.server.url, "--code", "hello"]).fails_with("malformed enrolment code");
     // The admin's code was used by World::new.
     stranger
@@ -186,9 +203,12 @@ fn enrolment_codes_are_one_time_and_checked() {
     // A code carries the server's certificate pin: another server's code is refused.
     let other_root = tempfile::tempdir().unwrap();
     let other = ServerProcess::init(other_root.path(), "warn", &world.transcript);
-    stranger.run(&["enroll", "--server", &world.server.url, "--code", &other.admin_code]).fails_with("invalid, expired or already used");
+    stranger
+        .run(&["enroll", "--server", &world.server.url, "--code", &other.admin_code])
+        .fails_with("invalid, expired or already used");
     // Plain HTTP only to loopback.
-    stranger.run(&["enroll", "--server", "http://portcullis.example.invalid:8443", "--code", &other.admin_code])
+    stranger
+        .run(&["enroll", "--server", "http://portcullis.example.invalid:8443", "--code", &other.admin_code])
         .fails_with("only loopback servers may use http");
     // Unenrolled devices are told what to do.
     stranger.run(&["target", "list"]).fails_with("not enrolled");
@@ -228,8 +248,21 @@ fn target_failures_are_clear_and_audited() {
     let key = sshd.user_key.to_str().unwrap().to_string();
     world
         .admin
-        .run(&["target", "add", "spoofed", "--host", "127.0.0.1", "--port", &port, "--login", "root", "--key-file",
-               &key, "--host-key", &sshd.host_key_pub])
+        .run(&[
+            "target",
+            "add",
+            "spoofed",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--login",
+            "root",
+            "--key-file",
+            &key,
+            "--host-key",
+            &sshd.host_key_pub,
+        ])
         .ok();
     world.grant("spoofed", "5m");
     world.alice.run(&["ssh", "spoofed", "--", "true"]).fails_with("host key mismatch");
@@ -242,8 +275,21 @@ fn target_failures_are_clear_and_audited() {
     let port = other.port.to_string();
     world
         .admin
-        .run(&["target", "add", "stale", "--host", "127.0.0.1", "--port", &port, "--login", "root", "--key-file", &key,
-               "--host-key", &other.host_key_pub])
+        .run(&[
+            "target",
+            "add",
+            "stale",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--login",
+            "root",
+            "--key-file",
+            &key,
+            "--host-key",
+            &other.host_key_pub,
+        ])
         .ok();
     world.grant("stale", "5m");
     world.alice.run(&["ssh", "stale", "--", "true"]).fails_with("rejected the stored credential");
@@ -256,21 +302,56 @@ fn target_failures_are_clear_and_audited() {
     // Bad target definitions are refused up front.
     world
         .admin
-        .run(&["target", "add", "bad", "--host", "127.0.0.1", "--port", "22", "--login", "root", "--key-file", &key,
-               "--host-key", "ssh-ed25519 not-base64"])
+        .run(&[
+            "target",
+            "add",
+            "bad",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "22",
+            "--login",
+            "root",
+            "--key-file",
+            &key,
+            "--host-key",
+            "ssh-ed25519 not-base64",
+        ])
         .fails_with("host key is not an OpenSSH public key");
     world
         .admin
         .run_with_stdin(
-            &["target", "add", "bad", "--host", "127.0.0.1", "--login", "root", "--key-file", "/etc/hostname",
-              "--host-key", &other.host_key_pub],
+            &[
+                "target",
+                "add",
+                "bad",
+                "--host",
+                "127.0.0.1",
+                "--login",
+                "root",
+                "--key-file",
+                "/etc/hostname",
+                "--host-key",
+                &other.host_key_pub,
+            ],
             b"",
         )
         .fails_with("not an OpenSSH private key");
     world
         .admin
-        .run(&["target", "add", "web", "--host", "127.0.0.1", "--login", "root", "--key-file", &key, "--host-key",
-               &other.host_key_pub])
+        .run(&[
+            "target",
+            "add",
+            "web",
+            "--host",
+            "127.0.0.1",
+            "--login",
+            "root",
+            "--key-file",
+            &key,
+            "--host-key",
+            &other.host_key_pub,
+        ])
         .fails_with("already exists");
 }
 

@@ -253,3 +253,38 @@ mod tests {
         assert!(text.contains("\"m_kib\": 65536"), "parameters are stored with the key: {text}");
     }
 }
+
+/// The real OS keyring. Inside a session bus with an unlocked Secret Service (the README's
+/// test command runs one: gnome-keyring under dbus-run-session) the key must go to the keyring;
+/// without one, `Auto` must fall back to a passphrase and `Keyring` must fail clearly.
+#[cfg(test)]
+mod keyring_tests {
+    use super::*;
+    use portcullis_crypto::OsRng;
+
+    #[test]
+    fn keyring_when_reachable_passphrase_otherwise() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.json");
+        let key = SymmetricKey::generate(&mut OsRng);
+        let pass = FixedPassphrase("pw".into());
+        if std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_some() {
+            let kind = create(&path, "test-key", Preference::Auto, &key, &pass, &mut OsRng).unwrap();
+            assert_eq!(kind, StoreKind::Keyring, "a session bus is present, so the keyring must be used");
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert!(!text.contains("wrapped"), "nothing secret is stored beside a keyring entry: {text}");
+            let (back, kind) = unlock(&path, "test-key", &FixedPassphrase("unused".into())).unwrap();
+            assert_eq!(kind, StoreKind::Keyring);
+            assert_eq!(back.expose_bytes(), key.expose_bytes());
+        } else {
+            assert!(matches!(
+                create(&path, "test-key", Preference::Keyring, &key, &pass, &mut OsRng),
+                Err(KeystoreError::KeyringUnavailable(_))
+            ));
+            let kind = create(&path, "test-key", Preference::Auto, &key, &pass, &mut OsRng).unwrap();
+            assert_eq!(kind, StoreKind::Passphrase);
+            let (back, _) = unlock(&path, "test-key", &pass).unwrap();
+            assert_eq!(back.expose_bytes(), key.expose_bytes());
+        }
+    }
+}

@@ -1,0 +1,53 @@
+//! Architecture invariants from ARCHITECTURE.md, checked against `cargo metadata`: a forbidden
+//! dependency edge fails the build's tests.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+fn normal_deps() -> BTreeMap<String, BTreeSet<String>> {
+    let out = std::process::Command::new(env!("CARGO"))
+        .args(["metadata", "--format-version", "1", "--manifest-path"])
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../../Cargo.toml"))
+        .output()
+        .expect("cargo metadata");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut deps = BTreeMap::new();
+    for package in meta["packages"].as_array().unwrap() {
+        let name = package["name"].as_str().unwrap();
+        if !name.starts_with("portcullis") {
+            continue;
+        }
+        let direct: BTreeSet<String> = package["dependencies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["kind"].is_null())
+            .map(|d| d["name"].as_str().unwrap().to_string())
+            .collect();
+        deps.insert(name.to_string(), direct);
+    }
+    deps
+}
+
+#[test]
+fn crates_respect_their_contracts() {
+    let deps = normal_deps();
+    let forbidden: &[(&str, &[&str])] = &[
+        ("portcullis-crypto", &["sqlx", "tokio", "reqwest", "axum", "russh", "keyring", "tauri"]),
+        ("portcullis-proto", &["sqlx", "tokio", "reqwest", "axum", "russh", "tauri"]),
+        ("portcullis-keystore", &["sqlx", "tokio", "reqwest", "axum", "russh", "tauri"]),
+        ("portcullis-broker", &["sqlx", "reqwest", "axum", "portcullis-client", "portcullis-server", "tauri"]),
+        ("portcullis-client", &["axum", "portcullis-server", "tauri"]),
+        ("portcullis-server", &["reqwest", "portcullis-client", "portcullis-broker", "tauri"]),
+    ];
+    for (krate, banned) in forbidden {
+        let have = deps.get(*krate).unwrap_or_else(|| panic!("{krate} missing from the workspace"));
+        for b in *banned {
+            assert!(!have.contains(*b), "{krate} must not depend on {b} (see ARCHITECTURE.md)");
+        }
+    }
+    // The core crates never depend on Tauri, directly or not.
+    for (krate, have) in &deps {
+        assert!(!have.iter().any(|d| d.starts_with("tauri")), "{krate} depends on Tauri");
+    }
+}
