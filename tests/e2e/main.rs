@@ -40,8 +40,19 @@ fn full_loop_with_key_credential_leaves_no_trace_of_it() {
     let finished = world.alice.wait(child).ok();
     assert!(!environ.is_empty(), "could not read the session's environment");
 
+    // Two sessions of one device at the same time: both run and both are recorded.
+    let first = world.alice.spawn(&["ssh", "web", "--", "sleep 0.5; echo parallel-one"]);
+    let second = world.alice.spawn(&["ssh", "web", "--", "sleep 0.5; echo parallel-two"]);
+    assert_eq!(world.alice.wait(first).ok().stdout, "parallel-one\n");
+    assert_eq!(world.alice.wait(second).ok().stdout, "parallel-two\n");
+
     // The auditor sees the sessions and exports one as asciicast v2.
     let sessions = world.bob.run(&["audit", "list"]).ok();
+    assert!(
+        sessions.stdout.contains("parallel-one") && sessions.stdout.contains("parallel-two"),
+        "{}",
+        sessions.stdout
+    );
     let line = sessions.stdout.lines().find(|l| l.contains("hello-from-target")).expect("session listed").to_string();
     assert!(line.contains("alice") && line.contains("web") && line.contains("exit"), "{line}");
     let session_id = line.split_whitespace().next().unwrap().to_string();

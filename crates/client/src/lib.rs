@@ -276,7 +276,6 @@ impl Device {
             }
             self.db.mark_uploaded_through(ack.stored_through, now_f64()).await?;
             report.duplicates += ack.duplicates;
-            report.uploaded += 1;
         }
         report.pending = self.db.pending_count().await?;
         report.uploaded = self.db.uploaded_count().await?;

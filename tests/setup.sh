@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs the system packages Portcullis needs to build, run its demo and run its tests,
+# when they are missing (Debian 12 / Ubuntu). Safe to run again.
+set -euo pipefail
+
+need=()
+have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
+have cc || need+=(build-essential)
+have pkg-config || need+=(pkg-config)
+have sshd || need+=(openssh-server)
+have ssh-keygen || need+=(openssh-client)
+have ssh || need+=(openssh-client)
+have dbus-run-session || need+=(dbus)
+have gnome-keyring-daemon || need+=(gnome-keyring)
+have bc || need+=(bc)
+
+if [ ${#need[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "Installing: ${need[*]}" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+# sshd's privilege-separation directory.
+if [ ! -d /run/sshd ]; then
+  if [ "$(id -u)" -eq 0 ]; then mkdir -p /run/sshd; else sudo mkdir -p /run/sshd; fi
+fi
