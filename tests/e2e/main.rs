@@ -1,6 +1,8 @@
 //! End-to-end scenarios through the real `portcullis` binary, the real server process and real
 //! OpenSSH `sshd` targets on loopback ports.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod harness;
 
 use std::time::{Duration, Instant};

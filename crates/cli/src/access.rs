@@ -45,14 +45,9 @@ pub async fn list(home: &Path, pending: bool) -> anyhow::Result<ExitCode> {
         "ID", "STATUS", "REQUESTER", "TARGET", "DURATION", "CREATED"
     );
     for r in requests {
-        let mut status = r.status.as_str().to_string();
-        if r.status == RequestStatus::Approved {
-            if let Some(until) = r.grant_not_after {
-                if until <= portcullis_client::now_secs() {
-                    status = "lapsed".into();
-                }
-            }
-        }
+        let lapsed = r.status == RequestStatus::Approved
+            && r.grant_not_after.is_some_and(|until| until <= portcullis_client::now_secs());
+        let status = if lapsed { "lapsed" } else { r.status.as_str() };
         println!(
             "{:<36}  {:<9} {:<12} {:<16} {:<9} {:<20} {}",
             r.id,

@@ -69,10 +69,9 @@ pub async fn run(home: &Path, target: &str, force_tty: bool, command: Vec<String
                 return;
             };
             while winch.recv().await.is_some() {
-                if let Ok((cols, rows)) = crossterm::terminal::size() {
-                    if resize_tx.send(Input::Resize { cols, rows }).await.is_err() {
-                        break;
-                    }
+                let Ok((cols, rows)) = crossterm::terminal::size() else { continue };
+                if resize_tx.send(Input::Resize { cols, rows }).await.is_err() {
+                    break;
                 }
             }
         });

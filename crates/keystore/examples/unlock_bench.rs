@@ -2,6 +2,8 @@
 //! beside an OS-keyring unlock when a Secret Service is reachable. Prints medians.
 //! Run: cargo run --release -p portcullis-keystore --example unlock_bench
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::Instant;
 
 use portcullis_crypto::{OsRng, SymmetricKey};
