@@ -42,6 +42,12 @@ fn full_loop_with_key_credential_leaves_no_trace_of_it() {
     let finished = world.alice.wait(child).ok();
     assert!(!environ.is_empty(), "could not read the session's environment");
 
+    // With a terminal (-t), keystrokes go through the PTY and are recorded as input events.
+    let pty =
+        world.alice.run_with_stdin(&["ssh", "-t", "web", "--", "tty; read word; echo got-$word"], b"typed\n").ok();
+    assert!(pty.stdout.contains("/dev/pts/"), "{}", pty.stdout);
+    assert!(pty.stdout.contains("got-typed"), "{}", pty.stdout);
+
     // Two sessions of one device at the same time: both run and both are recorded.
     let first = world.alice.spawn(&["ssh", "web", "--", "sleep 0.5; echo parallel-one"]);
     let second = world.alice.spawn(&["ssh", "web", "--", "sleep 0.5; echo parallel-two"]);
@@ -68,6 +74,15 @@ fn full_loop_with_key_credential_leaves_no_trace_of_it() {
     let events: Vec<serde_json::Value> = lines.map(|l| serde_json::from_str(l).unwrap()).collect();
     assert!(events.iter().any(|e| e[1] == "o" && e[2].as_str().unwrap().contains("hello-from-target")), "{cast}");
     assert!(events.iter().all(|e| e[0].as_f64().is_some()));
+    let pty_line = sessions.stdout.lines().find(|l| l.contains("got-$word")).expect("pty session listed");
+    let pty_cast = world.root.path().join("pty.cast");
+    world
+        .bob
+        .run(&["audit", "export", pty_line.split_whitespace().next().unwrap(), "--out", pty_cast.to_str().unwrap()])
+        .ok();
+    let pty_cast = std::fs::read_to_string(&pty_cast).unwrap();
+    assert!(pty_cast.contains(r#""i","typed"#), "keystrokes recorded: {pty_cast}");
+    assert!(pty_cast.contains("got-typed"), "{pty_cast}");
 
     // Requesters cannot read the audit store.
     world.alice.run(&["audit", "list"]).fails_with("not an auditor");
