@@ -58,9 +58,9 @@ now() { date +%s.%N; }
 direct() {
   head -c "${size_mib}M" /dev/zero | ssh -q -c "$cipher" -i "$work/sshd/credential" -p "$ssh_port" \
     -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes \
-    "$(id -un)@127.0.0.1" 'cat > /dev/null'
+    "$(id -un)@127.0.0.1" 'cat > /dev/null' 2>/dev/null
 }
-brokered() { head -c "${size_mib}M" /dev/zero | as alice ssh bench -- 'cat > /dev/null'; }
+brokered() { head -c "${size_mib}M" /dev/zero | as alice ssh bench -- 'cat > /dev/null' 2>/dev/null; }
 
 declare -a t_direct t_brokered
 direct; brokered # warm-up
@@ -78,7 +78,7 @@ printf '  portcullis ssh  %6.2f s  %7.1f MiB/s   runs: %s\n' "$mb" "$(echo "$siz
 printf '  brokered/direct throughput ratio: %.2f\n' "$(echo "$md / $mb" | bc -l)"
 
 # Fixed per-command cost of the brokered path (unlock + credential release + handshake).
-s=$(now); as alice ssh bench -- true; e=$(now)
+s=$(now); as alice ssh bench -- true 2>/dev/null; e=$(now)
 printf '  one brokered `true` (startup, unlock, release, handshake): %.2f s\n' "$(echo "$e - $s" | bc -l)"
 
 echo
