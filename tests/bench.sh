@@ -17,30 +17,11 @@ work=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
+. tests/lib.sh
 export PORTCULLIS_KEY_STORE=passphrase PORTCULLIS_PASSPHRASE="bench passphrase"
-free_port() { local p; while :; do p=$((20000 + RANDOM % 20000)); (echo >"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }; done; }
-wait_port() { for _ in $(seq 100); do (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.1; done; exit 1; }
 as() { local who=$1; shift; PORTCULLIS_HOME="$work/$who" "$P" "$@"; }
 
-mkdir -p "$work/sshd"
-ssh-keygen -q -t ed25519 -N '' -f "$work/sshd/host_key"
-ssh-keygen -q -t ed25519 -N '' -f "$work/sshd/credential"
-cp "$work/sshd/credential.pub" "$work/sshd/authorized_keys"
-ssh_port=$(free_port)
-cat >"$work/sshd/config" <<CFG
-Port $ssh_port
-ListenAddress 127.0.0.1
-HostKey $work/sshd/host_key
-PidFile $work/sshd/pid
-AuthorizedKeysFile $work/sshd/authorized_keys
-StrictModes no
-UsePAM no
-PasswordAuthentication no
-PermitRootLogin prohibit-password
-LogLevel DEBUG
-CFG
-"$(command -v sshd || echo /usr/sbin/sshd)" -D -e -f "$work/sshd/config" 2>"$work/sshd/log" & pids+=($!)
-wait_port "$ssh_port"
+start_sshd DEBUG
 
 as admin server init --data "$work/server" >"$work/init.out"
 api_port=$(free_port)

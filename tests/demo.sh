@@ -14,34 +14,15 @@ work=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
+. tests/lib.sh
 # Scripts pass the passphrase in the environment; people get a prompt or the OS keyring.
 export PORTCULLIS_KEY_STORE=passphrase PORTCULLIS_PASSPHRASE="demo-only passphrase"
 
 bold() { printf '\n\033[1m%s\033[0m\n' "$*"; }
 as() { local who=$1; shift; printf '\033[2m%s$\033[0m portcullis %s\n' "$who" "$*"; PORTCULLIS_HOME="$work/$who" "$P" "$@"; }
-free_port() { local p; while :; do p=$((20000 + RANDOM % 20000)); (echo >"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }; done; }
-wait_port() { for _ in $(seq 100); do (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.1; done; echo "port $1 did not open" >&2; exit 1; }
 
 bold "1. A target: a throwaway OpenSSH server on loopback"
-mkdir -p "$work/sshd"
-ssh-keygen -q -t ed25519 -N '' -C demo-host -f "$work/sshd/host_key"
-ssh-keygen -q -t ed25519 -N '' -C demo-credential -f "$work/sshd/credential"
-cp "$work/sshd/credential.pub" "$work/sshd/authorized_keys"
-ssh_port=$(free_port)
-cat >"$work/sshd/config" <<CFG
-Port $ssh_port
-ListenAddress 127.0.0.1
-HostKey $work/sshd/host_key
-PidFile $work/sshd/pid
-AuthorizedKeysFile $work/sshd/authorized_keys
-StrictModes no
-UsePAM no
-PasswordAuthentication no
-PermitRootLogin prohibit-password
-CFG
-sshd_bin=$(command -v sshd || echo /usr/sbin/sshd)
-"$sshd_bin" -D -e -f "$work/sshd/config" 2>"$work/sshd/log" & pids+=($!)
-wait_port "$ssh_port"
+start_sshd INFO
 echo "sshd on 127.0.0.1:$ssh_port; its login key is the credential Portcullis will keep."
 
 bold "2. The server: init prints the first admin's one-time enrolment code"

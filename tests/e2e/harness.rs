@@ -333,25 +333,28 @@ impl World {
     }
 
     pub fn add_key_target(&self, name: &str, sshd: &Sshd) {
-        let key = sshd.user_key.to_str().unwrap();
-        let port = sshd.port.to_string();
-        self.admin
-            .run(&[
-                "target",
-                "add",
-                name,
-                "--host",
-                "127.0.0.1",
-                "--port",
-                &port,
-                "--login",
-                "root",
-                "--key-file",
-                key,
-                "--host-key",
-                &sshd.host_key_pub,
-            ])
-            .ok();
+        self.add_target_with(name, sshd.port, &sshd.user_key, &sshd.host_key_pub).ok();
+    }
+
+    /// Adds a key-auth target for `root` at `port`, with any key and any pinned host key.
+    pub fn add_target_with(&self, name: &str, port: u16, key: &Path, host_key: &str) -> Run {
+        let port = port.to_string();
+        let key = key.to_str().unwrap();
+        self.admin.run(&[
+            "target",
+            "add",
+            name,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--login",
+            "root",
+            "--key-file",
+            key,
+            "--host-key",
+            host_key,
+        ])
     }
 
     /// alice asks, bob approves; returns the request id.

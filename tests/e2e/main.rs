@@ -272,26 +272,7 @@ fn target_failures_are_clear_and_audited() {
 
     // A target whose host key differs from the pinned one: refused before authenticating, audited.
     let impostor = Sshd::start();
-    let port = impostor.port.to_string();
-    let key = sshd.user_key.to_str().unwrap().to_string();
-    world
-        .admin
-        .run(&[
-            "target",
-            "add",
-            "spoofed",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port,
-            "--login",
-            "root",
-            "--key-file",
-            &key,
-            "--host-key",
-            &sshd.host_key_pub,
-        ])
-        .ok();
+    world.add_target_with("spoofed", impostor.port, &sshd.user_key, &sshd.host_key_pub).ok();
     world.grant("spoofed", "5m");
     world.alice.run(&["ssh", "spoofed", "--", "true"]).fails_with("host key mismatch");
     assert!(!impostor.log().contains("Accepted"), "credential was used on an impostor: {}", impostor.log());
@@ -300,25 +281,7 @@ fn target_failures_are_clear_and_audited() {
 
     // Wrong credential: the target refuses the stored key.
     let other = Sshd::start();
-    let port = other.port.to_string();
-    world
-        .admin
-        .run(&[
-            "target",
-            "add",
-            "stale",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port,
-            "--login",
-            "root",
-            "--key-file",
-            &key,
-            "--host-key",
-            &other.host_key_pub,
-        ])
-        .ok();
+    world.add_target_with("stale", other.port, &sshd.user_key, &other.host_key_pub).ok();
     world.grant("stale", "5m");
     world.alice.run(&["ssh", "stale", "--", "true"]).fails_with("rejected the stored credential");
 
@@ -329,58 +292,12 @@ fn target_failures_are_clear_and_audited() {
 
     // Bad target definitions are refused up front.
     world
-        .admin
-        .run(&[
-            "target",
-            "add",
-            "bad",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "22",
-            "--login",
-            "root",
-            "--key-file",
-            &key,
-            "--host-key",
-            "ssh-ed25519 not-base64",
-        ])
+        .add_target_with("bad", 22, &sshd.user_key, "ssh-ed25519 not-base64")
         .fails_with("host key is not an OpenSSH public key");
     world
-        .admin
-        .run_with_stdin(
-            &[
-                "target",
-                "add",
-                "bad",
-                "--host",
-                "127.0.0.1",
-                "--login",
-                "root",
-                "--key-file",
-                "/etc/hostname",
-                "--host-key",
-                &other.host_key_pub,
-            ],
-            b"",
-        )
+        .add_target_with("bad", 22, std::path::Path::new("/etc/hostname"), &other.host_key_pub)
         .fails_with("not an OpenSSH private key");
-    world
-        .admin
-        .run(&[
-            "target",
-            "add",
-            "web",
-            "--host",
-            "127.0.0.1",
-            "--login",
-            "root",
-            "--key-file",
-            &key,
-            "--host-key",
-            &other.host_key_pub,
-        ])
-        .fails_with("already exists");
+    world.add_target_with("web", 22, &sshd.user_key, &other.host_key_pub).fails_with("already exists");
 }
 
 /// The server goes away during a session: the session completes, stays recorded locally, and

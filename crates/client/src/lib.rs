@@ -120,12 +120,8 @@ impl Device {
             ));
         }
 
-        std::fs::create_dir_all(home).map_err(|e| ClientError::Local(format!("creating {}: {e}", home.display())))?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(home, std::fs::Permissions::from_mode(0o700));
-        }
+        portcullis_keystore::create_private_dir(home)
+            .map_err(|e| ClientError::Local(format!("creating {}: {e}", home.display())))?;
         let local_key = SymmetricKey::generate(&mut OsRng);
         let key_store = portcullis_keystore::create(
             &home.join(paths::LOCAL_KEY),

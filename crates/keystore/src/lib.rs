@@ -205,6 +205,17 @@ fn file_error(path: &Path, e: impl std::fmt::Display) -> KeystoreError {
     KeystoreError::File { path: path.display().to_string(), message: e.to_string() }
 }
 
+/// Creates `dir` (and parents) and restricts it to its owner: key files and databases live there.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
 /// Writes a file readable by its owner only.
 pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;

@@ -39,13 +39,8 @@ pub async fn init(
             data_dir.display()
         )));
     }
-    std::fs::create_dir_all(data_dir)
+    portcullis_keystore::create_private_dir(data_dir)
         .map_err(|e| ServerError::BadRequest(format!("cannot create {}: {e}", data_dir.display())))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700));
-    }
 
     let root = SymmetricKey::generate(&mut OsRng);
     let key_store = portcullis_keystore::create(

@@ -13,7 +13,11 @@ use serde::Deserialize;
 use super::{ApiResult, AppState};
 use crate::ServerError;
 use crate::auth::Caller;
-use crate::store::{RequestRow, Store, credential_aad};
+use crate::store::{RequestRow, Store, TargetRow, credential_aad};
+
+async fn target_named(state: &crate::ServerState, name: &str) -> Result<TargetRow, ServerError> {
+    state.db.target_by_name(name).await?.ok_or_else(|| ServerError::NotFound(format!("unknown target {name:?}")))
+}
 
 /// The status a person should see: a pending request past its deadline is expired.
 fn status_at(r: &RequestRow, now: i64) -> RequestStatus {
@@ -57,11 +61,7 @@ pub async fn create_request(
     if reason.is_empty() || reason.len() > 2000 {
         return Err(ServerError::BadRequest("a reason (1-2000 characters) is required".into()));
     }
-    let target = state
-        .db
-        .target_by_name(&req.target)
-        .await?
-        .ok_or_else(|| ServerError::NotFound(format!("unknown target {:?}", req.target)))?;
+    let target = target_named(&state, &req.target).await?;
     let now = state.clock.now();
     let row = RequestRow {
         id: uuid::Uuid::new_v4().to_string(),
@@ -149,11 +149,7 @@ pub async fn review(
     }
 
     // Read what the grant needs before the transaction: the store has a single connection.
-    let target = state
-        .db
-        .target_by_name(&request.target)
-        .await?
-        .ok_or_else(|| ServerError::NotFound("the target no longer exists".into()))?;
+    let target = target_named(&state, &request.target).await?;
     let mut tx = state.db.begin().await?;
     let status = match req.decision {
         Decision::Approve => "approved",
@@ -236,11 +232,7 @@ pub async fn connect(
     Extension(caller): Extension<Caller>,
     Json(req): Json<ConnectRequest>,
 ) -> ApiResult<ConnectResponse> {
-    let target = state
-        .db
-        .target_by_name(&req.target)
-        .await?
-        .ok_or_else(|| ServerError::NotFound(format!("unknown target {:?}", req.target)))?;
+    let target = target_named(&state, &req.target).await?;
     let now = state.clock.now();
     let Some(grant) = state.db.active_grant(&caller.user_id, &caller.device_id, &target.id, now).await? else {
         return Err(no_grant(&state, &caller, &target.id, &target.name, now).await);
