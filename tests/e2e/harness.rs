@@ -392,3 +392,59 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// Reads a child's stdout line by line in the background; the child is killed on drop.
+pub struct LineReader {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl LineReader {
+    pub fn spawn(mut child: Child) -> LineReader {
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        LineReader { child, lines }
+    }
+
+    /// The first line containing `needle`, or a panic after `within`.
+    #[track_caller]
+    pub fn expect(&mut self, needle: &str, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        let mut seen = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(line) => seen.push(line),
+                Err(_) => break,
+            }
+        }
+        panic!("no line containing {needle:?} within {within:?}; saw: {seen:?}");
+    }
+
+    pub fn lines_within(&mut self, within: Duration) -> Vec<String> {
+        let deadline = Instant::now() + within;
+        let mut out = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) => out.push(line),
+                Err(_) => break,
+            }
+        }
+        out
+    }
+}
+
+impl Drop for LineReader {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -346,3 +346,28 @@ fn mark_all_records_unsent(db: &std::path::Path) {
         assert!(n > 0);
     });
 }
+
+/// Approvers see new requests pushed live, requesters see decisions, without polling.
+#[test]
+fn requests_and_decisions_are_pushed_live() {
+    let sshd = Sshd::start();
+    let world = World::new();
+    world.add_key_target("web", &sshd);
+    let mut bob = LineReader::spawn(world.bob.spawn(&["watch"]));
+    let mut alice = LineReader::spawn(world.alice.spawn(&["watch"]));
+    bob.expect("connected", Duration::from_secs(10));
+    alice.expect("connected", Duration::from_secs(10));
+
+    let id = world.alice.run(&["request", "web", "--duration", "20m", "--reason", "live please"]).ok().last_line();
+    let seen = bob.expect(&id, Duration::from_secs(5));
+    assert!(seen.contains("new request") && seen.contains("alice") && seen.contains("live please"), "{seen}");
+    world.bob.run(&["approve", &id]).ok();
+    let decided = alice.expect("approved by bob", Duration::from_secs(5));
+    assert!(decided.contains(&id), "{decided}");
+    // The admin is not an approver and not the requester: nothing for them.
+    let mut admin = LineReader::spawn(world.admin.spawn(&["watch"]));
+    admin.expect("connected", Duration::from_secs(10));
+    let other = world.alice.run(&["request", "web", "--duration", "5m", "--reason", "second"]).ok().last_line();
+    bob.expect(&other, Duration::from_secs(5));
+    assert!(admin.lines_within(Duration::from_millis(500)).iter().all(|l| !l.contains(&other)));
+}

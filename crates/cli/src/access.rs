@@ -2,7 +2,8 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use portcullis_proto::{CreateAccessRequest, Decision, RequestStatus, ReviewRequest};
+use portcullis_client::LiveUpdate;
+use portcullis_proto::{CreateAccessRequest, Decision, LiveEvent, RequestStatus, ReviewRequest};
 
 use crate::open_device;
 
@@ -71,6 +72,36 @@ pub async fn review(home: &Path, id: &str, approve: bool, reason: Option<String>
             println!("Approved {}'s access to {} until {}.", r.requester, r.target, format_time(until))
         }
         _ => println!("Denied {}'s request for {}.", r.requester, r.target),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn watch(home: &Path) -> anyhow::Result<ExitCode> {
+    let device = open_device(home).await?;
+    let mut updates = device.api().watch();
+    while let Some(update) = updates.recv().await {
+        match update {
+            LiveUpdate::Connected => println!("connected; waiting for requests and decisions (Ctrl-C to stop)"),
+            LiveUpdate::Disconnected(why) => eprintln!("portcullis: live connection lost ({why}); retrying"),
+            LiveUpdate::Event(LiveEvent::RequestCreated { request: r }) => println!(
+                "new request {} from {} for {} ({}): {}",
+                r.id,
+                r.requester,
+                r.target,
+                humantime::format_duration(std::time::Duration::from_secs(r.duration_secs)),
+                r.reason
+            ),
+            LiveUpdate::Event(LiveEvent::RequestDecided { request: r }) => println!(
+                "request {} from {} for {} was {} by {}{}",
+                r.id,
+                r.requester,
+                r.target,
+                r.status.as_str(),
+                r.decided_by.as_deref().unwrap_or("?"),
+                r.grant_not_after.map(|t| format!(" until {}", format_time(t))).unwrap_or_default()
+            ),
+            LiveUpdate::Event(LiveEvent::Resync) => println!("(missed events; list requests again)"),
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -78,6 +78,8 @@ pub enum Command {
         #[arg(long)]
         reason: Option<String>,
     },
+    /// Follow requests and decisions live (approvers see new requests as they arrive).
+    Watch,
     /// Open a brokered SSH session on a target you have a grant for. The credential is used by
     /// Portcullis and never shown. With `-- COMMAND...` runs the command and exits with its
     /// status; without, opens an interactive shell. Every session is recorded.

@@ -70,6 +70,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Requests { pending } => access::list(&home, pending).await,
         Command::Approve { id, reason } => access::review(&home, &id, true, reason).await,
         Command::Deny { id, reason } => access::review(&home, &id, false, reason).await,
+        Command::Watch => access::watch(&home).await,
         Command::Ssh { target, tty, command } => ssh::run(&home, &target, tty, command).await,
         Command::Sync => audit::sync(&home).await,
         Command::Sessions => audit::local_sessions(&home).await,

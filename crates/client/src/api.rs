@@ -8,7 +8,8 @@ use portcullis_crypto::identity::SigningIdentity;
 use portcullis_proto::{
     AccessRequestView, AddTargetRequest, AddUserRequest, AddUserResponse, ApiError, ConnectRequest, ConnectResponse,
     CreateAccessRequest, EnrollRequest, EnrollResponse, HEADER_DEVICE, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIME,
-    ReviewRequest, ServerEvent, SessionSummary, TargetSummary, UploadAck, UploadBatch, WhoAmI, request_signing_input,
+    LiveEvent, ReviewRequest, ServerEvent, SessionSummary, TargetSummary, UploadAck, UploadBatch, WhoAmI,
+    request_signing_input,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -51,6 +52,8 @@ impl ClientError {
     }
 }
 
+const LIVE_PATH: &str = "/v1/live";
+
 /// What the client trusts as the server's TLS certificate.
 #[derive(Clone, Debug)]
 pub enum Pin {
@@ -60,10 +63,22 @@ pub enum Pin {
     Prefix(String),
 }
 
+/// Cheap to clone: clones share the HTTP connection pool and the device key.
+#[derive(Clone)]
 pub struct ApiClient {
     base: reqwest::Url,
     http: reqwest::Client,
-    signer: Option<(String, SigningIdentity)>,
+    signer: Option<Arc<(String, SigningIdentity)>>,
+}
+
+/// What a live subscription yields.
+#[derive(Clone, Debug)]
+pub enum LiveUpdate {
+    /// The subscription is (again) established: reload lists once, then follow events.
+    Connected,
+    Event(LiveEvent),
+    /// The connection dropped; the watcher retries with backoff.
+    Disconnected(String),
 }
 
 fn is_loopback_host(url: &reqwest::Url) -> bool {
@@ -102,7 +117,7 @@ impl ApiClient {
     }
 
     pub fn signed_by(mut self, device_id: String, key: SigningIdentity) -> Self {
-        self.signer = Some((device_id, key));
+        self.signer = Some(Arc::new((device_id, key)));
         self
     }
 
@@ -134,7 +149,8 @@ impl ApiClient {
         if !body.is_empty() {
             request = request.header(reqwest::header::CONTENT_TYPE, "application/json");
         }
-        if let Some((device_id, key)) = &self.signer {
+        if let Some(signer) = &self.signer {
+            let (device_id, key) = signer.as_ref();
             let time = crate::now_secs();
             let nonce = hex::encode(portcullis_crypto::random_bytes::<16>(&mut portcullis_crypto::OsRng));
             let signed_path = match url.query() {
@@ -148,6 +164,10 @@ impl ApiClient {
                 .header(HEADER_TIME, time.to_string())
                 .header(HEADER_NONCE, nonce)
                 .header(HEADER_SIGNATURE, signature);
+        }
+        // Live subscriptions stay open; everything else has the client's 120 s limit.
+        if path_and_query == LIVE_PATH {
+            request = request.timeout(std::time::Duration::from_secs(7 * 24 * 3600));
         }
         let response = request.body(body).send().await.map_err(|e| self.unreachable(e))?;
         let status = response.status();
@@ -221,6 +241,61 @@ impl ApiClient {
 
     pub async fn sessions(&self) -> Result<Vec<SessionSummary>, ClientError> {
         self.call::<(), _>(reqwest::Method::GET, "/v1/audit/sessions", None).await
+    }
+
+    /// One live subscription; ends when the connection does. See [`ApiClient::watch`].
+    pub async fn live(
+        &self,
+    ) -> Result<impl futures_util::Stream<Item = Result<LiveUpdate, ClientError>> + use<>, ClientError> {
+        use eventsource_stream::Eventsource;
+        use futures_util::StreamExt;
+        let response = self.send::<()>(reqwest::Method::GET, LIVE_PATH, None).await?;
+        Ok(response.bytes_stream().eventsource().filter_map(|item| {
+            std::future::ready(match item {
+                Ok(event) if event.event == "ready" => Some(Ok(LiveUpdate::Connected)),
+                Ok(event) => serde_json::from_str::<LiveEvent>(&event.data).ok().map(|e| Ok(LiveUpdate::Event(e))),
+                Err(e) => Some(Err(ClientError::Unreachable { url: String::new(), detail: e.to_string() })),
+            })
+        }))
+    }
+
+    /// Follows live events until the receiver is dropped, reconnecting with backoff (1 s to
+    /// 30 s). Yields `Connected` after each (re)connection so callers can reload.
+    pub fn watch(&self) -> tokio::sync::mpsc::Receiver<LiveUpdate> {
+        use futures_util::StreamExt;
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        let api = self.clone();
+        tokio::spawn(async move {
+            let mut backoff = std::time::Duration::from_secs(1);
+            loop {
+                let reason = match api.live().await {
+                    Ok(stream) => {
+                        let mut stream = std::pin::pin!(stream);
+                        loop {
+                            match stream.next().await {
+                                Some(Ok(update)) => {
+                                    if matches!(update, LiveUpdate::Connected) {
+                                        backoff = std::time::Duration::from_secs(1);
+                                    }
+                                    if tx.send(update).await.is_err() {
+                                        return;
+                                    }
+                                }
+                                Some(Err(e)) => break e.to_string(),
+                                None => break "the server closed the live connection".to_string(),
+                            }
+                        }
+                    }
+                    Err(e) => e.to_string(),
+                };
+                if tx.send(LiveUpdate::Disconnected(reason)).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(std::time::Duration::from_secs(30));
+            }
+        });
+        rx
     }
 
     pub async fn events(&self) -> Result<Vec<ServerEvent>, ClientError> {

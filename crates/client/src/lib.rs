@@ -18,7 +18,7 @@ mod config;
 pub mod localdb;
 pub mod session;
 
-pub use api::{ApiClient, ClientError};
+pub use api::{ApiClient, ClientError, LiveUpdate};
 pub use config::DeviceConfig;
 
 use std::path::{Path, PathBuf};

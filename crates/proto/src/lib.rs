@@ -250,6 +250,19 @@ pub struct ReviewRequest {
     pub reason: Option<String>,
 }
 
+/// Pushed to connected devices over `GET /v1/live` (server-sent events), so approval inboxes
+/// and request lists update without polling.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum LiveEvent {
+    /// A new request: sent to approvers (except the requester) and to the requester's devices.
+    RequestCreated { request: AccessRequestView },
+    /// A request was approved or denied: sent to the requester's devices and to approvers.
+    RequestDecided { request: AccessRequestView },
+    /// Events were missed (a slow reader); reload lists.
+    Resync,
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ConnectRequest {
     pub target: String,

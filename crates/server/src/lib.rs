@@ -18,6 +18,7 @@ mod auth;
 pub mod clock;
 mod error;
 pub mod init;
+pub mod live;
 mod store;
 pub mod tls;
 
@@ -48,6 +49,7 @@ pub struct ServerState {
     pub(crate) sealing: SealingIdentity,
     pub(crate) tls: tls::TlsMaterial,
     pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) live: live::Bus,
 }
 
 #[derive(Clone)]
@@ -82,7 +84,7 @@ impl Server {
         )?;
         let tls = tls::TlsMaterial::load(data_dir, &db, &root_key).await?;
         Ok(Self {
-            state: Arc::new(ServerState { db, root_key, signing, sealing, tls, clock }),
+            state: Arc::new(ServerState { db, root_key, signing, sealing, tls, clock, live: live::Bus::default() }),
             data_dir: data_dir.to_path_buf(),
         })
     }

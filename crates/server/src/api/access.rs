@@ -5,7 +5,7 @@ use axum::{Extension, Json};
 use portcullis_crypto::{OsRng, envelope, identity::seal_to};
 use portcullis_proto::{
     AccessRequestView, ConnectRequest, ConnectResponse, CreateAccessRequest, CredentialKind, Decision, GrantClaims,
-    INFO_CREDENTIAL_RELEASE, MAX_REQUEST_SECS, PENDING_REQUEST_TTL_SECS, RequestStatus, ReviewRequest, Role,
+    INFO_CREDENTIAL_RELEASE, LiveEvent, MAX_REQUEST_SECS, PENDING_REQUEST_TTL_SECS, RequestStatus, ReviewRequest, Role,
     SignedGrant,
 };
 use serde::Deserialize;
@@ -92,7 +92,9 @@ pub async fn create_request(
     )
     .await?;
     tx.commit().await?;
-    Ok(Json(view(&row, now)))
+    let created = view(&row, now);
+    state.live.publish(LiveEvent::RequestCreated { request: created.clone() }, &row.user_id);
+    Ok(Json(created))
 }
 
 #[derive(Deserialize)]
@@ -188,7 +190,9 @@ pub async fn review(
     .await?;
     tx.commit().await?;
     let updated = state.db.request(&id).await?.ok_or_else(|| ServerError::Internal("request vanished".into()))?;
-    Ok(Json(view(&updated, now)))
+    let decided = view(&updated, now);
+    state.live.publish(LiveEvent::RequestDecided { request: decided.clone() }, &updated.user_id);
+    Ok(Json(decided))
 }
 
 /// Explains why there is no usable grant, from the caller's latest request for the target.

@@ -31,6 +31,7 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/v1/requests", get(access::list_requests).post(access::create_request))
         .route("/v1/requests/{id}/review", post(access::review))
         .route("/v1/connect", post(access::connect))
+        .route("/v1/live", get(crate::live::stream))
         .route("/v1/audit/records", post(audit::upload))
         .route("/v1/audit/sessions", get(audit::list_sessions))
         .route("/v1/audit/events", get(audit::list_events))
