@@ -371,3 +371,77 @@ fn requests_and_decisions_are_pushed_live() {
     bob.expect(&other, Duration::from_secs(5));
     assert!(admin.lines_within(Duration::from_millis(500)).iter().all(|l| !l.contains(&other)));
 }
+
+/// Targets carry environment, tags and description; lists filter on them; `show` tells who
+/// holds access now and who used it last — and never the credential.
+#[test]
+fn targets_are_browsable_with_usage() {
+    let sshd = Sshd::start();
+    let world = World::new();
+    let key = sshd.user_key.to_str().unwrap();
+    let port = sshd.port.to_string();
+    let add = |name: &str, env: &str, tag: &str, description: &str| {
+        world
+            .admin
+            .run(&[
+                "target",
+                "add",
+                name,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port,
+                "--login",
+                "root",
+                "--key-file",
+                key,
+                "--host-key",
+                &sshd.host_key_pub,
+                "--env",
+                env,
+                "--tag",
+                tag,
+                "--description",
+                description,
+            ])
+            .ok();
+    };
+    add("web-prod", "prod", "nginx", "Front web server");
+    add("db-staging", "staging", "postgres", "Staging database");
+
+    let prod = world.alice.run(&["target", "list", "--env", "prod"]).ok();
+    assert!(prod.stdout.contains("web-prod") && !prod.stdout.contains("db-staging"), "{}", prod.stdout);
+    let found = world.alice.run(&["target", "list", "--search", "DATABASE"]).ok();
+    assert!(found.stdout.contains("db-staging") && !found.stdout.contains("web-prod"), "{}", found.stdout);
+    let none = world.alice.run(&["target", "list", "--tag", "redis"]).ok();
+    assert!(none.stdout.contains("No targets match"), "{}", none.stdout);
+    world
+        .admin
+        .run(&[
+            "target",
+            "add",
+            "x",
+            "--host",
+            "h",
+            "--login",
+            "root",
+            "--key-file",
+            key,
+            "--host-key",
+            &sshd.host_key_pub,
+            "--tag",
+            "bad tag",
+        ])
+        .fails_with("invalid tag");
+
+    let before = world.alice.run(&["target", "show", "web-prod"]).ok();
+    assert!(before.stdout.contains("last used:    never"), "{}", before.stdout);
+    assert!(before.stdout.contains("access now:   nobody"), "{}", before.stdout);
+    world.grant("web-prod", "30m");
+    world.alice.run(&["ssh", "web-prod", "--", "true"]).ok();
+    let after = world.bob.run(&["target", "show", "web-prod"]).ok();
+    assert!(after.stdout.contains("by alice"), "{}", after.stdout);
+    assert!(after.stdout.contains("access now:   alice until"), "{}", after.stdout);
+    assert!(after.stdout.contains("Front web server") && after.stdout.contains("nginx"), "{}", after.stdout);
+    world.alice.run(&["target", "show", "nope"]).fails_with("unknown target");
+}

@@ -146,8 +146,19 @@ pub enum TargetCommand {
     /// Add an SSH target and its credential (admin). The credential is sealed to the server
     /// before it leaves this process and is never shown again.
     Add(TargetAdd),
-    /// List targets (never their credentials).
-    List,
+    /// List targets (never their credentials), optionally filtered.
+    List {
+        /// Text to find in name, host, login, environment, tags or description.
+        #[arg(long)]
+        search: Option<String>,
+        #[arg(long = "env")]
+        environment: Option<String>,
+        #[arg(long)]
+        tag: Option<String>,
+    },
+    /// Everything about one target except its credential: address, host key, environment,
+    /// tags, who holds access now, last use.
+    Show { name: String },
 }
 
 #[derive(Args, Debug)]
@@ -169,6 +180,14 @@ pub struct TargetAdd {
     /// The target's host key as an OpenSSH public key line ("ssh-ed25519 AAAA...").
     #[arg(long)]
     pub host_key: String,
+    /// Environment, e.g. prod or staging.
+    #[arg(long = "env", default_value = "")]
+    pub environment: String,
+    /// A tag (repeatable).
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    #[arg(long, default_value = "")]
+    pub description: String,
 }
 
 #[derive(Subcommand, Debug)]

@@ -14,6 +14,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use args::{AuditCommand, Cli, Command, TargetCommand, UserCommand};
+use portcullis_proto::TargetFilter;
 
 fn init_tracing(default: &str) {
     let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -65,7 +66,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Whoami => vault::whoami(&home).await,
         Command::User(UserCommand::Add { name, roles }) => vault::add_user(&home, &name, &roles).await,
         Command::Target(TargetCommand::Add(add)) => vault::add_target(&home, add).await,
-        Command::Target(TargetCommand::List) => vault::list_targets(&home).await,
+        Command::Target(TargetCommand::List { search, environment, tag }) => {
+            vault::list_targets(&home, TargetFilter { text: search, environment, tag }).await
+        }
+        Command::Target(TargetCommand::Show { name }) => vault::show_target(&home, &name).await,
         Command::Request { target, duration, reason } => access::request(&home, &target, &duration, &reason).await,
         Command::Requests { pending } => access::list(&home, pending).await,
         Command::Approve { id, reason } => access::review(&home, &id, true, reason).await,

@@ -3,10 +3,10 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use portcullis_client::Device;
+use portcullis_client::{Device, NewTarget};
 use portcullis_crypto::SecretBytes;
 use portcullis_keystore::Preference;
-use portcullis_proto::{AddUserRequest, CredentialKind, Role, roles_to_string};
+use portcullis_proto::{AddUserRequest, CredentialKind, Role, TargetFilter, roles_to_string};
 
 use crate::args::TargetAdd;
 use crate::open_device;
@@ -80,8 +80,18 @@ pub async fn add_target(home: &Path, add: TargetAdd) -> anyhow::Result<ExitCode>
         bail!("give the credential with --password-stdin or --key-file");
     };
     let device = open_device(home).await?;
-    let target =
-        device.add_target(&add.name, &add.host, add.port, &add.login, &add.host_key, kind, &credential).await?;
+    let new = NewTarget {
+        name: add.name,
+        host: add.host,
+        port: add.port,
+        login: add.login,
+        host_key: add.host_key,
+        kind,
+        environment: add.environment,
+        tags: add.tags,
+        description: add.description,
+    };
+    let target = device.add_target(new, &credential).await?;
     drop(credential);
     println!(
         "Added target {} ({}@{}:{}, host key {}); its credential is stored encrypted and will not be shown.",
@@ -91,23 +101,51 @@ pub async fn add_target(home: &Path, add: TargetAdd) -> anyhow::Result<ExitCode>
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn list_targets(home: &Path) -> anyhow::Result<ExitCode> {
+pub async fn list_targets(home: &Path, filter: TargetFilter) -> anyhow::Result<ExitCode> {
     let device = open_device(home).await?;
-    let targets = device.api().targets().await?;
+    let targets = device.targets(&filter).await?;
     if targets.is_empty() {
-        println!("No targets yet.");
+        println!("No targets{}.", if filter == TargetFilter::default() { " yet" } else { " match" });
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{:<20} {:<32} {:<12} {:<12} HOST KEY", "NAME", "ADDRESS", "LOGIN", "CREDENTIAL");
+    println!("{:<20} {:<28} {:<12} {:<10} {:<20} HOST KEY", "NAME", "ADDRESS", "LOGIN", "ENV", "TAGS");
     for t in targets {
         println!(
-            "{:<20} {:<32} {:<12} {:<12} {}",
+            "{:<20} {:<28} {:<12} {:<10} {:<20} {}",
             t.name,
             format!("{}:{}", t.host, t.port),
             t.login,
-            t.credential_kind.as_str(),
+            if t.environment.is_empty() { "-" } else { &t.environment },
+            if t.tags.is_empty() { "-".to_string() } else { t.tags.join(",") },
             t.host_key_fingerprint
         );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn show_target(home: &Path, name: &str) -> anyhow::Result<ExitCode> {
+    let device = open_device(home).await?;
+    let all = device.targets(&TargetFilter::default()).await?;
+    let Some(t) = all.into_iter().find(|t| t.name == name) else { bail!("unknown target {name:?}") };
+    let when = |at: i64| crate::access::format_time(at);
+    println!("name:         {}", t.name);
+    println!("address:      {}:{}", t.host, t.port);
+    println!("login:        {}", t.login);
+    println!("credential:   {} (stored encrypted; never shown)", t.credential_kind.as_str());
+    println!("host key:     {}", t.host_key_fingerprint);
+    println!("environment:  {}", if t.environment.is_empty() { "-" } else { &t.environment });
+    println!("tags:         {}", if t.tags.is_empty() { "-".to_string() } else { t.tags.join(", ") });
+    println!("description:  {}", if t.description.is_empty() { "-" } else { &t.description });
+    println!("added:        {}", when(t.created_at));
+    match (t.last_used_at, &t.last_used_by) {
+        (Some(at), Some(by)) => println!("last used:    {} by {by}", when(at)),
+        _ => println!("last used:    never"),
+    }
+    if t.active_grants.is_empty() {
+        println!("access now:   nobody");
+    }
+    for g in &t.active_grants {
+        println!("access now:   {} until {}", g.user, when(g.not_after));
     }
     Ok(ExitCode::SUCCESS)
 }

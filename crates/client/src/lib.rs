@@ -29,7 +29,7 @@ use portcullis_crypto::{OsRng, SecretBytes, SymmetricKey};
 use portcullis_keystore::{PassphraseSource, Preference, StoreKind};
 use portcullis_proto::{
     AddTargetRequest, AuditPayload, ConnectRequest, CredentialKind, EnrollRequest, EnrolmentCode, GrantClaims,
-    INFO_CREDENTIAL_RELEASE, INFO_TARGET_CREDENTIAL, TargetSummary, UploadBatch, UploadRecord,
+    INFO_CREDENTIAL_RELEASE, INFO_TARGET_CREDENTIAL, TargetFilter, TargetSummary, UploadBatch, UploadRecord,
 };
 
 pub(crate) mod paths {
@@ -55,6 +55,21 @@ pub struct Device {
     sealing: SealingIdentity,
     db: localdb::LocalDb,
     api: ApiClient,
+}
+
+/// A target to add; the credential travels separately, as a secret.
+#[derive(Clone, Debug)]
+pub struct NewTarget {
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    pub login: String,
+    /// OpenSSH public key line of the target host.
+    pub host_key: String,
+    pub kind: CredentialKind,
+    pub environment: String,
+    pub tags: Vec<String>,
+    pub description: String,
 }
 
 /// A credential released for one session, with the grant that allows it.
@@ -190,34 +205,37 @@ impl Device {
     }
 
     /// Adds a target; the credential is sealed to the server's key before it leaves this process.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn add_target(
-        &self,
-        name: &str,
-        host: &str,
-        port: u16,
-        login: &str,
-        host_key: &str,
-        kind: CredentialKind,
-        credential: &SecretBytes,
-    ) -> Result<TargetSummary, ClientError> {
+    pub async fn add_target(&self, target: NewTarget, credential: &SecretBytes) -> Result<TargetSummary, ClientError> {
         let b64 = base64::engine::general_purpose::STANDARD;
         let server_key = b64
             .decode(&self.config.server.seal_public_key)
             .map_err(|_| ClientError::ServerIdentity("pinned sealing key is malformed".into()))?;
-        let sealed =
-            seal_to(&server_key, credential.expose_secret(), INFO_TARGET_CREDENTIAL, name.as_bytes(), &mut OsRng)?;
+        let sealed = seal_to(
+            &server_key,
+            credential.expose_secret(),
+            INFO_TARGET_CREDENTIAL,
+            target.name.as_bytes(),
+            &mut OsRng,
+        )?;
         self.api
             .add_target(&AddTargetRequest {
-                name: name.into(),
-                host: host.into(),
-                port,
-                login: login.into(),
-                host_key: host_key.into(),
-                credential_kind: kind,
+                name: target.name,
+                host: target.host,
+                port: target.port,
+                login: target.login,
+                host_key: target.host_key,
+                credential_kind: target.kind,
+                environment: target.environment,
+                tags: target.tags,
+                description: target.description,
                 credential: sealed,
             })
             .await
+    }
+
+    /// Targets matching `filter`, for browsing.
+    pub async fn targets(&self, filter: &TargetFilter) -> Result<Vec<TargetSummary>, ClientError> {
+        Ok(self.api.targets().await?.into_iter().filter(|t| filter.matches(t)).collect())
     }
 
     /// Asks the server for the credential of `target` under this device's live grant, verifies

@@ -170,6 +170,13 @@ pub struct AddTargetRequest {
     /// OpenSSH public key line of the target host, e.g. `ssh-ed25519 AAAA...`.
     pub host_key: String,
     pub credential_kind: CredentialKind,
+    /// e.g. `prod`, `staging`; empty for none.
+    #[serde(default)]
+    pub environment: String,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub description: String,
     /// Sealed to the server's X25519 key with [`INFO_TARGET_CREDENTIAL`] and the target name as
     /// associated data, so the plaintext never crosses the wire.
     pub credential: Sealed,
@@ -187,6 +194,58 @@ pub struct TargetSummary {
     pub host_key: String,
     pub host_key_fingerprint: String,
     pub created_at: i64,
+    #[serde(default)]
+    pub environment: String,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub description: String,
+    /// When a credential for it was last released, and to whom.
+    #[serde(default)]
+    pub last_used_at: Option<i64>,
+    #[serde(default)]
+    pub last_used_by: Option<String>,
+    /// Who holds a live grant right now.
+    #[serde(default)]
+    pub active_grants: Vec<GrantHolder>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantHolder {
+    pub user: String,
+    pub not_after: i64,
+}
+
+/// Browsing filter over targets: every given criterion must hold. `text` matches name, host,
+/// login, environment, tags and description, case-insensitively.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetFilter {
+    pub text: Option<String>,
+    pub environment: Option<String>,
+    pub tag: Option<String>,
+}
+
+impl TargetFilter {
+    pub fn matches(&self, t: &TargetSummary) -> bool {
+        let env_ok = self.environment.as_ref().is_none_or(|e| t.environment.eq_ignore_ascii_case(e));
+        let tag_ok = self.tag.as_ref().is_none_or(|tag| t.tags.iter().any(|x| x.eq_ignore_ascii_case(tag)));
+        let text_ok = self.text.as_ref().map(|q| q.trim().to_lowercase()).is_none_or(|q| {
+            q.is_empty()
+                || [&t.name, &t.host, &t.login, &t.environment, &t.description]
+                    .iter()
+                    .any(|field| field.to_lowercase().contains(&q))
+                || t.tags.iter().any(|tag| tag.to_lowercase().contains(&q))
+        });
+        env_ok && tag_ok && text_ok
+    }
+}
+
+/// Tags and environments: short labels (1-32 of letters, digits, `.`, `_`, `-`).
+pub fn check_label(kind: &str, label: &str) -> Result<(), String> {
+    let ok = !label.is_empty()
+        && label.len() <= 32
+        && label.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if ok { Ok(()) } else { Err(format!("invalid {kind} {label:?}: use 1-32 letters, digits, '.', '_' or '-'")) }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -358,6 +417,38 @@ mod tests {
         for bad in ["", "pc1-", "pc2-00-00", "pc1-zz-00", &format!("pc1-{}", "a".repeat(65))] {
             assert!(EnrolmentCode::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn target_filter() {
+        let t = TargetSummary {
+            id: "1".into(),
+            name: "web-01".into(),
+            host: "10.0.0.5".into(),
+            port: 22,
+            login: "deploy".into(),
+            credential_kind: CredentialKind::Password,
+            host_key: String::new(),
+            host_key_fingerprint: String::new(),
+            created_at: 0,
+            environment: "prod".into(),
+            tags: vec!["eu".into(), "nginx".into()],
+            description: "Front web server".into(),
+            last_used_at: None,
+            last_used_by: None,
+            active_grants: vec![],
+        };
+        let f = |text: Option<&str>, env: Option<&str>, tag: Option<&str>| TargetFilter {
+            text: text.map(Into::into),
+            environment: env.map(Into::into),
+            tag: tag.map(Into::into),
+        };
+        assert!(f(None, None, None).matches(&t));
+        assert!(f(Some("FRONT"), None, None).matches(&t));
+        assert!(f(Some("ngin"), Some("PROD"), Some("eu")).matches(&t));
+        assert!(!f(Some("db"), None, None).matches(&t));
+        assert!(!f(None, Some("staging"), None).matches(&t));
+        assert!(!f(None, None, Some("us")).matches(&t));
     }
 
     #[test]

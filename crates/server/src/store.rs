@@ -51,7 +51,17 @@ pub struct TargetRow {
     pub credential_data_key: Vec<u8>,
     pub credential: Vec<u8>,
     pub created_at: i64,
+    pub environment: String,
+    pub tags: String,
+    pub description: String,
+    pub last_used_at: Option<i64>,
+    /// Resolved to the user's name when read.
+    pub last_used_by: Option<String>,
 }
+
+const TARGET_SELECT: &str = "SELECT t.id, t.name, t.host, t.port, t.login, t.host_key, t.credential_kind, \
+     t.credential_version, t.credential_data_key, t.credential, t.created_at, t.environment, t.tags, t.description, \
+     t.last_used_at, u.name AS last_used_by FROM targets t LEFT JOIN users u ON u.id = t.last_used_by";
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct RequestRow {
@@ -268,7 +278,8 @@ impl Store {
     pub async fn insert_target(tx: &mut Tx<'_>, t: &TargetRow, created_by: &str) -> Result<(), ServerError> {
         let result = sqlx::query(
             "INSERT INTO targets (id, name, host, port, login, host_key, credential_kind, credential_version, \
-             credential_data_key, credential, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             credential_data_key, credential, created_by, created_at, environment, tags, description) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&t.id)
         .bind(&t.name)
@@ -282,6 +293,9 @@ impl Store {
         .bind(&t.credential)
         .bind(created_by)
         .bind(t.created_at)
+        .bind(&t.environment)
+        .bind(&t.tags)
+        .bind(&t.description)
         .execute(&mut **tx)
         .await;
         match result {
@@ -293,11 +307,37 @@ impl Store {
     }
 
     pub async fn targets(&self) -> Result<Vec<TargetRow>, ServerError> {
-        Ok(sqlx::query_as("SELECT * FROM targets ORDER BY name").fetch_all(&self.pool).await?)
+        Ok(sqlx::query_as(&format!("{TARGET_SELECT} ORDER BY t.name")).fetch_all(&self.pool).await?)
     }
 
     pub async fn target_by_name(&self, name: &str) -> Result<Option<TargetRow>, ServerError> {
-        Ok(sqlx::query_as("SELECT * FROM targets WHERE name = ?").bind(name).fetch_optional(&self.pool).await?)
+        Ok(sqlx::query_as(&format!("{TARGET_SELECT} WHERE t.name = ?")).bind(name).fetch_optional(&self.pool).await?)
+    }
+
+    pub async fn mark_target_used(
+        tx: &mut Tx<'_>,
+        target_id: &str,
+        user_id: &str,
+        now: i64,
+    ) -> Result<(), ServerError> {
+        sqlx::query("UPDATE targets SET last_used_at = ?, last_used_by = ? WHERE id = ?")
+            .bind(now)
+            .bind(user_id)
+            .bind(target_id)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+
+    /// (target id, user name, not_after) of every live grant.
+    pub async fn live_grants(&self, now: i64) -> Result<Vec<(String, String, i64)>, ServerError> {
+        Ok(sqlx::query_as(
+            "SELECT g.target_id, u.name, g.not_after FROM grants g JOIN users u ON u.id = g.user_id \
+             WHERE g.revoked_at IS NULL AND g.not_before <= ?1 AND g.not_after > ?1 ORDER BY g.not_after",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     // ---- requests and grants ----

@@ -281,6 +281,7 @@ pub async fn connect(
         serde_json::json!({ "grant": claims.grant_id, "target": target.name, "request": grant.request_id }),
     )
     .await?;
+    Store::mark_target_used(&mut tx, &target.id, &caller.user_id, now).await?;
     tx.commit().await?;
     tracing::info!(user = %caller.user_name, target = %target.name, grant = %claims.grant_id, "credential released sealed to device");
     Ok(Json(ConnectResponse {

@@ -4,8 +4,8 @@ use axum::extract::State;
 use axum::{Extension, Json};
 use portcullis_crypto::{OsRng, envelope};
 use portcullis_proto::{
-    AddTargetRequest, AddUserRequest, AddUserResponse, CredentialKind, INFO_TARGET_CREDENTIAL, Role, TargetSummary,
-    check_name, roles_to_string,
+    AddTargetRequest, AddUserRequest, AddUserResponse, CredentialKind, GrantHolder, INFO_TARGET_CREDENTIAL, Role,
+    TargetSummary, check_label, check_name, roles_to_string,
 };
 use russh::keys::{HashAlg, PrivateKey, PublicKey};
 
@@ -60,7 +60,7 @@ pub fn host_key_fingerprint(key: &PublicKey) -> String {
     key.fingerprint(HashAlg::Sha256).to_string()
 }
 
-fn summary(t: &TargetRow) -> TargetSummary {
+fn summary(t: &TargetRow, grants: &[(String, String, i64)]) -> TargetSummary {
     let fingerprint =
         parse_host_key(&t.host_key).map(|k| host_key_fingerprint(&k)).unwrap_or_else(|_| "invalid".into());
     TargetSummary {
@@ -73,6 +73,16 @@ fn summary(t: &TargetRow) -> TargetSummary {
         host_key: t.host_key.clone(),
         host_key_fingerprint: fingerprint,
         created_at: t.created_at,
+        environment: t.environment.clone(),
+        tags: t.tags.split(',').filter(|x| !x.is_empty()).map(String::from).collect(),
+        description: t.description.clone(),
+        last_used_at: t.last_used_at,
+        last_used_by: t.last_used_by.clone(),
+        active_grants: grants
+            .iter()
+            .filter(|(target, _, _)| *target == t.id)
+            .map(|(_, user, not_after)| GrantHolder { user: user.clone(), not_after: *not_after })
+            .collect(),
     }
 }
 
@@ -94,6 +104,18 @@ pub async fn add_target(
         return Err(ServerError::BadRequest(format!("invalid login {:?}", req.login)));
     }
     let host_key = parse_host_key(&req.host_key)?;
+    if !req.environment.is_empty() {
+        check_label("environment", &req.environment).map_err(ServerError::BadRequest)?;
+    }
+    let mut tags = req.tags.clone();
+    tags.sort();
+    tags.dedup();
+    for tag in &tags {
+        check_label("tag", tag).map_err(ServerError::BadRequest)?;
+    }
+    if tags.len() > 16 || req.description.len() > 500 {
+        return Err(ServerError::BadRequest("at most 16 tags and 500 characters of description".into()));
+    }
 
     let credential = state
         .sealing
@@ -135,6 +157,11 @@ pub async fn add_target(
         credential_data_key: sealed.wrapped_data_key,
         credential: sealed.ciphertext,
         created_at: now,
+        environment: req.environment.clone(),
+        tags: tags.join(","),
+        description: req.description.trim().to_string(),
+        last_used_at: None,
+        last_used_by: None,
     };
     let mut tx = state.db.begin().await?;
     Store::insert_target(&mut tx, &row, &caller.user_id).await?;
@@ -149,12 +176,13 @@ pub async fn add_target(
     )
     .await?;
     tx.commit().await?;
-    Ok(Json(summary(&row)))
+    Ok(Json(summary(&row, &[])))
 }
 
 pub async fn list_targets(
     State(state): AppState,
     Extension(_caller): Extension<Caller>,
 ) -> ApiResult<Vec<TargetSummary>> {
-    Ok(Json(state.db.targets().await?.iter().map(summary).collect()))
+    let grants = state.db.live_grants(state.clock.now()).await?;
+    Ok(Json(state.db.targets().await?.iter().map(|t| summary(t, &grants)).collect()))
 }
