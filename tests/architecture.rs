@@ -40,7 +40,8 @@ fn crates_respect_their_contracts() {
         ("portcullis-keystore", &["sqlx", "tokio", "reqwest", "axum", "russh", "tauri"]),
         ("portcullis-broker", &["sqlx", "reqwest", "axum", "portcullis-client", "portcullis-server", "tauri"]),
         ("portcullis-client", &["axum", "portcullis-server", "tauri"]),
-        ("portcullis-server", &["reqwest", "portcullis-client", "portcullis-broker", "tauri"]),
+        ("portcullis-server", &["reqwest", "portcullis-client", "portcullis-broker", "portcullis-app", "tauri"]),
+        ("portcullis-client", &["portcullis-app"]),
     ];
     for (krate, banned) in forbidden {
         let have = deps.get(*krate).unwrap_or_else(|| panic!("{krate} missing from the workspace"));

@@ -167,11 +167,28 @@ impl Device {
     }
 
     pub async fn open(home: &Path, passphrases: &dyn PassphraseSource) -> Result<Device, ClientError> {
+        Self::open_with_server(home, passphrases, None).await
+    }
+
+    pub fn is_enrolled(home: &Path) -> bool {
+        home.join(paths::CONFIG).exists()
+    }
+
+    /// Opens the device, talking to `server_url` instead of the enrolled URL (an embedded
+    /// server listens on a new loopback port each run; its identity stays pinned).
+    pub async fn open_with_server(
+        home: &Path,
+        passphrases: &dyn PassphraseSource,
+        server_url: Option<&str>,
+    ) -> Result<Device, ClientError> {
         let config_path = home.join(paths::CONFIG);
         if !config_path.exists() {
             return Err(ClientError::NotEnrolled(home.display().to_string()));
         }
-        let config = DeviceConfig::load(&config_path)?;
+        let mut config = DeviceConfig::load(&config_path)?;
+        if let Some(url) = server_url {
+            config.server_url = url.trim_end_matches('/').to_string();
+        }
         let (local_key, key_store) =
             portcullis_keystore::unlock(&home.join(paths::LOCAL_KEY), "device-local", passphrases)?;
         let db = localdb::LocalDb::open(&home.join(paths::DATABASE)).await?;

@@ -19,8 +19,8 @@ pub enum ServerError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
-    #[error("could not unlock the server's root key: {0}")]
-    Unlock(String),
+    #[error("the server's root key: {0}")]
+    Keystore(#[from] portcullis_keystore::KeystoreError),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -34,7 +34,7 @@ impl ServerError {
             ServerError::Refused(code, _) => code,
             ServerError::NotFound(_) => "not_found",
             ServerError::Conflict(_) => "conflict",
-            ServerError::Unlock(_) => "locked",
+            ServerError::Keystore(_) => "locked",
             ServerError::Internal(_) => "internal",
         }
     }
@@ -46,7 +46,7 @@ impl ServerError {
             ServerError::Forbidden(_) | ServerError::Refused(..) => StatusCode::FORBIDDEN,
             ServerError::NotFound(_) => StatusCode::NOT_FOUND,
             ServerError::Conflict(_) => StatusCode::CONFLICT,
-            ServerError::Unlock(_) | ServerError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ServerError::Keystore(_) | ServerError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }

@@ -50,8 +50,7 @@ pub async fn init(
         &root,
         passphrases,
         &mut OsRng,
-    )
-    .map_err(|e| ServerError::BadRequest(e.to_string()))?;
+    )?;
 
     let db = Store::open(&data_dir.join(paths::DATABASE)).await?;
     db.put_server_secret(

@@ -73,8 +73,7 @@ impl Server {
                 data_dir.display()
             )));
         }
-        let (root_key, _) = portcullis_keystore::unlock(&data_dir.join(paths::ROOT_KEY), "server-root", passphrases)
-            .map_err(|e| ServerError::Unlock(e.to_string()))?;
+        let (root_key, _) = portcullis_keystore::unlock(&data_dir.join(paths::ROOT_KEY), "server-root", passphrases)?;
         let db = store::Store::open(&db_path).await?;
         let signing = SigningIdentity::from_secret_bytes(
             db.server_secret(&root_key, store::SECRET_SIGNING).await?.expose_secret(),
@@ -123,6 +122,42 @@ impl Server {
                 .with_graceful_shutdown(shutdown)
                 .await
                 .map_err(|e| ServerError::Internal(e.to_string()))
+        }
+    }
+}
+
+/// A server running inside this process on a loopback port (the desktop's standalone mode).
+/// Stops when dropped.
+pub struct Embedded {
+    pub url: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Server {
+    /// Serves on `127.0.0.1:<free port>` over plain HTTP in a background task.
+    pub async fn start_embedded(&self) -> Result<Embedded, ServerError> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| ServerError::Internal(format!("binding a loopback port: {e}")))?;
+        let url = format!("http://{}", listener.local_addr().map_err(|e| ServerError::Internal(e.to_string()))?);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = self.clone();
+        tokio::spawn(async move {
+            let shutdown = async {
+                let _ = stopped.await;
+            };
+            if let Err(e) = server.serve(listener, false, shutdown).await {
+                tracing::error!(error = %e, "embedded server stopped");
+            }
+        });
+        Ok(Embedded { url, stop: Some(stop) })
+    }
+}
+
+impl Drop for Embedded {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
         }
     }
 }

@@ -1,0 +1,306 @@
+//! The types that cross into the webview. Outgoing types are `Serialize` and hold no secret;
+//! the one incoming type with a credential ([`NewTargetForm`]) is `Deserialize` only and turns
+//! the credential into a [`SecretString`] at once.
+
+use portcullis_client::{ClientError, LiveUpdate, NewTarget, localdb::LocalSession};
+use portcullis_crypto::SecretString;
+use portcullis_keystore::KeystoreError;
+use portcullis_proto::{AccessRequestView, CredentialKind, LiveEvent, SessionSummary, TargetSummary};
+use serde::{Deserialize, Serialize};
+
+/// `{ code, message }`: the UI branches on `code`, shows `message`.
+#[derive(Clone, Debug, Serialize, thiserror::Error)]
+#[error("{message}")]
+pub struct AppError {
+    pub code: String,
+    pub message: String,
+}
+
+impl AppError {
+    pub fn new(code: &str, message: impl Into<String>) -> Self {
+        Self { code: code.into(), message: message.into() }
+    }
+    pub fn input(message: impl Into<String>) -> Self {
+        Self::new("invalid_input", message)
+    }
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new("internal", message)
+    }
+}
+
+impl From<ClientError> for AppError {
+    fn from(e: ClientError) -> Self {
+        let code = match &e {
+            ClientError::Api { code, .. } => code.clone(),
+            ClientError::Unreachable { .. } => "unreachable".into(),
+            ClientError::NotEnrolled(_) => "not_enrolled".into(),
+            ClientError::Input(_) => "invalid_input".into(),
+            ClientError::ServerIdentity(_) => "server_identity".into(),
+            ClientError::Grant(_) => "grant_refused".into(),
+            ClientError::Keystore(k) => return k.clone_into_app(),
+            ClientError::Broker(_) => "session_failed".into(),
+            ClientError::Crypto(_) | ClientError::Local(_) => "internal".into(),
+        };
+        Self { code, message: e.to_string() }
+    }
+}
+
+trait KeystoreToApp {
+    fn clone_into_app(&self) -> AppError;
+}
+
+impl KeystoreToApp for KeystoreError {
+    fn clone_into_app(&self) -> AppError {
+        let code = match self {
+            KeystoreError::NoPassphrase(_) => "passphrase_required",
+            KeystoreError::WrongPassphrase => "wrong_passphrase",
+            KeystoreError::KeyringUnavailable(_) | KeystoreError::KeyringEntry(_) => "keyring_unavailable",
+            _ => "internal",
+        };
+        AppError::new(code, self.to_string())
+    }
+}
+
+impl From<KeystoreError> for AppError {
+    fn from(e: KeystoreError) -> Self {
+        e.clone_into_app()
+    }
+}
+
+impl From<portcullis_server::ServerError> for AppError {
+    fn from(e: portcullis_server::ServerError) -> Self {
+        match e {
+            portcullis_server::ServerError::Keystore(k) => k.into(),
+            other => AppError::new(other.code(), other.to_string()),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Nothing set up yet: offer standalone or enrolment.
+    Fresh,
+    /// Set up, keys not unlocked yet.
+    Locked,
+    Ready,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct AppStatus {
+    pub phase: Phase,
+    pub standalone: bool,
+    /// "OS keyring" or "passphrase (Argon2id)", once set up.
+    pub key_store: Option<String>,
+    pub server_url: Option<String>,
+    pub user: Option<UserView>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct UserView {
+    pub name: String,
+    pub roles: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct GrantView {
+    pub user: String,
+    pub not_after: i64,
+}
+
+/// A target as the vault list and detail pane show it: never its credential.
+#[derive(Clone, Debug, Serialize)]
+pub struct TargetView {
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    pub login: String,
+    pub credential_kind: String,
+    pub host_key_fingerprint: String,
+    pub environment: String,
+    pub tags: Vec<String>,
+    pub description: String,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+    pub last_used_by: Option<String>,
+    pub active_grants: Vec<GrantView>,
+}
+
+impl From<TargetSummary> for TargetView {
+    fn from(t: TargetSummary) -> Self {
+        Self {
+            name: t.name,
+            host: t.host,
+            port: t.port,
+            login: t.login,
+            credential_kind: t.credential_kind.as_str().into(),
+            host_key_fingerprint: t.host_key_fingerprint,
+            environment: t.environment,
+            tags: t.tags,
+            description: t.description,
+            created_at: t.created_at,
+            last_used_at: t.last_used_at,
+            last_used_by: t.last_used_by,
+            active_grants: t
+                .active_grants
+                .into_iter()
+                .map(|g| GrantView { user: g.user, not_after: g.not_after })
+                .collect(),
+        }
+    }
+}
+
+/// The admin's "add target" form. Only ever deserialised (from the webview), never sent back.
+#[derive(Deserialize)]
+pub struct NewTargetForm {
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    pub login: String,
+    pub host_key: String,
+    /// "password" or "private_key"
+    pub credential_kind: String,
+    pub credential: String,
+    #[serde(default)]
+    pub environment: String,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub description: String,
+}
+
+impl std::fmt::Debug for NewTargetForm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewTargetForm").field("name", &self.name).field("credential", &"<secret>").finish()
+    }
+}
+
+impl NewTargetForm {
+    pub fn into_parts(self) -> Result<(NewTarget, SecretString), AppError> {
+        let credential = SecretString::from(self.credential);
+        let kind = CredentialKind::parse(&self.credential_kind)
+            .ok_or_else(|| AppError::input(format!("unknown credential kind {:?}", self.credential_kind)))?;
+        if credential.expose_secret().is_empty() {
+            return Err(AppError::input("the credential is empty"));
+        }
+        let target = NewTarget {
+            name: self.name,
+            host: self.host,
+            port: self.port,
+            login: self.login,
+            host_key: self.host_key,
+            kind,
+            environment: self.environment,
+            tags: self.tags,
+            description: self.description,
+        };
+        Ok((target, credential))
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct NewUserView {
+    pub name: String,
+    pub enrolment_code: String,
+    pub expires_at: i64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RequestView {
+    pub id: String,
+    pub requester: String,
+    pub target: String,
+    pub duration_secs: u64,
+    pub reason: String,
+    pub status: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub decided_by: Option<String>,
+    pub decision_reason: Option<String>,
+    pub grant_not_after: Option<i64>,
+}
+
+impl From<AccessRequestView> for RequestView {
+    fn from(r: AccessRequestView) -> Self {
+        Self {
+            id: r.id,
+            requester: r.requester,
+            target: r.target,
+            duration_secs: r.duration_secs,
+            reason: r.reason,
+            status: r.status.as_str().into(),
+            created_at: r.created_at,
+            expires_at: r.expires_at,
+            decided_by: r.decided_by,
+            decision_reason: r.decision_reason,
+            grant_not_after: r.grant_not_after,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct LiveView {
+    /// connected | disconnected | request_created | request_decided | resync
+    pub kind: String,
+    pub request: Option<RequestView>,
+    pub message: Option<String>,
+}
+
+impl From<LiveUpdate> for LiveView {
+    fn from(u: LiveUpdate) -> Self {
+        let (kind, request, message) = match u {
+            LiveUpdate::Connected => ("connected", None, None),
+            LiveUpdate::Disconnected(why) => ("disconnected", None, Some(why)),
+            LiveUpdate::Event(LiveEvent::RequestCreated { request }) => ("request_created", Some(request.into()), None),
+            LiveUpdate::Event(LiveEvent::RequestDecided { request }) => ("request_decided", Some(request.into()), None),
+            LiveUpdate::Event(LiveEvent::Resync) => ("resync", None, None),
+        };
+        Self { kind: kind.into(), request, message }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct SessionView {
+    pub id: String,
+    pub user: Option<String>,
+    pub target: String,
+    pub command: Option<String>,
+    pub started_at: f64,
+    pub ended_at: Option<f64>,
+    pub exit_status: Option<u32>,
+    pub end_reason: Option<String>,
+    /// Local sessions: uploaded yet? Server sessions: always true.
+    pub synced: bool,
+}
+
+impl From<LocalSession> for SessionView {
+    fn from(s: LocalSession) -> Self {
+        Self {
+            id: s.session_id,
+            user: None,
+            target: s.target,
+            command: s.command,
+            started_at: s.started_at,
+            ended_at: s.ended_at,
+            exit_status: s.exit_status,
+            end_reason: s.end_reason,
+            synced: s.synced,
+        }
+    }
+}
+
+impl From<SessionSummary> for SessionView {
+    fn from(s: SessionSummary) -> Self {
+        Self {
+            id: s.session_id,
+            user: Some(s.user),
+            target: s.target,
+            command: s.command,
+            started_at: s.started_at,
+            ended_at: s.ended_at,
+            exit_status: s.exit_status,
+            end_reason: s.end_reason,
+            synced: true,
+        }
+    }
+}
