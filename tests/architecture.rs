@@ -51,6 +51,30 @@ fn crates_respect_their_contracts() {
     }
     // The core crates never depend on Tauri, directly or not.
     for (krate, have) in &deps {
-        assert!(!have.iter().any(|d| d.starts_with("tauri")), "{krate} depends on Tauri");
+        if krate != "portcullis-desktop" {
+            assert!(!have.iter().any(|d| d.starts_with("tauri")), "{krate} depends on Tauri");
+        }
     }
+    // Invariant 6: src-tauri is a thin shell: no crypto, SQL, SSH or HTTP of its own.
+    let shell = deps.get("portcullis-desktop").expect("the desktop shell is a workspace member");
+    for banned in [
+        "sqlx",
+        "aes-gcm",
+        "argon2",
+        "ed25519-dalek",
+        "hpke",
+        "ring",
+        "russh",
+        "reqwest",
+        "portcullis-crypto",
+        "portcullis-client",
+        "portcullis-server",
+        "portcullis-broker",
+    ] {
+        assert!(
+            !shell.contains(banned),
+            "src-tauri must stay a thin shell over portcullis-app; it depends on {banned}"
+        );
+    }
+    assert!(shell.contains("portcullis-app"));
 }

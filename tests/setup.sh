@@ -13,6 +13,15 @@ have ssh || need+=(openssh-client)
 have dbus-run-session || need+=(dbus)
 have gnome-keyring-daemon || need+=(gnome-keyring)
 have bc || need+=(bc)
+# The desktop app (Tauri 2 on WebKitGTK) and its GUI tests (WebKitWebDriver under Xvfb).
+pkg-config --exists webkit2gtk-4.1 2>/dev/null || need+=(libwebkit2gtk-4.1-dev libjavascriptcoregtk-4.1-dev libsoup-3.0-dev)
+pkg-config --exists librsvg-2.0 2>/dev/null || need+=(librsvg2-dev)
+pkg-config --exists openssl 2>/dev/null || need+=(libssl-dev)
+[ -e /usr/include/xdo.h ] || need+=(libxdo-dev)
+pkg-config --exists ayatana-appindicator3-0.1 2>/dev/null || need+=(libayatana-appindicator3-dev)
+have WebKitWebDriver || need+=(webkit2gtk-driver)
+have xvfb-run || need+=(xvfb xauth)
+have npm || need+=(nodejs npm)
 
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""

@@ -61,7 +61,8 @@ pub enum PassphrasePurpose {
     Unlock,
 }
 
-pub trait PassphraseSource {
+/// `Send + Sync` so unlocking can happen inside any async task (the desktop shell's commands).
+pub trait PassphraseSource: Send + Sync {
     fn passphrase(&self, purpose: PassphrasePurpose, what: &str) -> Result<SecretString, KeystoreError>;
 }
 

@@ -1,0 +1,27 @@
+fn main() {
+    // Only the commands listed here exist for the webview, and each needs a capability.
+    let commands = &[
+        "app_status",
+        "create_standalone",
+        "enroll",
+        "unlock",
+        "list_targets",
+        "add_target",
+        "add_user",
+        "list_requests",
+        "create_request",
+        "review_request",
+        "watch",
+        "connect",
+        "terminal_input",
+        "terminal_resize",
+        "terminal_close",
+        "local_sessions",
+        "audit_sessions",
+        "session_cast",
+    ];
+    tauri_build::try_build(
+        tauri_build::Attributes::new().app_manifest(tauri_build::AppManifest::new().commands(commands)),
+    )
+    .unwrap_or_else(|e| panic!("tauri build: {e}"));
+}

@@ -1,0 +1,20 @@
+use portcullis_app::{NewTargetForm, NewUserView, TargetView};
+use portcullis_proto::TargetFilter;
+
+use super::{Core, Result};
+
+#[tauri::command]
+pub async fn list_targets(core: Core<'_>, filter: TargetFilter) -> Result<Vec<TargetView>> {
+    core.targets(filter).await
+}
+
+/// The credential in `form` goes straight into the core; nothing comes back but the target.
+#[tauri::command]
+pub async fn add_target(core: Core<'_>, form: NewTargetForm) -> Result<TargetView> {
+    core.add_target(form).await
+}
+
+#[tauri::command]
+pub async fn add_user(core: Core<'_>, name: String, roles: Vec<String>) -> Result<NewUserView> {
+    core.add_user(&name, roles).await
+}

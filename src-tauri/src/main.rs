@@ -1,0 +1,57 @@
+//! The Portcullis desktop app: a Tauri 2 shell. Each command is a line or two over
+//! `portcullis_app::AppCore`; no crypto, SQL or access logic lives here.
+
+#![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
+
+mod commands;
+
+use std::path::PathBuf;
+
+use portcullis_app::AppCore;
+use portcullis_keystore::Preference;
+use tauri::Manager;
+
+fn main() {
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    if let Ok(d) = "russh=info".parse() {
+        filter = filter.add_directive(d);
+    }
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+
+    let result = tauri::Builder::default()
+        .setup(|app| {
+            // PORTCULLIS_APP_DIR lets several instances (tests, demos) keep separate state.
+            let dir = match std::env::var_os("PORTCULLIS_APP_DIR") {
+                Some(dir) => PathBuf::from(dir),
+                None => app.path().app_data_dir()?,
+            };
+            app.manage(AppCore::new(&dir, Preference::Auto));
+            Ok(())
+        })
+        .invoke_handler(tauri::generate_handler![
+            commands::app::app_status,
+            commands::app::create_standalone,
+            commands::app::enroll,
+            commands::app::unlock,
+            commands::vault::list_targets,
+            commands::vault::add_target,
+            commands::vault::add_user,
+            commands::access::list_requests,
+            commands::access::create_request,
+            commands::access::review_request,
+            commands::access::watch,
+            commands::terminal::connect,
+            commands::terminal::terminal_input,
+            commands::terminal::terminal_resize,
+            commands::terminal::terminal_close,
+            commands::audit::local_sessions,
+            commands::audit::audit_sessions,
+            commands::audit::session_cast,
+        ])
+        .run(tauri::generate_context!());
+    if let Err(e) = result {
+        eprintln!("portcullis-desktop: {e}");
+        std::process::exit(1);
+    }
+}

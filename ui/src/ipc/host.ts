@@ -1,0 +1,56 @@
+// The one module that talks to the Tauri host. Everything else in the UI imports from here,
+// so the UI can run against a mock host in unit tests.
+import { Channel, invoke } from "@tauri-apps/api/core";
+import type {
+  AppError, AppStatus, LiveView, NewTargetForm, NewUserView, RequestView, SessionView, TargetFilter,
+  TargetView, TerminalEvent,
+} from "./types";
+
+export type { AppError } from "./types";
+
+/** Errors from the core are `{ code, message }`; anything else becomes `internal`. */
+export function asAppError(e: unknown): AppError {
+  if (e && typeof e === "object" && "code" in e && "message" in e) return e as AppError;
+  return { code: "internal", message: String(e) };
+}
+
+async function call<T>(command: string, args?: Record<string, unknown>): Promise<T> {
+  try {
+    return await invoke<T>(command, args);
+  } catch (e) {
+    throw asAppError(e);
+  }
+}
+
+export const host = {
+  status: () => call<AppStatus>("app_status"),
+  createStandalone: (adminName: string, passphrase: string | null) =>
+    call<AppStatus>("create_standalone", { adminName, passphrase }),
+  enroll: (serverUrl: string, code: string, passphrase: string | null) =>
+    call<AppStatus>("enroll", { serverUrl, code, passphrase }),
+  unlock: (passphrase: string | null) => call<AppStatus>("unlock", { passphrase }),
+  listTargets: (filter: TargetFilter) => call<TargetView[]>("list_targets", { filter }),
+  addTarget: (form: NewTargetForm) => call<TargetView>("add_target", { form }),
+  addUser: (name: string, roles: string[]) => call<NewUserView>("add_user", { name, roles }),
+  listRequests: (pendingOnly: boolean) => call<RequestView[]>("list_requests", { pendingOnly }),
+  createRequest: (target: string, durationSecs: number, reason: string) =>
+    call<RequestView>("create_request", { target, durationSecs, reason }),
+  review: (id: string, approve: boolean, reason: string | null) =>
+    call<RequestView>("review_request", { id, approve, reason }),
+  watch: (onEvent: (e: LiveView) => void) => {
+    const events = new Channel<LiveView>();
+    events.onmessage = onEvent;
+    return call<void>("watch", { events });
+  },
+  connect: (target: string, cols: number, rows: number, onEvent: (e: TerminalEvent) => void) => {
+    const events = new Channel<TerminalEvent>();
+    events.onmessage = onEvent;
+    return call<string>("connect", { target, cols, rows, events });
+  },
+  terminalInput: (id: string, data: string) => call<void>("terminal_input", { id, data }),
+  terminalResize: (id: string, cols: number, rows: number) => call<void>("terminal_resize", { id, cols, rows }),
+  terminalClose: (id: string) => call<void>("terminal_close", { id }),
+  localSessions: () => call<SessionView[]>("local_sessions"),
+  auditSessions: () => call<SessionView[]>("audit_sessions"),
+  sessionCast: (id: string) => call<string>("session_cast", { id }),
+};
