@@ -234,14 +234,15 @@ impl World {
     }
 
     pub fn add_key_target(&self, name: &str, sshd: &Sshd) {
-        self.add_target_with(name, sshd.port, &sshd.user_key, &sshd.host_key_pub).ok();
+        self.add_target_with(name, sshd.port, &sshd.user_key, &sshd.host_key_pub, &[]).ok();
     }
 
-    /// Adds a key-auth target for `root` at `port`, with any key and any pinned host key.
-    pub fn add_target_with(&self, name: &str, port: u16, key: &Path, host_key: &str) -> Run {
+    /// Adds a key-auth target for `root` at `port`, with any key, any pinned host key and
+    /// `extra` flags (`--env`, `--tag`, ...).
+    pub fn add_target_with(&self, name: &str, port: u16, key: &Path, host_key: &str, extra: &[&str]) -> Run {
         let port = port.to_string();
         let key = key.to_str().unwrap();
-        self.admin.run(&[
+        let mut args = vec![
             "target",
             "add",
             name,
@@ -255,7 +256,9 @@ impl World {
             key,
             "--host-key",
             host_key,
-        ])
+        ];
+        args.extend_from_slice(extra);
+        self.admin.run(&args)
     }
 
     /// alice asks, bob approves; returns the request id.

@@ -273,7 +273,7 @@ fn target_failures_are_clear_and_audited() {
 
     // A target whose host key differs from the pinned one: refused before authenticating, audited.
     let impostor = Sshd::start();
-    world.add_target_with("spoofed", impostor.port, &sshd.user_key, &sshd.host_key_pub).ok();
+    world.add_target_with("spoofed", impostor.port, &sshd.user_key, &sshd.host_key_pub, &[]).ok();
     world.grant("spoofed", "5m");
     world.alice.run(&["ssh", "spoofed", "--", "true"]).fails_with("host key mismatch");
     assert!(!impostor.log().contains("Accepted"), "credential was used on an impostor: {}", impostor.log());
@@ -282,7 +282,7 @@ fn target_failures_are_clear_and_audited() {
 
     // Wrong credential: the target refuses the stored key.
     let other = Sshd::start();
-    world.add_target_with("stale", other.port, &sshd.user_key, &other.host_key_pub).ok();
+    world.add_target_with("stale", other.port, &sshd.user_key, &other.host_key_pub, &[]).ok();
     world.grant("stale", "5m");
     world.alice.run(&["ssh", "stale", "--", "true"]).fails_with("rejected the stored credential");
 
@@ -293,12 +293,12 @@ fn target_failures_are_clear_and_audited() {
 
     // Bad target definitions are refused up front.
     world
-        .add_target_with("bad", 22, &sshd.user_key, "ssh-ed25519 not-base64")
+        .add_target_with("bad", 22, &sshd.user_key, "ssh-ed25519 not-base64", &[])
         .fails_with("host key is not an OpenSSH public key");
     world
-        .add_target_with("bad", 22, std::path::Path::new("/etc/hostname"), &other.host_key_pub)
+        .add_target_with("bad", 22, std::path::Path::new("/etc/hostname"), &other.host_key_pub, &[])
         .fails_with("not an OpenSSH private key");
-    world.add_target_with("web", 22, &sshd.user_key, &other.host_key_pub).fails_with("already exists");
+    world.add_target_with("web", 22, &sshd.user_key, &other.host_key_pub, &[]).fails_with("already exists");
 }
 
 /// The server goes away during a session: the session completes, stays recorded locally, and
@@ -378,33 +378,9 @@ fn requests_and_decisions_are_pushed_live() {
 fn targets_are_browsable_with_usage() {
     let sshd = Sshd::start();
     let world = World::new();
-    let key = sshd.user_key.to_str().unwrap();
-    let port = sshd.port.to_string();
     let add = |name: &str, env: &str, tag: &str, description: &str| {
-        world
-            .admin
-            .run(&[
-                "target",
-                "add",
-                name,
-                "--host",
-                "127.0.0.1",
-                "--port",
-                &port,
-                "--login",
-                "root",
-                "--key-file",
-                key,
-                "--host-key",
-                &sshd.host_key_pub,
-                "--env",
-                env,
-                "--tag",
-                tag,
-                "--description",
-                description,
-            ])
-            .ok();
+        let extra = ["--env", env, "--tag", tag, "--description", description];
+        world.add_target_with(name, sshd.port, &sshd.user_key, &sshd.host_key_pub, &extra).ok();
     };
     add("web-prod", "prod", "nginx", "Front web server");
     add("db-staging", "staging", "postgres", "Staging database");
@@ -416,22 +392,7 @@ fn targets_are_browsable_with_usage() {
     let none = world.alice.run(&["target", "list", "--tag", "redis"]).ok();
     assert!(none.stdout.contains("No targets match"), "{}", none.stdout);
     world
-        .admin
-        .run(&[
-            "target",
-            "add",
-            "x",
-            "--host",
-            "h",
-            "--login",
-            "root",
-            "--key-file",
-            key,
-            "--host-key",
-            &sshd.host_key_pub,
-            "--tag",
-            "bad tag",
-        ])
+        .add_target_with("x", sshd.port, &sshd.user_key, &sshd.host_key_pub, &["--tag", "bad tag"])
         .fails_with("invalid tag");
 
     let before = world.alice.run(&["target", "show", "web-prod"]).ok();
