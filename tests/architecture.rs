@@ -78,3 +78,26 @@ fn crates_respect_their_contracts() {
     }
     assert!(shell.contains("portcullis-app"));
 }
+
+/// The UI talks to the host through `ui/src/ipc/` only, so it can run against a mock host.
+#[test]
+fn only_the_ipc_module_imports_tauri_in_the_ui() {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ui/src");
+    let mut stack = vec![src.clone()];
+    let mut checked = 0;
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                if path != src.join("ipc") {
+                    stack.push(path);
+                }
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            checked += 1;
+            assert!(!text.contains("@tauri-apps/"), "{} imports @tauri-apps outside src/ipc", path.display());
+        }
+    }
+    assert!(checked > 3, "the UI sources were not found");
+}

@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tests/setup.sh
 # The desktop shell embeds the built UI.
-(cd ui && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build)
+(cd ui && npm ci --no-audit --no-fund --loglevel=error && npm run --silent check && npm run --silent build)
 
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT

@@ -7,9 +7,10 @@ use portcullis_crypto::SecretString;
 use portcullis_keystore::KeystoreError;
 use portcullis_proto::{AccessRequestView, CredentialKind, LiveEvent, SessionSummary, TargetSummary};
 use serde::{Deserialize, Serialize};
+use ts_rs::TS;
 
 /// `{ code, message }`: the UI branches on `code`, shows `message`.
-#[derive(Clone, Debug, Serialize, thiserror::Error)]
+#[derive(Clone, Debug, Serialize, thiserror::Error, TS)]
 #[error("{message}")]
 pub struct AppError {
     pub code: String,
@@ -76,7 +77,7 @@ impl From<portcullis_server::ServerError> for AppError {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, TS)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
     /// Nothing set up yet: offer standalone or enrolment.
@@ -86,7 +87,7 @@ pub enum Phase {
     Ready,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, TS)]
 pub struct AppStatus {
     pub phase: Phase,
     pub standalone: bool,
@@ -96,20 +97,21 @@ pub struct AppStatus {
     pub user: Option<UserView>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, TS)]
 pub struct UserView {
     pub name: String,
     pub roles: Vec<String>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, TS)]
 pub struct GrantView {
     pub user: String,
+    #[ts(type = "number")]
     pub not_after: i64,
 }
 
 /// A target as the vault list and detail pane show it: never its credential.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, TS)]
 pub struct TargetView {
     pub name: String,
     pub host: String,
@@ -120,7 +122,9 @@ pub struct TargetView {
     pub environment: String,
     pub tags: Vec<String>,
     pub description: String,
+    #[ts(type = "number")]
     pub created_at: i64,
+    #[ts(type = "number | null")]
     pub last_used_at: Option<i64>,
     pub last_used_by: Option<String>,
     pub active_grants: Vec<GrantView>,
@@ -151,7 +155,7 @@ impl From<TargetSummary> for TargetView {
 }
 
 /// The admin's "add target" form. Only ever deserialised (from the webview), never sent back.
-#[derive(Deserialize)]
+#[derive(Deserialize, TS)]
 pub struct NewTargetForm {
     pub name: String,
     pub host: String,
@@ -198,25 +202,30 @@ impl NewTargetForm {
     }
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, TS)]
 pub struct NewUserView {
     pub name: String,
     pub enrolment_code: String,
+    #[ts(type = "number")]
     pub expires_at: i64,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, TS)]
 pub struct RequestView {
     pub id: String,
     pub requester: String,
     pub target: String,
+    #[ts(type = "number")]
     pub duration_secs: u64,
     pub reason: String,
     pub status: String,
+    #[ts(type = "number")]
     pub created_at: i64,
+    #[ts(type = "number")]
     pub expires_at: i64,
     pub decided_by: Option<String>,
     pub decision_reason: Option<String>,
+    #[ts(type = "number | null")]
     pub grant_not_after: Option<i64>,
 }
 
@@ -238,7 +247,7 @@ impl From<AccessRequestView> for RequestView {
     }
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, TS)]
 pub struct LiveView {
     /// connected | disconnected | request_created | request_decided | resync
     pub kind: String,
@@ -259,13 +268,15 @@ impl From<LiveUpdate> for LiveView {
     }
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, TS)]
 pub struct SessionView {
     pub id: String,
     pub user: Option<String>,
     pub target: String,
     pub command: Option<String>,
+    #[ts(type = "number")]
     pub started_at: f64,
+    #[ts(type = "number | null")]
     pub ended_at: Option<f64>,
     pub exit_status: Option<u32>,
     pub end_reason: Option<String>,
@@ -303,4 +314,48 @@ impl From<SessionSummary> for SessionView {
             synced: true,
         }
     }
+}
+
+/// The vault list's filter as the window sends it.
+#[derive(Clone, Debug, Default, Deserialize, TS)]
+pub struct VaultFilter {
+    pub text: Option<String>,
+    pub environment: Option<String>,
+    pub tag: Option<String>,
+}
+
+impl From<VaultFilter> for portcullis_proto::TargetFilter {
+    fn from(f: VaultFilter) -> Self {
+        Self { text: f.text, environment: f.environment, tag: f.tag }
+    }
+}
+
+/// The TypeScript declarations of every type above, as committed in `ui/src/ipc/bindings.ts`.
+pub fn typescript_bindings() -> String {
+    let cfg = ts_rs::Config::new().with_large_int("number");
+    let decls = [
+        AppError::decl(&cfg),
+        Phase::decl(&cfg),
+        AppStatus::decl(&cfg),
+        UserView::decl(&cfg),
+        GrantView::decl(&cfg),
+        TargetView::decl(&cfg),
+        VaultFilter::decl(&cfg),
+        NewTargetForm::decl(&cfg),
+        NewUserView::decl(&cfg),
+        RequestView::decl(&cfg),
+        LiveView::decl(&cfg),
+        SessionView::decl(&cfg),
+        crate::TerminalEvent::decl(&cfg),
+    ];
+    let mut out = String::from(
+        "// Generated from crates/app/src/ipc.rs by `PORTCULLIS_WRITE_BINDINGS=1 cargo test -p portcullis-app --test bindings`.\n\
+         // Do not edit: a test fails when this file and the Rust types differ.\n\n",
+    );
+    for decl in decls {
+        out.push_str("export ");
+        out.push_str(&decl);
+        out.push_str("\n\n");
+    }
+    out.trim_end().to_string() + "\n"
 }

@@ -8,11 +8,12 @@ use portcullis_client::Device;
 use portcullis_client::session::{self, SessionOptions};
 use serde::Serialize;
 use tokio::sync::mpsc;
+use ts_rs::TS;
 
 use crate::AppError;
 
 /// What the window's terminal receives.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, TS)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum TerminalEvent {
     /// Terminal bytes (UTF-8, lossily decoded for the webview).

@@ -1,11 +1,10 @@
-use portcullis_app::{NewTargetForm, NewUserView, TargetView};
-use portcullis_proto::TargetFilter;
+use portcullis_app::{NewTargetForm, NewUserView, TargetView, VaultFilter};
 
 use super::{Core, Result};
 
 #[tauri::command]
-pub async fn list_targets(core: Core<'_>, filter: TargetFilter) -> Result<Vec<TargetView>> {
-    core.targets(filter).await
+pub async fn list_targets(core: Core<'_>, filter: VaultFilter) -> Result<Vec<TargetView>> {
+    core.targets(filter.into()).await
 }
 
 /// The credential in `form` goes straight into the core; nothing comes back but the target.

@@ -2,11 +2,11 @@
 // so the UI can run against a mock host in unit tests.
 import { Channel, invoke } from "@tauri-apps/api/core";
 import type {
-  AppError, AppStatus, LiveView, NewTargetForm, NewUserView, RequestView, SessionView, TargetFilter,
+  AppError, AppStatus, LiveView, NewTargetForm, NewUserView, RequestView, SessionView, VaultFilter,
   TargetView, TerminalEvent,
-} from "./types";
+} from "./bindings";
 
-export type { AppError } from "./types";
+export type { AppError } from "./bindings";
 
 /** Errors from the core are `{ code, message }`; anything else becomes `internal`. */
 export function asAppError(e: unknown): AppError {
@@ -29,7 +29,7 @@ export const host = {
   enroll: (serverUrl: string, code: string, passphrase: string | null) =>
     call<AppStatus>("enroll", { serverUrl, code, passphrase }),
   unlock: (passphrase: string | null) => call<AppStatus>("unlock", { passphrase }),
-  listTargets: (filter: TargetFilter) => call<TargetView[]>("list_targets", { filter }),
+  listTargets: (filter: VaultFilter) => call<TargetView[]>("list_targets", { filter }),
   addTarget: (form: NewTargetForm) => call<TargetView>("add_target", { form }),
   addUser: (name: string, roles: string[]) => call<NewUserView>("add_user", { name, roles }),
   listRequests: (pendingOnly: boolean) => call<RequestView[]>("list_requests", { pendingOnly }),

@@ -1,0 +1,44 @@
+// Generated from crates/app/src/ipc.rs by `PORTCULLIS_WRITE_BINDINGS=1 cargo test -p portcullis-app --test bindings`.
+// Do not edit: a test fails when this file and the Rust types differ.
+
+export type AppError = { code: string, message: string, };
+
+export type Phase = "fresh" | "locked" | "ready";
+
+export type AppStatus = { phase: Phase, standalone: boolean, 
+/**
+ * "OS keyring" or "passphrase (Argon2id)", once set up.
+ */
+key_store: string | null, server_url: string | null, user: UserView | null, };
+
+export type UserView = { name: string, roles: Array<string>, };
+
+export type GrantView = { user: string, not_after: number, };
+
+export type TargetView = { name: string, host: string, port: number, login: string, credential_kind: string, host_key_fingerprint: string, environment: string, tags: Array<string>, description: string, created_at: number, last_used_at: number | null, last_used_by: string | null, active_grants: Array<GrantView>, };
+
+export type VaultFilter = { text: string | null, environment: string | null, tag: string | null, };
+
+export type NewTargetForm = { name: string, host: string, port: number, login: string, host_key: string, 
+/**
+ * "password" or "private_key"
+ */
+credential_kind: string, credential: string, environment: string, tags: Array<string>, description: string, };
+
+export type NewUserView = { name: string, enrolment_code: string, expires_at: number, };
+
+export type RequestView = { id: string, requester: string, target: string, duration_secs: number, reason: string, status: string, created_at: number, expires_at: number, decided_by: string | null, decision_reason: string | null, grant_not_after: number | null, };
+
+export type LiveView = { 
+/**
+ * connected | disconnected | request_created | request_decided | resync
+ */
+kind: string, request: RequestView | null, message: string | null, };
+
+export type SessionView = { id: string, user: string | null, target: string, command: string | null, started_at: number, ended_at: number | null, exit_status: number | null, end_reason: string | null, 
+/**
+ * Local sessions: uploaded yet? Server sessions: always true.
+ */
+synced: boolean, };
+
+export type TerminalEvent = { "kind": "output", data: string, } | { "kind": "closed", message: string, exit_status: number | null, };
