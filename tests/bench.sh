@@ -13,10 +13,6 @@ cipher="aes256-gcm@openssh.com"
 cargo build --release --locked -q -p portcullis-cli -p portcullis-keystore --bins --examples
 P="$PWD/target/release/portcullis"
 
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
 . tests/lib.sh
 export PORTCULLIS_KEY_STORE=passphrase PORTCULLIS_PASSPHRASE="bench passphrase"
 as() { local who=$1; shift; PORTCULLIS_HOME="$work/$who" "$P" "$@"; }

@@ -10,10 +10,6 @@ echo "Building portcullis (first build takes a few minutes)..." >&2
 cargo build --locked -q -p portcullis-cli
 P="$PWD/target/debug/portcullis"
 
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
 . tests/lib.sh
 # Scripts pass the passphrase in the environment; people get a prompt or the OS keyring.
 export PORTCULLIS_KEY_STORE=passphrase PORTCULLIS_PASSPHRASE="demo-only passphrase"

@@ -1,5 +1,10 @@
-# Shared by demo.sh and bench.sh: scratch folder, free ports, a throwaway sshd target.
-# Expects: $work (scratch folder) and the pids array; sets $ssh_port.
+# Shared by demo.sh and bench.sh: a scratch folder ($work) removed on exit together with the
+# background processes listed in $pids, free ports, and a throwaway sshd target ($ssh_port).
+
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
 
 free_port() { local p; while :; do p=$((20000 + RANDOM % 20000)); (echo >"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }; done; }
 wait_port() { for _ in $(seq 100); do (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.1; done; echo "port $1 did not open" >&2; exit 1; }
