@@ -4,12 +4,23 @@
 #![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
 
 mod commands;
+mod ipc_audit;
 
 use std::path::PathBuf;
 
 use portcullis_app::AppCore;
 use portcullis_keystore::Preference;
 use tauri::Manager;
+
+/// Records each command's arguments (test builds) before the command runs.
+fn with_ipc_audit(
+    handler: impl Fn(tauri::ipc::Invoke) -> bool + Send + Sync + 'static,
+) -> impl Fn(tauri::ipc::Invoke) -> bool + Send + Sync + 'static {
+    move |invoke| {
+        ipc_audit::incoming(&invoke.message);
+        handler(invoke)
+    }
+}
 
 fn main() {
     let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -26,10 +37,18 @@ fn main() {
                 Some(dir) => PathBuf::from(dir),
                 None => app.path().app_data_dir()?,
             };
-            app.manage(AppCore::new(&dir, Preference::Auto));
+            let core = AppCore::new(&dir, Preference::Auto);
+            // Demos and benchmarks: set a fresh app up before the window asks for its status.
+            if let Some(seed) = std::env::var_os("PORTCULLIS_SEED") {
+                let seed = std::fs::read(&seed).map_err(|e| format!("PORTCULLIS_SEED: {e}"))?;
+                let seed = serde_json::from_slice(&seed).map_err(|e| format!("PORTCULLIS_SEED: {e}"))?;
+                tauri::async_runtime::block_on(core.seed(seed)).map_err(|e| format!("PORTCULLIS_SEED: {e}"))?;
+            }
+            app.manage(core);
             Ok(())
         })
-        .invoke_handler(tauri::generate_handler![
+        .plugin(tauri_plugin_notification::init())
+        .invoke_handler(with_ipc_audit(tauri::generate_handler![
             commands::app::app_status,
             commands::app::create_standalone,
             commands::app::enroll,
@@ -48,7 +67,7 @@ fn main() {
             commands::audit::local_sessions,
             commands::audit::audit_sessions,
             commands::audit::session_cast,
-        ])
+        ]))
         .run(tauri::generate_context!());
     if let Err(e) = result {
         eprintln!("portcullis-desktop: {e}");

@@ -16,6 +16,38 @@ use sshd::{Sshd, free_port, wait_for_port};
 
 const BIN: &str = env!("CARGO_BIN_EXE_portcullis-desktop");
 
+fn ipc_log(app_dir: &Path) -> PathBuf {
+    app_dir.with_extension("ipc.jsonl")
+}
+
+/// Fails if any line of the canary credential (a private key) occurs in `haystack`.
+fn assert_no_canary(haystack: &str, canary: &str, place: &str) {
+    for line in canary_lines(canary) {
+        assert!(!haystack.contains(line), "credential material found in {place}");
+    }
+}
+
+fn canary_lines(canary: &str) -> Vec<&str> {
+    let lines: Vec<&str> = canary.lines().filter(|l| l.len() >= 20 && !l.starts_with("-----")).collect();
+    assert!(!lines.is_empty(), "the canary has lines to look for");
+    lines
+}
+
+/// Every payload the instrumented IPC boundary saw: (direction, command, payload as JSON text).
+fn ipc_payloads(app_dir: &Path) -> Vec<(String, String, String)> {
+    let text = std::fs::read_to_string(ipc_log(app_dir)).expect("the IPC audit log (debug build)");
+    text.lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                v["direction"].as_str().unwrap().to_string(),
+                v["command"].as_str().unwrap().to_string(),
+                v["payload"].to_string(),
+            )
+        })
+        .collect()
+}
+
 fn screenshot_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/screenshots")
 }
@@ -27,11 +59,13 @@ struct App {
 }
 
 impl App {
+    /// Starts the app with its own data dir; every IPC payload is logged to `app_dir`.ipc.jsonl.
     async fn launch(app_dir: &Path) -> App {
         let port = free_port();
         let driver = Command::new("WebKitWebDriver")
             .arg(format!("--port={port}"))
             .env("PORTCULLIS_APP_DIR", app_dir)
+            .env("PORTCULLIS_IPC_AUDIT", ipc_log(app_dir))
             .env("TAURI_WEBVIEW_AUTOMATION", "true")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -47,6 +81,25 @@ impl App {
             .await
             .expect("WebDriver session with the desktop app");
         App { driver, client }
+    }
+
+    async fn exists(&self, testid: &str) -> bool {
+        self.client.find(Locator::Css(&format!("[data-testid=\"{testid}\"]"))).await.is_ok()
+    }
+
+    /// Waits until the element's text contains `needle` (live updates, terminal output).
+    async fn wait_text(&self, testid: &str, needle: &str) -> String {
+        let mut last = String::new();
+        for _ in 0..150 {
+            if let Ok(el) = self.client.find(Locator::Css(&format!("[data-testid=\"{testid}\"]"))).await {
+                last = el.text().await.unwrap_or_default();
+                if last.contains(needle) {
+                    return last;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!("{testid} never showed {needle:?}; last text: {last:?}");
     }
 
     async fn el(&self, testid: &str) -> fantoccini::elements::Element {
@@ -86,19 +139,62 @@ impl App {
         std::fs::write(screenshot_dir().join(format!("{name}.png")), png).unwrap();
     }
 
-    /// Everything the webview holds: the DOM, input values, localStorage, sessionStorage.
+    /// Everything the webview holds: the DOM, input values, localStorage, sessionStorage and
+    /// every record of every IndexedDB database.
     async fn webview_contents(&self) -> String {
         let source = self.client.source().await.unwrap();
         let extra = self
             .client
-            .execute(
-                "const values = [...document.querySelectorAll('input, textarea')].map(e => e.value); \
-                 return JSON.stringify({values, local: {...localStorage}, session: {...sessionStorage}});",
+            .execute_async(
+                "const done = arguments[arguments.length - 1]; \
+                 const values = [...document.querySelectorAll('input, textarea')].map(e => e.value); \
+                 const dump = async () => { const out = {}; \
+                   for (const info of await indexedDB.databases()) { \
+                     const db = await new Promise((ok, ko) => { const r = indexedDB.open(info.name); r.onsuccess = () => ok(r.result); r.onerror = ko; }); \
+                     for (const store of db.objectStoreNames) { \
+                       out[info.name + '/' + store] = await new Promise((ok) => { \
+                         const r = db.transaction(store).objectStore(store).getAll(); r.onsuccess = () => ok(r.result); }); } } \
+                   return out; }; \
+                 dump().then((idb) => done(JSON.stringify({values, local: {...localStorage}, session: {...sessionStorage}, idb})), \
+                   (e) => done('indexedDB dump failed: ' + e));",
                 vec![],
             )
             .await
             .unwrap();
+        let extra = extra.as_str().unwrap_or_default().to_string();
+        assert!(extra.starts_with('{'), "{extra}");
         format!("{source}\n{extra}")
+    }
+
+    /// First run in standalone mode (with a passphrase only if no keyring is reachable).
+    async fn create_standalone(&self, admin: &str) {
+        self.el("standalone-panel").await;
+        self.fill("admin-name", admin).await;
+        self.click("create-standalone").await;
+        for _ in 0..100 {
+            if self.exists("whoami").await {
+                break;
+            }
+            if self.exists("new-passphrase").await {
+                self.fill("new-passphrase", "gui test passphrase").await;
+                self.fill("repeat-passphrase", "gui test passphrase").await;
+                self.click("create-standalone").await;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn add_target(&self, name: &str, sshd: &Sshd, credential: &str) {
+        self.click("add-target-open").await;
+        self.fill("target-name", name).await;
+        self.fill("target-host", "127.0.0.1").await;
+        self.fill("target-port", &sshd.port.to_string()).await;
+        self.fill("target-login", "root").await;
+        self.fill("target-env", "prod").await;
+        self.fill("target-tags", "nginx, eu").await;
+        self.fill("target-host-key", &sshd.host_key_pub).await;
+        self.fill("target-credential", credential).await;
+        self.fill("target-description", "Front web server").await;
     }
 
     async fn quit(mut self) {
@@ -119,20 +215,7 @@ async fn standalone_first_run_add_target_and_browse() {
 
     app.el("standalone-panel").await;
     app.screenshot("first-run").await;
-    app.fill("admin-name", "ada").await;
-    app.click("create-standalone").await;
-    // Without a reachable keyring the app asks for a passphrase; with one it goes straight on.
-    for _ in 0..100 {
-        if app.client.find(Locator::Css("[data-testid=whoami]")).await.is_ok() {
-            break;
-        }
-        if app.client.find(Locator::Css("[data-testid=new-passphrase]")).await.is_ok() {
-            app.fill("new-passphrase", "gui test passphrase").await;
-            app.fill("repeat-passphrase", "gui test passphrase").await;
-            app.click("create-standalone").await;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    app.create_standalone("ada").await;
     let whoami = app.text("whoami").await;
     assert!(whoami.contains("ada") && whoami.contains("admin") && whoami.contains("standalone"), "{whoami}");
 
@@ -143,14 +226,7 @@ async fn standalone_first_run_add_target_and_browse() {
     assert!(app.text("target-error").await.contains("Fill in"), "missing fields are named");
     assert_eq!(app.el("target-name").await.prop("value").await.unwrap().as_deref(), Some("web"));
 
-    app.fill("target-host", "127.0.0.1").await;
-    app.fill("target-port", &sshd.port.to_string()).await;
-    app.fill("target-login", "root").await;
-    app.fill("target-env", "prod").await;
-    app.fill("target-tags", "nginx, eu").await;
-    app.fill("target-host-key", &sshd.host_key_pub).await;
-    app.fill("target-credential", &key).await;
-    app.fill("target-description", "Front web server").await;
+    app.add_target("web", &sshd, &key).await;
     app.screenshot("add-target").await;
     app.click("target-save").await;
 
@@ -167,9 +243,142 @@ async fn standalone_first_run_add_target_and_browse() {
     app.el("target-row-web").await;
 
     // Invariant 1: the credential is nowhere in the webview once saved.
-    let contents = app.webview_contents().await;
-    for line in key.lines().filter(|l| l.len() >= 20 && !l.starts_with("-----")) {
-        assert!(!contents.contains(line), "credential material left in the webview");
-    }
+    assert_no_canary(&app.webview_contents().await, &key, "webview");
     app.quit().await;
+}
+
+/// Two app instances (separate data dirs) against one server — the approver's standalone
+/// server: the requester asks, the approver's inbox shows it without a refresh, the approver
+/// approves, and the requester's Connect opens a terminal running a command on real sshd. Then the
+/// auditor replays the session. Throughout, the canary credential never reaches either webview:
+/// not the DOM, storage, IndexedDB, nor any IPC payload (checked from the instrumented boundary).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requester_and_approver_request_approve_connect_replay() {
+    let sshd = Sshd::start();
+    let key = std::fs::read_to_string(&sshd.user_key).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (ada_dir, rob_dir) = (dir.path().join("ada"), dir.path().join("rob"));
+
+    // The approver: standalone, adds the target and the requester.
+    let ada = App::launch(&ada_dir).await;
+    ada.create_standalone("ada").await;
+    let whoami = ada.text("whoami").await;
+    let url = whoami.split("standalone at ").nth(1).and_then(|s| s.split_whitespace().next()).unwrap().to_string();
+    ada.add_target("web", &sshd, &key).await;
+    ada.click("target-save").await;
+    ada.el("target-row-web").await;
+    ada.click("nav-users").await;
+    ada.click("user-add").await;
+    assert!(ada.text("user-error").await.contains("name"), "an empty name is refused inline");
+    ada.fill("user-name", "rob").await;
+    ada.click("user-add").await;
+    let code = ada.text("enrolment-code-rob").await;
+    assert!(code.starts_with("pc1-"), "{code}");
+    ada.screenshot("users").await;
+    ada.click("nav-approvals").await;
+    ada.el("inbox-empty").await;
+    ada.wait_text("live-state", "live").await;
+
+    // The requester enrols with the code (a wrong URL first: inline error, code kept).
+    let rob = App::launch(&rob_dir).await;
+    rob.fill("server-url", "http://127.0.0.1:9").await;
+    rob.fill("enrolment-code", &code).await;
+    rob.click("enroll").await;
+    rob.el("setup-error").await;
+    assert_eq!(rob.el("enrolment-code").await.prop("value").await.unwrap().as_deref(), Some(code.as_str()));
+    rob.fill("server-url", &url).await;
+    rob.click("enroll").await;
+    for _ in 0..100 {
+        if rob.exists("whoami").await {
+            break;
+        }
+        if rob.exists("new-passphrase").await {
+            rob.fill("new-passphrase", "gui test passphrase").await;
+            rob.fill("repeat-passphrase", "gui test passphrase").await;
+            rob.click("enroll").await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(rob.text("whoami").await.contains("rob · requester"));
+
+    // Bad input stays in the form with an inline message.
+    rob.click("nav-requests").await;
+    rob.fill("request-target", "web").await;
+    rob.fill("request-reason", "INC-42: nginx is down").await;
+    rob.fill("request-duration", "9").await;
+    rob.fill("request-unit", "h").await;
+    rob.click("request-submit").await;
+    assert!(rob.text("request-error").await.contains("At most 8 hours"));
+    assert_eq!(rob.el("request-reason").await.prop("value").await.unwrap().as_deref(), Some("INC-42: nginx is down"));
+    rob.fill("request-duration", "10").await;
+    rob.fill("request-unit", "min").await;
+    rob.click("request-submit").await;
+    assert!(rob.wait_text("my-request-web", "pending").await.contains("INC-42"));
+
+    // The approver's inbox shows it, pushed by the server: nobody reloads anything.
+    let inbox = ada.wait_text("inbox-rob-web", "INC-42").await;
+    assert!(inbox.contains("10 min"), "{inbox}");
+    assert!(ada.text("nav-approvals").await.contains("(1)"));
+    ada.screenshot("approvals").await;
+    ada.click("approve").await;
+    ada.el("inbox-empty").await;
+
+    // The requester's list turns active, with a countdown, and Connect runs a real session.
+    rob.wait_text("my-request-web", "active").await;
+    assert!(rob.text("grant-countdown").await.contains("left"));
+    rob.screenshot("requests").await;
+    rob.click("connect-web").await;
+    rob.wait_text("terminal-web", "#").await; // root's prompt from the real sshd
+    let input = rob.client.find(Locator::Css("[data-testid=terminal-web] textarea")).await.unwrap();
+    input.send_keys("echo portcullis-$((6*7))\n").await.unwrap();
+    rob.wait_text("terminal-web", "portcullis-42").await;
+    rob.screenshot("terminal").await;
+    rob.click("close-web").await; // closing the tab ends the session
+    assert!(!rob.exists("terminal-web").await);
+
+    // The session is recorded on rob's computer and synced; ada (auditor) replays it.
+    rob.click("nav-sessions").await;
+    let local = rob.wait_text("local-sessions", "on server").await;
+    assert!(local.contains("closed") && !local.contains("running"), "closing the tab ended the session: {local}");
+    ada.click("nav-sessions").await;
+    for _ in 0..50 {
+        ada.click("sessions-refresh").await;
+        if ada.exists("server-sessions-row").await {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(ada.text("server-sessions").await.contains("rob"));
+    ada.click("replay").await;
+    ada.client
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css("[data-testid=replay-player] .ap-player"))
+        .await
+        .expect("the asciinema player renders the recording");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!ada.exists("replay-error").await);
+    ada.screenshot("replay").await;
+
+    // Invariant 1, the canary: nowhere in either webview...
+    assert_no_canary(&ada.webview_contents().await, &key, "the approver's webview");
+    assert_no_canary(&rob.webview_contents().await, &key, "the requester's webview");
+    ada.quit().await;
+    rob.quit().await;
+    // ...nor in any payload either app sent to its webview. The one place it may appear is
+    // the admin's add_target call going *in* — which also proves the instrument sees payloads.
+    let mut seen_going_in = 0;
+    for (app_dir, who) in [(&ada_dir, "ada"), (&rob_dir, "rob")] {
+        let payloads = ipc_payloads(app_dir);
+        assert!(payloads.iter().any(|(d, c, _)| d == "out" && c == "watch"), "{who}: live events were audited");
+        for (direction, command, payload) in &payloads {
+            let leaked = canary_lines(&key).iter().any(|l| payload.contains(l));
+            if direction == "in" && command == "add_target" {
+                seen_going_in += usize::from(leaked);
+                continue;
+            }
+            assert!(!leaked, "{who}: credential material in the IPC payload of {command} ({direction})");
+        }
+    }
+    assert_eq!(seen_going_in, 1, "the instrument saw the credential go in exactly once");
 }

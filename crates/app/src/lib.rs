@@ -13,6 +13,7 @@
 //! only come *in* ([`ipc::NewTargetForm`] is `Deserialize` only) and go straight to the core.
 
 pub mod ipc;
+pub mod seed;
 mod terminals;
 
 use std::path::{Path, PathBuf};
@@ -21,7 +22,7 @@ use std::sync::Arc;
 use portcullis_client::Device;
 use portcullis_crypto::{SecretBytes, SecretString};
 use portcullis_keystore::{KeystoreError, PassphrasePurpose, PassphraseSource, Preference};
-use portcullis_proto::{AddUserRequest, CreateAccessRequest, Decision, ReviewRequest, TargetFilter};
+use portcullis_proto::{AddUserRequest, CreateAccessRequest, Decision, ReviewRequest, Role, TargetFilter};
 use portcullis_server::{Embedded, InitOptions, Server, SystemClock};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
@@ -140,7 +141,13 @@ impl AppCore {
         let pass = Supplied(passphrase);
         let outcome = portcullis_server::init(
             &self.server_dir(),
-            InitOptions { key_store: self.key_store, admin_name: admin_name.to_string(), tls_names: vec![] },
+            InitOptions {
+                key_store: self.key_store,
+                admin_name: admin_name.to_string(),
+                // One person on one laptop approves their teammates' requests and audits them.
+                extra_admin_roles: vec![Role::Approver, Role::Auditor, Role::Requester],
+                tls_names: vec![],
+            },
             &pass,
             Arc::new(SystemClock),
         )

@@ -81,6 +81,7 @@ impl Terminals {
                             None => "session ended".to_string(),
                         },
                         portcullis_broker::EndReason::Disconnected => "disconnected".to_string(),
+                        portcullis_broker::EndReason::Closed => "session closed".to_string(),
                     };
                     TerminalEvent::Closed { message: why, exit_status: done.outcome.exit_status }
                 }
@@ -97,11 +98,11 @@ impl Terminals {
         tx.send(input).await.map_err(|_| AppError::new("no_session", "that terminal is closed"))
     }
 
-    /// Closing the tab ends the session: end of input, then the broker closes the channel.
+    /// Closing the tab ends the session: the broker hangs up whatever is running.
     pub async fn close(&self, id: &str) -> Result<(), AppError> {
         let tx = self.inputs.lock().ok().and_then(|mut m| m.remove(id));
         if let Some(tx) = tx {
-            let _ = tx.send(Input::Eof).await;
+            let _ = tx.send(Input::Close).await;
         }
         Ok(())
     }

@@ -74,8 +74,13 @@ pub enum BrokerError {
 #[derive(Debug)]
 pub enum Input {
     Data(Vec<u8>),
-    Resize { cols: u16, rows: u16 },
+    Resize {
+        cols: u16,
+        rows: u16,
+    },
     Eof,
+    /// Hang up now (the window's terminal tab was closed): the session ends whatever runs.
+    Close,
 }
 
 /// What the session sends back.
@@ -97,6 +102,8 @@ pub enum EndReason {
     Exit,
     GrantExpired,
     Disconnected,
+    /// The person closed the terminal.
+    Closed,
 }
 
 impl EndReason {
@@ -105,6 +112,7 @@ impl EndReason {
             EndReason::Exit => "exit",
             EndReason::GrantExpired => "grant_expired",
             EndReason::Disconnected => "disconnected",
+            EndReason::Closed => "closed",
         }
     }
 }
@@ -120,6 +128,7 @@ enum Seen {
     Input(Vec<u8>),
     Bytes(usize),
     Resize { cols: u16, rows: u16 },
+    HangUp,
 }
 
 struct PinnedHostKey {
@@ -288,6 +297,10 @@ impl Connected {
                         }
                     }
                     Input::Eof => break,
+                    Input::Close => {
+                        let _ = seen_tx.send(Seen::HangUp);
+                        break;
+                    }
                 }
             }
             let _ = writer.eof().await;
@@ -323,6 +336,7 @@ impl Connected {
                     Seen::Input(data) => recorder.input(&data).await?,
                     Seen::Bytes(n) => recorder.count_input(n),
                     Seen::Resize { cols, rows } => recorder.resize(cols, rows).await?,
+                    Seen::HangUp => break EndReason::Closed,
                 },
                 _ = &mut expiry => {
                     let _ = output

@@ -15,6 +15,8 @@ use crate::{Clock, ServerError, paths};
 pub struct InitOptions {
     pub key_store: Preference,
     pub admin_name: String,
+    /// The first user's roles besides admin (a standalone desktop owner also approves and audits).
+    pub extra_admin_roles: Vec<Role>,
     /// Names and addresses the TLS certificate is valid for (besides localhost).
     pub tls_names: Vec<String>,
 }
@@ -74,7 +76,10 @@ pub async fn init(
     let now = clock.now();
     let mut tx = db.begin().await?;
     let admin_id = uuid::Uuid::new_v4().to_string();
-    Store::insert_user(&mut tx, &admin_id, &options.admin_name, Role::Admin.as_str(), now).await?;
+    let mut roles = vec![Role::Admin];
+    roles.extend(options.extra_admin_roles.iter().copied().filter(|r| *r != Role::Admin));
+    let roles = portcullis_proto::roles_to_string(&roles);
+    Store::insert_user(&mut tx, &admin_id, &options.admin_name, &roles, now).await?;
     let code = crate::api::issue_enrolment_code(&mut tx, &admin_id, &tls.fingerprint, now).await?;
     Store::record_event(
         &mut tx,

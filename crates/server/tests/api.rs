@@ -32,7 +32,12 @@ async fn start() -> (Running, String) {
     let pass = FixedPassphrase("pw".into());
     let outcome = portcullis_server::init(
         dir.path(),
-        InitOptions { key_store: Preference::Passphrase, admin_name: "admin".into(), tls_names: vec![] },
+        InitOptions {
+            key_store: Preference::Passphrase,
+            admin_name: "admin".into(),
+            extra_admin_roles: vec![],
+            tls_names: vec![],
+        },
         &pass,
         Arc::new(SystemClock),
     )

@@ -1,23 +1,23 @@
 use portcullis_app::AppStatus;
 
-use super::{Core, Result};
+use super::{Core, Result, reply};
 
 #[tauri::command]
 pub async fn app_status(core: Core<'_>) -> Result<AppStatus> {
-    Ok(core.status().await)
+    reply("app_status", Ok(core.status().await))
 }
 
 #[tauri::command]
 pub async fn create_standalone(core: Core<'_>, admin_name: String, passphrase: Option<String>) -> Result<AppStatus> {
-    core.create_standalone(&admin_name, passphrase).await
+    reply("create_standalone", core.create_standalone(&admin_name, passphrase).await)
 }
 
 #[tauri::command]
 pub async fn enroll(core: Core<'_>, server_url: String, code: String, passphrase: Option<String>) -> Result<AppStatus> {
-    core.enroll(&server_url, &code, passphrase).await
+    reply("enroll", core.enroll(&server_url, &code, passphrase).await)
 }
 
 #[tauri::command]
 pub async fn unlock(core: Core<'_>, passphrase: Option<String>) -> Result<AppStatus> {
-    core.unlock(passphrase).await
+    reply("unlock", core.unlock(passphrase).await)
 }

@@ -1,19 +1,19 @@
 use portcullis_app::SessionView;
 
-use super::{Core, Result};
+use super::{Core, Result, reply};
 
 #[tauri::command]
 pub async fn local_sessions(core: Core<'_>) -> Result<Vec<SessionView>> {
-    core.local_sessions().await
+    reply("local_sessions", core.local_sessions().await)
 }
 
 #[tauri::command]
 pub async fn audit_sessions(core: Core<'_>) -> Result<Vec<SessionView>> {
-    core.audit_sessions().await
+    reply("audit_sessions", core.audit_sessions().await)
 }
 
 /// The recording (terminal output and keystrokes; never a credential) for the in-app player.
 #[tauri::command]
 pub async fn session_cast(core: Core<'_>, id: String) -> Result<String> {
-    core.session_cast(&id).await
+    reply("session_cast", core.session_cast(&id).await)
 }

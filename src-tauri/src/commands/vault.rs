@@ -1,19 +1,19 @@
 use portcullis_app::{NewTargetForm, NewUserView, TargetView, VaultFilter};
 
-use super::{Core, Result};
+use super::{Core, Result, reply};
 
 #[tauri::command]
 pub async fn list_targets(core: Core<'_>, filter: VaultFilter) -> Result<Vec<TargetView>> {
-    core.targets(filter.into()).await
+    reply("list_targets", core.targets(filter.into()).await)
 }
 
 /// The credential in `form` goes straight into the core; nothing comes back but the target.
 #[tauri::command]
 pub async fn add_target(core: Core<'_>, form: NewTargetForm) -> Result<TargetView> {
-    core.add_target(form).await
+    reply("add_target", core.add_target(form).await)
 }
 
 #[tauri::command]
 pub async fn add_user(core: Core<'_>, name: String, roles: Vec<String>) -> Result<NewUserView> {
-    core.add_user(&name, roles).await
+    reply("add_user", core.add_user(&name, roles).await)
 }

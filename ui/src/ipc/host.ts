@@ -1,6 +1,7 @@
 // The one module that talks to the Tauri host. Everything else in the UI imports from here,
 // so the UI can run against a mock host in unit tests.
 import { Channel, invoke } from "@tauri-apps/api/core";
+import { isPermissionGranted, sendNotification } from "@tauri-apps/plugin-notification";
 import type {
   AppError, AppStatus, LiveView, NewTargetForm, NewUserView, RequestView, SessionView, VaultFilter,
   TargetView, TerminalEvent,
@@ -53,4 +54,12 @@ export const host = {
   localSessions: () => call<SessionView[]>("local_sessions"),
   auditSessions: () => call<SessionView[]>("audit_sessions"),
   sessionCast: (id: string) => call<string>("session_cast", { id }),
+  /** A desktop notification; silently nothing where the desktop has no notification service. */
+  notify: async (title: string, body: string) => {
+    try {
+      if (await isPermissionGranted()) sendNotification({ title, body });
+    } catch {
+      // Notifications are a convenience: the inbox in the window is the source of truth.
+    }
+  },
 };
