@@ -7,6 +7,7 @@ fn main() {
         "unlock",
         "list_targets",
         "add_target",
+        "update_target",
         "add_user",
         "list_requests",
         "create_request",

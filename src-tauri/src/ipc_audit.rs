@@ -9,9 +9,11 @@ use serde::Serialize;
 fn append(direction: &str, command: &str, payload: serde_json::Value) {
     use std::io::Write;
     let Some(path) = std::env::var_os("PORTCULLIS_IPC_AUDIT") else { return };
-    let line = serde_json::json!({ "direction": direction, "command": command, "payload": payload });
+    let mut line = serde_json::json!({ "direction": direction, "command": command, "payload": payload }).to_string();
+    line.push('\n');
+    // One write per line: concurrent commands append whole lines (O_APPEND), never interleaved.
     if let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
-        let _ = writeln!(file, "{line}");
+        let _ = file.write_all(line.as_bytes());
     }
 }
 

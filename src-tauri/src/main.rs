@@ -55,6 +55,7 @@ fn main() {
             commands::app::unlock,
             commands::vault::list_targets,
             commands::vault::add_target,
+            commands::vault::update_target,
             commands::vault::add_user,
             commands::access::list_requests,
             commands::access::create_request,

@@ -236,6 +236,14 @@ async fn standalone_first_run_add_target_and_browse() {
     assert!(app.text("target-detail").await.contains("Front web server"));
     app.screenshot("vault").await;
 
+    // Edit: the credential field starts empty (nothing comes back to fill it) and, left empty,
+    // keeps the stored credential.
+    app.click("target-edit").await;
+    assert_eq!(app.el("target-credential").await.prop("value").await.unwrap().as_deref(), Some(""));
+    app.fill("target-description", "Front web server, edited").await;
+    app.click("target-save").await;
+    app.wait_text("target-detail", "Front web server, edited").await;
+
     // Search filters the list.
     app.fill("vault-search", "no-such-thing").await;
     app.el("vault-empty").await;

@@ -118,6 +118,8 @@ pub struct TargetView {
     pub port: u16,
     pub login: String,
     pub credential_kind: String,
+    /// The target's public host key line (public; the fingerprint is shown, this pre-fills edits).
+    pub host_key: String,
     pub host_key_fingerprint: String,
     pub environment: String,
     pub tags: Vec<String>,
@@ -138,6 +140,7 @@ impl From<TargetSummary> for TargetView {
             port: t.port,
             login: t.login,
             credential_kind: t.credential_kind.as_str().into(),
+            host_key: t.host_key,
             host_key_fingerprint: t.host_key_fingerprint,
             environment: t.environment,
             tags: t.tags,
@@ -181,12 +184,18 @@ impl std::fmt::Debug for NewTargetForm {
 
 impl NewTargetForm {
     pub fn into_parts(self) -> Result<(NewTarget, SecretString), AppError> {
+        match self.into_parts_optional_credential()? {
+            (target, Some(credential)) => Ok((target, credential)),
+            (_, None) => Err(AppError::input("the credential is empty")),
+        }
+    }
+
+    /// For edits: an empty credential means "keep the stored one".
+    pub fn into_parts_optional_credential(self) -> Result<(NewTarget, Option<SecretString>), AppError> {
         let credential = SecretString::from(self.credential);
+        let credential = (!credential.expose_secret().is_empty()).then_some(credential);
         let kind = CredentialKind::parse(&self.credential_kind)
             .ok_or_else(|| AppError::input(format!("unknown credential kind {:?}", self.credential_kind)))?;
-        if credential.expose_secret().is_empty() {
-            return Err(AppError::input("the credential is empty"));
-        }
         let target = NewTarget {
             name: self.name,
             host: self.host,

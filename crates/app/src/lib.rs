@@ -209,6 +209,14 @@ impl AppCore {
         Ok(self.device().await?.add_target(target, &credential).await?.into())
     }
 
+    /// Edits a target; an empty credential field keeps the stored credential, a filled one
+    /// rotates it.
+    pub async fn update_target(&self, form: NewTargetForm) -> Result<TargetView, AppError> {
+        let (target, credential) = form.into_parts_optional_credential()?;
+        let credential = credential.map(|c| SecretBytes::from(c.expose_secret().as_bytes().to_vec()));
+        Ok(self.device().await?.update_target(target, credential.as_ref()).await?.into())
+    }
+
     pub async fn add_user(&self, name: &str, roles: Vec<String>) -> Result<NewUserView, AppError> {
         let roles = roles.iter().map(|r| r.parse()).collect::<Result<Vec<_>, _>>().map_err(AppError::input)?;
         let added = self.device().await?.api().add_user(&AddUserRequest { name: name.to_string(), roles }).await?;

@@ -110,6 +110,46 @@ async fn standalone_first_run_approval_terminal_and_restart() {
     let decided = next_matching(&mut alice_live, "the decision", |e: &LiveView| e.kind == "request_decided").await;
     assert_eq!(decided.request.unwrap().status, "approved");
 
+    // Edits: only admins; a kind change needs the new credential; a rotated credential is the
+    // one used from then on (a wrong key fails to log in, the right one works again); an edit
+    // with an empty credential field keeps the stored credential.
+    let edit = |credential: &str, kind: &str, description: &str| -> NewTargetForm {
+        serde_json::from_value(serde_json::json!({
+            "name": "web", "host": "127.0.0.1", "port": sshd.port, "login": "root",
+            "host_key": sshd.host_key_pub, "credential_kind": kind, "credential": credential,
+            "environment": "prod", "tags": ["nginx", "edited"], "description": description,
+        }))
+        .unwrap()
+    };
+    assert_eq!(alice.update_target(edit("", "private_key", "x")).await.unwrap_err().code, "forbidden");
+    assert_eq!(admin_app.update_target(edit("", "password", "x")).await.unwrap_err().code, "bad_request");
+    let wrong_key = root.path().join("wrong_key");
+    let made = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&wrong_key)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let wrong = std::fs::read_to_string(&wrong_key).unwrap();
+    payloads.keep(admin_app.update_target(edit(&wrong, "private_key", "rotated to a wrong key")).await.unwrap());
+    let (fail_tx, mut fail) = mpsc::unbounded_channel();
+    alice
+        .connect("web", 80, 24, move |event| {
+            let _ = fail_tx.send(event);
+        })
+        .await
+        .unwrap();
+    let refused =
+        next_matching(&mut fail, "the refusal", |e: &TerminalEvent| matches!(e, TerminalEvent::Closed { .. })).await;
+    assert!(
+        matches!(&refused, TerminalEvent::Closed { message, exit_status: None } if message.contains("rejected the stored credential")),
+        "{refused:?}"
+    );
+    payloads.keep(admin_app.update_target(edit(&key_text, "private_key", "rotated back")).await.unwrap());
+    let edited = payloads.keep(admin_app.update_target(edit("", "private_key", "edited, key kept")).await.unwrap());
+    assert_eq!(edited.description, "edited, key kept");
+    assert_eq!(edited.tags, vec!["edited".to_string(), "nginx".to_string()]);
+
     // Alice connects: an in-app terminal on the real sshd.
     let (term_tx, mut term) = mpsc::unbounded_channel();
     let p = payloads.clone();

@@ -8,8 +8,8 @@ use portcullis_crypto::identity::SigningIdentity;
 use portcullis_proto::{
     AccessRequestView, AddTargetRequest, AddUserRequest, AddUserResponse, ApiError, ConnectRequest, ConnectResponse,
     CreateAccessRequest, EnrollRequest, EnrollResponse, HEADER_DEVICE, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIME,
-    LiveEvent, ReviewRequest, ServerEvent, SessionSummary, TargetSummary, UploadAck, UploadBatch, WhoAmI,
-    request_signing_input,
+    LiveEvent, ReviewRequest, ServerEvent, SessionSummary, TargetSummary, UpdateTargetRequest, UploadAck, UploadBatch,
+    WhoAmI, request_signing_input,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -209,6 +209,11 @@ impl ApiClient {
 
     pub async fn add_target(&self, req: &AddTargetRequest) -> Result<TargetSummary, ClientError> {
         self.call(reqwest::Method::POST, "/v1/targets", Some(req)).await
+    }
+
+    pub async fn update_target(&self, name: &str, req: &UpdateTargetRequest) -> Result<TargetSummary, ClientError> {
+        portcullis_proto::check_name("target", name).map_err(ClientError::Input)?;
+        self.call(reqwest::Method::PUT, &format!("/v1/targets/{name}"), Some(req)).await
     }
 
     pub async fn targets(&self) -> Result<Vec<TargetSummary>, ClientError> {

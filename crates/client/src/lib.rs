@@ -29,7 +29,8 @@ use portcullis_crypto::{OsRng, SecretBytes, SymmetricKey};
 use portcullis_keystore::{PassphraseSource, Preference, StoreKind};
 use portcullis_proto::{
     AddTargetRequest, AuditPayload, ConnectRequest, CredentialKind, EnrollRequest, EnrolmentCode, GrantClaims,
-    INFO_CREDENTIAL_RELEASE, INFO_TARGET_CREDENTIAL, TargetFilter, TargetSummary, UploadBatch, UploadRecord,
+    INFO_CREDENTIAL_RELEASE, INFO_TARGET_CREDENTIAL, Sealed, TargetFilter, TargetSummary, UpdateTargetRequest,
+    UploadBatch, UploadRecord,
 };
 
 pub(crate) mod paths {
@@ -222,18 +223,38 @@ impl Device {
     }
 
     /// Adds a target; the credential is sealed to the server's key before it leaves this process.
-    pub async fn add_target(&self, target: NewTarget, credential: &SecretBytes) -> Result<TargetSummary, ClientError> {
+    /// Seals `credential` to the pinned server key for target `name`.
+    fn seal_credential(&self, name: &str, credential: &SecretBytes) -> Result<Sealed, ClientError> {
         let b64 = base64::engine::general_purpose::STANDARD;
         let server_key = b64
             .decode(&self.config.server.seal_public_key)
             .map_err(|_| ClientError::ServerIdentity("pinned sealing key is malformed".into()))?;
-        let sealed = seal_to(
-            &server_key,
-            credential.expose_secret(),
-            INFO_TARGET_CREDENTIAL,
-            target.name.as_bytes(),
-            &mut OsRng,
-        )?;
+        Ok(seal_to(&server_key, credential.expose_secret(), INFO_TARGET_CREDENTIAL, name.as_bytes(), &mut OsRng)?)
+    }
+
+    /// Edits `target` (by name); with `credential`, rotates the credential too.
+    pub async fn update_target(
+        &self,
+        target: NewTarget,
+        credential: Option<&SecretBytes>,
+    ) -> Result<TargetSummary, ClientError> {
+        let credential = credential.map(|c| self.seal_credential(&target.name, c)).transpose()?;
+        let req = UpdateTargetRequest {
+            host: target.host,
+            port: target.port,
+            login: target.login,
+            host_key: target.host_key,
+            credential_kind: target.kind,
+            environment: target.environment,
+            tags: target.tags,
+            description: target.description,
+            credential,
+        };
+        self.api.update_target(&target.name, &req).await
+    }
+
+    pub async fn add_target(&self, target: NewTarget, credential: &SecretBytes) -> Result<TargetSummary, ClientError> {
+        let sealed = self.seal_credential(&target.name, credential)?;
         self.api
             .add_target(&AddTargetRequest {
                 name: target.name,

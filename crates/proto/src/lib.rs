@@ -182,6 +182,25 @@ pub struct AddTargetRequest {
     pub credential: Sealed,
 }
 
+/// `PUT /v1/targets/{name}`: a target's new metadata (the name stays). With `credential`, the
+/// credential is rotated too; without it, the stored one is kept (and its kind must not change).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct UpdateTargetRequest {
+    pub host: String,
+    pub port: u16,
+    pub login: String,
+    pub host_key: String,
+    pub credential_kind: CredentialKind,
+    #[serde(default)]
+    pub environment: String,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub description: String,
+    /// Sealed like [`AddTargetRequest::credential`], to the target's (unchanged) name.
+    pub credential: Option<Sealed>,
+}
+
 /// A target as anyone may see it: never the credential.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TargetSummary {

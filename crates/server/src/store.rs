@@ -306,6 +306,29 @@ impl Store {
         }
     }
 
+    pub async fn update_target(tx: &mut Tx<'_>, t: &TargetRow) -> Result<(), ServerError> {
+        sqlx::query(
+            "UPDATE targets SET host = ?, port = ?, login = ?, host_key = ?, credential_kind = ?, \
+             credential_version = ?, credential_data_key = ?, credential = ?, environment = ?, tags = ?, \
+             description = ? WHERE id = ?",
+        )
+        .bind(&t.host)
+        .bind(t.port)
+        .bind(&t.login)
+        .bind(&t.host_key)
+        .bind(&t.credential_kind)
+        .bind(t.credential_version)
+        .bind(&t.credential_data_key)
+        .bind(&t.credential)
+        .bind(&t.environment)
+        .bind(&t.tags)
+        .bind(&t.description)
+        .bind(&t.id)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
     pub async fn targets(&self) -> Result<Vec<TargetRow>, ServerError> {
         Ok(sqlx::query_as(&format!("{TARGET_SELECT} ORDER BY t.name")).fetch_all(&self.pool).await?)
     }

@@ -13,6 +13,12 @@ pub async fn add_target(core: Core<'_>, form: NewTargetForm) -> Result<TargetVie
     reply("add_target", core.add_target(form).await)
 }
 
+/// Edits a target; a credential in `form` (if any) rotates the stored one. Nothing comes back but the target.
+#[tauri::command]
+pub async fn update_target(core: Core<'_>, form: NewTargetForm) -> Result<TargetView> {
+    reply("update_target", core.update_target(form).await)
+}
+
 #[tauri::command]
 pub async fn add_user(core: Core<'_>, name: String, roles: Vec<String>) -> Result<NewUserView> {
     reply("add_user", core.add_user(&name, roles).await)

@@ -15,7 +15,11 @@ export type UserView = { name: string, roles: Array<string>, };
 
 export type GrantView = { user: string, not_after: number, };
 
-export type TargetView = { name: string, host: string, port: number, login: string, credential_kind: string, host_key_fingerprint: string, environment: string, tags: Array<string>, description: string, created_at: number, last_used_at: number | null, last_used_by: string | null, active_grants: Array<GrantView>, };
+export type TargetView = { name: string, host: string, port: number, login: string, credential_kind: string, 
+/**
+ * The target's public host key line (public; the fingerprint is shown, this pre-fills edits).
+ */
+host_key: string, host_key_fingerprint: string, environment: string, tags: Array<string>, description: string, created_at: number, last_used_at: number | null, last_used_by: string | null, active_grants: Array<GrantView>, };
 
 export type VaultFilter = { text: string | null, environment: string | null, tag: string | null, };
 

@@ -32,6 +32,7 @@ export const host = {
   unlock: (passphrase: string | null) => call<AppStatus>("unlock", { passphrase }),
   listTargets: (filter: VaultFilter) => call<TargetView[]>("list_targets", { filter }),
   addTarget: (form: NewTargetForm) => call<TargetView>("add_target", { form }),
+  updateTarget: (form: NewTargetForm) => call<TargetView>("update_target", { form }),
   addUser: (name: string, roles: string[]) => call<NewUserView>("add_user", { name, roles }),
   listRequests: (pendingOnly: boolean) => call<RequestView[]>("list_requests", { pendingOnly }),
   createRequest: (target: string, durationSecs: number, reason: string) =>

@@ -10,7 +10,7 @@ pub use vault::add_target;
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, State};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Extension, Json, Router, middleware};
 use base64::Engine;
 use portcullis_crypto::OsRng;
@@ -28,6 +28,7 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/v1/me", get(me))
         .route("/v1/users", post(vault::add_user))
         .route("/v1/targets", get(vault::list_targets).post(vault::add_target))
+        .route("/v1/targets/{name}", put(vault::update_target))
         .route("/v1/requests", get(access::list_requests).post(access::create_request))
         .route("/v1/requests/{id}/review", post(access::review))
         .route("/v1/connect", post(access::connect))

@@ -1,11 +1,12 @@
 //! Users and targets (admin), and the target list (everyone enrolled).
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::{Extension, Json};
+use portcullis_crypto::SecretBytes;
 use portcullis_crypto::{OsRng, envelope};
 use portcullis_proto::{
     AddTargetRequest, AddUserRequest, AddUserResponse, CredentialKind, GrantHolder, INFO_TARGET_CREDENTIAL, Role,
-    TargetSummary, check_label, check_name, roles_to_string,
+    Sealed, TargetSummary, UpdateTargetRequest, check_label, check_name, roles_to_string,
 };
 use russh::keys::{HashAlg, PrivateKey, PublicKey};
 
@@ -93,51 +94,12 @@ pub async fn add_target(
 ) -> ApiResult<TargetSummary> {
     caller.require(Role::Admin)?;
     check_name("target", &req.name).map_err(ServerError::BadRequest)?;
-    let host = req.host.trim();
-    if host.is_empty() || host.len() > 253 || host.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(ServerError::BadRequest(format!("invalid host {:?}", req.host)));
-    }
-    if req.port == 0 {
-        return Err(ServerError::BadRequest("port must be between 1 and 65535".into()));
-    }
-    if req.login.is_empty() || req.login.len() > 64 || req.login.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(ServerError::BadRequest(format!("invalid login {:?}", req.login)));
-    }
-    let host_key = parse_host_key(&req.host_key)?;
-    if !req.environment.is_empty() {
-        check_label("environment", &req.environment).map_err(ServerError::BadRequest)?;
-    }
-    let mut tags = req.tags.clone();
-    tags.sort();
-    tags.dedup();
-    for tag in &tags {
-        check_label("tag", tag).map_err(ServerError::BadRequest)?;
-    }
-    if tags.len() > 16 || req.description.len() > 500 {
-        return Err(ServerError::BadRequest("at most 16 tags and 500 characters of description".into()));
-    }
-
-    let credential = state
-        .sealing
-        .open(&req.credential, INFO_TARGET_CREDENTIAL, req.name.as_bytes())
-        .map_err(|_| ServerError::BadRequest("the credential was not sealed to this server's key".into()))?;
-    match req.credential_kind {
-        CredentialKind::Password if credential.expose_secret().is_empty() => {
-            return Err(ServerError::BadRequest("the password is empty".into()));
-        }
-        CredentialKind::Password => {}
-        CredentialKind::PrivateKey => {
-            let text = std::str::from_utf8(credential.expose_secret())
-                .map_err(|_| ServerError::BadRequest("the private key is not an OpenSSH private key".into()))?;
-            let key = PrivateKey::from_openssh(text)
-                .map_err(|_| ServerError::BadRequest("the private key is not an OpenSSH private key".into()))?;
-            if key.is_encrypted() {
-                return Err(ServerError::BadRequest(
-                    "the private key is passphrase-protected; add it decrypted (it is stored encrypted)".into(),
-                ));
-            }
-        }
-    }
+    let fields =
+        check_fields(&req.host, req.port, &req.login, &req.host_key, &req.environment, &req.tags, &req.description)?;
+    let host = fields.host.as_str();
+    let host_key = fields.host_key;
+    let tags = fields.tags;
+    let credential = open_credential(&state, req.credential_kind, &req.credential, &req.name)?;
 
     let now = state.clock.now();
     let id = uuid::Uuid::new_v4().to_string();
@@ -177,6 +139,141 @@ pub async fn add_target(
     .await?;
     tx.commit().await?;
     Ok(Json(summary(&row, &[])))
+}
+
+/// Target fields after validation (shared by add and update).
+struct CheckedFields {
+    host: String,
+    host_key: PublicKey,
+    tags: Vec<String>,
+}
+
+fn check_fields(
+    host: &str,
+    port: u16,
+    login: &str,
+    host_key: &str,
+    environment: &str,
+    tags: &[String],
+    description: &str,
+) -> Result<CheckedFields, ServerError> {
+    let host = host.trim();
+    if host.is_empty() || host.len() > 253 || host.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(ServerError::BadRequest(format!("invalid host {host:?}")));
+    }
+    if port == 0 {
+        return Err(ServerError::BadRequest("port must be between 1 and 65535".into()));
+    }
+    if login.is_empty() || login.len() > 64 || login.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(ServerError::BadRequest(format!("invalid login {login:?}")));
+    }
+    let host_key = parse_host_key(host_key)?;
+    if !environment.is_empty() {
+        check_label("environment", environment).map_err(ServerError::BadRequest)?;
+    }
+    let mut tags = tags.to_vec();
+    tags.sort();
+    tags.dedup();
+    for tag in &tags {
+        check_label("tag", tag).map_err(ServerError::BadRequest)?;
+    }
+    if tags.len() > 16 || description.len() > 500 {
+        return Err(ServerError::BadRequest("at most 16 tags and 500 characters of description".into()));
+    }
+    Ok(CheckedFields { host: host.to_string(), host_key, tags })
+}
+
+/// Opens a credential sealed to this server for target `name` and checks it is usable as `kind`.
+fn open_credential(
+    state: &crate::ServerState,
+    kind: CredentialKind,
+    sealed: &Sealed,
+    name: &str,
+) -> Result<SecretBytes, ServerError> {
+    let credential = state
+        .sealing
+        .open(sealed, INFO_TARGET_CREDENTIAL, name.as_bytes())
+        .map_err(|_| ServerError::BadRequest("the credential was not sealed to this server's key".into()))?;
+    match kind {
+        CredentialKind::Password if credential.expose_secret().is_empty() => {
+            return Err(ServerError::BadRequest("the password is empty".into()));
+        }
+        CredentialKind::Password => {}
+        CredentialKind::PrivateKey => {
+            let text = std::str::from_utf8(credential.expose_secret())
+                .map_err(|_| ServerError::BadRequest("the private key is not an OpenSSH private key".into()))?;
+            let key = PrivateKey::from_openssh(text)
+                .map_err(|_| ServerError::BadRequest("the private key is not an OpenSSH private key".into()))?;
+            if key.is_encrypted() {
+                return Err(ServerError::BadRequest(
+                    "the private key is passphrase-protected; add it decrypted (it is stored encrypted)".into(),
+                ));
+            }
+        }
+    }
+    Ok(credential)
+}
+
+/// Edits a target's metadata; with a credential, also rotates it (its version goes up, so the
+/// old ciphertext can never be swapped back in under the new version's associated data).
+pub async fn update_target(
+    State(state): AppState,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    Json(req): Json<UpdateTargetRequest>,
+) -> ApiResult<TargetSummary> {
+    caller.require(Role::Admin)?;
+    let mut row = state
+        .db
+        .target_by_name(&name)
+        .await?
+        .ok_or_else(|| ServerError::NotFound(format!("no target named {name:?}")))?;
+    let fields =
+        check_fields(&req.host, req.port, &req.login, &req.host_key, &req.environment, &req.tags, &req.description)?;
+    let rotated = match &req.credential {
+        Some(sealed) => {
+            let credential = open_credential(&state, req.credential_kind, sealed, &name)?;
+            let version = row.credential_version + 1;
+            let sealed = envelope::seal(
+                &state.root_key,
+                &mut OsRng,
+                credential.expose_secret(),
+                &credential_aad(&row.id, version),
+            )?;
+            row.credential_version = version;
+            row.credential_data_key = sealed.wrapped_data_key;
+            row.credential = sealed.ciphertext;
+            row.credential_kind = req.credential_kind.as_str().to_string();
+            true
+        }
+        None if req.credential_kind.as_str() != row.credential_kind => {
+            return Err(ServerError::BadRequest("changing the credential kind needs the new credential".into()));
+        }
+        None => false,
+    };
+    row.host = fields.host;
+    row.port = i64::from(req.port);
+    row.login = req.login.clone();
+    row.host_key = fields.host_key.to_openssh().map_err(|e| ServerError::Internal(e.to_string()))?;
+    row.environment = req.environment.clone();
+    row.tags = fields.tags.join(",");
+    row.description = req.description.trim().to_string();
+    let now = state.clock.now();
+    let mut tx = state.db.begin().await?;
+    Store::update_target(&mut tx, &row).await?;
+    Store::record_event(
+        &mut tx,
+        now,
+        Some(&caller.user_id),
+        Some(&caller.device_id),
+        "target_updated",
+        serde_json::json!({ "target": row.name, "host": row.host, "port": row.port, "login": row.login,
+            "host_key": host_key_fingerprint(&fields.host_key), "credential_rotated": rotated }),
+    )
+    .await?;
+    tx.commit().await?;
+    let grants = state.db.live_grants(now).await?;
+    Ok(Json(summary(&row, &grants)))
 }
 
 pub async fn list_targets(
