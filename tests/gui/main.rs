@@ -287,12 +287,16 @@ async fn requester_and_approver_request_approve_connect_replay() {
     ada.el("inbox-empty").await;
     ada.wait_text("live-state", "live").await;
 
-    // The requester enrols with the code (a wrong URL first: inline error, code kept).
+    // The requester enrols with the code (an unknown host and an unreachable server first:
+    // inline errors, the code stays in its field).
     let rob = App::launch(&rob_dir).await;
-    rob.fill("server-url", "http://127.0.0.1:9").await;
+    rob.fill("server-url", "https://no-such-host.invalid").await;
     rob.fill("enrolment-code", &code).await;
     rob.click("enroll").await;
-    rob.el("setup-error").await;
+    rob.wait_text("setup-error", "cannot reach the server at https://no-such-host.invalid").await;
+    rob.fill("server-url", "http://127.0.0.1:9").await;
+    rob.click("enroll").await;
+    rob.wait_text("setup-error", "cannot reach the server at http://127.0.0.1:9").await;
     assert_eq!(rob.el("enrolment-code").await.prop("value").await.unwrap().as_deref(), Some(code.as_str()));
     rob.fill("server-url", &url).await;
     rob.click("enroll").await;

@@ -31,6 +31,7 @@ pub use ipc::*;
 pub use terminals::TerminalEvent;
 
 const MODE_FILE: &str = "app.json";
+const EMBEDDED_PORT_FILE: &str = "embedded.port";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -82,6 +83,41 @@ impl AppCore {
 
     fn server_dir(&self) -> PathBuf {
         self.dir.join("server")
+    }
+
+    /// Starts the embedded server on the port it had last time, so devices enrolled against it
+    /// (teammates) still reach it after a restart; a new port only if that one stays taken.
+    async fn start_embedded(&self, server: &Server) -> Result<Embedded, AppError> {
+        let port_file = self.server_dir().join(EMBEDDED_PORT_FILE);
+        let saved = std::fs::read_to_string(&port_file).ok().and_then(|p| p.trim().parse::<u16>().ok());
+        let mut embedded = None;
+        if let Some(port) = saved {
+            // The previous instance may still be letting go of the port.
+            for _ in 0..30 {
+                match server.start_embedded(port).await {
+                    Ok(e) => {
+                        embedded = Some(e);
+                        break;
+                    }
+                    Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+                }
+            }
+        }
+        let embedded = match embedded {
+            Some(e) => e,
+            None => {
+                if saved.is_some() {
+                    tracing::warn!(
+                        "the embedded server's previous port is taken; devices enrolled against it must re-enrol"
+                    );
+                }
+                server.start_embedded(0).await?
+            }
+        };
+        let port = embedded.url.rsplit(':').next().unwrap_or_default().to_string();
+        portcullis_keystore::write_private(&port_file, port.as_bytes())
+            .map_err(|e| AppError::internal(e.to_string()))?;
+        Ok(embedded)
     }
 
     fn mode(&self) -> Option<Mode> {
@@ -153,7 +189,7 @@ impl AppCore {
         )
         .await?;
         let server = Server::open(&self.server_dir(), &pass, Arc::new(SystemClock)).await?;
-        let embedded = server.start_embedded().await?;
+        let embedded = self.start_embedded(&server).await?;
         let device =
             Device::enroll(&self.device_home(), &embedded.url, &outcome.admin_code, "desktop", self.key_store, &pass)
                 .await?;
@@ -186,7 +222,7 @@ impl AppCore {
         let pass = Supplied(passphrase);
         let (embedded, url) = if self.mode() == Some(Mode::Standalone) {
             let server = Server::open(&self.server_dir(), &pass, Arc::new(SystemClock)).await?;
-            let embedded = server.start_embedded().await?;
+            let embedded = self.start_embedded(&server).await?;
             let url = embedded.url.clone();
             (Some(embedded), Some(url))
         } else {

@@ -193,6 +193,9 @@ async fn standalone_first_run_approval_terminal_and_restart() {
     let status = admin_app.unlock(Some(PASS.into())).await.unwrap();
     assert_eq!(status.phase, Phase::Ready);
     assert_eq!(admin_app.targets(TargetFilter::default()).await.unwrap().len(), 1);
+    // Same address as before the restart, so the teammates' enrolled devices still reach it.
+    assert_eq!(status.server_url.as_deref(), Some(url.as_str()));
+    assert_eq!(payloads.keep(alice.targets(TargetFilter::default()).await.unwrap()).len(), 1);
 
     // Invariant 1: nothing the core handed out holds the credential.
     let everything = payloads.all();

@@ -134,11 +134,11 @@ pub struct Embedded {
 }
 
 impl Server {
-    /// Serves on `127.0.0.1:<free port>` over plain HTTP in a background task.
-    pub async fn start_embedded(&self) -> Result<Embedded, ServerError> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+    /// Serves on `127.0.0.1:port` (0: any free port) over plain HTTP in a background task.
+    pub async fn start_embedded(&self, port: u16) -> Result<Embedded, ServerError> {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
             .await
-            .map_err(|e| ServerError::Internal(format!("binding a loopback port: {e}")))?;
+            .map_err(|e| ServerError::Internal(format!("binding loopback port {port}: {e}")))?;
         let url = format!("http://{}", listener.local_addr().map_err(|e| ServerError::Internal(e.to_string()))?);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = self.clone();
