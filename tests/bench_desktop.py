@@ -27,7 +27,6 @@ def free_port():
 
 
 def wd(port, method, path, body=None):
-    if os.environ.get("BENCH_DEBUG"): print("wd", method, path, file=sys.stderr)
     req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method,
                                  data=None if body is None else json.dumps(body).encode(),
                                  headers={"Content-Type": "application/json"})

@@ -171,6 +171,12 @@ impl App {
         self.el("standalone-panel").await;
         self.fill("admin-name", admin).await;
         self.click("create-standalone").await;
+        self.finish_setup("create-standalone").await;
+    }
+
+    /// After a first-run button: waits for the workspace, choosing a passphrase (and pressing
+    /// `submit` again) only if no keyring is reachable.
+    async fn finish_setup(&self, submit: &str) {
         for _ in 0..100 {
             if self.exists("whoami").await {
                 break;
@@ -178,7 +184,7 @@ impl App {
             if self.exists("new-passphrase").await {
                 self.fill("new-passphrase", "gui test passphrase").await;
                 self.fill("repeat-passphrase", "gui test passphrase").await;
-                self.click("create-standalone").await;
+                self.click(submit).await;
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -300,17 +306,7 @@ async fn requester_and_approver_request_approve_connect_replay() {
     assert_eq!(rob.el("enrolment-code").await.prop("value").await.unwrap().as_deref(), Some(code.as_str()));
     rob.fill("server-url", &url).await;
     rob.click("enroll").await;
-    for _ in 0..100 {
-        if rob.exists("whoami").await {
-            break;
-        }
-        if rob.exists("new-passphrase").await {
-            rob.fill("new-passphrase", "gui test passphrase").await;
-            rob.fill("repeat-passphrase", "gui test passphrase").await;
-            rob.click("enroll").await;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    rob.finish_setup("enroll").await;
     assert!(rob.text("whoami").await.contains("rob · requester"));
 
     // Bad input stays in the form with an inline message.

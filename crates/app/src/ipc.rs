@@ -1,9 +1,9 @@
 //! The types that cross into the webview. Outgoing types are `Serialize` and hold no secret;
 //! the one incoming type with a credential ([`NewTargetForm`]) is `Deserialize` only and turns
-//! the credential into a [`SecretString`] at once.
+//! the credential into a [`SecretBytes`] at once.
 
 use portcullis_client::{ClientError, LiveUpdate, NewTarget, localdb::LocalSession};
-use portcullis_crypto::SecretString;
+use portcullis_crypto::SecretBytes;
 use portcullis_keystore::KeystoreError;
 use portcullis_proto::{AccessRequestView, CredentialKind, LiveEvent, SessionSummary, TargetSummary};
 use serde::{Deserialize, Serialize};
@@ -183,7 +183,8 @@ impl std::fmt::Debug for NewTargetForm {
 }
 
 impl NewTargetForm {
-    pub fn into_parts(self) -> Result<(NewTarget, SecretString), AppError> {
+    /// The target and its credential, which moves straight into a [`SecretBytes`] (no copy).
+    pub fn into_parts(self) -> Result<(NewTarget, SecretBytes), AppError> {
         match self.into_parts_optional_credential()? {
             (target, Some(credential)) => Ok((target, credential)),
             (_, None) => Err(AppError::input("the credential is empty")),
@@ -191,9 +192,8 @@ impl NewTargetForm {
     }
 
     /// For edits: an empty credential means "keep the stored one".
-    pub fn into_parts_optional_credential(self) -> Result<(NewTarget, Option<SecretString>), AppError> {
-        let credential = SecretString::from(self.credential);
-        let credential = (!credential.expose_secret().is_empty()).then_some(credential);
+    pub fn into_parts_optional_credential(self) -> Result<(NewTarget, Option<SecretBytes>), AppError> {
+        let credential = (!self.credential.is_empty()).then(|| SecretBytes::from(self.credential.into_bytes()));
         let kind = CredentialKind::parse(&self.credential_kind)
             .ok_or_else(|| AppError::input(format!("unknown credential kind {:?}", self.credential_kind)))?;
         let target = NewTarget {

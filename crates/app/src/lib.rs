@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use portcullis_client::Device;
-use portcullis_crypto::{SecretBytes, SecretString};
+use portcullis_crypto::SecretString;
 use portcullis_keystore::{KeystoreError, PassphrasePurpose, PassphraseSource, Preference};
 use portcullis_proto::{AddUserRequest, CreateAccessRequest, Decision, ReviewRequest, Role, TargetFilter};
 use portcullis_server::{Embedded, InitOptions, Server, SystemClock};
@@ -89,32 +89,18 @@ impl AppCore {
     /// (teammates) still reach it after a restart; a new port only if that one stays taken.
     async fn start_embedded(&self, server: &Server) -> Result<Embedded, AppError> {
         let port_file = self.server_dir().join(EMBEDDED_PORT_FILE);
-        let saved = std::fs::read_to_string(&port_file).ok().and_then(|p| p.trim().parse::<u16>().ok());
-        let mut embedded = None;
-        if let Some(port) = saved {
+        if let Some(port) = std::fs::read_to_string(&port_file).ok().and_then(|p| p.trim().parse::<u16>().ok()) {
             // The previous instance may still be letting go of the port.
             for _ in 0..30 {
-                match server.start_embedded(port).await {
-                    Ok(e) => {
-                        embedded = Some(e);
-                        break;
-                    }
-                    Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+                if let Ok(embedded) = server.start_embedded(port).await {
+                    return Ok(embedded);
                 }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             }
+            tracing::warn!("the embedded server's previous port is taken; devices enrolled against it must re-enrol");
         }
-        let embedded = match embedded {
-            Some(e) => e,
-            None => {
-                if saved.is_some() {
-                    tracing::warn!(
-                        "the embedded server's previous port is taken; devices enrolled against it must re-enrol"
-                    );
-                }
-                server.start_embedded(0).await?
-            }
-        };
-        let port = embedded.url.rsplit(':').next().unwrap_or_default().to_string();
+        let embedded = server.start_embedded(0).await?;
+        let port = embedded.url.rsplit(':').next().unwrap_or_default();
         portcullis_keystore::write_private(&port_file, port.as_bytes())
             .map_err(|e| AppError::internal(e.to_string()))?;
         Ok(embedded)
@@ -241,7 +227,6 @@ impl AppCore {
     /// The credential goes from the form straight into a secret and is sealed to the server.
     pub async fn add_target(&self, form: NewTargetForm) -> Result<TargetView, AppError> {
         let (target, credential) = form.into_parts()?;
-        let credential = SecretBytes::from(credential.expose_secret().as_bytes().to_vec());
         Ok(self.device().await?.add_target(target, &credential).await?.into())
     }
 
@@ -249,7 +234,6 @@ impl AppCore {
     /// rotates it.
     pub async fn update_target(&self, form: NewTargetForm) -> Result<TargetView, AppError> {
         let (target, credential) = form.into_parts_optional_credential()?;
-        let credential = credential.map(|c| SecretBytes::from(c.expose_secret().as_bytes().to_vec()));
         Ok(self.device().await?.update_target(target, credential.as_ref()).await?.into())
     }
 
