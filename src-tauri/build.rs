@@ -17,7 +17,7 @@ fn main() {
         "terminal_input",
         "terminal_resize",
         "terminal_close",
-        "local_sessions",
+        "my_sessions",
         "audit_sessions",
         "session_cast",
     ];

@@ -21,8 +21,11 @@ start_sshd DEBUG
 
 as admin server init --data "$work/server" >"$work/init.out"
 api_port=$(free_port)
-"$P" server run --data "$work/server" --listen "127.0.0.1:$api_port" >"$work/server.log" 2>&1 & pids+=($!)
+gateway_port=$(free_port)
+"$P" server run --data "$work/server" --listen "127.0.0.1:$api_port" --gateway-listen "127.0.0.1:$gateway_port" \
+  >"$work/server.log" 2>&1 & pids+=($!)
 wait_port "$api_port"
+wait_port "$gateway_port"
 url="http://127.0.0.1:$api_port"
 as admin enroll --server "$url" --code "$(tail -n1 "$work/init.out")" >/dev/null
 as alice enroll --server "$url" --code "$(as admin user add alice --role requester | tail -n1)" >/dev/null

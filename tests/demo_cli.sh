@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The command-line tour (the README's run command opens the desktop app instead): a guided run
 # of the whole Portcullis loop on this machine, on the embedded default (SQLite,
-# loopback HTTP): a server, an admin, a requester (alice) and an approver/auditor (bob), and a
-# throwaway OpenSSH server as the target. Everything lives in a temporary folder and is removed
-# at the end. On a terminal, it ends with an interactive brokered shell.
+# loopback HTTP): a server with its embedded gateway, an admin, a requester (alice) and an
+# approver/auditor (bob), and a throwaway OpenSSH server as the target. Everything lives in a
+# temporary folder and is removed at the end. On a terminal, it ends with an interactive shell.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tests/setup.sh
@@ -25,10 +25,13 @@ echo "sshd on 127.0.0.1:$ssh_port; its login key is the credential Portcullis wi
 bold "2. The server: init prints the first admin's one-time enrolment code"
 as admin server init --data "$work/server" | tee "$work/init.out"
 api_port=$(free_port)
-"$P" server run --data "$work/server" --listen "127.0.0.1:$api_port" >"$work/server.log" 2>&1 & pids+=($!)
+gateway_port=$(free_port)
+"$P" server run --data "$work/server" --listen "127.0.0.1:$api_port" --gateway-listen "127.0.0.1:$gateway_port" \
+  >"$work/server.log" 2>&1 & pids+=($!)
 wait_port "$api_port"
+wait_port "$gateway_port"
 url="http://127.0.0.1:$api_port"
-echo "server running at $url"
+echo "server running at $url; its gateway (where sessions run and are recorded) at 127.0.0.1:$gateway_port"
 
 bold "3. Enrol the admin's device, add users, enrol theirs"
 as admin enroll --server "$url" --code "$(tail -n1 "$work/init.out")"
@@ -51,24 +54,35 @@ bold "6. bob sees the request and approves it"
 as bob requests --pending
 as bob approve "$request"
 
-bold "7. alice runs commands through the broker; the exit status passes through"
+bold "7. alice runs commands through the gateway (which holds the credential); the exit status passes through"
 as alice ssh demo -- 'echo "hello from $(hostname) as $(id -un)"; df -h / | tail -n1'
 as alice ssh demo -- 'exit 3' || echo "(exit status $?)"
 
+bold "8. Or with her own OpenSSH tools: a config with a short-lived certificate for each grant"
+config=$(as alice ssh-config --out "$work/alice-ssh-config" | tail -n1)
+printf '\033[2malice$\033[0m ssh -F %s demo.portcullis uptime\n' "$config"
+ssh -F "$config" demo.portcullis uptime
+echo "a file" >"$work/note.txt"
+printf '\033[2malice$\033[0m scp -F %s note.txt demo.portcullis:/tmp/portcullis-demo-note.txt\n' "$config"
+scp -q -F "$config" "$work/note.txt" demo.portcullis:/tmp/portcullis-demo-note.txt
+
 if [ -t 0 ] && [ -t 1 ]; then
-  bold "8. An interactive brokered shell (recorded). Type commands, then 'exit' to continue."
+  bold "9. An interactive shell through the gateway (recorded). Type commands, then 'exit' to continue."
   as alice ssh demo || true
 fi
 
-bold "9. Every session was recorded, encrypted on alice's device, and synced to the server"
+bold "10. Every session was recorded by the gateway, encrypted in its own database, and synced to the server"
+sleep 2
 as alice sessions
 as bob audit list
+scp_session=$(PORTCULLIS_HOME="$work/bob" "$P" audit list | awk '/subsystem:sftp/ {print $1; exit}')
+as bob audit show "$scp_session"
 session=$(PORTCULLIS_HOME="$work/bob" "$P" audit list | awk '/hello from/ {print $1; exit}')
 as bob audit export "$session" --out "$work/session.cast"
 echo "--- $work/session.cast (asciicast v2; play it with asciinema or asciinema-player) ---"
 head -n 5 "$work/session.cast"
 
-bold "10. The security events the server recorded"
+bold "11. The security events the server recorded"
 as bob audit events
 
 bold "Done. The credential was never printed, logged or stored in plaintext; all of this is removed now."

@@ -13,6 +13,8 @@ have ssh || need+=(openssh-client)
 have dbus-run-session || need+=(dbus)
 have gnome-keyring-daemon || need+=(gnome-keyring)
 have bc || need+=(bc)
+have rsync || need+=(rsync)
+[ -x /usr/lib/openssh/sftp-server ] || need+=(openssh-sftp-server)
 # The desktop app (Tauri 2 on WebKitGTK) and its GUI tests (WebKitWebDriver under Xvfb).
 pkg-config --exists webkit2gtk-4.1 2>/dev/null || need+=(libwebkit2gtk-4.1-dev libjavascriptcoregtk-4.1-dev libsoup-3.0-dev)
 pkg-config --exists librsvg-2.0 2>/dev/null || need+=(librsvg2-dev)

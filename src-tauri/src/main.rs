@@ -65,7 +65,7 @@ fn main() {
             commands::terminal::terminal_input,
             commands::terminal::terminal_resize,
             commands::terminal::terminal_close,
-            commands::audit::local_sessions,
+            commands::audit::my_sessions,
             commands::audit::audit_sessions,
             commands::audit::session_cast,
         ]))

@@ -30,10 +30,12 @@ impl Transcript {
     }
 }
 
-/// The Portcullis server as a separate process.
+/// The Portcullis server as a separate process, with its embedded gateway.
 pub struct ServerProcess {
     pub data: PathBuf,
     pub port: u16,
+    /// Where the embedded gateway's SSH server listens.
+    pub gateway_port: u16,
     pub url: String,
     pub tls: bool,
     pub admin_code: String,
@@ -64,6 +66,7 @@ impl ServerProcess {
         ServerProcess {
             data,
             port: free_port(),
+            gateway_port: free_port(),
             url: String::new(),
             tls: false,
             admin_code,
@@ -80,6 +83,7 @@ impl ServerProcess {
         cmd.args(["server", "run", "--data"])
             .arg(&self.data)
             .args(["--listen", &format!("127.0.0.1:{}", self.port)])
+            .args(["--gateway-listen", &format!("127.0.0.1:{}", self.gateway_port)])
             .stdout(log.try_clone().unwrap())
             .stderr(log);
         if tls {
@@ -87,6 +91,7 @@ impl ServerProcess {
         }
         self.child = Some(cmd.spawn().unwrap());
         wait_for_port(self.port, "portcullis server");
+        wait_for_port(self.gateway_port, "the embedded gateway");
         self.url = format!("{}://127.0.0.1:{}", if tls { "https" } else { "http" }, self.port);
     }
 
@@ -105,6 +110,79 @@ impl ServerProcess {
 impl Drop for ServerProcess {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// A gateway process near the targets: its own PORTCULLIS_HOME, enrolled with a code.
+pub struct GatewayProcess {
+    pub home: PathBuf,
+    pub port: u16,
+    log: PathBuf,
+    child: Option<Child>,
+    rust_log: String,
+}
+
+impl GatewayProcess {
+    /// Enrols a gateway with `code` against `server_url` (the real binary, its own home).
+    pub fn enroll(
+        root: &Path,
+        name: &str,
+        server_url: &str,
+        code: &str,
+        rust_log: &str,
+        transcript: &Transcript,
+    ) -> Self {
+        let home = root.join(format!("gateway-{name}"));
+        let out = base_command(rust_log)
+            .env("PORTCULLIS_HOME", &home)
+            .args(["gateway", "enroll", "--server", server_url, "--code", code])
+            .output()
+            .unwrap();
+        transcript.add(&out.stdout);
+        transcript.add(&out.stderr);
+        assert!(out.status.success(), "gateway enroll failed: {}", String::from_utf8_lossy(&out.stderr));
+        GatewayProcess {
+            home,
+            port: free_port(),
+            log: root.join(format!("gateway-{name}.log")),
+            child: None,
+            rust_log: rust_log.to_string(),
+        }
+    }
+
+    pub fn start(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let child = base_command(&self.rust_log)
+            .env("PORTCULLIS_HOME", &self.home)
+            .args(["gateway", "run", "--listen", &format!("127.0.0.1:{}", self.port)])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        wait_for_port(self.port, "the gateway process");
+    }
+
+    /// Kills it outright (SIGKILL): whatever it was doing is cut off.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn log(&self) -> Vec<u8> {
+        std::fs::read(&self.log).unwrap_or_default()
+    }
+
+    pub fn database(&self) -> PathBuf {
+        self.home.join("gateway.db")
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
 
@@ -266,6 +344,28 @@ impl World {
         let id = self.alice.run(&["request", target, "--duration", duration, "--reason", "e2e"]).ok().last_line();
         self.bob.run(&["approve", &id]).ok();
         id
+    }
+
+    /// bob's `audit list` once `ready` holds for it (gateways upload within moments).
+    #[track_caller]
+    pub fn sessions_when(&self, what: &str, ready: impl Fn(&str) -> bool) -> String {
+        self.audit_when(&["audit", "list"], what, ready)
+    }
+
+    /// The output of bob's `args` once `ready` holds for it, polling for up to 20 s.
+    #[track_caller]
+    pub fn audit_when(&self, args: &[&str], what: &str, ready: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let out = self.bob.run(args).ok().stdout;
+            if ready(&out) {
+                return out;
+            }
+            if Instant::now() > deadline {
+                panic!("never saw {what} in `{}`:\n{out}", args.join(" "));
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
     }
 }
 

@@ -54,14 +54,11 @@ fn full_loop_with_key_credential_leaves_no_trace_of_it() {
     assert_eq!(world.alice.wait(first).ok().stdout, "parallel-one\n");
     assert_eq!(world.alice.wait(second).ok().stdout, "parallel-two\n");
 
-    // The auditor sees the sessions and exports one as asciicast v2.
-    let sessions = world.bob.run(&["audit", "list"]).ok();
-    assert!(
-        sessions.stdout.contains("parallel-one") && sessions.stdout.contains("parallel-two"),
-        "{}",
-        sessions.stdout
-    );
-    let line = sessions.stdout.lines().find(|l| l.contains("hello-from-target")).expect("session listed").to_string();
+    // The gateway recorded the sessions and uploaded them; the auditor sees them and exports one
+    // as asciicast v2.
+    let sessions = world.sessions_when("six ended sessions", |out| out.matches(" exit ").count() >= 6);
+    assert!(sessions.contains("parallel-one") && sessions.contains("parallel-two"), "{sessions}");
+    let line = sessions.lines().find(|l| l.contains("hello-from-target")).expect("session listed").to_string();
     assert!(line.contains("alice") && line.contains("web") && line.contains("exit"), "{line}");
     let session_id = line.split_whitespace().next().unwrap().to_string();
     let cast = world.root.path().join("s.cast");
@@ -74,7 +71,7 @@ fn full_loop_with_key_credential_leaves_no_trace_of_it() {
     let events: Vec<serde_json::Value> = lines.map(|l| serde_json::from_str(l).unwrap()).collect();
     assert!(events.iter().any(|e| e[1] == "o" && e[2].as_str().unwrap().contains("hello-from-target")), "{cast}");
     assert!(events.iter().all(|e| e[0].as_f64().is_some()));
-    let pty_line = sessions.stdout.lines().find(|l| l.contains("got-$word")).expect("pty session listed");
+    let pty_line = sessions.lines().find(|l| l.contains("got-$word")).expect("pty session listed");
     let pty_cast = world.root.path().join("pty.cast");
     world
         .bob
@@ -84,8 +81,20 @@ fn full_loop_with_key_credential_leaves_no_trace_of_it() {
     assert!(pty_cast.contains(r#""i","typed"#), "keystrokes recorded: {pty_cast}");
     assert!(pty_cast.contains("got-typed"), "{pty_cast}");
 
-    // Requesters cannot read the audit store.
+    // The piped stdin of an exec session is recorded (up to the limit), not just counted.
+    let wc = sessions.lines().find(|l| l.contains("wc -c")).expect("wc session listed");
+    let shown = world.bob.run(&["audit", "show", wc.split_whitespace().next().unwrap()]).ok().stdout;
+    assert!(
+        shown.contains("wc -c") && shown.contains("stdin") && shown.contains("100000 bytes (100000 recorded)"),
+        "{shown}"
+    );
+
+    // Requesters see their own sessions but cannot read the audit store.
     world.alice.run(&["audit", "list"]).fails_with("not an auditor");
+    world.alice.run(&["audit", "export", &session_id, "--out", "/dev/null"]).fails_with("not an auditor");
+    world.alice.run(&["audit", "events"]).fails_with("not an auditor");
+    let mine = world.alice.run(&["sessions"]).ok().stdout;
+    assert!(mine.contains("hello-from-target"), "{mine}");
 
     // The canary scan: the private key's text and every base64 line of it.
     let key_text = std::fs::read(&sshd.user_key).unwrap();
@@ -103,6 +112,7 @@ fn full_loop_with_key_credential_leaves_no_trace_of_it() {
     assert_no_canary(&server_log, &canaries, "server log");
     let files = files_under(world.root.path());
     assert!(files.iter().any(|f| f.ends_with("server.db")));
+    assert!(files.iter().any(|f| f.ends_with("gateway.db")));
     assert!(files.iter().any(|f| f.ends_with("client.db")));
     for file in files {
         assert_no_canary(&std::fs::read(&file).unwrap(), &canaries, &file.display().to_string());
@@ -212,8 +222,7 @@ fn a_running_session_ends_when_its_grant_expires() {
     assert_eq!(run.status, 255, "{}", run.stderr);
     assert!(run.stderr.contains("access grant expired"), "{}", run.stderr);
     assert!(took < Duration::from_secs(12), "session outlived its grant: {took:?}");
-    let audit = world.bob.run(&["audit", "list"]).ok();
-    assert!(audit.stdout.contains("grant_expired"), "{}", audit.stdout);
+    world.sessions_when("the expiry recorded", |out| out.contains("grant_expired"));
 }
 
 #[test]
@@ -277,8 +286,9 @@ fn target_failures_are_clear_and_audited() {
     world.grant("spoofed", "5m");
     world.alice.run(&["ssh", "spoofed", "--", "true"]).fails_with("host key mismatch");
     assert!(!impostor.log().contains("Accepted"), "credential was used on an impostor: {}", impostor.log());
-    let events = world.bob.run(&["audit", "events", "--kind", "host_key_mismatch"]).ok();
-    assert!(events.stdout.contains("spoofed") && events.stdout.contains("alice"), "{}", events.stdout);
+    world.audit_when(&["audit", "events", "--kind", "host_key_mismatch"], "the mismatch", |out| {
+        out.contains("spoofed") && out.contains("alice")
+    });
 
     // Wrong credential: the target refuses the stored key.
     let other = Sshd::start();
@@ -286,10 +296,13 @@ fn target_failures_are_clear_and_audited() {
     world.grant("stale", "5m");
     world.alice.run(&["ssh", "stale", "--", "true"]).fails_with("rejected the stored credential");
 
-    // Target down.
+    // Target down: a clear message, and an audit event.
     world.grant("web", "5m");
     sshd.stop();
     world.alice.run(&["ssh", "web", "--", "true"]).fails_with("cannot reach web");
+    world.audit_when(&["audit", "events", "--kind", "target_unreachable"], "the failure", |out| {
+        out.contains("web") && out.contains("alice")
+    });
 
     // Bad target definitions are refused up front.
     world
@@ -301,50 +314,148 @@ fn target_failures_are_clear_and_audited() {
     world.add_target_with("web", 22, &sshd.user_key, &other.host_key_pub, &[]).fails_with("already exists");
 }
 
-/// The server goes away during a session: the session completes, stays recorded locally, and
-/// the next sync uploads it; uploading again stores nothing twice.
+/// A gateway in its own process, enrolled over TLS with the pin from its code, brokers and
+/// records a target's sessions. The control server goes away during a session: the session
+/// completes, the gateway keeps the recording and uploads it when the server is back; it opens
+/// no new session meanwhile (it cannot check the grant). Forcing a re-upload stores nothing twice.
 #[test]
-fn sessions_survive_a_server_outage_and_sync_later() {
+fn a_gateway_process_keeps_recording_through_a_server_outage() {
     let sshd = Sshd::start();
-    let mut world = World::new();
-    world.add_key_target("web", &sshd);
-    world.grant("web", "10m");
+    let root = tempfile::tempdir().unwrap();
+    let transcript = Transcript::default();
+    let mut server = ServerProcess::init(root.path(), "warn", &transcript);
+    server.start(true);
+    let admin = User::new(root.path(), "admin", "warn", &transcript);
+    admin.run(&["enroll", "--server", &server.url, "--code", &server.admin_code]).ok();
+    let code = admin.run(&["gateway", "add", "near-db"]).ok().last_line();
+    let mut gateway = GatewayProcess::enroll(root.path(), "near-db", &server.url, &code, "warn", &transcript);
+    admin.run(&["gateway", "add", "near-db"]).fails_with("already exists");
+    let listed = admin.run(&["gateway", "list"]).ok().stdout;
+    assert!(listed.contains("near-db") && listed.contains("(not running yet)"), "{listed}");
+    gateway.start();
 
-    let child = world.alice.spawn(&["ssh", "web", "--", "sleep 1; echo survived-outage"]);
-    std::thread::sleep(Duration::from_millis(400));
-    world.server.stop();
-    let run = world.alice.wait(child);
+    let world_users = |name: &str, roles: &[&str]| {
+        let mut args = vec!["user", "add", name];
+        for r in roles {
+            args.extend(["--role", r]);
+        }
+        let code = admin.run(&args).ok().last_line();
+        let user = User::new(root.path(), name, "warn", &transcript);
+        user.run(&["enroll", "--server", &server.url, "--code", &code]).ok();
+        user
+    };
+    let alice = world_users("alice", &["requester"]);
+    let bob = world_users("bob", &["approver", "auditor"]);
+    let port = sshd.port.to_string();
+    let key = sshd.user_key.to_str().unwrap();
+    admin
+        .run(&[
+            "target",
+            "add",
+            "db",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--login",
+            "root",
+            "--key-file",
+            key,
+            "--host-key",
+            &sshd.host_key_pub,
+            "--gateway",
+            "near-db",
+        ])
+        .ok();
+    let shown = alice.run(&["target", "show", "db"]).ok().stdout;
+    assert!(shown.contains("gateway:      near-db"), "{shown}");
+    let id = alice.run(&["request", "db", "--duration", "10m", "--reason", "e2e"]).ok().last_line();
+    bob.run(&["approve", &id]).ok();
+    let hello = alice.run(&["ssh", "db", "--", "echo via-near-db"]).ok();
+    assert_eq!(hello.stdout, "via-near-db\n");
+    // The user's own OpenSSH client, with the config `ssh-config` writes.
+    let config = root.path().join("alice-ssh-config");
+    alice.run(&["ssh-config", "--out", config.to_str().unwrap()]).ok();
+    let stock = stock_ssh(&config, &["db.portcullis", "echo", "stock-ssh-$((20+3))"]);
+    assert!(stock.status.success(), "{}", String::from_utf8_lossy(&stock.stderr));
+    assert_eq!(String::from_utf8_lossy(&stock.stdout), "stock-ssh-23\n");
+
+    // The server goes away mid-session.
+    let child = alice.spawn(&["ssh", "db", "--", "sleep 2; echo survived-outage"]);
+    std::thread::sleep(Duration::from_millis(800));
+    server.stop();
+    let run = alice.wait(child);
     assert_eq!(run.status, 0, "{}", run.stderr);
     assert_eq!(run.stdout, "survived-outage\n");
-    assert!(run.stderr.contains("portcullis sync"), "{}", run.stderr);
-    let local = world.alice.run(&["sessions"]).ok();
-    assert!(local.stdout.contains("pending"), "{}", local.stdout);
-    world.alice.run(&["sync"]).fails_with("cannot reach the server");
+    // No new session without checking the grant: no certificate can be issued, and one held
+    // from before is refused by the gateway, which cannot ask the server.
+    alice.run(&["ssh", "db", "--", "true"]).fails_with("cannot reach the server");
+    let refused = stock_ssh(&config, &["db.portcullis", "true"]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("cannot reach the control server"), "{stderr}");
 
-    world.server.start(false);
-    let synced = world.alice.run(&["sync"]).ok();
-    assert!(synced.stdout.contains("0 pending"), "{}", synced.stdout);
-    let local = world.alice.run(&["sessions"]).ok();
-    assert!(!local.stdout.contains("pending"), "{}", local.stdout);
-    let audit = world.bob.run(&["audit", "list"]).ok();
-    assert_eq!(audit.stdout.matches("survived-outage").count(), 1, "{}", audit.stdout);
+    server.start(true);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let audit = loop {
+        let out = bob.run(&["audit", "list"]).ok().stdout;
+        if out.contains("survived-outage") && out.matches(" exit ").count() >= 2 {
+            break out;
+        }
+        assert!(Instant::now() < deadline, "the gateway never uploaded the session: {out}");
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert_eq!(audit.matches("survived-outage").count(), 1, "{audit}");
+    assert!(audit.lines().filter(|l| l.contains("survived")).all(|l| l.contains("alice")), "{audit}");
+    let listed = admin.run(&["gateway", "list"]).ok().stdout;
+    assert!(listed.contains(&format!("127.0.0.1:{}", gateway.port)), "{listed}");
 
     // Force a re-upload of everything: the server acknowledges duplicates and stores nothing twice.
-    mark_all_records_unsent(&world.alice.home.join("client.db"));
-    let again = world.alice.run(&["sync"]).ok();
-    assert!(again.stdout.contains("were already there"), "{}", again.stdout);
-    let audit = world.bob.run(&["audit", "list"]).ok();
-    assert_eq!(audit.stdout.matches("survived-outage").count(), 1, "{}", audit.stdout);
+    gateway.kill();
+    mark_all_records_unsent(&gateway.database());
+    gateway.start();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while unsent_records(&gateway.database()) > 0 {
+        assert!(Instant::now() < deadline, "the gateway never re-uploaded its records");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let audit = bob.run(&["audit", "list"]).ok().stdout;
+    assert_eq!(audit.matches("survived-outage").count(), 1, "{audit}");
+    let listed = admin.run(&["gateway", "list"]).ok().stdout;
+    assert!(listed.lines().any(|l| l.starts_with("near-db") && l.split_whitespace().nth(4) == Some("0")), "{listed}");
 }
 
-fn mark_all_records_unsent(db: &std::path::Path) {
+/// The user's own OpenSSH `ssh` with a config file.
+fn stock_ssh(config: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new("ssh")
+        .arg("-F")
+        .arg(config)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("ssh (openssh-client) is installed")
+}
+
+fn with_db<T>(db: &std::path::Path, f: impl AsyncFnOnce(&mut sqlx::SqliteConnection) -> T) -> T {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
         use sqlx::Connection;
         let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display())).await.unwrap();
-        let n = sqlx::query("UPDATE records SET uploaded_at = NULL").execute(&mut conn).await.unwrap().rows_affected();
-        assert!(n > 0);
+        f(&mut conn).await
+    })
+}
+
+fn mark_all_records_unsent(db: &std::path::Path) {
+    let n = with_db(db, async |conn| {
+        sqlx::query("UPDATE records SET uploaded_at = NULL").execute(conn).await.unwrap().rows_affected()
     });
+    assert!(n > 0);
+}
+
+fn unsent_records(db: &std::path::Path) -> i64 {
+    with_db(db, async |conn| {
+        sqlx::query_scalar("SELECT COUNT(*) FROM records WHERE uploaded_at IS NULL").fetch_one(conn).await.unwrap()
+    })
 }
 
 /// Approvers see new requests pushed live, requesters see decisions, without polling.

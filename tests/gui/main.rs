@@ -344,10 +344,19 @@ async fn requester_and_approver_request_approve_connect_replay() {
     rob.click("close-web").await; // closing the tab ends the session
     assert!(!rob.exists("terminal-web").await);
 
-    // The session is recorded on rob's computer and synced; ada (auditor) replays it.
+    // The gateway recorded the session and synced it; rob sees it ended, ada (auditor) replays it.
     rob.click("nav-sessions").await;
-    let local = rob.wait_text("local-sessions", "on server").await;
-    assert!(local.contains("closed") && !local.contains("running"), "closing the tab ended the session: {local}");
+    let mut mine = String::new();
+    for _ in 0..75 {
+        rob.click("sessions-refresh").await;
+        mine = rob.text("my-sessions").await;
+        if mine.contains("closed") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(mine.contains("closed") && !mine.contains("running"), "closing the tab ended the session: {mine}");
+    assert!(mine.contains("gateway embedded"), "{mine}");
     ada.click("nav-sessions").await;
     for _ in 0..50 {
         ada.click("sessions-refresh").await;

@@ -2,7 +2,7 @@
 //! the one incoming type with a credential ([`NewTargetForm`]) is `Deserialize` only and turns
 //! the credential into a [`SecretBytes`] at once.
 
-use portcullis_client::{ClientError, LiveUpdate, NewTarget, localdb::LocalSession};
+use portcullis_client::{ClientError, LiveUpdate, NewTarget};
 use portcullis_crypto::SecretBytes;
 use portcullis_keystore::KeystoreError;
 use portcullis_proto::{AccessRequestView, CredentialKind, LiveEvent, SessionSummary, TargetSummary};
@@ -39,7 +39,7 @@ impl From<ClientError> for AppError {
             ClientError::ServerIdentity(_) => "server_identity".into(),
             ClientError::Grant(_) => "grant_refused".into(),
             ClientError::Keystore(k) => return k.clone_into_app(),
-            ClientError::Broker(_) => "session_failed".into(),
+            ClientError::Gateway(_) => "session_failed".into(),
             ClientError::Crypto(_) | ClientError::Local(_) => "internal".into(),
         };
         Self { code, message: e.to_string() }
@@ -130,6 +130,8 @@ pub struct TargetView {
     pub last_used_at: Option<i64>,
     pub last_used_by: Option<String>,
     pub active_grants: Vec<GrantView>,
+    /// The gateway that brokers (and records) every session on it.
+    pub gateway: String,
 }
 
 impl From<TargetSummary> for TargetView {
@@ -153,6 +155,7 @@ impl From<TargetSummary> for TargetView {
                 .into_iter()
                 .map(|g| GrantView { user: g.user, not_after: g.not_after })
                 .collect(),
+            gateway: t.gateway,
         }
     }
 }
@@ -206,6 +209,7 @@ impl NewTargetForm {
             environment: self.environment,
             tags: self.tags,
             description: self.description,
+            gateway: None,
         };
         Ok((target, credential))
     }
@@ -289,24 +293,8 @@ pub struct SessionView {
     pub ended_at: Option<f64>,
     pub exit_status: Option<u32>,
     pub end_reason: Option<String>,
-    /// Local sessions: uploaded yet? Server sessions: always true.
-    pub synced: bool,
-}
-
-impl From<LocalSession> for SessionView {
-    fn from(s: LocalSession) -> Self {
-        Self {
-            id: s.session_id,
-            user: None,
-            target: s.target,
-            command: s.command,
-            started_at: s.started_at,
-            ended_at: s.ended_at,
-            exit_status: s.exit_status,
-            end_reason: s.end_reason,
-            synced: s.synced,
-        }
-    }
+    /// The gateway that recorded it.
+    pub recorded_by: String,
 }
 
 impl From<SessionSummary> for SessionView {
@@ -320,7 +308,7 @@ impl From<SessionSummary> for SessionView {
             ended_at: s.ended_at,
             exit_status: s.exit_status,
             end_reason: s.end_reason,
-            synced: true,
+            recorded_by: s.recorded_by,
         }
     }
 }

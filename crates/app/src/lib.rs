@@ -8,7 +8,11 @@
 //! * **Unlock**: keys come from the OS keyring, or from a passphrase (Argon2id) when no keyring
 //!   is reachable; [`AppStatus::key_store`] says which.
 //!
-//! Contract: depends on client, server, broker, proto — never on Tauri. **Architecture
+//! Standalone, the app also runs the embedded **gateway** on a loopback port: terminal tabs go
+//! through it like every other session (certificate, recording, sync), and the credential never
+//! leaves the server library in this process.
+//!
+//! Contract: depends on client, server, gateway, proto — never on Tauri. **Architecture
 //! Invariant:** nothing this crate returns ([`ipc`] types) carries a credential; credentials
 //! only come *in* ([`ipc::NewTargetForm`] is `Deserialize` only) and go straight to the core.
 
@@ -20,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use portcullis_client::Device;
+use portcullis_client::ssh::Input;
 use portcullis_crypto::SecretString;
 use portcullis_keystore::{KeystoreError, PassphrasePurpose, PassphraseSource, Preference};
 use portcullis_proto::{AddUserRequest, CreateAccessRequest, Decision, ReviewRequest, Role, TargetFilter};
@@ -32,6 +37,7 @@ pub use terminals::TerminalEvent;
 
 const MODE_FILE: &str = "app.json";
 const EMBEDDED_PORT_FILE: &str = "embedded.port";
+const GATEWAY_PORT_FILE: &str = "gateway.port";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -57,10 +63,16 @@ impl PassphraseSource for Supplied {
     }
 }
 
+/// The server and gateway a standalone app runs; both stop when this is dropped.
+struct EmbeddedParts {
+    _server: Embedded,
+    _gateway: portcullis_gateway::RunningGateway,
+}
+
 struct Ready {
     device: Arc<Device>,
     /// Kept alive while the app runs (standalone only).
-    _embedded: Option<Embedded>,
+    _embedded: Option<EmbeddedParts>,
     server_url: String,
 }
 
@@ -85,25 +97,22 @@ impl AppCore {
         self.dir.join("server")
     }
 
-    /// Starts the embedded server on the port it had last time, so devices enrolled against it
-    /// (teammates) still reach it after a restart; a new port only if that one stays taken.
-    async fn start_embedded(&self, server: &Server) -> Result<Embedded, AppError> {
+    /// Starts the embedded server and gateway on the loopback ports they had last time, so
+    /// devices enrolled against them (teammates) still reach them after a restart; new ports
+    /// only if those stay taken.
+    async fn start_embedded(&self, server: &Server) -> Result<(EmbeddedParts, String), AppError> {
         let port_file = self.server_dir().join(EMBEDDED_PORT_FILE);
-        if let Some(port) = std::fs::read_to_string(&port_file).ok().and_then(|p| p.trim().parse::<u16>().ok()) {
-            // The previous instance may still be letting go of the port.
-            for _ in 0..30 {
-                if let Ok(embedded) = server.start_embedded(port).await {
-                    return Ok(embedded);
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            }
-            tracing::warn!("the embedded server's previous port is taken; devices enrolled against it must re-enrol");
-        }
-        let embedded = server.start_embedded(0).await?;
-        let port = embedded.url.rsplit(':').next().unwrap_or_default();
-        portcullis_keystore::write_private(&port_file, port.as_bytes())
-            .map_err(|e| AppError::internal(e.to_string()))?;
-        Ok(embedded)
+        let api = reuse_port(&port_file, |port| async move { Ok(server.start_embedded(port).await?) }).await?;
+        let url = api.url.clone();
+        let gateway_file = self.server_dir().join(GATEWAY_PORT_FILE);
+        let listener = reuse_port(&gateway_file, |port| async move {
+            tokio::net::TcpListener::bind(("127.0.0.1", port)).await.map_err(|e| AppError::internal(e.to_string()))
+        })
+        .await?;
+        let address = listener.local_addr().map_err(|e| AppError::internal(e.to_string()))?;
+        let gateway = portcullis_gateway::Gateway::embedded(server).await.map_err(AppError::internal)?;
+        let running = gateway.spawn(listener, address.to_string()).map_err(AppError::internal)?;
+        Ok((EmbeddedParts { _server: api, _gateway: running }, url))
     }
 
     fn mode(&self) -> Option<Mode> {
@@ -175,12 +184,11 @@ impl AppCore {
         )
         .await?;
         let server = Server::open(&self.server_dir(), &pass, Arc::new(SystemClock)).await?;
-        let embedded = self.start_embedded(&server).await?;
+        let (embedded, server_url) = self.start_embedded(&server).await?;
         let device =
-            Device::enroll(&self.device_home(), &embedded.url, &outcome.admin_code, "desktop", self.key_store, &pass)
+            Device::enroll(&self.device_home(), &server_url, &outcome.admin_code, "desktop", self.key_store, &pass)
                 .await?;
         self.save_mode(Mode::Standalone)?;
-        let server_url = embedded.url.clone();
         *self.ready.lock().await = Some(Ready { device: Arc::new(device), _embedded: Some(embedded), server_url });
         Ok(self.status().await)
     }
@@ -208,8 +216,7 @@ impl AppCore {
         let pass = Supplied(passphrase);
         let (embedded, url) = if self.mode() == Some(Mode::Standalone) {
             let server = Server::open(&self.server_dir(), &pass, Arc::new(SystemClock)).await?;
-            let embedded = self.start_embedded(&server).await?;
-            let url = embedded.url.clone();
+            let (embedded, url) = self.start_embedded(&server).await?;
             (Some(embedded), Some(url))
         } else {
             (None, None)
@@ -288,19 +295,20 @@ impl AppCore {
     }
 
     pub async fn terminal_input(&self, id: &str, data: String) -> Result<(), AppError> {
-        self.terminals.input(id, portcullis_broker::Input::Data(data.into_bytes())).await
+        self.terminals.input(id, Input::Data(data.into_bytes())).await
     }
 
     pub async fn terminal_resize(&self, id: &str, cols: u16, rows: u16) -> Result<(), AppError> {
-        self.terminals.input(id, portcullis_broker::Input::Resize { cols, rows }).await
+        self.terminals.input(id, Input::Resize { cols, rows }).await
     }
 
     pub async fn terminal_close(&self, id: &str) -> Result<(), AppError> {
         self.terminals.close(id).await
     }
 
-    pub async fn local_sessions(&self) -> Result<Vec<SessionView>, AppError> {
-        Ok(self.device().await?.local_sessions().await?.into_iter().map(SessionView::from).collect())
+    /// This user's sessions, as the gateways recorded them.
+    pub async fn my_sessions(&self) -> Result<Vec<SessionView>, AppError> {
+        Ok(self.device().await?.api().my_sessions().await?.into_iter().map(SessionView::from).collect())
     }
 
     pub async fn audit_sessions(&self) -> Result<Vec<SessionView>, AppError> {
@@ -311,8 +319,44 @@ impl AppCore {
     pub async fn session_cast(&self, id: &str) -> Result<String, AppError> {
         Ok(self.device().await?.api().export_cast(id).await?)
     }
+}
 
-    pub async fn sync(&self) -> Result<u64, AppError> {
-        Ok(self.device().await?.sync().await?.pending)
+/// Binds with `start` on the port remembered in `port_file` (retrying a moment: the previous
+/// instance may still be letting go of it), else on a new one, which is then remembered.
+async fn reuse_port<T, F, Fut>(port_file: &Path, start: F) -> Result<T, AppError>
+where
+    T: HasPort,
+    F: Fn(u16) -> Fut,
+    Fut: std::future::Future<Output = Result<T, AppError>>,
+{
+    if let Some(port) = std::fs::read_to_string(port_file).ok().and_then(|p| p.trim().parse::<u16>().ok()) {
+        for _ in 0..30 {
+            if let Ok(bound) = start(port).await {
+                return Ok(bound);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        tracing::warn!(file = %port_file.display(), "the previous port is taken; devices that used it must re-enrol");
+    }
+    let bound = start(0).await?;
+    portcullis_keystore::write_private(port_file, bound.port().to_string().as_bytes())
+        .map_err(|e| AppError::internal(e.to_string()))?;
+    Ok(bound)
+}
+
+/// Something bound to a loopback port.
+trait HasPort {
+    fn port(&self) -> u16;
+}
+
+impl HasPort for Embedded {
+    fn port(&self) -> u16 {
+        self.url.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or(0)
+    }
+}
+
+impl HasPort for tokio::net::TcpListener {
+    fn port(&self) -> u16 {
+        self.local_addr().map(|a| a.port()).unwrap_or(0)
     }
 }

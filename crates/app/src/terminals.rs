@@ -1,11 +1,11 @@
-//! In-app brokered terminals: each is one `session::run` with channels to the window.
+//! In-app terminals: each is one session through the gateway (`ssh::run`) with channels to the
+//! window.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use portcullis_broker::{Input, Output, Pty};
 use portcullis_client::Device;
-use portcullis_client::session::{self, SessionOptions};
+use portcullis_client::ssh::{self, EndReason, Input, Output, Pty, SessionOptions};
 use serde::Serialize;
 use tokio::sync::mpsc;
 use ts_rs::TS;
@@ -65,25 +65,23 @@ impl Terminals {
         tokio::spawn(async move {
             let options =
                 SessionOptions { command: None, pty: Some(Pty { term: "xterm-256color".into(), cols, rows }) };
-            let result = session::run(&device, &target, options, input_rx, output_tx).await;
+            let result = ssh::run(&device, &target, options, input_rx, output_tx).await;
             let _ = pump.await;
             if let Ok(mut inputs) = inputs.lock() {
                 inputs.remove(&id_for_task);
             }
             let event = match result {
-                Ok(done) => {
-                    let why = match done.outcome.reason {
-                        portcullis_broker::EndReason::GrantExpired => {
-                            "access grant expired; session closed".to_string()
-                        }
-                        portcullis_broker::EndReason::Exit => match done.outcome.exit_status {
+                Ok(outcome) => {
+                    let why = match outcome.reason {
+                        EndReason::GrantExpired => "access grant expired; session closed".to_string(),
+                        EndReason::Exit => match outcome.exit_status {
                             Some(code) => format!("session ended (exit status {code})"),
                             None => "session ended".to_string(),
                         },
-                        portcullis_broker::EndReason::Disconnected => "disconnected".to_string(),
-                        portcullis_broker::EndReason::Closed => "session closed".to_string(),
+                        EndReason::Disconnected => "disconnected".to_string(),
+                        EndReason::Closed => "session closed".to_string(),
                     };
-                    TerminalEvent::Closed { message: why, exit_status: done.outcome.exit_status }
+                    TerminalEvent::Closed { message: why, exit_status: outcome.exit_status }
                 }
                 Err(e) => TerminalEvent::Closed { message: AppError::from(e).message, exit_status: None },
             };
@@ -98,7 +96,8 @@ impl Terminals {
         tx.send(input).await.map_err(|_| AppError::new("no_session", "that terminal is closed"))
     }
 
-    /// Closing the tab ends the session: the broker hangs up whatever is running.
+    /// Closing the tab ends the session: the connection to the gateway is hung up, which ends
+    /// whatever runs on the target.
     pub async fn close(&self, id: &str) -> Result<(), AppError> {
         let tx = self.inputs.lock().ok().and_then(|mut m| m.remove(id));
         if let Some(tx) = tx {

@@ -45,6 +45,28 @@ async fn next_matching<T>(rx: &mut mpsc::UnboundedReceiver<T>, what: &str, f: im
     .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
 }
 
+/// Connects a terminal that must end without running a shell; what the window would show (the
+/// terminal's text, then the closing message).
+async fn refusal(app: &AppCore) -> String {
+    let (fail_tx, mut fail) = mpsc::unbounded_channel();
+    app.connect("web", 80, 24, move |event| {
+        let _ = fail_tx.send(event);
+    })
+    .await
+    .unwrap();
+    let mut shown = String::new();
+    loop {
+        match next_matching(&mut fail, "the refusal", |_: &TerminalEvent| true).await {
+            TerminalEvent::Output { data } => shown.push_str(&data),
+            TerminalEvent::Closed { message, exit_status } => {
+                assert!(matches!(exit_status, None | Some(255)), "{exit_status:?}: {shown}");
+                shown.push_str(&message);
+                return shown;
+            }
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn standalone_first_run_approval_terminal_and_restart() {
     let sshd = Sshd::start();
@@ -111,8 +133,9 @@ async fn standalone_first_run_approval_terminal_and_restart() {
     assert_eq!(decided.request.unwrap().status, "approved");
 
     // Edits: only admins; a kind change needs the new credential; a rotated credential is the
-    // one used from then on (a wrong key fails to log in, the right one works again); an edit
-    // with an empty credential field keeps the stored credential.
+    // one used from then on (a wrong key fails to log in, the right one works again) and ends
+    // the use of grants approved for the old one; an edit with an empty credential field keeps
+    // the stored credential (and the grants).
     let edit = |credential: &str, kind: &str, description: &str| -> NewTargetForm {
         serde_json::from_value(serde_json::json!({
             "name": "web", "host": "127.0.0.1", "port": sshd.port, "login": "root",
@@ -132,20 +155,15 @@ async fn standalone_first_run_approval_terminal_and_restart() {
     assert!(made.success());
     let wrong = std::fs::read_to_string(&wrong_key).unwrap();
     payloads.keep(admin_app.update_target(edit(&wrong, "private_key", "rotated to a wrong key")).await.unwrap());
-    let (fail_tx, mut fail) = mpsc::unbounded_channel();
-    alice
-        .connect("web", 80, 24, move |event| {
-            let _ = fail_tx.send(event);
-        })
-        .await
-        .unwrap();
-    let refused =
-        next_matching(&mut fail, "the refusal", |e: &TerminalEvent| matches!(e, TerminalEvent::Closed { .. })).await;
-    assert!(
-        matches!(&refused, TerminalEvent::Closed { message, exit_status: None } if message.contains("rejected the stored credential")),
-        "{refused:?}"
-    );
+    let message = refusal(&alice).await;
+    assert!(message.contains("changed since your access was approved (its credential)"), "{message}");
+    let again = alice.create_request("web", 600, "after the rotation").await.unwrap();
+    bob.review(&again.id, true, None).await.unwrap();
+    let message = refusal(&alice).await;
+    assert!(message.contains("rejected the stored credential"), "{message}");
     payloads.keep(admin_app.update_target(edit(&key_text, "private_key", "rotated back")).await.unwrap());
+    let again = alice.create_request("web", 600, "after rotating back").await.unwrap();
+    bob.review(&again.id, true, None).await.unwrap();
     let edited = payloads.keep(admin_app.update_target(edit("", "private_key", "edited, key kept")).await.unwrap());
     assert_eq!(edited.description, "edited, key kept");
     assert_eq!(edited.tags, vec!["edited".to_string(), "nginx".to_string()]);
@@ -173,15 +191,28 @@ async fn standalone_first_run_approval_terminal_and_restart() {
     assert!(matches!(closed, TerminalEvent::Closed { exit_status: Some(4), .. }), "{closed:?}");
     assert_eq!(alice.terminal_input(&id, "x".into()).await.unwrap_err().code, "no_session");
 
-    // The recording is on the server and replayable.
+    // The gateway recorded it and synced it to the server, where it is replayable.
     let sessions = payloads.keep(bob.audit_sessions().await.unwrap_err());
     assert_eq!(sessions.code, "forbidden", "bob is no auditor");
-    let all = payloads.keep(admin_app.audit_sessions().await.unwrap());
+    let all = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            let all = admin_app.audit_sessions().await.unwrap();
+            if all.iter().any(|s| s.ended_at.is_some()) {
+                return all;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await
+    .expect("the gateway uploads the ended session");
+    let all = payloads.keep(all);
     assert_eq!(all.len(), 1);
+    assert_eq!(all[0].recorded_by, "embedded");
     let cast = admin_app.session_cast(&all[0].id).await.unwrap();
     assert!(cast.contains("in-app-42") && cast.contains(r#""r","120x40""#), "{cast}");
-    let local = payloads.keep(alice.local_sessions().await.unwrap());
-    assert!(local[0].synced);
+    let mine = payloads.keep(alice.my_sessions().await.unwrap());
+    assert_eq!(mine.len(), 1);
+    assert_eq!(mine[0].exit_status, Some(4));
 
     // Restart the standalone app: locked until unlocked; wrong passphrase refused.
     drop(admin_app);

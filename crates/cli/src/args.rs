@@ -80,9 +80,9 @@ pub enum Command {
     },
     /// Follow requests and decisions live (approvers see new requests as they arrive).
     Watch,
-    /// Open a brokered SSH session on a target you have a grant for. The credential is used by
-    /// Portcullis and never shown. With `-- COMMAND...` runs the command and exits with its
-    /// status; without, opens an interactive shell. Every session is recorded.
+    /// Open a brokered SSH session on a target you have a grant for, through its gateway (which
+    /// holds the credential and records the session). With `-- COMMAND...` runs the command
+    /// and exits with its status; without, opens an interactive shell.
     Ssh {
         target: String,
         /// Allocate a terminal even when running a command.
@@ -91,10 +91,19 @@ pub enum Command {
         #[arg(last = true)]
         command: Vec<String>,
     },
-    /// Upload recorded sessions and audit records that the server has not acknowledged.
-    Sync,
-    /// Sessions recorded on this device, with their upload state.
+    /// Write an OpenSSH config with a `Host TARGET.portcullis` entry for each target you hold a
+    /// live grant for, so your own ssh, scp, sftp and rsync go through the gateway:
+    /// `ssh -F FILE web.portcullis uptime`. Run it again after each new approval.
+    SshConfig {
+        /// Where to write it (default: ssh/config in this device's home).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Your recorded sessions (as the gateways recorded them).
     Sessions,
+    /// Gateways: where sessions are brokered and recorded.
+    #[command(subcommand)]
+    Gateway(GatewayCommand),
     /// Recorded sessions on the server (auditor or admin).
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -118,7 +127,8 @@ pub enum ServerCommand {
         #[arg(long = "tls-name")]
         tls_names: Vec<String>,
     },
-    /// Run the server. Plain HTTP on loopback; TLS (required) on any other address.
+    /// Run the server, with its embedded gateway. Plain HTTP on loopback; TLS (required) on any
+    /// other address.
     Run {
         #[arg(long)]
         data: PathBuf,
@@ -127,6 +137,47 @@ pub enum ServerCommand {
         /// Use TLS even on loopback.
         #[arg(long)]
         tls: bool,
+        /// Where the embedded gateway's SSH server listens for users.
+        #[arg(long, default_value = "127.0.0.1:2222")]
+        gateway_listen: String,
+        /// The HOST:PORT users are told to connect to, when it differs from --gateway-listen
+        /// (e.g. behind NAT). Default: the listen address; with 0.0.0.0, the server's host.
+        #[arg(long)]
+        gateway_advertise: Option<String>,
+        /// Run without the embedded gateway (every target is reached through gateway processes).
+        #[arg(long)]
+        no_gateway: bool,
+        /// How many bytes of an exec session's stdin and of its stdout gateways record in full
+        /// (each); beyond it, only size and SHA-256.
+        #[arg(long, default_value_t = portcullis_proto::DEFAULT_EXEC_RECORD_LIMIT)]
+        exec_record_limit: u64,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum GatewayCommand {
+    /// Add a gateway (admin); prints its one-time enrolment code (last line).
+    Add { name: String },
+    /// Gateways with their address, last contact and unsynced backlog (admin).
+    List,
+    /// On the gateway machine: enrol this machine as the gateway a code was issued for. Its
+    /// state lives under $PORTCULLIS_HOME.
+    Enroll {
+        #[arg(long)]
+        server: String,
+        #[arg(long)]
+        code: String,
+        /// Where to keep the gateway's local key: auto, keyring or passphrase.
+        #[arg(long, env = "PORTCULLIS_KEY_STORE", default_value = "auto")]
+        key_store: Preference,
+    },
+    /// On the gateway machine: serve users and record their sessions.
+    Run {
+        #[arg(long)]
+        listen: String,
+        /// The HOST:PORT users are told to connect to (default: the listen address).
+        #[arg(long)]
+        advertise: Option<String>,
     },
 }
 
@@ -157,8 +208,42 @@ pub enum TargetCommand {
         tag: Option<String>,
     },
     /// Everything about one target except its credential: address, host key, environment,
-    /// tags, who holds access now, last use.
+    /// tags, gateway, who holds access now, last use.
     Show { name: String },
+    /// Change a target (admin). Changing host, port, login or host key needs the credential in
+    /// the same call and ends every live grant for the target; a new credential alone rotates it.
+    Edit(TargetEdit),
+}
+
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("credential").args(["password_stdin", "key_file"])))]
+pub struct TargetEdit {
+    pub name: String,
+    #[arg(long)]
+    pub host: Option<String>,
+    #[arg(long)]
+    pub port: Option<u16>,
+    #[arg(long)]
+    pub login: Option<String>,
+    /// The target's host key as an OpenSSH public key line.
+    #[arg(long)]
+    pub host_key: Option<String>,
+    /// Read a new password from standard input (one line).
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// A new unencrypted OpenSSH private key file.
+    #[arg(long)]
+    pub key_file: Option<PathBuf>,
+    #[arg(long = "env")]
+    pub environment: Option<String>,
+    /// Replace the tags (repeatable).
+    #[arg(long = "tag")]
+    pub tags: Option<Vec<String>>,
+    #[arg(long)]
+    pub description: Option<String>,
+    /// Move the target to another gateway.
+    #[arg(long)]
+    pub gateway: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -188,14 +273,19 @@ pub struct TargetAdd {
     pub tags: Vec<String>,
     #[arg(long, default_value = "")]
     pub description: String,
+    /// The gateway that reaches the target (default: the server's embedded gateway).
+    #[arg(long)]
+    pub gateway: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
 pub enum AuditCommand {
     /// List recorded sessions.
     List,
-    /// Security events the server recorded (enrolments, reviews, credential releases,
-    /// host-key mismatches, rejected uploads), newest first.
+    /// One session: summary, commands and file transfers.
+    Show { session_id: String },
+    /// Security events the server recorded (enrolments, reviews, certificates issued, sessions
+    /// authorised or refused, host-key mismatches, file transfers, rejected uploads), newest first.
     Events {
         /// Only events of this kind, e.g. host_key_mismatch.
         #[arg(long)]

@@ -9,43 +9,10 @@ fn format_time(unix: f64) -> String {
     crate::access::format_time(unix as i64)
 }
 
-pub async fn sync(home: &Path) -> anyhow::Result<ExitCode> {
+/// Every session (auditors), or with `mine` the caller's own.
+pub async fn list(home: &Path, mine: bool) -> anyhow::Result<ExitCode> {
     let device = open_device(home).await?;
-    let report = device.sync().await?;
-    println!(
-        "Synced: {} records on the server{}, {} pending.",
-        report.uploaded,
-        if report.duplicates > 0 { format!(" ({} were already there)", report.duplicates) } else { String::new() },
-        report.pending
-    );
-    Ok(ExitCode::SUCCESS)
-}
-
-pub async fn local_sessions(home: &Path) -> anyhow::Result<ExitCode> {
-    let device = open_device(home).await?;
-    let sessions = device.local_sessions().await?;
-    if sessions.is_empty() {
-        println!("No sessions recorded on this device.");
-        return Ok(ExitCode::SUCCESS);
-    }
-    println!("{:<36}  {:<16} {:<20} {:<6} {:<9} COMMAND", "SESSION", "TARGET", "STARTED", "EXIT", "SYNCED");
-    for s in sessions {
-        println!(
-            "{:<36}  {:<16} {:<20} {:<6} {:<9} {}",
-            s.session_id,
-            s.target,
-            format_time(s.started_at),
-            s.exit_status.map(|x| x.to_string()).unwrap_or_else(|| "-".into()),
-            if s.synced { "yes" } else { "pending" },
-            s.command.unwrap_or_else(|| "(shell)".into())
-        );
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-pub async fn list(home: &Path) -> anyhow::Result<ExitCode> {
-    let device = open_device(home).await?;
-    let sessions = device.api().sessions().await?;
+    let sessions = if mine { device.api().my_sessions().await? } else { device.api().sessions().await? };
     if sessions.is_empty() {
         println!("No recorded sessions.");
         return Ok(ExitCode::SUCCESS);
@@ -65,10 +32,72 @@ pub async fn list(home: &Path) -> anyhow::Result<ExitCode> {
             duration,
             s.exit_status.map(|x| x.to_string()).unwrap_or_else(|| "-".into()),
             s.end_reason.unwrap_or_else(|| "(open)".into()),
-            s.command.unwrap_or_else(|| "(shell)".into())
+            escape(&s.command.unwrap_or_else(|| if s.kind.starts_with("subsystem:") {
+                format!("({})", s.kind)
+            } else {
+                "(shell)".into()
+            }))
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+pub async fn show(home: &Path, session_id: &str) -> anyhow::Result<ExitCode> {
+    let device = open_device(home).await?;
+    let d = device.api().session_detail(session_id).await?;
+    let s = &d.summary;
+    let duration =
+        s.ended_at.map(|e| format!("{:.1}s", (e - s.started_at).max(0.0))).unwrap_or_else(|| "(open)".into());
+    println!("session:    {}", s.session_id);
+    println!("user:       {} from {}", s.user, if d.client_addr.is_empty() { "-" } else { &d.client_addr });
+    println!("target:     {} as {}", s.target, s.login);
+    println!("kind:       {}", s.kind);
+    println!("recorded:   by gateway {}", s.recorded_by);
+    println!("grant:      {}", s.grant_id);
+    println!("started:    {}", format_time(s.started_at));
+    println!("duration:   {duration}");
+    println!(
+        "ended:      {} (exit status {})",
+        s.end_reason.as_deref().unwrap_or("(open)"),
+        s.exit_status.map(|x| x.to_string()).unwrap_or_else(|| "-".into())
+    );
+    println!("commands:");
+    if d.commands.is_empty() {
+        println!("  (none)");
+    }
+    for c in &d.commands {
+        println!("  {}", escape(c));
+    }
+    if !d.streams.is_empty() {
+        println!("streams:");
+        for st in &d.streams {
+            println!(
+                "  {:<7} {:>12} bytes ({} recorded)  sha256 {}",
+                st.stream, st.bytes, st.recorded_bytes, st.sha256
+            );
+        }
+    }
+    println!("file transfers:");
+    if d.transfers.is_empty() {
+        println!("  (none)");
+    }
+    for t in &d.transfers {
+        println!(
+            "  {:<8} {:<4} {:>12} bytes  sha256 {}{}  {}",
+            t.direction,
+            t.protocol,
+            t.size,
+            if t.sha256.is_empty() { "(not sequential)" } else { &t.sha256 },
+            if t.complete { "" } else { "  INCOMPLETE" },
+            escape(&t.path)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What reaches a terminal: control characters escaped, so a recorded name cannot drive it.
+fn escape(text: &str) -> String {
+    text.chars().flat_map(|c| if c.is_control() { c.escape_default().collect::<Vec<_>>() } else { vec![c] }).collect()
 }
 
 pub async fn export(home: &Path, session_id: &str, out: &Path) -> anyhow::Result<ExitCode> {

@@ -4,6 +4,7 @@
 mod access;
 mod args;
 mod audit;
+mod gateway;
 mod passphrase;
 mod server;
 mod ssh;
@@ -13,7 +14,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use args::{AuditCommand, Cli, Command, TargetCommand, UserCommand};
+use args::{AuditCommand, Cli, Command, GatewayCommand, TargetCommand, UserCommand};
 use portcullis_proto::TargetFilter;
 
 fn init_tracing(default: &str) {
@@ -35,7 +36,10 @@ fn init_tracing(default: &str) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let serving = matches!(&cli.command, Command::Server(args::ServerCommand::Run { .. }));
+    let serving = matches!(
+        &cli.command,
+        Command::Server(args::ServerCommand::Run { .. }) | Command::Gateway(GatewayCommand::Run { .. })
+    );
     init_tracing(if serving { "info" } else { "warn" });
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -70,15 +74,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             vault::list_targets(&home, TargetFilter { text: search, environment, tag }).await
         }
         Command::Target(TargetCommand::Show { name }) => vault::show_target(&home, &name).await,
+        Command::Target(TargetCommand::Edit(edit)) => vault::edit_target(&home, edit).await,
         Command::Request { target, duration, reason } => access::request(&home, &target, &duration, &reason).await,
         Command::Requests { pending } => access::list(&home, pending).await,
         Command::Approve { id, reason } => access::review(&home, &id, true, reason).await,
         Command::Deny { id, reason } => access::review(&home, &id, false, reason).await,
         Command::Watch => access::watch(&home).await,
         Command::Ssh { target, tty, command } => ssh::run(&home, &target, tty, command).await,
-        Command::Sync => audit::sync(&home).await,
-        Command::Sessions => audit::local_sessions(&home).await,
-        Command::Audit(AuditCommand::List) => audit::list(&home).await,
+        Command::SshConfig { out } => ssh::config(&home, out.as_deref()).await,
+        Command::Sessions => audit::list(&home, true).await,
+        Command::Gateway(cmd) => gateway::run(&home, cmd).await,
+        Command::Audit(AuditCommand::List) => audit::list(&home, false).await,
+        Command::Audit(AuditCommand::Show { session_id }) => audit::show(&home, &session_id).await,
         Command::Audit(AuditCommand::Events { kind }) => audit::events(&home, kind.as_deref()).await,
         Command::Audit(AuditCommand::Export { session_id, out }) => audit::export(&home, &session_id, &out).await,
     }

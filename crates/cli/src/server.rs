@@ -27,11 +27,12 @@ pub async fn run(cmd: ServerCommand) -> anyhow::Result<ExitCode> {
             println!("{}", outcome.admin_code);
             Ok(ExitCode::SUCCESS)
         }
-        ServerCommand::Run { data, listen, tls } => {
+        ServerCommand::Run { data, listen, tls, gateway_listen, gateway_advertise, no_gateway, exec_record_limit } => {
             let addr: std::net::SocketAddr =
                 listen.parse().with_context(|| format!("--listen {listen:?} is not an ADDR:PORT"))?;
             let use_tls = tls || portcullis_server::listen_needs_tls(&addr);
             let server = Server::open(&data, &Prompt, Arc::new(SystemClock)).await?;
+            server.set_exec_record_limit(exec_record_limit);
             let listener =
                 tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
             let local = listener.local_addr()?;
@@ -40,6 +41,23 @@ pub async fn run(cmd: ServerCommand) -> anyhow::Result<ExitCode> {
             if use_tls {
                 println!("TLS certificate SHA-256: {}", server.tls_fingerprint());
             }
+            // The embedded gateway: in this process, credentials handed over in memory.
+            let _gateway = if no_gateway {
+                None
+            } else {
+                let gateway_addr: std::net::SocketAddr = gateway_listen
+                    .parse()
+                    .with_context(|| format!("--gateway-listen {gateway_listen:?} is not an ADDR:PORT"))?;
+                let gateway = portcullis_gateway::Gateway::embedded(&server).await.map_err(anyhow::Error::msg)?;
+                let gateway_listener = tokio::net::TcpListener::bind(gateway_addr)
+                    .await
+                    .with_context(|| format!("the gateway cannot listen on {gateway_addr}"))?;
+                let gateway_local = gateway_listener.local_addr()?;
+                let advertise = gateway_advertise.unwrap_or_else(|| advertised(gateway_local));
+                let running = gateway.spawn(gateway_listener, advertise.clone()).map_err(anyhow::Error::msg)?;
+                println!("Portcullis gateway (embedded) listening on {gateway_local}; users connect to {advertise}");
+                Some(running)
+            };
             tracing::info!(%local, tls = use_tls, "serving");
             server.serve(listener, use_tls, shutdown_signal()).await?;
             tracing::info!("stopped");
@@ -48,7 +66,19 @@ pub async fn run(cmd: ServerCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn shutdown_signal() {
+/// What users are told to connect to: the listen address, or — when it is a wildcard — the
+/// same port on the control server's host (an empty host).
+pub fn advertised(local: std::net::SocketAddr) -> String {
+    if local.ip().is_unspecified() {
+        format!(":{}", local.port())
+    } else if local.is_ipv6() {
+        format!("[{}]:{}", local.ip(), local.port())
+    } else {
+        local.to_string()
+    }
+}
+
+pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

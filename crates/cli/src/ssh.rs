@@ -3,8 +3,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::bail;
-use portcullis_broker::{Input, Output, Pty};
-use portcullis_client::session::{self, SessionOptions};
+use portcullis_client::ssh::{self, Input, Output, Pty, SessionOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
@@ -103,19 +102,35 @@ pub async fn run(home: &Path, target: &str, force_tty: bool, command: Vec<String
         }
     });
 
-    let result = session::run(&device, target, SessionOptions { command, pty }, input_rx, output_tx).await;
+    let result = ssh::run(&device, target, SessionOptions { command, pty }, input_rx, output_tx).await;
     let _ = writer.await;
     drop(raw);
-    let result = result?;
-    if let Err(e) = &result.upload {
-        eprintln!(
-            "portcullis: session {} is recorded on this device but could not be uploaded ({e}); `portcullis sync` will upload it",
-            result.session_id
-        );
-    }
-    Ok(match result.outcome.exit_status {
+    let outcome = result?;
+    Ok(match outcome.exit_status {
         Some(status) => ExitCode::from(status.min(255) as u8),
         // Killed, disconnected or expired without an exit status: like ssh, 255.
         None => ExitCode::from(255),
     })
+}
+
+pub async fn config(home: &Path, out: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let device = open_device(home).await?;
+    let written = device.write_ssh_config(out).await?;
+    for (target, why) in &written.skipped {
+        eprintln!("portcullis: {target} left out: {why}");
+    }
+    if written.hosts.is_empty() {
+        println!(
+            "You hold no live grant; the config has no hosts. Ask for access with `portcullis request TARGET ...`."
+        );
+    }
+    for (host, _, until) in &written.hosts {
+        println!("{host:<30} until {}", crate::access::format_time(*until));
+    }
+    println!(
+        "Use: ssh -F {0} HOST   |   scp -F {0} FILE HOST:PATH   |   rsync -e 'ssh -F {0}' ...",
+        written.config.display()
+    );
+    println!("{}", written.config.display());
+    Ok(ExitCode::SUCCESS)
 }

@@ -8,7 +8,7 @@ use portcullis_crypto::SecretBytes;
 use portcullis_keystore::Preference;
 use portcullis_proto::{AddUserRequest, CredentialKind, Role, TargetFilter, roles_to_string};
 
-use crate::args::TargetAdd;
+use crate::args::{TargetAdd, TargetEdit};
 use crate::open_device;
 use crate::passphrase::Prompt;
 
@@ -58,8 +58,12 @@ pub async fn add_user(home: &Path, name: &str, roles: &[Role]) -> anyhow::Result
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn add_target(home: &Path, add: TargetAdd) -> anyhow::Result<ExitCode> {
-    let (kind, credential) = if add.password_stdin {
+/// The credential from `--password-stdin` or `--key-file`, if one was given.
+fn read_credential(
+    password_stdin: bool,
+    key_file: Option<&Path>,
+) -> anyhow::Result<Option<(CredentialKind, SecretBytes)>> {
+    if password_stdin {
         let mut raw = Vec::new();
         std::io::stdin().read_to_end(&mut raw).context("reading the password from standard input")?;
         let raw = SecretBytes::from(raw);
@@ -72,11 +76,17 @@ pub async fn add_target(home: &Path, add: TargetAdd) -> anyhow::Result<ExitCode>
         if end == 0 {
             bail!("no password on standard input");
         }
-        (CredentialKind::Password, SecretBytes::from(raw.expose_secret()[..end].to_vec()))
-    } else if let Some(file) = &add.key_file {
+        Ok(Some((CredentialKind::Password, SecretBytes::from(raw.expose_secret()[..end].to_vec()))))
+    } else if let Some(file) = key_file {
         let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-        (CredentialKind::PrivateKey, SecretBytes::from(bytes))
+        Ok(Some((CredentialKind::PrivateKey, SecretBytes::from(bytes))))
     } else {
+        Ok(None)
+    }
+}
+
+pub async fn add_target(home: &Path, add: TargetAdd) -> anyhow::Result<ExitCode> {
+    let Some((kind, credential)) = read_credential(add.password_stdin, add.key_file.as_deref())? else {
         bail!("give the credential with --password-stdin or --key-file");
     };
     let device = open_device(home).await?;
@@ -90,14 +100,49 @@ pub async fn add_target(home: &Path, add: TargetAdd) -> anyhow::Result<ExitCode>
         environment: add.environment,
         tags: add.tags,
         description: add.description,
+        gateway: add.gateway,
     };
     let target = device.add_target(new, &credential).await?;
     drop(credential);
     println!(
-        "Added target {} ({}@{}:{}, host key {}); its credential is stored encrypted and will not be shown.",
-        target.name, target.login, target.host, target.port, target.host_key_fingerprint
+        "Added target {} ({}@{}:{}, host key {}, through gateway {}); its credential is stored encrypted and will not be shown.",
+        target.name, target.login, target.host, target.port, target.host_key_fingerprint, target.gateway
     );
     println!("{}", target.id);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn edit_target(home: &Path, edit: TargetEdit) -> anyhow::Result<ExitCode> {
+    let credential = read_credential(edit.password_stdin, edit.key_file.as_deref())?;
+    let device = open_device(home).await?;
+    let all = device.targets(&TargetFilter::default()).await?;
+    let Some(current) = all.into_iter().find(|t| t.name == edit.name) else { bail!("unknown target {:?}", edit.name) };
+    let kind = credential.as_ref().map(|(kind, _)| *kind).unwrap_or(current.credential_kind);
+    let changed = NewTarget {
+        name: current.name.clone(),
+        host: edit.host.unwrap_or(current.host),
+        port: edit.port.unwrap_or(current.port),
+        login: edit.login.unwrap_or(current.login),
+        host_key: edit.host_key.unwrap_or(current.host_key),
+        kind,
+        environment: edit.environment.unwrap_or(current.environment),
+        tags: edit.tags.unwrap_or(current.tags),
+        description: edit.description.unwrap_or(current.description),
+        gateway: edit.gateway,
+    };
+    let updated = device.update_target(changed, credential.as_ref().map(|(_, c)| c)).await?;
+    drop(credential);
+    println!(
+        "Updated target {} ({}@{}:{}, host key {}, through gateway {}, credential version {}).",
+        updated.name,
+        updated.login,
+        updated.host,
+        updated.port,
+        updated.host_key_fingerprint,
+        updated.gateway,
+        updated.credential_version
+    );
+    println!("{}", updated.id);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -133,6 +178,7 @@ pub async fn show_target(home: &Path, name: &str) -> anyhow::Result<ExitCode> {
     println!("login:        {}", t.login);
     println!("credential:   {} (stored encrypted; never shown)", t.credential_kind.as_str());
     println!("host key:     {}", t.host_key_fingerprint);
+    println!("gateway:      {}", t.gateway);
     println!("environment:  {}", if t.environment.is_empty() { "-" } else { &t.environment });
     println!("tags:         {}", if t.tags.is_empty() { "-".to_string() } else { t.tags.join(", ") });
     println!("description:  {}", if t.description.is_empty() { "-" } else { &t.description });

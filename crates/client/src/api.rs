@@ -6,10 +6,11 @@ use std::sync::Arc;
 use base64::Engine;
 use portcullis_crypto::identity::SigningIdentity;
 use portcullis_proto::{
-    AccessRequestView, AddTargetRequest, AddUserRequest, AddUserResponse, ApiError, ConnectRequest, ConnectResponse,
-    CreateAccessRequest, EnrollRequest, EnrollResponse, HEADER_DEVICE, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIME,
-    LiveEvent, ReviewRequest, ServerEvent, SessionSummary, TargetSummary, UpdateTargetRequest, UploadAck, UploadBatch,
-    WhoAmI, request_signing_input,
+    AccessRequestView, AddGatewayRequest, AddGatewayResponse, AddTargetRequest, AddUserRequest, AddUserResponse,
+    ApiError, CertificateRequest, CertificateResponse, CreateAccessRequest, EnrollRequest, EnrollResponse,
+    GatewayEnrollRequest, GatewayEnrollResponse, GatewaySummary, HEADER_DEVICE, HEADER_NONCE, HEADER_SIGNATURE,
+    HEADER_TIME, LiveEvent, ReviewRequest, ServerEvent, SessionDetail, SessionSummary, TargetSummary,
+    UpdateTargetRequest, WhoAmI, request_signing_input,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -34,8 +35,9 @@ pub enum ClientError {
     Crypto(#[from] portcullis_crypto::CryptoError),
     #[error(transparent)]
     Keystore(#[from] portcullis_keystore::KeystoreError),
-    #[error(transparent)]
-    Broker(#[from] portcullis_broker::BrokerError),
+    /// The gateway refused or failed (its words).
+    #[error("{0}")]
+    Gateway(String),
 }
 
 impl ClientError {
@@ -195,6 +197,11 @@ impl ApiClient {
         ClientError::Unreachable { url: self.base.to_string(), detail }
     }
 
+    /// A signed POST to `path` (the gateway's calls use it too).
+    pub async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, ClientError> {
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+
     pub async fn enroll(&self, req: &EnrollRequest) -> Result<EnrollResponse, ClientError> {
         self.call(reqwest::Method::POST, "/v1/enroll", Some(req)).await
     }
@@ -236,16 +243,36 @@ impl ApiClient {
         self.call(reqwest::Method::POST, &format!("/v1/requests/{id}/review"), Some(req)).await
     }
 
-    pub async fn connect(&self, req: &ConnectRequest) -> Result<ConnectResponse, ClientError> {
-        self.call(reqwest::Method::POST, "/v1/connect", Some(req)).await
+    /// A short-lived user certificate for `req.public_key` under this device's live grant.
+    pub async fn certificate(&self, req: &CertificateRequest) -> Result<CertificateResponse, ClientError> {
+        self.call(reqwest::Method::POST, "/v1/certificates", Some(req)).await
     }
 
-    pub async fn upload(&self, batch: &UploadBatch) -> Result<UploadAck, ClientError> {
-        self.call(reqwest::Method::POST, "/v1/audit/records", Some(batch)).await
+    pub async fn gateway_enroll(&self, req: &GatewayEnrollRequest) -> Result<GatewayEnrollResponse, ClientError> {
+        self.call(reqwest::Method::POST, "/v1/gateway/enroll", Some(req)).await
     }
 
+    pub async fn add_gateway(&self, req: &AddGatewayRequest) -> Result<AddGatewayResponse, ClientError> {
+        self.call(reqwest::Method::POST, "/v1/gateways", Some(req)).await
+    }
+
+    pub async fn gateways(&self) -> Result<Vec<GatewaySummary>, ClientError> {
+        self.call::<(), _>(reqwest::Method::GET, "/v1/gateways", None).await
+    }
+
+    pub async fn session_detail(&self, session_id: &str) -> Result<SessionDetail, ClientError> {
+        check_session_id(session_id)?;
+        self.call::<(), _>(reqwest::Method::GET, &format!("/v1/audit/sessions/{session_id}"), None).await
+    }
+
+    /// Every recorded session (auditors).
     pub async fn sessions(&self) -> Result<Vec<SessionSummary>, ClientError> {
         self.call::<(), _>(reqwest::Method::GET, "/v1/audit/sessions", None).await
+    }
+
+    /// This user's own recorded sessions.
+    pub async fn my_sessions(&self) -> Result<Vec<SessionSummary>, ClientError> {
+        self.call::<(), _>(reqwest::Method::GET, "/v1/sessions", None).await
     }
 
     /// One live subscription; ends when the connection does. See [`ApiClient::watch`].
@@ -309,13 +336,18 @@ impl ApiClient {
 
     /// The session as asciicast v2 text.
     pub async fn export_cast(&self, session_id: &str) -> Result<String, ClientError> {
-        if session_id.is_empty() || !session_id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
-            return Err(ClientError::Input(format!("{session_id:?} is not a session id")));
-        }
+        check_session_id(session_id)?;
         let response =
             self.send::<()>(reqwest::Method::GET, &format!("/v1/audit/sessions/{session_id}/cast"), None).await?;
         response.text().await.map_err(|e| self.unreachable(e))
     }
+}
+
+fn check_session_id(id: &str) -> Result<(), ClientError> {
+    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
+        return Err(ClientError::Input(format!("{id:?} is not a session id")));
+    }
+    Ok(())
 }
 
 /// rustls configuration that trusts exactly the pinned certificate.

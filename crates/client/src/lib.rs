@@ -4,19 +4,22 @@
 //!   one-time code, pins the server (TLS fingerprint, signing and sealing keys) and stores the
 //!   private keys encrypted under the device's local key (OS keyring or passphrase).
 //! * [`Device::open`] unlocks an enrolled device; [`Device::api`] is the signed API client.
-//! * The local database ([`localdb`]) holds the device's audit records encrypted, each bound to
-//!   its row; [`Device::sync`] uploads them (idempotent by device and sequence, resumable).
-//! * [`Device::release_credential`] asks the server for a session's credential, checks the
-//!   grant's signature, and opens the sealed credential in memory.
+//! * The local database ([`localdb`]) holds the device's private keys encrypted (and, for a
+//!   gateway process that uses this crate, its record log).
+//! * [`ssh`] runs a session through the gateway with a short-lived certificate the server
+//!   issues for an ephemeral key; [`sshconfig`] writes an OpenSSH config so the user's own
+//!   `ssh`, `scp`, `sftp` and `rsync` do the same.
 //!
 //! Contract: no Tauri, no GUI, no terminal handling. Depends on crypto, proto, keystore, sqlx,
-//! reqwest (rustls). **Architecture Invariant:** a credential is only ever held as a
-//! [`portcullis_crypto::Secret`]; nothing here writes one to disk, a log or an error.
+//! reqwest (rustls), russh (the client side only). **Architecture Invariant:** no credential
+//! ever reaches this crate: no API answers a device with one, and nothing here could use one
+//! (it has no code that talks to a target).
 
 pub mod api;
 mod config;
 pub mod localdb;
-pub mod session;
+pub mod ssh;
+pub mod sshconfig;
 
 pub use api::{ApiClient, ClientError, LiveUpdate};
 pub use config::DeviceConfig;
@@ -28,9 +31,8 @@ use portcullis_crypto::identity::{SealingIdentity, SigningIdentity, seal_to};
 use portcullis_crypto::{OsRng, SecretBytes, SymmetricKey};
 use portcullis_keystore::{PassphraseSource, Preference, StoreKind};
 use portcullis_proto::{
-    AddTargetRequest, AuditPayload, ConnectRequest, CredentialKind, EnrollRequest, EnrolmentCode, GrantClaims,
-    INFO_CREDENTIAL_RELEASE, INFO_TARGET_CREDENTIAL, Sealed, TargetFilter, TargetSummary, UpdateTargetRequest,
-    UploadBatch, UploadRecord,
+    AddTargetRequest, CredentialKind, EnrollRequest, EnrolmentCode, INFO_TARGET_CREDENTIAL, Sealed, TargetFilter,
+    TargetSummary, UpdateTargetRequest,
 };
 
 pub(crate) mod paths {
@@ -51,10 +53,7 @@ pub struct Device {
     home: PathBuf,
     config: DeviceConfig,
     key_store: StoreKind,
-    local_key: SymmetricKey,
     signing: SigningIdentity,
-    sealing: SealingIdentity,
-    db: localdb::LocalDb,
     api: ApiClient,
 }
 
@@ -71,34 +70,8 @@ pub struct NewTarget {
     pub environment: String,
     pub tags: Vec<String>,
     pub description: String,
-}
-
-/// A credential released for one session, with the grant that allows it.
-pub struct ReleasedCredential {
-    pub claims: GrantClaims,
-    pub host: String,
-    pub port: u16,
-    pub login: String,
-    pub host_key: String,
-    pub kind: CredentialKind,
-    pub secret: SecretBytes,
-}
-
-impl std::fmt::Debug for ReleasedCredential {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ReleasedCredential")
-            .field("grant", &self.claims.grant_id)
-            .field("target", &self.claims.target_name)
-            .field("secret", &self.secret)
-            .finish()
-    }
-}
-
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct SyncReport {
-    pub uploaded: u64,
-    pub duplicates: u64,
-    pub pending: u64,
+    /// The gateway that reaches it; `None`: the embedded one (on add) or unchanged (on edit).
+    pub gateway: Option<String>,
 }
 
 impl Device {
@@ -164,7 +137,7 @@ impl Device {
             config.device_id.clone(),
             SigningIdentity::from_secret_bytes(signing.to_secret_bytes().expose_secret())?,
         );
-        Ok(Device { home: home.to_path_buf(), config, key_store, local_key, signing, sealing, db, api })
+        Ok(Device { home: home.to_path_buf(), config, key_store, signing, api })
     }
 
     pub async fn open(home: &Path, passphrases: &dyn PassphraseSource) -> Result<Device, ClientError> {
@@ -194,12 +167,12 @@ impl Device {
             portcullis_keystore::unlock(&home.join(paths::LOCAL_KEY), "device-local", passphrases)?;
         let db = localdb::LocalDb::open(&home.join(paths::DATABASE)).await?;
         let signing = SigningIdentity::from_secret_bytes(db.secret(&local_key, "signing_key").await?.expose_secret())?;
-        let sealing = SealingIdentity::from_secret_bytes(db.secret(&local_key, "sealing_key").await?.expose_secret())?;
+        drop(db);
         let api = ApiClient::new(&config.server_url, api::Pin::Full(config.server.tls_fingerprint.clone()))?.signed_by(
             config.device_id.clone(),
             SigningIdentity::from_secret_bytes(signing.to_secret_bytes().expose_secret())?,
         );
-        Ok(Device { home: home.to_path_buf(), config, key_store, local_key, signing, sealing, db, api })
+        Ok(Device { home: home.to_path_buf(), config, key_store, signing, api })
     }
 
     pub fn config(&self) -> &DeviceConfig {
@@ -222,8 +195,8 @@ impl Device {
         self.signing.public_key()
     }
 
-    /// Adds a target; the credential is sealed to the server's key before it leaves this process.
-    /// Seals `credential` to the pinned server key for target `name`.
+    /// Seals `credential` to the pinned server key for target `name`: it leaves this process
+    /// only in that form.
     fn seal_credential(&self, name: &str, credential: &SecretBytes) -> Result<Sealed, ClientError> {
         let b64 = base64::engine::general_purpose::STANDARD;
         let server_key = b64
@@ -248,6 +221,7 @@ impl Device {
             environment: target.environment,
             tags: target.tags,
             description: target.description,
+            gateway: target.gateway,
             credential,
         };
         self.api.update_target(&target.name, &req).await
@@ -266,6 +240,7 @@ impl Device {
                 environment: target.environment,
                 tags: target.tags,
                 description: target.description,
+                gateway: target.gateway,
                 credential: sealed,
             })
             .await
@@ -274,69 +249,6 @@ impl Device {
     /// Targets matching `filter`, for browsing.
     pub async fn targets(&self, filter: &TargetFilter) -> Result<Vec<TargetSummary>, ClientError> {
         Ok(self.api.targets().await?.into_iter().filter(|t| filter.matches(t)).collect())
-    }
-
-    /// Asks the server for the credential of `target` under this device's live grant, verifies
-    /// the grant (server signature, this device, this target, validity window) and opens the
-    /// credential in memory.
-    pub async fn release_credential(&self, target: &str, now: i64) -> Result<ReleasedCredential, ClientError> {
-        let response = self.api.connect(&ConnectRequest { target: target.into() }).await?;
-        let b64 = base64::engine::general_purpose::STANDARD;
-        let server_key = b64
-            .decode(&self.config.server.sign_public_key)
-            .map_err(|_| ClientError::ServerIdentity("pinned signing key is malformed".into()))?;
-        let claims = response.grant.verify(&server_key)?;
-        claims.check_use(now, &self.config.device_id, target)?;
-        if claims.user_id != self.config.user_id {
-            return Err(ClientError::Grant(portcullis_proto::GrantError::Foreign));
-        }
-        let secret = self.sealing.open(&response.credential, INFO_CREDENTIAL_RELEASE, claims.grant_id.as_bytes())?;
-        Ok(ReleasedCredential {
-            claims,
-            host: response.host,
-            port: response.port,
-            login: response.login,
-            host_key: response.host_key,
-            kind: response.credential_kind,
-            secret,
-        })
-    }
-
-    /// Appends an audit record to the local log (encrypted); returns its sequence number.
-    pub async fn append_record(&self, payload: &AuditPayload) -> Result<u64, ClientError> {
-        let json = serde_json::to_string(payload).map_err(|e| ClientError::Local(e.to_string()))?;
-        self.db.append_record(&self.local_key, &self.config.device_id, payload.kind(), &json, now_f64()).await
-    }
-
-    pub async fn pending_records(&self) -> Result<u64, ClientError> {
-        self.db.pending_count().await
-    }
-
-    /// Uploads every record the server has not acknowledged yet, in order, in batches.
-    pub async fn sync(&self) -> Result<SyncReport, ClientError> {
-        let mut report = SyncReport::default();
-        loop {
-            let batch = self.db.pending_batch(&self.local_key, &self.config.device_id, 200, 4 * 1024 * 1024).await?;
-            let Some(last) = batch.last().map(|(seq, _)| *seq) else { break };
-            let records = batch.into_iter().map(|(seq, payload)| UploadRecord { seq, payload }).collect();
-            let ack = self.api.upload(&UploadBatch { records }).await?;
-            if ack.stored_through < last {
-                return Err(ClientError::Local(format!(
-                    "server acknowledged records through {} of {last}",
-                    ack.stored_through
-                )));
-            }
-            self.db.mark_uploaded_through(ack.stored_through, now_f64()).await?;
-            report.duplicates += ack.duplicates;
-        }
-        report.pending = self.db.pending_count().await?;
-        report.uploaded = self.db.uploaded_count().await?;
-        Ok(report)
-    }
-
-    /// Sessions recorded on this device (decrypted locally), newest first.
-    pub async fn local_sessions(&self) -> Result<Vec<localdb::LocalSession>, ClientError> {
-        self.db.sessions(&self.local_key, &self.config.device_id).await
     }
 }
 

@@ -1,5 +1,7 @@
-//! Audit records a device appends locally and uploads. A session is a `session_start`, any
-//! number of `session_chunk`s (asciicast v2 events) and a `session_end`.
+//! Audit records a writer (a gateway) appends to its local log and uploads. A session is a
+//! `session_start`, any number of `session_chunk`s (asciicast v2 events of a terminal),
+//! `stream_chunk`s (an exec session's stdin/stdout/stderr, in full up to a limit) and
+//! `file_transfer`s, and a `session_end`.
 
 use serde::{Deserialize, Serialize};
 
@@ -13,6 +15,9 @@ pub enum AuditPayload {
     SessionChunk(SessionChunk),
     SessionEnd(SessionEnd),
     HostKeyMismatch(HostKeyMismatch),
+    StreamChunk(StreamChunk),
+    FileTransfer(FileTransfer),
+    AccessRefused(AccessRefused),
 }
 
 impl AuditPayload {
@@ -22,6 +27,9 @@ impl AuditPayload {
             AuditPayload::SessionChunk(_) => "session_chunk",
             AuditPayload::SessionEnd(_) => "session_end",
             AuditPayload::HostKeyMismatch(_) => "host_key_mismatch",
+            AuditPayload::StreamChunk(_) => "stream_chunk",
+            AuditPayload::FileTransfer(_) => "file_transfer",
+            AuditPayload::AccessRefused(_) => "access_refused",
         }
     }
 
@@ -30,7 +38,9 @@ impl AuditPayload {
             AuditPayload::SessionStart(s) => Some(&s.session_id),
             AuditPayload::SessionChunk(s) => Some(&s.session_id),
             AuditPayload::SessionEnd(s) => Some(&s.session_id),
-            AuditPayload::HostKeyMismatch(_) => None,
+            AuditPayload::StreamChunk(s) => Some(&s.session_id),
+            AuditPayload::FileTransfer(s) => Some(&s.session_id),
+            AuditPayload::HostKeyMismatch(_) | AuditPayload::AccessRefused(_) => None,
         }
     }
 }
@@ -48,8 +58,18 @@ pub struct SessionStart {
     pub width: u16,
     pub height: u16,
     pub term: String,
-    /// `None` for an interactive shell.
+    /// `None` for an interactive shell (or a subsystem).
     pub command: Option<String>,
+    /// `shell`, `exec` or `subsystem:NAME` (e.g. `subsystem:sftp`). (Not `kind`: that names
+    /// the record's type.)
+    #[serde(default)]
+    pub channel: String,
+    /// The gateway that brokered it.
+    #[serde(default)]
+    pub gateway: String,
+    /// The user's address as the gateway saw it.
+    #[serde(default)]
+    pub client_addr: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -65,8 +85,65 @@ pub struct SessionEnd {
     pub exit_status: Option<u32>,
     pub bytes_in: u64,
     pub bytes_out: u64,
-    /// Why it ended: `exit`, `grant_expired`, `disconnected`, `error: ...`.
+    /// Why it ended: `exit`, `grant_expired`, `disconnected`, `closed`, `error: ...`.
     pub reason: String,
+    /// Exec sessions: what went through each stream, whether or not recorded in full.
+    #[serde(default)]
+    pub streams: Vec<StreamSummary>,
+}
+
+/// One stream of an exec session as a whole.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StreamSummary {
+    /// `stdin`, `stdout` or `stderr`.
+    pub stream: String,
+    pub bytes: u64,
+    /// SHA-256 of every byte of the stream, hex.
+    pub sha256: String,
+    /// How many of those bytes are in the recording (`stream_chunk`s); the rest only counted.
+    pub recorded_bytes: u64,
+}
+
+/// Bytes of an exec session's stream, from `offset`, base64.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StreamChunk {
+    pub session_id: String,
+    pub stream: String,
+    pub offset: u64,
+    /// Seconds since the session started, when these bytes went through.
+    pub elapsed: f64,
+    pub data: String,
+}
+
+/// A file copied through a session (scp in either mode, sftp).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FileTransfer {
+    pub session_id: String,
+    /// `sftp` or `scp`.
+    pub protocol: String,
+    pub path: String,
+    /// `upload` (to the target) or `download` (from it).
+    pub direction: String,
+    pub size: u64,
+    /// SHA-256 of the file's bytes in order; empty when the transfer was not sequential (an
+    /// sftp client reading or writing out of order), so no whole-file hash exists.
+    pub sha256: String,
+    /// False when the session ended before the file was closed.
+    pub complete: bool,
+    pub at: f64,
+}
+
+/// Something the gateway refused: a certificate, a forwarding or agent channel, a target it
+/// could not reach. Raised as a security event on the server.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AccessRefused {
+    /// `certificate`, `forwarding`, `agent`, `x11`, `target_unreachable`, ...
+    pub what: String,
+    pub user: Option<String>,
+    pub target: Option<String>,
+    pub message: String,
+    pub client_addr: String,
+    pub at: f64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -77,6 +154,9 @@ pub struct HostKeyMismatch {
     pub expected_fingerprint: String,
     pub presented_fingerprint: String,
     pub at: f64,
+    /// Whose session was refused because of it.
+    #[serde(default)]
+    pub user: Option<String>,
 }
 
 /// One record as uploaded: the exact payload JSON the device stored, so the server can check
@@ -113,6 +193,22 @@ pub struct SessionSummary {
     pub ended_at: Option<f64>,
     pub exit_status: Option<u32>,
     pub end_reason: Option<String>,
+    /// The gateway (or, for sessions recorded before gateways, the device) that recorded it.
+    #[serde(default)]
+    pub recorded_by: String,
+    #[serde(default)]
+    pub kind: String,
+}
+
+/// `GET /v1/audit/sessions/{id}`: a session's summary, commands and file transfers.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SessionDetail {
+    pub summary: SessionSummary,
+    /// Exec: the command. Terminal: the lines typed (as keystrokes, control keys shown escaped).
+    pub commands: Vec<String>,
+    pub transfers: Vec<FileTransfer>,
+    pub streams: Vec<StreamSummary>,
+    pub client_addr: String,
 }
 
 /// A security event the server witnessed (enrolment, review, credential release, host-key
@@ -125,4 +221,92 @@ pub struct ServerEvent {
     pub device_id: Option<String>,
     pub kind: String,
     pub detail: serde_json::Value,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every record kind survives the trip through JSON (its field names must not collide with
+    /// the `kind` tag).
+    #[test]
+    fn every_payload_round_trips() {
+        let start = SessionStart {
+            session_id: "s".into(),
+            user: "u".into(),
+            device_id: "d".into(),
+            target: "t".into(),
+            login: "root".into(),
+            grant_id: "g".into(),
+            started_at: 1.5,
+            width: 80,
+            height: 24,
+            term: "xterm".into(),
+            command: Some("ls".into()),
+            channel: "exec".into(),
+            gateway: "embedded".into(),
+            client_addr: "127.0.0.1:5".into(),
+        };
+        let payloads = vec![
+            AuditPayload::SessionStart(start),
+            AuditPayload::SessionChunk(SessionChunk {
+                session_id: "s".into(),
+                events: vec![(0.1, "o".into(), "x".into())],
+            }),
+            AuditPayload::SessionEnd(SessionEnd {
+                session_id: "s".into(),
+                ended_at: 2.0,
+                exit_status: Some(0),
+                bytes_in: 1,
+                bytes_out: 2,
+                reason: "exit".into(),
+                streams: vec![StreamSummary {
+                    stream: "stdin".into(),
+                    bytes: 1,
+                    sha256: "ab".into(),
+                    recorded_bytes: 1,
+                }],
+            }),
+            AuditPayload::HostKeyMismatch(HostKeyMismatch {
+                target: "t".into(),
+                host: "h".into(),
+                port: 22,
+                expected_fingerprint: "a".into(),
+                presented_fingerprint: "b".into(),
+                at: 1.0,
+                user: Some("u".into()),
+            }),
+            AuditPayload::StreamChunk(StreamChunk {
+                session_id: "s".into(),
+                stream: "stdin".into(),
+                offset: 0,
+                elapsed: 0.5,
+                data: "eA==".into(),
+            }),
+            AuditPayload::FileTransfer(FileTransfer {
+                session_id: "s".into(),
+                protocol: "sftp".into(),
+                path: "/tmp/x".into(),
+                direction: "upload".into(),
+                size: 3,
+                sha256: "cd".into(),
+                complete: true,
+                at: 1.0,
+            }),
+            AuditPayload::AccessRefused(AccessRefused {
+                what: "forwarding".into(),
+                user: None,
+                target: Some("t".into()),
+                message: "m".into(),
+                client_addr: String::new(),
+                at: 1.0,
+            }),
+        ];
+        for payload in payloads {
+            let json = serde_json::to_string(&payload).unwrap();
+            let back: AuditPayload = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{json}: {e}"));
+            assert_eq!(back, payload);
+            assert!(json.contains(&format!("\"kind\":\"{}\"", payload.kind())));
+        }
+    }
 }

@@ -2,8 +2,8 @@ use base64::Engine;
 use portcullis_crypto::identity::{SigningIdentity, verify_signature};
 use serde::{Deserialize, Serialize};
 
-/// What a grant says. Signed by the server; checked by the server on every use and by the
-/// broker before it connects.
+/// What a grant says. Signed by the server; checked by the server whenever the grant is used
+/// (a certificate is issued, a gateway opens a session).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GrantClaims {
     pub grant_id: String,
@@ -17,6 +17,12 @@ pub struct GrantClaims {
     pub not_before: i64,
     pub not_after: i64,
     pub issued_at: i64,
+    /// What was approved besides the target itself: the gateway refuses the grant when the
+    /// target's host key or credential changed since (or the login, above).
+    #[serde(default)]
+    pub host_key_fingerprint: String,
+    #[serde(default)]
+    pub credential_version: i64,
 }
 
 /// The exact signed bytes travel with the signature, so verification never depends on
@@ -107,6 +113,8 @@ mod tests {
             not_before: 100,
             not_after: 200,
             issued_at: 100,
+            host_key_fingerprint: "SHA256:x".into(),
+            credential_version: 1,
         }
     }
 

@@ -29,8 +29,14 @@ pub const ENROLMENT_CODE_TTL_SECS: i64 = 24 * 3600;
 
 /// HPKE `info` for a credential an admin seals to the server when adding a target.
 pub const INFO_TARGET_CREDENTIAL: &[u8] = b"portcullis/v1/target-credential";
-/// HPKE `info` for a credential the server releases to one device for one grant.
-pub const INFO_CREDENTIAL_RELEASE: &[u8] = b"portcullis/v1/credential-release";
+/// HPKE `info` for a credential the server hands to a gateway for one brokered session (never
+/// to a user's device).
+pub const INFO_GATEWAY_CREDENTIAL: &[u8] = b"portcullis/v1/gateway-credential";
+/// The name of the gateway that runs inside the server process (and the desktop app).
+pub const EMBEDDED_GATEWAY: &str = "embedded";
+/// How much of an exec session's stdin and of its stdout the gateway records in full by
+/// default (each, per session); beyond it, only size and SHA-256.
+pub const DEFAULT_EXEC_RECORD_LIMIT: u64 = 1024 * 1024;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -177,6 +183,9 @@ pub struct AddTargetRequest {
     pub tags: Vec<String>,
     #[serde(default)]
     pub description: String,
+    /// The gateway that reaches this target; `None` for the embedded one.
+    #[serde(default)]
+    pub gateway: Option<String>,
     /// Sealed to the server's X25519 key with [`INFO_TARGET_CREDENTIAL`] and the target name as
     /// associated data, so the plaintext never crosses the wire.
     pub credential: Sealed,
@@ -184,6 +193,8 @@ pub struct AddTargetRequest {
 
 /// `PUT /v1/targets/{name}`: a target's new metadata (the name stays). With `credential`, the
 /// credential is rotated too; without it, the stored one is kept (and its kind must not change).
+/// Changing host, port, login or host key needs the credential in the same call and voids the
+/// target's live grants.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct UpdateTargetRequest {
     pub host: String,
@@ -197,6 +208,9 @@ pub struct UpdateTargetRequest {
     pub tags: Vec<String>,
     #[serde(default)]
     pub description: String,
+    /// `None` keeps the current gateway.
+    #[serde(default)]
+    pub gateway: Option<String>,
     /// Sealed like [`AddTargetRequest::credential`], to the target's (unchanged) name.
     pub credential: Option<Sealed>,
 }
@@ -227,6 +241,12 @@ pub struct TargetSummary {
     /// Who holds a live grant right now.
     #[serde(default)]
     pub active_grants: Vec<GrantHolder>,
+    /// The gateway that reaches it (brokers every session on it).
+    #[serde(default)]
+    pub gateway: String,
+    /// Goes up with every credential rotation; a grant names the version it was approved for.
+    #[serde(default)]
+    pub credential_version: i64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -341,22 +361,129 @@ pub enum LiveEvent {
     Resync,
 }
 
+/// `POST /v1/certificates`: a user's device asks for a short-lived OpenSSH user certificate for
+/// an ephemeral key it just made, under its live grant for `target`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct ConnectRequest {
+pub struct CertificateRequest {
     pub target: String,
+    /// OpenSSH public key line (Ed25519).
+    pub public_key: String,
 }
 
-/// Everything the broker needs for one session. The credential is sealed to the calling
-/// device's X25519 key with [`INFO_CREDENTIAL_RELEASE`] and the grant id as associated data.
+/// The certificate (principal = the user, key id = the grant, valid until the grant ends) and
+/// where to use it. No credential: the gateway holds that.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct ConnectResponse {
-    pub grant: SignedGrant,
+pub struct CertificateResponse {
+    /// OpenSSH certificate line (`ssh-ed25519-cert-v01@openssh.com ...`).
+    pub certificate: String,
+    pub grant_id: String,
+    pub target: String,
+    /// The account on the target the gateway logs in as.
+    pub login: String,
+    pub not_after: i64,
+    pub gateway: GatewayEndpoint,
+}
+
+/// How a user reaches a gateway: the SSH user name is the target's name.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GatewayEndpoint {
+    pub name: String,
+    /// Host to connect to; empty means "the control server's host".
+    pub host: String,
+    pub port: u16,
+    /// The gateway's SSH host key (OpenSSH public key line), pinned by clients.
+    pub host_key: String,
+}
+
+/// `POST /v1/gateways` (admin).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AddGatewayRequest {
+    pub name: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AddGatewayResponse {
+    pub gateway_id: String,
+    pub name: String,
+    pub enrolment_code: String,
+    pub code_expires_at: i64,
+}
+
+/// A gateway as admins see it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct GatewaySummary {
+    pub id: String,
+    pub name: String,
+    pub embedded: bool,
+    /// `host:port` users connect to, once the gateway has reported it.
+    pub address: Option<String>,
+    pub host_key_fingerprint: Option<String>,
+    pub enrolled_at: Option<i64>,
+    pub last_contact_at: Option<i64>,
+    /// Records written at the gateway and not yet acknowledged by the server, as it last reported.
+    pub backlog: u64,
+    pub targets: u64,
+}
+
+/// `POST /v1/gateway/enroll`: a gateway process enrols with a one-time code.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct GatewayEnrollRequest {
+    pub code: String,
+    pub sign_public_key: String,
+    pub seal_public_key: String,
+    /// The gateway's SSH host key (OpenSSH public key line).
+    pub host_key: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct GatewayEnrollResponse {
+    pub gateway_id: String,
+    pub name: String,
+    pub server: ServerIdentity,
+    /// The user CA's public key (OpenSSH line): the gateway checks user certificates against it.
+    pub user_ca: String,
+}
+
+/// `POST /v1/gateway/sessions`: a gateway asks whether a connection may open a session, and for
+/// what it needs to broker it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SessionAuthorizationRequest {
+    /// The user's certificate (OpenSSH line), as presented and verified by the gateway.
+    pub certificate: String,
+    /// The SSH user name the client asked for: the target's name.
+    pub ssh_user: String,
+    /// The client's address as the gateway sees it.
+    pub client_addr: String,
+}
+
+/// Everything a gateway needs for one authorised connection. The credential is sealed to the
+/// gateway's X25519 key with [`INFO_GATEWAY_CREDENTIAL`] and `ticket_id` as associated data.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SessionTicket {
+    pub ticket_id: String,
+    pub grant_id: String,
+    pub user: String,
+    pub user_id: String,
+    pub device_id: String,
+    pub target: String,
     pub host: String,
     pub port: u16,
     pub login: String,
     pub host_key: String,
+    pub not_after: i64,
     pub credential_kind: CredentialKind,
+    /// Exec sessions: stdin and stdout are recorded in full up to this many bytes each.
+    pub exec_record_limit: u64,
     pub credential: Sealed,
+}
+
+/// `POST /v1/gateway/heartbeat`: where the gateway listens and how far behind its sync is.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct GatewayHeartbeat {
+    /// `host:port` for users; an empty host means "the control server's host".
+    pub address: String,
+    pub host_key: String,
+    pub backlog: u64,
 }
 
 /// An enrolment code: `pc1-<secret>-<pin>`. The secret (128 bits, hex) proves the right to
@@ -456,6 +583,8 @@ mod tests {
             last_used_at: None,
             last_used_by: None,
             active_grants: vec![],
+            gateway: "embedded".into(),
+            credential_version: 1,
         };
         let f = |text: Option<&str>, env: Option<&str>, tag: Option<&str>| TargetFilter {
             text: text.map(Into::into),

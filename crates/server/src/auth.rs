@@ -50,13 +50,24 @@ fn header<'a>(req: &'a Request, name: &str) -> Result<&'a str, ServerError> {
         .ok_or_else(|| ServerError::Unauthorized(format!("missing {name} header: this call needs an enrolled device")))
 }
 
-pub async fn authenticate(
-    State(state): State<Arc<ServerState>>,
-    req: Request,
-    next: Next,
-) -> Result<Response, ServerError> {
+/// A gateway that signed its call with its enrolled key (the `/v1/gateway/*` routes).
+#[derive(Clone, Debug)]
+pub struct GatewayCaller {
+    pub id: String,
+    pub name: String,
+    pub seal_public_key: Vec<u8>,
+}
+
+/// Checks the signature headers of `req` against the signer's public key from `lookup`, the
+/// time against the clock and the nonce against those seen; hands back the request, rebuilt
+/// with its body, and what `lookup` found.
+async fn verify_signed<T, F, Fut>(state: &ServerState, req: Request, lookup: F) -> Result<(Request, T), ServerError>
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = Result<(Vec<u8>, T), ServerError>>,
+{
     use base64::Engine;
-    let device_id = header(&req, HEADER_DEVICE)?.to_string();
+    let signer_id = header(&req, HEADER_DEVICE)?.to_string();
     let time: i64 =
         header(&req, HEADER_TIME)?.parse().map_err(|_| ServerError::Unauthorized("malformed request time".into()))?;
     let nonce = header(&req, HEADER_NONCE)?.to_string();
@@ -79,27 +90,64 @@ pub async fn authenticate(
         .await
         .map_err(|_| ServerError::BadRequest(format!("request body larger than {MAX_BODY_BYTES} bytes")))?;
     let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    let unknown = || ServerError::Unauthorized("unknown or revoked device; enrol this device again".into());
-    let (device, user) = state.db.device_with_user(&device_id).await?.ok_or_else(unknown)?;
-    if device.revoked_at.is_some() {
-        return Err(unknown());
-    }
+    let (public_key, found) = lookup(signer_id.clone()).await?;
     let input = request_signing_input(parts.method.as_str(), path, time, &nonce, &bytes);
-    portcullis_crypto::identity::verify_signature(&device.sign_public_key, &input, &signature)
-        .map_err(|_| ServerError::Unauthorized("request signature does not verify for this device".into()))?;
+    portcullis_crypto::identity::verify_signature(&public_key, &input, &signature)
+        .map_err(|_| ServerError::Unauthorized("request signature does not verify for this signer".into()))?;
     // Only after the signature verifies, so strangers cannot fill the nonce table.
-    if !state.db.remember_nonce(&device_id, &nonce, now, now + 2 * MAX_CLOCK_SKEW_SECS + 1).await? {
+    if !state.db.remember_nonce(&signer_id, &nonce, now, now + 2 * MAX_CLOCK_SKEW_SECS + 1).await? {
         return Err(ServerError::Refused("replay", "this request was already received (replayed request)".into()));
     }
+    Ok((Request::from_parts(parts, Body::from(bytes)), found))
+}
 
-    let caller = Caller {
-        user_id: user.id,
-        user_name: user.name,
-        roles: roles_from_string(&user.roles).map_err(ServerError::Internal)?,
-        device_id,
-        seal_public_key: device.seal_public_key,
-    };
-    let mut req = Request::from_parts(parts, Body::from(bytes));
+/// Device-signed routes: the caller is an enrolled, unrevoked device and its user.
+pub async fn authenticate(
+    State(state): State<Arc<ServerState>>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ServerError> {
+    let unknown = || ServerError::Unauthorized("unknown or revoked device; enrol this device again".into());
+    let db = state.db.clone();
+    let (mut req, caller) = verify_signed(&state, req, |device_id| async move {
+        let (device, user) = db.device_with_user(&device_id).await?.ok_or_else(unknown)?;
+        if device.revoked_at.is_some() {
+            return Err(unknown());
+        }
+        let caller = Caller {
+            user_id: user.id,
+            user_name: user.name,
+            roles: roles_from_string(&user.roles).map_err(ServerError::Internal)?,
+            device_id,
+            seal_public_key: device.seal_public_key,
+        };
+        Ok((device.sign_public_key, caller))
+    })
+    .await?;
+    req.extensions_mut().insert(caller);
+    Ok(next.run(req).await)
+}
+
+/// Gateway-signed routes: the caller is an enrolled, unrevoked gateway. A device key never
+/// passes here, and a gateway key never passes the device routes.
+pub async fn authenticate_gateway(
+    State(state): State<Arc<ServerState>>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ServerError> {
+    let unknown = || ServerError::Unauthorized("unknown or revoked gateway; enrol it again".into());
+    let db = state.db.clone();
+    let (mut req, caller) = verify_signed(&state, req, |gateway_id| async move {
+        let gateway = db.gateway(&gateway_id).await?.ok_or_else(unknown)?;
+        let (Some(sign), Some(seal)) = (gateway.sign_public_key, gateway.seal_public_key) else {
+            return Err(unknown());
+        };
+        if gateway.revoked_at.is_some() || gateway.embedded {
+            return Err(unknown());
+        }
+        Ok((sign, GatewayCaller { id: gateway.id, name: gateway.name, seal_public_key: seal }))
+    })
+    .await?;
     req.extensions_mut().insert(caller);
     Ok(next.run(req).await)
 }

@@ -9,9 +9,15 @@
 //! Contract: depends on crypto, proto, keystore, sqlx, axum, rustls. No state lives only in
 //! memory that another replica would need (nonces, grants, requests are all in the database).
 //!
-//! **Architecture Invariant:** no response, log line or error message contains a credential.
-//! Credentials are opened only inside [`api::connect`] (to re-seal them to one device) and
-//! inside [`api::add_target`] (to validate and envelope-encrypt them).
+//! The server also holds the **user CA** ([`user_ca`]): it signs short-lived certificates that
+//! open a gateway for one grant. Gateways ask it, per connection, whether a certificate may open
+//! a session and for the target's credential ([`Server::authorize_session`] in-process for the
+//! embedded gateway, `POST /v1/gateway/sessions` sealed to a remote gateway's key).
+//!
+//! **Architecture Invariant:** no response to a user's device, log line or error message
+//! contains a credential. Credentials are opened only inside [`api::add_target`] /
+//! `update_target` (to validate and envelope-encrypt them) and [`api::authorize_session`] (for
+//! the gateway brokering one session).
 
 pub mod api;
 mod auth;
@@ -21,6 +27,7 @@ pub mod init;
 pub mod live;
 mod store;
 pub mod tls;
+pub mod user_ca;
 
 pub use clock::{Clock, SystemClock};
 pub use error::ServerError;
@@ -30,9 +37,13 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use portcullis_crypto::SymmetricKey;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use portcullis_crypto::identity::{SealingIdentity, SigningIdentity};
+use portcullis_crypto::{OsRng, SymmetricKey};
 use portcullis_keystore::PassphraseSource;
+use portcullis_proto::{GatewayHeartbeat, SessionAuthorizationRequest, UploadAck, UploadBatch};
+use russh::keys::{PrivateKey, PublicKey};
 
 /// Files in a server data directory.
 pub(crate) mod paths {
@@ -50,6 +61,20 @@ pub struct ServerState {
     pub(crate) tls: tls::TlsMaterial,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) live: live::Bus,
+    pub(crate) user_ca: user_ca::UserCa,
+    pub(crate) embedded_gateway_id: String,
+    /// Exec sessions: stdin and stdout are recorded in full up to this many bytes each.
+    pub(crate) exec_record_limit: AtomicU64,
+}
+
+/// What the embedded gateway needs from the server it runs in: its identity, its SSH host key,
+/// the key of its local record log and the user CA to check certificates against.
+pub struct EmbeddedGatewayIdentity {
+    pub id: String,
+    pub name: String,
+    pub host_key: PrivateKey,
+    pub local_key: SymmetricKey,
+    pub user_ca: PublicKey,
 }
 
 #[derive(Clone)]
@@ -82,10 +107,114 @@ impl Server {
             db.server_secret(&root_key, store::SECRET_SEALING).await?.expose_secret(),
         )?;
         let tls = tls::TlsMaterial::load(data_dir, &db, &root_key).await?;
+        // Data directories made before gateways existed get their user CA and embedded gateway now.
+        let user_ca = Self::ensure_user_ca(&db, &root_key).await?;
+        let embedded_gateway_id = Self::ensure_embedded_gateway(&db, &root_key, clock.now()).await?;
         Ok(Self {
-            state: Arc::new(ServerState { db, root_key, signing, sealing, tls, clock, live: live::Bus::default() }),
+            state: Arc::new(ServerState {
+                db,
+                root_key,
+                signing,
+                sealing,
+                tls,
+                clock,
+                live: live::Bus::default(),
+                user_ca,
+                embedded_gateway_id,
+                exec_record_limit: AtomicU64::new(portcullis_proto::DEFAULT_EXEC_RECORD_LIMIT),
+            }),
             data_dir: data_dir.to_path_buf(),
         })
+    }
+
+    async fn ensure_user_ca(db: &store::Store, root_key: &SymmetricKey) -> Result<user_ca::UserCa, ServerError> {
+        if db.server_secret_opt(root_key, store::SECRET_USER_CA).await?.is_none() {
+            let text = user_ca::to_openssh_secret(&user_ca::random_ed25519()).map_err(ServerError::Internal)?;
+            db.put_server_secret(root_key, store::SECRET_USER_CA, text.expose_secret().as_bytes()).await?;
+        }
+        let text = db.server_secret(root_key, store::SECRET_USER_CA).await?;
+        let text = std::str::from_utf8(text.expose_secret()).map_err(|e| ServerError::Internal(e.to_string()))?;
+        user_ca::UserCa::from_openssh(text).map_err(ServerError::Internal)
+    }
+
+    async fn ensure_embedded_gateway(
+        db: &store::Store,
+        root_key: &SymmetricKey,
+        now: i64,
+    ) -> Result<String, ServerError> {
+        let id = match db.embedded_gateway().await? {
+            Some(gateway) => gateway.id,
+            None => {
+                let host_key = user_ca::random_ed25519();
+                let text = user_ca::to_openssh_secret(&host_key).map_err(ServerError::Internal)?;
+                db.put_server_secret(
+                    root_key,
+                    store::SECRET_EMBEDDED_GATEWAY_HOST_KEY,
+                    text.expose_secret().as_bytes(),
+                )
+                .await?;
+                let local = SymmetricKey::generate(&mut OsRng);
+                db.put_server_secret(root_key, store::SECRET_EMBEDDED_GATEWAY_LOCAL_KEY, local.expose_bytes()).await?;
+                let id = uuid::Uuid::new_v4().to_string();
+                let mut tx = db.begin().await?;
+                store::Store::insert_gateway(&mut tx, &id, portcullis_proto::EMBEDDED_GATEWAY, true, None, now).await?;
+                tx.commit().await?;
+                let host_key_line = user_ca::public_openssh(host_key.public_key());
+                db.gateway_contact(&id, None, Some(&host_key_line), None, now).await?;
+                id
+            }
+        };
+        let mut tx = db.begin().await?;
+        store::Store::adopt_orphan_targets(&mut tx, &id).await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// The embedded gateway's identity and keys (for `portcullis_gateway` in this process).
+    pub async fn embedded_gateway(&self) -> Result<EmbeddedGatewayIdentity, ServerError> {
+        let s = &self.state;
+        let gateway =
+            s.db.gateway(&s.embedded_gateway_id)
+                .await?
+                .ok_or_else(|| ServerError::Internal("the embedded gateway is missing".into()))?;
+        let host_key = s.db.server_secret(&s.root_key, store::SECRET_EMBEDDED_GATEWAY_HOST_KEY).await?;
+        let host_key = std::str::from_utf8(host_key.expose_secret())
+            .ok()
+            .and_then(|t| PrivateKey::from_openssh(t).ok())
+            .ok_or_else(|| ServerError::Internal("the embedded gateway's host key is unreadable".into()))?;
+        let local = s.db.server_secret(&s.root_key, store::SECRET_EMBEDDED_GATEWAY_LOCAL_KEY).await?;
+        Ok(EmbeddedGatewayIdentity {
+            id: gateway.id,
+            name: gateway.name,
+            host_key,
+            local_key: SymmetricKey::from_slice(local.expose_secret())?,
+            user_ca: s.user_ca.public_key().clone(),
+        })
+    }
+
+    /// How much of an exec session's stdin and stdout gateways record in full (each).
+    pub fn set_exec_record_limit(&self, bytes: u64) {
+        self.state.exec_record_limit.store(bytes, Ordering::Relaxed);
+    }
+
+    /// May this certificate open a session through `gateway_id`? The embedded gateway's
+    /// in-process path; remote gateways reach the same check over `POST /v1/gateway/sessions`.
+    pub async fn authorize_session(
+        &self,
+        gateway_id: &str,
+        req: &SessionAuthorizationRequest,
+    ) -> Result<api::AuthorizedSession, ServerError> {
+        api::authorize_session(&self.state, gateway_id, req).await
+    }
+
+    /// Stores a batch of a gateway's records (in-process path of `POST /v1/gateway/records`).
+    pub async fn ingest_records(&self, gateway_id: &str, batch: &UploadBatch) -> Result<UploadAck, ServerError> {
+        api::ingest_records(&self.state, gateway_id, batch).await
+    }
+
+    /// Where a gateway listens and how far behind its sync is.
+    pub async fn gateway_heartbeat(&self, gateway_id: &str, beat: &GatewayHeartbeat) -> Result<(), ServerError> {
+        api::gateway_heartbeat(&self.state, gateway_id, beat).await
     }
 
     pub fn router(&self) -> axum::Router {

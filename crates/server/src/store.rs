@@ -12,6 +12,12 @@ use crate::ServerError;
 pub const SECRET_SIGNING: &str = "signing_key";
 pub const SECRET_SEALING: &str = "sealing_key";
 pub const SECRET_TLS: &str = "tls_key";
+/// The user CA (OpenSSH private key text): signs users' short-lived certificates.
+pub const SECRET_USER_CA: &str = "user_ca";
+/// The embedded gateway's SSH host key (OpenSSH private key text).
+pub const SECRET_EMBEDDED_GATEWAY_HOST_KEY: &str = "embedded_gateway_host_key";
+/// The key of the embedded gateway's local record log.
+pub const SECRET_EMBEDDED_GATEWAY_LOCAL_KEY: &str = "embedded_gateway_local_key";
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/server-sqlite");
 
@@ -57,11 +63,34 @@ pub struct TargetRow {
     pub last_used_at: Option<i64>,
     /// Resolved to the user's name when read.
     pub last_used_by: Option<String>,
+    pub gateway_id: String,
+    /// Resolved from `gateway_id` when read.
+    pub gateway: String,
 }
 
 const TARGET_SELECT: &str = "SELECT t.id, t.name, t.host, t.port, t.login, t.host_key, t.credential_kind, \
      t.credential_version, t.credential_data_key, t.credential, t.created_at, t.environment, t.tags, t.description, \
-     t.last_used_at, u.name AS last_used_by FROM targets t LEFT JOIN users u ON u.id = t.last_used_by";
+     t.last_used_at, u.name AS last_used_by, t.gateway_id, g.name AS gateway FROM targets t \
+     LEFT JOIN users u ON u.id = t.last_used_by JOIN gateways g ON g.id = t.gateway_id";
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct GatewayRow {
+    pub id: String,
+    pub name: String,
+    pub embedded: bool,
+    pub sign_public_key: Option<Vec<u8>>,
+    pub seal_public_key: Option<Vec<u8>>,
+    pub host_key: Option<String>,
+    pub address: Option<String>,
+    pub created_at: i64,
+    pub enrolled_at: Option<i64>,
+    pub last_contact_at: Option<i64>,
+    pub backlog: i64,
+    pub revoked_at: Option<i64>,
+}
+
+const GATEWAY_SELECT: &str = "SELECT id, name, embedded, sign_public_key, seal_public_key, host_key, address, \
+     created_at, enrolled_at, last_contact_at, backlog, revoked_at FROM gateways";
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct RequestRow {
@@ -89,12 +118,13 @@ pub struct GrantRow {
     pub not_after: i64,
     pub signed: String,
     pub revoked_at: Option<i64>,
+    pub revoke_reason: Option<String>,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct SessionRow {
     pub id: String,
-    pub device_id: String,
+    pub writer_id: String,
     pub user_name: String,
     pub target: String,
     pub login: String,
@@ -104,6 +134,7 @@ pub struct SessionRow {
     pub ended_at: Option<f64>,
     pub exit_status: Option<i64>,
     pub end_reason: Option<String>,
+    pub kind: String,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -156,12 +187,17 @@ impl Store {
     }
 
     pub async fn server_secret(&self, root: &SymmetricKey, name: &str) -> Result<SecretBytes, ServerError> {
-        let ct: Vec<u8> = sqlx::query_scalar("SELECT ciphertext FROM server_secrets WHERE name = ?")
+        self.server_secret_opt(root, name)
+            .await?
+            .ok_or_else(|| ServerError::Internal(format!("server secret {name} is missing")))
+    }
+
+    pub async fn server_secret_opt(&self, root: &SymmetricKey, name: &str) -> Result<Option<SecretBytes>, ServerError> {
+        let ct: Option<Vec<u8>> = sqlx::query_scalar("SELECT ciphertext FROM server_secrets WHERE name = ?")
             .bind(name)
             .fetch_optional(&self.pool)
-            .await?
-            .ok_or_else(|| ServerError::Internal(format!("server secret {name} is missing")))?;
-        Ok(root.open(&ct, &secret_aad(name))?)
+            .await?;
+        ct.map(|ct| root.open(&ct, &secret_aad(name)).map_err(Into::into)).transpose()
     }
 
     // ---- users and enrolment ----
@@ -278,8 +314,8 @@ impl Store {
     pub async fn insert_target(tx: &mut Tx<'_>, t: &TargetRow, created_by: &str) -> Result<(), ServerError> {
         let result = sqlx::query(
             "INSERT INTO targets (id, name, host, port, login, host_key, credential_kind, credential_version, \
-             credential_data_key, credential, created_by, created_at, environment, tags, description) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             credential_data_key, credential, created_by, created_at, environment, tags, description, gateway_id) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&t.id)
         .bind(&t.name)
@@ -296,6 +332,7 @@ impl Store {
         .bind(&t.environment)
         .bind(&t.tags)
         .bind(&t.description)
+        .bind(&t.gateway_id)
         .execute(&mut **tx)
         .await;
         match result {
@@ -310,7 +347,7 @@ impl Store {
         sqlx::query(
             "UPDATE targets SET host = ?, port = ?, login = ?, host_key = ?, credential_kind = ?, \
              credential_version = ?, credential_data_key = ?, credential = ?, environment = ?, tags = ?, \
-             description = ? WHERE id = ?",
+             description = ?, gateway_id = ? WHERE id = ?",
         )
         .bind(&t.host)
         .bind(t.port)
@@ -323,6 +360,7 @@ impl Store {
         .bind(&t.environment)
         .bind(&t.tags)
         .bind(&t.description)
+        .bind(&t.gateway_id)
         .bind(&t.id)
         .execute(&mut **tx)
         .await?;
@@ -458,6 +496,200 @@ impl Store {
         Ok(())
     }
 
+    pub async fn grant(&self, id: &str) -> Result<Option<GrantRow>, ServerError> {
+        Ok(sqlx::query_as(
+            "SELECT id, request_id, not_after, signed, revoked_at, revoke_reason FROM grants WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Ends every live grant for a target early (its address, login or host key changed).
+    pub async fn void_live_grants(
+        tx: &mut Tx<'_>,
+        target_id: &str,
+        now: i64,
+        reason: &str,
+    ) -> Result<u64, ServerError> {
+        Ok(sqlx::query(
+            "UPDATE grants SET revoked_at = ?1, revoke_reason = ?2 WHERE target_id = ?3 AND revoked_at IS NULL \
+             AND not_after > ?1",
+        )
+        .bind(now)
+        .bind(reason)
+        .bind(target_id)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected())
+    }
+
+    pub async fn insert_user_certificate(
+        tx: &mut Tx<'_>,
+        serial: u64,
+        grant_id: &str,
+        key_fingerprint: &str,
+        now: i64,
+        valid_before: i64,
+    ) -> Result<(), ServerError> {
+        sqlx::query(
+            "INSERT INTO user_certificates (serial, grant_id, key_fingerprint, issued_at, valid_before) \
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(serial as i64)
+        .bind(grant_id)
+        .bind(key_fingerprint)
+        .bind(now)
+        .bind(valid_before)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    /// (grant id, key fingerprint) of an issued certificate.
+    pub async fn user_certificate(&self, serial: u64) -> Result<Option<(String, String)>, ServerError> {
+        Ok(sqlx::query_as("SELECT grant_id, key_fingerprint FROM user_certificates WHERE serial = ?")
+            .bind(serial as i64)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    // ---- gateways ----
+
+    pub async fn insert_gateway(
+        tx: &mut Tx<'_>,
+        id: &str,
+        name: &str,
+        embedded: bool,
+        created_by: Option<&str>,
+        now: i64,
+    ) -> Result<(), ServerError> {
+        let result =
+            sqlx::query("INSERT INTO gateways (id, name, embedded, created_at, created_by) VALUES (?, ?, ?, ?, ?)")
+                .bind(id)
+                .bind(name)
+                .bind(embedded)
+                .bind(now)
+                .bind(created_by)
+                .execute(&mut **tx)
+                .await;
+        match result {
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                Err(ServerError::Conflict(format!("a gateway named {name:?} already exists")))
+            }
+            other => other.map(|_| ()).map_err(Into::into),
+        }
+    }
+
+    pub async fn gateways(&self) -> Result<Vec<GatewayRow>, ServerError> {
+        Ok(sqlx::query_as(&format!("{GATEWAY_SELECT} ORDER BY embedded DESC, name")).fetch_all(&self.pool).await?)
+    }
+
+    pub async fn gateway(&self, id: &str) -> Result<Option<GatewayRow>, ServerError> {
+        Ok(sqlx::query_as(&format!("{GATEWAY_SELECT} WHERE id = ?")).bind(id).fetch_optional(&self.pool).await?)
+    }
+
+    pub async fn gateway_by_name(&self, name: &str) -> Result<Option<GatewayRow>, ServerError> {
+        Ok(sqlx::query_as(&format!("{GATEWAY_SELECT} WHERE name = ?")).bind(name).fetch_optional(&self.pool).await?)
+    }
+
+    pub async fn embedded_gateway(&self) -> Result<Option<GatewayRow>, ServerError> {
+        Ok(sqlx::query_as(&format!("{GATEWAY_SELECT} WHERE embedded = 1")).fetch_optional(&self.pool).await?)
+    }
+
+    /// Targets created before gateways existed are reached through the embedded one.
+    pub async fn adopt_orphan_targets(tx: &mut Tx<'_>, embedded_id: &str) -> Result<(), ServerError> {
+        sqlx::query("UPDATE targets SET gateway_id = ? WHERE gateway_id IS NULL")
+            .bind(embedded_id)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn gateway_target_counts(&self) -> Result<Vec<(String, i64)>, ServerError> {
+        Ok(sqlx::query_as("SELECT gateway_id, COUNT(*) FROM targets GROUP BY gateway_id").fetch_all(&self.pool).await?)
+    }
+
+    pub async fn insert_gateway_code(
+        tx: &mut Tx<'_>,
+        code_hash: &str,
+        gateway_id: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<(), ServerError> {
+        sqlx::query(
+            "INSERT INTO gateway_enrolment_codes (code_hash, gateway_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
+        )
+        .bind(code_hash)
+        .bind(gateway_id)
+        .bind(now)
+        .bind(expires_at)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Marks an unused, unexpired gateway code as used; the gateway it enrols, if any.
+    pub async fn consume_gateway_code(
+        tx: &mut Tx<'_>,
+        code_hash: &str,
+        now: i64,
+    ) -> Result<Option<String>, ServerError> {
+        Ok(sqlx::query_scalar(
+            "UPDATE gateway_enrolment_codes SET used_at = ?1 WHERE code_hash = ?2 AND used_at IS NULL \
+             AND expires_at > ?1 RETURNING gateway_id",
+        )
+        .bind(now)
+        .bind(code_hash)
+        .fetch_optional(&mut **tx)
+        .await?)
+    }
+
+    pub async fn enrol_gateway(
+        tx: &mut Tx<'_>,
+        id: &str,
+        sign_public_key: &[u8],
+        seal_public_key: &[u8],
+        host_key: &str,
+        now: i64,
+    ) -> Result<(), ServerError> {
+        sqlx::query(
+            "UPDATE gateways SET sign_public_key = ?, seal_public_key = ?, host_key = ?, enrolled_at = ?, \
+             last_contact_at = ? WHERE id = ? AND enrolled_at IS NULL",
+        )
+        .bind(sign_public_key)
+        .bind(seal_public_key)
+        .bind(host_key)
+        .bind(now)
+        .bind(now)
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn gateway_contact(
+        &self,
+        id: &str,
+        address: Option<&str>,
+        host_key: Option<&str>,
+        backlog: Option<u64>,
+        now: i64,
+    ) -> Result<(), ServerError> {
+        sqlx::query(
+            "UPDATE gateways SET last_contact_at = ?, address = COALESCE(?, address), \
+             host_key = COALESCE(?, host_key), backlog = COALESCE(?, backlog) WHERE id = ?",
+        )
+        .bind(now)
+        .bind(address)
+        .bind(host_key)
+        .bind(backlog.map(|b| b as i64))
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// The live grant (latest expiry first) of a user's device for a target.
     pub async fn active_grant(
         &self,
@@ -467,7 +699,7 @@ impl Store {
         now: i64,
     ) -> Result<Option<GrantRow>, ServerError> {
         Ok(sqlx::query_as(
-            "SELECT id, request_id, not_after, signed, revoked_at FROM grants \
+            "SELECT id, request_id, not_after, signed, revoked_at, revoke_reason FROM grants \
              WHERE user_id = ? AND device_id = ? AND target_id = ? AND revoked_at IS NULL \
              AND not_before <= ?4 AND not_after > ?4 ORDER BY not_after DESC LIMIT 1",
         )
@@ -511,17 +743,17 @@ impl Store {
         .await?)
     }
 
-    pub async fn stored_through(tx: &mut Tx<'_>, device_id: &str) -> Result<u64, ServerError> {
-        let max: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM audit_records WHERE device_id = ?")
-            .bind(device_id)
+    pub async fn stored_through(tx: &mut Tx<'_>, writer_id: &str) -> Result<u64, ServerError> {
+        let max: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM audit_records WHERE writer_id = ?")
+            .bind(writer_id)
             .fetch_one(&mut **tx)
             .await?;
         Ok(max.unwrap_or(0) as u64)
     }
 
-    pub async fn record_hash(tx: &mut Tx<'_>, device_id: &str, seq: u64) -> Result<Option<String>, ServerError> {
-        Ok(sqlx::query_scalar("SELECT payload_sha256 FROM audit_records WHERE device_id = ? AND seq = ?")
-            .bind(device_id)
+    pub async fn record_hash(tx: &mut Tx<'_>, writer_id: &str, seq: u64) -> Result<Option<String>, ServerError> {
+        Ok(sqlx::query_scalar("SELECT payload_sha256 FROM audit_records WHERE writer_id = ? AND seq = ?")
+            .bind(writer_id)
             .bind(seq as i64)
             .fetch_optional(&mut **tx)
             .await?)
@@ -530,7 +762,7 @@ impl Store {
     #[allow(clippy::too_many_arguments)]
     pub async fn insert_record(
         tx: &mut Tx<'_>,
-        device_id: &str,
+        writer_id: &str,
         seq: u64,
         kind: &str,
         session_id: Option<&str>,
@@ -539,10 +771,10 @@ impl Store {
         now: i64,
     ) -> Result<(), ServerError> {
         sqlx::query(
-            "INSERT INTO audit_records (device_id, seq, kind, session_id, payload_sha256, payload, received_at) \
+            "INSERT INTO audit_records (writer_id, seq, kind, session_id, payload_sha256, payload, received_at) \
              VALUES (?, ?, ?, ?, ?, ?, ?)",
         )
-        .bind(device_id)
+        .bind(writer_id)
         .bind(seq as i64)
         .bind(kind)
         .bind(session_id)
@@ -556,17 +788,18 @@ impl Store {
 
     pub async fn insert_session(tx: &mut Tx<'_>, s: &SessionRow) -> Result<(), ServerError> {
         sqlx::query(
-            "INSERT INTO sessions (id, device_id, user_name, target, login, grant_id, command, started_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO sessions (id, writer_id, user_name, target, login, grant_id, command, started_at, kind) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&s.id)
-        .bind(&s.device_id)
+        .bind(&s.writer_id)
         .bind(&s.user_name)
         .bind(&s.target)
         .bind(&s.login)
         .bind(&s.grant_id)
         .bind(&s.command)
         .bind(s.started_at)
+        .bind(&s.kind)
         .execute(&mut **tx)
         .await?;
         Ok(())
@@ -575,27 +808,33 @@ impl Store {
     pub async fn end_session(
         tx: &mut Tx<'_>,
         id: &str,
-        device_id: &str,
+        writer_id: &str,
         ended_at: f64,
         exit_status: Option<u32>,
         reason: &str,
     ) -> Result<bool, ServerError> {
         let n = sqlx::query(
-            "UPDATE sessions SET ended_at = ?, exit_status = ?, end_reason = ? WHERE id = ? AND device_id = ? AND ended_at IS NULL",
+            "UPDATE sessions SET ended_at = ?, exit_status = ?, end_reason = ? WHERE id = ? AND writer_id = ? AND ended_at IS NULL",
         )
         .bind(ended_at)
         .bind(exit_status.map(i64::from))
         .bind(reason)
         .bind(id)
-        .bind(device_id)
+        .bind(writer_id)
         .execute(&mut **tx)
         .await?
         .rows_affected();
         Ok(n == 1)
     }
 
-    pub async fn sessions(&self) -> Result<Vec<SessionRow>, ServerError> {
-        Ok(sqlx::query_as("SELECT * FROM sessions ORDER BY started_at DESC LIMIT 1000").fetch_all(&self.pool).await?)
+    /// Latest first; all of them, or one user's.
+    pub async fn sessions(&self, only_user: Option<&str>) -> Result<Vec<SessionRow>, ServerError> {
+        Ok(sqlx::query_as(
+            "SELECT * FROM sessions WHERE (?1 IS NULL OR user_name = ?1) ORDER BY started_at DESC LIMIT 1000",
+        )
+        .bind(only_user)
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     pub async fn session(&self, id: &str) -> Result<Option<SessionRow>, ServerError> {
@@ -603,9 +842,9 @@ impl Store {
     }
 
     /// (seq, encrypted payload) of a session's records, in order.
-    pub async fn session_records(&self, device_id: &str, session_id: &str) -> Result<Vec<(i64, Vec<u8>)>, ServerError> {
-        Ok(sqlx::query_as("SELECT seq, payload FROM audit_records WHERE device_id = ? AND session_id = ? ORDER BY seq")
-            .bind(device_id)
+    pub async fn session_records(&self, writer_id: &str, session_id: &str) -> Result<Vec<(i64, Vec<u8>)>, ServerError> {
+        Ok(sqlx::query_as("SELECT seq, payload FROM audit_records WHERE writer_id = ? AND session_id = ? ORDER BY seq")
+            .bind(writer_id)
             .bind(session_id)
             .fetch_all(&self.pool)
             .await?)
@@ -613,8 +852,8 @@ impl Store {
 }
 
 /// AAD of an uploaded record at rest on the server.
-pub fn record_aad(device_id: &str, seq: u64) -> Aad {
-    Aad::for_field("audit_records", &format!("{device_id}/{seq}"), 1, "payload")
+pub fn record_aad(writer_id: &str, seq: u64) -> Aad {
+    Aad::for_field("audit_records", &format!("{writer_id}/{seq}"), 1, "payload")
 }
 
 /// AAD of a target's credential at rest.

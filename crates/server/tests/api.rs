@@ -1,5 +1,6 @@
-//! The server's API over real HTTP on loopback: authentication, replay protection, and the
-//! audit upload rules (idempotent, no gaps, no rewrites).
+//! The server's API over real HTTP on loopback: authentication, replay protection, the split
+//! between device and gateway routes, the audit upload rules (idempotent, no gaps, no
+//! rewrites), and the canary: no route a device can call answers with a credential.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -21,6 +22,8 @@ struct Running {
 struct Device {
     id: String,
     key: SigningIdentity,
+    /// What the enrolment answer said about the server (devices only).
+    server: Option<ServerIdentity>,
 }
 
 fn b64() -> base64::engine::GeneralPurpose {
@@ -44,6 +47,14 @@ async fn start() -> (Running, String) {
     .await
     .unwrap();
     let server = Server::open(dir.path(), &pass, Arc::new(SystemClock)).await.unwrap();
+    // What the embedded gateway reports when it starts (none runs in these tests).
+    let embedded = server.embedded_gateway().await.unwrap();
+    let beat = GatewayHeartbeat {
+        address: "127.0.0.1:2222".into(),
+        host_key: embedded.host_key.public_key().to_openssh().unwrap(),
+        backlog: 0,
+    };
+    server.gateway_heartbeat(&embedded.id, &beat).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { server.serve(listener, false, std::future::pending()).await });
@@ -69,7 +80,7 @@ async fn enroll(r: &Running, code: &str) -> Device {
         .json()
         .await
         .unwrap();
-    Device { id: resp.device_id, key }
+    Device { id: resp.device_id, key, server: Some(resp.server) }
 }
 
 /// A signed request; `time` and `nonce` are chosen by the test.
@@ -127,7 +138,7 @@ async fn requests_are_authenticated_and_replays_refused() {
     assert_eq!(error_code(stale).await, (403, "clock_skew".into()));
 
     // A signature by another key, or over another path, does not verify.
-    let forger = Device { id: d.id.clone(), key: SigningIdentity::generate(&mut OsRng) };
+    let forger = Device { id: d.id.clone(), key: SigningIdentity::generate(&mut OsRng), server: None };
     let forged = signed(&r, &forger, "GET", "/v1/me", b"", now(), &nonce()).send().await.unwrap();
     assert_eq!(error_code(forged).await, (401, "unauthorized".into()));
     let sig = d.key.sign(&request_signing_input("GET", "/v1/targets", now(), "x".repeat(32).as_str(), b""));
@@ -171,18 +182,86 @@ fn chunk(session: &str, text: &str) -> String {
     .unwrap()
 }
 
-async fn upload(r: &Running, d: &Device, records: Vec<(u64, String)>) -> reqwest::Response {
+async fn call<T: serde::de::DeserializeOwned>(
+    r: &Running,
+    d: &Device,
+    method: &str,
+    path: &str,
+    body: &impl serde::Serialize,
+) -> T {
+    let body = serde_json::to_vec(body).unwrap();
+    let resp = signed(r, d, method, path, &body, now(), &nonce()).send().await.unwrap();
+    assert!(resp.status().is_success(), "{method} {path}: {}", resp.text().await.unwrap());
+    resp.json().await.unwrap()
+}
+
+/// A gateway enrolled through the API with its own signing key.
+async fn gateway(r: &Running, admin: &Device, name: &str) -> Device {
+    let added: AddGatewayResponse =
+        call(r, admin, "POST", "/v1/gateways", &AddGatewayRequest { name: name.into() }).await;
+    let key = SigningIdentity::generate(&mut OsRng);
+    let seal = SealingIdentity::generate(&mut OsRng);
+    let host_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHjB9qE3HBVGfD3cY0XkQkQZK3tMh4cD0wQJ1K6pNq5z gw";
+    let resp: GatewayEnrollResponse = r
+        .http
+        .post(format!("{}/v1/gateway/enroll", r.url))
+        .json(&GatewayEnrollRequest {
+            code: added.enrolment_code,
+            sign_public_key: b64().encode(key.public_key()),
+            seal_public_key: b64().encode(seal.public_key()),
+            host_key: host_key.into(),
+        })
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(resp.user_ca.starts_with("ssh-ed25519 "));
+    Device { id: resp.gateway_id, key, server: None }
+}
+
+async fn upload(r: &Running, g: &Device, records: Vec<(u64, String)>) -> reqwest::Response {
     let batch =
         UploadBatch { records: records.into_iter().map(|(seq, payload)| UploadRecord { seq, payload }).collect() };
     let body = serde_json::to_vec(&batch).unwrap();
-    signed(r, d, "POST", "/v1/audit/records", &body, now(), &nonce()).send().await.unwrap()
+    signed(r, g, "POST", "/v1/gateway/records", &body, now(), &nonce()).send().await.unwrap()
+}
+
+#[tokio::test]
+async fn device_and_gateway_keys_only_open_their_own_routes() {
+    let (r, code) = start().await;
+    let admin = enroll(&r, &code).await;
+    let g = gateway(&r, &admin, "near").await;
+    // A device cannot upload records nor ask for a session's credential.
+    let as_device =
+        signed(&r, &admin, "POST", "/v1/gateway/records", br#"{"records":[]}"#, now(), &nonce()).send().await.unwrap();
+    assert_eq!(as_device.status(), 401);
+    let body = serde_json::to_vec(&SessionAuthorizationRequest {
+        certificate: "x".into(),
+        ssh_user: "web".into(),
+        client_addr: String::new(),
+    })
+    .unwrap();
+    let as_device = signed(&r, &admin, "POST", "/v1/gateway/sessions", &body, now(), &nonce()).send().await.unwrap();
+    assert_eq!(as_device.status(), 401);
+    // A gateway cannot act as a user.
+    let as_gateway = signed(&r, &g, "GET", "/v1/targets", b"", now(), &nonce()).send().await.unwrap();
+    assert_eq!(as_gateway.status(), 401);
+    // The device release path of old is gone.
+    let old = signed(&r, &admin, "POST", "/v1/connect", br#"{"target":"web"}"#, now(), &nonce()).send().await.unwrap();
+    assert_eq!(old.status(), 404);
+    // A gateway's code is single-use.
+    let again: Vec<GatewaySummary> = call(&r, &admin, "GET", "/v1/gateways", &()).await;
+    assert!(again.iter().any(|x| x.name == "near" && x.enrolled_at.is_some()));
+    assert!(again.iter().any(|x| x.embedded && x.name == "embedded"));
 }
 
 #[tokio::test]
 async fn audit_upload_is_idempotent_and_rejects_gaps_and_rewrites() {
     let (r, code) = start().await;
-    let d = enroll(&r, &code).await;
-
+    let admin = enroll(&r, &code).await;
+    let d = gateway(&r, &admin, "recorder").await;
     let first = upload(&r, &d, vec![(1, chunk("s", "one")), (2, chunk("s", "two"))]).await;
     assert_eq!(first.status(), 200);
     let ack: UploadAck = first.json().await.unwrap();
@@ -210,7 +289,157 @@ async fn audit_upload_is_idempotent_and_rejects_gaps_and_rewrites() {
 
     // The rejected attempts were raised as events for auditors.
     let events: Vec<ServerEvent> =
-        signed(&r, &d, "GET", "/v1/audit/events", b"", now(), &nonce()).send().await.unwrap().json().await.unwrap();
+        signed(&r, &admin, "GET", "/v1/audit/events", b"", now(), &nonce()).send().await.unwrap().json().await.unwrap();
     assert!(events.iter().any(|e| e.kind == "audit_rewrite"));
     assert!(events.iter().any(|e| e.kind == "audit_gap"));
+}
+
+/// Invariant 3: every route a device may call, called by a requester's device holding a live
+/// grant for a target whose credential is the canary: no answer carries the credential.
+#[tokio::test]
+async fn no_device_route_answers_with_a_credential() {
+    let (r, code) = start().await;
+    let admin = enroll(&r, &code).await;
+    let who: WhoAmI = call(&r, &admin, "GET", "/v1/me", &()).await;
+    assert_eq!(who.user_name, "admin");
+    let user = |name: &str, roles: Vec<Role>| AddUserRequest { name: name.into(), roles };
+    let alice: AddUserResponse = call(&r, &admin, "POST", "/v1/users", &user("alice", vec![Role::Requester])).await;
+    let bob: AddUserResponse =
+        call(&r, &admin, "POST", "/v1/users", &user("bob", vec![Role::Approver, Role::Auditor])).await;
+    let alice = enroll(&r, &alice.enrolment_code).await;
+    let bob = enroll(&r, &bob.enrolment_code).await;
+
+    // The canary: a password the server must only ever hand to a gateway.
+    let canary = format!("canary-{}", hex::encode(portcullis_crypto::random_bytes::<16>(&mut OsRng)));
+    let identity = admin.server.clone().unwrap();
+    let seal_key = b64().decode(&identity.seal_public_key).unwrap();
+    let sealed =
+        portcullis_crypto::identity::seal_to(&seal_key, canary.as_bytes(), INFO_TARGET_CREDENTIAL, b"web", &mut OsRng)
+            .unwrap();
+    let host_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHjB9qE3HBVGfD3cY0XkQkQZK3tMh4cD0wQJ1K6pNq5z host";
+    let target = AddTargetRequest {
+        name: "web".into(),
+        host: "127.0.0.1".into(),
+        port: 22,
+        login: "root".into(),
+        host_key: host_key.into(),
+        credential_kind: CredentialKind::Password,
+        environment: "prod".into(),
+        tags: vec![],
+        description: String::new(),
+        gateway: None,
+        credential: sealed.clone(),
+    };
+    let _: TargetSummary = call(&r, &admin, "POST", "/v1/targets", &target).await;
+    let req: AccessRequestView = call(
+        &r,
+        &alice,
+        "POST",
+        "/v1/requests",
+        &CreateAccessRequest { target: "web".into(), duration_secs: 600, reason: "canary".into() },
+    )
+    .await;
+    let _: AccessRequestView = call(
+        &r,
+        &bob,
+        "POST",
+        &format!("/v1/requests/{}/review", req.id),
+        &ReviewRequest { decision: Decision::Approve, reason: None },
+    )
+    .await;
+
+    // Every device route, with plausible bodies, as the grant holder and as an admin.
+    let key_line = {
+        use std::process::Command;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k");
+        assert!(
+            Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                .arg(&path)
+                .status()
+                .unwrap()
+                .success()
+        );
+        std::fs::read_to_string(path.with_extension("pub")).unwrap()
+    };
+    let mut answers = String::new();
+    let mut called = 0;
+    for (method, template) in portcullis_server::api::DEVICE_ROUTES {
+        let path = template.replace("{name}", "web").replace("{id}", &req.id);
+        let body: Vec<u8> = match (*method, *template) {
+            ("POST", "/v1/users") => serde_json::to_vec(&user("carol", vec![Role::Requester])).unwrap(),
+            ("POST", "/v1/targets") => {
+                serde_json::to_vec(&AddTargetRequest { name: "web2".into(), ..target.clone() }).unwrap()
+            }
+            ("PUT", "/v1/targets/{name}") => serde_json::to_vec(&UpdateTargetRequest {
+                host: "127.0.0.1".into(),
+                port: 22,
+                login: "root".into(),
+                host_key: host_key.into(),
+                credential_kind: CredentialKind::Password,
+                environment: "prod".into(),
+                tags: vec!["x".into()],
+                description: "edited".into(),
+                gateway: None,
+                credential: None,
+            })
+            .unwrap(),
+            ("POST", "/v1/requests") => {
+                serde_json::to_vec(&CreateAccessRequest { target: "web".into(), duration_secs: 60, reason: "x".into() })
+                    .unwrap()
+            }
+            ("POST", "/v1/requests/{id}/review") => {
+                serde_json::to_vec(&ReviewRequest { decision: Decision::Deny, reason: None }).unwrap()
+            }
+            ("POST", "/v1/certificates") => {
+                serde_json::to_vec(&CertificateRequest { target: "web".into(), public_key: key_line.clone() }).unwrap()
+            }
+            ("POST", "/v1/gateways") => serde_json::to_vec(&AddGatewayRequest { name: "gw".into() }).unwrap(),
+            _ => Vec::new(),
+        };
+        for device in [&alice, &admin, &bob] {
+            let mut resp = signed(&r, device, method, &path, &body, now(), &nonce()).send().await.unwrap();
+            if path == "/v1/live" {
+                // An event stream stays open: read what it says first.
+                let first = tokio::time::timeout(std::time::Duration::from_secs(2), resp.chunk()).await;
+                answers.push_str(&format!("{first:?}"));
+                continue;
+            }
+            answers.push_str(&format!("{method} {path} {}\n", resp.status()));
+            answers.push_str(&resp.text().await.unwrap());
+            called += 1;
+        }
+    }
+    assert!(called >= 3 * (portcullis_server::api::DEVICE_ROUTES.len() - 1));
+    // The certificate was issued to the grant holder (a positive control: the routes worked).
+    assert!(answers.contains("ssh-ed25519-cert-v01@openssh.com"), "{answers}");
+    assert!(!answers.contains(&canary), "a device route answered with the credential");
+    assert!(
+        !answers.contains(&b64().encode(canary.as_bytes())),
+        "a device route answered with the credential (base64)"
+    );
+}
+
+/// The router's device routes and [`portcullis_server::api::DEVICE_ROUTES`] are the same list,
+/// so the canary test above covers every route a device can reach.
+#[test]
+fn device_routes_are_all_listed() {
+    let source = include_str!("../src/api/mod.rs");
+    let block =
+        source.split("let device_signed = Router::new()").nth(1).unwrap().split(".route_layer(").next().unwrap();
+    let mut routed = Vec::new();
+    for line in block.lines().filter(|l| l.contains(".route(\"")) {
+        let path = line.split('"').nth(1).unwrap();
+        for method in ["get", "post", "put", "delete", "patch"] {
+            if line.contains(&format!("{method}(")) || line.contains(&format!(".{method}(")) {
+                routed.push((method.to_uppercase(), path.to_string()));
+            }
+        }
+    }
+    let mut listed: Vec<_> =
+        portcullis_server::api::DEVICE_ROUTES.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
+    routed.sort();
+    listed.sort();
+    assert_eq!(routed, listed);
 }

@@ -3,8 +3,8 @@ use portcullis_app::SessionView;
 use super::{Core, Result, reply};
 
 #[tauri::command]
-pub async fn local_sessions(core: Core<'_>) -> Result<Vec<SessionView>> {
-    reply("local_sessions", core.local_sessions().await)
+pub async fn my_sessions(core: Core<'_>) -> Result<Vec<SessionView>> {
+    reply("my_sessions", core.my_sessions().await)
 }
 
 #[tauri::command]

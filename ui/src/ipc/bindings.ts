@@ -19,7 +19,11 @@ export type TargetView = { name: string, host: string, port: number, login: stri
 /**
  * The target's public host key line (public; the fingerprint is shown, this pre-fills edits).
  */
-host_key: string, host_key_fingerprint: string, environment: string, tags: Array<string>, description: string, created_at: number, last_used_at: number | null, last_used_by: string | null, active_grants: Array<GrantView>, };
+host_key: string, host_key_fingerprint: string, environment: string, tags: Array<string>, description: string, created_at: number, last_used_at: number | null, last_used_by: string | null, active_grants: Array<GrantView>, 
+/**
+ * The gateway that brokers (and records) every session on it.
+ */
+gateway: string, };
 
 export type VaultFilter = { text: string | null, environment: string | null, tag: string | null, };
 
@@ -41,8 +45,8 @@ kind: string, request: RequestView | null, message: string | null, };
 
 export type SessionView = { id: string, user: string | null, target: string, command: string | null, started_at: number, ended_at: number | null, exit_status: number | null, end_reason: string | null, 
 /**
- * Local sessions: uploaded yet? Server sessions: always true.
+ * The gateway that recorded it.
  */
-synced: boolean, };
+recorded_by: string, };
 
 export type TerminalEvent = { "kind": "output", data: string, } | { "kind": "closed", message: string, exit_status: number | null, };

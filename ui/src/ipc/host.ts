@@ -52,7 +52,7 @@ export const host = {
   terminalInput: (id: string, data: string) => call<void>("terminal_input", { id, data }),
   terminalResize: (id: string, cols: number, rows: number) => call<void>("terminal_resize", { id, cols, rows }),
   terminalClose: (id: string) => call<void>("terminal_close", { id }),
-  localSessions: () => call<SessionView[]>("local_sessions"),
+  mySessions: () => call<SessionView[]>("my_sessions"),
   auditSessions: () => call<SessionView[]>("audit_sessions"),
   sessionCast: (id: string) => call<string>("session_cast", { id }),
   /** A desktop notification; silently nothing where the desktop has no notification service. */

@@ -1,19 +1,21 @@
-//! Access requests, reviews, grants, and the release of a credential for one session.
+//! Access requests, reviews, grants, and the short-lived user certificates a grant buys.
 
 use axum::extract::{Path, Query, State};
 use axum::{Extension, Json};
-use portcullis_crypto::{OsRng, envelope, identity::seal_to};
+use portcullis_crypto::OsRng;
 use portcullis_proto::{
-    AccessRequestView, ConnectRequest, ConnectResponse, CreateAccessRequest, CredentialKind, Decision, GrantClaims,
-    INFO_CREDENTIAL_RELEASE, LiveEvent, MAX_REQUEST_SECS, PENDING_REQUEST_TTL_SECS, RequestStatus, ReviewRequest, Role,
+    AccessRequestView, CertificateRequest, CertificateResponse, CreateAccessRequest, Decision, GatewayEndpoint,
+    GrantClaims, LiveEvent, MAX_REQUEST_SECS, PENDING_REQUEST_TTL_SECS, RequestStatus, ReviewRequest, Role,
     SignedGrant,
 };
+use russh::keys::PublicKey;
 use serde::Deserialize;
 
 use super::{ApiResult, AppState};
 use crate::ServerError;
 use crate::auth::Caller;
-use crate::store::{RequestRow, Store, TargetRow, credential_aad};
+use crate::store::{RequestRow, Store, TargetRow};
+use crate::user_ca::fingerprint;
 
 async fn target_named(state: &crate::ServerState, name: &str) -> Result<TargetRow, ServerError> {
     state.db.target_by_name(name).await?.ok_or_else(|| ServerError::NotFound(format!("unknown target {name:?}")))
@@ -173,6 +175,10 @@ pub async fn review(
             not_before: now,
             not_after: now + request.duration_secs,
             issued_at: now,
+            host_key_fingerprint: PublicKey::from_openssh(&target.host_key)
+                .map(|k| fingerprint(&k))
+                .unwrap_or_default(),
+            credential_version: target.credential_version,
         };
         let signed = SignedGrant::sign(&claims, &state.signing);
         let signed_json = serde_json::to_string(&signed).map_err(|e| ServerError::Internal(e.to_string()))?;
@@ -231,11 +237,15 @@ async fn no_grant(state: &crate::ServerState, caller: &Caller, target_id: &str, 
     }
 }
 
-pub async fn connect(
+/// Signs a short-lived OpenSSH user certificate for an ephemeral key the caller's device made,
+/// under its live grant for the target: principal = the user, key id = the grant, valid until
+/// the grant ends, `permit-pty` only. The answer names the gateway to use and pins its host
+/// key; it never carries a credential.
+pub async fn issue_certificate(
     State(state): AppState,
     Extension(caller): Extension<Caller>,
-    Json(req): Json<ConnectRequest>,
-) -> ApiResult<ConnectResponse> {
+    Json(req): Json<CertificateRequest>,
+) -> ApiResult<CertificateResponse> {
     let target = target_named(&state, &req.target).await?;
     let now = state.clock.now();
     let Some(grant) = state.db.active_grant(&caller.user_id, &caller.device_id, &target.id, now).await? else {
@@ -253,44 +263,68 @@ pub async fn connect(
     if claims.user_id != caller.user_id || claims.target_id != target.id || grant.revoked_at.is_some() {
         return Err(ServerError::Refused("grant_invalid", "the grant does not match this caller".into()));
     }
-
-    let credential = envelope::open(
-        &state.root_key,
-        &envelope::Envelope {
-            wrapped_data_key: target.credential_data_key.clone(),
-            ciphertext: target.credential.clone(),
-        },
-        &credential_aad(&target.id, target.credential_version),
-    )?;
-    let sealed = seal_to(
-        &caller.seal_public_key,
-        credential.expose_secret(),
-        INFO_CREDENTIAL_RELEASE,
-        claims.grant_id.as_bytes(),
-        &mut OsRng,
-    )?;
-    drop(credential);
-
+    if let Some(what) = super::gateways::binding_mismatch(&claims, &target) {
+        return Err(super::gateways::target_changed(&target.name, what));
+    }
+    let subject = PublicKey::from_openssh(req.public_key.trim())
+        .map_err(|_| ServerError::BadRequest("public_key is not an OpenSSH public key line".into()))?;
+    if subject.algorithm() != russh::keys::Algorithm::Ed25519 {
+        return Err(ServerError::BadRequest("certificates are issued for Ed25519 keys only".into()));
+    }
+    let gateway = state
+        .db
+        .gateway(&target.gateway_id)
+        .await?
+        .ok_or_else(|| ServerError::Internal(format!("the gateway of {} is missing", target.name)))?;
+    let (Some(address), Some(host_key)) = (gateway.address.as_deref(), gateway.host_key.clone()) else {
+        return Err(ServerError::Refused(
+            "gateway_offline",
+            format!(
+                "gateway {} (which reaches {}) has not reported where it listens yet; is it running?",
+                gateway.name, target.name
+            ),
+        ));
+    };
+    let (host, port) = super::gateways::split_address(address)
+        .ok_or_else(|| ServerError::Internal(format!("gateway {} reported a malformed address", gateway.name)))?;
+    let serial = loop {
+        let n = u64::from_be_bytes(portcullis_crypto::random_bytes(&mut OsRng)) >> 1;
+        if n != 0 {
+            break n;
+        }
+    };
+    let certificate = state
+        .user_ca
+        .issue(
+            &subject,
+            &claims.user_name,
+            &claims.grant_id,
+            serial,
+            claims.not_before.max(0) as u64,
+            claims.not_after.max(0) as u64,
+        )
+        .map_err(ServerError::Internal)?;
+    let certificate = certificate.to_openssh().map_err(|e| ServerError::Internal(e.to_string()))?;
     let mut tx = state.db.begin().await?;
+    Store::insert_user_certificate(&mut tx, serial, &claims.grant_id, &fingerprint(&subject), now, claims.not_after)
+        .await?;
     Store::record_event(
         &mut tx,
         now,
         Some(&caller.user_id),
         Some(&caller.device_id),
-        "credential_released",
-        serde_json::json!({ "grant": claims.grant_id, "target": target.name, "request": grant.request_id }),
+        "certificate_issued",
+        serde_json::json!({ "grant": claims.grant_id, "target": target.name, "serial": serial.to_string(),
+            "key": fingerprint(&subject), "valid_before": claims.not_after, "gateway": gateway.name }),
     )
     .await?;
-    Store::mark_target_used(&mut tx, &target.id, &caller.user_id, now).await?;
     tx.commit().await?;
-    tracing::info!(user = %caller.user_name, target = %target.name, grant = %claims.grant_id, "credential released sealed to device");
-    Ok(Json(ConnectResponse {
-        grant: signed,
-        host: target.host,
-        port: target.port as u16,
+    Ok(Json(CertificateResponse {
+        certificate,
+        grant_id: claims.grant_id,
+        target: target.name,
         login: target.login,
-        host_key: target.host_key,
-        credential_kind: CredentialKind::parse(&target.credential_kind).unwrap_or(CredentialKind::Password),
-        credential: sealed,
+        not_after: claims.not_after,
+        gateway: GatewayEndpoint { name: gateway.name, host, port, host_key },
     }))
 }

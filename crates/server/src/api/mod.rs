@@ -2,9 +2,11 @@
 
 mod access;
 mod audit;
+mod gateways;
 mod vault;
 
-pub use access::connect;
+pub use audit::ingest_records;
+pub use gateways::{AuthorizedSession, authorize_session, gateway_heartbeat};
 pub use vault::add_target;
 
 use std::sync::Arc;
@@ -16,12 +18,35 @@ use base64::Engine;
 use portcullis_crypto::OsRng;
 use portcullis_proto::{EnrollRequest, EnrollResponse, EnrolmentCode, ServerIdentity, WhoAmI, roles_from_string};
 
-use crate::auth::{Caller, MAX_BODY_BYTES, authenticate};
+use crate::auth::{Caller, MAX_BODY_BYTES, authenticate, authenticate_gateway};
 use crate::store::{DeviceRow, Store, Tx};
 use crate::{ServerError, ServerState};
 
 pub(crate) type AppState = State<Arc<ServerState>>;
 pub(crate) type ApiResult<T> = Result<Json<T>, ServerError>;
+
+/// Every route a user's device may call (method, path), as the router serves them. The canary
+/// test calls each one with a device holding a live grant and checks no answer carries a
+/// credential; a route added to the router and not here fails `device_routes_are_all_listed`.
+pub const DEVICE_ROUTES: &[(&str, &str)] = &[
+    ("GET", "/v1/me"),
+    ("POST", "/v1/users"),
+    ("GET", "/v1/targets"),
+    ("POST", "/v1/targets"),
+    ("PUT", "/v1/targets/{name}"),
+    ("GET", "/v1/requests"),
+    ("POST", "/v1/requests"),
+    ("POST", "/v1/requests/{id}/review"),
+    ("POST", "/v1/certificates"),
+    ("GET", "/v1/gateways"),
+    ("POST", "/v1/gateways"),
+    ("GET", "/v1/live"),
+    ("GET", "/v1/sessions"),
+    ("GET", "/v1/audit/sessions"),
+    ("GET", "/v1/audit/sessions/{id}"),
+    ("GET", "/v1/audit/sessions/{id}/cast"),
+    ("GET", "/v1/audit/events"),
+];
 
 pub fn router(state: Arc<ServerState>) -> Router {
     let device_signed = Router::new()
@@ -31,17 +56,26 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/v1/targets/{name}", put(vault::update_target))
         .route("/v1/requests", get(access::list_requests).post(access::create_request))
         .route("/v1/requests/{id}/review", post(access::review))
-        .route("/v1/connect", post(access::connect))
+        .route("/v1/certificates", post(access::issue_certificate))
+        .route("/v1/gateways", get(gateways::list).post(gateways::add))
         .route("/v1/live", get(crate::live::stream))
-        .route("/v1/audit/records", post(audit::upload))
+        .route("/v1/sessions", get(audit::my_sessions))
         .route("/v1/audit/sessions", get(audit::list_sessions))
-        .route("/v1/audit/events", get(audit::list_events))
+        .route("/v1/audit/sessions/{id}", get(audit::session_detail))
         .route("/v1/audit/sessions/{id}/cast", get(audit::export_cast))
-        .layer(middleware::from_fn_with_state(state.clone(), authenticate));
+        .route("/v1/audit/events", get(audit::list_events))
+        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
+    let gateway_signed = Router::new()
+        .route("/v1/gateway/sessions", post(gateways::authorize))
+        .route("/v1/gateway/records", post(gateways::upload))
+        .route("/v1/gateway/heartbeat", post(gateways::heartbeat))
+        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate_gateway));
     Router::new()
         .route("/v1/health", get(health))
         .route("/v1/enroll", post(enroll))
+        .route("/v1/gateway/enroll", post(gateways::enroll))
         .merge(device_signed)
+        .merge(gateway_signed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
@@ -75,7 +109,7 @@ pub async fn issue_enrolment_code(
     Ok(code.render())
 }
 
-fn decode_key(name: &str, b64_key: &str) -> Result<Vec<u8>, ServerError> {
+pub(crate) fn decode_key(name: &str, b64_key: &str) -> Result<Vec<u8>, ServerError> {
     let bytes = b64().decode(b64_key).map_err(|_| ServerError::BadRequest(format!("{name} is not base64")))?;
     if bytes.len() != 32 {
         return Err(ServerError::BadRequest(format!("{name} must be 32 bytes")));

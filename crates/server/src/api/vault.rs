@@ -84,7 +84,24 @@ fn summary(t: &TargetRow, grants: &[(String, String, i64)]) -> TargetSummary {
             .filter(|(target, _, _)| *target == t.id)
             .map(|(_, user, not_after)| GrantHolder { user: user.clone(), not_after: *not_after })
             .collect(),
+        gateway: t.gateway.clone(),
+        credential_version: t.credential_version,
     }
+}
+
+/// The gateway named `name` (or the embedded one): its id and name.
+async fn gateway_for(state: &crate::ServerState, name: Option<&str>) -> Result<(String, String), ServerError> {
+    let gateway = match name {
+        None => state.db.gateway(&state.embedded_gateway_id).await?,
+        Some(name) => state.db.gateway_by_name(name).await?,
+    };
+    let gateway = gateway.ok_or_else(|| {
+        ServerError::NotFound(format!("no gateway named {:?}; see `portcullis gateway list`", name.unwrap_or_default()))
+    })?;
+    if gateway.revoked_at.is_some() {
+        return Err(ServerError::BadRequest(format!("gateway {} was revoked", gateway.name)));
+    }
+    Ok((gateway.id, gateway.name))
 }
 
 pub async fn add_target(
@@ -100,6 +117,7 @@ pub async fn add_target(
     let host_key = fields.host_key;
     let tags = fields.tags;
     let credential = open_credential(&state, req.credential_kind, &req.credential, &req.name)?;
+    let (gateway_id, gateway) = gateway_for(&state, req.gateway.as_deref()).await?;
 
     let now = state.clock.now();
     let id = uuid::Uuid::new_v4().to_string();
@@ -124,6 +142,8 @@ pub async fn add_target(
         description: req.description.trim().to_string(),
         last_used_at: None,
         last_used_by: None,
+        gateway_id,
+        gateway,
     };
     let mut tx = state.db.begin().await?;
     Store::insert_target(&mut tx, &row, &caller.user_id).await?;
@@ -134,7 +154,7 @@ pub async fn add_target(
         Some(&caller.device_id),
         "target_added",
         serde_json::json!({ "target": row.name, "host": row.host, "port": row.port, "login": row.login,
-            "credential_kind": row.credential_kind, "host_key": host_key_fingerprint(&host_key) }),
+            "credential_kind": row.credential_kind, "host_key": host_key_fingerprint(&host_key), "gateway": row.gateway }),
     )
     .await?;
     tx.commit().await?;
@@ -216,6 +236,9 @@ fn open_credential(
 
 /// Edits a target's metadata; with a credential, also rotates it (its version goes up, so the
 /// old ciphertext can never be swapped back in under the new version's associated data).
+/// Changing where the target is or who logs in (host, port, login, host key) needs the
+/// credential in the same call — the old one rarely fits the new place — and voids live grants:
+/// what was approved is no longer what would be reached.
 pub async fn update_target(
     State(state): AppState,
     Extension(caller): Extension<Caller>,
@@ -230,6 +253,35 @@ pub async fn update_target(
         .ok_or_else(|| ServerError::NotFound(format!("no target named {name:?}")))?;
     let fields =
         check_fields(&req.host, req.port, &req.login, &req.host_key, &req.environment, &req.tags, &req.description)?;
+    let new_host_key = fields.host_key.to_openssh().map_err(|e| ServerError::Internal(e.to_string()))?;
+    let old_host_key = parse_host_key(&row.host_key).map(|k| host_key_fingerprint(&k)).unwrap_or_default();
+    let mut moved = Vec::new();
+    if fields.host != row.host {
+        moved.push("host");
+    }
+    if i64::from(req.port) != row.port {
+        moved.push("port");
+    }
+    if req.login != row.login {
+        moved.push("login");
+    }
+    if host_key_fingerprint(&fields.host_key) != old_host_key {
+        moved.push("host key");
+    }
+    if !moved.is_empty() && req.credential.is_none() {
+        return Err(ServerError::BadRequest(format!(
+            "changing the {} of {name} needs its credential in the same edit (--password-stdin or --key-file)",
+            moved.join(", ")
+        )));
+    }
+    if let Some(gateway) = req.gateway.as_deref() {
+        let (id, gateway) = gateway_for(&state, Some(gateway)).await?;
+        if id != row.gateway_id {
+            moved.push("gateway");
+        }
+        row.gateway_id = id;
+        row.gateway = gateway;
+    }
     let rotated = match &req.credential {
         Some(sealed) => {
             let credential = open_credential(&state, req.credential_kind, sealed, &name)?;
@@ -254,13 +306,20 @@ pub async fn update_target(
     row.host = fields.host;
     row.port = i64::from(req.port);
     row.login = req.login.clone();
-    row.host_key = fields.host_key.to_openssh().map_err(|e| ServerError::Internal(e.to_string()))?;
+    row.host_key = new_host_key;
     row.environment = req.environment.clone();
     row.tags = fields.tags.join(",");
     row.description = req.description.trim().to_string();
     let now = state.clock.now();
     let mut tx = state.db.begin().await?;
     Store::update_target(&mut tx, &row).await?;
+    // Rotating the credential alone also ends live grants' use (they name the version), but
+    // only a move voids them outright.
+    let voided = if moved.is_empty() {
+        0
+    } else {
+        Store::void_live_grants(&mut tx, &row.id, now, &format!("target changed: {}", moved.join(", "))).await?
+    };
     Store::record_event(
         &mut tx,
         now,
@@ -268,7 +327,8 @@ pub async fn update_target(
         Some(&caller.device_id),
         "target_updated",
         serde_json::json!({ "target": row.name, "host": row.host, "port": row.port, "login": row.login,
-            "host_key": host_key_fingerprint(&fields.host_key), "credential_rotated": rotated }),
+            "host_key": host_key_fingerprint(&fields.host_key), "credential_rotated": rotated,
+            "changed": moved, "grants_voided": voided, "gateway": row.gateway }),
     )
     .await?;
     tx.commit().await?;

@@ -1,0 +1,198 @@
+//! One user channel bridged to one target channel.
+//!
+//! The user's side is driven by the SSH server handler ([`crate::session`]), which forwards
+//! requests and data upstream in the order they arrive, waiting for the target's answer to each
+//! request (so `want_reply` is answered from the target). The target's side is a pump task that
+//! forwards data, stderr, exit status, EOF and close to the user in the order the target sent
+//! them. A recorder task, fed through a bounded queue, writes the record log; if it cannot, the
+//! session is stopped. Grant expiry and the user hanging up end the pump.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use russh::{ChannelMsg, ChannelReadHalf, ChannelWriteHalf, client, server};
+use tokio::sync::{Notify, mpsc, watch};
+
+use crate::log::RecordLog;
+use crate::recorder::Recorder;
+
+/// What the recorder task receives.
+pub enum RecordEvent {
+    Input(Bytes),
+    Output(Bytes),
+    Stderr(Bytes),
+    Resize(u16, u16),
+    Finish { exit_status: Option<u32>, reason: String },
+}
+
+/// Why a bridged session ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EndReason {
+    Exit,
+    GrantExpired,
+    Disconnected,
+    /// The user closed the channel before the target's side ended (a closed terminal tab).
+    Closed,
+    RecordingFailed,
+}
+
+impl EndReason {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            EndReason::Exit => "exit",
+            EndReason::GrantExpired => "grant_expired",
+            EndReason::Disconnected => "disconnected",
+            EndReason::Closed => "closed",
+            EndReason::RecordingFailed => "error: recording failed",
+        }
+    }
+}
+
+pub const EXPIRED_MESSAGE: &[u8] = b"\r\n[portcullis] access grant expired; the session was closed.\r\n";
+const RECORDING_FAILED_MESSAGE: &[u8] = b"\r\n[portcullis] the session could not be recorded and was stopped.\r\n";
+
+/// Runs the recorder for one session: events in, records out. A failed write wakes `kill`.
+pub fn spawn_recorder(
+    mut recorder: Recorder<Arc<RecordLog>>,
+    mut events: mpsc::Receiver<RecordEvent>,
+    kill: Arc<Notify>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let (mut exit_status, mut reason) = (None, EndReason::Disconnected.as_str().to_string());
+        loop {
+            let step = tokio::select! {
+                event = events.recv() => match event {
+                    Some(RecordEvent::Input(data)) => recorder.input(&data).await,
+                    Some(RecordEvent::Output(data)) => recorder.output(&data).await,
+                    Some(RecordEvent::Stderr(data)) => recorder.stderr(&data).await,
+                    Some(RecordEvent::Resize(cols, rows)) => recorder.resize(cols, rows).await,
+                    Some(RecordEvent::Finish { exit_status: status, reason: why }) => {
+                        exit_status = status;
+                        reason = why;
+                        break;
+                    }
+                    None => break,
+                },
+                _ = tick.tick() => recorder.flush().await,
+            };
+            if let Err(e) = step {
+                tracing::error!(session = %recorder.session_id(), error = %e, "recording failed; stopping the session");
+                kill.notify_one();
+                return;
+            }
+        }
+        if let Err(e) = recorder.finish(exit_status, &reason, crate::now_f64()).await {
+            tracing::error!(error = %e, "the session's end could not be recorded");
+        }
+    })
+}
+
+/// Everything the pump needs.
+pub struct Pump {
+    pub upstream: ChannelReadHalf,
+    pub upstream_write: Arc<ChannelWriteHalf<client::Msg>>,
+    pub client: Arc<ChannelWriteHalf<server::Msg>>,
+    pub handle: server::Handle,
+    pub replies: mpsc::Sender<bool>,
+    /// Set once the session starts (its recorder); data before that is not recorded because
+    /// the target sends none before a shell, command or subsystem runs.
+    pub recorder: watch::Receiver<Option<mpsc::Sender<RecordEvent>>>,
+    pub kill: Arc<Notify>,
+    /// Resolves when the user's connection is gone.
+    pub hangup: watch::Receiver<()>,
+    /// Set when the user closed the channel.
+    pub closed_by_user: Arc<std::sync::atomic::AtomicBool>,
+    pub not_after: i64,
+}
+
+async fn record(recorder: &watch::Receiver<Option<mpsc::Sender<RecordEvent>>>, event: RecordEvent) {
+    let sender = recorder.borrow().clone();
+    if let Some(sender) = sender {
+        let _ = sender.send(event).await;
+    }
+}
+
+impl Pump {
+    /// Forwards the target's side to the user until the target closes the channel, the grant
+    /// expires, recording fails or the user hangs up; then records the end.
+    pub async fn run(mut self) {
+        let until = UNIX_EPOCH + Duration::from_secs(self.not_after.max(0) as u64);
+        let expiry = tokio::time::sleep(until.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO));
+        tokio::pin!(expiry);
+        let id = self.client.id();
+        let mut exit_status = None;
+        let reason = loop {
+            tokio::select! {
+                msg = self.upstream.wait() => match msg {
+                    Some(ChannelMsg::Data { data }) => {
+                        record(&self.recorder, RecordEvent::Output(data.clone())).await;
+                        if self.client.data_bytes(data).await.is_err() {
+                            break EndReason::Disconnected;
+                        }
+                    }
+                    Some(ChannelMsg::ExtendedData { data, ext }) => {
+                        record(&self.recorder, RecordEvent::Stderr(data.clone())).await;
+                        if self.client.extended_data_bytes(ext, data).await.is_err() {
+                            break EndReason::Disconnected;
+                        }
+                    }
+                    Some(ChannelMsg::ExitStatus { exit_status: status }) => {
+                        exit_status = Some(status);
+                        let _ = self.client.exit_status(status).await;
+                    }
+                    Some(ChannelMsg::ExitSignal { signal_name, core_dumped, error_message, lang_tag }) => {
+                        exit_status = exit_status.or(Some(255));
+                        let _ = self.handle.exit_signal_request(id, signal_name, core_dumped, error_message, lang_tag).await;
+                    }
+                    Some(ChannelMsg::Eof) => {
+                        let _ = self.client.eof().await;
+                    }
+                    Some(ChannelMsg::Success) => {
+                        let _ = self.replies.send(true).await;
+                    }
+                    Some(ChannelMsg::Failure) => {
+                        let _ = self.replies.send(false).await;
+                    }
+                    Some(ChannelMsg::Close) | None => {
+                        let _ = self.client.close().await;
+                        break if exit_status.is_some() {
+                            EndReason::Exit
+                        } else if self.closed_by_user.load(std::sync::atomic::Ordering::SeqCst) {
+                            EndReason::Closed
+                        } else {
+                            EndReason::Disconnected
+                        };
+                    }
+                    Some(_) => {}
+                },
+                _ = &mut expiry => {
+                    let _ = self.client.extended_data_bytes(1, Bytes::from_static(EXPIRED_MESSAGE)).await;
+                    break EndReason::GrantExpired;
+                }
+                _ = self.kill.notified() => {
+                    let _ = self.client.extended_data_bytes(1, Bytes::from_static(RECORDING_FAILED_MESSAGE)).await;
+                    break EndReason::RecordingFailed;
+                }
+                _ = self.hangup.changed() => break if self.closed_by_user.load(std::sync::atomic::Ordering::SeqCst) {
+                    EndReason::Closed
+                } else {
+                    EndReason::Disconnected
+                },
+            }
+        };
+        if !matches!(reason, EndReason::Exit | EndReason::Closed) {
+            let _ = self.upstream_write.close().await;
+            let _ = self.client.close().await;
+        }
+        if reason == EndReason::GrantExpired {
+            let _ = self
+                .handle
+                .disconnect(russh::Disconnect::ByApplication, "access grant expired".into(), "en".into())
+                .await;
+        }
+        record(&self.recorder, RecordEvent::Finish { exit_status, reason: reason.as_str().to_string() }).await;
+    }
+}

@@ -1,0 +1,134 @@
+//! The gateway's link to the control server: authorise a connection (and receive the target's
+//! credential for it), upload records, report where it listens. In-process for the embedded
+//! gateway; signed HTTPS with the gateway's own key for a gateway process near the targets.
+
+use portcullis_client::{ApiClient, ClientError};
+use portcullis_crypto::SecretBytes;
+use portcullis_crypto::identity::SealingIdentity;
+use portcullis_proto::{
+    CredentialKind, GatewayHeartbeat, INFO_GATEWAY_CREDENTIAL, SessionAuthorizationRequest, SessionTicket, UploadAck,
+    UploadBatch,
+};
+use portcullis_server::{Server, ServerError};
+
+/// Why the control server could not be used.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ControlError {
+    /// The control server refused: the message is for the user.
+    #[error("{0}")]
+    Refused(String),
+    #[error("the gateway cannot reach the control server to check your access ({0}); try again shortly")]
+    Unreachable(String),
+    #[error("control server error: {0}")]
+    Failed(String),
+}
+
+/// A connection the control server allowed (the credential to broker it travels beside it).
+#[derive(Clone, Debug)]
+pub struct Authorized {
+    pub ticket_id: String,
+    pub grant_id: String,
+    pub user: String,
+    pub device_id: String,
+    pub target: String,
+    pub host: String,
+    pub port: u16,
+    pub login: String,
+    pub host_key: String,
+    pub not_after: i64,
+    pub credential_kind: CredentialKind,
+    pub exec_record_limit: u64,
+}
+
+pub enum ControlPlane {
+    /// The gateway runs inside the control server's process.
+    Embedded { server: Server, gateway_id: String },
+    /// A gateway process: signed calls with its key; credentials arrive sealed to `sealing`.
+    Remote { api: ApiClient, sealing: SealingIdentity },
+}
+
+fn from_server(e: ServerError) -> ControlError {
+    match e {
+        ServerError::Refused(_, message) | ServerError::Forbidden(message) | ServerError::NotFound(message) => {
+            ControlError::Refused(message)
+        }
+        other => ControlError::Failed(other.to_string()),
+    }
+}
+
+fn from_client(e: ClientError) -> ControlError {
+    match e {
+        ClientError::Unreachable { detail, .. } => ControlError::Unreachable(detail),
+        ClientError::Api { status, message, .. } if status == 403 || status == 404 => ControlError::Refused(message),
+        other => ControlError::Failed(other.to_string()),
+    }
+}
+
+impl ControlPlane {
+    pub async fn authorize(
+        &self,
+        req: &SessionAuthorizationRequest,
+    ) -> Result<(Authorized, SecretBytes), ControlError> {
+        match self {
+            ControlPlane::Embedded { server, gateway_id } => {
+                let s = server.authorize_session(gateway_id, req).await.map_err(from_server)?;
+                let authorized = Authorized {
+                    ticket_id: s.ticket_id,
+                    grant_id: s.grant_id,
+                    user: s.user,
+                    device_id: s.device_id,
+                    target: s.target,
+                    host: s.host,
+                    port: s.port,
+                    login: s.login,
+                    host_key: s.host_key,
+                    not_after: s.not_after,
+                    credential_kind: s.credential_kind,
+                    exec_record_limit: s.exec_record_limit,
+                };
+                Ok((authorized, s.credential))
+            }
+            ControlPlane::Remote { api, sealing } => {
+                let t: SessionTicket = api.post("/v1/gateway/sessions", req).await.map_err(from_client)?;
+                let credential = sealing
+                    .open(&t.credential, INFO_GATEWAY_CREDENTIAL, t.ticket_id.as_bytes())
+                    .map_err(|_| ControlError::Failed("the credential was not sealed to this gateway".into()))?;
+                let authorized = Authorized {
+                    ticket_id: t.ticket_id,
+                    grant_id: t.grant_id,
+                    user: t.user,
+                    device_id: t.device_id,
+                    target: t.target,
+                    host: t.host,
+                    port: t.port,
+                    login: t.login,
+                    host_key: t.host_key,
+                    not_after: t.not_after,
+                    credential_kind: t.credential_kind,
+                    exec_record_limit: t.exec_record_limit,
+                };
+                Ok((authorized, credential))
+            }
+        }
+    }
+
+    pub async fn upload(&self, batch: &UploadBatch) -> Result<UploadAck, ControlError> {
+        match self {
+            ControlPlane::Embedded { server, gateway_id } => {
+                server.ingest_records(gateway_id, batch).await.map_err(from_server)
+            }
+            ControlPlane::Remote { api, .. } => api.post("/v1/gateway/records", batch).await.map_err(from_client),
+        }
+    }
+
+    pub async fn heartbeat(&self, beat: &GatewayHeartbeat) -> Result<(), ControlError> {
+        match self {
+            ControlPlane::Embedded { server, gateway_id } => {
+                server.gateway_heartbeat(gateway_id, beat).await.map_err(from_server)
+            }
+            ControlPlane::Remote { api, .. } => {
+                api.post::<_, serde_json::Value>("/v1/gateway/heartbeat", beat).await.map(|_| ()).map_err(from_client)
+            }
+        }
+    }
+}

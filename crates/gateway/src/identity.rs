@@ -1,0 +1,135 @@
+//! A gateway process near the targets: its enrolment and its state under `$PORTCULLIS_HOME`
+//! (like a device). Its Ed25519 signing key, X25519 sealing key and SSH host key live in its
+//! local database encrypted under its local key, which the OS keyring or a passphrase keeps.
+
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use portcullis_client::api::Pin;
+use portcullis_client::{ApiClient, ClientError};
+use portcullis_crypto::identity::{SealingIdentity, SigningIdentity};
+use portcullis_crypto::{OsRng, SymmetricKey};
+use portcullis_keystore::{PassphraseSource, Preference, StoreKind};
+use portcullis_proto::{EnrolmentCode, GatewayEnrollRequest, ServerIdentity};
+use russh::keys::{PrivateKey, PublicKey};
+use serde::{Deserialize, Serialize};
+
+use crate::control::ControlPlane;
+use crate::log::RecordLog;
+use crate::{Gateway, GatewayConfig};
+
+const CONFIG: &str = "gateway.json";
+const LOCAL_KEY: &str = "gateway-local.key.json";
+const DATABASE: &str = "gateway.db";
+const KEY_PURPOSE: &str = "gateway-local";
+
+/// What a gateway remembers in clear: who it is and which server it pinned. No secrets.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct GatewayFile {
+    pub server_url: String,
+    pub server: ServerIdentity,
+    pub gateway_id: String,
+    pub name: String,
+    /// The user CA's public key (OpenSSH line).
+    pub user_ca: String,
+}
+
+fn local(e: impl std::fmt::Display) -> ClientError {
+    ClientError::Local(e.to_string())
+}
+
+pub fn is_enrolled(home: &Path) -> bool {
+    home.join(CONFIG).exists()
+}
+
+/// Enrols this machine as the gateway a one-time code was issued for.
+pub async fn enroll(
+    home: &Path,
+    server_url: &str,
+    code: &str,
+    preference: Preference,
+    passphrases: &dyn PassphraseSource,
+) -> Result<(GatewayFile, StoreKind), ClientError> {
+    if is_enrolled(home) {
+        return Err(ClientError::Local(format!(
+            "{} already holds an enrolled gateway; use another PORTCULLIS_HOME",
+            home.display()
+        )));
+    }
+    let code = EnrolmentCode::parse(code).map_err(ClientError::Input)?;
+    let api = ApiClient::new(server_url, Pin::Prefix(code.pin.clone()))?;
+    let signing = SigningIdentity::generate(&mut OsRng);
+    let sealing = SealingIdentity::generate(&mut OsRng);
+    let host_key = portcullis_server::user_ca::random_ed25519();
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let response = api
+        .gateway_enroll(&GatewayEnrollRequest {
+            code: code.render(),
+            sign_public_key: b64.encode(signing.public_key()),
+            seal_public_key: b64.encode(sealing.public_key()),
+            host_key: portcullis_server::user_ca::public_openssh(host_key.public_key()),
+        })
+        .await?;
+    if !code.pins(&response.server.tls_fingerprint) {
+        return Err(ClientError::ServerIdentity(
+            "the server's certificate does not match the enrolment code; this is not the server that issued it".into(),
+        ));
+    }
+    PublicKey::from_openssh(&response.user_ca)
+        .map_err(|_| ClientError::ServerIdentity("the server sent a malformed user CA key".into()))?;
+    portcullis_keystore::create_private_dir(home).map_err(local)?;
+    let local_key = SymmetricKey::generate(&mut OsRng);
+    let kind = portcullis_keystore::create(
+        &home.join(LOCAL_KEY),
+        KEY_PURPOSE,
+        preference,
+        &local_key,
+        passphrases,
+        &mut OsRng,
+    )?;
+    let log = RecordLog::open(&home.join(DATABASE), local_key, &response.gateway_id).await.map_err(local)?;
+    log.put_secret("signing_key", signing.to_secret_bytes().expose_secret()).await?;
+    log.put_secret("sealing_key", sealing.to_secret_bytes().expose_secret()).await?;
+    let host_key_text = portcullis_server::user_ca::to_openssh_secret(&host_key).map_err(local)?;
+    log.put_secret("host_key", host_key_text.expose_secret().as_bytes()).await?;
+    let file = GatewayFile {
+        server_url: server_url.trim_end_matches('/').to_string(),
+        server: response.server,
+        gateway_id: response.gateway_id,
+        name: response.name,
+        user_ca: response.user_ca,
+    };
+    let json = serde_json::to_vec_pretty(&file).map_err(local)?;
+    portcullis_keystore::write_private(&home.join(CONFIG), &json).map_err(local)?;
+    Ok((file, kind))
+}
+
+/// Unlocks an enrolled gateway: its identity, the signed link to the control server and its
+/// record log.
+pub async fn open(
+    home: &Path,
+    passphrases: &dyn PassphraseSource,
+) -> Result<(Gateway, GatewayFile, StoreKind), ClientError> {
+    let path: PathBuf = home.join(CONFIG);
+    if !path.exists() {
+        return Err(ClientError::Local(format!(
+            "no gateway is enrolled in {}; run `portcullis gateway enroll --server URL --code CODE`",
+            home.display()
+        )));
+    }
+    let file: GatewayFile = serde_json::from_slice(&std::fs::read(&path).map_err(local)?).map_err(local)?;
+    let (local_key, kind) = portcullis_keystore::unlock(&home.join(LOCAL_KEY), KEY_PURPOSE, passphrases)?;
+    let log = RecordLog::open(&home.join(DATABASE), local_key, &file.gateway_id).await.map_err(local)?;
+    let signing = SigningIdentity::from_secret_bytes(log.secret("signing_key").await?.expose_secret())?;
+    let sealing = SealingIdentity::from_secret_bytes(log.secret("sealing_key").await?.expose_secret())?;
+    let host_key = log.secret("host_key").await?;
+    let host_key = std::str::from_utf8(host_key.expose_secret())
+        .ok()
+        .and_then(|t| PrivateKey::from_openssh(t).ok())
+        .ok_or_else(|| ClientError::Local("the gateway's host key does not decode".into()))?;
+    let user_ca = PublicKey::from_openssh(&file.user_ca).map_err(local)?;
+    let api = ApiClient::new(&file.server_url, Pin::Full(file.server.tls_fingerprint.clone()))?
+        .signed_by(file.gateway_id.clone(), signing);
+    let config = GatewayConfig { id: file.gateway_id.clone(), name: file.name.clone(), host_key, user_ca };
+    Ok((Gateway::new(config, ControlPlane::Remote { api, sealing }, log), file, kind))
+}

@@ -1,0 +1,180 @@
+//! The Portcullis gateway: the only place a target credential is ever used.
+//!
+//! * Users connect with SSH ([`session`]): an OpenSSH user certificate from the control
+//!   server's user CA opens one target for one grant; the SSH user name names the target.
+//!   The gateway checks the certificate itself and asks the control server ([`control`]) whether
+//!   it may open a session — only then does it receive the target's credential, for that
+//!   connection (in-process when embedded, sealed to its key when it runs near the targets).
+//! * Each user channel is bridged to a channel on the target ([`bridge`], [`target`]): shell,
+//!   exec and the sftp subsystem, `want_reply` answered from the target, order kept, early data
+//!   buffered, bounded buffers; no forwarding, agent or X11.
+//! * Everything bridged is recorded ([`recorder`], [`transfer`]) into the gateway's own
+//!   encrypted record log ([`log`]) before it reaches the target, and uploaded continuously. A
+//!   session that cannot be recorded does not run.
+//!
+//! Contract: depends on crypto, proto, server (the user-CA checks and the in-process control
+//! plane of the embedded gateway), client (signed API client and the encrypted local database),
+//! russh and russh-sftp. Nothing here prints, logs or serialises a credential.
+//! **Architecture Invariant:** the client crate never depends on this one: a user's device has
+//! no code path that could use a target credential.
+
+pub mod bridge;
+pub mod control;
+pub mod identity;
+pub mod log;
+pub mod recorder;
+pub mod session;
+pub mod target;
+pub mod transfer;
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Duration;
+
+use russh::keys::ssh_key::Fingerprint;
+use russh::keys::{Algorithm, HashAlg, PrivateKey, PublicKey};
+use russh::{MethodKind, MethodSet, Preferred, SshId, cipher, compression, kex};
+
+pub use control::{Authorized, ControlError, ControlPlane};
+pub use log::RecordLog;
+
+/// Who the gateway is.
+pub struct GatewayConfig {
+    pub id: String,
+    pub name: String,
+    /// Its SSH host key (Ed25519); clients pin the public half.
+    pub host_key: PrivateKey,
+    /// The control server's user CA: the only issuer of certificates it accepts.
+    pub user_ca: PublicKey,
+}
+
+pub struct Inner {
+    pub(crate) config: GatewayConfig,
+    pub(crate) control: Arc<ControlPlane>,
+    pub(crate) log: Arc<RecordLog>,
+    pub(crate) ca_fingerprint: Fingerprint,
+}
+
+/// The algorithms offered to users: curve25519 key exchange with strict key exchange (the
+/// Terrapin countermeasure), chacha20-poly1305 or AES-256-GCM, an Ed25519 host key, no
+/// compression.
+pub fn user_facing_algorithms() -> Preferred {
+    Preferred {
+        kex: Cow::Borrowed(&[kex::CURVE25519, kex::EXTENSION_OPENSSH_STRICT_KEX_AS_SERVER]),
+        key: Cow::Borrowed(&[Algorithm::Ed25519]),
+        cipher: Cow::Borrowed(&[cipher::CHACHA20_POLY1305, cipher::AES_256_GCM]),
+        compression: Cow::Borrowed(&[compression::NONE]),
+        ..Preferred::DEFAULT
+    }
+}
+
+pub struct Gateway {
+    inner: Arc<Inner>,
+    ssh: Arc<russh::server::Config>,
+}
+
+/// A gateway serving in the background; stops when dropped.
+pub struct RunningGateway {
+    pub address: std::net::SocketAddr,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for RunningGateway {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+impl Gateway {
+    /// The gateway inside a control server's process (`server run`, the standalone desktop
+    /// app); its record log lives in the server's data directory.
+    pub async fn embedded(server: &portcullis_server::Server) -> Result<Self, String> {
+        let identity = server.embedded_gateway().await.map_err(|e| e.to_string())?;
+        let log = RecordLog::open(&server.data_dir().join("gateway.db"), identity.local_key, &identity.id).await?;
+        let config = GatewayConfig {
+            id: identity.id.clone(),
+            name: identity.name,
+            host_key: identity.host_key,
+            user_ca: identity.user_ca,
+        };
+        Ok(Self::new(config, ControlPlane::Embedded { server: server.clone(), gateway_id: identity.id }, log))
+    }
+
+    pub fn new(config: GatewayConfig, control: ControlPlane, log: RecordLog) -> Self {
+        let ssh = russh::server::Config {
+            server_id: SshId::Standard(Cow::Borrowed("SSH-2.0-Portcullis_gateway")),
+            methods: MethodSet::from(&[MethodKind::PublicKey, MethodKind::KeyboardInteractive][..]),
+            auth_rejection_time: Duration::from_millis(300),
+            auth_rejection_time_initial: Some(Duration::ZERO),
+            keys: vec![config.host_key.clone()],
+            preferred: user_facing_algorithms(),
+            window_size: 8 * 1024 * 1024,
+            maximum_packet_size: 65535,
+            max_auth_attempts: 6,
+            inactivity_timeout: None,
+            keepalive_interval: Some(Duration::from_secs(30)),
+            keepalive_max: 4,
+            nodelay: true,
+            ..Default::default()
+        };
+        let ca_fingerprint = config.user_ca.fingerprint(HashAlg::Sha256);
+        Self {
+            inner: Arc::new(Inner { config, control: Arc::new(control), log: Arc::new(log), ca_fingerprint }),
+            ssh: Arc::new(ssh),
+        }
+    }
+
+    pub fn host_key_openssh(&self) -> String {
+        self.inner.config.host_key.public_key().to_openssh().unwrap_or_default()
+    }
+
+    pub fn log(&self) -> Arc<RecordLog> {
+        self.inner.log.clone()
+    }
+
+    /// Serves users on `listener` and keeps the record log synced; `advertise` is the
+    /// `host:port` users are told to connect to (an empty host: the control server's host).
+    pub fn spawn(self, listener: tokio::net::TcpListener, advertise: String) -> Result<RunningGateway, String> {
+        let address = listener.local_addr().map_err(|e| e.to_string())?;
+        let sync = tokio::spawn(log::sync_forever(
+            self.inner.log.clone(),
+            self.inner.control.clone(),
+            advertise,
+            self.host_key_openssh(),
+        ));
+        let inner = self.inner.clone();
+        let ssh = self.ssh.clone();
+        let serve = tokio::spawn(async move {
+            loop {
+                let (stream, peer) = match listener.accept().await {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "gateway accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let handler = session::Connection::new(inner.clone(), Some(peer));
+                let ssh = ssh.clone();
+                tokio::spawn(async move {
+                    match russh::server::run_stream(ssh, stream, handler).await {
+                        Ok(running) => {
+                            if let Err(e) = running.await {
+                                tracing::debug!(%peer, error = %e, "gateway connection ended");
+                            }
+                        }
+                        Err(e) => tracing::debug!(%peer, error = %e, "gateway handshake failed"),
+                    }
+                });
+            }
+        });
+        Ok(RunningGateway { address, tasks: vec![serve, sync] })
+    }
+}
+
+pub fn now_f64() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}

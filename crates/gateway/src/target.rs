@@ -1,0 +1,165 @@
+//! The target side: an SSH client (russh) to the target with its host key pinned. A mismatch is
+//! refused before any credential is used ([`TargetError::HostKeyMismatch`], which the caller
+//! audits); the credential authenticates and is dropped.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use portcullis_crypto::SecretString;
+use russh::client::{self, AuthResult};
+use russh::keys::{Algorithm, HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
+use russh::{Disconnect, Preferred, cipher};
+
+/// Where to connect and which host key to expect.
+#[derive(Clone, Debug)]
+pub struct TargetAddress {
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    pub login: String,
+    /// OpenSSH public key line.
+    pub host_key: String,
+}
+
+/// The target's credential, from the control server for this one connection; dropped (and
+/// zeroized) right after authentication.
+pub enum Credential {
+    Password(SecretString),
+    /// OpenSSH private key text.
+    PrivateKey(SecretString),
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Credential::Password(_) => "Credential::Password(<secret>)",
+            Credential::PrivateKey(_) => "Credential::PrivateKey(<secret>)",
+        })
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum TargetError {
+    #[error("cannot reach {target} at {addr}: {detail}")]
+    Unreachable { target: String, addr: String, detail: String },
+    #[error(
+        "host key mismatch for {target}: expected {expected}, the server presented {presented}; refusing to connect"
+    )]
+    HostKeyMismatch { target: String, expected: String, presented: String },
+    #[error("the target {target} rejected the stored credential for login {login}")]
+    AuthenticationFailed { target: String, login: String },
+    #[error("the pinned host key or stored credential of {0} is unusable: {1}")]
+    BadKeyMaterial(String, String),
+    #[error("SSH error with {target}: {detail}")]
+    Ssh { target: String, detail: String },
+}
+
+/// Accepts only the pinned host key; remembers what the target presented (for the audit).
+pub struct PinnedHostKey {
+    expected: PublicKey,
+    presented: Arc<Mutex<Option<PublicKey>>>,
+}
+
+impl client::Handler for PinnedHostKey {
+    type Error = russh::Error;
+
+    async fn check_server_key(&mut self, key: &PublicKeyOrCertificate) -> Result<bool, Self::Error> {
+        let PublicKeyOrCertificate::PublicKey { key, .. } = key else { return Ok(false) };
+        if let Ok(mut slot) = self.presented.lock() {
+            *slot = Some(key.clone());
+        }
+        Ok(key.key_data() == self.expected.key_data())
+    }
+}
+
+pub fn fingerprint(key: &PublicKey) -> String {
+    key.fingerprint(HashAlg::Sha256).to_string()
+}
+
+/// Host key algorithms to offer: only those of the pinned key, so a server that also has other
+/// key types is asked for the one we can check.
+fn host_key_algorithms(key: &PublicKey) -> Vec<Algorithm> {
+    match key.algorithm() {
+        Algorithm::Rsa { .. } => {
+            vec![Algorithm::Rsa { hash: Some(HashAlg::Sha512) }, Algorithm::Rsa { hash: Some(HashAlg::Sha256) }]
+        }
+        other => vec![other],
+    }
+}
+
+/// An authenticated connection to a target.
+pub type Upstream = client::Handle<PinnedHostKey>;
+
+/// Connects, verifies the host key, authenticates; the credential is consumed and dropped.
+pub async fn connect(target: &TargetAddress, credential: Credential) -> Result<Upstream, TargetError> {
+    let expected = PublicKey::from_openssh(target.host_key.trim())
+        .map_err(|e| TargetError::BadKeyMaterial(target.name.clone(), format!("host key: {e}")))?;
+    let presented = Arc::new(Mutex::new(None));
+    let handler = PinnedHostKey { expected: expected.clone(), presented: presented.clone() };
+    let config = client::Config {
+        preferred: Preferred {
+            key: host_key_algorithms(&expected).into(),
+            // AES-GCM first: hardware-accelerated where it matters for bulk copies.
+            cipher: vec![cipher::AES_256_GCM, cipher::CHACHA20_POLY1305, cipher::AES_256_CTR].into(),
+            ..Preferred::DEFAULT
+        },
+        inactivity_timeout: None,
+        keepalive_interval: Some(Duration::from_secs(30)),
+        keepalive_max: 3,
+        nodelay: true,
+        window_size: 8 * 1024 * 1024,
+        maximum_packet_size: 65535,
+        ..Default::default()
+    };
+    let addr = format!("{}:{}", target.host, target.port);
+    let unreachable =
+        |detail: String| TargetError::Unreachable { target: target.name.clone(), addr: addr.clone(), detail };
+    let tcp = tokio::time::timeout(Duration::from_secs(10), tokio::net::TcpStream::connect(&addr))
+        .await
+        .map_err(|_| unreachable("timed out".into()))?
+        .map_err(|e| unreachable(e.to_string()))?;
+    let connected = client::connect_stream(Arc::new(config), tcp, handler).await;
+    let mut handle = match connected {
+        Ok(handle) => handle,
+        Err(e) => {
+            let seen = presented.lock().ok().and_then(|slot| slot.clone());
+            return Err(match seen {
+                Some(key) if key.key_data() != expected.key_data() => TargetError::HostKeyMismatch {
+                    target: target.name.clone(),
+                    expected: fingerprint(&expected),
+                    presented: fingerprint(&key),
+                },
+                _ => TargetError::Ssh { target: target.name.clone(), detail: e.to_string() },
+            });
+        }
+    };
+    let ssh_err = |e: russh::Error| TargetError::Ssh { target: target.name.clone(), detail: e.to_string() };
+    let result = match credential {
+        // russh takes the password as a String; ours is zeroized when `password` drops.
+        Credential::Password(password) => handle
+            .authenticate_password(target.login.clone(), password.expose_secret().clone())
+            .await
+            .map_err(ssh_err)?,
+        Credential::PrivateKey(text) => {
+            let key = PrivateKey::from_openssh(text.expose_secret())
+                .map_err(|e| TargetError::BadKeyMaterial(target.name.clone(), format!("private key: {e}")))?;
+            drop(text);
+            let hash = if key.algorithm().is_rsa() {
+                handle.best_supported_rsa_hash().await.map_err(ssh_err)?.flatten()
+            } else {
+                None
+            };
+            handle
+                .authenticate_publickey(target.login.clone(), PrivateKeyWithHashAlg::new(Arc::new(key), hash))
+                .await
+                .map_err(ssh_err)?
+        }
+    };
+    match result {
+        AuthResult::Success => Ok(handle),
+        AuthResult::Failure { .. } => {
+            let _ = handle.disconnect(Disconnect::ByApplication, "", "en").await;
+            Err(TargetError::AuthenticationFailed { target: target.name.clone(), login: target.login.clone() })
+        }
+    }
+}

@@ -1,0 +1,407 @@
+//! Gateways: admins add and list them; a gateway process enrols with a one-time code; every
+//! gateway asks here, per connection, whether a user certificate may open a session — and only
+//! then receives the target's credential (in-process for the embedded gateway, sealed to a
+//! remote gateway's X25519 key for that one connection).
+
+use axum::extract::State;
+use axum::{Extension, Json};
+use portcullis_crypto::identity::seal_to;
+use portcullis_crypto::{OsRng, SecretBytes, envelope};
+use portcullis_proto::{
+    AddGatewayRequest, AddGatewayResponse, CredentialKind, EnrolmentCode, GatewayEnrollRequest, GatewayEnrollResponse,
+    GatewayHeartbeat, GatewaySummary, GrantClaims, INFO_GATEWAY_CREDENTIAL, Role, SessionAuthorizationRequest,
+    SessionTicket, SignedGrant, UploadAck, UploadBatch, check_name,
+};
+use russh::keys::{Certificate, PublicKey};
+
+use super::{ApiResult, AppState, decode_key, server_identity};
+use crate::auth::{Caller, GatewayCaller};
+use crate::store::{GatewayRow, Store, TargetRow, credential_aad};
+use crate::user_ca::{check_user_certificate, fingerprint};
+use crate::{ServerError, ServerState};
+
+pub async fn add(
+    State(state): AppState,
+    Extension(caller): Extension<Caller>,
+    Json(req): Json<AddGatewayRequest>,
+) -> ApiResult<AddGatewayResponse> {
+    caller.require(Role::Admin)?;
+    check_name("gateway", &req.name).map_err(ServerError::BadRequest)?;
+    let now = state.clock.now();
+    let id = uuid::Uuid::new_v4().to_string();
+    let code = EnrolmentCode::new(portcullis_crypto::random_bytes(&mut OsRng), &state.tls.fingerprint);
+    let expires = now + portcullis_proto::ENROLMENT_CODE_TTL_SECS;
+    let mut tx = state.db.begin().await?;
+    Store::insert_gateway(&mut tx, &id, &req.name, false, Some(&caller.user_id), now).await?;
+    Store::insert_gateway_code(&mut tx, &code.secret_hash(), &id, now, expires).await?;
+    Store::record_event(
+        &mut tx,
+        now,
+        Some(&caller.user_id),
+        Some(&caller.device_id),
+        "gateway_added",
+        serde_json::json!({ "gateway": req.name }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(AddGatewayResponse {
+        gateway_id: id,
+        name: req.name,
+        enrolment_code: code.render(),
+        code_expires_at: expires,
+    }))
+}
+
+fn summary(g: GatewayRow, targets: &[(String, i64)]) -> GatewaySummary {
+    GatewaySummary {
+        host_key_fingerprint: g
+            .host_key
+            .as_deref()
+            .and_then(|k| PublicKey::from_openssh(k).ok())
+            .map(|k| fingerprint(&k)),
+        targets: targets.iter().find(|(id, _)| *id == g.id).map(|(_, n)| *n as u64).unwrap_or(0),
+        id: g.id,
+        name: g.name,
+        embedded: g.embedded,
+        address: g.address,
+        enrolled_at: if g.embedded { Some(g.created_at) } else { g.enrolled_at },
+        last_contact_at: g.last_contact_at,
+        backlog: g.backlog.max(0) as u64,
+    }
+}
+
+pub async fn list(State(state): AppState, Extension(caller): Extension<Caller>) -> ApiResult<Vec<GatewaySummary>> {
+    caller.require(Role::Admin)?;
+    let counts = state.db.gateway_target_counts().await?;
+    Ok(Json(state.db.gateways().await?.into_iter().map(|g| summary(g, &counts)).collect()))
+}
+
+fn check_host_key(line: &str) -> Result<PublicKey, ServerError> {
+    let key = PublicKey::from_openssh(line.trim())
+        .map_err(|_| ServerError::BadRequest("the gateway's host key is not an OpenSSH public key line".into()))?;
+    if key.algorithm() != russh::keys::Algorithm::Ed25519 {
+        return Err(ServerError::BadRequest("a gateway's host key must be Ed25519".into()));
+    }
+    Ok(key)
+}
+
+pub async fn enroll(State(state): AppState, Json(req): Json<GatewayEnrollRequest>) -> ApiResult<GatewayEnrollResponse> {
+    let invalid =
+        || ServerError::Refused("invalid_code", "gateway enrolment code is invalid, expired or already used".into());
+    let code = EnrolmentCode::parse(&req.code).map_err(|_| invalid())?;
+    let sign = decode_key("sign_public_key", &req.sign_public_key)?;
+    let seal = decode_key("seal_public_key", &req.seal_public_key)?;
+    let host_key = check_host_key(&req.host_key)?;
+    let now = state.clock.now();
+    let mut tx = state.db.begin().await?;
+    let Some(gateway_id) = Store::consume_gateway_code(&mut tx, &code.secret_hash(), now).await? else {
+        drop(tx);
+        let mut tx = state.db.begin().await?;
+        Store::record_event(&mut tx, now, None, None, "gateway_enrolment_refused", serde_json::json!({})).await?;
+        tx.commit().await?;
+        return Err(invalid());
+    };
+    let host_key_line = host_key.to_openssh().map_err(|e| ServerError::Internal(e.to_string()))?;
+    Store::enrol_gateway(&mut tx, &gateway_id, &sign, &seal, &host_key_line, now).await?;
+    tx.commit().await?;
+    let gateway =
+        state.db.gateway(&gateway_id).await?.ok_or_else(|| ServerError::Internal("gateway vanished".into()))?;
+    let mut tx = state.db.begin().await?;
+    Store::record_event(
+        &mut tx,
+        now,
+        None,
+        None,
+        "gateway_enrolled",
+        serde_json::json!({ "gateway": gateway.name, "host_key": fingerprint(&host_key) }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(GatewayEnrollResponse {
+        gateway_id,
+        name: gateway.name,
+        server: server_identity(&state),
+        user_ca: state.user_ca.public_openssh(),
+    }))
+}
+
+/// A session the control server allowed, with the credential the gateway needs to broker it.
+pub struct AuthorizedSession {
+    pub ticket_id: String,
+    pub grant_id: String,
+    pub user: String,
+    pub user_id: String,
+    pub device_id: String,
+    pub target: String,
+    pub host: String,
+    pub port: u16,
+    pub login: String,
+    pub host_key: String,
+    pub not_after: i64,
+    pub credential_kind: CredentialKind,
+    pub exec_record_limit: u64,
+    pub credential: SecretBytes,
+}
+
+impl std::fmt::Debug for AuthorizedSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthorizedSession")
+            .field("ticket", &self.ticket_id)
+            .field("grant", &self.grant_id)
+            .field("target", &self.target)
+            .field("credential", &self.credential)
+            .finish()
+    }
+}
+
+/// Whether the target still is what was approved: login, host key and credential version.
+pub fn binding_mismatch(claims: &GrantClaims, target: &TargetRow) -> Option<&'static str> {
+    let fingerprint_now = PublicKey::from_openssh(&target.host_key).map(|k| fingerprint(&k)).unwrap_or_default();
+    if claims.login != target.login {
+        Some("its login")
+    } else if claims.host_key_fingerprint != fingerprint_now {
+        Some("its host key")
+    } else if claims.credential_version != target.credential_version {
+        Some("its credential")
+    } else {
+        None
+    }
+}
+
+/// The refusal a user sees when the target changed under their grant.
+pub fn target_changed(target: &str, what: &str) -> ServerError {
+    ServerError::Refused(
+        "target_changed",
+        format!("{target} changed since your access was approved ({what}); ask for access again"),
+    )
+}
+
+/// The checks behind every brokered session, in order: a well-formed user certificate from
+/// this server's CA, valid now; issued by this server for this key and this grant; the grant
+/// signed by this server, live and not revoked; the certificate's user is the grant's; the
+/// target asked for is the grant's and is reached through this gateway; the target still is
+/// what was approved. Only then is the credential opened.
+pub async fn authorize_session(
+    state: &ServerState,
+    gateway_id: &str,
+    req: &SessionAuthorizationRequest,
+) -> Result<AuthorizedSession, ServerError> {
+    let now = state.clock.now();
+    let result = authorize_checked(state, gateway_id, req, now).await;
+    let (kind, detail) = match &result {
+        Ok(s) => (
+            "session_authorized",
+            serde_json::json!({ "grant": s.grant_id, "user": s.user, "target": s.target, "gateway_id": gateway_id,
+                "client": req.client_addr }),
+        ),
+        Err(e) => (
+            "session_refused",
+            serde_json::json!({ "reason": e.to_string(), "ssh_user": req.ssh_user, "gateway_id": gateway_id,
+                "client": req.client_addr }),
+        ),
+    };
+    let user_id = result.as_ref().ok().map(|s| s.user_id.clone());
+    // Read before the transaction: the store has a single connection.
+    let used = match &result {
+        Ok(s) => state.db.target_by_name(&s.target).await?.map(|t| (t.id, s.user_id.clone())),
+        Err(_) => None,
+    };
+    let mut tx = state.db.begin().await?;
+    Store::record_event(&mut tx, now, user_id.as_deref(), None, kind, detail).await?;
+    if let Some((target_id, user_id)) = used {
+        Store::mark_target_used(&mut tx, &target_id, &user_id, now).await?;
+    }
+    tx.commit().await?;
+    result
+}
+
+async fn authorize_checked(
+    state: &ServerState,
+    gateway_id: &str,
+    req: &SessionAuthorizationRequest,
+    now: i64,
+) -> Result<AuthorizedSession, ServerError> {
+    let refused = |code: &'static str, message: String| ServerError::Refused(code, message);
+    let gateway =
+        state.db.gateway(gateway_id).await?.ok_or_else(|| ServerError::Unauthorized("unknown gateway".into()))?;
+    if gateway.revoked_at.is_some() {
+        return Err(ServerError::Unauthorized("this gateway was revoked".into()));
+    }
+    let cert = Certificate::from_openssh(req.certificate.trim())
+        .map_err(|_| refused("certificate_invalid", "the certificate is malformed".into()))?;
+    let checked = check_user_certificate(&cert, &state.user_ca.fingerprint(), now.max(0) as u64)
+        .map_err(|e| refused("certificate_invalid", e.to_string()))?;
+    let issued = state.db.user_certificate(checked.serial).await?;
+    if issued.as_ref() != Some(&(checked.key_id.clone(), checked.key_fingerprint.clone())) {
+        return Err(refused(
+            "certificate_unknown",
+            "this certificate was not issued by this server for this key".into(),
+        ));
+    }
+    let grant = state
+        .db
+        .grant(&checked.key_id)
+        .await?
+        .ok_or_else(|| refused("grant_unknown", "the certificate names no grant this server knows".into()))?;
+    let signed: SignedGrant =
+        serde_json::from_str(&grant.signed).map_err(|_| ServerError::Internal("stored grant is malformed".into()))?;
+    let claims = signed
+        .verify(&state.signing.public_key())
+        .map_err(|e| ServerError::Internal(format!("stored grant {}: {e}", grant.id)))?;
+    if grant.revoked_at.is_some() {
+        let why = grant.revoke_reason.as_deref().unwrap_or("revoked");
+        return Err(refused("grant_revoked", format!("your access to {} was revoked ({why})", claims.target_name)));
+    }
+    if now >= claims.not_after {
+        return Err(refused("grant_expired", format!("your access to {} has expired; ask again", claims.target_name)));
+    }
+    if now < claims.not_before {
+        return Err(refused("grant_not_yet_valid", "your access has not started yet".into()));
+    }
+    if !checked.principals.contains(&claims.user_name) {
+        return Err(refused("certificate_foreign", "the certificate is not for the grant's user".into()));
+    }
+    if req.ssh_user != claims.target_name {
+        return Err(refused(
+            "wrong_target",
+            format!(
+                "this certificate opens {0}, not {1:?}; connect as {0} (ssh {0}@gateway) or get access to {1:?}",
+                claims.target_name, req.ssh_user
+            ),
+        ));
+    }
+    let target = state
+        .db
+        .target_by_name(&claims.target_name)
+        .await?
+        .filter(|t| t.id == claims.target_id)
+        .ok_or_else(|| refused("target_gone", format!("target {} no longer exists", claims.target_name)))?;
+    if target.gateway_id != gateway.id {
+        return Err(refused(
+            "wrong_gateway",
+            format!("{} is reached through gateway {}, not {}", target.name, target.gateway, gateway.name),
+        ));
+    }
+    if let Some(what) = binding_mismatch(&claims, &target) {
+        return Err(target_changed(&target.name, what));
+    }
+    if let Some((device, _)) = state.db.device_with_user(&claims.device_id).await?
+        && device.revoked_at.is_some()
+    {
+        return Err(refused("device_revoked", "the device this access was granted to was revoked".into()));
+    }
+    let credential = envelope::open(
+        &state.root_key,
+        &envelope::Envelope {
+            wrapped_data_key: target.credential_data_key.clone(),
+            ciphertext: target.credential.clone(),
+        },
+        &credential_aad(&target.id, target.credential_version),
+    )?;
+    Ok(AuthorizedSession {
+        ticket_id: uuid::Uuid::new_v4().to_string(),
+        grant_id: claims.grant_id,
+        user: claims.user_name,
+        user_id: claims.user_id,
+        device_id: claims.device_id,
+        target: target.name,
+        host: target.host,
+        port: target.port as u16,
+        login: target.login,
+        host_key: target.host_key,
+        not_after: claims.not_after,
+        credential_kind: CredentialKind::parse(&target.credential_kind).unwrap_or(CredentialKind::Password),
+        exec_record_limit: state.exec_record_limit.load(std::sync::atomic::Ordering::Relaxed),
+        credential,
+    })
+}
+
+/// `POST /v1/gateway/sessions`: as [`authorize_session`], the credential sealed to the calling
+/// gateway's key for this ticket only.
+pub async fn authorize(
+    State(state): AppState,
+    Extension(gateway): Extension<GatewayCaller>,
+    Json(req): Json<SessionAuthorizationRequest>,
+) -> ApiResult<SessionTicket> {
+    let session = authorize_session(&state, &gateway.id, &req).await?;
+    let sealed = seal_to(
+        &gateway.seal_public_key,
+        session.credential.expose_secret(),
+        INFO_GATEWAY_CREDENTIAL,
+        session.ticket_id.as_bytes(),
+        &mut OsRng,
+    )?;
+    tracing::info!(gateway = %gateway.name, user = %session.user, target = %session.target, "session authorised; credential sealed to the gateway");
+    Ok(Json(SessionTicket {
+        ticket_id: session.ticket_id,
+        grant_id: session.grant_id,
+        user: session.user,
+        user_id: session.user_id,
+        device_id: session.device_id,
+        target: session.target,
+        host: session.host,
+        port: session.port,
+        login: session.login,
+        host_key: session.host_key,
+        not_after: session.not_after,
+        credential_kind: session.credential_kind,
+        exec_record_limit: session.exec_record_limit,
+        credential: sealed,
+    }))
+}
+
+pub async fn upload(
+    State(state): AppState,
+    Extension(gateway): Extension<GatewayCaller>,
+    Json(batch): Json<UploadBatch>,
+) -> ApiResult<UploadAck> {
+    Ok(Json(super::audit::ingest_records(&state, &gateway.id, &batch).await?))
+}
+
+/// Checks `host:port` with a possibly empty host (meaning "the control server's host").
+fn check_address(address: &str) -> Result<(), ServerError> {
+    let bad = || ServerError::BadRequest(format!("gateway address {address:?} is not HOST:PORT"));
+    let (host, port) = address.rsplit_once(':').ok_or_else(bad)?;
+    port.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(bad)?;
+    if host.len() > 255 || host.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad());
+    }
+    Ok(())
+}
+
+pub async fn gateway_heartbeat(
+    state: &ServerState,
+    gateway_id: &str,
+    beat: &GatewayHeartbeat,
+) -> Result<(), ServerError> {
+    check_address(&beat.address)?;
+    let host_key = check_host_key(&beat.host_key)?.to_openssh().map_err(|e| ServerError::Internal(e.to_string()))?;
+    let gateway =
+        state.db.gateway(gateway_id).await?.ok_or_else(|| ServerError::Unauthorized("unknown gateway".into()))?;
+    // A remote gateway's host key is the one it enrolled with; a new one needs a new enrolment.
+    if !gateway.embedded && gateway.host_key.as_deref() != Some(host_key.as_str()) {
+        return Err(ServerError::Refused(
+            "host_key_changed",
+            "this gateway's SSH host key differs from the one it enrolled with; enrol it again".into(),
+        ));
+    }
+    state
+        .db
+        .gateway_contact(gateway_id, Some(&beat.address), Some(&host_key), Some(beat.backlog), state.clock.now())
+        .await
+}
+
+pub async fn heartbeat(
+    State(state): AppState,
+    Extension(gateway): Extension<GatewayCaller>,
+    Json(beat): Json<GatewayHeartbeat>,
+) -> ApiResult<serde_json::Value> {
+    gateway_heartbeat(&state, &gateway.id, &beat).await?;
+    Ok(Json(serde_json::json!({})))
+}
+
+/// `host:port` of a gateway for a user: an empty host means "the control server's host".
+pub fn split_address(address: &str) -> Option<(String, u16)> {
+    let (host, port) = address.rsplit_once(':')?;
+    Some((host.trim_start_matches('[').trim_end_matches(']').to_string(), port.parse().ok()?))
+}
