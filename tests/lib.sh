@@ -27,6 +27,7 @@ StrictModes no
 UsePAM no
 PasswordAuthentication no
 PermitRootLogin prohibit-password
+Subsystem sftp /usr/lib/openssh/sftp-server
 LogLevel ${1:-INFO}
 CFG
   "$(command -v sshd || echo /usr/sbin/sshd)" -D -e -f "$work/sshd/config" 2>"$work/sshd/log" & pids+=($!)

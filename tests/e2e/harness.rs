@@ -42,6 +42,8 @@ pub struct ServerProcess {
     log: PathBuf,
     child: Option<Child>,
     rust_log: String,
+    /// More `server run` arguments, e.g. `--exec-record-limit`.
+    pub extra_args: Vec<String>,
 }
 
 pub fn base_command(rust_log: &str) -> Command {
@@ -73,6 +75,7 @@ impl ServerProcess {
             log: root.join("server.log"),
             child: None,
             rust_log: rust_log.to_string(),
+            extra_args: Vec::new(),
         }
     }
 
@@ -84,6 +87,7 @@ impl ServerProcess {
             .arg(&self.data)
             .args(["--listen", &format!("127.0.0.1:{}", self.port)])
             .args(["--gateway-listen", &format!("127.0.0.1:{}", self.gateway_port)])
+            .args(&self.extra_args)
             .stdout(log.try_clone().unwrap())
             .stderr(log);
         if tls {
@@ -177,6 +181,13 @@ impl GatewayProcess {
 
     pub fn database(&self) -> PathBuf {
         self.home.join("gateway.db")
+    }
+
+    /// Its id as the server knows it (the writer of its records).
+    pub fn id(&self) -> String {
+        let file: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(self.home.join("gateway.json")).unwrap()).unwrap();
+        file["gateway_id"].as_str().unwrap().to_string()
     }
 }
 
@@ -367,6 +378,19 @@ impl World {
             std::thread::sleep(Duration::from_millis(250));
         }
     }
+}
+
+/// Canaries for an OpenSSH private key file: the whole text and each base64 line but the first,
+/// which is the same in every unencrypted key of a type (format header), so it would also match
+/// the users' own ephemeral keys.
+pub fn key_canaries(path: &Path) -> Vec<Vec<u8>> {
+    let text = std::fs::read(path).unwrap();
+    let mut canaries: Vec<Vec<u8>> = vec![text.clone()];
+    let lines = String::from_utf8(text).unwrap();
+    canaries.extend(
+        lines.lines().filter(|l| !l.starts_with("-----") && l.len() >= 20).skip(1).map(|l| l.as_bytes().to_vec()),
+    );
+    canaries
 }
 
 /// Fails if any canary occurs in `haystack`.

@@ -97,13 +97,7 @@ fn full_loop_with_key_credential_leaves_no_trace_of_it() {
     assert!(mine.contains("hello-from-target"), "{mine}");
 
     // The canary scan: the private key's text and every base64 line of it.
-    let key_text = std::fs::read(&sshd.user_key).unwrap();
-    let mut canaries: Vec<Vec<u8>> = vec![key_text.clone()];
-    for line in String::from_utf8(key_text).unwrap().lines() {
-        if !line.starts_with("-----") && line.len() >= 20 {
-            canaries.push(line.as_bytes().to_vec());
-        }
-    }
+    let canaries = key_canaries(&sshd.user_key);
     assert_no_canary(&world.transcript.bytes(), &canaries, "command output");
     assert_no_canary(finished.stdout.as_bytes(), &canaries, "session output");
     assert_no_canary(&environ, &canaries, "the session's process environment");
@@ -317,13 +311,17 @@ fn target_failures_are_clear_and_audited() {
 /// A gateway in its own process, enrolled over TLS with the pin from its code, brokers and
 /// records a target's sessions. The control server goes away during a session: the session
 /// completes, the gateway keeps the recording and uploads it when the server is back; it opens
-/// no new session meanwhile (it cannot check the grant). Forcing a re-upload stores nothing twice.
+/// no new session meanwhile (it cannot check the grant). Killed again and again while it
+/// uploads, it loses and duplicates nothing; forcing a re-upload stores nothing twice. The
+/// credential appears in none of its output, log, database or home.
 #[test]
 fn a_gateway_process_keeps_recording_through_a_server_outage() {
     let sshd = Sshd::start();
     let root = tempfile::tempdir().unwrap();
     let transcript = Transcript::default();
     let mut server = ServerProcess::init(root.path(), "warn", &transcript);
+    // Record stdout in full, so the session below makes hundreds of records to upload.
+    server.extra_args = vec!["--exec-record-limit".into(), "67108864".into()];
     server.start(true);
     let admin = User::new(root.path(), "admin", "warn", &transcript);
     admin.run(&["enroll", "--server", &server.url, "--code", &server.admin_code]).ok();
@@ -381,12 +379,17 @@ fn a_gateway_process_keeps_recording_through_a_server_outage() {
     assert_eq!(String::from_utf8_lossy(&stock.stdout), "stock-ssh-23\n");
 
     // The server goes away mid-session.
-    let child = alice.spawn(&["ssh", "db", "--", "sleep 2; echo survived-outage"]);
+    let child =
+        alice.spawn(&["ssh", "db", "--", "sleep 2; head -c 12000000 /dev/urandom | base64; echo survived-outage"]);
     std::thread::sleep(Duration::from_millis(800));
     server.stop();
     let run = alice.wait(child);
     assert_eq!(run.status, 0, "{}", run.stderr);
-    assert_eq!(run.stdout, "survived-outage\n");
+    assert!(run.stdout.ends_with("survived-outage\n"), "{}", &run.stdout[run.stdout.len().saturating_sub(100)..]);
+    let output_sha = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(run.stdout.as_bytes()))
+    };
     // No new session without checking the grant: no certificate can be issued, and one held
     // from before is refused by the gateway, which cannot ask the server.
     alice.run(&["ssh", "db", "--", "true"]).fails_with("cannot reach the server");
@@ -396,6 +399,27 @@ fn a_gateway_process_keeps_recording_through_a_server_outage() {
     assert!(stderr.contains("cannot reach the control server"), "{stderr}");
 
     server.start(true);
+    // Kill the gateway at random moments while it uploads the backlog, and start it again.
+    let backlog = unsent_records(&gateway.database());
+    assert!(backlog > 150, "only {backlog} records to upload");
+    let mut kills = 0;
+    let mut rng_state = u64::from_le_bytes(rand::random::<[u8; 8]>());
+    while unsent_records(&gateway.database()) > 0 && kills < 8 {
+        rng_state = rng_state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        std::thread::sleep(Duration::from_millis(100 + (rng_state >> 33) % 700));
+        gateway.kill();
+        kills += 1;
+        gateway.start();
+    }
+    assert!(kills > 0, "the upload finished before the first kill");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while unsent_records(&gateway.database()) > 0 {
+        assert!(Instant::now() < deadline, "the gateway never finished uploading");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (count, max) = server_records(&server, &gateway.id());
+    let written = gateway_records(&gateway.database());
+    assert_eq!((count, max), (written, written), "the server holds each of the gateway's {written} records once");
     let deadline = Instant::now() + Duration::from_secs(30);
     let audit = loop {
         let out = bob.run(&["audit", "list"]).ok().stdout;
@@ -407,6 +431,16 @@ fn a_gateway_process_keeps_recording_through_a_server_outage() {
     };
     assert_eq!(audit.matches("survived-outage").count(), 1, "{audit}");
     assert!(audit.lines().filter(|l| l.contains("survived")).all(|l| l.contains("alice")), "{audit}");
+    // Byte for byte what alice saw: the recording's stdout has the same size and hash.
+    let session =
+        audit.lines().find(|l| l.contains("survived-outage")).unwrap().split_whitespace().next().unwrap().to_string();
+    let shown = bob.run(&["audit", "show", &session]).ok().stdout;
+    let stdout = shown.lines().find(|l| l.trim_start().starts_with("stdout")).unwrap_or_default().to_string();
+    assert!(stdout.contains(&format!("{} bytes ({} recorded)", run.stdout.len(), run.stdout.len())), "{shown}");
+    assert!(stdout.contains(&output_sha), "{shown}");
+    eprintln!(
+        "gateway killed {kills} times while uploading {backlog} records; {written} written, {count} stored once each"
+    );
     let listed = admin.run(&["gateway", "list"]).ok().stdout;
     assert!(listed.contains(&format!("127.0.0.1:{}", gateway.port)), "{listed}");
 
@@ -422,7 +456,34 @@ fn a_gateway_process_keeps_recording_through_a_server_outage() {
     let audit = bob.run(&["audit", "list"]).ok().stdout;
     assert_eq!(audit.matches("survived-outage").count(), 1, "{audit}");
     let listed = admin.run(&["gateway", "list"]).ok().stdout;
-    assert!(listed.lines().any(|l| l.starts_with("near-db") && l.split_whitespace().nth(4) == Some("0")), "{listed}");
+    assert!(listed.lines().any(|l| l.starts_with("near-db")), "{listed}");
+
+    // The canary: the private key's text and every base64 line of it.
+    let canaries = key_canaries(&sshd.user_key);
+    assert_no_canary(&transcript.bytes(), &canaries, "command output");
+    assert_no_canary(&gateway.log(), &canaries, "the gateway's log");
+    assert_no_canary(&server.log(), &canaries, "the server's log");
+    let files = files_under(root.path());
+    assert!(files.iter().any(|f| f.ends_with("gateway.db")));
+    for file in files {
+        assert_no_canary(&std::fs::read(&file).unwrap(), &canaries, &file.display().to_string());
+    }
+}
+
+/// (records, highest sequence number) the server stores for a writer.
+fn server_records(server: &ServerProcess, writer: &str) -> (i64, i64) {
+    with_db(&server.data.join("server.db"), async |conn| {
+        sqlx::query_as("SELECT COUNT(*), COALESCE(MAX(seq), 0) FROM audit_records WHERE writer_id = ?")
+            .bind(writer)
+            .fetch_one(conn)
+            .await
+            .unwrap()
+    })
+}
+
+/// How many records a gateway wrote.
+fn gateway_records(db: &std::path::Path) -> i64 {
+    with_db(db, async |conn| sqlx::query_scalar("SELECT COUNT(*) FROM records").fetch_one(conn).await.unwrap())
 }
 
 /// The user's own OpenSSH `ssh` with a config file.
@@ -516,4 +577,259 @@ fn targets_are_browsable_with_usage() {
     assert!(after.stdout.contains("access now:   alice until"), "{}", after.stdout);
     assert!(after.stdout.contains("Front web server") && after.stdout.contains("nginx"), "{}", after.stdout);
     world.alice.run(&["target", "show", "nope"]).fails_with("unknown target");
+}
+
+/// SHA-256 of a file, hex (with the system's sha256sum, a real part of its own).
+fn sha256_file(path: &std::path::Path) -> String {
+    let out = std::process::Command::new("sha256sum").arg(path).output().unwrap();
+    assert!(out.status.success(), "sha256sum {}", path.display());
+    String::from_utf8(out.stdout).unwrap().split_whitespace().next().unwrap().to_string()
+}
+
+/// Runs a stock OpenSSH tool (or rsync) and insists it succeeded.
+#[track_caller]
+fn stock(program: &str, args: &[&str]) {
+    let out = std::process::Command::new(program).args(args).stdin(std::process::Stdio::null()).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The user's own `ssh`, `scp` (SFTP mode and legacy `-O`), `sftp -b` and `rsync` move 256 MiB
+/// through the gateway each way, byte for byte, and the recording has every file's path,
+/// direction, size and SHA-256. Forwarding and agent requests are refused and recorded.
+#[test]
+fn stock_openssh_tools_move_files_through_the_gateway_and_the_recording_knows_them() {
+    let sshd = Sshd::start();
+    let world = World::new();
+    world.add_key_target("files", &sshd);
+    world.grant("files", "30m");
+    let dir = world.root.path().join("transfers");
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("ssh-config");
+    world.alice.run(&["ssh-config", "--out", config.to_str().unwrap()]).ok();
+    let cfg = config.to_str().unwrap();
+
+    let local = dir.join("payload.bin");
+    let made = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("head -c 268435456 /dev/urandom > '{}'", local.display()))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let want = sha256_file(&local);
+    let at = |name: &str| dir.join(name).to_str().unwrap().to_string();
+    let remote = |name: &str| format!("files.portcullis:{}", at(name));
+
+    stock("scp", &["-q", "-F", cfg, local.to_str().unwrap(), &remote("up-sftp.bin")]);
+    stock("scp", &["-q", "-O", "-F", cfg, local.to_str().unwrap(), &remote("up-legacy.bin")]);
+    stock("scp", &["-q", "-F", cfg, &remote("up-sftp.bin"), &at("down-sftp.bin")]);
+    stock("scp", &["-q", "-O", "-F", cfg, &remote("up-legacy.bin"), &at("down-legacy.bin")]);
+    let batch = dir.join("batch");
+    std::fs::write(
+        &batch,
+        format!(
+            "put {} {}\nget {} {}\n",
+            local.display(),
+            at("up-batch.bin"),
+            at("up-batch.bin"),
+            at("down-batch.bin")
+        ),
+    )
+    .unwrap();
+    stock("sftp", &["-q", "-F", cfg, "-b", batch.to_str().unwrap(), "files.portcullis"]);
+    stock("rsync", &["-e", &format!("ssh -F {cfg}"), local.to_str().unwrap(), &remote("up-rsync.bin")]);
+    for name in [
+        "up-sftp.bin",
+        "up-legacy.bin",
+        "down-sftp.bin",
+        "down-legacy.bin",
+        "up-batch.bin",
+        "down-batch.bin",
+        "up-rsync.bin",
+    ] {
+        assert_eq!(sha256_file(&dir.join(name)), want, "{name} differs from what was sent");
+    }
+
+    // Every file transfer is in the recording with its path, direction, size and hash.
+    let transfers = world.audit_when(&["audit", "events", "--kind", "file_transfer"], "six transfers", |out| {
+        out.matches(&want).count() >= 6
+    });
+    for (direction, protocol, name) in [
+        ("upload", "sftp", "up-sftp.bin"),
+        ("upload", "scp", "up-legacy.bin"),
+        ("download", "sftp", "up-sftp.bin"),
+        ("download", "scp", "up-legacy.bin"),
+        ("upload", "sftp", "up-batch.bin"),
+        ("download", "sftp", "up-batch.bin"),
+    ] {
+        assert!(
+            transfers.lines().any(|l| l.contains(&format!("\"direction\":\"{direction}\""))
+                && l.contains(&format!("\"protocol\":\"{protocol}\""))
+                && l.contains(&at(name))
+                && l.contains(&want)
+                && l.contains("\"size\":268435456")),
+            "no {direction} {protocol} of {name}:\n{transfers}"
+        );
+    }
+    // rsync's stream is recorded as a command with its stdin counted and hashed in full.
+    let sessions = world.sessions_when("rsync's session", |out| out.contains("rsync --server"));
+    let rsync =
+        sessions.lines().find(|l| l.contains("rsync --server")).unwrap().split_whitespace().next().unwrap().to_string();
+    let shown = world.bob.run(&["audit", "show", &rsync]).ok().stdout;
+    assert!(shown.contains("(1048576 recorded)"), "{shown}");
+
+    // Port forwarding and agent forwarding are refused, and the attempts recorded.
+    let forward = std::process::Command::new("ssh")
+        .args(["-F", cfg, "-W", &format!("127.0.0.1:{}", sshd.port), "files.portcullis"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!forward.status.success());
+    assert!(
+        String::from_utf8_lossy(&forward.stderr).contains("not allowed through Portcullis"),
+        "{}",
+        String::from_utf8_lossy(&forward.stderr)
+    );
+    let agent_sock = dir.join("agent.sock");
+    let mut agent = std::process::Command::new("ssh-agent").args(["-D", "-a"]).arg(&agent_sock).spawn().unwrap();
+    wait_for_path(&agent_sock);
+    let identity_agent = format!("IdentityAgent={}", agent_sock.display());
+    let with_agent = std::process::Command::new("ssh")
+        .args(["-F", cfg, "-o", &identity_agent, "-A", "files.portcullis", "echo", "agentless"])
+        .env("SSH_AUTH_SOCK", &agent_sock)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let _ = agent.kill();
+    assert_eq!(
+        String::from_utf8_lossy(&with_agent.stdout),
+        "agentless\n",
+        "{}",
+        String::from_utf8_lossy(&with_agent.stderr)
+    );
+    world.audit_when(&["audit", "events", "--kind", "gateway_refused"], "both refusals", |out| {
+        out.contains("\"what\":\"forwarding\"") && out.contains("\"what\":\"agent\"") && out.contains("alice")
+    });
+}
+
+fn wait_for_path(path: &std::path::Path) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !path.exists() {
+        assert!(Instant::now() < deadline, "{} never appeared", path.display());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Changing where a target is or who logs in needs the credential and ends live grants; a new
+/// credential alone also ends what grants may do (they name its version).
+#[test]
+fn editing_a_target_voids_what_was_approved() {
+    let sshd = Sshd::start();
+    let other = Sshd::start();
+    let world = World::new();
+    world.add_key_target("web", &sshd);
+    world.grant("web", "30m");
+    world.alice.run(&["ssh", "web", "--", "true"]).ok();
+
+    // Metadata only: grants stay.
+    world.admin.run(&["target", "edit", "web", "--description", "front end", "--tag", "nginx"]).ok();
+    world.alice.run(&["ssh", "web", "--", "true"]).ok();
+    // A move without the credential is refused, and changes nothing.
+    let port = other.port.to_string();
+    world.admin.run(&["target", "edit", "web", "--port", &port]).fails_with("needs its credential in the same edit");
+    world.alice.run(&["ssh", "web", "--", "true"]).ok();
+    // A move with the credential voids the live grant.
+    let key = other.user_key.to_str().unwrap();
+    world
+        .admin
+        .run(&["target", "edit", "web", "--port", &port, "--host-key", &other.host_key_pub, "--key-file", key])
+        .ok();
+    world.alice.run(&["ssh", "web", "--", "true"]).fails_with("was ended (target changed: port, host key)");
+    world.grant("web", "30m");
+    let moved = world.alice.run(&["ssh", "web", "--", "echo", "moved"]).ok();
+    assert_eq!(moved.stdout, "moved\n");
+    // Rotating the credential alone: the grant no longer opens a session.
+    world.admin.run(&["target", "edit", "web", "--key-file", key]).ok();
+    world
+        .alice
+        .run(&["ssh", "web", "--", "true"])
+        .fails_with("changed since your access was approved (its credential)");
+    let events = world.bob.run(&["audit", "events", "--kind", "target_updated"]).ok().stdout;
+    assert!(events.contains("\"grants_voided\":1") && events.contains("\"port\""), "{events}");
+}
+
+/// The gateway tells the user's own ssh why a certificate does not open the target, and
+/// records it: another target than the certificate's, a self-signed certificate, an expired one.
+#[test]
+fn the_gateway_explains_refused_certificates() {
+    let sshd = Sshd::start();
+    let world = World::new();
+    world.add_key_target("web", &sshd);
+    let approved = Instant::now();
+    world.grant("web", "8s");
+    let dir = world.root.path().join("refusals");
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("ssh-config");
+    world.alice.run(&["ssh-config", "--out", config.to_str().unwrap()]).ok();
+    let refused = |config: &std::path::Path, extra: &[&str]| {
+        let mut args = vec!["-F", config.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        args.extend(["web.portcullis", "true"]);
+        let out = std::process::Command::new("ssh").args(&args).stdin(std::process::Stdio::null()).output().unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+
+    let other = refused(&config, &["-l", "db"]);
+    assert!(other.contains("this certificate opens web, not \"db\""), "{other}");
+
+    // A certificate the user signed with a CA of their own.
+    let key = dir.join("mine");
+    let ca = dir.join("my-ca");
+    for path in [&key, &ca] {
+        assert!(
+            std::process::Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                .arg(path)
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+    let signed = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-s"])
+        .arg(&ca)
+        .args(["-I", "forged", "-n", "alice", "-V", "-5m:+1h"])
+        .arg(key.with_extension("pub"))
+        .status()
+        .unwrap();
+    assert!(signed.success());
+    let text = std::fs::read_to_string(&config).unwrap();
+    let keys = world.alice.home.join("ssh/keys");
+    let forged = text
+        .replace(
+            &format!("\"{}\"", std::path::absolute(keys.join("web")).unwrap().display()),
+            &format!("\"{}\"", key.display()),
+        )
+        .replace(
+            &format!("\"{}\"", std::path::absolute(keys.join("web-cert.pub")).unwrap().display()),
+            &format!("\"{}\"", dir.join("mine-cert.pub").display()),
+        );
+    assert_ne!(forged, text, "the config names the key files");
+    let forged_config = dir.join("forged-config");
+    std::fs::write(&forged_config, forged).unwrap();
+    let self_signed = refused(&forged_config, &[]);
+    assert!(self_signed.contains("not issued by this Portcullis server's user CA"), "{self_signed}");
+
+    // The grant (and so the certificate) ends.
+    std::thread::sleep(Duration::from_secs(9).saturating_sub(approved.elapsed()));
+    let expired = refused(&config, &[]);
+    assert!(expired.contains("a certificate that has expired (or is not yet valid) is refused"), "{expired}");
+    world.audit_when(&["audit", "events", "--kind", "gateway_refused"], "three refusals", |out| {
+        out.matches("\"what\":\"certificate\"").count() >= 3
+    });
 }

@@ -69,7 +69,7 @@ impl Sshd {
                 "Port {port}\nListenAddress 127.0.0.1\nHostKey {hk}\nPidFile {d}/sshd.pid\n\
                  AuthorizedKeysFile {d}/authorized_keys\nStrictModes no\nUsePAM no\n\
                  PasswordAuthentication yes\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n\
-                 LogLevel VERBOSE\n",
+                 Subsystem sftp /usr/lib/openssh/sftp-server\nLogLevel VERBOSE\n",
                 hk = host_key.display(),
                 d = dir.path().display()
             ),

@@ -291,6 +291,15 @@ impl Connection {
     }
 }
 
+/// What a client that showed no acceptable certificate is told. russh refuses a certificate
+/// outside its validity window before the handler sees it, so this covers that case too.
+fn no_valid_certificate() -> String {
+    "no valid Portcullis certificate was offered: a certificate that has expired (or is not yet valid) is refused, \
+     and so is a plain key. Run `portcullis ssh-config` for a fresh one (or use `portcullis ssh`); if your access \
+     ended, ask for it again"
+        .to_string()
+}
+
 impl Drop for Connection {
     fn drop(&mut self) {
         // Pumps still running see the user gone and close their target channels.
@@ -308,12 +317,11 @@ impl Handler for Connection {
         })
     }
 
-    async fn auth_publickey(&mut self, user: &str, _key: VerifiedPublicKey<'_>) -> Result<Auth, Self::Error> {
-        self.user = None;
-        Ok(self.reject_with_reason(format!(
-            "the gateway accepts only a Portcullis certificate, and a plain key was offered for {user:?}; \
-             use `portcullis ssh {user}` or the config written by `portcullis ssh-config`"
-        )))
+    async fn auth_publickey(&mut self, _user: &str, _key: VerifiedPublicKey<'_>) -> Result<Auth, Self::Error> {
+        // OpenSSH also offers the plain key after a refused certificate: the certificate's
+        // refusal is the one worth telling.
+        let reason = self.refusal.take().unwrap_or_else(no_valid_certificate);
+        Ok(self.reject_with_reason(reason))
     }
 
     async fn auth_openssh_certificate(&mut self, user: &str, certificate: &Certificate) -> Result<Auth, Self::Error> {
@@ -358,11 +366,7 @@ impl Handler for Connection {
             return Ok(Auth::reject());
         }
         self.refusal_shown = true;
-        let reason = self.refusal.clone().unwrap_or_else(|| {
-            "no valid Portcullis certificate was presented: the one offered has expired or is not yet valid, \
-             or none was offered. Run `portcullis ssh-config` for a fresh one; if your access ended, ask again"
-                .to_string()
-        });
+        let reason = self.refusal.clone().unwrap_or_else(no_valid_certificate);
         if !self.refusal_recorded {
             self.refusal_recorded = true;
             self.refused("certificate", Some(user.to_string()), reason.clone()).await;

@@ -505,6 +505,15 @@ impl Store {
         .await?)
     }
 
+    pub async fn grant_for_request(&self, request_id: &str) -> Result<Option<GrantRow>, ServerError> {
+        Ok(sqlx::query_as(
+            "SELECT id, request_id, not_after, signed, revoked_at, revoke_reason FROM grants WHERE request_id = ?",
+        )
+        .bind(request_id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
     /// Ends every live grant for a target early (its address, login or host key changed).
     pub async fn void_live_grants(
         tx: &mut Tx<'_>,

@@ -31,6 +31,11 @@ fn b64() -> base64::engine::GeneralPurpose {
 }
 
 async fn start() -> (Running, String) {
+    let (r, code, _) = start_with_server().await;
+    (r, code)
+}
+
+async fn start_with_server() -> (Running, String, Server) {
     let dir = tempfile::tempdir().unwrap();
     let pass = FixedPassphrase("pw".into());
     let outcome = portcullis_server::init(
@@ -57,9 +62,10 @@ async fn start() -> (Running, String) {
     server.gateway_heartbeat(&embedded.id, &beat).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { server.serve(listener, false, std::future::pending()).await });
+    let serving = server.clone();
+    tokio::spawn(async move { serving.serve(listener, false, std::future::pending()).await });
     let _ = rustls::crypto::ring::default_provider().install_default();
-    (Running { _dir: dir, url, http: reqwest::Client::new() }, outcome.admin_code)
+    (Running { _dir: dir, url, http: reqwest::Client::new() }, outcome.admin_code, server)
 }
 
 async fn enroll(r: &Running, code: &str) -> Device {
@@ -442,4 +448,203 @@ fn device_routes_are_all_listed() {
     routed.sort();
     listed.sort();
     assert_eq!(routed, listed);
+}
+
+/// The user CA's private key, read from the data directory with the root key — what only the
+/// server's owner holds. Tests use it to sign certificates the server never issued.
+async fn user_ca_of(r: &Running) -> portcullis_server::user_ca::UserCa {
+    use sqlx::Connection;
+    let dir = r._dir.path();
+    let (root, _) =
+        portcullis_keystore::unlock(&dir.join("root.key.json"), "server-root", &FixedPassphrase("pw".into())).unwrap();
+    let mut db =
+        sqlx::SqliteConnection::connect(&format!("sqlite://{}", dir.join("server.db").display())).await.unwrap();
+    let ct: Vec<u8> = sqlx::query_scalar("SELECT ciphertext FROM server_secrets WHERE name = 'user_ca'")
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    let text =
+        root.open(&ct, &portcullis_crypto::Aad::for_field("server_secrets", "user_ca", 1, "ciphertext")).unwrap();
+    portcullis_server::user_ca::UserCa::from_openssh(std::str::from_utf8(text.expose_secret()).unwrap()).unwrap()
+}
+
+/// Only a certificate this server issued, for this key and a live grant of its principal, on
+/// the grant's target, through the target's gateway, opens a session — each refusal says why.
+#[tokio::test]
+async fn gateways_are_told_to_refuse_every_certificate_but_the_right_one() {
+    use portcullis_server::user_ca::random_ed25519;
+    let (r, code, server) = start_with_server().await;
+    let admin = enroll(&r, &code).await;
+    let user = |name: &str, roles: Vec<Role>| AddUserRequest { name: name.into(), roles };
+    let mut devices = Vec::new();
+    for (name, roles) in
+        [("alice", vec![Role::Requester]), ("carol", vec![Role::Requester]), ("bob", vec![Role::Approver])]
+    {
+        let added: AddUserResponse = call(&r, &admin, "POST", "/v1/users", &user(name, roles)).await;
+        devices.push(enroll(&r, &added.enrolment_code).await);
+    }
+    let [alice, carol, bob] = <[Device; 3]>::try_from(devices).ok().unwrap();
+    let far = gateway(&r, &admin, "far").await;
+    let seal_key = b64().decode(&admin.server.clone().unwrap().seal_public_key).unwrap();
+    let host_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHjB9qE3HBVGfD3cY0XkQkQZK3tMh4cD0wQJ1K6pNq5z host";
+    for name in ["web", "db"] {
+        let sealed = portcullis_crypto::identity::seal_to(
+            &seal_key,
+            b"the-password",
+            INFO_TARGET_CREDENTIAL,
+            name.as_bytes(),
+            &mut OsRng,
+        )
+        .unwrap();
+        let target = AddTargetRequest {
+            name: name.into(),
+            host: "127.0.0.1".into(),
+            port: 22,
+            login: "root".into(),
+            host_key: host_key.into(),
+            credential_kind: CredentialKind::Password,
+            environment: String::new(),
+            tags: vec![],
+            description: String::new(),
+            gateway: None,
+            credential: sealed,
+        };
+        let _: TargetSummary = call(&r, &admin, "POST", "/v1/targets", &target).await;
+    }
+    for (who, target) in [(&alice, "web"), (&alice, "db"), (&carol, "web")] {
+        let req: AccessRequestView = call(
+            &r,
+            who,
+            "POST",
+            "/v1/requests",
+            &CreateAccessRequest { target: target.into(), duration_secs: 600, reason: "test".into() },
+        )
+        .await;
+        let _: AccessRequestView = call(
+            &r,
+            &bob,
+            "POST",
+            &format!("/v1/requests/{}/review", req.id),
+            &ReviewRequest { decision: Decision::Approve, reason: None },
+        )
+        .await;
+    }
+    let certify = |key: &russh::keys::PrivateKey| CertificateRequest {
+        target: "web".into(),
+        public_key: key.public_key().to_openssh().unwrap(),
+    };
+    let alice_key = random_ed25519();
+    let good: CertificateResponse = call(&r, &alice, "POST", "/v1/certificates", &certify(&alice_key)).await;
+    let carol_key = random_ed25519();
+    let carols: CertificateResponse = call(&r, &carol, "POST", "/v1/certificates", &certify(&carol_key)).await;
+    let good_cert = russh::keys::Certificate::from_openssh(&good.certificate).unwrap();
+    assert_eq!(good_cert.key_id(), good.grant_id);
+    assert_eq!(good_cert.valid_principals(), ["alice".to_string()]);
+
+    let embedded = server.embedded_gateway().await.unwrap().id;
+    let ask = |certificate: String, ssh_user: &str, gateway: &str| {
+        let req =
+            SessionAuthorizationRequest { certificate, ssh_user: ssh_user.into(), client_addr: "127.0.0.1:1".into() };
+        let server = server.clone();
+        let gateway = gateway.to_string();
+        async move { server.authorize_session(&gateway, &req).await }
+    };
+    // The right one, and the credential comes with it (to the gateway only).
+    let ok = ask(good.certificate.clone(), "web", &embedded).await.unwrap();
+    assert_eq!(ok.credential.expose_secret(), b"the-password");
+    assert_eq!((ok.user.as_str(), ok.target.as_str(), ok.login.as_str()), ("alice", "web", "root"));
+
+    let ca = user_ca_of(&r).await;
+    let now = now() as u64;
+    let sign =
+        |ca: &portcullis_server::user_ca::UserCa, principal: &str, grant: &str, serial: u64, from: u64, to: u64| {
+            ca.issue(alice_key.public_key(), principal, grant, serial, from, to).unwrap().to_openssh().unwrap()
+        };
+    let own_ca = portcullis_server::user_ca::UserCa::from_openssh(
+        &portcullis_server::user_ca::to_openssh_secret(&random_ed25519()).unwrap().expose_secret().clone(),
+    )
+    .unwrap();
+    let serial = good_cert.serial();
+    let table: Vec<(&str, String, &str, &str, &str)> = vec![
+        ("another target", good.certificate.clone(), "db", embedded.as_str(), "this certificate opens web, not \"db\""),
+        (
+            "another gateway",
+            good.certificate.clone(),
+            "web",
+            far.id.as_str(),
+            "reached through gateway embedded, not far",
+        ),
+        (
+            "self-signed",
+            sign(&own_ca, "alice", &good.grant_id, serial, now - 10, now + 600),
+            "web",
+            embedded.as_str(),
+            "not issued by this Portcullis server's user CA",
+        ),
+        (
+            "expired",
+            sign(&ca, "alice", &good.grant_id, serial, now - 600, now - 10),
+            "web",
+            embedded.as_str(),
+            "expired",
+        ),
+        (
+            "not yet valid",
+            sign(&ca, "alice", &good.grant_id, serial, now + 600, now + 900),
+            "web",
+            embedded.as_str(),
+            "not valid before",
+        ),
+        (
+            "never issued",
+            sign(&ca, "alice", &good.grant_id, 12345, now - 10, now + 600),
+            "web",
+            embedded.as_str(),
+            "not issued by this server for this key",
+        ),
+        (
+            "another grant",
+            sign(&ca, "alice", &carols.grant_id, serial, now - 10, now + 600),
+            "web",
+            embedded.as_str(),
+            "not issued by this server for this key",
+        ),
+        (
+            "another user",
+            sign(&ca, "carol", &good.grant_id, serial, now - 10, now + 600),
+            "web",
+            embedded.as_str(),
+            "not for the grant's user",
+        ),
+        ("garbage", "ssh-ed25519-cert-v01@openssh.com AAAA".into(), "web", embedded.as_str(), "malformed"),
+    ];
+    for (what, certificate, ssh_user, gateway_id, want) in table {
+        let refused = ask(certificate, ssh_user, gateway_id).await.map(|_| ()).unwrap_err().to_string();
+        assert!(refused.contains(want), "{what}: {refused}");
+    }
+    // Carol's own certificate is hers: it opens web for her, not for anyone else's key.
+    assert_eq!(ask(carols.certificate.clone(), "web", &embedded).await.unwrap().user, "carol");
+
+    // The target moves: live grants end, and the same certificate is now refused as revoked.
+    let sealed =
+        portcullis_crypto::identity::seal_to(&seal_key, b"new-password", INFO_TARGET_CREDENTIAL, b"web", &mut OsRng)
+            .unwrap();
+    let moved = UpdateTargetRequest {
+        host: "127.0.0.1".into(),
+        port: 2022,
+        login: "root".into(),
+        host_key: host_key.into(),
+        credential_kind: CredentialKind::Password,
+        environment: String::new(),
+        tags: vec![],
+        description: String::new(),
+        gateway: None,
+        credential: Some(sealed),
+    };
+    let _: TargetSummary = call(&r, &admin, "PUT", "/v1/targets/web", &moved).await;
+    let refused = ask(good.certificate.clone(), "web", &embedded).await.unwrap_err().to_string();
+    assert!(refused.contains("was revoked (target changed: port)"), "{refused}");
+    // Every refusal above is a security event.
+    let events: Vec<ServerEvent> = call(&r, &admin, "GET", "/v1/audit/events", &()).await;
+    assert!(events.iter().filter(|e| e.kind == "session_refused").count() >= 10, "{events:?}");
 }

@@ -230,10 +230,21 @@ async fn no_grant(state: &crate::ServerState, caller: &Caller, target_id: &str, 
             "request_expired",
             format!("request {} for {target} expired before anyone approved it; ask again", r.id),
         ),
-        Some((r, RequestStatus::Approved)) => ServerError::Refused(
-            "grant_expired",
-            format!("your access to {target} (request {}) has expired; ask again", r.id),
-        ),
+        Some((r, RequestStatus::Approved)) => match state.db.grant_for_request(&r.id).await {
+            Ok(Some(g)) if g.revoked_at.is_some() => ServerError::Refused(
+                "grant_revoked",
+                format!(
+                    "your access to {target} (request {}) was ended ({}); ask again",
+                    r.id,
+                    g.revoke_reason.as_deref().unwrap_or("revoked")
+                ),
+            ),
+            Ok(_) => ServerError::Refused(
+                "grant_expired",
+                format!("your access to {target} (request {}) has expired; ask again", r.id),
+            ),
+            Err(e) => e,
+        },
     }
 }
 
