@@ -476,3 +476,13 @@ impl Drop for LineReader {
         let _ = self.child.wait();
     }
 }
+
+/// A background process killed (and reaped) when dropped.
+pub struct Background(pub Child);
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

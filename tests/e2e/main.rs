@@ -695,12 +695,14 @@ fn stock_openssh_tools_move_files_through_the_gateway_and_the_recording_knows_th
         String::from_utf8_lossy(&forward.stderr)
     );
     let agent_sock = dir.join("agent.sock");
-    let mut agent = std::process::Command::new("ssh-agent")
-        .args(["-D", "-a"])
-        .arg(&agent_sock)
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let agent = Background(
+        std::process::Command::new("ssh-agent")
+            .args(["-D", "-a"])
+            .arg(&agent_sock)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     wait_for_path(&agent_sock);
     let identity_agent = format!("IdentityAgent={}", agent_sock.display());
     let with_agent = std::process::Command::new("ssh")
