@@ -711,7 +711,7 @@ fn stock_openssh_tools_move_files_through_the_gateway_and_the_recording_knows_th
         .stdin(std::process::Stdio::null())
         .output()
         .unwrap();
-    let _ = agent.kill();
+    drop(agent);
     assert_eq!(
         String::from_utf8_lossy(&with_agent.stdout),
         "agentless\n",
