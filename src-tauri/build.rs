@@ -9,6 +9,8 @@ fn main() {
         "add_target",
         "update_target",
         "add_user",
+        "list_gateways",
+        "add_gateway",
         "list_requests",
         "create_request",
         "review_request",

@@ -240,6 +240,7 @@ async fn standalone_first_run_add_target_and_browse() {
     let fingerprint = app.text("detail-fingerprint").await;
     assert!(fingerprint.starts_with("SHA256:"), "{fingerprint}");
     assert!(app.text("target-detail").await.contains("Front web server"));
+    assert_eq!(app.text("detail-gateway").await, "embedded");
     app.screenshot("vault").await;
 
     // Edit: the credential field starts empty (nothing comes back to fill it) and, left empty,
@@ -255,6 +256,20 @@ async fn standalone_first_run_add_target_and_browse() {
     app.el("vault-empty").await;
     app.fill("vault-search", "NGINX").await;
     app.el("target-row-web").await;
+
+    // Gateways: the app's own (embedded, listening on loopback, reaching web) and a new one,
+    // whose one-time code enrols a gateway process near other targets.
+    app.click("nav-gateways").await;
+    let embedded = app.wait_text("gateway-embedded", "127.0.0.1:").await;
+    assert!(embedded.contains("in the server") && embedded.contains("SHA256:"), "{embedded}");
+    app.click("gateway-add").await;
+    assert!(app.text("gateway-error").await.contains("name"), "an empty name is refused inline");
+    app.fill("gateway-name", "near-db").await;
+    app.click("gateway-add").await;
+    assert!(app.text("gateway-code-near-db").await.starts_with("pc1-"));
+    assert!(app.wait_text("gateway-near-db", "not enrolled yet").await.contains("near-db"));
+    app.screenshot("gateways").await;
+    app.click("nav-vault").await;
 
     // Invariant 1: the credential is nowhere in the webview once saved.
     assert_no_canary(&app.webview_contents().await, &key, "webview");

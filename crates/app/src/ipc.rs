@@ -5,7 +5,7 @@
 use portcullis_client::{ClientError, LiveUpdate, NewTarget};
 use portcullis_crypto::SecretBytes;
 use portcullis_keystore::KeystoreError;
-use portcullis_proto::{AccessRequestView, CredentialKind, LiveEvent, SessionSummary, TargetSummary};
+use portcullis_proto::{AccessRequestView, CredentialKind, GatewaySummary, LiveEvent, SessionSummary, TargetSummary};
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 
@@ -223,6 +223,48 @@ pub struct NewUserView {
     pub expires_at: i64,
 }
 
+/// A gateway as the admin view lists it.
+#[derive(Clone, Debug, Serialize, TS)]
+pub struct GatewayView {
+    pub name: String,
+    pub embedded: bool,
+    pub address: Option<String>,
+    pub host_key_fingerprint: Option<String>,
+    #[ts(type = "number | null")]
+    pub enrolled_at: Option<i64>,
+    #[ts(type = "number | null")]
+    pub last_contact_at: Option<i64>,
+    /// Records it holds that the server has not acknowledged, as it last reported.
+    #[ts(type = "number")]
+    pub backlog: u64,
+    #[ts(type = "number")]
+    pub targets: u64,
+}
+
+impl From<GatewaySummary> for GatewayView {
+    fn from(g: GatewaySummary) -> Self {
+        Self {
+            name: g.name,
+            embedded: g.embedded,
+            address: g.address,
+            host_key_fingerprint: g.host_key_fingerprint,
+            enrolled_at: g.enrolled_at,
+            last_contact_at: g.last_contact_at,
+            backlog: g.backlog,
+            targets: g.targets,
+        }
+    }
+}
+
+/// A new gateway's one-time enrolment code, for `portcullis gateway enroll` on its machine.
+#[derive(Clone, Debug, Serialize, TS)]
+pub struct NewGatewayView {
+    pub name: String,
+    pub enrolment_code: String,
+    #[ts(type = "number")]
+    pub expires_at: i64,
+}
+
 #[derive(Clone, Debug, Serialize, TS)]
 pub struct RequestView {
     pub id: String,
@@ -340,6 +382,8 @@ pub fn typescript_bindings() -> String {
         VaultFilter::decl(&cfg),
         NewTargetForm::decl(&cfg),
         NewUserView::decl(&cfg),
+        GatewayView::decl(&cfg),
+        NewGatewayView::decl(&cfg),
         RequestView::decl(&cfg),
         LiveView::decl(&cfg),
         SessionView::decl(&cfg),

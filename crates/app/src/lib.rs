@@ -27,7 +27,9 @@ use portcullis_client::Device;
 use portcullis_client::ssh::Input;
 use portcullis_crypto::SecretString;
 use portcullis_keystore::{KeystoreError, PassphrasePurpose, PassphraseSource, Preference};
-use portcullis_proto::{AddUserRequest, CreateAccessRequest, Decision, ReviewRequest, Role, TargetFilter};
+use portcullis_proto::{
+    AddGatewayRequest, AddUserRequest, CreateAccessRequest, Decision, ReviewRequest, Role, TargetFilter,
+};
 use portcullis_server::{Embedded, InitOptions, Server, SystemClock};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
@@ -248,6 +250,17 @@ impl AppCore {
         let roles = roles.iter().map(|r| r.parse()).collect::<Result<Vec<_>, _>>().map_err(AppError::input)?;
         let added = self.device().await?.api().add_user(&AddUserRequest { name: name.to_string(), roles }).await?;
         Ok(NewUserView { name: added.name, enrolment_code: added.enrolment_code, expires_at: added.code_expires_at })
+    }
+
+    /// Gateways with their address, last contact and unsynced backlog (admins).
+    pub async fn gateways(&self) -> Result<Vec<GatewayView>, AppError> {
+        Ok(self.device().await?.api().gateways().await?.into_iter().map(GatewayView::from).collect())
+    }
+
+    /// Adds a gateway; its one-time code enrols the gateway process near the targets.
+    pub async fn add_gateway(&self, name: &str) -> Result<NewGatewayView, AppError> {
+        let added = self.device().await?.api().add_gateway(&AddGatewayRequest { name: name.to_string() }).await?;
+        Ok(NewGatewayView { name: added.name, enrolment_code: added.enrolment_code, expires_at: added.code_expires_at })
     }
 
     pub async fn requests(&self, pending_only: bool) -> Result<Vec<RequestView>, AppError> {

@@ -1,4 +1,4 @@
-use portcullis_app::{NewTargetForm, NewUserView, TargetView, VaultFilter};
+use portcullis_app::{GatewayView, NewGatewayView, NewTargetForm, NewUserView, TargetView, VaultFilter};
 
 use super::{Core, Result, reply};
 
@@ -22,4 +22,14 @@ pub async fn update_target(core: Core<'_>, form: NewTargetForm) -> Result<Target
 #[tauri::command]
 pub async fn add_user(core: Core<'_>, name: String, roles: Vec<String>) -> Result<NewUserView> {
     reply("add_user", core.add_user(&name, roles).await)
+}
+
+#[tauri::command]
+pub async fn list_gateways(core: Core<'_>) -> Result<Vec<GatewayView>> {
+    reply("list_gateways", core.gateways().await)
+}
+
+#[tauri::command]
+pub async fn add_gateway(core: Core<'_>, name: String) -> Result<NewGatewayView> {
+    reply("add_gateway", core.add_gateway(&name).await)
 }

@@ -35,6 +35,14 @@ credential_kind: string, credential: string, environment: string, tags: Array<st
 
 export type NewUserView = { name: string, enrolment_code: string, expires_at: number, };
 
+export type GatewayView = { name: string, embedded: boolean, address: string | null, host_key_fingerprint: string | null, enrolled_at: number | null, last_contact_at: number | null, 
+/**
+ * Records it holds that the server has not acknowledged, as it last reported.
+ */
+backlog: number, targets: number, };
+
+export type NewGatewayView = { name: string, enrolment_code: string, expires_at: number, };
+
 export type RequestView = { id: string, requester: string, target: string, duration_secs: number, reason: string, status: string, created_at: number, expires_at: number, decided_by: string | null, decision_reason: string | null, grant_not_after: number | null, };
 
 export type LiveView = { 

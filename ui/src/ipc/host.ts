@@ -3,7 +3,7 @@
 import { Channel, invoke } from "@tauri-apps/api/core";
 import { isPermissionGranted, sendNotification } from "@tauri-apps/plugin-notification";
 import type {
-  AppError, AppStatus, LiveView, NewTargetForm, NewUserView, RequestView, SessionView, VaultFilter,
+  AppError, AppStatus, GatewayView, LiveView, NewGatewayView, NewTargetForm, NewUserView, RequestView, SessionView, VaultFilter,
   TargetView, TerminalEvent,
 } from "./bindings";
 
@@ -34,6 +34,8 @@ export const host = {
   addTarget: (form: NewTargetForm) => call<TargetView>("add_target", { form }),
   updateTarget: (form: NewTargetForm) => call<TargetView>("update_target", { form }),
   addUser: (name: string, roles: string[]) => call<NewUserView>("add_user", { name, roles }),
+  gateways: () => call<GatewayView[]>("list_gateways"),
+  addGateway: (name: string) => call<NewGatewayView>("add_gateway", { name }),
   listRequests: (pendingOnly: boolean) => call<RequestView[]>("list_requests", { pendingOnly }),
   createRequest: (target: string, durationSecs: number, reason: string) =>
     call<RequestView>("create_request", { target, durationSecs, reason }),
