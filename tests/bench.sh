@@ -1,9 +1,16 @@
 #!/usr/bin/env bash
-# Benchmarks (figures, not pass/fail), release build, medians of alternating runs:
-#  (a) bulk throughput of SIZE through `portcullis ssh target -- cat > /dev/null` against
-#      direct OpenSSH `ssh` to the same sshd with the same cipher, as a ratio;
-#  (b) Argon2id unlock time at the chosen parameters, beside an OS-keyring unlock.
-# Usage: bash tests/bench.sh [SIZE_MIB=256] [RUNS=5]
+# Gateway benchmarks (figures, not pass/fail), release build, medians of alternating runs, each
+# figure beside its baseline measured in the same run. A gateway process (`gateway run`, so its
+# CPU and memory are its own) in front of a throwaway OpenSSH server; the user's own `ssh`/`scp`.
+#  (a) SIZE through `ssh ... 'cat > /dev/null'` via the gateway vs direct to the same sshd with
+#      the same cipher: wall clock and throughput ratio; CPU seconds per GiB of the gateway
+#      (user + system) beside sshd's in the same runs;
+#  (b) SIZE with `scp` (SFTP mode) via the gateway vs direct;
+#  (c) interactive round trip: one byte echoed by `cat` on a PTY, via the gateway vs direct;
+#  (d) the gateway's memory with 50 idle sessions open;
+#  (e) Argon2id unlock beside an OS-keyring unlock (issue 2's figure, kept).
+# Both legs use aes256-gcm: the user side by `-c`, the gateway prefers it towards targets.
+# Usage: bash tests/bench.sh [SIZE_MIB=256] [RUNS=5]   (BENCH_PARTS="a b c d e" picks parts)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tests/setup.sh
@@ -17,50 +24,107 @@ P="$PWD/target/release/portcullis"
 export PORTCULLIS_KEY_STORE=passphrase PORTCULLIS_PASSPHRASE="bench passphrase"
 as() { local who=$1; shift; PORTCULLIS_HOME="$work/$who" "$P" "$@"; }
 
-start_sshd DEBUG
+start_sshd INFO
+sshd_pid=${pids[-1]}
 
 as admin server init --data "$work/server" >"$work/init.out"
 api_port=$(free_port)
-gateway_port=$(free_port)
-"$P" server run --data "$work/server" --listen "127.0.0.1:$api_port" --gateway-listen "127.0.0.1:$gateway_port" \
-  >"$work/server.log" 2>&1 & pids+=($!)
+"$P" server run --data "$work/server" --listen "127.0.0.1:$api_port" --no-gateway >"$work/server.log" 2>&1 & pids+=($!)
 wait_port "$api_port"
-wait_port "$gateway_port"
 url="http://127.0.0.1:$api_port"
 as admin enroll --server "$url" --code "$(tail -n1 "$work/init.out")" >/dev/null
+gateway_code=$(as admin gateway add bench-gw | tail -n1)
+as gw gateway enroll --server "$url" --code "$gateway_code" >/dev/null
+gateway_port=$(free_port)
+PORTCULLIS_HOME="$work/gw" "$P" gateway run --listen "127.0.0.1:$gateway_port" >"$work/gateway.log" 2>&1 & pids+=($!)
+gateway_pid=$!
+wait_port "$gateway_port"
 as alice enroll --server "$url" --code "$(as admin user add alice --role requester | tail -n1)" >/dev/null
 as bob enroll --server "$url" --code "$(as admin user add bob --role approver | tail -n1)" >/dev/null
-as admin target add bench --host 127.0.0.1 --port "$ssh_port" --login "$(id -un)" \
+as admin target add bench --host 127.0.0.1 --port "$ssh_port" --login "$(id -un)" --gateway bench-gw \
   --key-file "$work/sshd/credential" --host-key "$(cat "$work/sshd/host_key.pub")" >/dev/null
 as bob approve "$(as alice request bench --duration 8h --reason bench | tail -n1)" >/dev/null
+for _ in $(seq 50); do as alice ssh-config --out "$work/ssh-config" >/dev/null 2>&1 && break; sleep 0.2; done
+cfg="$work/ssh-config"
+
+direct_opts=(-q -c "$cipher" -i "$work/sshd/credential" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null
+  -o BatchMode=yes -o IdentitiesOnly=yes)
+direct_ssh() { ssh "${direct_opts[@]}" -p "$ssh_port" "$(id -un)@127.0.0.1" "$@"; }
+gateway_ssh() { ssh -q -c "$cipher" -F "$cfg" bench.portcullis "$@"; }
+payload="$work/payload.bin"
+head -c "${size_mib}M" /dev/urandom >"$payload"
 
 now() { date +%s.%N; }
-direct() {
-  head -c "${size_mib}M" /dev/zero | ssh -q -c "$cipher" -i "$work/sshd/credential" -p "$ssh_port" \
-    -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes \
-    "$(id -un)@127.0.0.1" 'cat > /dev/null' 2>/dev/null
-}
-brokered() { head -c "${size_mib}M" /dev/zero | as alice ssh bench -- 'cat > /dev/null' 2>/dev/null; }
-
-declare -a t_direct t_brokered
-direct; brokered # warm-up
-for i in $(seq "$runs"); do
-  s=$(now); direct; e=$(now); t_direct+=("$(echo "$e - $s" | bc -l)")
-  s=$(now); brokered; e=$(now); t_brokered+=("$(echo "$e - $s" | bc -l)")
-done
+# utime + stime (+ reaped children's, for sshd's per-connection processes), in seconds.
+cpu() { awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15 + $16 + $17) / hz}' "/proc/$1/stat"; }
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-md=$(median "${t_direct[@]}")
-mb=$(median "${t_brokered[@]}")
-echo "ciphers negotiated by sshd: $(grep -o 'cipher: [a-z0-9@.-]*' "$work/sshd/log" | sort | uniq -c | tr '\n' ';')"
-printf 'throughput, %s MiB, %s runs each (median):\n' "$size_mib" "$runs"
-printf '  direct ssh      %6.2f s  %7.1f MiB/s   runs: %s\n' "$md" "$(echo "$size_mib / $md" | bc -l)" "${t_direct[*]}"
-printf '  portcullis ssh  %6.2f s  %7.1f MiB/s   runs: %s\n' "$mb" "$(echo "$size_mib / $mb" | bc -l)" "${t_brokered[*]}"
-printf '  brokered/direct throughput ratio: %.2f\n' "$(echo "$md / $mb" | bc -l)"
+sub() { echo "$1 - $2" | bc -l; }
 
-# Fixed per-command cost of the brokered path (unlock + credential release + handshake).
-s=$(now); as alice ssh bench -- true 2>/dev/null; e=$(now)
-printf '  one brokered `true` (startup, unlock, release, handshake): %.2f s\n' "$(echo "$e - $s" | bc -l)"
+parts=${BENCH_PARTS:-a b c d e}
+part() { [[ " $parts " == *" $1 "* ]]; }
+declare -a t_direct t_gateway c_gateway c_sshd_gw c_sshd_direct s_direct s_gateway
+if part a; then
+run_direct() { direct_ssh 'cat > /dev/null' <"$payload"; }
+run_gateway() { gateway_ssh 'cat > /dev/null' <"$payload"; }
+run_direct; run_gateway # warm-up
+for _ in $(seq "$runs"); do
+  c0=$(cpu "$sshd_pid"); s=$(now); run_direct; e=$(now); sleep 0.3; c1=$(cpu "$sshd_pid")
+  t_direct+=("$(sub "$e" "$s")"); c_sshd_direct+=("$(sub "$c1" "$c0")")
+  g0=$(cpu "$gateway_pid"); c0=$(cpu "$sshd_pid"); s=$(now); run_gateway; e=$(now); sleep 0.3
+  g1=$(cpu "$gateway_pid"); c1=$(cpu "$sshd_pid")
+  t_gateway+=("$(sub "$e" "$s")"); c_gateway+=("$(sub "$g1" "$g0")"); c_sshd_gw+=("$(sub "$c1" "$c0")")
+done
+gib=$(echo "$size_mib / 1024" | bc -l)
+md=$(median "${t_direct[@]}"); mg=$(median "${t_gateway[@]}")
+cg=$(median "${c_gateway[@]}"); csg=$(median "${c_sshd_gw[@]}"); csd=$(median "${c_sshd_direct[@]}")
+printf '(a) %s MiB through ssh "cat > /dev/null", %s runs each, medians:\n' "$size_mib" "$runs"
+printf '    direct          %6.2f s  %7.1f MiB/s   runs: %s\n' "$md" "$(echo "$size_mib / $md" | bc -l)" "${t_direct[*]}"
+printf '    via gateway     %6.2f s  %7.1f MiB/s   runs: %s\n' "$mg" "$(echo "$size_mib / $mg" | bc -l)" "${t_gateway[*]}"
+printf '    gateway/direct throughput ratio: %.2f (goal >= 0.45)\n' "$(echo "$md / $mg" | bc -l)"
+printf '    CPU per GiB: gateway %.2f s, sshd %.2f s in the same runs (%.2f s direct): gateway/sshd = %.2f (goal <= 2.5)\n' \
+  "$(echo "$cg / $gib" | bc -l)" "$(echo "$csg / $gib" | bc -l)" "$(echo "$csd / $gib" | bc -l)" "$(echo "$cg / $csg" | bc -l)"
+fi
 
+scp_direct() { scp "${direct_opts[@]}" -P "$ssh_port" "$payload" "$(id -un)@127.0.0.1:/dev/null" 2>/dev/null; }
+scp_gateway() { scp -q -c "$cipher" -F "$cfg" "$payload" bench.portcullis:/dev/null 2>/dev/null; }
+# (sftp-server answers scp's closing fsetstat on /dev/null with an error on either path; the
+# bytes have been sent by then.)
+if part b; then
+scp_direct; scp_gateway
+for _ in $(seq "$runs"); do
+  s=$(now); scp_direct; e=$(now); s_direct+=("$(sub "$e" "$s")")
+  s=$(now); scp_gateway; e=$(now); s_gateway+=("$(sub "$e" "$s")")
+done
+sd=$(median "${s_direct[@]}"); sg=$(median "${s_gateway[@]}")
+printf '(b) %s MiB with scp (SFTP mode), medians: direct %.2f s, via gateway %.2f s: ratio %.2f (goal >= 0.45)\n' \
+  "$size_mib" "$sd" "$sg" "$(echo "$sd / $sg" | bc -l)"
+fi
+
+if part c; then
+printf '(c) interactive round trip, one byte echoed by cat on a PTY (200 each, alternating blocks):\n'
+python3 tests/bench_rtt.py 200 \
+  "direct" "ssh ${direct_opts[*]} -tt -p $ssh_port $(id -un)@127.0.0.1 stty raw -echo\\; cat" \
+  "gateway" "ssh -q -tt -c $cipher -F $cfg bench.portcullis stty raw -echo\\; cat"
+fi
+
+if part d; then
+rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+before=$(rss "$gateway_pid")
+idle=()
+for _ in $(seq 50); do gateway_ssh sleep 600 </dev/null & idle+=($!); sleep 0.1; done
+for _ in $(seq 100); do
+  [ "$(ss -tn state established "( sport = :$gateway_port )" | tail -n +2 | wc -l)" -ge 50 ] && break
+  sleep 0.2
+done
+sleep 2
+after=$(rss "$gateway_pid")
+kill "${idle[@]}" 2>/dev/null || true
+wait "${idle[@]}" 2>/dev/null || true
+printf '(d) gateway memory (RSS): %.1f MiB idle, %.1f MiB with 50 idle sessions open (%.0f KiB per session)\n' \
+  "$(echo "$before / 1024" | bc -l)" "$(echo "$after / 1024" | bc -l)" "$(echo "($after - $before) / 50" | bc -l)"
+fi
+
+part e || exit 0
 echo
 if command -v dbus-run-session >/dev/null && command -v gnome-keyring-daemon >/dev/null; then
   export XDG_RUNTIME_DIR="$work/xdg" XDG_DATA_HOME="$work/xdg-data"

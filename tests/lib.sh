@@ -27,6 +27,8 @@ StrictModes no
 UsePAM no
 PasswordAuthentication no
 PermitRootLogin prohibit-password
+MaxStartups 200
+MaxSessions 200
 Subsystem sftp /usr/lib/openssh/sftp-server
 LogLevel ${1:-INFO}
 CFG

@@ -840,3 +840,77 @@ fn the_gateway_explains_refused_certificates() {
         out.matches("\"what\":\"certificate\"").count() >= 3
     });
 }
+
+/// A tmpfs of `size` mounted at `dir` (root only), unmounted when dropped.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(dir: &std::path::Path, size: &str) -> SmallDisk {
+        std::fs::create_dir_all(dir).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "mounting a tmpfs needs root (the suite runs as root)");
+        SmallDisk(dir.to_path_buf())
+    }
+
+    /// Fills it up; the file is removed to give the space back.
+    fn fill(&self) -> std::path::PathBuf {
+        let file = self.0.join("filler");
+        let _ = std::process::Command::new("dd")
+            .args(["if=/dev/zero", "bs=64k"])
+            .arg(format!("of={}", file.display()))
+            .stderr(std::process::Stdio::null())
+            .status();
+        file
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Fail closed: a gateway that cannot write its records stops the session it brokers and
+/// opens no new one, with a message to the user; once space returns, sessions run again.
+#[test]
+fn a_session_that_cannot_be_recorded_does_not_run() {
+    let sshd = Sshd::start();
+    let world = World::new();
+    let disk = SmallDisk::mount(&world.root.path().join("gateway-full"), "16m");
+    let code = world.admin.run(&["gateway", "add", "full"]).ok().last_line();
+    let mut gateway =
+        GatewayProcess::enroll(world.root.path(), "full", &world.server.url, &code, "warn", &world.transcript);
+    assert!(gateway.home.starts_with(&disk.0));
+    gateway.start();
+    world.add_target_with("db", sshd.port, &sshd.user_key, &sshd.host_key_pub, &["--gateway", "full"]).ok();
+    world.grant("db", "30m");
+    world.alice.run(&["ssh", "db", "--", "echo", "recorded"]).ok();
+
+    // The disk fills while a session runs: its next record fails, and the session stops.
+    let started = Instant::now();
+    let child = world.alice.spawn(&["ssh", "db", "--", "sleep 2; while :; do echo more output; sleep 0.05; done"]);
+    std::thread::sleep(Duration::from_millis(1000));
+    let filler = disk.fill();
+    let run = world.alice.wait(child);
+    assert_ne!(run.status, 0);
+    assert!(run.stderr.contains("could not be recorded and was stopped"), "{}", run.stderr);
+    assert!(started.elapsed() < Duration::from_secs(15), "the session went on unrecorded");
+
+    // No new session while nothing can be recorded.
+    let refused = world.alice.run(&["ssh", "db", "--", "echo", "should-not-run"]);
+    assert_ne!(refused.status, 0);
+    assert!(!refused.stdout.contains("should-not-run"));
+    assert!(refused.stderr.contains("recording failed"), "{}", refused.stderr);
+
+    // Space returns: sessions run (and are recorded) again.
+    std::fs::remove_file(filler).unwrap();
+    let again = world.alice.run(&["ssh", "db", "--", "echo", "recorded-again"]).ok();
+    assert_eq!(again.stdout, "recorded-again\n");
+    world.sessions_when("the session after recovery", |out| out.contains("recorded-again"));
+    gateway.kill();
+}

@@ -265,9 +265,15 @@ impl<S: RecordSink> Recorder<S> {
         if self.buffered >= CHUNK_BYTES || old { self.flush().await } else { Ok(()) }
     }
 
-    /// Writes what is buffered (a terminal's events; called on a timer too, so a quiet
-    /// terminal's last keystrokes reach the log within about a second).
+    /// Writes what is buffered (called on a timer too, so a quiet session's last keystrokes or
+    /// bytes reach the log within about a second — and a log that cannot be written is noticed).
     pub async fn flush(&mut self) -> Result<(), RecordingFailed> {
+        for index in [STDIN, STDOUT, STDERR] {
+            if !self.streams[index].pending.is_empty() {
+                let (offset, chunk) = self.streams[index].take();
+                self.write_stream_chunk(index, offset, chunk).await?;
+            }
+        }
         if self.events.is_empty() {
             return Ok(());
         }

@@ -165,13 +165,24 @@ impl Connection {
     fn explain_failure(&mut self, channel: ChannelId, session: &mut Session) -> Result<bool, russh::Error> {
         let Some((client, message)) = self.failed_channels.remove(&channel) else { return Ok(false) };
         session.channel_success(channel)?;
-        tokio::spawn(async move {
-            let _ = client.extended_data_bytes(1, Bytes::from(format!("[portcullis] {message}\r\n"))).await;
-            let _ = client.exit_status(255).await;
-            let _ = client.eof().await;
-            let _ = client.close().await;
-        });
+        explain(client, message);
         Ok(true)
+    }
+
+    /// Ends a channel that was to run but cannot (its start could not be recorded): the target
+    /// side is closed and the user told why.
+    async fn end_with_message(
+        &mut self,
+        channel: ChannelId,
+        session: &mut Session,
+        message: String,
+    ) -> Result<(), russh::Error> {
+        if let Some(b) = self.channels.remove(&channel) {
+            let _ = b.upstream.close().await;
+            session.channel_success(channel)?;
+            explain(b.client, message);
+        }
+        Ok(())
     }
 
     /// Starts the pump of `channel` if it is not running yet (at its first request).
@@ -240,10 +251,7 @@ impl Connection {
             Ok(recorder) => recorder,
             Err(e) => {
                 tracing::error!(error = %e, "cannot record; refusing the session");
-                if let Some(b) = self.channels.get(&channel) {
-                    let _ = b.client.extended_data_bytes(1, Bytes::from(format!("[portcullis] {e}\r\n"))).await;
-                }
-                return session.channel_failure(channel);
+                return self.end_with_message(channel, session, e.to_string()).await;
             }
         };
         let (events, rx) = mpsc::channel(64);
@@ -265,10 +273,20 @@ impl Connection {
             })
             .await;
         if !ok {
-            if let Some(b) = self.channels.get_mut(&channel)
-                && let Some(r) = b.recorder.take()
-            {
-                let _ = r.send(RecordEvent::Finish { exit_status: None, reason: "refused by the target".into() }).await;
+            // The target's answer is the user's answer; then the channel ends (clients that wait
+            // for the target's side would otherwise hang).
+            if let Some(b) = self.channels.get_mut(&channel) {
+                if let Some(r) = b.recorder.take() {
+                    let _ =
+                        r.send(RecordEvent::Finish { exit_status: None, reason: "refused by the target".into() }).await;
+                }
+                let _ = b.upstream.close().await;
+                let client = b.client.clone();
+                session.channel_failure(channel)?;
+                tokio::spawn(async move {
+                    let _ = client.close().await;
+                });
+                return Ok(());
             }
             return session.channel_failure(channel);
         }
@@ -289,6 +307,17 @@ impl Connection {
         }
         Ok(())
     }
+}
+
+/// Tells the user why their channel cannot run (stderr), then ends it with exit status 255 —
+/// in that order, through the channel's own queue.
+fn explain(client: Arc<ChannelWriteHalf<Msg>>, message: String) {
+    tokio::spawn(async move {
+        let _ = client.extended_data_bytes(1, Bytes::from(format!("[portcullis] {message}\r\n"))).await;
+        let _ = client.exit_status(255).await;
+        let _ = client.eof().await;
+        let _ = client.close().await;
+    });
 }
 
 /// What a client that showed no acceptable certificate is told. russh refuses a certificate
