@@ -88,29 +88,46 @@ impl LocalDb {
         payload_json: &str,
         now: f64,
     ) -> Result<u64, ClientError> {
-        // Several processes of one device (two terminals) append concurrently: take SQLite's
-        // write lock before reading the last sequence number, so no two records share one.
+        self.append_records(key, device_id, &[(kind, payload_json)], now).await
+    }
+
+    /// Appends `records` (kind, payload JSON) in one transaction — one durable write for the
+    /// lot; returns the sequence number of the last one.
+    pub async fn append_records(
+        &self,
+        key: &SymmetricKey,
+        device_id: &str,
+        records: &[(&str, &str)],
+        now: f64,
+    ) -> Result<u64, ClientError> {
+        // Several processes of one writer append concurrently: take SQLite's write lock before
+        // reading the last sequence number, so no two records share one.
         let mut conn = self.pool.acquire().await.map_err(db_err)?;
         sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await.map_err(db_err)?;
         let appended = async {
             let last: Option<i64> =
                 sqlx::query_scalar("SELECT MAX(seq) FROM records").fetch_one(&mut *conn).await.map_err(db_err)?;
-            let seq = last.unwrap_or(0) as u64 + 1;
-            let ct = key.seal(&mut OsRng, payload_json.as_bytes(), &record_aad(device_id, seq))?;
-            sqlx::query("INSERT INTO records (seq, kind, created_at, payload) VALUES (?, ?, ?, ?)")
-                .bind(seq as i64)
-                .bind(kind)
-                .bind(now)
-                .bind(ct)
-                .execute(&mut *conn)
-                .await
-                .map_err(db_err)?;
+            let mut seq = last.unwrap_or(0) as u64;
+            for (kind, payload_json) in records {
+                seq += 1;
+                let ct = key.seal(&mut OsRng, payload_json.as_bytes(), &record_aad(device_id, seq))?;
+                sqlx::query("INSERT INTO records (seq, kind, created_at, payload) VALUES (?, ?, ?, ?)")
+                    .bind(seq as i64)
+                    .bind(kind)
+                    .bind(now)
+                    .bind(ct)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(db_err)?;
+            }
             Ok::<u64, ClientError>(seq)
         }
         .await;
         let end = if appended.is_ok() { "COMMIT" } else { "ROLLBACK" };
-        sqlx::query(end).execute(&mut *conn).await.map_err(db_err)?;
-        appended
+        let ended = sqlx::query(end).execute(&mut *conn).await.map_err(db_err);
+        let seq = appended?;
+        ended?;
+        Ok(seq)
     }
 
     /// The oldest records not yet acknowledged, decrypted, up to `max_records` / `max_bytes`.

@@ -31,9 +31,16 @@ pub struct SyncReport {
 }
 
 impl RecordLog {
+    /// Opens the log at gateway start; sessions a previous run left open (it was killed) are
+    /// ended here, before any new one starts.
     pub async fn open(path: &Path, key: SymmetricKey, writer_id: &str) -> Result<Self, String> {
         let db = LocalDb::open(path).await.map_err(|e| e.to_string())?;
-        Ok(Self { db, key, writer_id: writer_id.to_string(), appended: Notify::new() })
+        let log = Self { db, key, writer_id: writer_id.to_string(), appended: Notify::new() };
+        let closed = log.close_interrupted_sessions().await?;
+        if closed > 0 {
+            tracing::warn!(sessions = closed, "sessions cut off when the gateway last stopped are marked ended");
+        }
+        Ok(log)
     }
 
     /// Keeps one of the gateway's own secrets (a gateway process keeps its keys here).
@@ -47,14 +54,52 @@ impl RecordLog {
 
     /// Appends a record (encrypted, durable before this returns); returns its sequence number.
     pub async fn append(&self, payload: &AuditPayload) -> Result<u64, String> {
-        let json = serde_json::to_string(payload).map_err(|e| e.to_string())?;
+        self.append_all(std::slice::from_ref(payload)).await
+    }
+
+    /// Appends records in one transaction (one durable write); the last sequence number.
+    pub async fn append_all(&self, payloads: &[AuditPayload]) -> Result<u64, String> {
+        let jsons =
+            payloads.iter().map(serde_json::to_string).collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
+        let records: Vec<(&str, &str)> = payloads.iter().zip(&jsons).map(|(p, j)| (p.kind(), j.as_str())).collect();
         let seq = self
             .db
-            .append_record(&self.key, &self.writer_id, payload.kind(), &json, crate::now_f64())
+            .append_records(&self.key, &self.writer_id, &records, crate::now_f64())
             .await
             .map_err(|e| e.to_string())?;
         self.appended.notify_one();
         Ok(seq)
+    }
+
+    /// Sessions the log started but never ended (the gateway stopped under them): each gets
+    /// its end now, so no recording stays open forever.
+    pub async fn close_interrupted_sessions(&self) -> Result<usize, String> {
+        let open: Vec<_> = self
+            .db
+            .sessions(&self.key, &self.writer_id)
+            .await
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter(|s| s.ended_at.is_none())
+            .collect();
+        let ends: Vec<AuditPayload> = open
+            .iter()
+            .map(|s| {
+                AuditPayload::SessionEnd(portcullis_proto::SessionEnd {
+                    session_id: s.session_id.clone(),
+                    ended_at: crate::now_f64(),
+                    exit_status: None,
+                    bytes_in: 0,
+                    bytes_out: 0,
+                    reason: "gateway stopped".into(),
+                    streams: Vec::new(),
+                })
+            })
+            .collect();
+        if !ends.is_empty() {
+            self.append_all(&ends).await?;
+        }
+        Ok(ends.len())
     }
 
     pub async fn pending(&self) -> Result<u64, String> {
@@ -87,8 +132,8 @@ impl RecordLog {
 }
 
 impl RecordSink for Arc<RecordLog> {
-    async fn append(&self, payload: AuditPayload) -> Result<(), String> {
-        RecordLog::append(self, &payload).await.map(|_| ())
+    async fn append_all(&self, payloads: Vec<AuditPayload>) -> Result<(), String> {
+        RecordLog::append_all(self, &payloads).await.map(|_| ())
     }
 }
 

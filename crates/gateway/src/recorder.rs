@@ -17,9 +17,9 @@ use sha2::{Digest, Sha256};
 
 use crate::transfer::{ScpTracker, SftpTracker, Transfer, Way, scp_mode};
 
-/// Where records go: the gateway's record log.
+/// Where records go: the gateway's record log. A batch is written at once (one durable write).
 pub trait RecordSink: Send + Sync {
-    fn append(&self, payload: AuditPayload) -> impl Future<Output = Result<(), String>> + Send;
+    fn append_all(&self, payloads: Vec<AuditPayload>) -> impl Future<Output = Result<(), String>> + Send;
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -106,6 +106,8 @@ pub struct Recorder<S: RecordSink> {
     bytes_out: u64,
     streams: [StreamRecord; 3],
     tracker: Tracker,
+    /// Records made and not yet written (see [`Recorder::commit`]).
+    outbox: Vec<AuditPayload>,
 }
 
 const STDIN: usize = 0;
@@ -122,7 +124,7 @@ impl<S: RecordSink> Recorder<S> {
             (Some(command), _) => scp_mode(command).map(|m| Tracker::Scp(ScpTracker::new(m))).unwrap_or(Tracker::None),
             _ => Tracker::None,
         };
-        sink.append(AuditPayload::SessionStart(start)).await.map_err(RecordingFailed)?;
+        sink.append_all(vec![AuditPayload::SessionStart(start)]).await.map_err(RecordingFailed)?;
         Ok(Self {
             sink,
             session_id,
@@ -138,6 +140,7 @@ impl<S: RecordSink> Recorder<S> {
             bytes_out: 0,
             streams: [StreamRecord::new("stdin"), StreamRecord::new("stdout"), StreamRecord::new("stderr")],
             tracker,
+            outbox: Vec::new(),
         })
     }
 
@@ -154,8 +157,19 @@ impl<S: RecordSink> Recorder<S> {
         self.events.push((self.clock_start.elapsed().as_secs_f64(), code.to_string(), data));
     }
 
-    async fn append(&self, payload: AuditPayload) -> Result<(), RecordingFailed> {
-        self.sink.append(payload).await.map_err(RecordingFailed)
+    async fn append(&mut self, payload: AuditPayload) -> Result<(), RecordingFailed> {
+        self.outbox.push(payload);
+        // Bound what waits in memory even when a caller never commits.
+        if self.outbox.len() >= 64 { self.commit().await } else { Ok(()) }
+    }
+
+    /// Writes every record made so far, in one transaction.
+    pub async fn commit(&mut self) -> Result<(), RecordingFailed> {
+        if self.outbox.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::take(&mut self.outbox);
+        self.sink.append_all(batch).await.map_err(RecordingFailed)
     }
 
     async fn stream(&mut self, index: usize, data: &[u8]) -> Result<(), RecordingFailed> {
@@ -165,7 +179,7 @@ impl<S: RecordSink> Recorder<S> {
         Ok(())
     }
 
-    async fn write_stream_chunk(&self, index: usize, offset: u64, data: Vec<u8>) -> Result<(), RecordingFailed> {
+    async fn write_stream_chunk(&mut self, index: usize, offset: u64, data: Vec<u8>) -> Result<(), RecordingFailed> {
         if data.is_empty() {
             return Ok(());
         }
@@ -194,7 +208,7 @@ impl<S: RecordSink> Recorder<S> {
         self.write_transfers(done).await
     }
 
-    async fn write_transfers(&self, done: Vec<Transfer>) -> Result<(), RecordingFailed> {
+    async fn write_transfers(&mut self, done: Vec<Transfer>) -> Result<(), RecordingFailed> {
         for t in done {
             self.append(AuditPayload::FileTransfer(FileTransfer {
                 session_id: self.session_id.clone(),
@@ -321,7 +335,8 @@ impl<S: RecordSink> Recorder<S> {
             reason: reason.to_string(),
             streams,
         }))
-        .await
+        .await?;
+        self.commit().await
     }
 }
 
@@ -381,11 +396,11 @@ mod tests {
     struct Memory(Arc<Mutex<Vec<AuditPayload>>>, bool);
 
     impl RecordSink for Memory {
-        async fn append(&self, payload: AuditPayload) -> Result<(), String> {
+        async fn append_all(&self, payloads: Vec<AuditPayload>) -> Result<(), String> {
             if self.1 {
                 return Err("disk full".into());
             }
-            self.0.lock().unwrap().push(payload);
+            self.0.lock().unwrap().extend(payloads);
             Ok(())
         }
     }

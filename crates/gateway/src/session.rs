@@ -23,7 +23,7 @@ use russh::server::{Auth, ChannelOpenHandle, Handler, Msg, Response, Session, Ve
 use russh::{Channel, ChannelId, ChannelOpenFailure, ChannelWriteHalf, MethodKind, MethodSet, Pty, Sig, client};
 use tokio::sync::{Notify, mpsc, watch};
 
-use crate::bridge::{Pump, RecordEvent, spawn_recorder};
+use crate::bridge::{Pump, RecordEvent, RecordQueue, spawn_recorder};
 use crate::control::Authorized;
 use crate::recorder::{Mode, Recorder};
 use crate::target::{Credential, TargetAddress, TargetError, Upstream};
@@ -42,8 +42,7 @@ struct Bridge {
 
     pump: Option<Pump>,
     replies: mpsc::Receiver<bool>,
-    recorder_slot: watch::Sender<Option<mpsc::Sender<RecordEvent>>>,
-    recorder: Option<mpsc::Sender<RecordEvent>>,
+    recorder: Arc<RecordQueue>,
     pty: Option<(String, u32, u32)>,
     started: bool,
     early: Vec<u8>,
@@ -254,15 +253,10 @@ impl Connection {
                 return self.end_with_message(channel, session, e.to_string()).await;
             }
         };
-        let (events, rx) = mpsc::channel(64);
-        let kill = self.channels.get(&channel).and_then(|b| b.pump.as_ref().map(|p| p.kill.clone()));
-        let kill = kill.unwrap_or_else(|| Arc::new(Notify::new()));
-        spawn_recorder(recorder, rx, kill);
-        if let Some(b) = self.channels.get_mut(&channel) {
-            b.recorder_slot.send_replace(Some(events.clone()));
-            b.recorder = Some(events);
-            b.started = true;
-        }
+        let Some(b) = self.channels.get_mut(&channel) else { return session.channel_failure(channel) };
+        let kill = b.pump.as_ref().map(|p| p.kill.clone()).unwrap_or_else(|| Arc::new(Notify::new()));
+        spawn_recorder(recorder, b.recorder.clone(), kill);
+        b.started = true;
         let ok = self
             .ask_upstream(channel, |up| async move {
                 match (kind.as_str(), command) {
@@ -276,10 +270,8 @@ impl Connection {
             // The target's answer is the user's answer; then the channel ends (clients that wait
             // for the target's side would otherwise hang).
             if let Some(b) = self.channels.get_mut(&channel) {
-                if let Some(r) = b.recorder.take() {
-                    let _ =
-                        r.send(RecordEvent::Finish { exit_status: None, reason: "refused by the target".into() }).await;
-                }
+                let finish = RecordEvent::Finish { exit_status: None, reason: "refused by the target".into() };
+                b.recorder.push(finish).await;
                 let _ = b.upstream.close().await;
                 let client = b.client.clone();
                 session.channel_failure(channel)?;
@@ -296,10 +288,9 @@ impl Connection {
             let early = std::mem::take(&mut b.early);
             if !early.is_empty() {
                 let data = Bytes::from(early);
-                if let Some(r) = &b.recorder {
-                    let _ = r.send(RecordEvent::Input(data.clone())).await;
+                if b.recorder.push(RecordEvent::Input(data.clone())).await {
+                    let _ = b.upstream.data_bytes(data).await;
                 }
-                let _ = b.upstream.data_bytes(data).await;
             }
             if b.early_eof {
                 let _ = b.upstream.eof().await;
@@ -442,7 +433,7 @@ impl Handler for Connection {
         let client = Arc::new(client_write);
         let upstream_write = Arc::new(upstream_write);
         let (replies_tx, replies) = mpsc::channel(4);
-        let (recorder_slot, recorder_rx) = watch::channel(None);
+        let recorder = Arc::new(RecordQueue::default());
         let not_after = self.authorized.as_ref().map(|a| a.not_after).unwrap_or(0);
         let closed_by_user = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let pump = Pump {
@@ -451,7 +442,7 @@ impl Handler for Connection {
             client: client.clone(),
             handle: session.handle(),
             replies: replies_tx,
-            recorder: recorder_rx,
+            recorder: recorder.clone(),
             kill: Arc::new(Notify::new()),
             hangup: self.hangup.subscribe(),
             closed_by_user: closed_by_user.clone(),
@@ -465,8 +456,7 @@ impl Handler for Connection {
                 upstream: upstream_write,
                 pump: Some(pump),
                 replies,
-                recorder_slot,
-                recorder: None,
+                recorder,
                 pty: None,
                 started: false,
                 early: Vec::new(),
@@ -554,10 +544,8 @@ impl Handler for Connection {
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
         if let Some(b) = self.channels.get(&channel) {
-            if let Some(r) = &b.recorder {
-                let clamp = |v: u32| v.min(u32::from(u16::MAX)) as u16;
-                let _ = r.send(RecordEvent::Resize(clamp(col_width), clamp(row_height))).await;
-            }
+            let clamp = |v: u32| v.min(u32::from(u16::MAX)) as u16;
+            b.recorder.push(RecordEvent::Resize(clamp(col_width), clamp(row_height))).await;
             let _ = b.upstream.window_change(col_width, row_height, pix_width, pix_height).await;
         }
         Ok(())
@@ -580,12 +568,9 @@ impl Handler for Connection {
             return Ok(());
         }
         let data = Bytes::copy_from_slice(data);
-        match &b.recorder {
-            // Recorded first: nothing reaches the target unrecorded.
-            Some(r) if r.send(RecordEvent::Input(data.clone())).await.is_ok() => {
-                let _ = b.upstream.data_bytes(data).await;
-            }
-            _ => {}
+        // Queued for the recorder first; once recording has failed nothing more is forwarded.
+        if b.recorder.push(RecordEvent::Input(data.clone())).await {
+            let _ = b.upstream.data_bytes(data).await;
         }
         Ok(())
     }
