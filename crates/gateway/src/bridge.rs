@@ -2,17 +2,19 @@
 //!
 //! The user's side is driven by the SSH server handler ([`crate::session`]), which forwards
 //! requests and data upstream in the order they arrive, waiting for the target's answer to each
-//! request (so `want_reply` is answered from the target). The target's side is a pump task that
-//! forwards data, stderr, exit status, EOF and close to the user in the order the target sent
-//! them. A recorder task, fed through a bounded queue, writes the record log; if it cannot, the
-//! session is stopped. Grant expiry and the user hanging up end the pump.
+//! request (so `want_reply` is answered from the target). The target's side is driven by the
+//! target connection's handler through a [`Route`], which forwards data, stderr, exit status,
+//! EOF and close to the user in the order the target sent them. A recorder task, fed through a
+//! bounded queue, writes the record log; if it cannot, the session is stopped. Grant expiry
+//! and the user hanging up end the channel ([`watch_channel`]).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use russh::{ChannelMsg, ChannelReadHalf, ChannelWriteHalf, client, server};
+use russh::{ChannelId, ChannelWriteHalf, Sig, client, server};
 use tokio::sync::{Notify, mpsc, watch};
 
 use crate::log::RecordLog;
@@ -199,106 +201,139 @@ pub fn spawn_recorder(
     })
 }
 
-/// Everything the pump needs.
-pub struct Pump {
-    pub upstream: ChannelReadHalf,
-    pub upstream_write: Arc<ChannelWriteHalf<client::Msg>>,
-    pub client: Arc<ChannelWriteHalf<server::Msg>>,
-    pub handle: server::Handle,
-    pub replies: mpsc::Sender<bool>,
-    /// The session's recorder queue (active once the session starts; the target sends nothing
-    /// before a shell, command or subsystem runs).
-    pub recorder: Arc<RecordQueue>,
-    pub kill: Arc<Notify>,
-    /// Resolves when the user's connection is gone.
-    pub hangup: watch::Receiver<()>,
-    /// Set when the user closed the channel.
-    pub closed_by_user: Arc<std::sync::atomic::AtomicBool>,
-    pub not_after: i64,
+/// Routes of one target connection: its channel id → the bridge of that channel.
+pub type Routes = Arc<Mutex<HashMap<ChannelId, Arc<Route>>>>;
+
+/// The target's side of one bridged channel. The target connection's handler
+/// ([`crate::target::PinnedHostKey`]) calls it from inside that connection's task, so what the
+/// target sends reaches the user in the order it was sent (data, stderr, exit status, EOF,
+/// close) without a hop through another task — which keeps an interactive round trip short.
+pub struct Route {
+    client: Arc<ChannelWriteHalf<server::Msg>>,
+    handle: server::Handle,
+    recorder: Arc<RecordQueue>,
+    replies: mpsc::Sender<bool>,
+    pub(crate) kill: Arc<Notify>,
+    pub(crate) closed_by_user: AtomicBool,
+    exit_status: Mutex<Option<u32>>,
+    finished: AtomicBool,
+    target_closed: Notify,
 }
 
-impl Pump {
-    /// Forwards the target's side to the user until the target closes the channel, the grant
-    /// expires, recording fails or the user hangs up; then records the end.
-    pub async fn run(mut self) {
-        let until = UNIX_EPOCH + Duration::from_secs(self.not_after.max(0) as u64);
-        let expiry = tokio::time::sleep(until.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO));
-        tokio::pin!(expiry);
-        let id = self.client.id();
-        let mut exit_status = None;
-        let reason = loop {
-            tokio::select! {
-                msg = self.upstream.wait() => match msg {
-                    Some(ChannelMsg::Data { data }) => {
-                        if !self.recorder.push(RecordEvent::Output(data.clone())).await {
-                            break EndReason::RecordingFailed;
-                        }
-                        if self.client.data_bytes(data).await.is_err() {
-                            break EndReason::Disconnected;
-                        }
-                    }
-                    Some(ChannelMsg::ExtendedData { data, ext }) => {
-                        if !self.recorder.push(RecordEvent::Stderr(data.clone())).await {
-                            break EndReason::RecordingFailed;
-                        }
-                        if self.client.extended_data_bytes(ext, data).await.is_err() {
-                            break EndReason::Disconnected;
-                        }
-                    }
-                    Some(ChannelMsg::ExitStatus { exit_status: status }) => {
-                        exit_status = Some(status);
-                        let _ = self.client.exit_status(status).await;
-                    }
-                    Some(ChannelMsg::ExitSignal { signal_name, core_dumped, error_message, lang_tag }) => {
-                        exit_status = exit_status.or(Some(255));
-                        let _ = self.handle.exit_signal_request(id, signal_name, core_dumped, error_message, lang_tag).await;
-                    }
-                    Some(ChannelMsg::Eof) => {
-                        let _ = self.client.eof().await;
-                    }
-                    Some(ChannelMsg::Success) => {
-                        let _ = self.replies.send(true).await;
-                    }
-                    Some(ChannelMsg::Failure) => {
-                        let _ = self.replies.send(false).await;
-                    }
-                    Some(ChannelMsg::Close) | None => {
-                        let _ = self.client.close().await;
-                        break if exit_status.is_some() {
-                            EndReason::Exit
-                        } else if self.closed_by_user.load(std::sync::atomic::Ordering::SeqCst) {
-                            EndReason::Closed
-                        } else {
-                            EndReason::Disconnected
-                        };
-                    }
-                    Some(_) => {}
-                },
-                _ = &mut expiry => {
-                    let _ = self.client.extended_data_bytes(1, Bytes::from_static(EXPIRED_MESSAGE)).await;
-                    break EndReason::GrantExpired;
-                }
-                _ = self.kill.notified() => break EndReason::RecordingFailed,
-                _ = self.hangup.changed() => break if self.closed_by_user.load(std::sync::atomic::Ordering::SeqCst) {
-                    EndReason::Closed
-                } else {
-                    EndReason::Disconnected
-                },
-            }
+impl Route {
+    pub fn new(
+        client: Arc<ChannelWriteHalf<server::Msg>>,
+        handle: server::Handle,
+        recorder: Arc<RecordQueue>,
+        replies: mpsc::Sender<bool>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            client,
+            handle,
+            recorder,
+            replies,
+            kill: Arc::new(Notify::new()),
+            closed_by_user: AtomicBool::new(false),
+            exit_status: Mutex::new(None),
+            finished: AtomicBool::new(false),
+            target_closed: Notify::new(),
+        })
+    }
+
+    /// Recorded (queued for the recorder) before it is forwarded; if recording failed, the
+    /// session is stopped instead.
+    pub async fn data(&self, ext: Option<u32>, data: &[u8]) {
+        let data = Bytes::copy_from_slice(data);
+        let event = if ext.is_some() { RecordEvent::Stderr(data.clone()) } else { RecordEvent::Output(data.clone()) };
+        if !self.recorder.push(event).await {
+            self.kill.notify_one();
+            return;
+        }
+        let _ = match ext {
+            None => self.client.data_bytes(data).await,
+            Some(ext) => self.client.extended_data_bytes(ext, data).await,
         };
-        if reason == EndReason::RecordingFailed {
-            let _ = self.client.extended_data_bytes(1, Bytes::from_static(RECORDING_FAILED_MESSAGE)).await;
+    }
+
+    pub async fn exit_status(&self, status: u32) {
+        if let Ok(mut slot) = self.exit_status.lock() {
+            *slot = Some(status);
         }
-        if !matches!(reason, EndReason::Exit | EndReason::Closed) {
-            let _ = self.upstream_write.close().await;
-            let _ = self.client.close().await;
+        let _ = self.client.exit_status(status).await;
+    }
+
+    pub async fn exit_signal(&self, signal: Sig, core_dumped: bool, message: &str, lang: &str) {
+        if let Ok(mut slot) = self.exit_status.lock() {
+            slot.get_or_insert(255);
         }
-        if reason == EndReason::GrantExpired {
-            let _ = self
-                .handle
-                .disconnect(russh::Disconnect::ByApplication, "access grant expired".into(), "en".into())
-                .await;
+        let _ =
+            self.handle.exit_signal_request(self.client.id(), signal, core_dumped, message.into(), lang.into()).await;
+    }
+
+    pub async fn eof(&self) {
+        let _ = self.client.eof().await;
+    }
+
+    /// The target's answer to a request the user made (`want_reply`).
+    pub async fn reply(&self, ok: bool) {
+        let _ = self.replies.send(ok).await;
+    }
+
+    /// The target closed the channel (or its connection ended).
+    pub async fn target_closed(&self) {
+        let _ = self.client.close().await;
+        let exited = self.exit_status.lock().map(|s| s.is_some()).unwrap_or(false);
+        let reason = if exited {
+            EndReason::Exit
+        } else if self.closed_by_user.load(Ordering::SeqCst) {
+            EndReason::Closed
+        } else {
+            EndReason::Disconnected
+        };
+        self.finish(reason).await;
+        self.target_closed.notify_one();
+    }
+
+    /// Records the end, once.
+    async fn finish(&self, reason: EndReason) {
+        if !self.finished.swap(true, Ordering::SeqCst) {
+            let exit_status = self.exit_status.lock().ok().and_then(|s| *s);
+            self.recorder.push(RecordEvent::Finish { exit_status, reason: reason.as_str().to_string() }).await;
         }
-        self.recorder.push(RecordEvent::Finish { exit_status, reason: reason.as_str().to_string() }).await;
+    }
+}
+
+/// Ends a bridged channel from outside the target when the grant expires, recording fails or
+/// the user hangs up; returns when the channel is over.
+pub async fn watch_channel(
+    route: Arc<Route>,
+    upstream: Arc<ChannelWriteHalf<client::Msg>>,
+    mut hangup: watch::Receiver<()>,
+    not_after: i64,
+) {
+    let until = UNIX_EPOCH + Duration::from_secs(not_after.max(0) as u64);
+    let expiry = tokio::time::sleep(until.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO));
+    let reason = tokio::select! {
+        _ = route.target_closed.notified() => return,
+        _ = expiry => {
+            let _ = route.client.extended_data_bytes(1, Bytes::from_static(EXPIRED_MESSAGE)).await;
+            EndReason::GrantExpired
+        }
+        _ = route.kill.notified() => {
+            let _ = route.client.extended_data_bytes(1, Bytes::from_static(RECORDING_FAILED_MESSAGE)).await;
+            EndReason::RecordingFailed
+        }
+        _ = hangup.changed() => if route.closed_by_user.load(Ordering::SeqCst) {
+            EndReason::Closed
+        } else {
+            EndReason::Disconnected
+        },
+    };
+    route.finish(reason.clone()).await;
+    let _ = upstream.close().await;
+    let _ = route.client.close().await;
+    if reason == EndReason::GrantExpired {
+        let _ =
+            route.handle.disconnect(russh::Disconnect::ByApplication, "access grant expired".into(), "en".into()).await;
     }
 }

@@ -21,9 +21,9 @@ use portcullis_proto::{
 use russh::keys::Certificate;
 use russh::server::{Auth, ChannelOpenHandle, Handler, Msg, Response, Session, VerifiedPublicKey};
 use russh::{Channel, ChannelId, ChannelOpenFailure, ChannelWriteHalf, MethodKind, MethodSet, Pty, Sig, client};
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 
-use crate::bridge::{Pump, RecordEvent, RecordQueue, spawn_recorder};
+use crate::bridge::{RecordEvent, RecordQueue, Route, Routes, spawn_recorder, watch_channel};
 use crate::control::Authorized;
 use crate::recorder::{Mode, Recorder};
 use crate::target::{Credential, TargetAddress, TargetError, Upstream};
@@ -36,11 +36,12 @@ const REPLY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 const MAX_EARLY_BYTES: usize = 16 * 1024 * 1024;
 
 struct Bridge {
-    closed_by_user: Arc<std::sync::atomic::AtomicBool>,
+    route: Arc<Route>,
     client: Arc<ChannelWriteHalf<Msg>>,
     upstream: Arc<ChannelWriteHalf<client::Msg>>,
-
-    pump: Option<Pump>,
+    /// Until the channel's first request; what ends it from outside (expiry, recording
+    /// failure, hang-up) is watched from then on.
+    watch_args: Option<(watch::Receiver<()>, i64)>,
     replies: mpsc::Receiver<bool>,
     recorder: Arc<RecordQueue>,
     pty: Option<(String, u32, u32)>,
@@ -62,6 +63,8 @@ pub struct Connection {
     upstream: Option<Arc<Upstream>>,
     upstream_error: Option<String>,
     channels: HashMap<ChannelId, Bridge>,
+    /// The target connection's channels, as its handler finds them.
+    routes: Routes,
     /// Channels accepted only to explain why they cannot run.
     failed_channels: HashMap<ChannelId, (Arc<ChannelWriteHalf<Msg>>, String)>,
     hangup: watch::Sender<()>,
@@ -81,6 +84,7 @@ impl Connection {
             upstream: None,
             upstream_error: None,
             channels: HashMap::new(),
+            routes: Routes::default(),
             failed_channels: HashMap::new(),
             hangup: watch::channel(()).0,
         }
@@ -130,7 +134,7 @@ impl Connection {
             login: a.login.clone(),
             host_key: a.host_key.clone(),
         };
-        match crate::target::connect(&address, credential).await {
+        match crate::target::connect(&address, credential, self.routes.clone()).await {
             Ok(upstream) => {
                 let upstream = Arc::new(upstream);
                 self.upstream = Some(upstream.clone());
@@ -184,10 +188,12 @@ impl Connection {
         Ok(())
     }
 
-    /// Starts the pump of `channel` if it is not running yet (at its first request).
-    fn start_pump(&mut self, channel: ChannelId) {
-        if let Some(pump) = self.channels.get_mut(&channel).and_then(|b| b.pump.take()) {
-            tokio::spawn(pump.run());
+    /// Starts watching `channel` for expiry, recording failure and hang-up (at its first request).
+    fn start_watch(&mut self, channel: ChannelId) {
+        if let Some(b) = self.channels.get_mut(&channel)
+            && let Some((hangup, not_after)) = b.watch_args.take()
+        {
+            tokio::spawn(watch_channel(b.route.clone(), b.upstream.clone(), hangup, not_after));
         }
     }
 
@@ -197,7 +203,7 @@ impl Connection {
         F: FnOnce(Arc<ChannelWriteHalf<client::Msg>>) -> Fut,
         Fut: std::future::Future<Output = Result<(), russh::Error>>,
     {
-        self.start_pump(channel);
+        self.start_watch(channel);
         let Some(bridge) = self.channels.get_mut(&channel) else { return false };
         if send(bridge.upstream.clone()).await.is_err() {
             return false;
@@ -254,8 +260,7 @@ impl Connection {
             }
         };
         let Some(b) = self.channels.get_mut(&channel) else { return session.channel_failure(channel) };
-        let kill = b.pump.as_ref().map(|p| p.kill.clone()).unwrap_or_else(|| Arc::new(Notify::new()));
-        spawn_recorder(recorder, b.recorder.clone(), kill);
+        spawn_recorder(recorder, b.recorder.clone(), b.route.kill.clone());
         b.started = true;
         let ok = self
             .ask_upstream(channel, |up| async move {
@@ -322,7 +327,7 @@ fn no_valid_certificate() -> String {
 
 impl Drop for Connection {
     fn drop(&mut self) {
-        // Pumps still running see the user gone and close their target channels.
+        // Channels still running see the user gone and close their target side.
         let _ = self.hangup.send(());
     }
 }
@@ -426,35 +431,27 @@ impl Handler for Connection {
                 return Ok(());
             }
         };
-        let (upstream_read, upstream_write) = target_channel.split();
-        // Only the write half of the user's channel is used: the handler receives what the user
-        // sends, and an unread channel queue would stall the connection.
+        // Only the write halves are used: each side's handler receives what its peer sends, and
+        // an unread channel queue would stall its connection.
+        let upstream_id = target_channel.id();
+        let (_, upstream_write) = target_channel.split();
         let (_, client_write) = channel.split();
         let client = Arc::new(client_write);
         let upstream_write = Arc::new(upstream_write);
         let (replies_tx, replies) = mpsc::channel(4);
         let recorder = Arc::new(RecordQueue::default());
         let not_after = self.authorized.as_ref().map(|a| a.not_after).unwrap_or(0);
-        let closed_by_user = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let pump = Pump {
-            upstream: upstream_read,
-            upstream_write: upstream_write.clone(),
-            client: client.clone(),
-            handle: session.handle(),
-            replies: replies_tx,
-            recorder: recorder.clone(),
-            kill: Arc::new(Notify::new()),
-            hangup: self.hangup.subscribe(),
-            closed_by_user: closed_by_user.clone(),
-            not_after,
-        };
+        let route = Route::new(client.clone(), session.handle(), recorder.clone(), replies_tx);
+        if let Ok(mut routes) = self.routes.lock() {
+            routes.insert(upstream_id, route.clone());
+        }
         self.channels.insert(
             client.id(),
             Bridge {
-                closed_by_user,
+                route,
                 client,
                 upstream: upstream_write,
-                pump: Some(pump),
+                watch_args: Some((self.hangup.subscribe(), not_after)),
                 replies,
                 recorder,
                 pty: None,
@@ -589,11 +586,7 @@ impl Handler for Connection {
     async fn channel_close(&mut self, channel: ChannelId, _session: &mut Session) -> Result<(), Self::Error> {
         self.failed_channels.remove(&channel);
         if let Some(b) = self.channels.remove(&channel) {
-            b.closed_by_user.store(true, std::sync::atomic::Ordering::SeqCst);
-            if let Some(pump) = b.pump {
-                // Never started: nothing runs on the target; just let the channel go.
-                drop(pump);
-            }
+            b.route.closed_by_user.store(true, std::sync::atomic::Ordering::SeqCst);
             let _ = b.upstream.close().await;
         }
         Ok(())

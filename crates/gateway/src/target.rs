@@ -6,9 +6,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use portcullis_crypto::SecretString;
-use russh::client::{self, AuthResult};
+use russh::client::{self, AuthResult, Session};
 use russh::keys::{Algorithm, HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
-use russh::{Disconnect, Preferred, cipher};
+use russh::{ChannelId, Disconnect, Preferred, Sig, cipher};
+
+use crate::bridge::{Route, Routes};
 
 /// Where to connect and which host key to expect.
 #[derive(Clone, Debug)]
@@ -54,10 +56,31 @@ pub enum TargetError {
     Ssh { target: String, detail: String },
 }
 
-/// Accepts only the pinned host key; remembers what the target presented (for the audit).
+/// The target connection's handler: accepts only the pinned host key (remembering what the
+/// target presented, for the audit), then hands what each channel receives to its [`Route`].
 pub struct PinnedHostKey {
     expected: PublicKey,
     presented: Arc<Mutex<Option<PublicKey>>>,
+    routes: Routes,
+}
+
+impl PinnedHostKey {
+    fn route(&self, channel: ChannelId) -> Option<Arc<Route>> {
+        self.routes.lock().ok().and_then(|routes| routes.get(&channel).cloned())
+    }
+
+    fn close_all(&self) -> Vec<Arc<Route>> {
+        self.routes.lock().map(|mut routes| routes.drain().map(|(_, r)| r).collect()).unwrap_or_default()
+    }
+}
+
+impl Drop for PinnedHostKey {
+    /// The target connection is gone: every channel on it is over.
+    fn drop(&mut self) {
+        for route in self.close_all() {
+            tokio::spawn(async move { route.target_closed().await });
+        }
+    }
 }
 
 impl client::Handler for PinnedHostKey {
@@ -69,6 +92,77 @@ impl client::Handler for PinnedHostKey {
             *slot = Some(key.clone());
         }
         Ok(key.key_data() == self.expected.key_data())
+    }
+
+    async fn data(&mut self, channel: ChannelId, data: &[u8], _: &mut Session) -> Result<(), Self::Error> {
+        if let Some(route) = self.route(channel) {
+            route.data(None, data).await;
+        }
+        Ok(())
+    }
+
+    async fn extended_data(
+        &mut self,
+        channel: ChannelId,
+        ext: u32,
+        data: &[u8],
+        _: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if let Some(route) = self.route(channel) {
+            route.data(Some(ext), data).await;
+        }
+        Ok(())
+    }
+
+    async fn exit_status(&mut self, channel: ChannelId, status: u32, _: &mut Session) -> Result<(), Self::Error> {
+        if let Some(route) = self.route(channel) {
+            route.exit_status(status).await;
+        }
+        Ok(())
+    }
+
+    async fn exit_signal(
+        &mut self,
+        channel: ChannelId,
+        signal: Sig,
+        core_dumped: bool,
+        message: &str,
+        lang: &str,
+        _: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if let Some(route) = self.route(channel) {
+            route.exit_signal(signal, core_dumped, message, lang).await;
+        }
+        Ok(())
+    }
+
+    async fn channel_eof(&mut self, channel: ChannelId, _: &mut Session) -> Result<(), Self::Error> {
+        if let Some(route) = self.route(channel) {
+            route.eof().await;
+        }
+        Ok(())
+    }
+
+    async fn channel_success(&mut self, channel: ChannelId, _: &mut Session) -> Result<(), Self::Error> {
+        if let Some(route) = self.route(channel) {
+            route.reply(true).await;
+        }
+        Ok(())
+    }
+
+    async fn channel_failure(&mut self, channel: ChannelId, _: &mut Session) -> Result<(), Self::Error> {
+        if let Some(route) = self.route(channel) {
+            route.reply(false).await;
+        }
+        Ok(())
+    }
+
+    async fn channel_close(&mut self, channel: ChannelId, _: &mut Session) -> Result<(), Self::Error> {
+        let route = self.routes.lock().ok().and_then(|mut routes| routes.remove(&channel));
+        if let Some(route) = route {
+            route.target_closed().await;
+        }
+        Ok(())
     }
 }
 
@@ -91,11 +185,12 @@ fn host_key_algorithms(key: &PublicKey) -> Vec<Algorithm> {
 pub type Upstream = client::Handle<PinnedHostKey>;
 
 /// Connects, verifies the host key, authenticates; the credential is consumed and dropped.
-pub async fn connect(target: &TargetAddress, credential: Credential) -> Result<Upstream, TargetError> {
+/// What arrives on the connection's channels goes to their entries in `routes`.
+pub async fn connect(target: &TargetAddress, credential: Credential, routes: Routes) -> Result<Upstream, TargetError> {
     let expected = PublicKey::from_openssh(target.host_key.trim())
         .map_err(|e| TargetError::BadKeyMaterial(target.name.clone(), format!("host key: {e}")))?;
     let presented = Arc::new(Mutex::new(None));
-    let handler = PinnedHostKey { expected: expected.clone(), presented: presented.clone() };
+    let handler = PinnedHostKey { expected: expected.clone(), presented: presented.clone(), routes };
     let config = client::Config {
         preferred: Preferred {
             key: host_key_algorithms(&expected).into(),
