@@ -112,16 +112,15 @@ rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 before=$(rss "$gateway_pid")
 idle=()
 for _ in $(seq 50); do gateway_ssh sleep 600 </dev/null & idle+=($!); sleep 0.1; done
-for _ in $(seq 100); do
-  [ "$(ss -tn state established "( sport = :$gateway_port )" | tail -n +2 | wc -l)" -ge 50 ] && break
-  sleep 0.2
-done
+established() { ss -tn state established "( sport = :$gateway_port )" | tail -n +2 | wc -l; }
+for _ in $(seq 100); do [ "$(established)" -ge 50 ] && break; sleep 0.2; done
 sleep 2
+open_now=$(established)
 after=$(rss "$gateway_pid")
 kill "${idle[@]}" 2>/dev/null || true
 wait "${idle[@]}" 2>/dev/null || true
-printf '(d) gateway memory (RSS): %.1f MiB idle, %.1f MiB with 50 idle sessions open (%.0f KiB per session)\n' \
-  "$(echo "$before / 1024" | bc -l)" "$(echo "$after / 1024" | bc -l)" "$(echo "($after - $before) / 50" | bc -l)"
+printf '(d) gateway memory (RSS): %.1f MiB idle, %.1f MiB with %s idle sessions open (%.0f KiB per session)\n' \
+  "$(echo "$before / 1024" | bc -l)" "$(echo "$after / 1024" | bc -l)" "$open_now" "$(echo "($after - $before) / $open_now" | bc -l)"
 fi
 
 part e || exit 0
