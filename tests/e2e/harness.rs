@@ -307,10 +307,16 @@ impl World {
     }
 
     pub fn with_log(rust_log: &str) -> World {
+        Self::custom(rust_log, false, &[])
+    }
+
+    /// A world whose server runs with TLS (`tls`) and more `server run` arguments.
+    pub fn custom(rust_log: &str, tls: bool, server_args: &[&str]) -> World {
         let root = tempfile::tempdir().unwrap();
         let transcript = Transcript::default();
         let mut server = ServerProcess::init(root.path(), rust_log, &transcript);
-        server.start(false);
+        server.extra_args = server_args.iter().map(|a| a.to_string()).collect();
+        server.start(tls);
         let admin = User::new(root.path(), "admin", rust_log, &transcript);
         admin.run(&["enroll", "--server", &server.url, "--code", &server.admin_code]).ok();
         let alice = User::new(root.path(), "alice", rust_log, &transcript);

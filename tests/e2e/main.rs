@@ -317,73 +317,39 @@ fn target_failures_are_clear_and_audited() {
 #[test]
 fn a_gateway_process_keeps_recording_through_a_server_outage() {
     let sshd = Sshd::start();
-    let root = tempfile::tempdir().unwrap();
-    let transcript = Transcript::default();
-    let mut server = ServerProcess::init(root.path(), "warn", &transcript);
     // Record stdout in full, so the session below makes hundreds of records to upload.
-    server.extra_args = vec!["--exec-record-limit".into(), "67108864".into()];
-    server.start(true);
-    let admin = User::new(root.path(), "admin", "warn", &transcript);
-    admin.run(&["enroll", "--server", &server.url, "--code", &server.admin_code]).ok();
-    let code = admin.run(&["gateway", "add", "near-db"]).ok().last_line();
-    let mut gateway = GatewayProcess::enroll(root.path(), "near-db", &server.url, &code, "warn", &transcript);
-    admin.run(&["gateway", "add", "near-db"]).fails_with("already exists");
-    let listed = admin.run(&["gateway", "list"]).ok().stdout;
+    let mut world = World::custom("warn", true, &["--exec-record-limit", "67108864"]);
+    let code = world.admin.run(&["gateway", "add", "near-db"]).ok().last_line();
+    let mut gateway =
+        GatewayProcess::enroll(world.root.path(), "near-db", &world.server.url, &code, "warn", &world.transcript);
+    world.admin.run(&["gateway", "add", "near-db"]).fails_with("already exists");
+    let listed = world.admin.run(&["gateway", "list"]).ok().stdout;
     assert!(listed.contains("near-db") && listed.contains("(not running yet)"), "{listed}");
     gateway.start();
-
-    let world_users = |name: &str, roles: &[&str]| {
-        let mut args = vec!["user", "add", name];
-        for r in roles {
-            args.extend(["--role", r]);
-        }
-        let code = admin.run(&args).ok().last_line();
-        let user = User::new(root.path(), name, "warn", &transcript);
-        user.run(&["enroll", "--server", &server.url, "--code", &code]).ok();
-        user
-    };
-    let alice = world_users("alice", &["requester"]);
-    let bob = world_users("bob", &["approver", "auditor"]);
-    let port = sshd.port.to_string();
-    let key = sshd.user_key.to_str().unwrap();
-    admin
-        .run(&[
-            "target",
-            "add",
-            "db",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port,
-            "--login",
-            "root",
-            "--key-file",
-            key,
-            "--host-key",
-            &sshd.host_key_pub,
-            "--gateway",
-            "near-db",
-        ])
-        .ok();
-    let shown = alice.run(&["target", "show", "db"]).ok().stdout;
+    world.add_target_with("db", sshd.port, &sshd.user_key, &sshd.host_key_pub, &["--gateway", "near-db"]).ok();
+    let shown = world.alice.run(&["target", "show", "db"]).ok().stdout;
     assert!(shown.contains("gateway:      near-db"), "{shown}");
-    let id = alice.run(&["request", "db", "--duration", "10m", "--reason", "e2e"]).ok().last_line();
-    bob.run(&["approve", &id]).ok();
-    let hello = alice.run(&["ssh", "db", "--", "echo via-near-db"]).ok();
+    let id = world.alice.run(&["request", "db", "--duration", "10m", "--reason", "e2e"]).ok().last_line();
+    world.bob.run(&["approve", &id]).ok();
+    let hello = world.alice.run(&["ssh", "db", "--", "echo via-near-db"]).ok();
     assert_eq!(hello.stdout, "via-near-db\n");
     // The user's own OpenSSH client, with the config `ssh-config` writes.
-    let config = root.path().join("alice-ssh-config");
-    alice.run(&["ssh-config", "--out", config.to_str().unwrap()]).ok();
+    let config = world.root.path().join("alice-ssh-config");
+    world.alice.run(&["ssh-config", "--out", config.to_str().unwrap()]).ok();
     let stock = stock_ssh(&config, &["db.portcullis", "echo", "stock-ssh-$((20+3))"]);
     assert!(stock.status.success(), "{}", String::from_utf8_lossy(&stock.stderr));
     assert_eq!(String::from_utf8_lossy(&stock.stdout), "stock-ssh-23\n");
 
     // The server goes away mid-session.
-    let child =
-        alice.spawn(&["ssh", "db", "--", "sleep 2; head -c 12000000 /dev/urandom | base64; echo survived-outage"]);
+    let child = world.alice.spawn(&[
+        "ssh",
+        "db",
+        "--",
+        "sleep 2; head -c 12000000 /dev/urandom | base64; echo survived-outage",
+    ]);
     std::thread::sleep(Duration::from_millis(800));
-    server.stop();
-    let run = alice.wait(child);
+    world.server.stop();
+    let run = world.alice.wait(child);
     assert_eq!(run.status, 0, "{}", run.stderr);
     assert!(run.stdout.ends_with("survived-outage\n"), "{}", &run.stdout[run.stdout.len().saturating_sub(100)..]);
     let output_sha = {
@@ -392,7 +358,7 @@ fn a_gateway_process_keeps_recording_through_a_server_outage() {
     };
     // No new session without checking the grant: no certificate can be issued, and one held
     // from before is refused by the gateway, which cannot ask the server.
-    alice.run(&["ssh", "db", "--", "true"]).fails_with("cannot reach the server");
+    world.alice.run(&["ssh", "db", "--", "true"]).fails_with("cannot reach the server");
     let refused = stock_ssh(&config, &["db.portcullis", "true"]);
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);
@@ -405,7 +371,7 @@ fn a_gateway_process_keeps_recording_through_a_server_outage() {
         assert!(Instant::now() < deadline, "the gateway never recorded the session's end");
         std::thread::sleep(Duration::from_millis(100));
     }
-    server.start(true);
+    world.server.start(true);
     // Kill the gateway at random moments while it uploads the backlog, and start it again.
     let backlog = unsent_records(&gateway.database());
     assert!(backlog > 50, "only {backlog} records to upload");
@@ -424,12 +390,12 @@ fn a_gateway_process_keeps_recording_through_a_server_outage() {
         assert!(Instant::now() < deadline, "the gateway never finished uploading");
         std::thread::sleep(Duration::from_millis(200));
     }
-    let (count, max) = server_records(&server, &gateway.id());
+    let (count, max) = server_records(&world.server, &gateway.id());
     let written = gateway_records(&gateway.database());
     assert_eq!((count, max), (written, written), "the server holds each of the gateway's {written} records once");
     let deadline = Instant::now() + Duration::from_secs(30);
     let audit = loop {
-        let out = bob.run(&["audit", "list"]).ok().stdout;
+        let out = world.bob.run(&["audit", "list"]).ok().stdout;
         if out.contains("survived-outage") && out.matches(" exit ").count() >= 2 {
             break out;
         }
@@ -441,14 +407,14 @@ fn a_gateway_process_keeps_recording_through_a_server_outage() {
     // Byte for byte what alice saw: the recording's stdout has the same size and hash.
     let session =
         audit.lines().find(|l| l.contains("survived-outage")).unwrap().split_whitespace().next().unwrap().to_string();
-    let shown = bob.run(&["audit", "show", &session]).ok().stdout;
+    let shown = world.bob.run(&["audit", "show", &session]).ok().stdout;
     let stdout = shown.lines().find(|l| l.trim_start().starts_with("stdout")).unwrap_or_default().to_string();
     assert!(stdout.contains(&format!("{} bytes ({} recorded)", run.stdout.len(), run.stdout.len())), "{shown}");
     assert!(stdout.contains(&output_sha), "{shown}");
     eprintln!(
         "gateway killed {kills} times while uploading {backlog} records; {written} written, {count} stored once each"
     );
-    let listed = admin.run(&["gateway", "list"]).ok().stdout;
+    let listed = world.admin.run(&["gateway", "list"]).ok().stdout;
     assert!(listed.contains(&format!("127.0.0.1:{}", gateway.port)), "{listed}");
 
     // Force a re-upload of everything: the server acknowledges duplicates and stores nothing twice.
@@ -460,17 +426,17 @@ fn a_gateway_process_keeps_recording_through_a_server_outage() {
         assert!(Instant::now() < deadline, "the gateway never re-uploaded its records");
         std::thread::sleep(Duration::from_millis(300));
     }
-    let audit = bob.run(&["audit", "list"]).ok().stdout;
+    let audit = world.bob.run(&["audit", "list"]).ok().stdout;
     assert_eq!(audit.matches("survived-outage").count(), 1, "{audit}");
-    let listed = admin.run(&["gateway", "list"]).ok().stdout;
+    let listed = world.admin.run(&["gateway", "list"]).ok().stdout;
     assert!(listed.lines().any(|l| l.starts_with("near-db")), "{listed}");
 
     // The canary: the private key's text and every base64 line of it.
     let canaries = key_canaries(&sshd.user_key);
-    assert_no_canary(&transcript.bytes(), &canaries, "command output");
+    assert_no_canary(&world.transcript.bytes(), &canaries, "command output");
     assert_no_canary(&gateway.log(), &canaries, "the gateway's log");
-    assert_no_canary(&server.log(), &canaries, "the server's log");
-    let files = files_under(root.path());
+    assert_no_canary(&world.server.log(), &canaries, "the server's log");
+    let files = files_under(world.root.path());
     assert!(files.iter().any(|f| f.ends_with("gateway.db")));
     for file in files {
         assert_no_canary(&std::fs::read(&file).unwrap(), &canaries, &file.display().to_string());
@@ -808,6 +774,36 @@ fn the_gateway_explains_refused_certificates() {
     let other = refused(&config, &["-l", "db"]);
     assert!(other.contains("this certificate opens web, not \"db\""), "{other}");
 
+    // Only curve25519-sha256 (with strict key exchange), chacha20-poly1305 or aes256-gcm and an
+    // Ed25519 host key are on offer.
+    let kex = refused(&config, &["-o", "KexAlgorithms=diffie-hellman-group14-sha256,ecdh-sha2-nistp256"]);
+    assert!(kex.contains("no matching key exchange method"), "{kex}");
+    let cipher = refused(&config, &["-c", "aes128-ctr,aes256-ctr,aes128-gcm@openssh.com"]);
+    assert!(cipher.contains("no matching cipher"), "{cipher}");
+    let offered = std::process::Command::new("ssh")
+        .args(["-vvv", "-F", config.to_str().unwrap(), "web.portcullis", "true"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let verbose = String::from_utf8_lossy(&offered.stderr);
+    assert!(offered.status.success(), "{verbose}");
+    assert!(verbose.contains("kex: algorithm: curve25519-sha256"), "{verbose}");
+    assert!(verbose.contains("kex: host key algorithm: ssh-ed25519"), "{verbose}");
+    // What the gateway offers, as the client saw it, and strict key exchange in use.
+    let offered_by_server = |what: &str| {
+        verbose.lines().filter(|l| l.contains(what)).map(|l| l.trim().to_string()).nth(1).unwrap_or_default()
+    };
+    assert!(
+        offered_by_server("KEX algorithms:").ends_with(": curve25519-sha256,kex-strict-s-v00@openssh.com"),
+        "{verbose}"
+    );
+    assert!(
+        offered_by_server("ciphers ctos:").ends_with(": chacha20-poly1305@openssh.com,aes256-gcm@openssh.com"),
+        "{verbose}"
+    );
+    assert!(offered_by_server("host key algorithms:").ends_with(": ssh-ed25519"), "{verbose}");
+    assert!(verbose.contains("will use strict KEX ordering"), "{verbose}");
+
     // A certificate the user signed with a CA of their own.
     let key = dir.join("mine");
     let ca = dir.join("my-ca");
@@ -927,4 +923,114 @@ fn a_session_that_cannot_be_recorded_does_not_run() {
     assert_eq!(again.stdout, "recorded-again\n");
     world.sessions_when("the session after recovery", |out| out.contains("recorded-again"));
     gateway.kill();
+}
+
+/// A user who stops reading cannot keep a session past its grant: the gateway gives up on the
+/// stalled channel at expiry, closes the target side (the command is gone) and records why.
+#[test]
+fn a_stalled_reader_cannot_outlive_the_grant() {
+    let sshd = Sshd::start();
+    let world = World::new();
+    world.add_key_target("web", &sshd);
+    let approved = Instant::now();
+    world.grant("web", "6s");
+    let marker = format!("portcullis-stall-{}", std::process::id());
+    // stdout is piped and never read: the client stops reading, the windows fill up.
+    let mut child = world
+        .alice
+        .command()
+        .args(["ssh", "web", "--", &format!("exec -a {marker} yes stalled")])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The command on the target runs as `MARKER stalled` (the client's own command line also
+    // names the marker, after `exec -a`).
+    let pattern = format!("^{marker} stalled");
+    let running = || {
+        std::process::Command::new("pgrep").args(["-f", &pattern]).output().map(|o| o.status.success()).unwrap_or(false)
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !running() {
+        assert!(Instant::now() < deadline, "the command never started");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(7).saturating_sub(approved.elapsed()));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while running() {
+        assert!(Instant::now() < deadline, "the command outlived the grant");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    world.sessions_when("the expiry recorded", |out| out.contains("grant_expired") && out.contains("yes stalled"));
+}
+
+/// Data a client sends before its command runs (right after opening the channel, as pipelining
+/// clients do) is held by the gateway and delivered, recorded, once the command runs; requests
+/// sent back to back get their answers in order.
+#[test]
+fn early_data_reaches_the_command() {
+    let sshd = Sshd::start();
+    let world = World::new();
+    world.add_key_target("web", &sshd);
+    world.grant("web", "10m");
+    let config = world.root.path().join("ssh-config");
+    world.alice.run(&["ssh-config", "--out", config.to_str().unwrap()]).ok();
+    let text = std::fs::read_to_string(&config).unwrap();
+    let setting = |name: &str| {
+        text.lines().find_map(|l| l.trim().strip_prefix(&format!("{name} "))).unwrap().trim_matches('"').to_string()
+    };
+    let (port, key, cert) = (setting("Port"), setting("IdentityFile"), setting("CertificateFile"));
+    let known = std::fs::read_to_string(setting("UserKnownHostsFile")).unwrap();
+    let host_key = known.split_whitespace().skip(1).take(2).collect::<Vec<_>>().join(" ");
+
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let (stdout, exit) = rt.block_on(async move {
+        use russh::keys::{Certificate, PrivateKey, PublicKey, PublicKeyOrCertificate};
+        struct Pinned(PublicKey);
+        impl russh::client::Handler for Pinned {
+            type Error = russh::Error;
+            async fn check_server_key(&mut self, key: &PublicKeyOrCertificate) -> Result<bool, Self::Error> {
+                Ok(matches!(key, PublicKeyOrCertificate::PublicKey { key, .. } if key.key_data() == self.0.key_data()))
+            }
+        }
+        let key = PrivateKey::from_openssh(std::fs::read_to_string(&key).unwrap()).unwrap();
+        let cert = Certificate::from_openssh(std::fs::read_to_string(&cert).unwrap().trim()).unwrap();
+        let pinned = Pinned(PublicKey::from_openssh(&host_key).unwrap());
+        let mut handle = russh::client::connect(
+            std::sync::Arc::new(Default::default()),
+            ("127.0.0.1", port.parse::<u16>().unwrap()),
+            pinned,
+        )
+        .await
+        .unwrap();
+        assert!(handle.authenticate_openssh_cert("web", std::sync::Arc::new(key), cert).await.unwrap().success());
+        let mut channel = handle.channel_open_session().await.unwrap();
+        // Data and EOF before the command, then two requests without waiting for answers.
+        channel.data(&b"early bytes\n"[..]).await.unwrap();
+        channel.eof().await.unwrap();
+        channel.set_env(true, "LANG", "C").await.unwrap();
+        channel.exec(true, "cat; echo after-eof").await.unwrap();
+        let (mut out, mut exit, mut replies) = (Vec::new(), None, Vec::new());
+        while let Some(msg) = channel.wait().await {
+            match msg {
+                russh::ChannelMsg::Data { data } => out.extend_from_slice(&data),
+                russh::ChannelMsg::ExitStatus { exit_status } => exit = Some(exit_status),
+                russh::ChannelMsg::Success => replies.push(true),
+                russh::ChannelMsg::Failure => replies.push(false),
+                _ => {}
+            }
+        }
+        // The environment request is refused, the command accepted: answers in order.
+        assert_eq!(replies, vec![false, true]);
+        (String::from_utf8(out).unwrap(), exit)
+    });
+    assert_eq!(stdout, "early bytes\nafter-eof\n");
+    assert_eq!(exit, Some(0));
+    let sessions = world.sessions_when("the session", |out| out.contains("after-eof") && out.contains(" exit "));
+    let id = sessions.lines().find(|l| l.contains("after-eof")).unwrap().split_whitespace().next().unwrap().to_string();
+    let shown = world.bob.run(&["audit", "show", &id]).ok().stdout;
+    let stdin = shown.lines().find(|l| l.trim_start().starts_with("stdin")).unwrap_or_default();
+    assert!(stdin.contains(" 12 bytes (12 recorded)"), "{shown}");
 }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use portcullis_proto::CertificateRequest;
+pub use portcullis_proto::EndReason;
 use russh::client::{self, AuthResult, KeyboardInteractiveAuthResponse};
 use russh::keys::ssh_key::private::Ed25519Keypair;
 use russh::keys::{Algorithm, Certificate, PrivateKey, PublicKey, PublicKeyOrCertificate};
@@ -42,26 +43,6 @@ pub struct Pty {
     pub term: String,
     pub cols: u16,
     pub rows: u16,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum EndReason {
-    Exit,
-    GrantExpired,
-    Disconnected,
-    /// The person closed the terminal.
-    Closed,
-}
-
-impl EndReason {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            EndReason::Exit => "exit",
-            EndReason::GrantExpired => "grant_expired",
-            EndReason::Disconnected => "disconnected",
-            EndReason::Closed => "closed",
-        }
-    }
 }
 
 #[derive(Clone, Debug)]

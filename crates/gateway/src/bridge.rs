@@ -17,6 +17,8 @@ use bytes::Bytes;
 use russh::{ChannelId, ChannelWriteHalf, Sig, client, server};
 use tokio::sync::{Notify, mpsc, watch};
 
+use portcullis_proto::EndReason;
+
 use crate::log::RecordLog;
 use crate::recorder::Recorder;
 
@@ -122,29 +124,6 @@ impl RecordQueue {
     }
 }
 
-/// Why a bridged session ended.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum EndReason {
-    Exit,
-    GrantExpired,
-    Disconnected,
-    /// The user closed the channel before the target's side ended (a closed terminal tab).
-    Closed,
-    RecordingFailed,
-}
-
-impl EndReason {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            EndReason::Exit => "exit",
-            EndReason::GrantExpired => "grant_expired",
-            EndReason::Disconnected => "disconnected",
-            EndReason::Closed => "closed",
-            EndReason::RecordingFailed => "error: recording failed",
-        }
-    }
-}
-
 pub const EXPIRED_MESSAGE: &[u8] = b"\r\n[portcullis] access grant expired; the session was closed.\r\n";
 const RECORDING_FAILED_MESSAGE: &[u8] = b"\r\n[portcullis] the session could not be recorded and was stopped.\r\n";
 
@@ -218,6 +197,10 @@ pub struct Route {
     exit_status: Mutex<Option<u32>>,
     finished: AtomicBool,
     target_closed: Notify,
+    /// Set when the channel is being ended: writes still waiting for the other side's window
+    /// are abandoned, so a peer that stops reading cannot hold the channel open.
+    stopped: AtomicBool,
+    stop: Notify,
 }
 
 impl Route {
@@ -237,7 +220,29 @@ impl Route {
             exit_status: Mutex::new(None),
             finished: AtomicBool::new(false),
             target_closed: Notify::new(),
+            stopped: AtomicBool::new(false),
+            stop: Notify::new(),
         })
+    }
+
+    /// Runs `write` (which may wait for the peer's window) unless or until the channel is being
+    /// ended; `None` if it was.
+    pub async fn unless_stopped<F: std::future::Future>(&self, write: F) -> Option<F::Output> {
+        let stop = self.stop.notified();
+        tokio::pin!(stop);
+        stop.as_mut().enable();
+        if self.stopped.load(Ordering::SeqCst) {
+            return None;
+        }
+        tokio::select! {
+            out = write => Some(out),
+            _ = stop => None,
+        }
+    }
+
+    fn stop(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        self.stop.notify_waiters();
     }
 
     /// Recorded (queued for the recorder) before it is forwarded; if recording failed, the
@@ -245,13 +250,13 @@ impl Route {
     pub async fn data(&self, ext: Option<u32>, data: &[u8]) {
         let data = Bytes::copy_from_slice(data);
         let event = if ext.is_some() { RecordEvent::Stderr(data.clone()) } else { RecordEvent::Output(data.clone()) };
-        if !self.recorder.push(event).await {
+        if self.unless_stopped(self.recorder.push(event)).await != Some(true) {
             self.kill.notify_one();
             return;
         }
         let _ = match ext {
-            None => self.client.data_bytes(data).await,
-            Some(ext) => self.client.extended_data_bytes(ext, data).await,
+            None => self.unless_stopped(self.client.data_bytes(data)).await,
+            Some(ext) => self.unless_stopped(self.client.extended_data_bytes(ext, data)).await,
         };
     }
 
@@ -281,6 +286,7 @@ impl Route {
 
     /// The target closed the channel (or its connection ended).
     pub async fn target_closed(&self) {
+        self.stop();
         let _ = self.client.close().await;
         let exited = self.exit_status.lock().map(|s| s.is_some()).unwrap_or(false);
         let reason = if exited {
@@ -315,21 +321,26 @@ pub async fn watch_channel(
     let expiry = tokio::time::sleep(until.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO));
     let reason = tokio::select! {
         _ = route.target_closed.notified() => return,
-        _ = expiry => {
-            let _ = route.client.extended_data_bytes(1, Bytes::from_static(EXPIRED_MESSAGE)).await;
-            EndReason::GrantExpired
-        }
-        _ = route.kill.notified() => {
-            let _ = route.client.extended_data_bytes(1, Bytes::from_static(RECORDING_FAILED_MESSAGE)).await;
-            EndReason::RecordingFailed
-        }
+        _ = expiry => EndReason::GrantExpired,
+        _ = route.kill.notified() => EndReason::RecordingFailed,
         _ = hangup.changed() => if route.closed_by_user.load(Ordering::SeqCst) {
             EndReason::Closed
         } else {
             EndReason::Disconnected
         },
     };
-    route.finish(reason.clone()).await;
+    route.stop();
+    let message = match reason {
+        EndReason::GrantExpired => Some(EXPIRED_MESSAGE),
+        EndReason::RecordingFailed => Some(RECORDING_FAILED_MESSAGE),
+        _ => None,
+    };
+    if let Some(message) = message {
+        // A user who stopped reading has no window left for it: the channel ends regardless.
+        let said = route.client.extended_data_bytes(1, Bytes::from_static(message));
+        let _ = tokio::time::timeout(Duration::from_millis(500), said).await;
+    }
+    route.finish(reason).await;
     let _ = upstream.close().await;
     let _ = route.client.close().await;
     if reason == EndReason::GrantExpired {

@@ -6,8 +6,8 @@ use portcullis_client::{ApiClient, ClientError};
 use portcullis_crypto::SecretBytes;
 use portcullis_crypto::identity::SealingIdentity;
 use portcullis_proto::{
-    CredentialKind, GatewayHeartbeat, INFO_GATEWAY_CREDENTIAL, SessionAuthorizationRequest, SessionTicket, UploadAck,
-    UploadBatch,
+    AuthorizedSession, GatewayHeartbeat, INFO_GATEWAY_CREDENTIAL, SessionAuthorizationRequest, SessionTicket,
+    UploadAck, UploadBatch,
 };
 use portcullis_server::{Server, ServerError};
 
@@ -24,21 +24,7 @@ pub enum ControlError {
 }
 
 /// A connection the control server allowed (the credential to broker it travels beside it).
-#[derive(Clone, Debug)]
-pub struct Authorized {
-    pub ticket_id: String,
-    pub grant_id: String,
-    pub user: String,
-    pub device_id: String,
-    pub target: String,
-    pub host: String,
-    pub port: u16,
-    pub login: String,
-    pub host_key: String,
-    pub not_after: i64,
-    pub credential_kind: CredentialKind,
-    pub exec_record_limit: u64,
-}
+pub type Authorized = AuthorizedSession;
 
 pub enum ControlPlane {
     /// The gateway runs inside the control server's process.
@@ -71,43 +57,16 @@ impl ControlPlane {
     ) -> Result<(Authorized, SecretBytes), ControlError> {
         match self {
             ControlPlane::Embedded { server, gateway_id } => {
-                let s = server.authorize_session(gateway_id, req).await.map_err(from_server)?;
-                let authorized = Authorized {
-                    ticket_id: s.ticket_id,
-                    grant_id: s.grant_id,
-                    user: s.user,
-                    device_id: s.device_id,
-                    target: s.target,
-                    host: s.host,
-                    port: s.port,
-                    login: s.login,
-                    host_key: s.host_key,
-                    not_after: s.not_after,
-                    credential_kind: s.credential_kind,
-                    exec_record_limit: s.exec_record_limit,
-                };
-                Ok((authorized, s.credential))
+                let a = server.authorize_session(gateway_id, req).await.map_err(from_server)?;
+                Ok((a.session, a.credential))
             }
             ControlPlane::Remote { api, sealing } => {
                 let t: SessionTicket = api.post("/v1/gateway/sessions", req).await.map_err(from_client)?;
-                let credential = sealing
-                    .open(&t.credential, INFO_GATEWAY_CREDENTIAL, t.ticket_id.as_bytes())
-                    .map_err(|_| ControlError::Failed("the credential was not sealed to this gateway".into()))?;
-                let authorized = Authorized {
-                    ticket_id: t.ticket_id,
-                    grant_id: t.grant_id,
-                    user: t.user,
-                    device_id: t.device_id,
-                    target: t.target,
-                    host: t.host,
-                    port: t.port,
-                    login: t.login,
-                    host_key: t.host_key,
-                    not_after: t.not_after,
-                    credential_kind: t.credential_kind,
-                    exec_record_limit: t.exec_record_limit,
-                };
-                Ok((authorized, credential))
+                let credential =
+                    sealing
+                        .open(&t.credential, INFO_GATEWAY_CREDENTIAL, t.session.ticket_id.as_bytes())
+                        .map_err(|_| ControlError::Failed("the credential was not sealed to this gateway".into()))?;
+                Ok((t.session, credential))
             }
         }
     }

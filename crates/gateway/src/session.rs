@@ -566,8 +566,9 @@ impl Handler for Connection {
         }
         let data = Bytes::copy_from_slice(data);
         // Queued for the recorder first; once recording has failed nothing more is forwarded.
-        if b.recorder.push(RecordEvent::Input(data.clone())).await {
-            let _ = b.upstream.data_bytes(data).await;
+        // Waiting for the target's window gives way when the channel is being ended.
+        if b.route.unless_stopped(b.recorder.push(RecordEvent::Input(data.clone()))).await == Some(true) {
+            let _ = b.route.unless_stopped(b.upstream.data_bytes(data)).await;
         }
         Ok(())
     }

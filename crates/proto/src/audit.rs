@@ -92,6 +92,34 @@ pub struct SessionEnd {
     pub streams: Vec<StreamSummary>,
 }
 
+/// Why a session ended, as recorded (`SessionEnd::reason`) and shown to its user.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndReason {
+    /// The command or shell exited (with a status).
+    Exit,
+    /// The grant ran out; the gateway closed the session.
+    GrantExpired,
+    /// The connection went away before the session ended.
+    Disconnected,
+    /// The user closed the channel (a closed terminal tab).
+    Closed,
+    /// The gateway could not record, so it stopped the session.
+    RecordingFailed,
+}
+
+impl EndReason {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            EndReason::Exit => "exit",
+            EndReason::GrantExpired => "grant_expired",
+            EndReason::Disconnected => "disconnected",
+            EndReason::Closed => "closed",
+            EndReason::RecordingFailed => "error: recording failed",
+        }
+    }
+}
+
 /// One stream of an exec session as a whole.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StreamSummary {

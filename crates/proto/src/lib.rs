@@ -456,10 +456,10 @@ pub struct SessionAuthorizationRequest {
     pub client_addr: String,
 }
 
-/// Everything a gateway needs for one authorised connection. The credential is sealed to the
-/// gateway's X25519 key with [`INFO_GATEWAY_CREDENTIAL`] and `ticket_id` as associated data.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct SessionTicket {
+/// What a gateway learns about a connection the control server authorised, besides the
+/// credential: whose, which grant, where to connect, until when, how much to record in full.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthorizedSession {
     pub ticket_id: String,
     pub grant_id: String,
     pub user: String,
@@ -474,6 +474,14 @@ pub struct SessionTicket {
     pub credential_kind: CredentialKind,
     /// Exec sessions: stdin and stdout are recorded in full up to this many bytes each.
     pub exec_record_limit: u64,
+}
+
+/// The answer to `POST /v1/gateway/sessions`. The credential is sealed to the gateway's
+/// X25519 key with [`INFO_GATEWAY_CREDENTIAL`] and the ticket id as associated data.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SessionTicket {
+    #[serde(flatten)]
+    pub session: AuthorizedSession,
     pub credential: Sealed,
 }
 

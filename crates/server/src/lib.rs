@@ -203,7 +203,7 @@ impl Server {
         &self,
         gateway_id: &str,
         req: &SessionAuthorizationRequest,
-    ) -> Result<api::AuthorizedSession, ServerError> {
+    ) -> Result<api::Authorization, ServerError> {
         api::authorize_session(&self.state, gateway_id, req).await
     }
 

@@ -552,7 +552,8 @@ async fn gateways_are_told_to_refuse_every_certificate_but_the_right_one() {
     // The right one, and the credential comes with it (to the gateway only).
     let ok = ask(good.certificate.clone(), "web", &embedded).await.unwrap();
     assert_eq!(ok.credential.expose_secret(), b"the-password");
-    assert_eq!((ok.user.as_str(), ok.target.as_str(), ok.login.as_str()), ("alice", "web", "root"));
+    let s = &ok.session;
+    assert_eq!((s.user.as_str(), s.target.as_str(), s.login.as_str()), ("alice", "web", "root"));
 
     let ca = user_ca_of(&r).await;
     let now = now() as u64;
@@ -623,7 +624,7 @@ async fn gateways_are_told_to_refuse_every_certificate_but_the_right_one() {
         assert!(refused.contains(want), "{what}: {refused}");
     }
     // Carol's own certificate is hers: it opens web for her, not for anyone else's key.
-    assert_eq!(ask(carols.certificate.clone(), "web", &embedded).await.unwrap().user, "carol");
+    assert_eq!(ask(carols.certificate.clone(), "web", &embedded).await.unwrap().session.user, "carol");
 
     // The target moves: live grants end, and the same certificate is now refused as revoked.
     let sealed =

@@ -8,9 +8,9 @@ use axum::{Extension, Json};
 use portcullis_crypto::identity::seal_to;
 use portcullis_crypto::{OsRng, SecretBytes, envelope};
 use portcullis_proto::{
-    AddGatewayRequest, AddGatewayResponse, CredentialKind, EnrolmentCode, GatewayEnrollRequest, GatewayEnrollResponse,
-    GatewayHeartbeat, GatewaySummary, GrantClaims, INFO_GATEWAY_CREDENTIAL, Role, SessionAuthorizationRequest,
-    SessionTicket, SignedGrant, UploadAck, UploadBatch, check_name,
+    AddGatewayRequest, AddGatewayResponse, AuthorizedSession, CredentialKind, EnrolmentCode, GatewayEnrollRequest,
+    GatewayEnrollResponse, GatewayHeartbeat, GatewaySummary, GrantClaims, INFO_GATEWAY_CREDENTIAL, Role,
+    SessionAuthorizationRequest, SessionTicket, SignedGrant, UploadAck, UploadBatch, check_name,
 };
 use russh::keys::{Certificate, PublicKey};
 
@@ -126,31 +126,14 @@ pub async fn enroll(State(state): AppState, Json(req): Json<GatewayEnrollRequest
 }
 
 /// A session the control server allowed, with the credential the gateway needs to broker it.
-pub struct AuthorizedSession {
-    pub ticket_id: String,
-    pub grant_id: String,
-    pub user: String,
-    pub user_id: String,
-    pub device_id: String,
-    pub target: String,
-    pub host: String,
-    pub port: u16,
-    pub login: String,
-    pub host_key: String,
-    pub not_after: i64,
-    pub credential_kind: CredentialKind,
-    pub exec_record_limit: u64,
+pub struct Authorization {
+    pub session: AuthorizedSession,
     pub credential: SecretBytes,
 }
 
-impl std::fmt::Debug for AuthorizedSession {
+impl std::fmt::Debug for Authorization {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AuthorizedSession")
-            .field("ticket", &self.ticket_id)
-            .field("grant", &self.grant_id)
-            .field("target", &self.target)
-            .field("credential", &self.credential)
-            .finish()
+        f.debug_struct("Authorization").field("session", &self.session).field("credential", &self.credential).finish()
     }
 }
 
@@ -185,14 +168,14 @@ pub async fn authorize_session(
     state: &ServerState,
     gateway_id: &str,
     req: &SessionAuthorizationRequest,
-) -> Result<AuthorizedSession, ServerError> {
+) -> Result<Authorization, ServerError> {
     let now = state.clock.now();
     let result = authorize_checked(state, gateway_id, req, now).await;
     let (kind, detail) = match &result {
-        Ok(s) => (
+        Ok(a) => (
             "session_authorized",
-            serde_json::json!({ "grant": s.grant_id, "user": s.user, "target": s.target, "gateway_id": gateway_id,
-                "client": req.client_addr }),
+            serde_json::json!({ "grant": a.session.grant_id, "user": a.session.user, "target": a.session.target,
+                "gateway_id": gateway_id, "client": req.client_addr }),
         ),
         Err(e) => (
             "session_refused",
@@ -200,10 +183,10 @@ pub async fn authorize_session(
                 "client": req.client_addr }),
         ),
     };
-    let user_id = result.as_ref().ok().map(|s| s.user_id.clone());
+    let user_id = result.as_ref().ok().map(|a| a.session.user_id.clone());
     // Read before the transaction: the store has a single connection.
     let used = match &result {
-        Ok(s) => state.db.target_by_name(&s.target).await?.map(|t| (t.id, s.user_id.clone())),
+        Ok(a) => state.db.target_by_name(&a.session.target).await?.map(|t| (t.id, a.session.user_id.clone())),
         Err(_) => None,
     };
     let mut tx = state.db.begin().await?;
@@ -220,7 +203,7 @@ async fn authorize_checked(
     gateway_id: &str,
     req: &SessionAuthorizationRequest,
     now: i64,
-) -> Result<AuthorizedSession, ServerError> {
+) -> Result<Authorization, ServerError> {
     let refused = |code: &'static str, message: String| ServerError::Refused(code, message);
     let gateway =
         state.db.gateway(gateway_id).await?.ok_or_else(|| ServerError::Unauthorized("unknown gateway".into()))?;
@@ -298,7 +281,7 @@ async fn authorize_checked(
         },
         &credential_aad(&target.id, target.credential_version),
     )?;
-    Ok(AuthorizedSession {
+    let session = AuthorizedSession {
         ticket_id: uuid::Uuid::new_v4().to_string(),
         grant_id: claims.grant_id,
         user: claims.user_name,
@@ -312,8 +295,8 @@ async fn authorize_checked(
         not_after: claims.not_after,
         credential_kind: CredentialKind::parse(&target.credential_kind).unwrap_or(CredentialKind::Password),
         exec_record_limit: state.exec_record_limit.load(std::sync::atomic::Ordering::Relaxed),
-        credential,
-    })
+    };
+    Ok(Authorization { session, credential })
 }
 
 /// `POST /v1/gateway/sessions`: as [`authorize_session`], the credential sealed to the calling
@@ -323,31 +306,17 @@ pub async fn authorize(
     Extension(gateway): Extension<GatewayCaller>,
     Json(req): Json<SessionAuthorizationRequest>,
 ) -> ApiResult<SessionTicket> {
-    let session = authorize_session(&state, &gateway.id, &req).await?;
+    let Authorization { session, credential } = authorize_session(&state, &gateway.id, &req).await?;
     let sealed = seal_to(
         &gateway.seal_public_key,
-        session.credential.expose_secret(),
+        credential.expose_secret(),
         INFO_GATEWAY_CREDENTIAL,
         session.ticket_id.as_bytes(),
         &mut OsRng,
     )?;
+    drop(credential);
     tracing::info!(gateway = %gateway.name, user = %session.user, target = %session.target, "session authorised; credential sealed to the gateway");
-    Ok(Json(SessionTicket {
-        ticket_id: session.ticket_id,
-        grant_id: session.grant_id,
-        user: session.user,
-        user_id: session.user_id,
-        device_id: session.device_id,
-        target: session.target,
-        host: session.host,
-        port: session.port,
-        login: session.login,
-        host_key: session.host_key,
-        not_after: session.not_after,
-        credential_kind: session.credential_kind,
-        exec_record_limit: session.exec_record_limit,
-        credential: sealed,
-    }))
+    Ok(Json(SessionTicket { session, credential: sealed }))
 }
 
 pub async fn upload(

@@ -6,7 +6,7 @@ mod gateways;
 mod vault;
 
 pub use audit::ingest_records;
-pub use gateways::{AuthorizedSession, authorize_session, gateway_heartbeat};
+pub use gateways::{Authorization, authorize_session, gateway_heartbeat};
 pub use vault::add_target;
 
 use std::sync::Arc;
