@@ -8,7 +8,9 @@
 #  (b) SIZE with `scp` (SFTP mode) via the gateway vs direct;
 #  (c) interactive round trip: one byte echoed by `cat` on a PTY, via the gateway vs direct;
 #  (d) the gateway's memory with 50 idle sessions open;
-#  (e) Argon2id unlock beside an OS-keyring unlock (issue 2's figure, kept).
+#  (e) Argon2id unlock beside an OS-keyring unlock (issue 2's figure, kept);
+#  (f) bounded buffers: the gateway's peak memory while SIZE is pushed into a target that does
+#      not read for 3 s, and during a 2 GiB scp (which must not stall).
 # Both legs use aes256-gcm: the user side by `-c`, the gateway prefers it towards targets.
 # Usage: bash tests/bench.sh [SIZE_MIB=256] [RUNS=5]   (BENCH_PARTS="a b c d e" picks parts)
 set -euo pipefail
@@ -60,7 +62,7 @@ cpu() { awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15 + $16 + $17) / hz}' "/
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 sub() { echo "$1 - $2" | bc -l; }
 
-parts=${BENCH_PARTS:-a b c d e}
+parts=${BENCH_PARTS:-a b c d f e}
 part() { [[ " $parts " == *" $1 "* ]]; }
 declare -a t_direct t_gateway c_gateway c_sshd_gw c_sshd_direct s_direct s_gateway
 if part a; then
@@ -121,6 +123,31 @@ kill "${idle[@]}" 2>/dev/null || true
 wait "${idle[@]}" 2>/dev/null || true
 printf '(d) gateway memory (RSS): %.1f MiB idle, %.1f MiB with %s idle sessions open (%.0f KiB per session)\n' \
   "$(echo "$before / 1024" | bc -l)" "$(echo "$after / 1024" | bc -l)" "$open_now" "$(echo "($after - $before) / $open_now" | bc -l)"
+fi
+
+if part f; then
+# Peak RSS of the gateway while "$@" runs, sampled every 50 ms.
+peak_rss() {
+  "$@" & local job=$! peak=0 now
+  while kill -0 "$job" 2>/dev/null; do
+    now=$(rss "$gateway_pid"); [ "$now" -gt "$peak" ] && peak=$now; sleep 0.05
+  done
+  wait "$job"
+  echo "$peak"
+}
+rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+idle=$(rss "$gateway_pid")
+slow=$(peak_rss sh -c "ssh -q -c $cipher -F $cfg bench.portcullis 'sleep 3; cat > /dev/null' < $payload")
+big="$work/big.bin"
+head -c 2G /dev/zero >"$big"
+s=$(now)
+big_peak=$(peak_rss sh -c "scp -q -c $cipher -F $cfg $big bench.portcullis:/dev/null 2>/dev/null")
+e=$(now)
+rm -f "$big"
+printf '(f) gateway memory (RSS) at rest %.1f MiB; peak while %s MiB wait on a target that reads after 3 s: %.1f MiB;\n' \
+  "$(echo "$idle / 1024" | bc -l)" "$size_mib" "$(echo "$slow / 1024" | bc -l)"
+printf '    2 GiB scp through the gateway: %.1f s (%.0f MiB/s), peak %.1f MiB\n' \
+  "$(sub "$e" "$s")" "$(echo "2048 / $(sub "$e" "$s")" | bc -l)" "$(echo "$big_peak / 1024" | bc -l)"
 fi
 
 part e || exit 0

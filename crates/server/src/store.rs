@@ -654,6 +654,7 @@ impl Store {
         .await?)
     }
 
+    /// Records a gateway's keys; its name.
     pub async fn enrol_gateway(
         tx: &mut Tx<'_>,
         id: &str,
@@ -661,10 +662,10 @@ impl Store {
         seal_public_key: &[u8],
         host_key: &str,
         now: i64,
-    ) -> Result<(), ServerError> {
-        sqlx::query(
+    ) -> Result<String, ServerError> {
+        sqlx::query_scalar(
             "UPDATE gateways SET sign_public_key = ?, seal_public_key = ?, host_key = ?, enrolled_at = ?, \
-             last_contact_at = ? WHERE id = ? AND enrolled_at IS NULL",
+             last_contact_at = ? WHERE id = ? AND enrolled_at IS NULL RETURNING name",
         )
         .bind(sign_public_key)
         .bind(seal_public_key)
@@ -672,9 +673,9 @@ impl Store {
         .bind(now)
         .bind(now)
         .bind(id)
-        .execute(&mut **tx)
-        .await?;
-        Ok(())
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or_else(|| ServerError::Conflict("this gateway is already enrolled".into()))
     }
 
     pub async fn gateway_contact(

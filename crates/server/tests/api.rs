@@ -227,6 +227,44 @@ async fn gateway(r: &Running, admin: &Device, name: &str) -> Device {
     Device { id: resp.gateway_id, key, server: None }
 }
 
+const HOST_KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHjB9qE3HBVGfD3cY0XkQkQZK3tMh4cD0wQJ1K6pNq5z host";
+
+/// A password target as an admin adds it: the password sealed to the server for `name`.
+fn password_target(admin: &Device, name: &str, password: &[u8]) -> AddTargetRequest {
+    let seal_key = b64().decode(&admin.server.clone().unwrap().seal_public_key).unwrap();
+    let sealed =
+        portcullis_crypto::identity::seal_to(&seal_key, password, INFO_TARGET_CREDENTIAL, name.as_bytes(), &mut OsRng)
+            .unwrap();
+    AddTargetRequest {
+        name: name.into(),
+        host: "127.0.0.1".into(),
+        port: 22,
+        login: "root".into(),
+        host_key: HOST_KEY.into(),
+        credential_kind: CredentialKind::Password,
+        environment: "prod".into(),
+        tags: vec![],
+        description: String::new(),
+        gateway: None,
+        credential: sealed,
+    }
+}
+
+/// `who` asks for `target`, `approver` approves; the request.
+async fn approved(r: &Running, who: &Device, approver: &Device, target: &str) -> AccessRequestView {
+    let req: AccessRequestView = call(
+        r,
+        who,
+        "POST",
+        "/v1/requests",
+        &CreateAccessRequest { target: target.into(), duration_secs: 600, reason: "test".into() },
+    )
+    .await;
+    let review = ReviewRequest { decision: Decision::Approve, reason: None };
+    let _: AccessRequestView = call(r, approver, "POST", &format!("/v1/requests/{}/review", req.id), &review).await;
+    req
+}
+
 async fn upload(r: &Running, g: &Device, records: Vec<(u64, String)>) -> reqwest::Response {
     let batch =
         UploadBatch { records: records.into_iter().map(|(seq, payload)| UploadRecord { seq, payload }).collect() };
@@ -317,42 +355,9 @@ async fn no_device_route_answers_with_a_credential() {
 
     // The canary: a password the server must only ever hand to a gateway.
     let canary = format!("canary-{}", hex::encode(portcullis_crypto::random_bytes::<16>(&mut OsRng)));
-    let identity = admin.server.clone().unwrap();
-    let seal_key = b64().decode(&identity.seal_public_key).unwrap();
-    let sealed =
-        portcullis_crypto::identity::seal_to(&seal_key, canary.as_bytes(), INFO_TARGET_CREDENTIAL, b"web", &mut OsRng)
-            .unwrap();
-    let host_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHjB9qE3HBVGfD3cY0XkQkQZK3tMh4cD0wQJ1K6pNq5z host";
-    let target = AddTargetRequest {
-        name: "web".into(),
-        host: "127.0.0.1".into(),
-        port: 22,
-        login: "root".into(),
-        host_key: host_key.into(),
-        credential_kind: CredentialKind::Password,
-        environment: "prod".into(),
-        tags: vec![],
-        description: String::new(),
-        gateway: None,
-        credential: sealed.clone(),
-    };
+    let target = password_target(&admin, "web", canary.as_bytes());
     let _: TargetSummary = call(&r, &admin, "POST", "/v1/targets", &target).await;
-    let req: AccessRequestView = call(
-        &r,
-        &alice,
-        "POST",
-        "/v1/requests",
-        &CreateAccessRequest { target: "web".into(), duration_secs: 600, reason: "canary".into() },
-    )
-    .await;
-    let _: AccessRequestView = call(
-        &r,
-        &bob,
-        "POST",
-        &format!("/v1/requests/{}/review", req.id),
-        &ReviewRequest { decision: Decision::Approve, reason: None },
-    )
-    .await;
+    let req = approved(&r, &alice, &bob, "web").await;
 
     // Every device route, with plausible bodies, as the grant holder and as an admin.
     let key_line = {
@@ -382,7 +387,7 @@ async fn no_device_route_answers_with_a_credential() {
                 host: "127.0.0.1".into(),
                 port: 22,
                 login: "root".into(),
-                host_key: host_key.into(),
+                host_key: HOST_KEY.into(),
                 credential_kind: CredentialKind::Password,
                 environment: "prod".into(),
                 tags: vec!["x".into()],
@@ -485,49 +490,12 @@ async fn gateways_are_told_to_refuse_every_certificate_but_the_right_one() {
     }
     let [alice, carol, bob] = <[Device; 3]>::try_from(devices).ok().unwrap();
     let far = gateway(&r, &admin, "far").await;
-    let seal_key = b64().decode(&admin.server.clone().unwrap().seal_public_key).unwrap();
-    let host_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHjB9qE3HBVGfD3cY0XkQkQZK3tMh4cD0wQJ1K6pNq5z host";
     for name in ["web", "db"] {
-        let sealed = portcullis_crypto::identity::seal_to(
-            &seal_key,
-            b"the-password",
-            INFO_TARGET_CREDENTIAL,
-            name.as_bytes(),
-            &mut OsRng,
-        )
-        .unwrap();
-        let target = AddTargetRequest {
-            name: name.into(),
-            host: "127.0.0.1".into(),
-            port: 22,
-            login: "root".into(),
-            host_key: host_key.into(),
-            credential_kind: CredentialKind::Password,
-            environment: String::new(),
-            tags: vec![],
-            description: String::new(),
-            gateway: None,
-            credential: sealed,
-        };
-        let _: TargetSummary = call(&r, &admin, "POST", "/v1/targets", &target).await;
+        let _: TargetSummary =
+            call(&r, &admin, "POST", "/v1/targets", &password_target(&admin, name, b"the-password")).await;
     }
     for (who, target) in [(&alice, "web"), (&alice, "db"), (&carol, "web")] {
-        let req: AccessRequestView = call(
-            &r,
-            who,
-            "POST",
-            "/v1/requests",
-            &CreateAccessRequest { target: target.into(), duration_secs: 600, reason: "test".into() },
-        )
-        .await;
-        let _: AccessRequestView = call(
-            &r,
-            &bob,
-            "POST",
-            &format!("/v1/requests/{}/review", req.id),
-            &ReviewRequest { decision: Decision::Approve, reason: None },
-        )
-        .await;
+        approved(&r, who, &bob, target).await;
     }
     let certify = |key: &russh::keys::PrivateKey| CertificateRequest {
         target: "web".into(),
@@ -627,14 +595,12 @@ async fn gateways_are_told_to_refuse_every_certificate_but_the_right_one() {
     assert_eq!(ask(carols.certificate.clone(), "web", &embedded).await.unwrap().session.user, "carol");
 
     // The target moves: live grants end, and the same certificate is now refused as revoked.
-    let sealed =
-        portcullis_crypto::identity::seal_to(&seal_key, b"new-password", INFO_TARGET_CREDENTIAL, b"web", &mut OsRng)
-            .unwrap();
+    let sealed = password_target(&admin, "web", b"new-password").credential;
     let moved = UpdateTargetRequest {
         host: "127.0.0.1".into(),
         port: 2022,
         login: "root".into(),
-        host_key: host_key.into(),
+        host_key: HOST_KEY.into(),
         credential_kind: CredentialKind::Password,
         environment: String::new(),
         tags: vec![],

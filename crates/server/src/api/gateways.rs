@@ -102,24 +102,20 @@ pub async fn enroll(State(state): AppState, Json(req): Json<GatewayEnrollRequest
         return Err(invalid());
     };
     let host_key_line = host_key.to_openssh().map_err(|e| ServerError::Internal(e.to_string()))?;
-    Store::enrol_gateway(&mut tx, &gateway_id, &sign, &seal, &host_key_line, now).await?;
-    tx.commit().await?;
-    let gateway =
-        state.db.gateway(&gateway_id).await?.ok_or_else(|| ServerError::Internal("gateway vanished".into()))?;
-    let mut tx = state.db.begin().await?;
+    let name = Store::enrol_gateway(&mut tx, &gateway_id, &sign, &seal, &host_key_line, now).await?;
     Store::record_event(
         &mut tx,
         now,
         None,
         None,
         "gateway_enrolled",
-        serde_json::json!({ "gateway": gateway.name, "host_key": fingerprint(&host_key) }),
+        serde_json::json!({ "gateway": name, "host_key": fingerprint(&host_key) }),
     )
     .await?;
     tx.commit().await?;
     Ok(Json(GatewayEnrollResponse {
         gateway_id,
-        name: gateway.name,
+        name,
         server: server_identity(&state),
         user_ca: state.user_ca.public_openssh(),
     }))
