@@ -651,7 +651,8 @@ fn stock_openssh_tools_move_files_through_the_gateway_and_the_recording_knows_th
                 && l.contains(&format!("\"protocol\":\"{protocol}\""))
                 && l.contains(&at(name))
                 && l.contains(&want)
-                && l.contains("\"size\":268435456")),
+                && l.contains("\"size\":268435456")
+                && l.contains(" alice ")),
             "no {direction} {protocol} of {name}:\n{transfers}"
         );
     }

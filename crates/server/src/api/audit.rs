@@ -151,6 +151,14 @@ async fn index_payload(
         let actor = match payload {
             AuditPayload::HostKeyMismatch(m) => m.user.clone(),
             AuditPayload::AccessRefused(r) => r.user.clone(),
+            // A file transfer is its session's user's.
+            AuditPayload::FileTransfer(t) => {
+                sqlx::query_scalar::<_, String>("SELECT user_name FROM sessions WHERE id = ? AND writer_id = ?")
+                    .bind(&t.session_id)
+                    .bind(writer_id)
+                    .fetch_optional(&mut **tx)
+                    .await?
+            }
             _ => None,
         };
         let actor_id = match actor {
