@@ -1,0 +1,191 @@
+//! Gateways, their enrolment codes and contact, and the user certificates issued for gateways
+//! to check.
+
+use super::{Store, Tx};
+use crate::ServerError;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct GatewayRow {
+    pub id: String,
+    pub name: String,
+    pub embedded: bool,
+    pub sign_public_key: Option<Vec<u8>>,
+    pub seal_public_key: Option<Vec<u8>>,
+    pub host_key: Option<String>,
+    pub address: Option<String>,
+    pub created_at: i64,
+    pub enrolled_at: Option<i64>,
+    pub last_contact_at: Option<i64>,
+    pub backlog: i64,
+    pub revoked_at: Option<i64>,
+}
+
+const GATEWAY_SELECT: &str = "SELECT id, name, embedded, sign_public_key, seal_public_key, host_key, address, \
+     created_at, enrolled_at, last_contact_at, backlog, revoked_at FROM gateways";
+
+impl Store {
+    pub async fn insert_gateway(
+        tx: &mut Tx<'_>,
+        id: &str,
+        name: &str,
+        embedded: bool,
+        created_by: Option<&str>,
+        now: i64,
+    ) -> Result<(), ServerError> {
+        let result =
+            sqlx::query("INSERT INTO gateways (id, name, embedded, created_at, created_by) VALUES (?, ?, ?, ?, ?)")
+                .bind(id)
+                .bind(name)
+                .bind(embedded)
+                .bind(now)
+                .bind(created_by)
+                .execute(&mut **tx)
+                .await;
+        match result {
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                Err(ServerError::Conflict(format!("a gateway named {name:?} already exists")))
+            }
+            other => other.map(|_| ()).map_err(Into::into),
+        }
+    }
+
+    pub async fn gateways(&self) -> Result<Vec<GatewayRow>, ServerError> {
+        Ok(sqlx::query_as(&format!("{GATEWAY_SELECT} ORDER BY embedded DESC, name")).fetch_all(&self.pool).await?)
+    }
+
+    pub async fn gateway(&self, id: &str) -> Result<Option<GatewayRow>, ServerError> {
+        Ok(sqlx::query_as(&format!("{GATEWAY_SELECT} WHERE id = ?")).bind(id).fetch_optional(&self.pool).await?)
+    }
+
+    pub async fn gateway_by_name(&self, name: &str) -> Result<Option<GatewayRow>, ServerError> {
+        Ok(sqlx::query_as(&format!("{GATEWAY_SELECT} WHERE name = ?")).bind(name).fetch_optional(&self.pool).await?)
+    }
+
+    pub async fn embedded_gateway(&self) -> Result<Option<GatewayRow>, ServerError> {
+        Ok(sqlx::query_as(&format!("{GATEWAY_SELECT} WHERE embedded = 1")).fetch_optional(&self.pool).await?)
+    }
+
+    /// Targets created before gateways existed are reached through the embedded one.
+    pub async fn adopt_orphan_targets(tx: &mut Tx<'_>, embedded_id: &str) -> Result<(), ServerError> {
+        sqlx::query("UPDATE targets SET gateway_id = ? WHERE gateway_id IS NULL")
+            .bind(embedded_id)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn gateway_target_counts(&self) -> Result<Vec<(String, i64)>, ServerError> {
+        Ok(sqlx::query_as("SELECT gateway_id, COUNT(*) FROM targets GROUP BY gateway_id").fetch_all(&self.pool).await?)
+    }
+
+    pub async fn insert_gateway_code(
+        tx: &mut Tx<'_>,
+        code_hash: &str,
+        gateway_id: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<(), ServerError> {
+        sqlx::query(
+            "INSERT INTO gateway_enrolment_codes (code_hash, gateway_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
+        )
+        .bind(code_hash)
+        .bind(gateway_id)
+        .bind(now)
+        .bind(expires_at)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Marks an unused, unexpired gateway code as used; the gateway it enrols, if any.
+    pub async fn consume_gateway_code(
+        tx: &mut Tx<'_>,
+        code_hash: &str,
+        now: i64,
+    ) -> Result<Option<String>, ServerError> {
+        Ok(sqlx::query_scalar(
+            "UPDATE gateway_enrolment_codes SET used_at = ?1 WHERE code_hash = ?2 AND used_at IS NULL \
+             AND expires_at > ?1 RETURNING gateway_id",
+        )
+        .bind(now)
+        .bind(code_hash)
+        .fetch_optional(&mut **tx)
+        .await?)
+    }
+
+    /// Records a gateway's keys; its name.
+    pub async fn enrol_gateway(
+        tx: &mut Tx<'_>,
+        id: &str,
+        sign_public_key: &[u8],
+        seal_public_key: &[u8],
+        host_key: &str,
+        now: i64,
+    ) -> Result<String, ServerError> {
+        sqlx::query_scalar(
+            "UPDATE gateways SET sign_public_key = ?, seal_public_key = ?, host_key = ?, enrolled_at = ?, \
+             last_contact_at = ? WHERE id = ? AND enrolled_at IS NULL RETURNING name",
+        )
+        .bind(sign_public_key)
+        .bind(seal_public_key)
+        .bind(host_key)
+        .bind(now)
+        .bind(now)
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or_else(|| ServerError::Conflict("this gateway is already enrolled".into()))
+    }
+
+    pub async fn gateway_contact(
+        &self,
+        id: &str,
+        address: Option<&str>,
+        host_key: Option<&str>,
+        backlog: Option<u64>,
+        now: i64,
+    ) -> Result<(), ServerError> {
+        sqlx::query(
+            "UPDATE gateways SET last_contact_at = ?, address = COALESCE(?, address), \
+             host_key = COALESCE(?, host_key), backlog = COALESCE(?, backlog) WHERE id = ?",
+        )
+        .bind(now)
+        .bind(address)
+        .bind(host_key)
+        .bind(backlog.map(|b| b as i64))
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn insert_user_certificate(
+        tx: &mut Tx<'_>,
+        serial: u64,
+        grant_id: &str,
+        key_fingerprint: &str,
+        now: i64,
+        valid_before: i64,
+    ) -> Result<(), ServerError> {
+        sqlx::query(
+            "INSERT INTO user_certificates (serial, grant_id, key_fingerprint, issued_at, valid_before) \
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(serial as i64)
+        .bind(grant_id)
+        .bind(key_fingerprint)
+        .bind(now)
+        .bind(valid_before)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    /// (grant id, key fingerprint) of an issued certificate.
+    pub async fn user_certificate(&self, serial: u64) -> Result<Option<(String, String)>, ServerError> {
+        Ok(sqlx::query_as("SELECT grant_id, key_fingerprint FROM user_certificates WHERE serial = ?")
+            .bind(serial as i64)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+}

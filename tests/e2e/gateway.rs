@@ -1,0 +1,637 @@
+//! The gateway's scenarios: a gateway process through a server outage and repeated kills, the
+//! user's own OpenSSH tools through it, refused certificates, a full disk, a stalled reader,
+//! data before the command.
+
+use std::time::{Duration, Instant};
+
+use crate::harness::*;
+
+/// A gateway in its own process, enrolled over TLS with the pin from its code, brokers and
+/// records a target's sessions. The control server goes away during a session: the session
+/// completes, the gateway keeps the recording and uploads it when the server is back; it opens
+/// no new session meanwhile (it cannot check the grant). Killed again and again while it
+/// uploads, it loses and duplicates nothing; forcing a re-upload stores nothing twice. The
+/// credential appears in none of its output, log, database or home.
+#[test]
+fn a_gateway_process_keeps_recording_through_a_server_outage() {
+    let sshd = Sshd::start();
+    // Record stdout in full, so the session below makes hundreds of records to upload.
+    let mut world = World::custom("warn", true, &["--exec-record-limit", "67108864"]);
+    let code = world.admin.run(&["gateway", "add", "near-db"]).ok().last_line();
+    let mut gateway =
+        GatewayProcess::enroll(world.root.path(), "near-db", &world.server.url, &code, "warn", &world.transcript);
+    world.admin.run(&["gateway", "add", "near-db"]).fails_with("already exists");
+    let listed = world.admin.run(&["gateway", "list"]).ok().stdout;
+    assert!(listed.contains("near-db") && listed.contains("(not running yet)"), "{listed}");
+    gateway.start();
+    world.add_target_with("db", sshd.port, &sshd.user_key, &sshd.host_key_pub, &["--gateway", "near-db"]).ok();
+    let shown = world.alice.run(&["target", "show", "db"]).ok().stdout;
+    assert!(shown.contains("gateway:      near-db"), "{shown}");
+    let id = world.alice.run(&["request", "db", "--duration", "10m", "--reason", "e2e"]).ok().last_line();
+    world.bob.run(&["approve", &id]).ok();
+    let hello = world.alice.run(&["ssh", "db", "--", "echo via-near-db"]).ok();
+    assert_eq!(hello.stdout, "via-near-db\n");
+    // The user's own OpenSSH client, with the config `ssh-config` writes.
+    let config = world.root.path().join("alice-ssh-config");
+    world.alice.run(&["ssh-config", "--out", config.to_str().unwrap()]).ok();
+    let stock = stock_ssh(&config, &["db.portcullis", "echo", "stock-ssh-$((20+3))"]);
+    assert!(stock.status.success(), "{}", String::from_utf8_lossy(&stock.stderr));
+    assert_eq!(String::from_utf8_lossy(&stock.stdout), "stock-ssh-23\n");
+
+    // The server goes away mid-session.
+    let child = world.alice.spawn(&[
+        "ssh",
+        "db",
+        "--",
+        "sleep 2; head -c 12000000 /dev/urandom | base64; echo survived-outage",
+    ]);
+    std::thread::sleep(Duration::from_millis(800));
+    world.server.stop();
+    let run = world.alice.wait(child);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    assert!(run.stdout.ends_with("survived-outage\n"), "{}", &run.stdout[run.stdout.len().saturating_sub(100)..]);
+    let output_sha = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(run.stdout.as_bytes()))
+    };
+    // No new session without checking the grant: no certificate can be issued, and one held
+    // from before is refused by the gateway, which cannot ask the server.
+    world.alice.run(&["ssh", "db", "--", "true"]).fails_with("cannot reach the server");
+    let refused = stock_ssh(&config, &["db.portcullis", "true"]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("cannot reach the control server"), "{stderr}");
+
+    // The gateway has written the session's last records (its recorder trails the bytes by a
+    // moment; what it has not written when killed is lost, like any process's memory).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while count_kind(&gateway.database(), "session_end") < 3 {
+        assert!(Instant::now() < deadline, "the gateway never recorded the session's end");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    world.server.start(true);
+    // Kill the gateway at random moments while it uploads the backlog, and start it again.
+    let backlog = unsent_records(&gateway.database());
+    assert!(backlog > 50, "only {backlog} records to upload");
+    let mut kills = 0;
+    let mut rng_state = u64::from_le_bytes(rand::random::<[u8; 8]>());
+    while unsent_records(&gateway.database()) > 0 && kills < 8 {
+        rng_state = rng_state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        std::thread::sleep(Duration::from_millis(100 + (rng_state >> 33) % 700));
+        gateway.kill();
+        kills += 1;
+        gateway.start();
+    }
+    assert!(kills > 0, "the upload finished before the first kill");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while unsent_records(&gateway.database()) > 0 {
+        assert!(Instant::now() < deadline, "the gateway never finished uploading");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (count, max) = server_records(&world.server, &gateway.id());
+    let written = gateway_records(&gateway.database());
+    assert_eq!((count, max), (written, written), "the server holds each of the gateway's {written} records once");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let audit = loop {
+        let out = world.bob.run(&["audit", "list"]).ok().stdout;
+        if out.contains("survived-outage") && out.matches(" exit ").count() >= 2 {
+            break out;
+        }
+        assert!(Instant::now() < deadline, "the gateway never uploaded the session: {out}");
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert_eq!(audit.matches("survived-outage").count(), 1, "{audit}");
+    assert!(audit.lines().filter(|l| l.contains("survived")).all(|l| l.contains("alice")), "{audit}");
+    // Byte for byte what alice saw: the recording's stdout has the same size and hash.
+    let session =
+        audit.lines().find(|l| l.contains("survived-outage")).unwrap().split_whitespace().next().unwrap().to_string();
+    let shown = world.bob.run(&["audit", "show", &session]).ok().stdout;
+    let stdout = shown.lines().find(|l| l.trim_start().starts_with("stdout")).unwrap_or_default().to_string();
+    assert!(stdout.contains(&format!("{} bytes ({} recorded)", run.stdout.len(), run.stdout.len())), "{shown}");
+    assert!(stdout.contains(&output_sha), "{shown}");
+    eprintln!(
+        "gateway killed {kills} times while uploading {backlog} records; {written} written, {count} stored once each"
+    );
+    let listed = world.admin.run(&["gateway", "list"]).ok().stdout;
+    assert!(listed.contains(&format!("127.0.0.1:{}", gateway.port)), "{listed}");
+
+    // Force a re-upload of everything: the server acknowledges duplicates and stores nothing twice.
+    gateway.kill();
+    mark_all_records_unsent(&gateway.database());
+    gateway.start();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while unsent_records(&gateway.database()) > 0 {
+        assert!(Instant::now() < deadline, "the gateway never re-uploaded its records");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let audit = world.bob.run(&["audit", "list"]).ok().stdout;
+    assert_eq!(audit.matches("survived-outage").count(), 1, "{audit}");
+    let listed = world.admin.run(&["gateway", "list"]).ok().stdout;
+    assert!(listed.lines().any(|l| l.starts_with("near-db")), "{listed}");
+
+    // The canary: the private key's text and every base64 line of it.
+    let canaries = key_canaries(&sshd.user_key);
+    assert_no_canary(&world.transcript.bytes(), &canaries, "command output");
+    assert_no_canary(&gateway.log(), &canaries, "the gateway's log");
+    assert_no_canary(&world.server.log(), &canaries, "the server's log");
+    let files = files_under(world.root.path());
+    assert!(files.iter().any(|f| f.ends_with("gateway.db")));
+    for file in files {
+        assert_no_canary(&std::fs::read(&file).unwrap(), &canaries, &file.display().to_string());
+    }
+}
+
+/// (records, highest sequence number) the server stores for a writer.
+fn server_records(server: &ServerProcess, writer: &str) -> (i64, i64) {
+    with_db(&server.data.join("server.db"), async |conn| {
+        sqlx::query_as("SELECT COUNT(*), COALESCE(MAX(seq), 0) FROM audit_records WHERE writer_id = ?")
+            .bind(writer)
+            .fetch_one(conn)
+            .await
+            .unwrap()
+    })
+}
+
+/// How many records of `kind` a gateway wrote (the kind is stored in clear beside each record).
+fn count_kind(db: &std::path::Path, kind: &str) -> i64 {
+    with_db(db, async |conn| {
+        sqlx::query_scalar("SELECT COUNT(*) FROM records WHERE kind = ?").bind(kind).fetch_one(conn).await.unwrap()
+    })
+}
+
+/// How many records a gateway wrote.
+fn gateway_records(db: &std::path::Path) -> i64 {
+    with_db(db, async |conn| sqlx::query_scalar("SELECT COUNT(*) FROM records").fetch_one(conn).await.unwrap())
+}
+
+/// The user's own OpenSSH `ssh` with a config file.
+fn stock_ssh(config: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new("ssh")
+        .arg("-F")
+        .arg(config)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("ssh (openssh-client) is installed")
+}
+
+fn with_db<T>(db: &std::path::Path, f: impl AsyncFnOnce(&mut sqlx::SqliteConnection) -> T) -> T {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        use sqlx::Connection;
+        let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display())).await.unwrap();
+        f(&mut conn).await
+    })
+}
+
+fn mark_all_records_unsent(db: &std::path::Path) {
+    let n = with_db(db, async |conn| {
+        sqlx::query("UPDATE records SET uploaded_at = NULL").execute(conn).await.unwrap().rows_affected()
+    });
+    assert!(n > 0);
+}
+
+fn unsent_records(db: &std::path::Path) -> i64 {
+    with_db(db, async |conn| {
+        sqlx::query_scalar("SELECT COUNT(*) FROM records WHERE uploaded_at IS NULL").fetch_one(conn).await.unwrap()
+    })
+}
+
+/// SHA-256 of a file, hex (with the system's sha256sum, a real part of its own).
+fn sha256_file(path: &std::path::Path) -> String {
+    let out = std::process::Command::new("sha256sum").arg(path).output().unwrap();
+    assert!(out.status.success(), "sha256sum {}", path.display());
+    String::from_utf8(out.stdout).unwrap().split_whitespace().next().unwrap().to_string()
+}
+
+/// Runs a stock OpenSSH tool (or rsync) and insists it succeeded.
+#[track_caller]
+fn stock(program: &str, args: &[&str]) {
+    let out = std::process::Command::new(program).args(args).stdin(std::process::Stdio::null()).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The user's own `ssh`, `scp` (SFTP mode and legacy `-O`), `sftp -b` and `rsync` move 256 MiB
+/// through the gateway each way, byte for byte, and the recording has every file's path,
+/// direction, size and SHA-256. Forwarding and agent requests are refused and recorded.
+#[test]
+fn stock_openssh_tools_move_files_through_the_gateway_and_the_recording_knows_them() {
+    let sshd = Sshd::start();
+    let world = World::new();
+    world.add_key_target("files", &sshd);
+    world.grant("files", "30m");
+    let dir = world.root.path().join("transfers");
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("ssh-config");
+    world.alice.run(&["ssh-config", "--out", config.to_str().unwrap()]).ok();
+    let cfg = config.to_str().unwrap();
+
+    let local = dir.join("payload.bin");
+    let made = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("head -c 268435456 /dev/urandom > '{}'", local.display()))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let want = sha256_file(&local);
+    let at = |name: &str| dir.join(name).to_str().unwrap().to_string();
+    let remote = |name: &str| format!("files.portcullis:{}", at(name));
+
+    stock("scp", &["-q", "-F", cfg, local.to_str().unwrap(), &remote("up-sftp.bin")]);
+    stock("scp", &["-q", "-O", "-F", cfg, local.to_str().unwrap(), &remote("up-legacy.bin")]);
+    stock("scp", &["-q", "-F", cfg, &remote("up-sftp.bin"), &at("down-sftp.bin")]);
+    stock("scp", &["-q", "-O", "-F", cfg, &remote("up-legacy.bin"), &at("down-legacy.bin")]);
+    let batch = dir.join("batch");
+    std::fs::write(
+        &batch,
+        format!(
+            "put {} {}\nget {} {}\n",
+            local.display(),
+            at("up-batch.bin"),
+            at("up-batch.bin"),
+            at("down-batch.bin")
+        ),
+    )
+    .unwrap();
+    stock("sftp", &["-q", "-F", cfg, "-b", batch.to_str().unwrap(), "files.portcullis"]);
+    stock("rsync", &["-e", &format!("ssh -F {cfg}"), local.to_str().unwrap(), &remote("up-rsync.bin")]);
+    for name in [
+        "up-sftp.bin",
+        "up-legacy.bin",
+        "down-sftp.bin",
+        "down-legacy.bin",
+        "up-batch.bin",
+        "down-batch.bin",
+        "up-rsync.bin",
+    ] {
+        assert_eq!(sha256_file(&dir.join(name)), want, "{name} differs from what was sent");
+    }
+
+    // Every file transfer is in the recording with its path, direction, size and hash.
+    let transfers = world.audit_when(&["audit", "events", "--kind", "file_transfer"], "six transfers", |out| {
+        out.matches(&want).count() >= 6
+    });
+    for (direction, protocol, name) in [
+        ("upload", "sftp", "up-sftp.bin"),
+        ("upload", "scp", "up-legacy.bin"),
+        ("download", "sftp", "up-sftp.bin"),
+        ("download", "scp", "up-legacy.bin"),
+        ("upload", "sftp", "up-batch.bin"),
+        ("download", "sftp", "up-batch.bin"),
+    ] {
+        assert!(
+            transfers.lines().any(|l| l.contains(&format!("\"direction\":\"{direction}\""))
+                && l.contains(&format!("\"protocol\":\"{protocol}\""))
+                && l.contains(&at(name))
+                && l.contains(&want)
+                && l.contains("\"size\":268435456")
+                && l.contains(" alice ")),
+            "no {direction} {protocol} of {name}:\n{transfers}"
+        );
+    }
+    // rsync's stream is recorded as a command with its stdin counted and hashed in full.
+    let sessions = world.sessions_when("rsync's session", |out| out.contains("rsync --server"));
+    let rsync =
+        sessions.lines().find(|l| l.contains("rsync --server")).unwrap().split_whitespace().next().unwrap().to_string();
+    let shown = world.bob.run(&["audit", "show", &rsync]).ok().stdout;
+    assert!(shown.contains("(1048576 recorded)"), "{shown}");
+
+    // Port forwarding and agent forwarding are refused, and the attempts recorded.
+    let forward = std::process::Command::new("ssh")
+        .args(["-F", cfg, "-W", &format!("127.0.0.1:{}", sshd.port), "files.portcullis"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!forward.status.success());
+    assert!(
+        String::from_utf8_lossy(&forward.stderr).contains("not allowed through Portcullis"),
+        "{}",
+        String::from_utf8_lossy(&forward.stderr)
+    );
+    let agent_sock = dir.join("agent.sock");
+    let agent = Background(
+        std::process::Command::new("ssh-agent")
+            .args(["-D", "-a"])
+            .arg(&agent_sock)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_path(&agent_sock);
+    let identity_agent = format!("IdentityAgent={}", agent_sock.display());
+    let with_agent = std::process::Command::new("ssh")
+        .args(["-F", cfg, "-o", &identity_agent, "-A", "files.portcullis", "echo", "agentless"])
+        .env("SSH_AUTH_SOCK", &agent_sock)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    drop(agent);
+    assert_eq!(
+        String::from_utf8_lossy(&with_agent.stdout),
+        "agentless\n",
+        "{}",
+        String::from_utf8_lossy(&with_agent.stderr)
+    );
+    world.audit_when(&["audit", "events", "--kind", "gateway_refused"], "both refusals", |out| {
+        out.contains("\"what\":\"forwarding\"") && out.contains("\"what\":\"agent\"") && out.contains("alice")
+    });
+}
+
+fn wait_for_path(path: &std::path::Path) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !path.exists() {
+        assert!(Instant::now() < deadline, "{} never appeared", path.display());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The gateway tells the user's own ssh why a certificate does not open the target, and
+/// records it: another target than the certificate's, a self-signed certificate, an expired one.
+#[test]
+fn the_gateway_explains_refused_certificates() {
+    let sshd = Sshd::start();
+    let world = World::new();
+    world.add_key_target("web", &sshd);
+    let approved = Instant::now();
+    world.grant("web", "8s");
+    let dir = world.root.path().join("refusals");
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("ssh-config");
+    world.alice.run(&["ssh-config", "--out", config.to_str().unwrap()]).ok();
+    let refused = |config: &std::path::Path, extra: &[&str]| {
+        let mut args = vec!["-F", config.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        args.extend(["web.portcullis", "true"]);
+        let out = std::process::Command::new("ssh").args(&args).stdin(std::process::Stdio::null()).output().unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+
+    let other = refused(&config, &["-l", "db"]);
+    assert!(other.contains("this certificate opens web, not \"db\""), "{other}");
+
+    // Only curve25519-sha256 (with strict key exchange), chacha20-poly1305 or aes256-gcm and an
+    // Ed25519 host key are on offer.
+    let kex = refused(&config, &["-o", "KexAlgorithms=diffie-hellman-group14-sha256,ecdh-sha2-nistp256"]);
+    assert!(kex.contains("no matching key exchange method"), "{kex}");
+    let cipher = refused(&config, &["-c", "aes128-ctr,aes256-ctr,aes128-gcm@openssh.com"]);
+    assert!(cipher.contains("no matching cipher"), "{cipher}");
+    let offered = std::process::Command::new("ssh")
+        .args(["-vvv", "-F", config.to_str().unwrap(), "web.portcullis", "true"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let verbose = String::from_utf8_lossy(&offered.stderr);
+    assert!(offered.status.success(), "{verbose}");
+    assert!(verbose.contains("kex: algorithm: curve25519-sha256"), "{verbose}");
+    assert!(verbose.contains("kex: host key algorithm: ssh-ed25519"), "{verbose}");
+    // What the gateway offers, as the client saw it, and strict key exchange in use.
+    let offered_by_server = |what: &str| {
+        verbose.lines().filter(|l| l.contains(what)).map(|l| l.trim().to_string()).nth(1).unwrap_or_default()
+    };
+    assert!(
+        offered_by_server("KEX algorithms:").ends_with(": curve25519-sha256,kex-strict-s-v00@openssh.com"),
+        "{verbose}"
+    );
+    assert!(
+        offered_by_server("ciphers ctos:").ends_with(": chacha20-poly1305@openssh.com,aes256-gcm@openssh.com"),
+        "{verbose}"
+    );
+    assert!(offered_by_server("host key algorithms:").ends_with(": ssh-ed25519"), "{verbose}");
+    assert!(verbose.contains("will use strict KEX ordering"), "{verbose}");
+
+    // A certificate the user signed with a CA of their own.
+    let key = dir.join("mine");
+    let ca = dir.join("my-ca");
+    for path in [&key, &ca] {
+        assert!(
+            std::process::Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                .arg(path)
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+    let signed = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-s"])
+        .arg(&ca)
+        .args(["-I", "forged", "-n", "alice", "-V", "-5m:+1h"])
+        .arg(key.with_extension("pub"))
+        .status()
+        .unwrap();
+    assert!(signed.success());
+    let text = std::fs::read_to_string(&config).unwrap();
+    let keys = world.alice.home.join("ssh/keys");
+    let forged = text
+        .replace(
+            &format!("\"{}\"", std::path::absolute(keys.join("web")).unwrap().display()),
+            &format!("\"{}\"", key.display()),
+        )
+        .replace(
+            &format!("\"{}\"", std::path::absolute(keys.join("web-cert.pub")).unwrap().display()),
+            &format!("\"{}\"", dir.join("mine-cert.pub").display()),
+        );
+    assert_ne!(forged, text, "the config names the key files");
+    let forged_config = dir.join("forged-config");
+    std::fs::write(&forged_config, forged).unwrap();
+    let self_signed = refused(&forged_config, &[]);
+    assert!(self_signed.contains("not issued by this Portcullis server's user CA"), "{self_signed}");
+
+    // The grant (and so the certificate) ends.
+    std::thread::sleep(Duration::from_secs(9).saturating_sub(approved.elapsed()));
+    let expired = refused(&config, &[]);
+    assert!(expired.contains("a certificate that has expired (or is not yet valid) is refused"), "{expired}");
+    world.audit_when(&["audit", "events", "--kind", "gateway_refused"], "three refusals", |out| {
+        out.matches("\"what\":\"certificate\"").count() >= 3
+    });
+}
+
+/// A tmpfs of `size` mounted at `dir` (root only), unmounted when dropped.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(dir: &std::path::Path, size: &str) -> SmallDisk {
+        std::fs::create_dir_all(dir).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "mounting a tmpfs needs root (the suite runs as root)");
+        SmallDisk(dir.to_path_buf())
+    }
+
+    /// Fills it up; the file is removed to give the space back.
+    fn fill(&self) -> std::path::PathBuf {
+        let file = self.0.join("filler");
+        let _ = std::process::Command::new("dd")
+            .args(["if=/dev/zero", "bs=64k"])
+            .arg(format!("of={}", file.display()))
+            .stderr(std::process::Stdio::null())
+            .status();
+        file
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Fail closed: a gateway that cannot write its records stops the session it brokers and
+/// opens no new one, with a message to the user; once space returns, sessions run again.
+#[test]
+fn a_session_that_cannot_be_recorded_does_not_run() {
+    let sshd = Sshd::start();
+    let world = World::new();
+    let disk = SmallDisk::mount(&world.root.path().join("gateway-full"), "16m");
+    let code = world.admin.run(&["gateway", "add", "full"]).ok().last_line();
+    let mut gateway =
+        GatewayProcess::enroll(world.root.path(), "full", &world.server.url, &code, "warn", &world.transcript);
+    assert!(gateway.home.starts_with(&disk.0));
+    gateway.start();
+    world.add_target_with("db", sshd.port, &sshd.user_key, &sshd.host_key_pub, &["--gateway", "full"]).ok();
+    world.grant("db", "30m");
+    world.alice.run(&["ssh", "db", "--", "echo", "recorded"]).ok();
+
+    // The disk fills while a session runs: its next record fails, and the session stops.
+    let started = Instant::now();
+    let child = world.alice.spawn(&["ssh", "db", "--", "sleep 2; while :; do echo more output; sleep 0.05; done"]);
+    std::thread::sleep(Duration::from_millis(1000));
+    let filler = disk.fill();
+    let run = world.alice.wait(child);
+    assert_ne!(run.status, 0);
+    assert!(run.stderr.contains("could not be recorded and was stopped"), "{}", run.stderr);
+    assert!(started.elapsed() < Duration::from_secs(15), "the session went on unrecorded");
+
+    // No new session while nothing can be recorded.
+    let refused = world.alice.run(&["ssh", "db", "--", "echo", "should-not-run"]);
+    assert_ne!(refused.status, 0);
+    assert!(!refused.stdout.contains("should-not-run"));
+    assert!(refused.stderr.contains("recording failed"), "{}", refused.stderr);
+
+    // Space returns: sessions run (and are recorded) again.
+    std::fs::remove_file(filler).unwrap();
+    let again = world.alice.run(&["ssh", "db", "--", "echo", "recorded-again"]).ok();
+    assert_eq!(again.stdout, "recorded-again\n");
+    world.sessions_when("the session after recovery", |out| out.contains("recorded-again"));
+    gateway.kill();
+}
+
+/// A user who stops reading cannot keep a session past its grant: the gateway gives up on the
+/// stalled channel at expiry, closes the target side (the command is gone) and records why.
+#[test]
+fn a_stalled_reader_cannot_outlive_the_grant() {
+    let sshd = Sshd::start();
+    let world = World::new();
+    world.add_key_target("web", &sshd);
+    let approved = Instant::now();
+    world.grant("web", "6s");
+    let marker = format!("portcullis-stall-{}", std::process::id());
+    // stdout is piped and never read: the client stops reading, the windows fill up.
+    let mut child = world
+        .alice
+        .command()
+        .args(["ssh", "web", "--", &format!("exec -a {marker} yes stalled")])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The command on the target runs as `MARKER stalled` (the client's own command line also
+    // names the marker, after `exec -a`).
+    let pattern = format!("^{marker} stalled");
+    let running = || {
+        std::process::Command::new("pgrep").args(["-f", &pattern]).output().map(|o| o.status.success()).unwrap_or(false)
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !running() {
+        assert!(Instant::now() < deadline, "the command never started");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(7).saturating_sub(approved.elapsed()));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while running() {
+        assert!(Instant::now() < deadline, "the command outlived the grant");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    world.sessions_when("the expiry recorded", |out| out.contains("grant_expired") && out.contains("yes stalled"));
+}
+
+/// Data a client sends before its command runs (right after opening the channel, as pipelining
+/// clients do) is held by the gateway and delivered, recorded, once the command runs; requests
+/// sent back to back get their answers in order.
+#[test]
+fn early_data_reaches_the_command() {
+    let sshd = Sshd::start();
+    let world = World::new();
+    world.add_key_target("web", &sshd);
+    world.grant("web", "10m");
+    let config = world.root.path().join("ssh-config");
+    world.alice.run(&["ssh-config", "--out", config.to_str().unwrap()]).ok();
+    let text = std::fs::read_to_string(&config).unwrap();
+    let setting = |name: &str| {
+        text.lines().find_map(|l| l.trim().strip_prefix(&format!("{name} "))).unwrap().trim_matches('"').to_string()
+    };
+    let (port, key, cert) = (setting("Port"), setting("IdentityFile"), setting("CertificateFile"));
+    let known = std::fs::read_to_string(setting("UserKnownHostsFile")).unwrap();
+    let host_key = known.split_whitespace().skip(1).take(2).collect::<Vec<_>>().join(" ");
+
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let (stdout, exit) = rt.block_on(async move {
+        use russh::keys::{Certificate, PrivateKey, PublicKey, PublicKeyOrCertificate};
+        struct Pinned(PublicKey);
+        impl russh::client::Handler for Pinned {
+            type Error = russh::Error;
+            async fn check_server_key(&mut self, key: &PublicKeyOrCertificate) -> Result<bool, Self::Error> {
+                Ok(matches!(key, PublicKeyOrCertificate::PublicKey { key, .. } if key.key_data() == self.0.key_data()))
+            }
+        }
+        let key = PrivateKey::from_openssh(std::fs::read_to_string(&key).unwrap()).unwrap();
+        let cert = Certificate::from_openssh(std::fs::read_to_string(&cert).unwrap().trim()).unwrap();
+        let pinned = Pinned(PublicKey::from_openssh(&host_key).unwrap());
+        let mut handle = russh::client::connect(
+            std::sync::Arc::new(Default::default()),
+            ("127.0.0.1", port.parse::<u16>().unwrap()),
+            pinned,
+        )
+        .await
+        .unwrap();
+        assert!(handle.authenticate_openssh_cert("web", std::sync::Arc::new(key), cert).await.unwrap().success());
+        let mut channel = handle.channel_open_session().await.unwrap();
+        // Data and EOF before the command, then two requests without waiting for answers.
+        channel.data(&b"early bytes\n"[..]).await.unwrap();
+        channel.eof().await.unwrap();
+        channel.set_env(true, "LANG", "C").await.unwrap();
+        channel.exec(true, "cat; echo after-eof").await.unwrap();
+        let (mut out, mut exit, mut replies) = (Vec::new(), None, Vec::new());
+        while let Some(msg) = channel.wait().await {
+            match msg {
+                russh::ChannelMsg::Data { data } => out.extend_from_slice(&data),
+                russh::ChannelMsg::ExitStatus { exit_status } => exit = Some(exit_status),
+                russh::ChannelMsg::Success => replies.push(true),
+                russh::ChannelMsg::Failure => replies.push(false),
+                _ => {}
+            }
+        }
+        // The environment request is refused, the command accepted: answers in order.
+        assert_eq!(replies, vec![false, true]);
+        (String::from_utf8(out).unwrap(), exit)
+    });
+    assert_eq!(stdout, "early bytes\nafter-eof\n");
+    assert_eq!(exit, Some(0));
+    let sessions = world.sessions_when("the session", |out| out.contains("after-eof") && out.contains(" exit "));
+    let id = sessions.lines().find(|l| l.contains("after-eof")).unwrap().split_whitespace().next().unwrap().to_string();
+    let shown = world.bob.run(&["audit", "show", &id]).ok().stdout;
+    let stdin = shown.lines().find(|l| l.trim_start().starts_with("stdin")).unwrap_or_default();
+    assert!(stdin.contains(" 12 bytes (12 recorded)"), "{shown}");
+}
