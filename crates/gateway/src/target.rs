@@ -77,8 +77,10 @@ impl PinnedHostKey {
 impl Drop for PinnedHostKey {
     /// The target connection is gone: every channel on it is over.
     fn drop(&mut self) {
+        // Dropped in the connection's task; outside a runtime (process exit) nothing is left to tell.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
         for route in self.close_all() {
-            tokio::spawn(async move { route.target_closed().await });
+            runtime.spawn(async move { route.target_closed().await });
         }
     }
 }
