@@ -17,20 +17,6 @@ pub struct LocalDb {
     pool: SqlitePool,
 }
 
-/// A session as recorded on this device.
-#[derive(Clone, Debug)]
-pub struct LocalSession {
-    pub session_id: String,
-    pub target: String,
-    pub command: Option<String>,
-    pub started_at: f64,
-    pub ended_at: Option<f64>,
-    pub exit_status: Option<u32>,
-    pub end_reason: Option<String>,
-    /// Whether every record of the session reached the server.
-    pub synced: bool,
-}
-
 fn record_aad(device_id: &str, seq: u64) -> Aad {
     Aad::for_field("records", &format!("{device_id}/{seq}"), 1, "payload")
 }
@@ -183,53 +169,27 @@ impl LocalDb {
         Ok(n as u64)
     }
 
-    pub async fn uploaded_count(&self) -> Result<u64, ClientError> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM records WHERE uploaded_at IS NOT NULL")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db_err)?;
-        Ok(n as u64)
-    }
-
-    pub async fn sessions(&self, key: &SymmetricKey, device_id: &str) -> Result<Vec<LocalSession>, ClientError> {
-        let rows: Vec<(i64, Vec<u8>, Option<f64>)> = sqlx::query_as(
-            "SELECT seq, payload, uploaded_at FROM records WHERE kind IN ('session_start', 'session_end') ORDER BY seq",
+    /// Sessions this log started and never ended (their writer stopped under them), in order.
+    pub async fn open_sessions(&self, key: &SymmetricKey, writer_id: &str) -> Result<Vec<String>, ClientError> {
+        let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as(
+            "SELECT seq, payload FROM records WHERE kind IN ('session_start', 'session_end') ORDER BY seq",
         )
         .fetch_all(&self.pool)
         .await
         .map_err(db_err)?;
-        let pending_from: Option<i64> = sqlx::query_scalar("SELECT MIN(seq) FROM records WHERE uploaded_at IS NULL")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db_err)?;
-        let mut sessions: Vec<LocalSession> = Vec::new();
-        for (seq, ct, _) in rows {
-            let json = self.open_record(key, device_id, seq as u64, &ct)?;
-            let payload: AuditPayload =
-                serde_json::from_str(&json).map_err(|e| ClientError::Local(format!("local record {seq}: {e}")))?;
-            match payload {
-                AuditPayload::SessionStart(s) => sessions.push(LocalSession {
-                    session_id: s.session_id,
-                    target: s.target,
-                    command: s.command,
-                    started_at: s.started_at,
-                    ended_at: None,
-                    exit_status: None,
-                    end_reason: None,
-                    synced: false,
-                }),
+        let mut open: Vec<String> = Vec::new();
+        let mut ended = std::collections::HashSet::new();
+        for (seq, ct) in rows {
+            let json = self.open_record(key, writer_id, seq as u64, &ct)?;
+            match serde_json::from_str(&json).map_err(|e| ClientError::Local(format!("local record {seq}: {e}")))? {
+                AuditPayload::SessionStart(s) => open.push(s.session_id),
                 AuditPayload::SessionEnd(e) => {
-                    if let Some(s) = sessions.iter_mut().find(|s| s.session_id == e.session_id) {
-                        s.ended_at = Some(e.ended_at);
-                        s.exit_status = e.exit_status;
-                        s.end_reason = Some(e.reason);
-                        s.synced = pending_from.is_none_or(|p| p > seq);
-                    }
+                    ended.insert(e.session_id);
                 }
                 _ => {}
             }
         }
-        sessions.reverse();
-        Ok(sessions)
+        open.retain(|id| !ended.contains(id));
+        Ok(open)
     }
 }

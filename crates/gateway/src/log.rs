@@ -74,19 +74,12 @@ impl RecordLog {
     /// Sessions the log started but never ended (the gateway stopped under them): each gets
     /// its end now, so no recording stays open forever.
     pub async fn close_interrupted_sessions(&self) -> Result<usize, String> {
-        let open: Vec<_> = self
-            .db
-            .sessions(&self.key, &self.writer_id)
-            .await
-            .map_err(|e| e.to_string())?
-            .into_iter()
-            .filter(|s| s.ended_at.is_none())
-            .collect();
+        let open = self.db.open_sessions(&self.key, &self.writer_id).await.map_err(|e| e.to_string())?;
         let ends: Vec<AuditPayload> = open
-            .iter()
-            .map(|s| {
+            .into_iter()
+            .map(|session_id| {
                 AuditPayload::SessionEnd(portcullis_proto::SessionEnd {
-                    session_id: s.session_id.clone(),
+                    session_id,
                     ended_at: crate::now_f64(),
                     exit_status: None,
                     bytes_in: 0,

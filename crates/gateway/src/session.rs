@@ -409,15 +409,20 @@ impl Handler for Connection {
         reply: ChannelOpenHandle,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        if self.authorized.is_none() {
+        let Some(not_after) = self.authorized.as_ref().map(|a| a.not_after) else {
             reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
             return Ok(());
-        }
-        let opened = match self.upstream().await {
-            Ok(upstream) => {
-                upstream.channel_open_session().await.map_err(|e| format!("the target refused a session: {e}"))
+        };
+        // A connection authorised while the grant was live opens nothing once it has ended.
+        let opened = if crate::now_f64() >= not_after as f64 {
+            Err("your access has expired; ask for it again".to_string())
+        } else {
+            match self.upstream().await {
+                Ok(upstream) => {
+                    upstream.channel_open_session().await.map_err(|e| format!("the target refused a session: {e}"))
+                }
+                Err(message) => Err(message),
             }
-            Err(message) => Err(message),
         };
         let target_channel = match opened {
             Ok(c) => c,
