@@ -24,6 +24,9 @@ pkg-config --exists ayatana-appindicator3-0.1 2>/dev/null || need+=(libayatana-a
 have WebKitWebDriver || need+=(webkit2gtk-driver)
 have xvfb-run || need+=(xvfb xauth)
 have npm || need+=(nodejs npm)
+# Security keys over USB (webauthn-authenticator-rs → fido-hid-rs): bindgen against libudev.
+pkg-config --exists libudev 2>/dev/null || need+=(libudev-dev)
+ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || ls /usr/lib/*/libclang*.so* >/dev/null 2>&1 || need+=(libclang-dev)
 
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""

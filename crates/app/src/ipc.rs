@@ -304,7 +304,7 @@ impl From<AccessRequestView> for RequestView {
 
 #[derive(Clone, Debug, Serialize, TS)]
 pub struct LiveView {
-    /// connected | disconnected | request_created | request_decided | resync
+    /// connected | disconnected | request_created | request_decided | request_updated | resync
     pub kind: String,
     pub request: Option<RequestView>,
     pub message: Option<String>,
@@ -317,6 +317,7 @@ impl From<LiveUpdate> for LiveView {
             LiveUpdate::Disconnected(why) => ("disconnected", None, Some(why)),
             LiveUpdate::Event(LiveEvent::RequestCreated { request }) => ("request_created", Some(request.into()), None),
             LiveUpdate::Event(LiveEvent::RequestDecided { request }) => ("request_decided", Some(request.into()), None),
+            LiveUpdate::Event(LiveEvent::RequestUpdated { request }) => ("request_updated", Some(request.into()), None),
             LiveUpdate::Event(LiveEvent::Resync) => ("resync", None, None),
         };
         Self { kind: kind.into(), request, message }

@@ -180,6 +180,7 @@ impl AppCore {
                 // One person on one laptop approves their teammates' requests and audits them.
                 extra_admin_roles: vec![Role::Approver, Role::Auditor, Role::Requester],
                 tls_names: vec![],
+                standalone: true,
             },
             &pass,
             Arc::new(SystemClock),
@@ -248,7 +249,12 @@ impl AppCore {
 
     pub async fn add_user(&self, name: &str, roles: Vec<String>) -> Result<NewUserView, AppError> {
         let roles = roles.iter().map(|r| r.parse()).collect::<Result<Vec<_>, _>>().map_err(AppError::input)?;
-        let added = self.device().await?.api().add_user(&AddUserRequest { name: name.to_string(), roles }).await?;
+        let added = self
+            .device()
+            .await?
+            .api()
+            .add_user(&AddUserRequest { name: name.to_string(), roles, groups: Vec::new() })
+            .await?;
         Ok(NewUserView { name: added.name, enrolment_code: added.enrolment_code, expires_at: added.code_expires_at })
     }
 
@@ -279,7 +285,7 @@ impl AppCore {
 
     pub async fn review(&self, id: &str, approve: bool, reason: Option<String>) -> Result<RequestView, AppError> {
         let decision = if approve { Decision::Approve } else { Decision::Deny };
-        Ok(self.device().await?.api().review(id, &ReviewRequest { decision, reason }).await?.into())
+        Ok(self.device().await?.api().review(id, &ReviewRequest { decision, reason, step_up: None }).await?.into())
     }
 
     /// Live requests and decisions for this user; `sink` is called for each until it returns false.

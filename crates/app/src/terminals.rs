@@ -74,6 +74,7 @@ impl Terminals {
                 Ok(outcome) => {
                     let why = match outcome.reason {
                         EndReason::GrantExpired => "access grant expired; session closed".to_string(),
+                        EndReason::Revoked => "access revoked; session closed".to_string(),
                         EndReason::Exit => match outcome.exit_status {
                             Some(code) => format!("session ended (exit status {code})"),
                             None => "session ended".to_string(),

@@ -127,7 +127,7 @@ async fn standalone_first_run_approval_terminal_and_restart() {
     let request = payloads.keep(alice.create_request("web", 600, "check logs").await.unwrap());
     let seen = next_matching(&mut bob_live, "the request", |e: &LiveView| e.kind == "request_created").await;
     assert_eq!(seen.request.unwrap().id, request.id);
-    assert_eq!(alice.create_request("web", 9 * 3600, "too long").await.unwrap_err().code, "bad_request");
+    assert_eq!(alice.create_request("web", 9 * 3600, "too long").await.unwrap_err().code, "policy_denied");
     payloads.keep(bob.review(&request.id, true, None).await.unwrap());
     let decided = next_matching(&mut alice_live, "the decision", |e: &LiveView| e.kind == "request_decided").await;
     assert_eq!(decided.request.unwrap().status, "approved");

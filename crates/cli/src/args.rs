@@ -47,19 +47,21 @@ pub enum Command {
     /// Manage users (admin).
     #[command(subcommand)]
     User(UserCommand),
+    /// Manage groups (admin); policies name them.
+    #[command(subcommand)]
+    Group(GroupCommand),
+    /// Show, replace and test the Cedar access policies.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// List and revoke devices (admins any, users their own).
+    #[command(subcommand)]
+    Device(DeviceCommand),
     /// Manage and list targets.
     #[command(subcommand)]
     Target(TargetCommand),
-    /// Ask for access to a target; prints the request id.
-    Request {
-        target: String,
-        /// How long the access should last, e.g. 30m, 2h (at most 8h).
-        #[arg(long)]
-        duration: String,
-        /// Why you need it (shown to approvers and kept in the audit log).
-        #[arg(long)]
-        reason: String,
-    },
+    /// Ask for access to a target (prints the request id), or `request show ID`: the whole
+    /// story of a request, from the request to its sessions.
+    Request(RequestArgs),
     /// List access requests (approvers and admins see everyone's).
     Requests {
         /// Only requests waiting for a decision.
@@ -71,15 +73,32 @@ pub enum Command {
         id: String,
         #[arg(long)]
         reason: Option<String>,
+        /// Confirm with a security key: usb (default when the policy asks for one).
+        #[arg(long)]
+        authenticator: Option<String>,
     },
     /// Deny a pending request (approver).
     Deny {
         id: String,
         #[arg(long)]
         reason: Option<String>,
+        #[arg(long)]
+        authenticator: Option<String>,
     },
+    /// Your security keys (FIDO2 over USB) for confirming approvals.
+    #[command(subcommand)]
+    Key(KeyCommand),
     /// Follow requests and decisions live (approvers see new requests as they arrive).
     Watch,
+    /// End access early: a grant (or the request that made it), or withdraw a pending request.
+    /// Approvers and admins may revoke anyone's; requesters their own.
+    Revoke {
+        /// The request id (or grant id).
+        id: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+
     /// Open a brokered SSH session on a target you have a grant for, through its gateway (which
     /// holds the credential and records the session). With `-- COMMAND...` runs the command
     /// and exits with its status; without, opens an interactive shell.
@@ -189,7 +208,107 @@ pub enum UserCommand {
         /// admin, requester, approver or auditor (repeat for several).
         #[arg(long = "role", required = true)]
         roles: Vec<Role>,
+        /// A group the user belongs to (repeatable; the group must exist).
+        #[arg(long = "group")]
+        groups: Vec<String>,
     },
+    /// Users with their roles, groups and who created them.
+    List,
+    /// Replace a user's roles. Removing requester ends their access and running sessions.
+    Roles {
+        name: String,
+        #[arg(long = "role", required = true)]
+        roles: Vec<Role>,
+    },
+    /// Replace a user's groups (none: leave out --group).
+    Groups {
+        name: String,
+        #[arg(long = "group")]
+        groups: Vec<String>,
+    },
+    /// Disable a user: their devices stop working, their grants end, their sessions are closed.
+    Disable { name: String },
+}
+
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct RequestArgs {
+    #[command(subcommand)]
+    pub show: Option<RequestShow>,
+    /// The target to ask for.
+    #[arg(required = true)]
+    pub target: Option<String>,
+    /// How long the access should last, e.g. 30m, 2h (the policies set the longest; 8h by default).
+    #[arg(long, required = true)]
+    pub duration: Option<String>,
+    /// Why you need it (shown to approvers and kept in the audit log).
+    #[arg(long, required = true)]
+    pub reason: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RequestShow {
+    /// The story of a request in order: who asked, the policy that permitted it, each review,
+    /// the grant, every session it opened, and how it ended.
+    Show { id: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeyCommand {
+    /// Register a security key under a name (touch it, and enter its PIN when asked).
+    Add {
+        name: String,
+        /// usb (default).
+        #[arg(long, default_value = "usb")]
+        authenticator: String,
+    },
+    /// Your registered security keys.
+    List,
+    /// Remove one of your security keys (by name or id).
+    Remove { key: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum GroupCommand {
+    /// Create a group.
+    Add { name: String },
+    /// Groups and their members.
+    List,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PolicyCommand {
+    /// Print the policy set in force (Cedar).
+    Show,
+    /// Replace the policy set with FILE; refused (with line and column) if it does not validate.
+    Set { file: PathBuf },
+    /// What would the policies decide? The last line begins with allow or deny.
+    Test {
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        target: String,
+        /// e.g. 30m, 2h.
+        #[arg(long)]
+        duration: String,
+        /// When (RFC 3339, e.g. 2026-11-30T09:30:00Z); now by default.
+        #[arg(long)]
+        at: Option<String>,
+        /// The address the request would come from; yours by default.
+        #[arg(long)]
+        from: Option<String>,
+        /// Test a draft policy file instead of the set in force.
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DeviceCommand {
+    /// Devices (admins see everyone's).
+    List,
+    /// Revoke a device: it can no longer sign in; grants made to it end, its sessions close.
+    Revoke { id: String },
 }
 
 #[derive(Subcommand, Debug)]

@@ -2,6 +2,7 @@
 //! Each subcommand parses its arguments, calls one core function, and prints the result.
 
 mod access;
+mod admin;
 mod args;
 mod audit;
 mod gateway;
@@ -14,7 +15,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use args::{AuditCommand, Cli, Command, GatewayCommand, TargetCommand, UserCommand};
+use args::{
+    AuditCommand, Cli, Command, DeviceCommand, GatewayCommand, GroupCommand, KeyCommand, PolicyCommand, RequestShow,
+    TargetCommand, UserCommand,
+};
 use portcullis_proto::TargetFilter;
 
 fn init_tracing(default: &str) {
@@ -68,17 +72,46 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             vault::enroll(&home, &server, &code, device_name, key_store).await
         }
         Command::Whoami => vault::whoami(&home).await,
-        Command::User(UserCommand::Add { name, roles }) => vault::add_user(&home, &name, &roles).await,
+        Command::User(UserCommand::Add { name, roles, groups }) => vault::add_user(&home, &name, &roles, &groups).await,
+        Command::User(UserCommand::List) => admin::list_users(&home).await,
+        Command::User(UserCommand::Roles { name, roles }) => admin::set_roles(&home, &name, &roles).await,
+        Command::User(UserCommand::Groups { name, groups }) => admin::set_groups(&home, &name, &groups).await,
+        Command::User(UserCommand::Disable { name }) => admin::disable_user(&home, &name).await,
+        Command::Group(GroupCommand::Add { name }) => admin::add_group(&home, &name).await,
+        Command::Group(GroupCommand::List) => admin::list_groups(&home).await,
+        Command::Policy(PolicyCommand::Show) => admin::show_policy(&home).await,
+        Command::Policy(PolicyCommand::Set { file }) => admin::set_policy(&home, &file).await,
+        Command::Policy(PolicyCommand::Test { user, target, duration, at, from, file }) => {
+            admin::test_policy(&home, &user, &target, &duration, at, from, file.as_deref()).await
+        }
+        Command::Device(DeviceCommand::List) => admin::list_devices(&home).await,
+        Command::Device(DeviceCommand::Revoke { id }) => admin::revoke_device(&home, &id).await,
         Command::Target(TargetCommand::Add(add)) => vault::add_target(&home, add).await,
         Command::Target(TargetCommand::List { search, environment, tag }) => {
             vault::list_targets(&home, TargetFilter { text: search, environment, tag }).await
         }
         Command::Target(TargetCommand::Show { name }) => vault::show_target(&home, &name).await,
         Command::Target(TargetCommand::Edit(edit)) => vault::edit_target(&home, edit).await,
-        Command::Request { target, duration, reason } => access::request(&home, &target, &duration, &reason).await,
+        Command::Request(req) => match (req.show, req.target, req.duration, req.reason) {
+            (Some(RequestShow::Show { id }), ..) => access::show(&home, &id).await,
+            (None, Some(target), Some(duration), Some(reason)) => {
+                access::request(&home, &target, &duration, &reason).await
+            }
+            _ => {
+                anyhow::bail!("usage: portcullis request TARGET --duration D --reason R, or portcullis request show ID")
+            }
+        },
+        Command::Revoke { id, reason } => access::revoke(&home, &id, reason).await,
         Command::Requests { pending } => access::list(&home, pending).await,
-        Command::Approve { id, reason } => access::review(&home, &id, true, reason).await,
-        Command::Deny { id, reason } => access::review(&home, &id, false, reason).await,
+        Command::Approve { id, reason, authenticator } => {
+            access::review(&home, &id, true, reason, authenticator.as_deref()).await
+        }
+        Command::Deny { id, reason, authenticator } => {
+            access::review(&home, &id, false, reason, authenticator.as_deref()).await
+        }
+        Command::Key(KeyCommand::Add { name, authenticator }) => admin::add_key(&home, &name, &authenticator).await,
+        Command::Key(KeyCommand::List) => admin::list_keys(&home).await,
+        Command::Key(KeyCommand::Remove { key }) => admin::remove_key(&home, &key).await,
         Command::Watch => access::watch(&home).await,
         Command::Ssh { target, tty, command } => ssh::run(&home, &target, tty, command).await,
         Command::SshConfig { out } => ssh::config(&home, out.as_deref()).await,

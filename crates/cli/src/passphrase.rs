@@ -41,3 +41,17 @@ impl PassphraseSource for Prompt {
         }
     }
 }
+
+/// Security-key prompts on the terminal: "touch your key" on stderr, the PIN read without echo.
+#[derive(Debug)]
+pub struct KeyPrompt;
+
+impl portcullis_client::security_key::KeyPrompts for KeyPrompt {
+    fn pin(&self) -> Option<String> {
+        rpassword::prompt_password("Security key PIN: ").ok()
+    }
+
+    fn touch(&self) {
+        eprintln!("Touch your security key…");
+    }
+}

@@ -12,7 +12,7 @@ pub async fn run(cmd: ServerCommand) -> anyhow::Result<ExitCode> {
         ServerCommand::Init { data, admin, key_store, tls_names } => {
             let outcome = portcullis_server::init(
                 &data,
-                InitOptions { key_store, admin_name: admin, extra_admin_roles: vec![], tls_names },
+                InitOptions { key_store, admin_name: admin, extra_admin_roles: vec![], tls_names, standalone: false },
                 &Prompt,
                 Arc::new(SystemClock),
             )

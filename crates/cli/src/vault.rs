@@ -46,9 +46,12 @@ pub async fn whoami(home: &Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn add_user(home: &Path, name: &str, roles: &[Role]) -> anyhow::Result<ExitCode> {
+pub async fn add_user(home: &Path, name: &str, roles: &[Role], groups: &[String]) -> anyhow::Result<ExitCode> {
     let device = open_device(home).await?;
-    let added = device.api().add_user(&AddUserRequest { name: name.into(), roles: roles.to_vec() }).await?;
+    let added = device
+        .api()
+        .add_user(&AddUserRequest { name: name.into(), roles: roles.to_vec(), groups: groups.to_vec() })
+        .await?;
     println!(
         "Added user {} ({}). Give them this one-time enrolment code (valid 24 h):",
         added.name,

@@ -6,6 +6,11 @@ use std::sync::Arc;
 use base64::Engine;
 use portcullis_crypto::identity::SigningIdentity;
 use portcullis_proto::{
+    AccessChangeOutcome, AddGroupRequest, Decision, DeviceView, GroupView, KeyChallenge, KeyRegistrationFinish,
+    KeyRegistrationStart, PolicyCheck, PolicyTestRequest, PolicyTestResult, PolicyText, PolicyView, RequestDetail,
+    RevokeOutcome, RevokeRequest, Role, SecurityKeyView, SetGroupsRequest, SetRolesRequest, StepUpStart, UserView,
+};
+use portcullis_proto::{
     AccessRequestView, AddGatewayRequest, AddGatewayResponse, AddTargetRequest, AddUserRequest, AddUserResponse,
     ApiError, CertificateRequest, CertificateResponse, CreateAccessRequest, EnrollRequest, EnrollResponse,
     GatewayEnrollRequest, GatewayEnrollResponse, GatewaySummary, HEADER_DEVICE, HEADER_NONCE, HEADER_SIGNATURE,
@@ -75,6 +80,8 @@ pub struct ApiClient {
 
 /// What a live subscription yields.
 #[derive(Clone, Debug)]
+// Events are few (one per request change): boxing them buys nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum LiveUpdate {
     /// The subscription is (again) established: reload lists once, then follow events.
     Connected,
@@ -214,6 +221,96 @@ impl ApiClient {
         self.call(reqwest::Method::POST, "/v1/users", Some(req)).await
     }
 
+    pub async fn users(&self) -> Result<Vec<UserView>, ClientError> {
+        self.call::<(), _>(reqwest::Method::GET, "/v1/users", None).await
+    }
+
+    pub async fn set_roles(&self, user: &str, roles: &[Role]) -> Result<AccessChangeOutcome, ClientError> {
+        portcullis_proto::check_name("user", user).map_err(ClientError::Input)?;
+        let body = SetRolesRequest { roles: roles.to_vec() };
+        self.call(reqwest::Method::PUT, &format!("/v1/users/{user}/roles"), Some(&body)).await
+    }
+
+    pub async fn set_groups(&self, user: &str, groups: &[String]) -> Result<UserView, ClientError> {
+        portcullis_proto::check_name("user", user).map_err(ClientError::Input)?;
+        let body = SetGroupsRequest { groups: groups.to_vec() };
+        self.call(reqwest::Method::PUT, &format!("/v1/users/{user}/groups"), Some(&body)).await
+    }
+
+    pub async fn disable_user(&self, user: &str) -> Result<AccessChangeOutcome, ClientError> {
+        portcullis_proto::check_name("user", user).map_err(ClientError::Input)?;
+        self.call(reqwest::Method::POST, &format!("/v1/users/{user}/disable"), Some(&serde_json::json!({}))).await
+    }
+
+    pub async fn groups(&self) -> Result<Vec<GroupView>, ClientError> {
+        self.call::<(), _>(reqwest::Method::GET, "/v1/groups", None).await
+    }
+
+    pub async fn add_group(&self, name: &str) -> Result<GroupView, ClientError> {
+        self.call(reqwest::Method::POST, "/v1/groups", Some(&AddGroupRequest { name: name.to_string() })).await
+    }
+
+    pub async fn devices(&self) -> Result<Vec<DeviceView>, ClientError> {
+        self.call::<(), _>(reqwest::Method::GET, "/v1/devices", None).await
+    }
+
+    pub async fn revoke_device(&self, id: &str) -> Result<AccessChangeOutcome, ClientError> {
+        check_id(id, "device")?;
+        self.call(reqwest::Method::POST, &format!("/v1/devices/{id}/revoke"), Some(&serde_json::json!({}))).await
+    }
+
+    pub async fn policy(&self) -> Result<PolicyView, ClientError> {
+        self.call::<(), _>(reqwest::Method::GET, "/v1/policy", None).await
+    }
+
+    pub async fn set_policy(&self, text: &str) -> Result<PolicyView, ClientError> {
+        self.call(reqwest::Method::PUT, "/v1/policy", Some(&PolicyText { text: text.to_string() })).await
+    }
+
+    pub async fn check_policy(&self, text: &str) -> Result<PolicyCheck, ClientError> {
+        self.call(reqwest::Method::POST, "/v1/policy/check", Some(&PolicyText { text: text.to_string() })).await
+    }
+
+    pub async fn test_policy(&self, req: &PolicyTestRequest) -> Result<PolicyTestResult, ClientError> {
+        self.call(reqwest::Method::POST, "/v1/policy/test", Some(req)).await
+    }
+
+    pub async fn revoke(&self, req: &RevokeRequest) -> Result<RevokeOutcome, ClientError> {
+        check_id(&req.id, "request or grant")?;
+        self.call(reqwest::Method::POST, "/v1/revoke", Some(req)).await
+    }
+
+    pub async fn start_key_registration(&self, name: &str) -> Result<KeyChallenge, ClientError> {
+        self.call(reqwest::Method::POST, "/v1/keys/register", Some(&KeyRegistrationStart { name: name.to_string() }))
+            .await
+    }
+
+    pub async fn finish_key_registration(&self, req: &KeyRegistrationFinish) -> Result<SecurityKeyView, ClientError> {
+        self.call(reqwest::Method::POST, "/v1/keys", Some(req)).await
+    }
+
+    pub async fn security_keys(&self) -> Result<Vec<SecurityKeyView>, ClientError> {
+        self.call::<(), _>(reqwest::Method::GET, "/v1/keys", None).await
+    }
+
+    /// Removes one of this user's keys, by id or name.
+    pub async fn remove_security_key(&self, key: &str) -> Result<SecurityKeyView, ClientError> {
+        portcullis_proto::check_name("security key", key)
+            .or_else(|_| check_id(key, "security key"))
+            .map_err(|_| ClientError::Input(format!("{key:?} is not a security key name or id")))?;
+        self.call::<(), _>(reqwest::Method::DELETE, &format!("/v1/keys/{key}"), None).await
+    }
+
+    pub async fn start_step_up(&self, id: &str, decision: Decision) -> Result<KeyChallenge, ClientError> {
+        check_id(id, "request")?;
+        self.call(reqwest::Method::POST, &format!("/v1/requests/{id}/step-up"), Some(&StepUpStart { decision })).await
+    }
+
+    pub async fn request_detail(&self, id: &str) -> Result<RequestDetail, ClientError> {
+        check_id(id, "request")?;
+        self.call::<(), _>(reqwest::Method::GET, &format!("/v1/requests/{id}"), None).await
+    }
+
     pub async fn add_target(&self, req: &AddTargetRequest) -> Result<TargetSummary, ClientError> {
         self.call(reqwest::Method::POST, "/v1/targets", Some(req)).await
     }
@@ -237,9 +334,7 @@ impl ApiClient {
     }
 
     pub async fn review(&self, id: &str, req: &ReviewRequest) -> Result<AccessRequestView, ClientError> {
-        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
-            return Err(ClientError::Input(format!("{id:?} is not a request id")));
-        }
+        check_id(id, "request")?;
         self.call(reqwest::Method::POST, &format!("/v1/requests/{id}/review"), Some(req)).await
     }
 
@@ -412,4 +507,12 @@ impl rustls::client::danger::ServerCertVerifier for PinnedCertVerifier {
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
         self.provider.signature_verification_algorithms.supported_schemes()
     }
+}
+
+/// Ids are UUIDs: anything else is refused before it becomes part of a path.
+fn check_id(id: &str, what: &str) -> Result<(), ClientError> {
+    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
+        return Err(ClientError::Input(format!("{id:?} is not a {what} id")));
+    }
+    Ok(())
 }

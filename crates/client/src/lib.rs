@@ -18,6 +18,7 @@
 pub mod api;
 mod config;
 pub mod localdb;
+pub mod security_key;
 pub mod ssh;
 pub mod sshconfig;
 

@@ -309,20 +309,26 @@ impl Route {
     }
 }
 
-/// Ends a bridged channel from outside the target when the grant expires, recording fails or
-/// the user hangs up; returns when the channel is over.
+/// Ends a bridged channel from outside the target when the grant expires or is revoked,
+/// recording fails or the user hangs up; returns when the channel is over.
 pub async fn watch_channel(
     route: Arc<Route>,
     upstream: Arc<ChannelWriteHalf<client::Msg>>,
     mut hangup: watch::Receiver<()>,
     not_after: i64,
+    mut verdict: crate::standing::Verdict,
 ) {
     let until = UNIX_EPOCH + Duration::from_secs(not_after.max(0) as u64);
     let expiry = tokio::time::sleep(until.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO));
+    let mut revoked_because = None;
     let reason = tokio::select! {
         _ = route.target_closed.notified() => return,
         _ = expiry => EndReason::GrantExpired,
         _ = route.kill.notified() => EndReason::RecordingFailed,
+        why = verdict.wait_for(Option::is_some) => {
+            revoked_because = why.ok().and_then(|w| w.clone());
+            EndReason::Revoked
+        }
         _ = hangup.changed() => if route.closed_by_user.load(Ordering::SeqCst) {
             EndReason::Closed
         } else {
@@ -330,21 +336,29 @@ pub async fn watch_channel(
         },
     };
     route.stop();
-    let message = match reason {
-        EndReason::GrantExpired => Some(EXPIRED_MESSAGE),
-        EndReason::RecordingFailed => Some(RECORDING_FAILED_MESSAGE),
+    let message: Option<Bytes> = match reason {
+        EndReason::GrantExpired => Some(Bytes::from_static(EXPIRED_MESSAGE)),
+        EndReason::RecordingFailed => Some(Bytes::from_static(RECORDING_FAILED_MESSAGE)),
+        EndReason::Revoked => Some(Bytes::from(format!(
+            "\r\n[portcullis] your access was revoked ({}); the session was closed.\r\n",
+            portcullis_proto::printable(revoked_because.as_deref().unwrap_or("revoked"))
+        ))),
         _ => None,
     };
     if let Some(message) = message {
         // A user who stopped reading has no window left for it: the channel ends regardless.
-        let said = route.client.extended_data_bytes(1, Bytes::from_static(message));
+        let said = route.client.extended_data_bytes(1, message);
         let _ = tokio::time::timeout(Duration::from_millis(500), said).await;
     }
     route.finish(reason).await;
     let _ = upstream.close().await;
     let _ = route.client.close().await;
-    if reason == EndReason::GrantExpired {
-        let _ =
-            route.handle.disconnect(russh::Disconnect::ByApplication, "access grant expired".into(), "en".into()).await;
+    let goodbye = match reason {
+        EndReason::GrantExpired => Some("access grant expired"),
+        EndReason::Revoked => Some("access revoked"),
+        _ => None,
+    };
+    if let Some(goodbye) = goodbye {
+        let _ = route.handle.disconnect(russh::Disconnect::ByApplication, goodbye.into(), "en".into()).await;
     }
 }

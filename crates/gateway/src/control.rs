@@ -6,8 +6,8 @@ use portcullis_client::{ApiClient, ClientError};
 use portcullis_crypto::SecretBytes;
 use portcullis_crypto::identity::SealingIdentity;
 use portcullis_proto::{
-    AuthorizedSession, GatewayHeartbeat, INFO_GATEWAY_CREDENTIAL, SessionAuthorizationRequest, SessionTicket,
-    UploadAck, UploadBatch,
+    AuthorizedSession, GatewayHeartbeat, GrantStandingRequest, GrantStandingResponse, INFO_GATEWAY_CREDENTIAL,
+    SessionAuthorizationRequest, SessionTicket, UploadAck, UploadBatch,
 };
 use portcullis_server::{Server, ServerError};
 
@@ -77,6 +77,14 @@ impl ControlPlane {
                 server.ingest_records(gateway_id, batch).await.map_err(from_server)
             }
             ControlPlane::Remote { api, .. } => api.post("/v1/gateway/records", batch).await.map_err(from_client),
+        }
+    }
+
+    /// Which grants behind running sessions no longer hold.
+    pub async fn grant_standing(&self, req: &GrantStandingRequest) -> Result<GrantStandingResponse, ControlError> {
+        match self {
+            ControlPlane::Embedded { server, .. } => server.grant_standing(req).await.map_err(from_server),
+            ControlPlane::Remote { api, .. } => api.post("/v1/gateway/standing", req).await.map_err(from_client),
         }
     }
 

@@ -24,6 +24,7 @@ pub mod identity;
 pub mod log;
 pub mod recorder;
 pub mod session;
+pub mod standing;
 pub mod target;
 pub mod transfer;
 
@@ -53,6 +54,8 @@ pub struct Inner {
     pub(crate) control: Arc<ControlPlane>,
     pub(crate) log: Arc<RecordLog>,
     pub(crate) ca_fingerprint: Fingerprint,
+    /// Whether the grants behind running sessions still hold.
+    pub(crate) standing: Arc<standing::Standing>,
 }
 
 /// The algorithms offered to users: curve25519 key exchange with strict key exchange (the
@@ -121,7 +124,13 @@ impl Gateway {
         };
         let ca_fingerprint = config.user_ca.fingerprint(HashAlg::Sha256);
         Self {
-            inner: Arc::new(Inner { config, control: Arc::new(control), log: Arc::new(log), ca_fingerprint }),
+            inner: Arc::new(Inner {
+                config,
+                control: Arc::new(control),
+                log: Arc::new(log),
+                ca_fingerprint,
+                standing: Arc::default(),
+            }),
             ssh: Arc::new(ssh),
         }
     }
@@ -144,6 +153,12 @@ impl Gateway {
             advertise,
             self.host_key_openssh(),
         ));
+        let wake = match self.inner.control.as_ref() {
+            ControlPlane::Embedded { server, .. } => Some(server.revocations()),
+            ControlPlane::Remote { .. } => None,
+        };
+        let standing =
+            tokio::spawn(standing::check_forever(self.inner.standing.clone(), self.inner.control.clone(), wake));
         let inner = self.inner.clone();
         let ssh = self.ssh.clone();
         let serve = tokio::spawn(async move {
@@ -171,7 +186,7 @@ impl Gateway {
                 });
             }
         });
-        Ok(RunningGateway { address, tasks: vec![serve, sync] })
+        Ok(RunningGateway { address, tasks: vec![serve, sync, standing] })
     }
 }
 

@@ -26,6 +26,7 @@ use tokio::sync::{mpsc, watch};
 use crate::bridge::{RecordEvent, RecordQueue, Route, Routes, spawn_recorder, watch_channel};
 use crate::control::Authorized;
 use crate::recorder::{Mode, Recorder};
+use crate::standing::Verdict;
 use crate::target::{Credential, TargetAddress, TargetError, Upstream};
 use crate::{Inner, now_f64};
 
@@ -41,7 +42,7 @@ struct Bridge {
     upstream: Arc<ChannelWriteHalf<client::Msg>>,
     /// Until the channel's first request; what ends it from outside (expiry, recording
     /// failure, hang-up) is watched from then on.
-    watch_args: Option<(watch::Receiver<()>, i64)>,
+    watch_args: Option<(watch::Receiver<()>, i64, Verdict)>,
     replies: mpsc::Receiver<bool>,
     recorder: Arc<RecordQueue>,
     pty: Option<(String, u32, u32)>,
@@ -68,6 +69,8 @@ pub struct Connection {
     /// Channels accepted only to explain why they cannot run.
     failed_channels: HashMap<ChannelId, (Arc<ChannelWriteHalf<Msg>>, String)>,
     hangup: watch::Sender<()>,
+    /// Whether the connection's grant still holds (set once authorised).
+    verdict: Option<Verdict>,
 }
 
 impl Connection {
@@ -87,6 +90,7 @@ impl Connection {
             routes: Routes::default(),
             failed_channels: HashMap::new(),
             hangup: watch::channel(()).0,
+            verdict: None,
         }
     }
 
@@ -191,9 +195,9 @@ impl Connection {
     /// Starts watching `channel` for expiry, recording failure and hang-up (at its first request).
     fn start_watch(&mut self, channel: ChannelId) {
         if let Some(b) = self.channels.get_mut(&channel)
-            && let Some((hangup, not_after)) = b.watch_args.take()
+            && let Some((hangup, not_after, verdict)) = b.watch_args.take()
         {
-            tokio::spawn(watch_channel(b.route.clone(), b.upstream.clone(), hangup, not_after));
+            tokio::spawn(watch_channel(b.route.clone(), b.upstream.clone(), hangup, not_after, verdict));
         }
     }
 
@@ -373,6 +377,7 @@ impl Handler for Connection {
                     CredentialKind::Password => Credential::Password(text),
                     CredentialKind::PrivateKey => Credential::PrivateKey(text),
                 });
+                self.verdict = Some(self.inner.standing.follow(&authorized.grant_id));
                 self.authorized = Some(authorized);
                 self.refusal = None;
                 Ok(Auth::Accept)
@@ -414,8 +419,11 @@ impl Handler for Connection {
             return Ok(());
         };
         // A connection authorised while the grant was live opens nothing once it has ended.
+        let revoked = self.verdict.as_ref().and_then(|v| v.borrow().clone());
         let opened = if crate::now_f64() >= not_after as f64 {
             Err("your access has expired; ask for it again".to_string())
+        } else if let Some(why) = revoked {
+            Err(format!("your access has ended ({why})"))
         } else {
             match self.upstream().await {
                 Ok(upstream) => {
@@ -456,7 +464,11 @@ impl Handler for Connection {
                 route,
                 client,
                 upstream: upstream_write,
-                watch_args: Some((self.hangup.subscribe(), not_after)),
+                watch_args: Some((
+                    self.hangup.subscribe(),
+                    not_after,
+                    self.verdict.clone().unwrap_or_else(|| watch::channel(None).1),
+                )),
                 replies,
                 recorder,
                 pty: None,

@@ -106,6 +106,8 @@ pub enum EndReason {
     Closed,
     /// The gateway could not record, so it stopped the session.
     RecordingFailed,
+    /// The grant was revoked (or its user disabled, device revoked, requester role removed).
+    Revoked,
 }
 
 impl EndReason {
@@ -116,6 +118,7 @@ impl EndReason {
             EndReason::Disconnected => "disconnected",
             EndReason::Closed => "closed",
             EndReason::RecordingFailed => "error: recording failed",
+            EndReason::Revoked => "revoked",
         }
     }
 }

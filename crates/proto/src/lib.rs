@@ -7,10 +7,12 @@
 //! **Architecture Invariant:** a change to a type here is a change to the protocol; add fields
 //! as `Option`/`#[serde(default)]` or bump [`API_VERSION`].
 
+mod admin;
 mod audit;
 mod auth;
 mod grant;
 
+pub use admin::*;
 pub use audit::*;
 pub use auth::*;
 pub use grant::*;
@@ -20,8 +22,9 @@ use serde::{Deserialize, Serialize};
 
 pub const API_VERSION: &str = "v1";
 
-/// Longest access a request may ask for.
-pub const MAX_REQUEST_SECS: u64 = 8 * 3600;
+/// Longest access any request may ask for, whatever the policies say (they set the real limit:
+/// 8 hours in the default set).
+pub const MAX_REQUEST_SECS: u64 = 7 * 24 * 3600;
 /// How long a pending request waits for a decision before it expires.
 pub const PENDING_REQUEST_TTL_SECS: i64 = 3600;
 /// How long an enrolment code stays valid.
@@ -132,6 +135,8 @@ pub struct WhoAmI {
 pub struct AddUserRequest {
     pub name: String,
     pub roles: Vec<Role>,
+    #[serde(default)]
+    pub groups: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -301,6 +306,8 @@ pub enum RequestStatus {
     Approved,
     Denied,
     Expired,
+    /// Withdrawn while pending, or its grant ended early.
+    Revoked,
 }
 
 impl RequestStatus {
@@ -310,11 +317,14 @@ impl RequestStatus {
             RequestStatus::Approved => "approved",
             RequestStatus::Denied => "denied",
             RequestStatus::Expired => "expired",
+            RequestStatus::Revoked => "revoked",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Pending, Self::Approved, Self::Denied, Self::Expired].into_iter().find(|v| v.as_str() == s)
+        [Self::Pending, Self::Approved, Self::Denied, Self::Expired, Self::Revoked]
+            .into_iter()
+            .find(|v| v.as_str() == s)
     }
 }
 
@@ -333,6 +343,29 @@ pub struct AccessRequestView {
     pub decided_at: Option<i64>,
     pub decision_reason: Option<String>,
     pub grant_not_after: Option<i64>,
+    /// Approvals so far and needed (`k of N`).
+    #[serde(default)]
+    pub approvals: u32,
+    #[serde(default = "one")]
+    pub approvals_needed: u32,
+    /// Only members of these groups count as approvers (all of them, when several).
+    #[serde(default)]
+    pub approver_groups: Vec<String>,
+    /// The policies (`@id`) that permitted the request.
+    #[serde(default)]
+    pub permitted_by: Vec<String>,
+    #[serde(default)]
+    pub grant_id: Option<String>,
+    #[serde(default)]
+    pub revoked_at: Option<i64>,
+    #[serde(default)]
+    pub revoked_by: Option<String>,
+    #[serde(default)]
+    pub revoke_reason: Option<String>,
+}
+
+fn one() -> u32 {
+    1
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -346,6 +379,26 @@ pub enum Decision {
 pub struct ReviewRequest {
     pub decision: Decision,
     pub reason: Option<String>,
+    /// When the approve policy asks for a security key: its assertion for the challenge from
+    /// `POST /v1/requests/{id}/step-up`.
+    #[serde(default)]
+    pub step_up: Option<StepUpAssertion>,
+}
+
+/// `POST /v1/revoke`: end a grant or withdraw a request (by the request's or the grant's id).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RevokeRequest {
+    pub id: String,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// What a revocation ended.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RevokeOutcome {
+    pub request: AccessRequestView,
+    /// Running sessions the gateways were told to end.
+    pub sessions_ended: u32,
 }
 
 /// Pushed to connected devices over `GET /v1/live` (server-sent events), so approval inboxes
@@ -357,6 +410,8 @@ pub enum LiveEvent {
     RequestCreated { request: AccessRequestView },
     /// A request was approved or denied: sent to the requester's devices and to approvers.
     RequestDecided { request: AccessRequestView },
+    /// An approval that did not reach the threshold yet (`k of N`), or a revocation.
+    RequestUpdated { request: AccessRequestView },
     /// Events were missed (a slow reader); reload lists.
     Resync,
 }
@@ -494,6 +549,29 @@ pub struct GatewayHeartbeat {
     pub backlog: u64,
 }
 
+/// `POST /v1/gateway/standing`: do the grants behind the gateway's running sessions still
+/// hold? Asked every second or two while sessions run, so a revocation ends them within seconds.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct GrantStandingRequest {
+    pub grants: Vec<String>,
+}
+
+/// The grants whose sessions must end now, and why (expiry is the gateway's own business).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct GrantStandingResponse {
+    pub ended: Vec<EndedGrant>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndedGrant {
+    pub grant_id: String,
+    /// For the user: "revoked by bob: incident over", "user disabled", ...
+    pub reason: String,
+}
+
+/// Most grants one standing question may name.
+pub const MAX_STANDING_GRANTS: usize = 10_000;
+
 /// An enrolment code: `pc1-<secret>-<pin>`. The secret (128 bits, hex) proves the right to
 /// enrol as one user, once; the pin is the first 128 bits of the server's TLS certificate
 /// fingerprint, so the client can pin the server it talks to from the code alone.
@@ -553,6 +631,25 @@ pub fn check_name(kind: &str, name: &str) -> Result<(), String> {
             "invalid {kind} name {name:?}: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
         ))
     }
+}
+
+/// Text from elsewhere made safe to print on a terminal: control characters (escape sequences
+/// that could rewrite what the reader sees) are shown escaped.
+pub fn printable(text: &str) -> String {
+    text.chars().flat_map(|c| if c.is_control() { c.escape_default().collect::<Vec<_>>() } else { vec![c] }).collect()
+}
+
+/// Free text people type (request and review reasons, descriptions): 1..=`max` bytes after
+/// trimming, and no control characters — they would rewrite what an approver's terminal shows.
+pub fn check_free_text(kind: &str, text: &str, max: usize) -> Result<String, String> {
+    let text = text.trim();
+    if text.is_empty() || text.len() > max {
+        return Err(format!("a {kind} (1-{max} characters) is required"));
+    }
+    if let Some(c) = text.chars().find(|c| c.is_control()) {
+        return Err(format!("the {kind} contains a control character ({:?}); use plain text on one line", c));
+    }
+    Ok(text.to_string())
 }
 
 #[cfg(test)]

@@ -114,6 +114,9 @@ pub async fn authenticate(
         if device.revoked_at.is_some() {
             return Err(unknown());
         }
+        if user.disabled_at.is_some() {
+            return Err(ServerError::Unauthorized(format!("user {} is disabled", user.name)));
+        }
         let caller = Caller {
             user_id: user.id,
             user_name: user.name,

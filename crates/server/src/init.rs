@@ -19,6 +19,9 @@ pub struct InitOptions {
     pub extra_admin_roles: Vec<Role>,
     /// Names and addresses the TLS certificate is valid for (besides localhost).
     pub tls_names: Vec<String>,
+    /// A desktop's own server: its owner created every other user, so creating a user does
+    /// not bar the owner from approving that user's requests (changing roles or groups does).
+    pub standalone: bool,
 }
 
 pub struct InitOutcome {
@@ -80,6 +83,13 @@ pub async fn init(
     roles.extend(options.extra_admin_roles.iter().copied().filter(|r| *r != Role::Admin));
     let roles = portcullis_proto::roles_to_string(&roles);
     Store::insert_user(&mut tx, &admin_id, &options.admin_name, &roles, now).await?;
+    if options.standalone {
+        Store::put_setting(&mut tx, crate::store::SETTING_STANDALONE_OWNER, &admin_id).await?;
+    }
+    Store::insert_policy(&mut tx, portcullis_policy::DEFAULT_POLICIES, now, None).await?;
+    let rp_id =
+        crate::webauthn::choose_rp_id(&options.tls_names, &portcullis_crypto::sha256_hex(tls.fingerprint.as_bytes()));
+    Store::put_setting(&mut tx, crate::store::SETTING_WEBAUTHN_RP_ID, &rp_id).await?;
     let code = crate::api::issue_enrolment_code(&mut tx, &admin_id, &tls.fingerprint, now).await?;
     Store::record_event(
         &mut tx,

@@ -25,9 +25,11 @@ pub mod clock;
 mod error;
 pub mod init;
 pub mod live;
+mod policy;
 mod store;
 pub mod tls;
 pub mod user_ca;
+pub mod webauthn;
 
 pub use clock::{Clock, SystemClock};
 pub use error::ServerError;
@@ -42,7 +44,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use portcullis_crypto::identity::{SealingIdentity, SigningIdentity};
 use portcullis_crypto::{OsRng, SymmetricKey};
 use portcullis_keystore::PassphraseSource;
-use portcullis_proto::{GatewayHeartbeat, SessionAuthorizationRequest, UploadAck, UploadBatch};
+use portcullis_proto::{
+    GatewayHeartbeat, GrantStandingRequest, GrantStandingResponse, SessionAuthorizationRequest, UploadAck, UploadBatch,
+};
 use russh::keys::{PrivateKey, PublicKey};
 
 /// Files in a server data directory.
@@ -65,6 +69,10 @@ pub struct ServerState {
     pub(crate) embedded_gateway_id: String,
     /// Exec sessions: stdin and stdout are recorded in full up to this many bytes each.
     pub(crate) exec_record_limit: AtomicU64,
+    pub(crate) policies: policy::Policies,
+    pub(crate) relying_party: webauthn::RelyingParty,
+    /// Wakes the embedded gateway's standing check at once after a revocation.
+    pub(crate) revocations: Arc<tokio::sync::Notify>,
 }
 
 /// What the embedded gateway needs from the server it runs in: its identity, its SSH host key,
@@ -110,6 +118,8 @@ impl Server {
         // Data directories made before gateways existed get their user CA and embedded gateway now.
         let user_ca = Self::ensure_user_ca(&db, &root_key).await?;
         let embedded_gateway_id = Self::ensure_embedded_gateway(&db, &root_key, clock.now()).await?;
+        let policies = policy::Policies::load(&db, clock.now()).await?;
+        let relying_party = Self::ensure_relying_party(&db, &tls.fingerprint).await?;
         Ok(Self {
             state: Arc::new(ServerState {
                 db,
@@ -122,9 +132,35 @@ impl Server {
                 user_ca,
                 embedded_gateway_id,
                 exec_record_limit: AtomicU64::new(portcullis_proto::DEFAULT_EXEC_RECORD_LIMIT),
+                policies,
+                relying_party,
+                revocations: Arc::new(tokio::sync::Notify::new()),
             }),
             data_dir: data_dir.to_path_buf(),
         })
+    }
+
+    /// The WebAuthn relying party; data directories made before step-up get a synthetic id.
+    async fn ensure_relying_party(
+        db: &store::Store,
+        tls_fingerprint: &str,
+    ) -> Result<webauthn::RelyingParty, ServerError> {
+        let rp_id = match db.setting(store::SETTING_WEBAUTHN_RP_ID).await? {
+            Some(id) => id,
+            None => {
+                let id = webauthn::choose_rp_id(&[], &portcullis_crypto::sha256_hex(tls_fingerprint.as_bytes()));
+                let mut tx = db.begin().await?;
+                store::Store::put_setting(&mut tx, store::SETTING_WEBAUTHN_RP_ID, &id).await?;
+                tx.commit().await?;
+                id
+            }
+        };
+        webauthn::RelyingParty::new(&rp_id)
+    }
+
+    /// The WebAuthn relying-party id security keys are registered for.
+    pub fn webauthn_rp_id(&self) -> &str {
+        &self.state.relying_party.rp_id
     }
 
     async fn ensure_user_ca(db: &store::Store, root_key: &SymmetricKey) -> Result<user_ca::UserCa, ServerError> {
@@ -217,6 +253,17 @@ impl Server {
         api::gateway_heartbeat(&self.state, gateway_id, beat).await
     }
 
+    /// Which grants behind running sessions no longer hold (in-process path of
+    /// `POST /v1/gateway/standing`).
+    pub async fn grant_standing(&self, req: &GrantStandingRequest) -> Result<GrantStandingResponse, ServerError> {
+        api::grant_standing(&self.state, req).await
+    }
+
+    /// Notified after every revocation, so the embedded gateway checks at once.
+    pub fn revocations(&self) -> Arc<tokio::sync::Notify> {
+        self.state.revocations.clone()
+    }
+
     pub fn router(&self) -> axum::Router {
         api::router(self.state.clone())
     }
@@ -247,7 +294,7 @@ impl Server {
         if use_tls {
             tls::serve(listener, self.state.tls.server_config()?, self.router(), shutdown).await
         } else {
-            axum::serve(listener, self.router())
+            axum::serve(listener, self.router().into_make_service_with_connect_info::<SocketAddr>())
                 .with_graceful_shutdown(shutdown)
                 .await
                 .map_err(|e| ServerError::Internal(e.to_string()))

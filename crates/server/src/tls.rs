@@ -92,7 +92,10 @@ pub async fn serve(
             },
         };
         let acceptor = acceptor.clone();
-        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        // Handlers see the caller's address as plain HTTP would give it (policies use it).
+        let service = hyper_util::service::TowerToHyperService::new(
+            router.clone().layer(axum::Extension(axum::extract::ConnectInfo(peer))),
+        );
         tokio::spawn(async move {
             let tls = match tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => tls,

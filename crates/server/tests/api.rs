@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use base64::Engine;
 use portcullis_crypto::OsRng;
@@ -17,6 +18,23 @@ struct Running {
     _dir: tempfile::TempDir,
     url: String,
     http: reqwest::Client,
+    /// Seconds the server's clock (and the devices' signing time) runs ahead of the real one.
+    offset: Arc<AtomicI64>,
+}
+
+/// The real clock shifted by what a test sets (requests sign with the same shift).
+struct ShiftedClock(Arc<AtomicI64>);
+
+impl portcullis_server::Clock for ShiftedClock {
+    fn now(&self) -> i64 {
+        now() + self.0.load(Ordering::SeqCst)
+    }
+}
+
+impl Running {
+    fn now(&self) -> i64 {
+        now() + self.offset.load(Ordering::SeqCst)
+    }
 }
 
 struct Device {
@@ -36,6 +54,11 @@ async fn start() -> (Running, String) {
 }
 
 async fn start_with_server() -> (Running, String, Server) {
+    start_as(vec![]).await
+}
+
+/// A server whose first admin also has `extra_roles`.
+async fn start_as(extra_roles: Vec<Role>) -> (Running, String, Server) {
     let dir = tempfile::tempdir().unwrap();
     let pass = FixedPassphrase("pw".into());
     let outcome = portcullis_server::init(
@@ -43,15 +66,17 @@ async fn start_with_server() -> (Running, String, Server) {
         InitOptions {
             key_store: Preference::Passphrase,
             admin_name: "admin".into(),
-            extra_admin_roles: vec![],
+            extra_admin_roles: extra_roles,
             tls_names: vec![],
+            standalone: false,
         },
         &pass,
         Arc::new(SystemClock),
     )
     .await
     .unwrap();
-    let server = Server::open(dir.path(), &pass, Arc::new(SystemClock)).await.unwrap();
+    let offset = Arc::new(AtomicI64::new(0));
+    let server = Server::open(dir.path(), &pass, Arc::new(ShiftedClock(offset.clone()))).await.unwrap();
     // What the embedded gateway reports when it starts (none runs in these tests).
     let embedded = server.embedded_gateway().await.unwrap();
     let beat = GatewayHeartbeat {
@@ -65,7 +90,7 @@ async fn start_with_server() -> (Running, String, Server) {
     let serving = server.clone();
     tokio::spawn(async move { serving.serve(listener, false, std::future::pending()).await });
     let _ = rustls::crypto::ring::default_provider().install_default();
-    (Running { _dir: dir, url, http: reqwest::Client::new() }, outcome.admin_code, server)
+    (Running { _dir: dir, url, http: reqwest::Client::new(), offset }, outcome.admin_code, server)
 }
 
 async fn enroll(r: &Running, code: &str) -> Device {
@@ -196,9 +221,26 @@ async fn call<T: serde::de::DeserializeOwned>(
     body: &impl serde::Serialize,
 ) -> T {
     let body = serde_json::to_vec(body).unwrap();
-    let resp = signed(r, d, method, path, &body, now(), &nonce()).send().await.unwrap();
+    let resp = signed(r, d, method, path, &body, r.now(), &nonce()).send().await.unwrap();
     assert!(resp.status().is_success(), "{method} {path}: {}", resp.text().await.unwrap());
     resp.json().await.unwrap()
+}
+
+/// A call that must be refused: (status, code, message).
+async fn refused(
+    r: &Running,
+    d: &Device,
+    method: &str,
+    path: &str,
+    body: &impl serde::Serialize,
+) -> (u16, String, String) {
+    let body = serde_json::to_vec(body).unwrap();
+    let resp = signed(r, d, method, path, &body, r.now(), &nonce()).send().await.unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    assert!(status >= 400, "{method} {path} should have been refused: {text}");
+    let error: ApiError = serde_json::from_str(&text).unwrap();
+    (status, error.code, error.message)
 }
 
 /// A gateway enrolled through the API with its own signing key.
@@ -260,7 +302,7 @@ async fn approved(r: &Running, who: &Device, approver: &Device, target: &str) ->
         &CreateAccessRequest { target: target.into(), duration_secs: 600, reason: "test".into() },
     )
     .await;
-    let review = ReviewRequest { decision: Decision::Approve, reason: None };
+    let review = ReviewRequest { decision: Decision::Approve, reason: None, step_up: None };
     let _: AccessRequestView = call(r, approver, "POST", &format!("/v1/requests/{}/review", req.id), &review).await;
     req
 }
@@ -346,7 +388,7 @@ async fn no_device_route_answers_with_a_credential() {
     let admin = enroll(&r, &code).await;
     let who: WhoAmI = call(&r, &admin, "GET", "/v1/me", &()).await;
     assert_eq!(who.user_name, "admin");
-    let user = |name: &str, roles: Vec<Role>| AddUserRequest { name: name.into(), roles };
+    let user = |name: &str, roles: Vec<Role>| AddUserRequest { name: name.into(), roles, groups: vec![] };
     let alice: AddUserResponse = call(&r, &admin, "POST", "/v1/users", &user("alice", vec![Role::Requester])).await;
     let bob: AddUserResponse =
         call(&r, &admin, "POST", "/v1/users", &user("bob", vec![Role::Approver, Role::Auditor])).await;
@@ -401,7 +443,7 @@ async fn no_device_route_answers_with_a_credential() {
                     .unwrap()
             }
             ("POST", "/v1/requests/{id}/review") => {
-                serde_json::to_vec(&ReviewRequest { decision: Decision::Deny, reason: None }).unwrap()
+                serde_json::to_vec(&ReviewRequest { decision: Decision::Deny, reason: None, step_up: None }).unwrap()
             }
             ("POST", "/v1/certificates") => {
                 serde_json::to_vec(&CertificateRequest { target: "web".into(), public_key: key_line.clone() }).unwrap()
@@ -480,7 +522,7 @@ async fn gateways_are_told_to_refuse_every_certificate_but_the_right_one() {
     use portcullis_server::user_ca::random_ed25519;
     let (r, code, server) = start_with_server().await;
     let admin = enroll(&r, &code).await;
-    let user = |name: &str, roles: Vec<Role>| AddUserRequest { name: name.into(), roles };
+    let user = |name: &str, roles: Vec<Role>| AddUserRequest { name: name.into(), roles, groups: vec![] };
     let mut devices = Vec::new();
     for (name, roles) in
         [("alice", vec![Role::Requester]), ("carol", vec![Role::Requester]), ("bob", vec![Role::Approver])]
@@ -614,4 +656,461 @@ async fn gateways_are_told_to_refuse_every_certificate_but_the_right_one() {
     // Every refusal above is a security event.
     let events: Vec<ServerEvent> = call(&r, &admin, "GET", "/v1/audit/events", &()).await;
     assert!(events.iter().filter(|e| e.kind == "session_refused").count() >= 10, "{events:?}");
+}
+
+/// An enrolled user `name` with `roles` and `groups`, created by `admin`.
+async fn member(r: &Running, admin: &Device, name: &str, roles: &[Role], groups: &[&str]) -> Device {
+    let req = AddUserRequest {
+        name: name.into(),
+        roles: roles.to_vec(),
+        groups: groups.iter().map(|g| g.to_string()).collect(),
+    };
+    let added: AddUserResponse = call(r, admin, "POST", "/v1/users", &req).await;
+    enroll(r, &added.enrolment_code).await
+}
+
+fn ask(target: &str, secs: u64) -> CreateAccessRequest {
+    CreateAccessRequest { target: target.into(), duration_secs: secs, reason: "deploy the fix".into() }
+}
+
+const APPROVE: ReviewRequest = ReviewRequest { decision: Decision::Approve, reason: None, step_up: None };
+
+/// The README's first worked example, served for real: prod needs two approvals from dbas.
+const PROD_TWO_DBAS: &str = r#"
+@id("prod-two-dbas")
+@approvals("2")
+@approvers("dbas")
+permit (principal, action == Portcullis::Action::"request", resource in Portcullis::Environment::"prod")
+when { principal.roles.contains("requester") && context.duration <= duration("2h") };
+
+@id("approvers-approve")
+permit (principal, action == Portcullis::Action::"approve", resource)
+when { principal.roles.contains("approver") };
+"#;
+
+#[tokio::test]
+async fn policies_decide_requests_and_how_many_approve() {
+    let (r, code, _server) = start_with_server().await;
+    let admin = enroll(&r, &code).await;
+    let _: GroupView = call(&r, &admin, "POST", "/v1/groups", &AddGroupRequest { name: "dbas".into() }).await;
+    let alice = member(&r, &admin, "alice", &[Role::Requester], &[]).await;
+    let bob = member(&r, &admin, "bob", &[Role::Approver], &[]).await;
+    let carol = member(&r, &admin, "carol", &[Role::Approver], &["dbas"]).await;
+    let dave = member(&r, &admin, "dave", &[Role::Approver], &["dbas"]).await;
+    let _: TargetSummary = call(&r, &admin, "POST", "/v1/targets", &password_target(&admin, "db", b"pw-db")).await;
+
+    // The default set is shown and in force: up to 8 hours, one approval.
+    let default: PolicyView = call(&r, &admin, "GET", "/v1/policy", &()).await;
+    assert!(default.text.contains("requesters-up-to-8h") && default.created_by.is_none(), "{}", default.text);
+
+    // Refused policy sets name line and column, and leave the one in force.
+    let bad = PolicyText { text: PROD_TWO_DBAS.replace("principal.roles", "principal.rolez") };
+    let (status, code, message) = refused(&r, &admin, "PUT", "/v1/policy", &bad).await;
+    assert_eq!((status, code.as_str()), (403, "policy_invalid"));
+    assert!(message.contains("line 6, column") && message.contains("rolez"), "{message}");
+    let check: PolicyCheck = call(&r, &admin, "POST", "/v1/policy/check", &bad).await;
+    assert!(!check.valid && check.problems[0].line == Some(6), "{:?}", check.problems);
+    let still: PolicyView = call(&r, &admin, "GET", "/v1/policy", &()).await;
+    assert_eq!(still.version, default.version);
+    // Only admins change policies.
+    let (status, ..) = refused(&r, &carol, "PUT", "/v1/policy", &PolicyText { text: PROD_TWO_DBAS.into() }).await;
+    assert_eq!(status, 403);
+
+    let set: PolicyView = call(&r, &admin, "PUT", "/v1/policy", &PolicyText { text: PROD_TWO_DBAS.into() }).await;
+    assert_eq!((set.version, set.policies), (default.version + 1, 2));
+
+    // What-if, then the real thing: too long is refused at once, naming the limit.
+    let what_if = PolicyTestRequest {
+        user: "alice".into(),
+        target: "db".into(),
+        duration_secs: 3 * 3600,
+        at: None,
+        source_ip: None,
+        text: None,
+    };
+    let tested: PolicyTestResult = call(&r, &admin, "POST", "/v1/policy/test", &what_if).await;
+    assert!(tested.summary.starts_with("deny") && tested.summary.contains("2h"), "{}", tested.summary);
+    let tested: PolicyTestResult =
+        call(&r, &admin, "POST", "/v1/policy/test", &PolicyTestRequest { duration_secs: 3600, ..what_if }).await;
+    assert!(tested.summary.starts_with("allow") && tested.summary.contains("2 approvals"), "{}", tested.summary);
+    let (_, code, message) = refused(&r, &alice, "POST", "/v1/requests", &ask("db", 3 * 3600)).await;
+    assert_eq!(code, "policy_denied");
+    assert!(message.contains("2h") && message.contains("prod-two-dbas"), "{message}");
+
+    // Control characters in a reason are refused (they would rewrite an approver's terminal).
+    let sneaky = CreateAccessRequest { reason: "ok\u{1b}[2J\u{1b}[Hlooks fine".into(), ..ask("db", 600) };
+    let (status, _, message) = refused(&r, &alice, "POST", "/v1/requests", &sneaky).await;
+    assert!(status == 400 && message.contains("control character"), "{message}");
+
+    let req: AccessRequestView = call(&r, &alice, "POST", "/v1/requests", &ask("db", 3600)).await;
+    assert_eq!((req.approvals, req.approvals_needed, req.approver_groups.clone()), (0, 2, vec!["dbas".to_string()]));
+    let review = format!("/v1/requests/{}/review", req.id);
+
+    // An approver outside dbas does not count; nobody reviews their own request.
+    let (_, code, message) = refused(&r, &bob, "POST", &review, &APPROVE).await;
+    assert_eq!(code, "not_in_approver_group", "{message}");
+    let (_, code, _) = refused(&r, &alice, "POST", &review, &APPROVE).await;
+    assert!(code == "not_approver" || code == "self_approval");
+
+    let one: AccessRequestView = call(&r, &carol, "POST", &review, &APPROVE).await;
+    assert_eq!((one.status, one.approvals, one.approvals_needed), (RequestStatus::Pending, 1, 2));
+    // Each approver counts once.
+    let (status, ..) = refused(&r, &carol, "POST", &review, &APPROVE).await;
+    assert_eq!(status, 409);
+    // No certificate before the threshold.
+    let cert = CertificateRequest { target: "db".into(), public_key: HOST_KEY.into() };
+    let (_, code, message) = refused(&r, &alice, "POST", "/v1/certificates", &cert).await;
+    assert_eq!(code, "pending", "{message}");
+
+    let two: AccessRequestView = call(&r, &dave, "POST", &review, &APPROVE).await;
+    assert_eq!((two.status, two.approvals), (RequestStatus::Approved, 2));
+    assert!(two.grant_id.is_some());
+
+    // The story, in order.
+    let story: RequestDetail = call(&r, &alice, "GET", &format!("/v1/requests/{}", req.id), &()).await;
+    let kinds: Vec<&str> = story.timeline.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds, ["requested", "permitted", "approved", "approved", "granted"], "{:?}", story.timeline);
+    assert!(story.timeline[1].text.contains("prod-two-dbas"));
+    assert!(story.timeline[2].text.contains("1 of 2") && story.timeline[2].actor.as_deref() == Some("carol"));
+    assert_eq!(story.reviews.len(), 2);
+    // Someone else's request is not a requester's to read.
+    let erin = member(&r, &admin, "erin", &[Role::Requester], &[]).await;
+    let (status, ..) = refused(&r, &erin, "GET", &format!("/v1/requests/{}", req.id), &()).await;
+    assert_eq!(status, 404);
+
+    // Revocation: not by another requester; by the holder; then nothing more to approve.
+    let (status, ..) =
+        refused(&r, &erin, "POST", "/v1/revoke", &RevokeRequest { id: req.id.clone(), reason: None }).await;
+    assert_eq!(status, 403);
+    let revoke = RevokeRequest { id: two.grant_id.clone().unwrap(), reason: Some("done early".into()) };
+    let outcome: RevokeOutcome = call(&r, &alice, "POST", "/v1/revoke", &revoke).await;
+    assert_eq!(outcome.request.status, RequestStatus::Revoked);
+    let (_, code, message) = refused(&r, &alice, "POST", "/v1/certificates", &cert).await;
+    assert!(code == "grant_revoked" && message.contains("done early"), "{code}: {message}");
+    let (status, ..) = refused(&r, &alice, "POST", "/v1/revoke", &revoke).await;
+    assert_eq!(status, 409);
+    let story: RequestDetail = call(&r, &bob, "GET", &format!("/v1/requests/{}", req.id), &()).await;
+    assert_eq!(story.timeline.last().map(|e| e.kind.as_str()), Some("revoked"));
+
+    // A withdrawn request can no longer be approved; an expired one neither.
+    let pending: AccessRequestView = call(&r, &alice, "POST", "/v1/requests", &ask("db", 600)).await;
+    let _: RevokeOutcome =
+        call(&r, &alice, "POST", "/v1/revoke", &RevokeRequest { id: pending.id.clone(), reason: None }).await;
+    let (_, code, _) = refused(&r, &carol, "POST", &format!("/v1/requests/{}/review", pending.id), &APPROVE).await;
+    assert_eq!(code, "request_revoked");
+    let lapsing: AccessRequestView = call(&r, &alice, "POST", "/v1/requests", &ask("db", 600)).await;
+    r.offset.store(PENDING_REQUEST_TTL_SECS + 1, Ordering::SeqCst);
+    let (_, code, _) = refused(&r, &carol, "POST", &format!("/v1/requests/{}/review", lapsing.id), &APPROVE).await;
+    assert_eq!(code, "request_expired");
+}
+
+#[tokio::test]
+async fn two_approvers_racing_for_the_last_approval_make_one_grant() {
+    let (r, code, _server) = start_with_server().await;
+    let admin = enroll(&r, &code).await;
+    let alice = member(&r, &admin, "alice", &[Role::Requester], &[]).await;
+    let bob = member(&r, &admin, "bob", &[Role::Approver], &[]).await;
+    let carol = member(&r, &admin, "carol", &[Role::Approver], &[]).await;
+    let _: TargetSummary = call(&r, &admin, "POST", "/v1/targets", &password_target(&admin, "web", b"pw")).await;
+    for round in 0..5 {
+        let req: AccessRequestView = call(&r, &alice, "POST", "/v1/requests", &ask("web", 600)).await;
+        let path = format!("/v1/requests/{}/review", req.id);
+        let body = serde_json::to_vec(&APPROVE).unwrap();
+        let (a, b) = tokio::join!(
+            signed(&r, &bob, "POST", &path, &body, r.now(), &nonce()).send(),
+            signed(&r, &carol, "POST", &path, &body, r.now(), &nonce()).send()
+        );
+        let mut statuses = [a.unwrap().status().as_u16(), b.unwrap().status().as_u16()];
+        statuses.sort();
+        assert_eq!(statuses, [200, 409], "round {round}");
+        let story: RequestDetail = call(&r, &alice, "GET", &format!("/v1/requests/{}", req.id), &()).await;
+        assert_eq!(story.reviews.len(), 1, "round {round}: the loser's review is not kept");
+        assert_eq!(story.request.approvals, 1);
+    }
+}
+
+#[tokio::test]
+async fn separation_of_duties_and_revoking_people_end_their_access() {
+    let (r, code, server) = start_as(vec![Role::Approver]).await;
+    let admin = enroll(&r, &code).await;
+    let _: GroupView = call(&r, &admin, "POST", "/v1/groups", &AddGroupRequest { name: "ops".into() }).await;
+    let _: TargetSummary = call(&r, &admin, "POST", "/v1/targets", &password_target(&admin, "web", b"pw")).await;
+    // The admin created frank: another approver must judge frank's requests.
+    let frank = member(&r, &admin, "frank", &[Role::Requester], &[]).await;
+    let req: AccessRequestView = call(&r, &frank, "POST", "/v1/requests", &ask("web", 600)).await;
+    let (_, code, message) = refused(&r, &admin, "POST", &format!("/v1/requests/{}/review", req.id), &APPROVE).await;
+    assert!(code == "separation_of_duties" && message.contains("created"), "{message}");
+
+    // A second admin (also an approver) did not create frank, but changing frank's groups bars
+    // them for 24 hours.
+    let adm2 = member(&r, &admin, "adm2", &[Role::Admin, Role::Approver], &[]).await;
+    let bob = member(&r, &admin, "bob", &[Role::Approver], &[]).await;
+    let _: UserView =
+        call(&r, &adm2, "PUT", "/v1/users/frank/groups", &SetGroupsRequest { groups: vec!["ops".into()] }).await;
+    let (_, code, message) = refused(&r, &adm2, "POST", &format!("/v1/requests/{}/review", req.id), &APPROVE).await;
+    assert!(code == "separation_of_duties" && message.contains("groups"), "{message}");
+    r.offset.store(25 * 3600, Ordering::SeqCst);
+    let later: AccessRequestView = call(&r, &frank, "POST", "/v1/requests", &ask("web", 600)).await;
+    let ok: AccessRequestView = call(&r, &adm2, "POST", &format!("/v1/requests/{}/review", later.id), &APPROVE).await;
+    assert_eq!(ok.status, RequestStatus::Approved);
+    let grant = ok.grant_id.clone().unwrap();
+    let standing = GrantStandingRequest { grants: vec![grant.clone()] };
+    assert!(server.grant_standing(&standing).await.unwrap().ended.is_empty());
+
+    // frank's live stream is open; removing the requester role revokes the grant, withdraws
+    // the pending request, tells the gateways and closes the stream.
+    let pending: AccessRequestView = call(&r, &frank, "POST", "/v1/requests", &ask("web", 600)).await;
+    let mut live = signed(&r, &frank, "GET", "/v1/live", b"", r.now(), &nonce()).send().await.unwrap();
+    let first = tokio::time::timeout(std::time::Duration::from_secs(5), live.chunk()).await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first.unwrap()).contains("ready"));
+    let outcome: AccessChangeOutcome =
+        call(&r, &admin, "PUT", "/v1/users/frank/roles", &SetRolesRequest { roles: vec![Role::Auditor] }).await;
+    assert_eq!((outcome.grants_revoked, outcome.requests_withdrawn), (1, 1));
+    let ended = server.grant_standing(&standing).await.unwrap().ended;
+    assert_eq!(ended.len(), 1);
+    assert!(ended[0].reason.contains("requester role removed"), "{:?}", ended);
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        while let Some(chunk) = live.chunk().await.unwrap() {
+            let _ = chunk;
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the live stream stayed open after the role change");
+    let pending: RequestDetail = call(&r, &bob, "GET", &format!("/v1/requests/{}", pending.id), &()).await;
+    assert_eq!(pending.request.status, RequestStatus::Revoked);
+
+    // Disabling a user ends everything at once; their device is refused from then on.
+    let gina = member(&r, &admin, "gina", &[Role::Requester], &[]).await;
+    let req: AccessRequestView = call(&r, &gina, "POST", "/v1/requests", &ask("web", 600)).await;
+    let ok: AccessRequestView = call(&r, &bob, "POST", &format!("/v1/requests/{}/review", req.id), &APPROVE).await;
+    let gina_grant = GrantStandingRequest { grants: vec![ok.grant_id.clone().unwrap()] };
+    let (_, code, _) = refused(&r, &admin, "POST", "/v1/users/admin/disable", &()).await;
+    assert_eq!(code, "self_disable");
+    let outcome: AccessChangeOutcome = call(&r, &admin, "POST", "/v1/users/gina/disable", &()).await;
+    assert_eq!(outcome.grants_revoked, 1);
+    assert!(server.grant_standing(&gina_grant).await.unwrap().ended[0].reason.contains("disabled"));
+    let (status, _, message) = refused(&r, &gina, "GET", "/v1/me", &()).await;
+    assert!(status == 401 && message.contains("disabled"), "{message}");
+
+    // A device revoked by its owner (a lost laptop): its grants end, it can no longer sign in.
+    let hugo = member(&r, &admin, "hugo", &[Role::Requester], &[]).await;
+    let req: AccessRequestView = call(&r, &hugo, "POST", "/v1/requests", &ask("web", 600)).await;
+    let ok: AccessRequestView = call(&r, &bob, "POST", &format!("/v1/requests/{}/review", req.id), &APPROVE).await;
+    let hugo_grant = GrantStandingRequest { grants: vec![ok.grant_id.clone().unwrap()] };
+    // Not someone else's device.
+    let (status, ..) = refused(&r, &frank, "POST", &format!("/v1/devices/{}/revoke", hugo.id), &()).await;
+    assert!(status == 403 || status == 401);
+    let outcome: AccessChangeOutcome = call(&r, &hugo, "POST", &format!("/v1/devices/{}/revoke", hugo.id), &()).await;
+    assert_eq!(outcome.grants_revoked, 1);
+    assert!(server.grant_standing(&hugo_grant).await.unwrap().ended[0].reason.contains("revoked"));
+    let (status, ..) = refused(&r, &hugo, "GET", "/v1/me", &()).await;
+    assert_eq!(status, 401);
+
+    // Every change is in the security-event log with its actor.
+    let events: Vec<ServerEvent> = call(&r, &admin, "GET", "/v1/audit/events", &()).await;
+    for kind in ["group_added", "user_groups_changed", "user_roles_changed", "user_disabled", "device_revoked"] {
+        let e = events.iter().find(|e| e.kind == kind).unwrap_or_else(|| panic!("no {kind} event"));
+        assert!(e.actor.is_some(), "{kind} has no actor");
+    }
+}
+
+mod keys {
+    //! WebAuthn step-up with webauthn-rs's software authenticator: the full ceremony, then every
+    //! answer the server must refuse.
+
+    use super::*;
+    use webauthn_authenticator_rs::WebauthnAuthenticator;
+    use webauthn_authenticator_rs::prelude::{CreationChallengeResponse, RequestChallengeResponse, Url};
+    use webauthn_authenticator_rs::softtoken::SoftToken;
+
+    pub fn token() -> SoftToken {
+        SoftToken::new(true).unwrap().0
+    }
+
+    fn origin(c: &KeyChallenge) -> Url {
+        Url::parse(&c.origin).unwrap()
+    }
+
+    /// Registers `token` as `name` for `who`.
+    pub async fn register(r: &Running, who: &Device, token: &mut SoftToken, name: &str) -> SecurityKeyView {
+        let c: KeyChallenge =
+            call(r, who, "POST", "/v1/keys/register", &KeyRegistrationStart { name: name.into() }).await;
+        let options: CreationChallengeResponse = serde_json::from_value(c.options.clone()).unwrap();
+        let credential = token.do_registration(origin(&c), options).unwrap();
+        let finish = KeyRegistrationFinish {
+            challenge_id: c.challenge_id,
+            credential: serde_json::to_value(credential).unwrap(),
+        };
+        call(r, who, "POST", "/v1/keys", &finish).await
+    }
+
+    pub async fn challenge(r: &Running, who: &Device, request: &str, decision: Decision) -> KeyChallenge {
+        call(r, who, "POST", &format!("/v1/requests/{request}/step-up"), &StepUpStart { decision }).await
+    }
+
+    /// The token's answer to `c` (optionally with its options bent first).
+    pub fn answer(
+        token: &mut SoftToken,
+        c: &KeyChallenge,
+        bend: impl FnOnce(&mut serde_json::Value, &mut Url),
+    ) -> StepUpAssertion {
+        let mut options = c.options.clone();
+        let mut url = origin(c);
+        bend(&mut options, &mut url);
+        let options: RequestChallengeResponse = serde_json::from_value(options).unwrap();
+        let credential = token.do_authentication(url, options).unwrap();
+        StepUpAssertion { challenge_id: c.challenge_id.clone(), credential: serde_json::to_value(credential).unwrap() }
+    }
+
+    pub fn review(decision: Decision, step_up: StepUpAssertion) -> ReviewRequest {
+        ReviewRequest { decision, reason: None, step_up: Some(step_up) }
+    }
+}
+
+const STEP_UP_POLICY: &str = r#"
+@id("requesters-up-to-8h")
+permit (principal, action == Portcullis::Action::"request", resource)
+when { principal.roles.contains("requester") && context.duration <= duration("8h") };
+
+@id("approve-with-key")
+@step_up("webauthn")
+permit (principal, action == Portcullis::Action::"approve", resource)
+when { principal.roles.contains("approver") };
+"#;
+
+#[tokio::test]
+async fn step_up_approvals_need_a_fresh_assertion_from_the_approvers_own_key() {
+    let (r, code, server) = start_with_server().await;
+    assert!(server.webauthn_rp_id().ends_with(".internal"), "{}", server.webauthn_rp_id());
+    let admin = enroll(&r, &code).await;
+    let alice = member(&r, &admin, "alice", &[Role::Requester], &[]).await;
+    let carol = member(&r, &admin, "carol", &[Role::Approver], &[]).await;
+    let dave = member(&r, &admin, "dave", &[Role::Approver], &[]).await;
+    let _: TargetSummary = call(&r, &admin, "POST", "/v1/targets", &password_target(&admin, "web", b"pw")).await;
+    let _: PolicyView = call(&r, &admin, "PUT", "/v1/policy", &PolicyText { text: STEP_UP_POLICY.into() }).await;
+    let new_request =
+        || async { call::<AccessRequestView>(&r, &alice, "POST", "/v1/requests", &ask("web", 600)).await.id };
+
+    // Without a key registered, or without an assertion: refused, saying what to do.
+    let first = new_request().await;
+    let review_path = |id: &str| format!("/v1/requests/{id}/review");
+    let (_, code, message) = refused(&r, &carol, "POST", &review_path(&first), &APPROVE).await;
+    assert!(code == "step_up_required" && message.contains("approve-with-key"), "{code}: {message}");
+    let (_, code, _) = refused(
+        &r,
+        &carol,
+        "POST",
+        &format!("/v1/requests/{first}/step-up"),
+        &StepUpStart { decision: Decision::Approve },
+    )
+    .await;
+    assert_eq!(code, "no_security_key");
+
+    let mut carol_key = keys::token();
+    let added = keys::register(&r, &carol, &mut carol_key, "yubi").await;
+    let listed: Vec<SecurityKeyView> = call(&r, &carol, "GET", "/v1/keys", &()).await;
+    assert_eq!(listed.iter().map(|k| k.name.as_str()).collect::<Vec<_>>(), ["yubi"]);
+    let mut dave_key = keys::token();
+    keys::register(&r, &dave, &mut dave_key, "dave-key").await;
+
+    // The ceremony: a challenge for this request and decision, the key's answer, approved.
+    let c = keys::challenge(&r, &carol, &first, Decision::Approve).await;
+    let good = keys::answer(&mut carol_key, &c, |_, _| {});
+    let approved: AccessRequestView =
+        call(&r, &carol, "POST", &review_path(&first), &keys::review(Decision::Approve, good.clone())).await;
+    assert_eq!(approved.status, RequestStatus::Approved);
+    let story: RequestDetail = call(&r, &alice, "GET", &format!("/v1/requests/{first}"), &()).await;
+    let evidence = story.reviews[0].step_up.clone().expect("step-up evidence kept with the review");
+    assert_eq!((evidence.key_name.as_str(), evidence.user_verified), ("yubi", true));
+    assert!(story.timeline.iter().any(|e| e.text.contains("security key \"yubi\"")), "{:?}", story.timeline);
+
+    // Replayed: the same answer again, for another request.
+    let second = new_request().await;
+    let (_, code, message) =
+        refused(&r, &carol, "POST", &review_path(&second), &keys::review(Decision::Approve, good)).await;
+    assert!(code == "step_up_failed" && message.contains("already used"), "{message}");
+
+    // Foreign: an answer for another request, or for the other decision.
+    let third = new_request().await;
+    let for_second = keys::challenge(&r, &carol, &second, Decision::Approve).await;
+    let answer = keys::answer(&mut carol_key, &for_second, |_, _| {});
+    let (_, _, message) =
+        refused(&r, &carol, "POST", &review_path(&third), &keys::review(Decision::Approve, answer)).await;
+    assert!(message.contains("another request"), "{message}");
+    let deny_challenge = keys::challenge(&r, &carol, &third, Decision::Deny).await;
+    let answer = keys::answer(&mut carol_key, &deny_challenge, |_, _| {});
+    let (_, _, message) =
+        refused(&r, &carol, "POST", &review_path(&third), &keys::review(Decision::Approve, answer)).await;
+    assert!(message.contains("another decision"), "{message}");
+
+    // Another user's challenge.
+    let for_dave = keys::challenge(&r, &dave, &third, Decision::Approve).await;
+    let answer = keys::answer(&mut dave_key, &for_dave, |_, _| {});
+    let (_, _, message) =
+        refused(&r, &carol, "POST", &review_path(&third), &keys::review(Decision::Approve, answer)).await;
+    assert!(message.contains("someone else"), "{message}");
+
+    // Another user's key: dave's challenge answered by carol's key.
+    let for_dave = keys::challenge(&r, &dave, &third, Decision::Approve).await;
+    assert_eq!(added.name, "yubi");
+    let carol_id = {
+        // carol's credential id, as her key answered her own challenge before
+        let c = keys::challenge(&r, &carol, &third, Decision::Approve).await;
+        c.options["publicKey"]["allowCredentials"][0]["id"].clone()
+    };
+    let answer = keys::answer(&mut carol_key, &for_dave, |options, _| {
+        options["publicKey"]["allowCredentials"] = serde_json::json!([{ "type": "public-key", "id": carol_id }]);
+    });
+    let (_, code, message) =
+        refused(&r, &dave, "POST", &review_path(&third), &keys::review(Decision::Approve, answer)).await;
+    assert!(code == "step_up_failed" && message.contains("could not be found"), "{message}");
+
+    // A wrong relying-party id.
+    let c = keys::challenge(&r, &carol, &third, Decision::Approve).await;
+    let answer = keys::answer(&mut carol_key, &c, |options, url| {
+        options["publicKey"]["rpId"] = serde_json::json!("evil.example");
+        *url = webauthn_authenticator_rs::prelude::Url::parse("https://evil.example").unwrap();
+    });
+    let (_, code, message) =
+        refused(&r, &carol, "POST", &review_path(&third), &keys::review(Decision::Approve, answer)).await;
+    assert!(code == "step_up_failed" && message.contains("origin does not match"), "{message}");
+
+    // A counter that went backwards: the key restored from a copy made before its last use.
+    let copy = carol_key.to_cbor().unwrap();
+    let c = keys::challenge(&r, &carol, &third, Decision::Approve).await;
+    let ok = keys::answer(&mut carol_key, &c, |_, _| {});
+    let done: AccessRequestView =
+        call(&r, &carol, "POST", &review_path(&third), &keys::review(Decision::Approve, ok)).await;
+    assert_eq!(done.status, RequestStatus::Approved);
+    let mut cloned = webauthn_authenticator_rs::softtoken::SoftToken::from_cbor(&copy).unwrap();
+    let fourth = new_request().await;
+    let c = keys::challenge(&r, &carol, &fourth, Decision::Approve).await;
+    let stale = keys::answer(&mut cloned, &c, |_, _| {});
+    let (_, code, message) =
+        refused(&r, &carol, "POST", &review_path(&fourth), &keys::review(Decision::Approve, stale)).await;
+    assert!(code == "step_up_failed" && message.contains("compromised"), "{message}");
+
+    // Expired: two minutes is all a challenge lives.
+    let c = keys::challenge(&r, &carol, &fourth, Decision::Approve).await;
+    let late = keys::answer(&mut carol_key, &c, |_, _| {});
+    r.offset.store(121, Ordering::SeqCst);
+    let (_, _, message) =
+        refused(&r, &carol, "POST", &review_path(&fourth), &keys::review(Decision::Approve, late)).await;
+    assert!(message.contains("expired"), "{message}");
+
+    // Removing a key: it no longer answers.
+    let _: SecurityKeyView = call(&r, &carol, "DELETE", "/v1/keys/yubi", &()).await;
+    let (_, code, _) = refused(
+        &r,
+        &carol,
+        "POST",
+        &format!("/v1/requests/{fourth}/step-up"),
+        &StepUpStart { decision: Decision::Approve },
+    )
+    .await;
+    assert_eq!(code, "no_security_key");
+    let events: Vec<ServerEvent> = call(&r, &admin, "GET", "/v1/audit/events", &()).await;
+    for kind in ["security_key_added", "security_key_removed", "policy_changed"] {
+        assert!(events.iter().any(|e| e.kind == kind && e.actor.is_some()), "no {kind} event with an actor");
+    }
 }

@@ -47,7 +47,7 @@ export type RequestView = { id: string, requester: string, target: string, durat
 
 export type LiveView = { 
 /**
- * connected | disconnected | request_created | request_decided | resync
+ * connected | disconnected | request_created | request_decided | request_updated | resync
  */
 kind: string, request: RequestView | null, message: string | null, };
 

@@ -1,12 +1,18 @@
-//! Access requests, reviews, grants, and the short-lived user certificates a grant buys.
+//! Access requests, reviews, grants, revocation, and the short-lived user certificates a grant
+//! buys. What may be asked for, how many approvals it needs and who may give them is decided
+//! by the Cedar policies in force ([`crate::policy`]); the fixed rules around them (nobody
+//! reviews their own request, separation of duties) hold whatever the policies say.
 
-use axum::extract::{Path, Query, State};
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::{Extension, Json};
 use portcullis_crypto::OsRng;
+use portcullis_policy::{ApprovalQuery, RequestQuery};
 use portcullis_proto::{
     AccessRequestView, CertificateRequest, CertificateResponse, CreateAccessRequest, Decision, GatewayEndpoint,
-    GrantClaims, LiveEvent, MAX_REQUEST_SECS, PENDING_REQUEST_TTL_SECS, RequestStatus, ReviewRequest, Role,
-    SignedGrant,
+    GrantClaims, LiveEvent, MAX_REQUEST_SECS, PENDING_REQUEST_TTL_SECS, RequestDetail, RequestStatus, ReviewRequest,
+    ReviewView, RevokeOutcome, RevokeRequest, Role, SessionSummary, SignedGrant, TimelineEntry, check_free_text,
 };
 use russh::keys::PublicKey;
 use serde::Deserialize;
@@ -14,23 +20,41 @@ use serde::Deserialize;
 use super::{ApiResult, AppState};
 use crate::ServerError;
 use crate::auth::Caller;
-use crate::store::{RequestRow, Store, TargetRow};
+use crate::policy::{person, target_facts, timestamp};
+use crate::store::{RequestRow, SETTING_STANDALONE_OWNER, Store, TargetRow};
 use crate::user_ca::fingerprint;
 
-async fn target_named(state: &crate::ServerState, name: &str) -> Result<TargetRow, ServerError> {
+/// How long changing someone's roles or groups bars the admin from judging their requests.
+pub const SEPARATION_OF_DUTIES_SECS: i64 = 24 * 3600;
+
+pub(crate) async fn target_named(state: &crate::ServerState, name: &str) -> Result<TargetRow, ServerError> {
     state.db.target_by_name(name).await?.ok_or_else(|| ServerError::NotFound(format!("unknown target {name:?}")))
 }
 
-/// The status a person should see: a pending request past its deadline is expired.
-fn status_at(r: &RequestRow, now: i64) -> RequestStatus {
+/// The caller's address as policies see it (an IPv4 peer on a dual-stack socket as IPv4).
+pub(crate) fn source_ip(addr: &SocketAddr) -> IpAddr {
+    match addr.ip() {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(v6)),
+        v4 => v4,
+    }
+}
+
+/// The status a person should see: a pending request past its deadline is expired; an
+/// approved one whose grant ended early is revoked.
+pub(crate) fn status_at(r: &RequestRow, now: i64) -> RequestStatus {
     match RequestStatus::parse(&r.status) {
         Some(RequestStatus::Pending) if now >= r.expires_at => RequestStatus::Expired,
+        Some(RequestStatus::Approved) if r.revoked_at.is_some() => RequestStatus::Revoked,
         Some(s) => s,
         None => RequestStatus::Expired,
     }
 }
 
-fn view(r: &RequestRow, now: i64) -> AccessRequestView {
+fn list(csv: &str) -> Vec<String> {
+    csv.split(',').filter(|x| !x.is_empty()).map(String::from).collect()
+}
+
+pub(crate) fn view(r: &RequestRow, now: i64) -> AccessRequestView {
     AccessRequestView {
         id: r.id.clone(),
         requester: r.requester.clone(),
@@ -44,27 +68,70 @@ fn view(r: &RequestRow, now: i64) -> AccessRequestView {
         decided_at: r.decided_at,
         decision_reason: r.decision_reason.clone(),
         grant_not_after: r.grant_not_after,
+        approvals: r.approvals.max(0) as u32,
+        approvals_needed: r.approvals_needed.max(1) as u32,
+        approver_groups: list(&r.approver_groups),
+        permitted_by: list(&r.permitted_by),
+        grant_id: r.grant_id.clone(),
+        revoked_at: r.revoked_at,
+        revoked_by: r.revoked_by.clone(),
+        revoke_reason: r.revoke_reason.clone(),
     }
+}
+
+/// The caller as policies see them (with their groups).
+async fn caller_person(state: &crate::ServerState, caller: &Caller) -> Result<portcullis_policy::Person, ServerError> {
+    let user =
+        state.db.user_by_id(&caller.user_id).await?.ok_or_else(|| ServerError::Unauthorized("unknown user".into()))?;
+    Ok(person(&user))
 }
 
 pub async fn create_request(
     State(state): AppState,
     Extension(caller): Extension<Caller>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Json(req): Json<CreateAccessRequest>,
 ) -> ApiResult<AccessRequestView> {
     caller.require(Role::Requester)?;
     if req.duration_secs == 0 || req.duration_secs > MAX_REQUEST_SECS {
         return Err(ServerError::BadRequest(format!(
-            "duration must be between 1 second and {} hours",
-            MAX_REQUEST_SECS / 3600
+            "duration must be between 1 second and {} days",
+            MAX_REQUEST_SECS / 86_400
         )));
     }
-    let reason = req.reason.trim();
-    if reason.is_empty() || reason.len() > 2000 {
-        return Err(ServerError::BadRequest("a reason (1-2000 characters) is required".into()));
-    }
+    let reason = check_free_text("reason", &req.reason, 2000).map_err(ServerError::BadRequest)?;
     let target = target_named(&state, &req.target).await?;
     let now = state.clock.now();
+    let from = source_ip(&peer);
+    let who = caller_person(&state, &caller).await?;
+    let loaded = state.policies.current();
+    let decision = loaded
+        .usable()?
+        .decide_request(&RequestQuery {
+            user: &who,
+            target: &target_facts(&target),
+            duration_secs: req.duration_secs,
+            source_ip: from,
+            at: timestamp(now),
+            time_zone: state.policies.time_zone.clone(),
+        })
+        .map_err(|e| ServerError::Refused("policy_error", e.to_string()))?;
+    if !decision.allowed {
+        let why = decision.why.clone().unwrap_or_else(|| "no policy permits it".into());
+        let mut tx = state.db.begin().await?;
+        Store::record_event(
+            &mut tx,
+            now,
+            Some(&caller.user_id),
+            Some(&caller.device_id),
+            "request_refused_by_policy",
+            serde_json::json!({ "target": target.name, "duration_secs": req.duration_secs, "source_ip": from.to_string(),
+                "policies": decision.policies, "why": why, "policy_version": loaded.version }),
+        )
+        .await?;
+        tx.commit().await?;
+        return Err(ServerError::Refused("policy_denied", format!("request for {} refused: {why}", target.name)));
+    }
     let row = RequestRow {
         id: uuid::Uuid::new_v4().to_string(),
         user_id: caller.user_id.clone(),
@@ -73,7 +140,7 @@ pub async fn create_request(
         target_id: target.id.clone(),
         target: target.name.clone(),
         duration_secs: req.duration_secs as i64,
-        reason: reason.to_string(),
+        reason,
         status: "pending".into(),
         created_at: now,
         expires_at: now + PENDING_REQUEST_TTL_SECS,
@@ -81,6 +148,16 @@ pub async fn create_request(
         decided_at: None,
         decision_reason: None,
         grant_not_after: None,
+        grant_id: None,
+        source_ip: Some(from.to_string()),
+        approvals: 0,
+        approvals_needed: i64::from(decision.approvals),
+        approver_groups: decision.approver_groups.join(","),
+        permitted_by: decision.policies.join(","),
+        policy_version: Some(loaded.version),
+        revoked_at: None,
+        revoked_by: None,
+        revoke_reason: None,
     };
     let mut tx = state.db.begin().await?;
     Store::insert_request(&mut tx, &row).await?;
@@ -90,7 +167,10 @@ pub async fn create_request(
         Some(&caller.user_id),
         Some(&caller.device_id),
         "access_requested",
-        serde_json::json!({ "request": row.id, "target": row.target, "duration_secs": row.duration_secs, "reason": row.reason }),
+        serde_json::json!({ "request": row.id, "target": row.target, "duration_secs": row.duration_secs,
+            "reason": row.reason, "source_ip": from.to_string(), "policies": decision.policies,
+            "approvals_needed": decision.approvals, "approver_groups": decision.approver_groups,
+            "policy_version": loaded.version }),
     )
     .await?;
     tx.commit().await?;
@@ -117,9 +197,42 @@ pub async fn list_requests(
     Ok(Json(rows.iter().map(|r| view(r, now)).filter(|v| !q.pending || v.status == RequestStatus::Pending).collect()))
 }
 
+/// Separation of duties: whoever created the requester, or changed their roles or groups in
+/// the last 24 hours, does not judge their requests. A standalone server's owner created every
+/// user, so creation alone does not bar them there.
+async fn separation_of_duties(
+    state: &crate::ServerState,
+    caller: &Caller,
+    request: &RequestRow,
+    now: i64,
+) -> Result<(), ServerError> {
+    let owner = state.db.setting(SETTING_STANDALONE_OWNER).await?;
+    let created_counts = owner.as_deref() != Some(caller.user_id.as_str());
+    let conflict = state
+        .db
+        .conflicting_admin_change(&request.user_id, &caller.user_id, now - SEPARATION_OF_DUTIES_SECS, created_counts)
+        .await?;
+    match conflict.as_ref().map(|(change, at)| (change.as_str(), *at)) {
+        None => Ok(()),
+        Some(("created", _)) => Err(ServerError::Refused(
+            "separation_of_duties",
+            format!("you created {}'s account, so another approver must review their requests", request.requester),
+        )),
+        Some((what, at)) => Err(ServerError::Refused(
+            "separation_of_duties",
+            format!(
+                "you changed {}'s {what} {} ago; for 24 hours after such a change another approver must review their requests",
+                request.requester,
+                portcullis_policy::human_duration((now - at).max(0) as u64)
+            ),
+        )),
+    }
+}
+
 pub async fn review(
     State(state): AppState,
     Extension(caller): Extension<Caller>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(id): Path<String>,
     Json(req): Json<ReviewRequest>,
 ) -> ApiResult<AccessRequestView> {
@@ -143,26 +256,107 @@ pub async fn review(
                 format!("request {id} expired undecided; the requester must ask again"),
             ));
         }
+        RequestStatus::Revoked => {
+            return Err(ServerError::Refused("request_revoked", format!("request {id} was withdrawn or revoked")));
+        }
         decided => {
             return Err(ServerError::Conflict(format!("request {id} was already {}", decided.as_str())));
         }
     }
-    let reason = req.reason.as_deref().map(str::trim).filter(|r| !r.is_empty());
-    if reason.is_some_and(|r| r.len() > 2000) {
-        return Err(ServerError::BadRequest("the reason is longer than 2000 characters".into()));
-    }
-
-    // Read what the grant needs before the transaction: the store has a single connection.
-    let target = target_named(&state, &request.target).await?;
-    let mut tx = state.db.begin().await?;
-    let status = match req.decision {
-        Decision::Approve => "approved",
-        Decision::Deny => "denied",
+    let reason = match req.reason.as_deref().map(str::trim).filter(|r| !r.is_empty()) {
+        Some(r) => Some(check_free_text("reason", r, 2000).map_err(ServerError::BadRequest)?),
+        None => None,
     };
-    if !Store::decide_request(&mut tx, &id, status, &caller.user_id, now, reason).await? {
-        return Err(ServerError::Conflict(format!("request {id} was decided by someone else meanwhile")));
+    separation_of_duties(&state, &caller, &request, now).await?;
+
+    // Read what the decision needs before the transaction: the store has a single connection.
+    let target = target_named(&state, &request.target).await?;
+    let approver = caller_person(&state, &caller).await?;
+    let requester = state
+        .db
+        .user_by_id(&request.user_id)
+        .await?
+        .ok_or_else(|| ServerError::Internal("the requester vanished".into()))?;
+    let missing: Vec<String> =
+        list(&request.approver_groups).into_iter().filter(|g| !approver.groups.contains(g)).collect();
+    if !missing.is_empty() {
+        return Err(ServerError::Refused(
+            "not_in_approver_group",
+            format!(
+                "only members of {} count as approvers for this request (policy {}); {} is not",
+                missing.iter().map(|g| format!("{g:?}")).collect::<Vec<_>>().join(" and "),
+                request.permitted_by,
+                caller.user_name
+            ),
+        ));
     }
-    if req.decision == Decision::Approve {
+    let from = source_ip(&peer);
+    let loaded = state.policies.current();
+    let decision = loaded
+        .usable()?
+        .decide_approval(&ApprovalQuery {
+            approver: &approver,
+            requester: &person(&requester),
+            target: &target_facts(&target),
+            duration_secs: request.duration_secs.max(0) as u64,
+            source_ip: from,
+            at: timestamp(now),
+            time_zone: state.policies.time_zone.clone(),
+        })
+        .map_err(|e| ServerError::Refused("policy_error", e.to_string()))?;
+    if !decision.allowed {
+        return Err(ServerError::Refused(
+            "approval_not_permitted",
+            decision.why.unwrap_or_else(|| "no policy permits this approval".into()),
+        ));
+    }
+    let step_up_evidence = if decision.step_up {
+        Some(
+            super::keys::verify_step_up(
+                &state,
+                &caller,
+                &request,
+                req.decision,
+                req.step_up.as_ref(),
+                &decision.policies,
+                now,
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
+
+    let mut tx = state.db.begin().await?;
+    let decision_name = match req.decision {
+        Decision::Approve => "approve",
+        Decision::Deny => "deny",
+    };
+    if !Store::insert_review(
+        &mut tx,
+        &id,
+        &caller.user_id,
+        &caller.device_id,
+        decision_name,
+        reason.as_deref(),
+        now,
+        &from.to_string(),
+        &decision.policies.join(","),
+        step_up_evidence.as_deref(),
+    )
+    .await?
+    {
+        return Err(ServerError::Conflict(format!("you already reviewed request {id}")));
+    }
+    let approvals = Store::approvals_in(&mut tx, &id).await?;
+    let threshold_met = req.decision == Decision::Approve && approvals >= request.approvals_needed.max(1);
+    if req.decision == Decision::Deny || threshold_met {
+        let status = if threshold_met { "approved" } else { "denied" };
+        if !Store::decide_request(&mut tx, &id, status, &caller.user_id, now, reason.as_deref()).await? {
+            return Err(ServerError::Conflict(format!("request {id} was decided by someone else meanwhile")));
+        }
+    }
+    if threshold_met {
         let claims = GrantClaims {
             grant_id: uuid::Uuid::new_v4().to_string(),
             request_id: request.id.clone(),
@@ -185,20 +379,298 @@ pub async fn review(
         Store::insert_grant(&mut tx, &claims.grant_id, &request, claims.not_before, claims.not_after, &signed_json)
             .await?;
     }
+    let kind = match (req.decision, threshold_met) {
+        (Decision::Deny, _) => "request_denied",
+        (Decision::Approve, true) => "request_approved",
+        (Decision::Approve, false) => "request_approval_recorded",
+    };
     Store::record_event(
         &mut tx,
         now,
         Some(&caller.user_id),
         Some(&caller.device_id),
-        if req.decision == Decision::Approve { "request_approved" } else { "request_denied" },
-        serde_json::json!({ "request": id, "requester": request.requester, "target": request.target, "reason": reason }),
+        kind,
+        serde_json::json!({ "request": id, "requester": request.requester, "target": request.target, "reason": reason,
+            "approvals": approvals, "approvals_needed": request.approvals_needed, "policies": decision.policies,
+            "step_up": step_up_evidence.is_some(), "source_ip": from.to_string() }),
     )
     .await?;
     tx.commit().await?;
     let updated = state.db.request(&id).await?.ok_or_else(|| ServerError::Internal("request vanished".into()))?;
-    let decided = view(&updated, now);
-    state.live.publish(LiveEvent::RequestDecided { request: decided.clone() }, &updated.user_id);
-    Ok(Json(decided))
+    let reviewed = view(&updated, now);
+    let event = if reviewed.status == RequestStatus::Pending {
+        LiveEvent::RequestUpdated { request: reviewed.clone() }
+    } else {
+        LiveEvent::RequestDecided { request: reviewed.clone() }
+    };
+    state.live.publish(event, &updated.user_id);
+    Ok(Json(reviewed))
+}
+
+/// Ends a grant, or withdraws a pending request, by the request's or the grant's id:
+/// approvers and admins for anyone, a requester for their own.
+pub async fn revoke(
+    State(state): AppState,
+    Extension(caller): Extension<Caller>,
+    Json(req): Json<RevokeRequest>,
+) -> ApiResult<RevokeOutcome> {
+    let reason = match req.reason.as_deref().map(str::trim).filter(|r| !r.is_empty()) {
+        Some(r) => check_free_text("reason", r, 2000).map_err(ServerError::BadRequest)?,
+        None => "revoked".to_string(),
+    };
+    let request = match state.db.request(&req.id).await? {
+        Some(r) => r,
+        None => match state.db.grant(&req.id).await? {
+            Some(g) => state
+                .db
+                .request(&g.request_id)
+                .await?
+                .ok_or_else(|| ServerError::Internal("grant without request".into()))?,
+            None => return Err(ServerError::NotFound(format!("no request or grant with id {}", req.id))),
+        },
+    };
+    let own = request.user_id == caller.user_id;
+    if !own && !caller.has(Role::Approver) && !caller.has(Role::Admin) {
+        return Err(ServerError::Forbidden(format!(
+            "{} can revoke only their own access (request {} is {}'s)",
+            caller.user_name, request.id, request.requester
+        )));
+    }
+    let now = state.clock.now();
+    let status = status_at(&request, now);
+    let mut tx = state.db.begin().await?;
+    let ended = match status {
+        RequestStatus::Pending => Store::revoke_request(&mut tx, &request.id, now, &caller.user_id, &reason).await?,
+        RequestStatus::Approved => match &request.grant_id {
+            Some(grant) => Store::revoke_grant(&mut tx, grant, now, Some(&caller.user_id), &reason).await?,
+            None => false,
+        },
+        _ => false,
+    };
+    if !ended {
+        let what = match status {
+            RequestStatus::Approved => "its access has already ended (expired)".to_string(),
+            other => format!("it is {}", other.as_str()),
+        };
+        return Err(ServerError::Conflict(format!("request {} cannot be revoked: {what}", request.id)));
+    }
+    Store::record_event(
+        &mut tx,
+        now,
+        Some(&caller.user_id),
+        Some(&caller.device_id),
+        if status == RequestStatus::Pending { "request_withdrawn" } else { "grant_revoked" },
+        serde_json::json!({ "request": request.id, "grant": request.grant_id, "requester": request.requester,
+            "target": request.target, "reason": reason }),
+    )
+    .await?;
+    tx.commit().await?;
+    state.revocations.notify_waiters();
+    let sessions_ended = match &request.grant_id {
+        Some(grant) if status == RequestStatus::Approved => state.db.open_sessions_of_grant(grant).await?,
+        _ => 0,
+    };
+    let updated =
+        state.db.request(&request.id).await?.ok_or_else(|| ServerError::Internal("request vanished".into()))?;
+    let revoked = view(&updated, now);
+    state.live.publish(LiveEvent::RequestUpdated { request: revoked.clone() }, &updated.user_id);
+    Ok(Json(RevokeOutcome { request: revoked, sessions_ended }))
+}
+
+/// The story of a request in order: who asked for what and why, the policy that permitted
+/// it, each review (with step-up evidence), the grant, every session it opened, and how it
+/// ended. The requester sees their own; approvers, admins and auditors see any.
+pub async fn request_detail(
+    State(state): AppState,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult<RequestDetail> {
+    let request =
+        state.db.request(&id).await?.ok_or_else(|| ServerError::NotFound(format!("no request with id {id}")))?;
+    let sees_all = caller.has(Role::Approver) || caller.has(Role::Admin) || caller.has(Role::Auditor);
+    if request.user_id != caller.user_id && !sees_all {
+        // Not "forbidden": whether someone else's request exists is not the caller's business.
+        return Err(ServerError::NotFound(format!("no request with id {id}")));
+    }
+    let now = state.clock.now();
+    let view = view(&request, now);
+    let reviews: Vec<ReviewView> = state
+        .db
+        .reviews(&id)
+        .await?
+        .into_iter()
+        .map(|r| ReviewView {
+            approver: r.approver,
+            decision: if r.decision == "approve" { Decision::Approve } else { Decision::Deny },
+            reason: r.reason,
+            at: r.at,
+            source_ip: r.source_ip,
+            policies: list(&r.policies),
+            step_up: r.step_up.as_deref().and_then(|e| serde_json::from_str(e).ok()),
+        })
+        .collect();
+    let grant = match &request.grant_id {
+        Some(g) => state.db.grant(g).await?,
+        None => None,
+    };
+    let writers = state.db.gateways().await?;
+    let sessions: Vec<SessionSummary> = match &request.grant_id {
+        Some(g) => state
+            .db
+            .sessions_of_grant(g)
+            .await?
+            .into_iter()
+            .map(|s| {
+                let writer = writers.iter().find(|w| w.id == s.writer_id).map(|w| w.name.clone()).unwrap_or_default();
+                super::audit::summary(s, &writer)
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+
+    let mut timeline = Vec::new();
+    let mut entry = |at: f64, kind: &str, actor: Option<&str>, text: String, session_id: Option<&str>| {
+        timeline.push(TimelineEntry {
+            at,
+            kind: kind.into(),
+            actor: actor.map(String::from),
+            text,
+            session_id: session_id.map(String::from),
+        });
+    };
+    let created = request.created_at as f64;
+    entry(
+        created,
+        "requested",
+        Some(&request.requester),
+        format!(
+            "asked for {} for {}{}: {:?}",
+            request.target,
+            portcullis_policy::human_duration(request.duration_secs.max(0) as u64),
+            request.source_ip.as_deref().map(|ip| format!(" from {ip}")).unwrap_or_default(),
+            request.reason
+        ),
+        None,
+    );
+    if !view.permitted_by.is_empty() {
+        let from = if view.approver_groups.is_empty() {
+            String::new()
+        } else {
+            format!(" from members of {}", view.approver_groups.join(" and "))
+        };
+        entry(
+            created,
+            "permitted",
+            None,
+            format!(
+                "permitted by policy {}{}; needs {} approval{}{from}",
+                view.permitted_by.join(", "),
+                request.policy_version.map(|v| format!(" (policy set version {v})")).unwrap_or_default(),
+                view.approvals_needed,
+                if view.approvals_needed == 1 { "" } else { "s" }
+            ),
+            None,
+        );
+    }
+    let mut approvals = 0;
+    for r in &reviews {
+        let verb = match r.decision {
+            Decision::Approve => {
+                approvals += 1;
+                format!("approved ({approvals} of {})", view.approvals_needed)
+            }
+            Decision::Deny => "denied".to_string(),
+        };
+        let key = r
+            .step_up
+            .as_ref()
+            .map(|e| {
+                format!(
+                    "; confirmed with security key {:?}{}",
+                    e.key_name,
+                    if e.user_verified { " and PIN" } else { "" }
+                )
+            })
+            .unwrap_or_default();
+        let why = r.reason.as_deref().map(|x| format!(": {x:?}")).unwrap_or_default();
+        let kind = if r.decision == Decision::Approve { "approved" } else { "denied" };
+        entry(r.at as f64, kind, Some(&r.approver), format!("{verb}{key}{why}"), None);
+    }
+    if let (Some(g), Some(decided)) = (&grant, request.decided_at) {
+        entry(
+            decided as f64,
+            "granted",
+            None,
+            format!("access granted until {} (grant {})", clock_time(g.not_after, &state), g.id),
+            None,
+        );
+    }
+    for s in &sessions {
+        let what = match s.command.as_deref() {
+            Some(c) => format!("ran {c:?}"),
+            None => format!("opened a {} session", if s.kind.is_empty() { "shell" } else { &s.kind }),
+        };
+        entry(
+            s.started_at,
+            "session_started",
+            Some(&s.user),
+            format!("{what} through {}", s.recorded_by),
+            Some(&s.session_id),
+        );
+        if let Some(ended) = s.ended_at {
+            let reason = s.end_reason.as_deref().unwrap_or("ended");
+            let status = s.exit_status.map(|x| format!(", exit status {x}")).unwrap_or_default();
+            entry(ended, "session_ended", None, format!("session ended ({reason}{status})"), Some(&s.session_id));
+        }
+    }
+    match view.status {
+        RequestStatus::Revoked => entry(
+            request.revoked_at.unwrap_or(now) as f64,
+            if request.grant_id.is_some() { "revoked" } else { "withdrawn" },
+            request.revoked_by.as_deref(),
+            format!(
+                "{}: {}",
+                if request.grant_id.is_some() { "access revoked" } else { "request withdrawn" },
+                request.revoke_reason.as_deref().unwrap_or("revoked")
+            ),
+            None,
+        ),
+        RequestStatus::Expired => {
+            entry(request.expires_at as f64, "expired", None, "expired before enough approvals".into(), None)
+        }
+        RequestStatus::Approved if grant.as_ref().is_some_and(|g| g.not_after <= now) => {
+            let end = grant.as_ref().map(|g| g.not_after).unwrap_or(now);
+            entry(end as f64, "expired", None, "access expired".into(), None)
+        }
+        _ => {}
+    }
+    // Server events are stamped to the second, sessions finer: within one second, the order of
+    // the story decides (a session cannot start before its grant, nor end before it starts).
+    let rank = |kind: &str| match kind {
+        "requested" => 0,
+        "permitted" => 1,
+        "approved" | "denied" => 2,
+        "granted" => 3,
+        "session_started" => 4,
+        "session_ended" => 5,
+        _ => 6,
+    };
+    timeline.sort_by(|a, b| {
+        (a.at.floor() as i64, rank(&a.kind)).cmp(&(b.at.floor() as i64, rank(&b.kind))).then(a.at.total_cmp(&b.at))
+    });
+    Ok(Json(RequestDetail {
+        request: view,
+        source_ip: request.source_ip.clone(),
+        policy_version: request.policy_version,
+        reviews,
+        sessions,
+        timeline,
+    }))
+}
+
+/// `2026-11-26 14:05 UTC` in the server's time zone.
+fn clock_time(unix: i64, state: &crate::ServerState) -> String {
+    timestamp(unix).to_zoned(state.policies.time_zone.clone()).strftime("%Y-%m-%d %H:%M %Z").to_string()
 }
 
 /// Explains why there is no usable grant, from the caller's latest request for the target.
@@ -230,21 +702,22 @@ async fn no_grant(state: &crate::ServerState, caller: &Caller, target_id: &str, 
             "request_expired",
             format!("request {} for {target} expired before anyone approved it; ask again", r.id),
         ),
-        Some((r, RequestStatus::Approved)) => match state.db.grant_for_request(&r.id).await {
-            Ok(Some(g)) if g.revoked_at.is_some() => ServerError::Refused(
-                "grant_revoked",
-                format!(
-                    "your access to {target} (request {}) was ended ({}); ask again",
-                    r.id,
-                    g.revoke_reason.as_deref().unwrap_or("revoked")
-                ),
+        Some((r, RequestStatus::Revoked)) if r.grant_id.is_some() => ServerError::Refused(
+            "grant_revoked",
+            format!(
+                "your access to {target} (request {}) was ended{} ({}); ask again",
+                r.id,
+                r.revoked_by.as_deref().map(|by| format!(" by {by}")).unwrap_or_default(),
+                r.revoke_reason.as_deref().unwrap_or("revoked")
             ),
-            Ok(_) => ServerError::Refused(
-                "grant_expired",
-                format!("your access to {target} (request {}) has expired; ask again", r.id),
-            ),
-            Err(e) => e,
-        },
+        ),
+        Some((r, RequestStatus::Revoked)) => {
+            ServerError::Refused("request_withdrawn", format!("request {} for {target} was withdrawn; ask again", r.id))
+        }
+        Some((r, RequestStatus::Approved)) => ServerError::Refused(
+            "grant_expired",
+            format!("your access to {target} (request {}) has expired; ask again", r.id),
+        ),
     }
 }
 

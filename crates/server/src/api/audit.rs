@@ -175,7 +175,7 @@ async fn index_payload(
     Ok(())
 }
 
-fn summary(s: SessionRow, writer: &str) -> SessionSummary {
+pub(crate) fn summary(s: SessionRow, writer: &str) -> SessionSummary {
     SessionSummary {
         session_id: s.id,
         user: s.user_name,

@@ -8,9 +8,10 @@ use axum::{Extension, Json};
 use portcullis_crypto::identity::seal_to;
 use portcullis_crypto::{OsRng, SecretBytes, envelope};
 use portcullis_proto::{
-    AddGatewayRequest, AddGatewayResponse, AuthorizedSession, CredentialKind, EnrolmentCode, GatewayEnrollRequest,
-    GatewayEnrollResponse, GatewayHeartbeat, GatewaySummary, GrantClaims, INFO_GATEWAY_CREDENTIAL, Role,
-    SessionAuthorizationRequest, SessionTicket, SignedGrant, UploadAck, UploadBatch, check_name,
+    AddGatewayRequest, AddGatewayResponse, AuthorizedSession, CredentialKind, EndedGrant, EnrolmentCode,
+    GatewayEnrollRequest, GatewayEnrollResponse, GatewayHeartbeat, GatewaySummary, GrantClaims, GrantStandingRequest,
+    GrantStandingResponse, INFO_GATEWAY_CREDENTIAL, MAX_STANDING_GRANTS, Role, SessionAuthorizationRequest,
+    SessionTicket, SignedGrant, UploadAck, UploadBatch, check_name, roles_from_string,
 };
 use russh::keys::{Certificate, PublicKey};
 
@@ -234,6 +235,9 @@ async fn authorize_checked(
     if now >= claims.not_after {
         return Err(refused("grant_expired", format!("your access to {} has expired; ask again", claims.target_name)));
     }
+    if let Some(why) = grant_ended(state, &grant.id).await? {
+        return Err(refused("grant_revoked", format!("your access to {} has ended ({why})", claims.target_name)));
+    }
     if now < claims.not_before {
         return Err(refused("grant_not_yet_valid", "your access has not started yet".into()));
     }
@@ -363,6 +367,64 @@ pub async fn heartbeat(
 ) -> ApiResult<serde_json::Value> {
     gateway_heartbeat(&state, &gateway.id, &beat).await?;
     Ok(Json(serde_json::json!({})))
+}
+
+/// Which of these grants no longer hold: revoked, their user disabled or no longer a
+/// requester, their device revoked, or unknown. Expiry is left to the gateway's own clock.
+pub async fn grant_standing(
+    state: &ServerState,
+    req: &GrantStandingRequest,
+) -> Result<GrantStandingResponse, ServerError> {
+    if req.grants.len() > MAX_STANDING_GRANTS {
+        return Err(ServerError::BadRequest(format!("at most {MAX_STANDING_GRANTS} grants per question")));
+    }
+    let mut ended = Vec::new();
+    for grant_id in &req.grants {
+        if let Some(reason) = grant_ended(state, grant_id).await? {
+            ended.push(EndedGrant { grant_id: grant_id.clone(), reason });
+        }
+    }
+    Ok(GrantStandingResponse { ended })
+}
+
+async fn grant_ended(state: &ServerState, grant_id: &str) -> Result<Option<String>, ServerError> {
+    let Some(grant) = state.db.grant(grant_id).await? else {
+        return Ok(Some("the grant is unknown to the server".into()));
+    };
+    if grant.revoked_at.is_some() {
+        let request = state.db.request(&grant.request_id).await?;
+        let by = request.and_then(|r| r.revoked_by).map(|by| format!(" by {by}")).unwrap_or_default();
+        return Ok(Some(format!("revoked{by}: {}", grant.revoke_reason.as_deref().unwrap_or("revoked"))));
+    }
+    let signed: SignedGrant =
+        serde_json::from_str(&grant.signed).map_err(|_| ServerError::Internal("stored grant is malformed".into()))?;
+    let Ok(claims) = signed.verify(&state.signing.public_key()) else {
+        return Ok(Some("the grant's signature does not verify".into()));
+    };
+    let Some((device, user)) = state.db.device_with_user(&claims.device_id).await? else {
+        return Ok(Some("the device it was granted to is unknown".into()));
+    };
+    if user.id != claims.user_id {
+        return Ok(Some("the grant does not match its device's user".into()));
+    }
+    if user.disabled_at.is_some() {
+        return Ok(Some(format!("user {} was disabled", user.name)));
+    }
+    if device.revoked_at.is_some() {
+        return Ok(Some("the device it was granted to was revoked".into()));
+    }
+    if !roles_from_string(&user.roles).map_err(ServerError::Internal)?.contains(&Role::Requester) {
+        return Ok(Some(format!("{} no longer has the requester role", user.name)));
+    }
+    Ok(None)
+}
+
+pub async fn standing(
+    State(state): AppState,
+    Extension(_gateway): Extension<GatewayCaller>,
+    Json(req): Json<GrantStandingRequest>,
+) -> ApiResult<GrantStandingResponse> {
+    Ok(Json(grant_standing(&state, &req).await?))
 }
 
 /// `host:port` of a gateway for a user: an empty host means "the control server's host".

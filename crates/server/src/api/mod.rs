@@ -1,18 +1,20 @@
 //! The HTTP API (v1). Handlers validate, decide and call the store; SQL lives in `store`.
 
 mod access;
+mod admin;
 mod audit;
 mod gateways;
+mod keys;
 mod vault;
 
 pub use audit::ingest_records;
-pub use gateways::{Authorization, authorize_session, gateway_heartbeat};
+pub use gateways::{Authorization, authorize_session, gateway_heartbeat, grant_standing};
 pub use vault::add_target;
 
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, State};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::{Extension, Json, Router, middleware};
 use base64::Engine;
 use portcullis_crypto::OsRng;
@@ -30,13 +32,32 @@ pub(crate) type ApiResult<T> = Result<Json<T>, ServerError>;
 /// credential; a route added to the router and not here fails `device_routes_are_all_listed`.
 pub const DEVICE_ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/me"),
+    ("GET", "/v1/users"),
     ("POST", "/v1/users"),
+    ("PUT", "/v1/users/{name}/roles"),
+    ("PUT", "/v1/users/{name}/groups"),
+    ("POST", "/v1/users/{name}/disable"),
+    ("GET", "/v1/groups"),
+    ("POST", "/v1/groups"),
+    ("GET", "/v1/devices"),
+    ("POST", "/v1/devices/{id}/revoke"),
+    ("GET", "/v1/policy"),
+    ("PUT", "/v1/policy"),
+    ("POST", "/v1/policy/check"),
+    ("POST", "/v1/policy/test"),
     ("GET", "/v1/targets"),
     ("POST", "/v1/targets"),
     ("PUT", "/v1/targets/{name}"),
     ("GET", "/v1/requests"),
     ("POST", "/v1/requests"),
+    ("GET", "/v1/requests/{id}"),
     ("POST", "/v1/requests/{id}/review"),
+    ("POST", "/v1/requests/{id}/step-up"),
+    ("POST", "/v1/revoke"),
+    ("GET", "/v1/keys"),
+    ("POST", "/v1/keys"),
+    ("POST", "/v1/keys/register"),
+    ("DELETE", "/v1/keys/{key}"),
     ("POST", "/v1/certificates"),
     ("GET", "/v1/gateways"),
     ("POST", "/v1/gateways"),
@@ -51,11 +72,26 @@ pub const DEVICE_ROUTES: &[(&str, &str)] = &[
 pub fn router(state: Arc<ServerState>) -> Router {
     let device_signed = Router::new()
         .route("/v1/me", get(me))
-        .route("/v1/users", post(vault::add_user))
+        .route("/v1/users", get(admin::list_users).post(admin::add_user))
+        .route("/v1/users/{name}/roles", put(admin::set_roles))
+        .route("/v1/users/{name}/groups", put(admin::set_groups))
+        .route("/v1/users/{name}/disable", post(admin::disable_user))
+        .route("/v1/groups", get(admin::list_groups).post(admin::add_group))
+        .route("/v1/devices", get(admin::list_devices))
+        .route("/v1/devices/{id}/revoke", post(admin::revoke_device))
+        .route("/v1/policy", get(admin::show_policy).put(admin::set_policy))
+        .route("/v1/policy/check", post(admin::check_policy))
+        .route("/v1/policy/test", post(admin::test_policy))
         .route("/v1/targets", get(vault::list_targets).post(vault::add_target))
         .route("/v1/targets/{name}", put(vault::update_target))
         .route("/v1/requests", get(access::list_requests).post(access::create_request))
+        .route("/v1/requests/{id}", get(access::request_detail))
         .route("/v1/requests/{id}/review", post(access::review))
+        .route("/v1/requests/{id}/step-up", post(keys::start_step_up))
+        .route("/v1/revoke", post(access::revoke))
+        .route("/v1/keys", get(keys::list).post(keys::finish_registration))
+        .route("/v1/keys/register", post(keys::start_registration))
+        .route("/v1/keys/{key}", delete(keys::remove))
         .route("/v1/certificates", post(access::issue_certificate))
         .route("/v1/gateways", get(gateways::list).post(gateways::add))
         .route("/v1/live", get(crate::live::stream))
@@ -69,6 +105,7 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/v1/gateway/sessions", post(gateways::authorize))
         .route("/v1/gateway/records", post(gateways::upload))
         .route("/v1/gateway/heartbeat", post(gateways::heartbeat))
+        .route("/v1/gateway/standing", post(gateways::standing))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate_gateway));
     Router::new()
         .route("/v1/health", get(health))

@@ -1,12 +1,12 @@
-//! Users and targets (admin), and the target list (everyone enrolled).
+//! Targets (admin) and the target list (everyone enrolled).
 
 use axum::extract::{Path, State};
 use axum::{Extension, Json};
 use portcullis_crypto::SecretBytes;
 use portcullis_crypto::{OsRng, envelope};
 use portcullis_proto::{
-    AddTargetRequest, AddUserRequest, AddUserResponse, CredentialKind, GrantHolder, INFO_TARGET_CREDENTIAL, Role,
-    Sealed, TargetSummary, UpdateTargetRequest, check_label, check_name, roles_to_string,
+    AddTargetRequest, CredentialKind, GrantHolder, INFO_TARGET_CREDENTIAL, Role, Sealed, TargetSummary,
+    UpdateTargetRequest, check_label, check_name,
 };
 use russh::keys::{HashAlg, PrivateKey, PublicKey};
 
@@ -14,43 +14,6 @@ use super::{ApiResult, AppState};
 use crate::ServerError;
 use crate::auth::Caller;
 use crate::store::{Store, TargetRow, credential_aad};
-
-pub async fn add_user(
-    State(state): AppState,
-    Extension(caller): Extension<Caller>,
-    Json(req): Json<AddUserRequest>,
-) -> ApiResult<AddUserResponse> {
-    caller.require(Role::Admin)?;
-    check_name("user", &req.name).map_err(ServerError::BadRequest)?;
-    let mut roles = req.roles.clone();
-    roles.sort();
-    roles.dedup();
-    if roles.is_empty() {
-        return Err(ServerError::BadRequest("a user needs at least one role".into()));
-    }
-    let now = state.clock.now();
-    let id = uuid::Uuid::new_v4().to_string();
-    let mut tx = state.db.begin().await?;
-    Store::insert_user(&mut tx, &id, &req.name, &roles_to_string(&roles), now).await?;
-    let code = super::issue_enrolment_code(&mut tx, &id, &state.tls.fingerprint, now).await?;
-    Store::record_event(
-        &mut tx,
-        now,
-        Some(&caller.user_id),
-        Some(&caller.device_id),
-        "user_added",
-        serde_json::json!({ "user": req.name, "roles": roles_to_string(&roles) }),
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(Json(AddUserResponse {
-        user_id: id,
-        name: req.name,
-        roles,
-        enrolment_code: code,
-        code_expires_at: now + portcullis_proto::ENROLMENT_CODE_TTL_SECS,
-    }))
-}
 
 pub fn parse_host_key(line: &str) -> Result<PublicKey, ServerError> {
     PublicKey::from_openssh(line.trim())

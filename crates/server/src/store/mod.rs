@@ -9,7 +9,9 @@ use sqlx::{Sqlite, SqlitePool, Transaction};
 
 use crate::ServerError;
 
+mod access;
 mod gateways;
+pub use access::{ChallengeRow, SETTING_STANDALONE_OWNER, SETTING_WEBAUTHN_RP_ID, UserDetailRow};
 pub use gateways::GatewayRow;
 
 pub const SECRET_SIGNING: &str = "signing_key";
@@ -36,6 +38,7 @@ pub struct UserRow {
     pub id: String,
     pub name: String,
     pub roles: String,
+    pub disabled_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -93,6 +96,19 @@ pub struct RequestRow {
     pub decided_at: Option<i64>,
     pub decision_reason: Option<String>,
     pub grant_not_after: Option<i64>,
+    pub grant_id: Option<String>,
+    pub source_ip: Option<String>,
+    pub approvals: i64,
+    pub approvals_needed: i64,
+    /// Comma-separated.
+    pub approver_groups: String,
+    /// Comma-separated policy `@id`s.
+    pub permitted_by: String,
+    pub policy_version: Option<i64>,
+    /// The pending request's withdrawal or the grant's revocation, whichever happened.
+    pub revoked_at: Option<i64>,
+    pub revoked_by: Option<String>,
+    pub revoke_reason: Option<String>,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -133,9 +149,14 @@ pub struct EventRow {
 
 const REQUEST_SELECT: &str = "SELECT r.id, r.user_id, u.name AS requester, r.device_id, r.target_id, t.name AS target, \
      r.duration_secs, r.reason, r.status, r.created_at, r.expires_at, d.name AS decided_by, r.decided_at, \
-     r.decision_reason, g.not_after AS grant_not_after \
+     r.decision_reason, g.not_after AS grant_not_after, g.id AS grant_id, r.source_ip, \
+     (SELECT COUNT(*) FROM reviews v WHERE v.request_id = r.id AND v.decision = 'approve') AS approvals, \
+     r.approvals_needed, r.approver_groups, r.permitted_by, r.policy_version, \
+     COALESCE(g.revoked_at, r.revoked_at) AS revoked_at, COALESCE(gu.name, ru.name) AS revoked_by, \
+     COALESCE(g.revoke_reason, r.revoke_reason) AS revoke_reason \
      FROM access_requests r JOIN users u ON u.id = r.user_id JOIN targets t ON t.id = r.target_id \
-     LEFT JOIN users d ON d.id = r.decided_by LEFT JOIN grants g ON g.request_id = r.id";
+     LEFT JOIN users d ON d.id = r.decided_by LEFT JOIN grants g ON g.request_id = r.id \
+     LEFT JOIN users gu ON gu.id = g.revoked_by LEFT JOIN users ru ON ru.id = r.revoked_by";
 
 fn secret_aad(name: &str) -> Aad {
     Aad::for_field("server_secrets", name, 1, "ciphertext")
@@ -234,7 +255,7 @@ impl Store {
         .fetch_optional(&mut **tx)
         .await?;
         let Some(user_id) = user_id else { return Ok(None) };
-        Ok(sqlx::query_as("SELECT id, name, roles FROM users WHERE id = ?")
+        Ok(sqlx::query_as("SELECT id, name, roles, disabled_at FROM users WHERE id = ?")
             .bind(user_id)
             .fetch_optional(&mut **tx)
             .await?)
@@ -263,7 +284,7 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         let Some(device) = device else { return Ok(None) };
-        let user: UserRow = sqlx::query_as("SELECT id, name, roles FROM users WHERE id = ?")
+        let user: UserRow = sqlx::query_as("SELECT id, name, roles, disabled_at FROM users WHERE id = ?")
             .bind(&device.user_id)
             .fetch_one(&self.pool)
             .await?;
@@ -389,8 +410,9 @@ impl Store {
 
     pub async fn insert_request(tx: &mut Tx<'_>, r: &RequestRow) -> Result<(), ServerError> {
         sqlx::query(
-            "INSERT INTO access_requests (id, user_id, device_id, target_id, duration_secs, reason, status, created_at, expires_at) \
-             VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
+            "INSERT INTO access_requests (id, user_id, device_id, target_id, duration_secs, reason, status, created_at, \
+             expires_at, source_ip, approvals_needed, approver_groups, permitted_by, policy_version) \
+             VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&r.id)
         .bind(&r.user_id)
@@ -400,6 +422,11 @@ impl Store {
         .bind(&r.reason)
         .bind(r.created_at)
         .bind(r.expires_at)
+        .bind(&r.source_ip)
+        .bind(r.approvals_needed)
+        .bind(&r.approver_groups)
+        .bind(&r.permitted_by)
+        .bind(r.policy_version)
         .execute(&mut **tx)
         .await?;
         Ok(())
@@ -662,6 +689,23 @@ impl Store {
         .bind(only_user)
         .fetch_all(&self.pool)
         .await?)
+    }
+
+    /// Sessions of a grant the server has not seen end.
+    pub async fn open_sessions_of_grant(&self, grant_id: &str) -> Result<u32, ServerError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sessions WHERE grant_id = ? AND ended_at IS NULL")
+            .bind(grant_id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n.max(0) as u32)
+    }
+
+    /// Sessions a grant opened, in order.
+    pub async fn sessions_of_grant(&self, grant_id: &str) -> Result<Vec<SessionRow>, ServerError> {
+        Ok(sqlx::query_as("SELECT * FROM sessions WHERE grant_id = ? ORDER BY started_at")
+            .bind(grant_id)
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     pub async fn session(&self, id: &str) -> Result<Option<SessionRow>, ServerError> {

@@ -1,0 +1,476 @@
+//! Users, groups, devices and policies (admin), and what changing them ends: a user disabled,
+//! a device revoked or the requester role removed revokes that holder's grants, withdraws their
+//! pending requests, tells gateways to end their sessions and closes their live streams.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Path, State};
+use axum::{Extension, Json};
+use portcullis_policy::{PolicyError, PolicySet, RequestQuery};
+use portcullis_proto::{
+    AccessChangeOutcome, AddGroupRequest, AddUserRequest, AddUserResponse, DeviceView, GroupView, PolicyCheck,
+    PolicyProblem, PolicyTestRequest, PolicyTestResult, PolicyText, PolicyView, Role, SetGroupsRequest,
+    SetRolesRequest, UserView, check_name, roles_from_string, roles_to_string,
+};
+
+use super::{ApiResult, AppState};
+use crate::ServerError;
+use crate::auth::Caller;
+use crate::policy::{person, target_facts, timestamp};
+use crate::store::{Store, UserDetailRow};
+
+/// Largest policy text accepted (Cedar parses it in memory).
+const MAX_POLICY_BYTES: usize = 1024 * 1024;
+
+fn names(csv: &str) -> Vec<String> {
+    csv.split(',').filter(|x| !x.is_empty()).map(String::from).collect()
+}
+
+fn user_view(u: &UserDetailRow) -> Result<UserView, ServerError> {
+    Ok(UserView {
+        id: u.id.clone(),
+        name: u.name.clone(),
+        roles: roles_from_string(&u.roles).map_err(ServerError::Internal)?,
+        groups: names(&u.groups),
+        created_at: u.created_at,
+        created_by: u.created_by.clone(),
+        disabled_at: u.disabled_at,
+    })
+}
+
+fn clean_roles(roles: &[Role]) -> Result<Vec<Role>, ServerError> {
+    let mut roles = roles.to_vec();
+    roles.sort();
+    roles.dedup();
+    if roles.is_empty() {
+        return Err(ServerError::BadRequest("a user needs at least one role".into()));
+    }
+    Ok(roles)
+}
+
+fn clean_groups(groups: &[String]) -> Result<Vec<String>, ServerError> {
+    let mut groups = groups.to_vec();
+    for g in &groups {
+        check_name("group", g).map_err(ServerError::BadRequest)?;
+    }
+    groups.sort();
+    groups.dedup();
+    Ok(groups)
+}
+
+async fn user_named(state: &crate::ServerState, name: &str) -> Result<UserDetailRow, ServerError> {
+    state.db.user_named(name).await?.ok_or_else(|| ServerError::NotFound(format!("no user named {name:?}")))
+}
+
+pub async fn add_user(
+    State(state): AppState,
+    Extension(caller): Extension<Caller>,
+    Json(req): Json<AddUserRequest>,
+) -> ApiResult<AddUserResponse> {
+    caller.require(Role::Admin)?;
+    check_name("user", &req.name).map_err(ServerError::BadRequest)?;
+    let roles = clean_roles(&req.roles)?;
+    let groups = clean_groups(&req.groups)?;
+    let now = state.clock.now();
+    let id = uuid::Uuid::new_v4().to_string();
+    let mut tx = state.db.begin().await?;
+    let group_ids = Store::group_ids(&mut tx, &groups).await?;
+    Store::insert_user(&mut tx, &id, &req.name, &roles_to_string(&roles), now).await?;
+    Store::set_created_by(&mut tx, &id, &caller.user_id).await?;
+    Store::set_user_groups(&mut tx, &id, &group_ids).await?;
+    Store::record_user_change(&mut tx, &id, &caller.user_id, now, "created").await?;
+    let code = super::issue_enrolment_code(&mut tx, &id, &state.tls.fingerprint, now).await?;
+    Store::record_event(
+        &mut tx,
+        now,
+        Some(&caller.user_id),
+        Some(&caller.device_id),
+        "user_added",
+        serde_json::json!({ "user": req.name, "roles": roles_to_string(&roles), "groups": groups }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(AddUserResponse {
+        user_id: id,
+        name: req.name,
+        roles,
+        enrolment_code: code,
+        code_expires_at: now + portcullis_proto::ENROLMENT_CODE_TTL_SECS,
+    }))
+}
+
+pub async fn list_users(State(state): AppState, Extension(caller): Extension<Caller>) -> ApiResult<Vec<UserView>> {
+    if !caller.has(Role::Admin) && !caller.has(Role::Auditor) {
+        caller.require(Role::Admin)?;
+    }
+    Ok(Json(state.db.users().await?.iter().map(user_view).collect::<Result<_, _>>()?))
+}
+
+/// Revokes a holder's live grants and withdraws their pending requests (one user, or one of
+/// their devices), tells the gateways and closes the holder's live streams.
+async fn end_access(
+    tx: &mut crate::store::Tx<'_>,
+    user_id: &str,
+    device_id: Option<&str>,
+    actor_id: &str,
+    reason: &str,
+    now: i64,
+) -> Result<AccessChangeOutcome, ServerError> {
+    let grants = Store::revoke_live_grants_of(tx, user_id, device_id, now, actor_id, reason).await?;
+    let withdrawn = Store::revoke_pending_requests_of(tx, user_id, device_id, now, actor_id, reason).await?;
+    Ok(AccessChangeOutcome { grants_revoked: grants.len() as u32, requests_withdrawn: withdrawn as u32 })
+}
+
+/// After the transaction that ended access committed: wake the gateways, close the streams.
+fn announce_access_ended(state: &crate::ServerState, user_id: &str, device_id: Option<&str>) {
+    state.revocations.notify_waiters();
+    state.live.close_streams(user_id, device_id);
+}
+
+pub async fn set_roles(
+    State(state): AppState,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    Json(req): Json<SetRolesRequest>,
+) -> ApiResult<AccessChangeOutcome> {
+    caller.require(Role::Admin)?;
+    let user = user_named(&state, &name).await?;
+    let roles = clean_roles(&req.roles)?;
+    let before = roles_from_string(&user.roles).map_err(ServerError::Internal)?;
+    if user.id == caller.user_id && before.contains(&Role::Admin) && !roles.contains(&Role::Admin) {
+        return Err(ServerError::Refused(
+            "last_admin_guard",
+            "you cannot remove your own admin role; ask another admin".into(),
+        ));
+    }
+    let now = state.clock.now();
+    let mut tx = state.db.begin().await?;
+    Store::set_user_roles(&mut tx, &user.id, &roles_to_string(&roles)).await?;
+    Store::record_user_change(&mut tx, &user.id, &caller.user_id, now, "roles").await?;
+    let removed: Vec<Role> = before.iter().copied().filter(|r| !roles.contains(r)).collect();
+    let outcome = if removed.contains(&Role::Requester) {
+        end_access(&mut tx, &user.id, None, &caller.user_id, "requester role removed", now).await?
+    } else {
+        AccessChangeOutcome { grants_revoked: 0, requests_withdrawn: 0 }
+    };
+    Store::record_event(
+        &mut tx,
+        now,
+        Some(&caller.user_id),
+        Some(&caller.device_id),
+        "user_roles_changed",
+        serde_json::json!({ "user": user.name, "before": user.roles, "after": roles_to_string(&roles),
+            "grants_revoked": outcome.grants_revoked }),
+    )
+    .await?;
+    tx.commit().await?;
+    // Any role change closes the user's live streams: they reconnect with what they may see now.
+    announce_access_ended(&state, &user.id, None);
+    Ok(Json(outcome))
+}
+
+pub async fn set_groups(
+    State(state): AppState,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    Json(req): Json<SetGroupsRequest>,
+) -> ApiResult<UserView> {
+    caller.require(Role::Admin)?;
+    let user = user_named(&state, &name).await?;
+    let groups = clean_groups(&req.groups)?;
+    let now = state.clock.now();
+    let mut tx = state.db.begin().await?;
+    let ids = Store::group_ids(&mut tx, &groups).await?;
+    Store::set_user_groups(&mut tx, &user.id, &ids).await?;
+    Store::record_user_change(&mut tx, &user.id, &caller.user_id, now, "groups").await?;
+    Store::record_event(
+        &mut tx,
+        now,
+        Some(&caller.user_id),
+        Some(&caller.device_id),
+        "user_groups_changed",
+        serde_json::json!({ "user": user.name, "before": names(&user.groups), "after": groups }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(user_view(&user_named(&state, &name).await?)?))
+}
+
+pub async fn disable_user(
+    State(state): AppState,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> ApiResult<AccessChangeOutcome> {
+    caller.require(Role::Admin)?;
+    let user = user_named(&state, &name).await?;
+    if user.id == caller.user_id {
+        return Err(ServerError::Refused("self_disable", "you cannot disable yourself; ask another admin".into()));
+    }
+    let now = state.clock.now();
+    let mut tx = state.db.begin().await?;
+    if !Store::disable_user(&mut tx, &user.id, now).await? {
+        return Err(ServerError::Conflict(format!("{name} is already disabled")));
+    }
+    let outcome = end_access(&mut tx, &user.id, None, &caller.user_id, "user disabled", now).await?;
+    Store::record_event(
+        &mut tx,
+        now,
+        Some(&caller.user_id),
+        Some(&caller.device_id),
+        "user_disabled",
+        serde_json::json!({ "user": user.name, "grants_revoked": outcome.grants_revoked,
+            "requests_withdrawn": outcome.requests_withdrawn }),
+    )
+    .await?;
+    tx.commit().await?;
+    announce_access_ended(&state, &user.id, None);
+    Ok(Json(outcome))
+}
+
+pub async fn list_groups(State(state): AppState, Extension(caller): Extension<Caller>) -> ApiResult<Vec<GroupView>> {
+    if !caller.has(Role::Admin) && !caller.has(Role::Auditor) {
+        caller.require(Role::Admin)?;
+    }
+    Ok(Json(
+        state
+            .db
+            .groups()
+            .await?
+            .into_iter()
+            .map(|g| GroupView { name: g.name, members: names(&g.members), created_at: g.created_at })
+            .collect(),
+    ))
+}
+
+pub async fn add_group(
+    State(state): AppState,
+    Extension(caller): Extension<Caller>,
+    Json(req): Json<AddGroupRequest>,
+) -> ApiResult<GroupView> {
+    caller.require(Role::Admin)?;
+    check_name("group", &req.name).map_err(ServerError::BadRequest)?;
+    let now = state.clock.now();
+    let mut tx = state.db.begin().await?;
+    Store::insert_group(&mut tx, &req.name, now, &caller.user_id).await?;
+    Store::record_event(
+        &mut tx,
+        now,
+        Some(&caller.user_id),
+        Some(&caller.device_id),
+        "group_added",
+        serde_json::json!({ "group": req.name }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(GroupView { name: req.name, members: Vec::new(), created_at: now }))
+}
+
+pub async fn list_devices(State(state): AppState, Extension(caller): Extension<Caller>) -> ApiResult<Vec<DeviceView>> {
+    let only = if caller.has(Role::Admin) || caller.has(Role::Auditor) { None } else { Some(caller.user_id.as_str()) };
+    Ok(Json(
+        state
+            .db
+            .devices(only)
+            .await?
+            .into_iter()
+            .map(|d| DeviceView {
+                id: d.id,
+                user: d.user_name,
+                name: d.name,
+                created_at: d.created_at,
+                revoked_at: d.revoked_at,
+            })
+            .collect(),
+    ))
+}
+
+/// Admins revoke any device; a user their own (a lost laptop).
+pub async fn revoke_device(
+    State(state): AppState,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult<AccessChangeOutcome> {
+    let device = state
+        .db
+        .devices(None)
+        .await?
+        .into_iter()
+        .find(|d| d.id == id)
+        .ok_or_else(|| ServerError::NotFound(format!("no device with id {id}")))?;
+    if device.user_id != caller.user_id && !caller.has(Role::Admin) {
+        return Err(ServerError::Forbidden(format!("{} can revoke only their own devices", caller.user_name)));
+    }
+    let now = state.clock.now();
+    let mut tx = state.db.begin().await?;
+    if !Store::revoke_device(&mut tx, &id, now).await? {
+        return Err(ServerError::Conflict(format!("device {id} is already revoked")));
+    }
+    let outcome = end_access(&mut tx, &device.user_id, Some(&id), &caller.user_id, "device revoked", now).await?;
+    Store::record_event(
+        &mut tx,
+        now,
+        Some(&caller.user_id),
+        Some(&caller.device_id),
+        "device_revoked",
+        serde_json::json!({ "device": id, "device_name": device.name, "user": device.user_name,
+            "grants_revoked": outcome.grants_revoked }),
+    )
+    .await?;
+    tx.commit().await?;
+    announce_access_ended(&state, &device.user_id, Some(&id));
+    Ok(Json(outcome))
+}
+
+// ---- policies ----
+
+fn problems(e: &PolicyError) -> Vec<PolicyProblem> {
+    match e {
+        PolicyError::Invalid(problems) => problems
+            .iter()
+            .map(|p| PolicyProblem { line: p.line, column: p.column, message: p.message.clone() })
+            .collect(),
+        PolicyError::Facts(message) => vec![PolicyProblem { line: None, column: None, message: message.clone() }],
+    }
+}
+
+fn compile(text: &str) -> Result<PolicySet, PolicyError> {
+    if text.len() > MAX_POLICY_BYTES {
+        return Err(PolicyError::Invalid(vec![portcullis_policy::Problem {
+            line: None,
+            column: None,
+            message: format!("the policy text is larger than {} KiB", MAX_POLICY_BYTES / 1024),
+        }]));
+    }
+    PolicySet::compile(text)
+}
+
+fn can_read_policy(caller: &Caller) -> Result<(), ServerError> {
+    if caller.has(Role::Admin) || caller.has(Role::Auditor) || caller.has(Role::Approver) {
+        Ok(())
+    } else {
+        caller.require(Role::Admin)
+    }
+}
+
+pub async fn show_policy(State(state): AppState, Extension(caller): Extension<Caller>) -> ApiResult<PolicyView> {
+    can_read_policy(&caller)?;
+    let row = state.db.current_policy().await?.ok_or_else(|| ServerError::Internal("no policy stored".into()))?;
+    let policies = compile(&row.text).map(|s| s.len() as u32).unwrap_or(0);
+    Ok(Json(PolicyView {
+        version: row.version,
+        text: row.text,
+        created_at: row.created_at,
+        created_by: row.created_by,
+        policies,
+    }))
+}
+
+pub async fn check_policy(Extension(caller): Extension<Caller>, Json(req): Json<PolicyText>) -> ApiResult<PolicyCheck> {
+    caller.require(Role::Admin)?;
+    Ok(Json(match compile(&req.text) {
+        Ok(set) => PolicyCheck { valid: true, problems: Vec::new(), policies: set.len() as u32 },
+        Err(e) => PolicyCheck { valid: false, problems: problems(&e), policies: 0 },
+    }))
+}
+
+/// Stores a new policy set if it compiles; a refused one leaves the current set in force.
+pub async fn set_policy(
+    State(state): AppState,
+    Extension(caller): Extension<Caller>,
+    Json(req): Json<PolicyText>,
+) -> ApiResult<PolicyView> {
+    caller.require(Role::Admin)?;
+    let set = compile(&req.text).map_err(|e| {
+        ServerError::Refused(
+            "policy_invalid",
+            format!(
+                "the policy set was refused (the one in force is unchanged):\n{}",
+                problems(&e).iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n")
+            ),
+        )
+    })?;
+    let now = state.clock.now();
+    let before = state.policies.current().version;
+    let mut tx = state.db.begin().await?;
+    let version = Store::insert_policy(&mut tx, &req.text, now, Some(&caller.user_id)).await?;
+    Store::record_event(
+        &mut tx,
+        now,
+        Some(&caller.user_id),
+        Some(&caller.device_id),
+        "policy_changed",
+        serde_json::json!({ "version": version, "previous": before, "policies": set.len(),
+            "sha256": portcullis_crypto::sha256_hex(req.text.as_bytes()) }),
+    )
+    .await?;
+    tx.commit().await?;
+    let count = set.len() as u32;
+    state.policies.replace(version, set);
+    Ok(Json(PolicyView {
+        version,
+        text: req.text,
+        created_at: now,
+        created_by: Some(caller.user_name),
+        policies: count,
+    }))
+}
+
+/// What-if: what would the policies (in force, or a draft) decide for this user and target?
+pub async fn test_policy(
+    State(state): AppState,
+    Extension(caller): Extension<Caller>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Json(req): Json<PolicyTestRequest>,
+) -> ApiResult<PolicyTestResult> {
+    caller.require(Role::Admin)?;
+    let user = user_named(&state, &req.user).await?;
+    let target = super::access::target_named(&state, &req.target).await?;
+    let at = match req.at.as_deref().map(str::trim).filter(|a| !a.is_empty()) {
+        Some(at) => at.parse::<jiff::Timestamp>().map_err(|e| {
+            ServerError::BadRequest(format!("--at {at:?} is not an RFC 3339 time (2026-11-30T09:30:00Z): {e}"))
+        })?,
+        None => timestamp(state.clock.now()),
+    };
+    let source_ip = match req.source_ip.as_deref().map(str::trim).filter(|a| !a.is_empty()) {
+        Some(ip) => ip.parse().map_err(|_| ServerError::BadRequest(format!("--from {ip:?} is not an IP address")))?,
+        None => super::access::source_ip(&peer),
+    };
+    if req.duration_secs == 0 {
+        return Err(ServerError::BadRequest("the duration must be at least one second".into()));
+    }
+    let draft;
+    let loaded = state.policies.current();
+    let set = match req.text.as_deref() {
+        Some(text) => {
+            draft = compile(text).map_err(|e| {
+                ServerError::Refused(
+                    "policy_invalid",
+                    problems(&e).iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n"),
+                )
+            })?;
+            &draft
+        }
+        None => loaded.usable()?,
+    };
+    let decision = set
+        .decide_request(&RequestQuery {
+            user: &person(&user),
+            target: &target_facts(&target),
+            duration_secs: req.duration_secs,
+            source_ip,
+            at,
+            time_zone: state.policies.time_zone.clone(),
+        })
+        .map_err(|e| ServerError::Refused("policy_error", e.to_string()))?;
+    Ok(Json(PolicyTestResult {
+        summary: decision.summary(),
+        allowed: decision.allowed,
+        policies: decision.policies,
+        approvals: decision.approvals,
+        approver_groups: decision.approver_groups,
+        why: decision.why,
+        at: at.to_zoned(state.policies.time_zone.clone()).strftime("%Y-%m-%dT%H:%M:%S%:z (%A)").to_string(),
+        source_ip: source_ip.to_string(),
+        time_zone: state.policies.time_zone_name.clone(),
+    }))
+}

@@ -1,0 +1,309 @@
+//! Security keys (WebAuthn) and step-up: register a key, list and remove one's own, and the
+//! approval challenge a `@step_up("webauthn")` policy asks for. A challenge is bound to one
+//! user and purpose — for approvals to one request and one decision — used once, and lapses
+//! after two minutes.
+
+use axum::extract::{Path, State};
+use axum::{Extension, Json};
+use portcullis_proto::{
+    Decision, KeyChallenge, KeyRegistrationFinish, KeyRegistrationStart, Role, SecurityKeyView, StepUpAssertion,
+    StepUpEvidence, StepUpStart, check_name,
+};
+use webauthn_rs::prelude::{
+    Passkey, PasskeyAuthentication, PasskeyRegistration, PublicKeyCredential, RegisterPublicKeyCredential,
+};
+
+use super::{ApiResult, AppState};
+use crate::ServerError;
+use crate::auth::Caller;
+use crate::store::{ChallengeRow, RequestRow, Store};
+use crate::webauthn::CHALLENGE_TTL_SECS;
+
+fn decision_name(d: Decision) -> &'static str {
+    match d {
+        Decision::Approve => "approve",
+        Decision::Deny => "deny",
+    }
+}
+
+/// A credential id as base64url (how WebAuthn writes them).
+fn credential_id_text(id: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id)
+}
+
+fn stored_passkey(json: &str) -> Result<Passkey, ServerError> {
+    serde_json::from_str(json).map_err(|e| ServerError::Internal(format!("a stored security key is unreadable: {e}")))
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<serde_json::Value, ServerError> {
+    serde_json::to_value(value).map_err(|e| ServerError::Internal(e.to_string()))
+}
+
+/// A user id as the 16 bytes WebAuthn names users by.
+fn user_handle(user_id: &str) -> uuid::Uuid {
+    // User ids are UUIDs; anything else maps to a stable handle from its hash.
+    uuid::Uuid::parse_str(user_id).unwrap_or_else(|_| {
+        let digest = portcullis_crypto::sha256(user_id.as_bytes());
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(&digest[..16]);
+        uuid::Uuid::from_bytes(bytes)
+    })
+}
+
+pub async fn start_registration(
+    State(state): AppState,
+    Extension(caller): Extension<Caller>,
+    Json(req): Json<KeyRegistrationStart>,
+) -> ApiResult<KeyChallenge> {
+    check_name("security key", &req.name).map_err(ServerError::BadRequest)?;
+    let keys = state.db.security_keys(&caller.user_id).await?;
+    if keys.iter().any(|k| k.name == req.name) {
+        return Err(ServerError::Conflict(format!("you already have a security key named {:?}", req.name)));
+    }
+    let exclude =
+        keys.iter().map(|k| stored_passkey(&k.passkey).map(|p| p.cred_id().clone())).collect::<Result<_, _>>()?;
+    let rp = &state.relying_party;
+    let (options, registration) = rp
+        .webauthn
+        .start_passkey_registration(user_handle(&caller.user_id), &caller.user_name, &caller.user_name, Some(exclude))
+        .map_err(|e| ServerError::Internal(format!("starting a key registration: {e}")))?;
+    let now = state.clock.now();
+    let id = uuid::Uuid::new_v4().to_string();
+    let row = ChallengeRow {
+        id: id.clone(),
+        user_id: caller.user_id.clone(),
+        purpose: "register".into(),
+        request_id: None,
+        decision: None,
+        key_name: Some(req.name.clone()),
+        state: serde_json::to_string(&registration).map_err(|e| ServerError::Internal(e.to_string()))?,
+        created_at: now,
+        expires_at: now + CHALLENGE_TTL_SECS,
+        used_at: None,
+    };
+    state.db.insert_challenge(&row).await?;
+    Ok(Json(KeyChallenge {
+        challenge_id: id,
+        rp_id: rp.rp_id.clone(),
+        origin: rp.origin.clone(),
+        options: to_json(&options)?,
+        expires_at: row.expires_at,
+    }))
+}
+
+/// Takes a challenge for use: it must be the caller's, for `purpose`, unexpired and unused;
+/// it is used up whatever happens next.
+async fn take_challenge(
+    state: &crate::ServerState,
+    caller: &Caller,
+    id: &str,
+    purpose: &str,
+    now: i64,
+) -> Result<ChallengeRow, ServerError> {
+    let refused = |m: &str| ServerError::Refused("step_up_failed", m.to_string());
+    let row = state.db.challenge(id).await?.ok_or_else(|| refused("unknown security-key challenge"))?;
+    if row.user_id != caller.user_id || row.purpose != purpose {
+        return Err(refused("this security-key challenge was issued to someone else or for something else"));
+    }
+    if !state.db.use_challenge(id, now).await? {
+        return Err(refused("this security-key challenge was already used (a replayed answer)"));
+    }
+    if now >= row.expires_at {
+        return Err(refused("this security-key challenge expired (they last two minutes); try again"));
+    }
+    Ok(row)
+}
+
+pub async fn finish_registration(
+    State(state): AppState,
+    Extension(caller): Extension<Caller>,
+    Json(req): Json<KeyRegistrationFinish>,
+) -> ApiResult<SecurityKeyView> {
+    let now = state.clock.now();
+    let row = take_challenge(&state, &caller, &req.challenge_id, "register", now).await?;
+    let registration: PasskeyRegistration =
+        serde_json::from_str(&row.state).map_err(|e| ServerError::Internal(e.to_string()))?;
+    let credential: RegisterPublicKeyCredential = serde_json::from_value(req.credential)
+        .map_err(|e| ServerError::BadRequest(format!("the security key's answer is malformed: {e}")))?;
+    let passkey =
+        state.relying_party.webauthn.finish_passkey_registration(&credential, &registration).map_err(|e| {
+            ServerError::Refused("key_refused", format!("the security key's registration was refused: {e}"))
+        })?;
+    let name = row.key_name.clone().unwrap_or_else(|| "security key".into());
+    let id = uuid::Uuid::new_v4().to_string();
+    let credential_id = credential_id_text(passkey.cred_id());
+    let json = serde_json::to_string(&passkey).map_err(|e| ServerError::Internal(e.to_string()))?;
+    let mut tx = state.db.begin().await?;
+    Store::insert_security_key(&mut tx, &id, &caller.user_id, &name, &credential_id, &json, now).await?;
+    Store::record_event(
+        &mut tx,
+        now,
+        Some(&caller.user_id),
+        Some(&caller.device_id),
+        "security_key_added",
+        serde_json::json!({ "key": name, "credential_id": credential_id }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(SecurityKeyView { id, name, created_at: now, last_used_at: None }))
+}
+
+pub async fn list(State(state): AppState, Extension(caller): Extension<Caller>) -> ApiResult<Vec<SecurityKeyView>> {
+    Ok(Json(
+        state
+            .db
+            .security_keys(&caller.user_id)
+            .await?
+            .into_iter()
+            .map(|k| SecurityKeyView { id: k.id, name: k.name, created_at: k.created_at, last_used_at: k.last_used_at })
+            .collect(),
+    ))
+}
+
+/// Removes one of the caller's own keys (by id or name).
+pub async fn remove(
+    State(state): AppState,
+    Extension(caller): Extension<Caller>,
+    Path(key): Path<String>,
+) -> ApiResult<SecurityKeyView> {
+    let keys = state.db.security_keys(&caller.user_id).await?;
+    let found = keys
+        .into_iter()
+        .find(|k| k.id == key || k.name == key)
+        .ok_or_else(|| ServerError::NotFound(format!("you have no security key {key:?}")))?;
+    let now = state.clock.now();
+    let mut tx = state.db.begin().await?;
+    Store::remove_security_key(&mut tx, &found.id, now).await?;
+    Store::record_event(
+        &mut tx,
+        now,
+        Some(&caller.user_id),
+        Some(&caller.device_id),
+        "security_key_removed",
+        serde_json::json!({ "key": found.name }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(SecurityKeyView {
+        id: found.id,
+        name: found.name,
+        created_at: found.created_at,
+        last_used_at: found.last_used_at,
+    }))
+}
+
+/// A step-up challenge for reviewing request `id` with `decision`.
+pub async fn start_step_up(
+    State(state): AppState,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    Json(req): Json<StepUpStart>,
+) -> ApiResult<KeyChallenge> {
+    if !caller.has(Role::Approver) {
+        return Err(ServerError::Refused("not_approver", format!("{} is not an approver", caller.user_name)));
+    }
+    let request =
+        state.db.request(&id).await?.ok_or_else(|| ServerError::NotFound(format!("no request with id {id}")))?;
+    if request.user_id == caller.user_id {
+        return Err(ServerError::Refused("self_approval", "you cannot review your own request".into()));
+    }
+    let keys = state.db.security_keys(&caller.user_id).await?;
+    if keys.is_empty() {
+        return Err(ServerError::Refused(
+            "no_security_key",
+            "this approval needs a security key and you have none registered; add one with `portcullis key add NAME`"
+                .into(),
+        ));
+    }
+    let passkeys = keys.iter().map(|k| stored_passkey(&k.passkey)).collect::<Result<Vec<_>, _>>()?;
+    let rp = &state.relying_party;
+    let (options, authentication) = rp
+        .webauthn
+        .start_passkey_authentication(&passkeys)
+        .map_err(|e| ServerError::Internal(format!("starting a step-up: {e}")))?;
+    let now = state.clock.now();
+    let challenge_id = uuid::Uuid::new_v4().to_string();
+    let row = ChallengeRow {
+        id: challenge_id.clone(),
+        user_id: caller.user_id.clone(),
+        purpose: "approve".into(),
+        request_id: Some(request.id.clone()),
+        decision: Some(decision_name(req.decision).into()),
+        key_name: None,
+        state: serde_json::to_string(&authentication).map_err(|e| ServerError::Internal(e.to_string()))?,
+        created_at: now,
+        expires_at: now + CHALLENGE_TTL_SECS,
+        used_at: None,
+    };
+    state.db.insert_challenge(&row).await?;
+    Ok(Json(KeyChallenge {
+        challenge_id,
+        rp_id: rp.rp_id.clone(),
+        origin: rp.origin.clone(),
+        options: to_json(&options)?,
+        expires_at: row.expires_at,
+    }))
+}
+
+/// Checks the step-up assertion of a review; the evidence (JSON of [`StepUpEvidence`]) is kept
+/// with the review.
+pub async fn verify_step_up(
+    state: &crate::ServerState,
+    caller: &Caller,
+    request: &RequestRow,
+    decision: Decision,
+    assertion: Option<&StepUpAssertion>,
+    policies: &[String],
+    now: i64,
+) -> Result<String, ServerError> {
+    let Some(assertion) = assertion else {
+        return Err(ServerError::Refused(
+            "step_up_required",
+            format!(
+                "policy {} asks for a security key to confirm this review: `portcullis {} {} --authenticator usb` \
+                 (or the desktop app) asks for it",
+                policies.join(", "),
+                decision_name(decision),
+                request.id
+            ),
+        ));
+    };
+    let row = take_challenge(state, caller, &assertion.challenge_id, "approve", now).await?;
+    if row.request_id.as_deref() != Some(request.id.as_str())
+        || row.decision.as_deref() != Some(decision_name(decision))
+    {
+        return Err(ServerError::Refused(
+            "step_up_failed",
+            "this security-key answer was given for another request or another decision".into(),
+        ));
+    }
+    let authentication: PasskeyAuthentication =
+        serde_json::from_str(&row.state).map_err(|e| ServerError::Internal(e.to_string()))?;
+    let credential: PublicKeyCredential = serde_json::from_value(assertion.credential.clone())
+        .map_err(|e| ServerError::BadRequest(format!("the security key's answer is malformed: {e}")))?;
+    let result =
+        state.relying_party.webauthn.finish_passkey_authentication(&credential, &authentication).map_err(|e| {
+            ServerError::Refused("step_up_failed", format!("the security key's answer was refused: {e}"))
+        })?;
+    let credential_id = credential_id_text(result.cred_id());
+    let keys = state.db.security_keys(&caller.user_id).await?;
+    let key = keys
+        .into_iter()
+        .find(|k| k.credential_id == credential_id)
+        .ok_or_else(|| ServerError::Refused("step_up_failed", "that security key is not one of yours".into()))?;
+    let mut passkey = stored_passkey(&key.passkey)?;
+    passkey.update_credential(&result);
+    let json = serde_json::to_string(&passkey).map_err(|e| ServerError::Internal(e.to_string()))?;
+    let mut tx = state.db.begin().await?;
+    Store::update_security_key(&mut tx, &key.id, &json, now).await?;
+    tx.commit().await?;
+    let evidence = StepUpEvidence {
+        method: portcullis_policy::STEP_UP_WEBAUTHN.into(),
+        key_name: key.name,
+        credential_id,
+        user_verified: result.user_verified(),
+        counter: result.counter(),
+    };
+    serde_json::to_string(&evidence).map_err(|e| ServerError::Internal(e.to_string()))
+}

@@ -1,0 +1,85 @@
+//! The policy set in force, loaded from the store, and the facts decisions are made on.
+
+use std::sync::{Arc, RwLock};
+
+use jiff::tz::TimeZone;
+use portcullis_policy::{Person, PolicySet, TargetFacts};
+
+use crate::ServerError;
+use crate::store::{Store, TargetRow, UserDetailRow};
+
+/// The policy set in force (its version), or why the stored one does not compile: then every
+/// request and approval is refused until an admin stores one that does.
+pub struct Loaded {
+    pub version: i64,
+    pub set: Result<PolicySet, String>,
+}
+
+pub struct Policies {
+    current: RwLock<Arc<Loaded>>,
+    /// `weekday` and `time_of_day` are local to this zone (`TZ`, UTC by default).
+    pub time_zone: TimeZone,
+    pub time_zone_name: String,
+}
+
+impl Policies {
+    /// Loads the newest stored set; a store without one gets the built-in default.
+    pub async fn load(db: &Store, now: i64) -> Result<Self, ServerError> {
+        let tz_name = std::env::var("TZ").ok();
+        let time_zone = portcullis_policy::time_zone_named(tz_name.as_deref()).map_err(ServerError::BadRequest)?;
+        let time_zone_name = time_zone.iana_name().unwrap_or("UTC").to_string();
+        if db.current_policy().await?.is_none() {
+            let mut tx = db.begin().await?;
+            Store::insert_policy(&mut tx, portcullis_policy::DEFAULT_POLICIES, now, None).await?;
+            tx.commit().await?;
+        }
+        let row = db.current_policy().await?.ok_or_else(|| ServerError::Internal("no policy set stored".into()))?;
+        let set = PolicySet::compile(&row.text).map_err(|e| {
+            tracing::error!(version = row.version, error = %e, "the stored policy set does not compile; refusing all requests");
+            format!("the policy set in force (version {}) does not compile: {e}", row.version)
+        });
+        Ok(Self { current: RwLock::new(Arc::new(Loaded { version: row.version, set })), time_zone, time_zone_name })
+    }
+
+    pub fn current(&self) -> Arc<Loaded> {
+        match self.current.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    pub fn replace(&self, version: i64, set: PolicySet) {
+        let loaded = Arc::new(Loaded { version, set: Ok(set) });
+        match self.current.write() {
+            Ok(mut guard) => *guard = loaded,
+            Err(poisoned) => *poisoned.into_inner() = loaded,
+        }
+    }
+}
+
+impl Loaded {
+    pub fn usable(&self) -> Result<&PolicySet, ServerError> {
+        self.set.as_ref().map_err(|why| ServerError::Refused("policy_unusable", why.clone()))
+    }
+}
+
+pub fn person(user: &UserDetailRow) -> Person {
+    Person {
+        name: user.name.clone(),
+        roles: user.roles.split(',').filter(|r| !r.is_empty()).map(String::from).collect(),
+        groups: user.groups.split(',').filter(|g| !g.is_empty()).map(String::from).collect(),
+    }
+}
+
+pub fn target_facts(target: &TargetRow) -> TargetFacts {
+    TargetFacts {
+        name: target.name.clone(),
+        environment: target.environment.clone(),
+        tags: target.tags.split(',').filter(|t| !t.is_empty()).map(String::from).collect(),
+    }
+}
+
+/// A Unix time as the policy engine's instant.
+pub fn timestamp(unix: i64) -> jiff::Timestamp {
+    jiff::Timestamp::from_second(unix).unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+}

@@ -1,0 +1,533 @@
+//! Policies, groups, users' roles and groups, reviews, revocation and the facts separation of
+//! duties reads.
+
+use super::{Store, Tx, UserRow};
+use crate::ServerError;
+
+/// Setting: the user who owns a standalone (desktop) server.
+pub const SETTING_STANDALONE_OWNER: &str = "standalone_owner";
+/// Setting: the WebAuthn relying-party id, fixed at `server init`.
+pub const SETTING_WEBAUTHN_RP_ID: &str = "webauthn_rp_id";
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct PolicyRow {
+    pub version: i64,
+    pub text: String,
+    pub created_at: i64,
+    /// Resolved to the user's name when read; `None` for the built-in default.
+    pub created_by: Option<String>,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct GroupRow {
+    pub name: String,
+    pub created_at: i64,
+    /// Comma-separated user names.
+    pub members: String,
+}
+
+/// A user with everything admins see.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct UserDetailRow {
+    pub id: String,
+    pub name: String,
+    pub roles: String,
+    /// Comma-separated group names.
+    pub groups: String,
+    pub created_at: i64,
+    pub created_by: Option<String>,
+    pub disabled_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ReviewRow {
+    pub approver: String,
+    pub approver_id: String,
+    pub decision: String,
+    pub reason: Option<String>,
+    pub at: i64,
+    pub source_ip: Option<String>,
+    pub policies: String,
+    pub step_up: Option<String>,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DeviceDetailRow {
+    pub id: String,
+    pub user_id: String,
+    pub user_name: String,
+    pub name: String,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SecurityKeyRow {
+    pub id: String,
+    pub name: String,
+    pub credential_id: String,
+    pub passkey: String,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ChallengeRow {
+    pub id: String,
+    pub user_id: String,
+    pub purpose: String,
+    pub request_id: Option<String>,
+    pub decision: Option<String>,
+    pub key_name: Option<String>,
+    pub state: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub used_at: Option<i64>,
+}
+
+const USER_DETAIL_SELECT: &str = "SELECT u.id, u.name, u.roles, \
+     COALESCE((SELECT group_concat(g.name, ',') FROM user_groups ug JOIN groups g ON g.id = ug.group_id \
+               WHERE ug.user_id = u.id), '') AS groups, \
+     u.created_at, c.name AS created_by, u.disabled_at FROM users u LEFT JOIN users c ON c.id = u.created_by";
+
+impl Store {
+    // ---- policies ----
+
+    pub async fn current_policy(&self) -> Result<Option<PolicyRow>, ServerError> {
+        Ok(sqlx::query_as(
+            "SELECT p.version, p.text, p.created_at, u.name AS created_by FROM policy_sets p \
+             LEFT JOIN users u ON u.id = p.created_by ORDER BY p.version DESC LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    pub async fn insert_policy(tx: &mut Tx<'_>, text: &str, now: i64, by: Option<&str>) -> Result<i64, ServerError> {
+        Ok(sqlx::query_scalar(
+            "INSERT INTO policy_sets (text, created_at, created_by) VALUES (?, ?, ?) RETURNING version",
+        )
+        .bind(text)
+        .bind(now)
+        .bind(by)
+        .fetch_one(&mut **tx)
+        .await?)
+    }
+
+    // ---- settings ----
+
+    pub async fn setting(&self, name: &str) -> Result<Option<String>, ServerError> {
+        Ok(sqlx::query_scalar("SELECT value FROM server_settings WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    pub async fn put_setting(tx: &mut Tx<'_>, name: &str, value: &str) -> Result<(), ServerError> {
+        sqlx::query("INSERT INTO server_settings (name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value")
+            .bind(name)
+            .bind(value)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+
+    // ---- groups ----
+
+    pub async fn insert_group(tx: &mut Tx<'_>, name: &str, now: i64, by: &str) -> Result<(), ServerError> {
+        let result = sqlx::query("INSERT INTO groups (id, name, created_at, created_by) VALUES (?, ?, ?, ?)")
+            .bind(uuid::Uuid::new_v4().to_string())
+            .bind(name)
+            .bind(now)
+            .bind(by)
+            .execute(&mut **tx)
+            .await;
+        match result {
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                Err(ServerError::Conflict(format!("a group named {name:?} already exists")))
+            }
+            other => other.map(|_| ()).map_err(Into::into),
+        }
+    }
+
+    pub async fn groups(&self) -> Result<Vec<GroupRow>, ServerError> {
+        Ok(sqlx::query_as(
+            "SELECT g.name, g.created_at, COALESCE((SELECT group_concat(u.name, ',') FROM user_groups ug \
+             JOIN users u ON u.id = ug.user_id WHERE ug.group_id = g.id), '') AS members FROM groups g ORDER BY g.name",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Group ids for names; an unknown name is refused by name.
+    pub async fn group_ids(tx: &mut Tx<'_>, names: &[String]) -> Result<Vec<String>, ServerError> {
+        let mut ids = Vec::with_capacity(names.len());
+        for name in names {
+            let id: Option<String> =
+                sqlx::query_scalar("SELECT id FROM groups WHERE name = ?").bind(name).fetch_optional(&mut **tx).await?;
+            ids.push(id.ok_or_else(|| {
+                ServerError::NotFound(format!("no group named {name:?}; create it with `portcullis group add {name}`"))
+            })?);
+        }
+        Ok(ids)
+    }
+
+    pub async fn set_user_groups(tx: &mut Tx<'_>, user_id: &str, group_ids: &[String]) -> Result<(), ServerError> {
+        sqlx::query("DELETE FROM user_groups WHERE user_id = ?").bind(user_id).execute(&mut **tx).await?;
+        for group_id in group_ids {
+            sqlx::query("INSERT INTO user_groups (user_id, group_id) VALUES (?, ?) ON CONFLICT DO NOTHING")
+                .bind(user_id)
+                .bind(group_id)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    // ---- users ----
+
+    pub async fn users(&self) -> Result<Vec<UserDetailRow>, ServerError> {
+        Ok(sqlx::query_as(&format!("{USER_DETAIL_SELECT} ORDER BY u.name")).fetch_all(&self.pool).await?)
+    }
+
+    pub async fn user_named(&self, name: &str) -> Result<Option<UserDetailRow>, ServerError> {
+        Ok(sqlx::query_as(&format!("{USER_DETAIL_SELECT} WHERE u.name = ?"))
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    pub async fn user_by_id(&self, id: &str) -> Result<Option<UserDetailRow>, ServerError> {
+        Ok(sqlx::query_as(&format!("{USER_DETAIL_SELECT} WHERE u.id = ?")).bind(id).fetch_optional(&self.pool).await?)
+    }
+
+    pub async fn set_created_by(tx: &mut Tx<'_>, user_id: &str, by: &str) -> Result<(), ServerError> {
+        sqlx::query("UPDATE users SET created_by = ? WHERE id = ?").bind(by).bind(user_id).execute(&mut **tx).await?;
+        Ok(())
+    }
+
+    pub async fn set_user_roles(tx: &mut Tx<'_>, user_id: &str, roles: &str) -> Result<(), ServerError> {
+        sqlx::query("UPDATE users SET roles = ? WHERE id = ?").bind(roles).bind(user_id).execute(&mut **tx).await?;
+        Ok(())
+    }
+
+    /// False if the user was already disabled.
+    pub async fn disable_user(tx: &mut Tx<'_>, user_id: &str, now: i64) -> Result<bool, ServerError> {
+        Ok(sqlx::query("UPDATE users SET disabled_at = ? WHERE id = ? AND disabled_at IS NULL")
+            .bind(now)
+            .bind(user_id)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected()
+            == 1)
+    }
+
+    pub async fn record_user_change(
+        tx: &mut Tx<'_>,
+        user_id: &str,
+        actor_id: &str,
+        now: i64,
+        change: &str,
+    ) -> Result<(), ServerError> {
+        sqlx::query("INSERT INTO user_admin_changes (user_id, actor_id, at, change) VALUES (?, ?, ?, ?)")
+            .bind(user_id)
+            .bind(actor_id)
+            .bind(now)
+            .bind(change)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+
+    /// Why `actor_id` may not judge `user_id`'s requests: they created the user, or changed the
+    /// user's roles or groups since `since`. `(change, at)`.
+    pub async fn conflicting_admin_change(
+        &self,
+        user_id: &str,
+        actor_id: &str,
+        since: i64,
+        created_counts: bool,
+    ) -> Result<Option<(String, i64)>, ServerError> {
+        Ok(sqlx::query_as(
+            "SELECT change, at FROM user_admin_changes WHERE user_id = ? AND actor_id = ? \
+             AND ((change = 'created' AND ?) OR (change != 'created' AND at > ?)) ORDER BY at DESC LIMIT 1",
+        )
+        .bind(user_id)
+        .bind(actor_id)
+        .bind(created_counts)
+        .bind(since)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    pub async fn user_row(&self, id: &str) -> Result<Option<UserRow>, ServerError> {
+        Ok(sqlx::query_as("SELECT id, name, roles, disabled_at FROM users WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    // ---- devices ----
+
+    pub async fn devices(&self, only_user: Option<&str>) -> Result<Vec<DeviceDetailRow>, ServerError> {
+        Ok(sqlx::query_as(
+            "SELECT d.id, d.user_id, u.name AS user_name, d.name, d.created_at, d.revoked_at FROM devices d \
+             JOIN users u ON u.id = d.user_id WHERE (?1 IS NULL OR d.user_id = ?1) ORDER BY u.name, d.created_at",
+        )
+        .bind(only_user)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// False if the device was already revoked.
+    pub async fn revoke_device(tx: &mut Tx<'_>, device_id: &str, now: i64) -> Result<bool, ServerError> {
+        Ok(sqlx::query("UPDATE devices SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+            .bind(now)
+            .bind(device_id)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected()
+            == 1)
+    }
+
+    // ---- reviews ----
+
+    /// False if this approver already reviewed the request.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn insert_review(
+        tx: &mut Tx<'_>,
+        request_id: &str,
+        approver_id: &str,
+        device_id: &str,
+        decision: &str,
+        reason: Option<&str>,
+        now: i64,
+        source_ip: &str,
+        policies: &str,
+        step_up: Option<&str>,
+    ) -> Result<bool, ServerError> {
+        Ok(sqlx::query(
+            "INSERT INTO reviews (request_id, approver_id, device_id, decision, reason, at, source_ip, policies, step_up) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(request_id)
+        .bind(approver_id)
+        .bind(device_id)
+        .bind(decision)
+        .bind(reason)
+        .bind(now)
+        .bind(source_ip)
+        .bind(policies)
+        .bind(step_up)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected()
+            == 1)
+    }
+
+    pub async fn approvals_in(tx: &mut Tx<'_>, request_id: &str) -> Result<i64, ServerError> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM reviews WHERE request_id = ? AND decision = 'approve'")
+            .bind(request_id)
+            .fetch_one(&mut **tx)
+            .await?)
+    }
+
+    pub async fn reviews(&self, request_id: &str) -> Result<Vec<ReviewRow>, ServerError> {
+        Ok(sqlx::query_as(
+            "SELECT u.name AS approver, r.approver_id, r.decision, r.reason, r.at, r.source_ip, r.policies, r.step_up \
+             FROM reviews r JOIN users u ON u.id = r.approver_id WHERE r.request_id = ? ORDER BY r.at, u.name",
+        )
+        .bind(request_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    // ---- revocation ----
+
+    /// Withdraws a pending request or marks an approved one revoked; false if it was neither.
+    pub async fn revoke_request(
+        tx: &mut Tx<'_>,
+        request_id: &str,
+        now: i64,
+        by: &str,
+        reason: &str,
+    ) -> Result<bool, ServerError> {
+        Ok(sqlx::query(
+            "UPDATE access_requests SET status = 'revoked', revoked_at = ?, revoked_by = ?, revoke_reason = ? \
+             WHERE id = ? AND status IN ('pending', 'approved')",
+        )
+        .bind(now)
+        .bind(by)
+        .bind(reason)
+        .bind(request_id)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected()
+            == 1)
+    }
+
+    /// Ends a grant early; false if it had already ended.
+    pub async fn revoke_grant(
+        tx: &mut Tx<'_>,
+        grant_id: &str,
+        now: i64,
+        by: Option<&str>,
+        reason: &str,
+    ) -> Result<bool, ServerError> {
+        Ok(sqlx::query(
+            "UPDATE grants SET revoked_at = ?1, revoked_by = ?2, revoke_reason = ?3 \
+             WHERE id = ?4 AND revoked_at IS NULL AND not_after > ?1",
+        )
+        .bind(now)
+        .bind(by)
+        .bind(reason)
+        .bind(grant_id)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected()
+            == 1)
+    }
+
+    /// Ends every live grant of a user (or of one of their devices); returns the grant ids.
+    pub async fn revoke_live_grants_of(
+        tx: &mut Tx<'_>,
+        user_id: &str,
+        device_id: Option<&str>,
+        now: i64,
+        by: &str,
+        reason: &str,
+    ) -> Result<Vec<String>, ServerError> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "UPDATE grants SET revoked_at = ?1, revoked_by = ?2, revoke_reason = ?3 \
+             WHERE user_id = ?4 AND (?5 IS NULL OR device_id = ?5) AND revoked_at IS NULL AND not_after > ?1 \
+             RETURNING id",
+        )
+        .bind(now)
+        .bind(by)
+        .bind(reason)
+        .bind(user_id)
+        .bind(device_id)
+        .fetch_all(&mut **tx)
+        .await?;
+        Ok(ids)
+    }
+
+    /// Pending requests of a user (or one of their devices), withdrawn with the grants.
+    pub async fn revoke_pending_requests_of(
+        tx: &mut Tx<'_>,
+        user_id: &str,
+        device_id: Option<&str>,
+        now: i64,
+        by: &str,
+        reason: &str,
+    ) -> Result<u64, ServerError> {
+        Ok(sqlx::query(
+            "UPDATE access_requests SET status = 'revoked', revoked_at = ?1, revoked_by = ?2, revoke_reason = ?3 \
+             WHERE user_id = ?4 AND (?5 IS NULL OR device_id = ?5) AND status = 'pending' AND expires_at > ?1",
+        )
+        .bind(now)
+        .bind(by)
+        .bind(reason)
+        .bind(user_id)
+        .bind(device_id)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected())
+    }
+
+    // ---- security keys and WebAuthn ceremonies ----
+
+    /// A user's keys in use.
+    pub async fn security_keys(&self, user_id: &str) -> Result<Vec<SecurityKeyRow>, ServerError> {
+        Ok(sqlx::query_as(
+            "SELECT id, name, credential_id, passkey, created_at, last_used_at FROM security_keys \
+             WHERE user_id = ? AND removed_at IS NULL ORDER BY created_at",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub async fn insert_security_key(
+        tx: &mut Tx<'_>,
+        id: &str,
+        user_id: &str,
+        name: &str,
+        credential_id: &str,
+        passkey: &str,
+        now: i64,
+    ) -> Result<(), ServerError> {
+        sqlx::query(
+            "INSERT INTO security_keys (id, user_id, name, credential_id, passkey, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(id)
+        .bind(user_id)
+        .bind(name)
+        .bind(credential_id)
+        .bind(passkey)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn update_security_key(tx: &mut Tx<'_>, id: &str, passkey: &str, now: i64) -> Result<(), ServerError> {
+        sqlx::query("UPDATE security_keys SET passkey = ?, last_used_at = ? WHERE id = ?")
+            .bind(passkey)
+            .bind(now)
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn remove_security_key(tx: &mut Tx<'_>, id: &str, now: i64) -> Result<(), ServerError> {
+        sqlx::query("UPDATE security_keys SET removed_at = ? WHERE id = ?")
+            .bind(now)
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn insert_challenge(&self, c: &ChallengeRow) -> Result<(), ServerError> {
+        let mut tx = self.begin().await?;
+        // Lapsed ceremonies are of no use to anyone.
+        sqlx::query("DELETE FROM webauthn_challenges WHERE expires_at < ?")
+            .bind(c.created_at - 3600)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO webauthn_challenges (id, user_id, purpose, request_id, decision, key_name, state, created_at, \
+             expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&c.id)
+        .bind(&c.user_id)
+        .bind(&c.purpose)
+        .bind(&c.request_id)
+        .bind(&c.decision)
+        .bind(&c.key_name)
+        .bind(&c.state)
+        .bind(c.created_at)
+        .bind(c.expires_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn challenge(&self, id: &str) -> Result<Option<ChallengeRow>, ServerError> {
+        Ok(sqlx::query_as("SELECT * FROM webauthn_challenges WHERE id = ?").bind(id).fetch_optional(&self.pool).await?)
+    }
+
+    /// Marks a challenge used; false if it already was (single use).
+    pub async fn use_challenge(&self, id: &str, now: i64) -> Result<bool, ServerError> {
+        Ok(sqlx::query("UPDATE webauthn_challenges SET used_at = ? WHERE id = ? AND used_at IS NULL")
+            .bind(now)
+            .bind(id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected()
+            == 1)
+    }
+}
