@@ -21,7 +21,9 @@ fn append(direction: &str, command: &str, payload: serde_json::Value) {
 pub fn incoming(message: &tauri::ipc::InvokeMessage<tauri::Wry>) {
     #[cfg(debug_assertions)]
     {
+        // A security key's PIN goes to the key and nowhere else, not even this audit file.
         let payload = match message.payload() {
+            _ if message.command() == "key_pin" => serde_json::Value::String("<redacted>".into()),
             tauri::ipc::InvokeBody::Json(v) => v.clone(),
             tauri::ipc::InvokeBody::Raw(bytes) => String::from_utf8_lossy(bytes).into_owned().into(),
         };

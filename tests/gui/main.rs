@@ -61,9 +61,15 @@ struct App {
 impl App {
     /// Starts the app with its own data dir; every IPC payload is logged to `app_dir`.ipc.jsonl.
     async fn launch(app_dir: &Path) -> App {
+        Self::launch_with(app_dir, &[]).await
+    }
+
+    /// Like `launch`, with more environment for the app (e.g. its security key).
+    async fn launch_with(app_dir: &Path, env: &[(&str, String)]) -> App {
         let port = free_port();
         let driver = Command::new("WebKitWebDriver")
             .arg(format!("--port={port}"))
+            .envs(env.iter().map(|(k, v)| (k.to_string(), v.clone())))
             .env("PORTCULLIS_APP_DIR", app_dir)
             .env("PORTCULLIS_IPC_AUDIT", ipc_log(app_dir))
             .env("TAURI_WEBVIEW_AUTOMATION", "true")
@@ -122,6 +128,25 @@ impl App {
             )
             .await
             .unwrap();
+    }
+
+    /// The text of `ok` once it shows `needle`; fails at once with the text of `error` if
+    /// that appears instead.
+    async fn outcome(&self, ok: &str, needle: &str, error: &str) -> String {
+        for _ in 0..100 {
+            if let Ok(el) = self.client.find(Locator::Css(&format!("[data-testid=\"{ok}\"]"))).await {
+                let text = el.text().await.unwrap_or_default();
+                if text.contains(needle) {
+                    return text;
+                }
+            }
+            if self.exists(error).await {
+                panic!("{error}: {}", self.text(error).await);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        self.screenshot(&format!("failed-{ok}")).await;
+        panic!("{ok} never showed {needle:?} (screenshot failed-{ok}.png)");
     }
 
     async fn click(&self, testid: &str) {
@@ -285,11 +310,16 @@ async fn standalone_first_run_add_target_and_browse() {
 async fn requester_and_approver_request_approve_connect_replay() {
     let sshd = Sshd::start();
     let key = std::fs::read_to_string(&sshd.user_key).unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let mut dir = tempfile::tempdir().unwrap();
+    dir.disable_cleanup(std::env::var_os("GUI_KEEP").is_some());
+    eprintln!("gui dir: {}", dir.path().display());
     let (ada_dir, rob_dir) = (dir.path().join("ada"), dir.path().join("rob"));
 
-    // The approver: standalone, adds the target and the requester.
-    let ada = App::launch(&ada_dir).await;
+    // The approver: standalone, adds the target and the requester. Her security key is the
+    // software token (test builds only), asking for its PIN through the window's dialog.
+    let key_file = dir.path().join("ada.key");
+    let ada =
+        App::launch_with(&ada_dir, &[("PORTCULLIS_AUTHENTICATOR", format!("soft+pin:{}", key_file.display()))]).await;
     ada.create_standalone("ada").await;
     let whoami = ada.text("whoami").await;
     let url = whoami.split("standalone at ").nth(1).and_then(|s| s.split_whitespace().next()).unwrap().to_string();
@@ -303,7 +333,60 @@ async fn requester_and_approver_request_approve_connect_replay() {
     ada.click("user-add").await;
     let code = ada.text("enrolment-code-rob").await;
     assert!(code.starts_with("pc1-"), "{code}");
+
+    // Groups: one made here, a user added into it, another moved into it.
+    ada.click("group-add").await;
+    assert!(ada.text("group-error").await.contains("Name"), "an empty group name is refused inline");
+    ada.fill("group-name", "oncall").await;
+    ada.click("group-add").await;
+    ada.fill("user-name", "cy").await;
+    ada.click("new-user-group-oncall").await;
+    ada.click("user-add").await;
+    ada.wait_text("member-cy", "oncall").await;
+    ada.fill("group-name", "dbas").await;
+    ada.click("group-add").await;
+    ada.click("member-cy-edit").await;
+    ada.click("member-cy-group-dbas").await;
+    ada.click("member-cy-save").await;
+    ada.wait_text("member-cy", "oncall, dbas").await;
+    // (Not rob's: changing someone's groups bars the admin from judging their requests for
+    // 24 hours, and ada approves rob's request below.)
     ada.screenshot("users").await;
+
+    // A security key under her own settings: the dialog asks for its PIN.
+    ada.click("nav-settings").await;
+    ada.fill("key-name", "ada-key").await;
+    ada.click("key-add").await;
+    ada.el("key-pin").await;
+    ada.fill("key-pin", PIN).await;
+    ada.click("key-pin-submit").await;
+    ada.el("key-ada-key").await;
+
+    // Policies: checked as typed (line and column), what-if beside, a refused save keeps the text.
+    ada.click("nav-policies").await;
+    ada.wait_text("policy-version", "built-in default").await;
+    ada.fill("policy-text", STEP_UP_POLICY).await;
+    ada.el("policy-valid").await;
+    ada.fill("whatif-user", "rob").await;
+    ada.fill("whatif-target", "web").await;
+    ada.fill("whatif-hours", "9").await;
+    ada.click("whatif-run").await;
+    assert!(ada.outcome("whatif-result", "deny", "whatif-error").await.contains("8h"));
+    ada.fill("whatif-hours", "1").await;
+    ada.click("whatif-run").await;
+    assert!(ada.outcome("whatif-result", "allow", "whatif-error").await.contains("1 approval"));
+    let broken = STEP_UP_POLICY.replace("principal.roles", "principal.rolez");
+    ada.fill("policy-text", &broken).await;
+    let problem = ada.wait_text("policy-problems", "rolez").await;
+    assert!(problem.contains("line 3, column"), "{problem}");
+    ada.screenshot("policy-editor").await;
+    ada.click("policy-save").await;
+    assert!(ada.wait_text("policy-save-error", "refused").await.contains("rolez"));
+    assert_eq!(ada.el("policy-text").await.prop("value").await.unwrap().as_deref(), Some(broken.as_str()));
+    ada.fill("policy-text", STEP_UP_POLICY).await;
+    ada.el("policy-valid").await;
+    ada.click("policy-save").await;
+    ada.wait_text("policy-saved", "in force now").await;
     ada.click("nav-approvals").await;
     ada.el("inbox-empty").await;
     ada.wait_text("live-state", "live").await;
@@ -344,8 +427,15 @@ async fn requester_and_approver_request_approve_connect_replay() {
     let inbox = ada.wait_text("inbox-rob-web", "INC-42").await;
     assert!(inbox.contains("10 min"), "{inbox}");
     assert!(ada.text("nav-approvals").await.contains("(1)"));
+    assert!(ada.text("approvals-count").await.contains("0 of 1"));
     ada.screenshot("approvals").await;
+    // The policy wants her security key: the dialog asks for the PIN, then it is approved.
     ada.click("approve").await;
+    ada.outcome("key-dialog", "", "review-error").await;
+    ada.el("key-pin").await;
+    ada.screenshot("approval-key").await;
+    ada.fill("key-pin", PIN).await;
+    ada.click("key-pin-submit").await;
     ada.el("inbox-empty").await;
 
     // The requester's list turns active, with a countdown, and Connect runs a real session.
@@ -394,6 +484,27 @@ async fn requester_and_approver_request_approve_connect_replay() {
     assert!(!ada.exists("replay-error").await);
     ada.screenshot("replay").await;
 
+    // The request's story, from request to session, with the key that confirmed the approval.
+    rob.click("nav-requests").await;
+    rob.click("story-web").await;
+    let story = rob.wait_text("timeline", "session ended").await;
+    for step in ["requested", "permitted", "approved", "granted", "session started", "session ended"] {
+        assert!(story.to_lowercase().contains(step), "{step} missing from the story: {story}");
+    }
+    assert!(story.contains("security key \"ada-key\""), "{story}");
+    rob.screenshot("request-story").await;
+    rob.click("story-close").await;
+
+    // Revocation ends a running terminal within seconds.
+    rob.click("connect-web").await;
+    rob.wait_text("terminal-web", "#").await;
+    ada.click("nav-approvals").await;
+    ada.click("revoke").await;
+    rob.wait_text("terminal-web", "revoked").await;
+    rob.click("close-web").await;
+    rob.click("nav-requests").await;
+    rob.wait_text("my-request-web", "revoked").await;
+
     // Invariant 1, the canary: nowhere in either webview...
     assert_no_canary(&ada.webview_contents().await, &key, "the approver's webview");
     assert_no_canary(&rob.webview_contents().await, &key, "the requester's webview");
@@ -412,7 +523,22 @@ async fn requester_and_approver_request_approve_connect_replay() {
                 continue;
             }
             assert!(!leaked, "{who}: credential material in the IPC payload of {command} ({direction})");
+            assert!(!payload.contains(PIN), "{who}: the security key's PIN in the IPC audit of {command}");
         }
     }
     assert_eq!(seen_going_in, 1, "the instrument saw the credential go in exactly once");
 }
+
+/// The PIN typed into the security-key dialog (it must reach the key and nothing else).
+const PIN: &str = "pin-7f3a9c";
+
+/// Approvals need a security key; requests up to 8 hours (the default's limit).
+const STEP_UP_POLICY: &str = r#"@id("requesters-up-to-8h")
+permit (principal, action == Portcullis::Action::"request", resource)
+when { principal.roles.contains("requester") && context.duration <= duration("8h") };
+
+@id("approve-with-key")
+@step_up("webauthn")
+permit (principal, action == Portcullis::Action::"approve", resource)
+when { principal.roles.contains("approver") };
+"#;

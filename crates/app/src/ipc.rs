@@ -282,6 +282,17 @@ pub struct RequestView {
     pub decision_reason: Option<String>,
     #[ts(type = "number | null")]
     pub grant_not_after: Option<i64>,
+    /// `k of N`.
+    pub approvals: u32,
+    pub approvals_needed: u32,
+    pub approver_groups: Vec<String>,
+    /// The policies that permitted it.
+    pub permitted_by: Vec<String>,
+    pub grant_id: Option<String>,
+    #[ts(type = "number | null")]
+    pub revoked_at: Option<i64>,
+    pub revoked_by: Option<String>,
+    pub revoke_reason: Option<String>,
 }
 
 impl From<AccessRequestView> for RequestView {
@@ -298,8 +309,212 @@ impl From<AccessRequestView> for RequestView {
             decided_by: r.decided_by,
             decision_reason: r.decision_reason,
             grant_not_after: r.grant_not_after,
+            approvals: r.approvals,
+            approvals_needed: r.approvals_needed,
+            approver_groups: r.approver_groups,
+            permitted_by: r.permitted_by,
+            grant_id: r.grant_id,
+            revoked_at: r.revoked_at,
+            revoked_by: r.revoked_by,
+            revoke_reason: r.revoke_reason,
         }
     }
+}
+
+/// One step of a request's story.
+#[derive(Clone, Debug, Serialize, TS)]
+pub struct TimelineEntryView {
+    #[ts(type = "number")]
+    pub at: f64,
+    /// requested | permitted | approved | denied | granted | session_started | session_ended |
+    /// revoked | withdrawn | expired
+    pub kind: String,
+    pub actor: Option<String>,
+    pub text: String,
+    /// Session entries: the session to replay.
+    pub session_id: Option<String>,
+}
+
+/// A request and its whole story, in order.
+#[derive(Clone, Debug, Serialize, TS)]
+pub struct RequestDetailView {
+    pub request: RequestView,
+    pub timeline: Vec<TimelineEntryView>,
+}
+
+impl From<portcullis_proto::RequestDetail> for RequestDetailView {
+    fn from(d: portcullis_proto::RequestDetail) -> Self {
+        Self {
+            request: d.request.into(),
+            timeline: d
+                .timeline
+                .into_iter()
+                .map(|e| TimelineEntryView {
+                    at: e.at,
+                    kind: e.kind,
+                    actor: e.actor,
+                    text: e.text,
+                    session_id: e.session_id,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The policy set in force.
+#[derive(Clone, Debug, Serialize, TS)]
+pub struct PolicySetView {
+    #[ts(type = "number")]
+    pub version: i64,
+    pub text: String,
+    #[ts(type = "number")]
+    pub created_at: i64,
+    /// `null`: the built-in default.
+    pub created_by: Option<String>,
+    pub policies: u32,
+}
+
+impl From<portcullis_proto::PolicyView> for PolicySetView {
+    fn from(p: portcullis_proto::PolicyView) -> Self {
+        Self {
+            version: p.version,
+            text: p.text,
+            created_at: p.created_at,
+            created_by: p.created_by,
+            policies: p.policies,
+        }
+    }
+}
+
+/// One reason a policy text is refused; line and column are 1-based.
+#[derive(Clone, Debug, Serialize, TS)]
+pub struct PolicyProblemView {
+    pub line: Option<u32>,
+    pub column: Option<u32>,
+    pub message: String,
+}
+
+#[derive(Clone, Debug, Serialize, TS)]
+pub struct PolicyCheckView {
+    pub valid: bool,
+    pub problems: Vec<PolicyProblemView>,
+    pub policies: u32,
+}
+
+impl From<portcullis_proto::PolicyCheck> for PolicyCheckView {
+    fn from(c: portcullis_proto::PolicyCheck) -> Self {
+        Self {
+            valid: c.valid,
+            policies: c.policies,
+            problems: c
+                .problems
+                .into_iter()
+                .map(|p| PolicyProblemView { line: p.line, column: p.column, message: p.message })
+                .collect(),
+        }
+    }
+}
+
+/// The what-if tester's question.
+#[derive(Clone, Debug, Deserialize, TS)]
+pub struct PolicyTestForm {
+    pub user: String,
+    pub target: String,
+    #[ts(type = "number")]
+    pub duration_secs: u64,
+    /// RFC 3339; now when empty.
+    pub at: Option<String>,
+    pub source_ip: Option<String>,
+    /// Test this draft instead of the set in force.
+    pub text: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, TS)]
+pub struct PolicyTestView {
+    pub allowed: bool,
+    /// One line beginning with allow or deny.
+    pub summary: String,
+    pub policies: Vec<String>,
+    pub approvals: u32,
+    pub approver_groups: Vec<String>,
+    pub at: String,
+    pub source_ip: String,
+    pub time_zone: String,
+}
+
+impl From<portcullis_proto::PolicyTestResult> for PolicyTestView {
+    fn from(t: portcullis_proto::PolicyTestResult) -> Self {
+        Self {
+            allowed: t.allowed,
+            summary: t.summary,
+            policies: t.policies,
+            approvals: t.approvals,
+            approver_groups: t.approver_groups,
+            at: t.at,
+            source_ip: t.source_ip,
+            time_zone: t.time_zone,
+        }
+    }
+}
+
+/// A user as admins see them in the users view.
+#[derive(Clone, Debug, Serialize, TS)]
+pub struct MemberView {
+    pub name: String,
+    pub roles: Vec<String>,
+    pub groups: Vec<String>,
+    pub created_by: Option<String>,
+    #[ts(type = "number | null")]
+    pub disabled_at: Option<i64>,
+}
+
+impl From<portcullis_proto::UserView> for MemberView {
+    fn from(u: portcullis_proto::UserView) -> Self {
+        Self {
+            name: u.name,
+            roles: u.roles.iter().map(|r| r.as_str().to_string()).collect(),
+            groups: u.groups,
+            created_by: u.created_by,
+            disabled_at: u.disabled_at,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, TS)]
+pub struct GroupSummaryView {
+    pub name: String,
+    pub members: Vec<String>,
+}
+
+/// One of this user's security keys.
+#[derive(Clone, Debug, Serialize, TS)]
+pub struct KeyView {
+    pub id: String,
+    pub name: String,
+    #[ts(type = "number")]
+    pub created_at: i64,
+    #[ts(type = "number | null")]
+    pub last_used_at: Option<i64>,
+}
+
+impl From<portcullis_proto::SecurityKeyView> for KeyView {
+    fn from(k: portcullis_proto::SecurityKeyView) -> Self {
+        Self { id: k.id, name: k.name, created_at: k.created_at, last_used_at: k.last_used_at }
+    }
+}
+
+/// What the security key needs from the person, while a ceremony runs: `touch` (touch the
+/// key), `pin` (answer with `key_pin`), `processing`, `done`.
+#[derive(Clone, Debug, Serialize, TS)]
+pub struct KeyPromptView {
+    pub kind: String,
+}
+
+/// What revoking ended.
+#[derive(Clone, Debug, Serialize, TS)]
+pub struct RevokeView {
+    pub request: RequestView,
+    pub sessions_ended: u32,
 }
 
 #[derive(Clone, Debug, Serialize, TS)]
@@ -386,6 +601,18 @@ pub fn typescript_bindings() -> String {
         GatewayView::decl(&cfg),
         NewGatewayView::decl(&cfg),
         RequestView::decl(&cfg),
+        TimelineEntryView::decl(&cfg),
+        RequestDetailView::decl(&cfg),
+        PolicySetView::decl(&cfg),
+        PolicyProblemView::decl(&cfg),
+        PolicyCheckView::decl(&cfg),
+        PolicyTestForm::decl(&cfg),
+        PolicyTestView::decl(&cfg),
+        MemberView::decl(&cfg),
+        GroupSummaryView::decl(&cfg),
+        KeyView::decl(&cfg),
+        KeyPromptView::decl(&cfg),
+        RevokeView::decl(&cfg),
         LiveView::decl(&cfg),
         SessionView::decl(&cfg),
         crate::TerminalEvent::decl(&cfg),

@@ -16,6 +16,7 @@
 //! Invariant:** nothing this crate returns ([`ipc`] types) carries a credential; credentials
 //! only come *in* ([`ipc::NewTargetForm`] is `Deserialize` only) and go straight to the core.
 
+mod governance;
 pub mod ipc;
 pub mod seed;
 mod terminals;
@@ -27,9 +28,7 @@ use portcullis_client::Device;
 use portcullis_client::ssh::Input;
 use portcullis_crypto::SecretString;
 use portcullis_keystore::{KeystoreError, PassphrasePurpose, PassphraseSource, Preference};
-use portcullis_proto::{
-    AddGatewayRequest, AddUserRequest, CreateAccessRequest, Decision, ReviewRequest, Role, TargetFilter,
-};
+use portcullis_proto::{AddGatewayRequest, AddUserRequest, CreateAccessRequest, Role, TargetFilter};
 use portcullis_server::{Embedded, InitOptions, Server, SystemClock};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
@@ -83,12 +82,20 @@ pub struct AppCore {
     key_store: Preference,
     ready: Mutex<Option<Ready>>,
     terminals: terminals::Terminals,
+    /// A security-key ceremony waiting for the person's PIN from the window.
+    key_pin: governance::PinSlot,
 }
 
 impl AppCore {
     /// `dir` is the app's data dir; `key_store` is normally `Auto` (OS keyring when reachable).
     pub fn new(dir: &Path, key_store: Preference) -> Self {
-        Self { dir: dir.to_path_buf(), key_store, ready: Mutex::new(None), terminals: Default::default() }
+        Self {
+            dir: dir.to_path_buf(),
+            key_store,
+            ready: Mutex::new(None),
+            terminals: Default::default(),
+            key_pin: Default::default(),
+        }
     }
 
     fn device_home(&self) -> PathBuf {
@@ -247,14 +254,10 @@ impl AppCore {
         Ok(self.device().await?.update_target(target, credential.as_ref()).await?.into())
     }
 
-    pub async fn add_user(&self, name: &str, roles: Vec<String>) -> Result<NewUserView, AppError> {
+    pub async fn add_user(&self, name: &str, roles: Vec<String>, groups: Vec<String>) -> Result<NewUserView, AppError> {
         let roles = roles.iter().map(|r| r.parse()).collect::<Result<Vec<_>, _>>().map_err(AppError::input)?;
-        let added = self
-            .device()
-            .await?
-            .api()
-            .add_user(&AddUserRequest { name: name.to_string(), roles, groups: Vec::new() })
-            .await?;
+        let added =
+            self.device().await?.api().add_user(&AddUserRequest { name: name.to_string(), roles, groups }).await?;
         Ok(NewUserView { name: added.name, enrolment_code: added.enrolment_code, expires_at: added.code_expires_at })
     }
 
@@ -281,11 +284,6 @@ impl AppCore {
     ) -> Result<RequestView, AppError> {
         let req = CreateAccessRequest { target: target.into(), duration_secs, reason: reason.into() };
         Ok(self.device().await?.api().create_request(&req).await?.into())
-    }
-
-    pub async fn review(&self, id: &str, approve: bool, reason: Option<String>) -> Result<RequestView, AppError> {
-        let decision = if approve { Decision::Approve } else { Decision::Deny };
-        Ok(self.device().await?.api().review(id, &ReviewRequest { decision, reason, step_up: None }).await?.into())
     }
 
     /// Live requests and decisions for this user; `sink` is called for each until it returns false.

@@ -100,7 +100,7 @@ impl AppCore {
             }
             let mut codes = Codes { server_url: device.config().server_url.clone(), codes: Default::default() };
             for u in s.users {
-                let added = self.add_user(&u.name, u.roles).await?;
+                let added = self.add_user(&u.name, u.roles, Vec::new()).await?;
                 codes.codes.insert(added.name, added.enrolment_code);
             }
             if let Some(out) = s.codes_out {

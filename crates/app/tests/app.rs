@@ -106,8 +106,8 @@ async fn standalone_first_run_approval_terminal_and_restart() {
     assert_eq!(admin_app.add_target(bad).await.unwrap_err().code, "bad_request");
 
     // Two more desktops enrol against the embedded server.
-    let alice_code = payloads.keep(admin_app.add_user("alice", vec!["requester".into()]).await.unwrap());
-    let bob_code = payloads.keep(admin_app.add_user("bob", vec!["approver".into()]).await.unwrap());
+    let alice_code = payloads.keep(admin_app.add_user("alice", vec!["requester".into()], vec![]).await.unwrap());
+    let bob_code = payloads.keep(admin_app.add_user("bob", vec!["approver".into()], vec![]).await.unwrap());
     let alice = AppCore::new(&root.path().join("alice"), Preference::Passphrase);
     let bob = AppCore::new(&root.path().join("bob"), Preference::Passphrase);
     payloads.keep(alice.enroll(&url, &alice_code.enrolment_code, Some(PASS.into())).await.unwrap());
@@ -128,7 +128,7 @@ async fn standalone_first_run_approval_terminal_and_restart() {
     let seen = next_matching(&mut bob_live, "the request", |e: &LiveView| e.kind == "request_created").await;
     assert_eq!(seen.request.unwrap().id, request.id);
     assert_eq!(alice.create_request("web", 9 * 3600, "too long").await.unwrap_err().code, "policy_denied");
-    payloads.keep(bob.review(&request.id, true, None).await.unwrap());
+    payloads.keep(bob.review(&request.id, true, None, |_| {}).await.unwrap());
     let decided = next_matching(&mut alice_live, "the decision", |e: &LiveView| e.kind == "request_decided").await;
     assert_eq!(decided.request.unwrap().status, "approved");
 
@@ -158,12 +158,12 @@ async fn standalone_first_run_approval_terminal_and_restart() {
     let message = refusal(&alice).await;
     assert!(message.contains("changed since your access was approved (its credential)"), "{message}");
     let again = alice.create_request("web", 600, "after the rotation").await.unwrap();
-    bob.review(&again.id, true, None).await.unwrap();
+    bob.review(&again.id, true, None, |_| {}).await.unwrap();
     let message = refusal(&alice).await;
     assert!(message.contains("rejected the stored credential"), "{message}");
     payloads.keep(admin_app.update_target(edit(&key_text, "private_key", "rotated back")).await.unwrap());
     let again = alice.create_request("web", 600, "after rotating back").await.unwrap();
-    bob.review(&again.id, true, None).await.unwrap();
+    bob.review(&again.id, true, None, |_| {}).await.unwrap();
     let edited = payloads.keep(admin_app.update_target(edit("", "private_key", "edited, key kept")).await.unwrap());
     assert_eq!(edited.description, "edited, key kept");
     assert_eq!(edited.tags, vec!["edited".to_string(), "nginx".to_string()]);

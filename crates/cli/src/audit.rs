@@ -2,6 +2,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use portcullis_proto::printable;
 
 use crate::open_device;
 
@@ -32,7 +33,7 @@ pub async fn list(home: &Path, mine: bool) -> anyhow::Result<ExitCode> {
             duration,
             s.exit_status.map(|x| x.to_string()).unwrap_or_else(|| "-".into()),
             s.end_reason.unwrap_or_else(|| "(open)".into()),
-            escape(&s.command.unwrap_or_else(|| if s.kind.starts_with("subsystem:") {
+            printable(&s.command.unwrap_or_else(|| if s.kind.starts_with("subsystem:") {
                 format!("({})", s.kind)
             } else {
                 "(shell)".into()
@@ -66,7 +67,7 @@ pub async fn show(home: &Path, session_id: &str) -> anyhow::Result<ExitCode> {
         println!("  (none)");
     }
     for c in &d.commands {
-        println!("  {}", escape(c));
+        println!("  {}", printable(c));
     }
     if !d.streams.is_empty() {
         println!("streams:");
@@ -89,15 +90,10 @@ pub async fn show(home: &Path, session_id: &str) -> anyhow::Result<ExitCode> {
             t.size,
             if t.sha256.is_empty() { "(not sequential)" } else { &t.sha256 },
             if t.complete { "" } else { "  INCOMPLETE" },
-            escape(&t.path)
+            printable(&t.path)
         );
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// What reaches a terminal: control characters escaped, so a recorded name cannot drive it.
-fn escape(text: &str) -> String {
-    text.chars().flat_map(|c| if c.is_control() { c.escape_default().collect::<Vec<_>>() } else { vec![c] }).collect()
 }
 
 pub async fn export(home: &Path, session_id: &str, out: &Path) -> anyhow::Result<ExitCode> {
@@ -118,7 +114,7 @@ pub async fn events(home: &Path, kind: Option<&str>) -> anyhow::Result<ExitCode>
             crate::access::format_time(e.at),
             e.actor.unwrap_or_else(|| "-".into()),
             e.kind,
-            e.detail
+            printable(&e.detail.to_string())
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -184,7 +184,10 @@ pub async fn show_target(home: &Path, name: &str) -> anyhow::Result<ExitCode> {
     println!("gateway:      {}", t.gateway);
     println!("environment:  {}", if t.environment.is_empty() { "-" } else { &t.environment });
     println!("tags:         {}", if t.tags.is_empty() { "-".to_string() } else { t.tags.join(", ") });
-    println!("description:  {}", if t.description.is_empty() { "-" } else { &t.description });
+    println!(
+        "description:  {}",
+        if t.description.is_empty() { "-".into() } else { portcullis_proto::printable(&t.description) }
+    );
     println!("added:        {}", when(t.created_at));
     match (t.last_used_at, &t.last_used_by) {
         (Some(at), Some(by)) => println!("last used:    {} by {by}", when(at)),

@@ -23,12 +23,15 @@ use crate::ClientError;
 pub enum Authenticator {
     /// The first FIDO2 security key plugged in over USB.
     Usb,
-    /// A software token kept in a file (tests; needs the `soft-authenticator` feature).
-    SoftFile(PathBuf),
+    /// A software token kept in a file (tests; needs the `soft-authenticator` feature). With
+    /// `ask_pin` (`soft+pin:FILE`) it first asks for a PIN through the same prompts a USB key
+    /// uses (any non-empty answer: the token has no PIN of its own), so the window's dialog is
+    /// exercised end to end.
+    SoftFile { file: PathBuf, ask_pin: bool },
 }
 
 impl Authenticator {
-    /// `usb` or `soft:FILE`.
+    /// `usb`, `soft:FILE` or `soft+pin:FILE`.
     pub fn parse(spec: &str) -> Result<Self, ClientError> {
         Self::parse_with(spec, cfg!(feature = "soft-authenticator"))
     }
@@ -36,7 +39,7 @@ impl Authenticator {
     fn parse_with(spec: &str, soft_built_in: bool) -> Result<Self, ClientError> {
         match spec.trim() {
             "" | "usb" => Ok(Authenticator::Usb),
-            soft if soft.starts_with("soft:") => {
+            soft if soft.starts_with("soft:") || soft.starts_with("soft+pin:") => {
                 if !soft_built_in {
                     return Err(ClientError::Input(
                         "the software authenticator (soft:FILE) is for tests and is not part of this build; \
@@ -44,11 +47,15 @@ impl Authenticator {
                             .into(),
                     ));
                 }
-                let file = &soft["soft:".len()..];
+                let (ask_pin, file) = match soft.split_once(':') {
+                    Some(("soft+pin", file)) => (true, file),
+                    Some((_, file)) => (false, file),
+                    None => (false, ""),
+                };
                 if file.is_empty() {
                     return Err(ClientError::Input("soft: needs a file name (soft:FILE)".into()));
                 }
-                Ok(Authenticator::SoftFile(PathBuf::from(file)))
+                Ok(Authenticator::SoftFile { file: PathBuf::from(file), ask_pin })
             }
             other => Err(ClientError::Input(format!("unknown authenticator {other:?}; use usb"))),
         }
@@ -129,7 +136,13 @@ async fn ceremony(
             let mut backend = handle.block_on(usb_authenticator(&ui))?;
             run_on(&mut backend, origin, ceremony)
         }
-        Authenticator::SoftFile(file) => soft(&file, origin, ceremony),
+        Authenticator::SoftFile { file, ask_pin } => {
+            if ask_pin && prompts.pin().is_none_or(|pin| pin.is_empty()) {
+                return Err(ClientError::Input("the security key was cancelled (no PIN)".into()));
+            }
+            prompts.touch();
+            soft(&file, origin, ceremony)
+        }
     })
     .await
     .map_err(|e| ClientError::Input(format!("the security-key ceremony stopped: {e}")))?
@@ -243,8 +256,9 @@ pub async fn add_key(
     .await
 }
 
-/// Reviews a request. With `authenticator`, confirms with the security key first; without, a
-/// review the policy wants confirmed is retried with the USB key once the server says so.
+/// Reviews a request; when the server answers that the policy wants it confirmed with a
+/// security key, runs the ceremony on `authenticator` (USB when `None`) and sends it again with
+/// the assertion.
 pub async fn review(
     api: &crate::api::ApiClient,
     id: &str,
@@ -254,13 +268,11 @@ pub async fn review(
     prompts: Arc<dyn KeyPrompts>,
 ) -> Result<portcullis_proto::AccessRequestView, ClientError> {
     let plain = ReviewRequest { decision, reason: reason.clone(), step_up: None };
-    let authenticator = match authenticator {
-        Some(a) => a.clone(),
-        None => match api.review(id, &plain).await {
-            Err(ClientError::Api { code, .. }) if code == "step_up_required" => Authenticator::Usb,
-            other => return other,
-        },
-    };
+    match api.review(id, &plain).await {
+        Err(ClientError::Api { code, .. }) if code == "step_up_required" => {}
+        other => return other,
+    }
+    let authenticator = authenticator.cloned().unwrap_or(Authenticator::Usb);
     let challenge = api.start_step_up(id, decision).await?;
     let credential = assert(&authenticator, prompts, &challenge).await?;
     let step_up = Some(StepUpAssertion { challenge_id: challenge.challenge_id, credential });
@@ -277,7 +289,15 @@ mod tests {
         assert_eq!(Authenticator::parse_with("", false).unwrap(), Authenticator::Usb);
         let refused = Authenticator::parse_with("soft:/tmp/k", false).unwrap_err().to_string();
         assert!(refused.contains("not part of this build") && refused.contains("usb"), "{refused}");
-        assert_eq!(Authenticator::parse_with("soft:/tmp/k", true).unwrap(), Authenticator::SoftFile("/tmp/k".into()));
+        assert_eq!(
+            Authenticator::parse_with("soft:/tmp/k", true).unwrap(),
+            Authenticator::SoftFile { file: "/tmp/k".into(), ask_pin: false }
+        );
+        assert_eq!(
+            Authenticator::parse_with("soft+pin:/tmp/k", true).unwrap(),
+            Authenticator::SoftFile { file: "/tmp/k".into(), ask_pin: true }
+        );
+        assert!(Authenticator::parse_with("soft+pin:/tmp/k", false).is_err());
         assert!(Authenticator::parse_with("soft:", true).is_err());
         assert!(Authenticator::parse_with("nfc", true).is_err());
     }

@@ -741,10 +741,17 @@ async fn policies_decide_requests_and_how_many_approve() {
     let sneaky = CreateAccessRequest { reason: "ok\u{1b}[2J\u{1b}[Hlooks fine".into(), ..ask("db", 600) };
     let (status, _, message) = refused(&r, &alice, "POST", "/v1/requests", &sneaky).await;
     assert!(status == 400 && message.contains("control character"), "{message}");
+    let mut painted = password_target(&admin, "painted", b"pw");
+    painted.description = "front\u{1b}]0;owned\u{7}".into();
+    let (status, _, message) = refused(&r, &admin, "POST", "/v1/targets", &painted).await;
+    assert!(status == 400 && message.contains("control character"), "{message}");
 
     let req: AccessRequestView = call(&r, &alice, "POST", "/v1/requests", &ask("db", 3600)).await;
     assert_eq!((req.approvals, req.approvals_needed, req.approver_groups.clone()), (0, 2, vec!["dbas".to_string()]));
     let review = format!("/v1/requests/{}/review", req.id);
+    let painted = ReviewRequest { decision: Decision::Deny, reason: Some("no\u{8}\u{8}yes".into()), step_up: None };
+    let (status, _, message) = refused(&r, &carol, "POST", &review, &painted).await;
+    assert!(status == 400 && message.contains("control character"), "{message}");
 
     // An approver outside dbas does not count; nobody reviews their own request.
     let (_, code, message) = refused(&r, &bob, "POST", &review, &APPROVE).await;
@@ -1113,4 +1120,71 @@ async fn step_up_approvals_need_a_fresh_assertion_from_the_approvers_own_key() {
     for kind in ["security_key_added", "security_key_removed", "policy_changed"] {
         assert!(events.iter().any(|e| e.kind == kind && e.actor.is_some()), "no {kind} event with an actor");
     }
+}
+
+/// Benchmark (not a test; `bash tests/bench_access.sh`): from an approver starting an approval
+/// to the requester's live stream carrying the decision, with a security-key step-up (software
+/// token) beside the same approval without one, alternating, in one run.
+#[tokio::test]
+#[ignore = "benchmark: run by tests/bench_access.sh"]
+async fn bench_approval_to_requester_live_stream() {
+    let rounds: usize = std::env::var("BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(40);
+    let (r, code, _server) = start_with_server().await;
+    let admin = enroll(&r, &code).await;
+    let alice = member(&r, &admin, "alice", &[Role::Requester], &[]).await;
+    let carol = member(&r, &admin, "carol", &[Role::Approver], &[]).await;
+    for (name, env) in [("db", "prod"), ("web", "staging")] {
+        let mut target = password_target(&admin, name, b"pw");
+        target.environment = env.into();
+        let _: TargetSummary = call(&r, &admin, "POST", "/v1/targets", &target).await;
+    }
+    let policy = r#"
+@id("request") permit (principal, action == Portcullis::Action::"request", resource);
+@id("prod-with-key") @step_up("webauthn")
+permit (principal, action == Portcullis::Action::"approve", resource in Portcullis::Environment::"prod");
+@id("staging-plain")
+permit (principal, action == Portcullis::Action::"approve", resource in Portcullis::Environment::"staging");
+"#;
+    let _: PolicyView = call(&r, &admin, "PUT", "/v1/policy", &PolicyText { text: policy.into() }).await;
+    let mut token = keys::token();
+    keys::register(&r, &carol, &mut token, "bench-key").await;
+
+    let mut live = signed(&r, &alice, "GET", "/v1/live", b"", r.now(), &nonce()).send().await.unwrap();
+    let mut seen = String::new();
+    let (mut with_key, mut without) = (Vec::new(), Vec::new());
+    for round in 0..rounds * 2 {
+        let step_up = round % 2 == 0;
+        let target = if step_up { "db" } else { "web" };
+        let req: AccessRequestView = call(&r, &alice, "POST", "/v1/requests", &ask(target, 600)).await;
+        let started = std::time::Instant::now();
+        let review = if step_up {
+            let c = keys::challenge(&r, &carol, &req.id, Decision::Approve).await;
+            keys::review(Decision::Approve, keys::answer(&mut token, &c, |_, _| {}))
+        } else {
+            APPROVE
+        };
+        let _: AccessRequestView = call(&r, &carol, "POST", &format!("/v1/requests/{}/review", req.id), &review).await;
+        // Until alice's stream carries the decision for this request.
+        loop {
+            let decided = seen.lines().any(|l| l.contains("request_decided") && l.contains(&req.id));
+            if decided {
+                break;
+            }
+            let chunk = live.chunk().await.unwrap().expect("the live stream ended");
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        (if step_up { &mut with_key } else { &mut without }).push(started.elapsed().as_secs_f64() * 1000.0);
+        seen.clear();
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        (v[v.len() / 2], v[v.len() * 9 / 10])
+    };
+    let (k50, k90) = median(&mut with_key);
+    let (p50, p90) = median(&mut without);
+    println!(
+        "approval -> requester's live stream, with security-key step-up: median {k50:.1} ms, p90 {k90:.1} ms ({rounds} rounds)"
+    );
+    println!("approval -> requester's live stream, without step-up (baseline): median {p50:.1} ms, p90 {p90:.1} ms");
+    println!("ratio (median): {:.2}x", k50 / p50);
 }

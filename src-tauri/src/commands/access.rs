@@ -1,4 +1,4 @@
-use portcullis_app::{LiveView, RequestView};
+use portcullis_app::{KeyPromptView, LiveView, RequestDetailView, RequestView, RevokeView};
 use tauri::ipc::Channel;
 
 use super::{Core, Result, reply};
@@ -13,9 +13,39 @@ pub async fn create_request(core: Core<'_>, target: String, duration_secs: u64, 
     reply("create_request", core.create_request(&target, duration_secs, &reason).await)
 }
 
+/// Approves or denies; when the policy asks for a security key, its prompts (touch, PIN) go
+/// to `prompts` while the ceremony runs.
 #[tauri::command]
-pub async fn review_request(core: Core<'_>, id: String, approve: bool, reason: Option<String>) -> Result<RequestView> {
-    reply("review_request", core.review(&id, approve, reason).await)
+pub async fn review_request(
+    core: Core<'_>,
+    id: String,
+    approve: bool,
+    reason: Option<String>,
+    prompts: Channel<KeyPromptView>,
+) -> Result<RequestView> {
+    let reviewed = core
+        .review(&id, approve, reason, move |prompt| {
+            crate::ipc_audit::outgoing("review_request", &prompt);
+            let _ = prompts.send(prompt);
+        })
+        .await;
+    reply("review_request", reviewed)
+}
+
+/// The PIN for a waiting security-key ceremony (`null`: cancelled).
+#[tauri::command]
+pub fn key_pin(core: Core<'_>, pin: Option<String>) -> Result<()> {
+    reply("key_pin", core.key_pin(pin))
+}
+
+#[tauri::command]
+pub async fn revoke(core: Core<'_>, id: String, reason: Option<String>) -> Result<RevokeView> {
+    reply("revoke", core.revoke(&id, reason).await)
+}
+
+#[tauri::command]
+pub async fn request_detail(core: Core<'_>, id: String) -> Result<RequestDetailView> {
+    reply("request_detail", core.request_detail(&id).await)
 }
 
 /// Live requests and decisions, pushed into `events` until the window goes away.

@@ -4,6 +4,7 @@
 pub mod access;
 pub mod app;
 pub mod audit;
+pub mod governance;
 pub mod terminal;
 pub mod vault;
 

@@ -20,8 +20,8 @@ pub async fn update_target(core: Core<'_>, form: NewTargetForm) -> Result<Target
 }
 
 #[tauri::command]
-pub async fn add_user(core: Core<'_>, name: String, roles: Vec<String>) -> Result<NewUserView> {
-    reply("add_user", core.add_user(&name, roles).await)
+pub async fn add_user(core: Core<'_>, name: String, roles: Vec<String>, groups: Vec<String>) -> Result<NewUserView> {
+    reply("add_user", core.add_user(&name, roles, groups).await)
 }
 
 #[tauri::command]

@@ -43,7 +43,64 @@ backlog: number, targets: number, };
 
 export type NewGatewayView = { name: string, enrolment_code: string, expires_at: number, };
 
-export type RequestView = { id: string, requester: string, target: string, duration_secs: number, reason: string, status: string, created_at: number, expires_at: number, decided_by: string | null, decision_reason: string | null, grant_not_after: number | null, };
+export type RequestView = { id: string, requester: string, target: string, duration_secs: number, reason: string, status: string, created_at: number, expires_at: number, decided_by: string | null, decision_reason: string | null, grant_not_after: number | null, 
+/**
+ * `k of N`.
+ */
+approvals: number, approvals_needed: number, approver_groups: Array<string>, 
+/**
+ * The policies that permitted it.
+ */
+permitted_by: Array<string>, grant_id: string | null, revoked_at: number | null, revoked_by: string | null, revoke_reason: string | null, };
+
+export type TimelineEntryView = { at: number, 
+/**
+ * requested | permitted | approved | denied | granted | session_started | session_ended |
+ * revoked | withdrawn | expired
+ */
+kind: string, actor: string | null, text: string, 
+/**
+ * Session entries: the session to replay.
+ */
+session_id: string | null, };
+
+export type RequestDetailView = { request: RequestView, timeline: Array<TimelineEntryView>, };
+
+export type PolicySetView = { version: number, text: string, created_at: number, 
+/**
+ * `null`: the built-in default.
+ */
+created_by: string | null, policies: number, };
+
+export type PolicyProblemView = { line: number | null, column: number | null, message: string, };
+
+export type PolicyCheckView = { valid: boolean, problems: Array<PolicyProblemView>, policies: number, };
+
+export type PolicyTestForm = { user: string, target: string, duration_secs: number, 
+/**
+ * RFC 3339; now when empty.
+ */
+at: string | null, source_ip: string | null, 
+/**
+ * Test this draft instead of the set in force.
+ */
+text: string | null, };
+
+export type PolicyTestView = { allowed: boolean, 
+/**
+ * One line beginning with allow or deny.
+ */
+summary: string, policies: Array<string>, approvals: number, approver_groups: Array<string>, at: string, source_ip: string, time_zone: string, };
+
+export type MemberView = { name: string, roles: Array<string>, groups: Array<string>, created_by: string | null, disabled_at: number | null, };
+
+export type GroupSummaryView = { name: string, members: Array<string>, };
+
+export type KeyView = { id: string, name: string, created_at: number, last_used_at: number | null, };
+
+export type KeyPromptView = { kind: string, };
+
+export type RevokeView = { request: RequestView, sessions_ended: number, };
 
 export type LiveView = { 
 /**

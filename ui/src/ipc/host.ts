@@ -3,8 +3,9 @@
 import { Channel, invoke } from "@tauri-apps/api/core";
 import { isPermissionGranted, sendNotification } from "@tauri-apps/plugin-notification";
 import type {
-  AppError, AppStatus, GatewayView, LiveView, NewGatewayView, NewTargetForm, NewUserView, RequestView, SessionView, VaultFilter,
-  TargetView, TerminalEvent,
+  AppError, AppStatus, GatewayView, GroupSummaryView, KeyPromptView, KeyView, LiveView, MemberView, NewGatewayView,
+  NewTargetForm, NewUserView, PolicyCheckView, PolicySetView, PolicyTestForm, PolicyTestView, RequestDetailView,
+  RequestView, RevokeView, SessionView, TargetView, TerminalEvent, VaultFilter,
 } from "./bindings";
 
 export type { AppError } from "./bindings";
@@ -33,14 +34,36 @@ export const host = {
   listTargets: (filter: VaultFilter) => call<TargetView[]>("list_targets", { filter }),
   addTarget: (form: NewTargetForm) => call<TargetView>("add_target", { form }),
   updateTarget: (form: NewTargetForm) => call<TargetView>("update_target", { form }),
-  addUser: (name: string, roles: string[]) => call<NewUserView>("add_user", { name, roles }),
+  addUser: (name: string, roles: string[], groups: string[]) => call<NewUserView>("add_user", { name, roles, groups }),
+  members: () => call<MemberView[]>("list_members"),
+  groups: () => call<GroupSummaryView[]>("list_groups"),
+  addGroup: (name: string) => call<GroupSummaryView>("add_group", { name }),
+  setUserGroups: (user: string, groups: string[]) => call<MemberView>("set_user_groups", { user, groups }),
+  policy: () => call<PolicySetView>("policy_show"),
+  checkPolicy: (text: string) => call<PolicyCheckView>("policy_check", { text }),
+  savePolicy: (text: string) => call<PolicySetView>("policy_save", { text }),
+  testPolicy: (form: PolicyTestForm) => call<PolicyTestView>("policy_test", { form }),
+  keys: () => call<KeyView[]>("list_keys"),
+  addKey: (name: string, onPrompt: (p: KeyPromptView) => void) => {
+    const prompts = new Channel<KeyPromptView>();
+    prompts.onmessage = onPrompt;
+    return call<KeyView>("add_key", { name, prompts });
+  },
+  removeKey: (key: string) => call<KeyView>("remove_key", { key }),
+  /** The PIN a waiting security key asked for (null cancels); it goes to the key only. */
+  keyPin: (pin: string | null) => call<void>("key_pin", { pin }),
   gateways: () => call<GatewayView[]>("list_gateways"),
   addGateway: (name: string) => call<NewGatewayView>("add_gateway", { name }),
   listRequests: (pendingOnly: boolean) => call<RequestView[]>("list_requests", { pendingOnly }),
   createRequest: (target: string, durationSecs: number, reason: string) =>
     call<RequestView>("create_request", { target, durationSecs, reason }),
-  review: (id: string, approve: boolean, reason: string | null) =>
-    call<RequestView>("review_request", { id, approve, reason }),
+  review: (id: string, approve: boolean, reason: string | null, onPrompt: (p: KeyPromptView) => void) => {
+    const prompts = new Channel<KeyPromptView>();
+    prompts.onmessage = onPrompt;
+    return call<RequestView>("review_request", { id, approve, reason, prompts });
+  },
+  revoke: (id: string, reason: string | null) => call<RevokeView>("revoke", { id, reason }),
+  requestDetail: (id: string) => call<RequestDetailView>("request_detail", { id }),
   watch: (onEvent: (e: LiveView) => void) => {
     const events = new Channel<LiveView>();
     events.onmessage = onEvent;

@@ -163,6 +163,11 @@ fn check_fields(
     if tags.len() > 16 || description.len() > 500 {
         return Err(ServerError::BadRequest("at most 16 tags and 500 characters of description".into()));
     }
+    if description.chars().any(char::is_control) {
+        return Err(ServerError::BadRequest(
+            "the description contains a control character; use plain text on one line".into(),
+        ));
+    }
     Ok(CheckedFields { host: host.to_string(), host_key, tags })
 }
 

@@ -7,7 +7,7 @@ export class Access {
   live = $state<"connecting" | "live" | "offline">("connecting");
   error = $state<string | null>(null);
 
-  constructor(private readonly me: UserView) {}
+  constructor(readonly me: UserView) {}
 
   get mine() {
     return this.requests.filter((r) => r.requester === this.me.name);
@@ -56,6 +56,8 @@ export class Access {
       const approver = this.me.roles.includes("approver");
       if (e.kind === "request_created" && approver && r.requester !== this.me.name) {
         void host.notify("Access request", `${r.requester} asks for ${r.target}: ${r.reason}`);
+      } else if (e.kind === "request_updated" && r.requester === this.me.name && r.status === "revoked") {
+        void host.notify("Access revoked", `${r.target}${r.revoke_reason ? ` — ${r.revoke_reason}` : ""}`);
       } else if (e.kind === "request_decided" && r.requester === this.me.name) {
         void host.notify(`Request ${r.status}`, `${r.target}${r.decision_reason ? ` — ${r.decision_reason}` : ""}`);
       }
