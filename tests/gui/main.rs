@@ -348,7 +348,7 @@ async fn requester_and_approver_request_approve_connect_replay() {
     ada.click("member-cy-edit").await;
     ada.click("member-cy-group-dbas").await;
     ada.click("member-cy-save").await;
-    ada.wait_text("member-cy", "oncall, dbas").await;
+    ada.wait_text("member-cy", "dbas, oncall").await;
     // (Not rob's: changing someone's groups bars the admin from judging their requests for
     // 24 hours, and ada approves rob's request below.)
     ada.screenshot("users").await;

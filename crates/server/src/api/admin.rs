@@ -22,8 +22,11 @@ use crate::store::{Store, UserDetailRow};
 /// Largest policy text accepted (Cedar parses it in memory).
 const MAX_POLICY_BYTES: usize = 1024 * 1024;
 
+/// A comma-separated list as a sorted list (SQLite's group_concat has no order).
 fn names(csv: &str) -> Vec<String> {
-    csv.split(',').filter(|x| !x.is_empty()).map(String::from).collect()
+    let mut names: Vec<String> = csv.split(',').filter(|x| !x.is_empty()).map(String::from).collect();
+    names.sort();
+    names
 }
 
 fn user_view(u: &UserDetailRow) -> Result<UserView, ServerError> {
