@@ -6,7 +6,7 @@ use jiff::tz::TimeZone;
 use portcullis_policy::{Person, PolicySet, TargetFacts};
 
 use crate::ServerError;
-use crate::store::{Store, TargetRow, UserDetailRow};
+use crate::store::{Store, TargetRow, UserDetailRow, csv_list};
 
 /// The policy set in force (its version), or why the stored one does not compile: then every
 /// request and approval is refused until an admin stores one that does.
@@ -64,19 +64,11 @@ impl Loaded {
 }
 
 pub fn person(user: &UserDetailRow) -> Person {
-    Person {
-        name: user.name.clone(),
-        roles: user.roles.split(',').filter(|r| !r.is_empty()).map(String::from).collect(),
-        groups: user.groups.split(',').filter(|g| !g.is_empty()).map(String::from).collect(),
-    }
+    Person { name: user.name.clone(), roles: csv_list(&user.roles), groups: csv_list(&user.groups) }
 }
 
 pub fn target_facts(target: &TargetRow) -> TargetFacts {
-    TargetFacts {
-        name: target.name.clone(),
-        environment: target.environment.clone(),
-        tags: target.tags.split(',').filter(|t| !t.is_empty()).map(String::from).collect(),
-    }
+    TargetFacts { name: target.name.clone(), environment: target.environment.clone(), tags: csv_list(&target.tags) }
 }
 
 /// A Unix time as the policy engine's instant.

@@ -21,7 +21,7 @@ use super::{ApiResult, AppState};
 use crate::ServerError;
 use crate::auth::Caller;
 use crate::policy::{person, target_facts, timestamp};
-use crate::store::{RequestRow, SETTING_STANDALONE_OWNER, Store, TargetRow};
+use crate::store::{RequestRow, SETTING_STANDALONE_OWNER, Store, TargetRow, csv_list};
 use crate::user_ca::fingerprint;
 
 /// How long changing someone's roles or groups bars the admin from judging their requests.
@@ -50,10 +50,6 @@ pub(crate) fn status_at(r: &RequestRow, now: i64) -> RequestStatus {
     }
 }
 
-fn list(csv: &str) -> Vec<String> {
-    csv.split(',').filter(|x| !x.is_empty()).map(String::from).collect()
-}
-
 pub(crate) fn view(r: &RequestRow, now: i64) -> AccessRequestView {
     AccessRequestView {
         id: r.id.clone(),
@@ -70,8 +66,8 @@ pub(crate) fn view(r: &RequestRow, now: i64) -> AccessRequestView {
         grant_not_after: r.grant_not_after,
         approvals: r.approvals.max(0) as u32,
         approvals_needed: r.approvals_needed.max(1) as u32,
-        approver_groups: list(&r.approver_groups),
-        permitted_by: list(&r.permitted_by),
+        approver_groups: csv_list(&r.approver_groups),
+        permitted_by: csv_list(&r.permitted_by),
         grant_id: r.grant_id.clone(),
         revoked_at: r.revoked_at,
         revoked_by: r.revoked_by.clone(),
@@ -278,7 +274,7 @@ pub async fn review(
         .await?
         .ok_or_else(|| ServerError::Internal("the requester vanished".into()))?;
     let missing: Vec<String> =
-        list(&request.approver_groups).into_iter().filter(|g| !approver.groups.contains(g)).collect();
+        csv_list(&request.approver_groups).into_iter().filter(|g| !approver.groups.contains(g)).collect();
     if !missing.is_empty() {
         return Err(ServerError::Refused(
             "not_in_approver_group",
@@ -505,7 +501,7 @@ pub async fn request_detail(
             reason: r.reason,
             at: r.at,
             source_ip: r.source_ip,
-            policies: list(&r.policies),
+            policies: csv_list(&r.policies),
             step_up: r.step_up.as_deref().and_then(|e| serde_json::from_str(e).ok()),
         })
         .collect();

@@ -24,7 +24,7 @@ const MAX_POLICY_BYTES: usize = 1024 * 1024;
 
 /// A comma-separated list as a sorted list (SQLite's group_concat has no order).
 fn names(csv: &str) -> Vec<String> {
-    let mut names: Vec<String> = csv.split(',').filter(|x| !x.is_empty()).map(String::from).collect();
+    let mut names = crate::store::csv_list(csv);
     names.sort();
     names
 }

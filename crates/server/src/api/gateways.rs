@@ -235,7 +235,7 @@ async fn authorize_checked(
     if now >= claims.not_after {
         return Err(refused("grant_expired", format!("your access to {} has expired; ask again", claims.target_name)));
     }
-    if let Some(why) = grant_ended(state, &grant.id).await? {
+    if let Some(why) = holder_ended(state, &claims).await? {
         return Err(refused("grant_revoked", format!("your access to {} has ended ({why})", claims.target_name)));
     }
     if now < claims.not_before {
@@ -401,6 +401,12 @@ async fn grant_ended(state: &ServerState, grant_id: &str) -> Result<Option<Strin
     let Ok(claims) = signed.verify(&state.signing.public_key()) else {
         return Ok(Some("the grant's signature does not verify".into()));
     };
+    holder_ended(state, &claims).await
+}
+
+/// Why a verified grant's holder may no longer use it: user disabled or no longer a requester,
+/// device revoked or unknown.
+async fn holder_ended(state: &ServerState, claims: &GrantClaims) -> Result<Option<String>, ServerError> {
     let Some((device, user)) = state.db.device_with_user(&claims.device_id).await? else {
         return Ok(Some("the device it was granted to is unknown".into()));
     };

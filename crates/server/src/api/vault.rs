@@ -38,7 +38,7 @@ fn summary(t: &TargetRow, grants: &[(String, String, i64)]) -> TargetSummary {
         host_key_fingerprint: fingerprint,
         created_at: t.created_at,
         environment: t.environment.clone(),
-        tags: t.tags.split(',').filter(|x| !x.is_empty()).map(String::from).collect(),
+        tags: crate::store::csv_list(&t.tags),
         description: t.description.clone(),
         last_used_at: t.last_used_at,
         last_used_by: t.last_used_by.clone(),

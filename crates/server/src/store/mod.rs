@@ -722,6 +722,11 @@ impl Store {
     }
 }
 
+/// A comma-separated column (roles, groups, tags, policy ids) as a list.
+pub fn csv_list(csv: &str) -> Vec<String> {
+    csv.split(',').filter(|x| !x.is_empty()).map(String::from).collect()
+}
+
 /// AAD of an uploaded record at rest on the server.
 pub fn record_aad(writer_id: &str, seq: u64) -> Aad {
     Aad::for_field("audit_records", &format!("{writer_id}/{seq}"), 1, "payload")
