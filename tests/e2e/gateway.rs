@@ -129,6 +129,26 @@ fn a_gateway_process_keeps_recording_through_a_server_outage() {
     let listed = world.admin.run(&["gateway", "list"]).ok().stdout;
     assert!(listed.lines().any(|l| l.starts_with("near-db")), "{listed}");
 
+    // Verification: the auditor has the server check every log end to end; exports the session
+    // as a bundle that anyone checks offline (no server, no enrolment); one changed byte fails
+    // it; on the host, the data directory checks offline too.
+    let verified = world.bob.run(&["audit", "verify"]).ok().stdout;
+    assert!(verified.contains("near-db") && verified.contains("no problems"), "{verified}");
+    let bundle = world.root.path().join("survived.bundle");
+    let bundle_arg = bundle.to_str().unwrap();
+    world.bob.run(&["audit", "export", &session, "--bundle", bundle_arg]).ok();
+    let stranger = User::new(world.root.path(), "stranger", "warn", &world.transcript);
+    let checked = stranger.run(&["audit", "verify", "--bundle", bundle_arg]).ok().stdout;
+    assert!(checked.contains("near-db") && checked.contains("the session is complete"), "{checked}");
+    let text = std::fs::read_to_string(&bundle).unwrap();
+    assert!(text.contains("survived-outage"));
+    let flipped = bundle.with_extension("flipped");
+    std::fs::write(&flipped, text.replacen("survived-outage", "survived-0utage", 1)).unwrap();
+    stranger.run(&["audit", "verify", "--bundle", flipped.to_str().unwrap()]).fails_with("does not verify");
+    let offline = base_command("warn").args(["server", "verify", "--data"]).arg(&world.server.data).output().unwrap();
+    let said = String::from_utf8_lossy(&offline.stdout);
+    assert!(offline.status.success() && said.contains("near-db") && said.contains("no problems"), "{said}");
+
     // The canary: the private key's text and every base64 line of it.
     let canaries = key_canaries(&sshd.user_key);
     assert_no_canary(&world.transcript.bytes(), &canaries, "command output");

@@ -171,6 +171,13 @@ pub enum ServerCommand {
         #[arg(long, default_value_t = portcullis_proto::DEFAULT_EXEC_RECORD_LIMIT)]
         exec_record_limit: u64,
     },
+    /// Check a data directory's audit logs end to end, offline, with the root key (run it before
+    /// serving a restored or suspect database). Exits non-zero naming the writer and the first
+    /// bad record.
+    Verify {
+        #[arg(long)]
+        data: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -410,10 +417,27 @@ pub enum AuditCommand {
         #[arg(long)]
         kind: Option<String>,
     },
-    /// Export one session as an asciicast v2 file (play it with asciinema-player).
+    /// Export one session: as an asciicast v2 file (`--out`, play it with asciinema-player), or
+    /// as a bundle anyone can verify offline (`--bundle`: records, inclusion proofs, signed
+    /// checkpoint, public keys).
     Export {
         session_id: String,
+        #[arg(long, required_unless_present = "bundle")]
+        out: Option<PathBuf>,
         #[arg(long)]
-        out: PathBuf,
+        bundle: Option<PathBuf>,
     },
+    /// Verify the audit logs: on the server, every writer's log end to end (auditor); or, with
+    /// `--bundle FILE`, an exported session offline, with no server. Exits non-zero naming the
+    /// writer and the first bad record.
+    Verify {
+        #[arg(long)]
+        bundle: Option<PathBuf>,
+        /// With --bundle: the server key you trust (base64, as `audit verify` prints it); the
+        /// bundle's countersignature must be by it.
+        #[arg(long, requires = "bundle")]
+        server_key: Option<String>,
+    },
+    /// Alarms: gaps, forks, rollbacks, refused uploads, records lost at a gateway.
+    Alarms,
 }

@@ -119,3 +119,107 @@ pub async fn events(home: &Path, kind: Option<&str>) -> anyhow::Result<ExitCode>
     }
     Ok(ExitCode::SUCCESS)
 }
+
+pub async fn export_bundle(home: &Path, session_id: &str, out: &Path) -> anyhow::Result<ExitCode> {
+    let device = open_device(home).await?;
+    let bundle = device.api().session_bundle(session_id).await?;
+    let bytes = serde_json::to_vec_pretty(&bundle)?;
+    std::fs::write(out, &bytes).with_context(|| format!("writing {}", out.display()))?;
+    println!(
+        "Wrote session {} ({} records, proofs under {}'s checkpoint) to {}",
+        session_id,
+        bundle.records.len(),
+        printable(&bundle.writer.name),
+        out.display()
+    );
+    println!("Verify it anywhere with: portcullis audit verify --bundle {}", out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Checks a bundle offline: no server, no enrolment.
+pub fn verify_bundle(path: &Path, server_key: Option<&str>) -> anyhow::Result<ExitCode> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    match portcullis_tlog::bundle::verify_bundle(&bytes, server_key) {
+        Ok(r) => {
+            println!("session:      {}", printable(&r.session_id));
+            println!("recorded by:  {} ({})", printable(&r.writer_name), printable(&r.writer_id));
+            println!("records:      {} of a log of {} (root {})", r.records, r.log_size, r.root);
+            println!("writer key:   {}", r.writer_fingerprint);
+            println!(
+                "server key:   {}{}",
+                r.server_fingerprint,
+                if server_key.is_some() { " (as pinned)" } else { "" }
+            );
+            match &r.incomplete {
+                None => println!(
+                    "verified: every record is in the writer's signed, countersigned log; the session is complete"
+                ),
+                Some(why) => {
+                    println!("verified: every record is in the writer's signed, countersigned log; NOT complete: {why}")
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("bundle {} does not verify: {e}", path.display());
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+pub async fn verify(home: &Path) -> anyhow::Result<ExitCode> {
+    let device = open_device(home).await?;
+    let report = device.api().verify_audit().await?;
+    Ok(print_report(&report))
+}
+
+/// Prints what was verified; the exit code says whether everything did.
+pub fn print_report(report: &portcullis_proto::AuditVerifyReport) -> ExitCode {
+    println!("{:<28} {:<38} {:>9} {:>6} {:>10}  ROOT", "WRITER", "ID", "RECORDS", "LOST", "CHECKPOINT");
+    for w in &report.writers {
+        println!(
+            "{:<28} {:<38} {:>9} {:>6} {:>10}  {}",
+            printable(&w.name),
+            w.writer_id,
+            w.records,
+            w.lost,
+            match (w.checkpoint_size, w.countersigned) {
+                (Some(n), true) => format!("{n} ✓"),
+                (Some(n), false) => format!("{n} (unsigned)"),
+                (None, _) => "-".into(),
+            },
+            w.root
+        );
+    }
+    if report.problems.is_empty() {
+        println!("verified: {} records in {} logs; no problems", report.records, report.writers.len());
+        return ExitCode::SUCCESS;
+    }
+    for p in &report.problems {
+        let at = p.index.map(|i| format!(" at record {i}")).unwrap_or_default();
+        eprintln!("FAILED: {} ({}){at}: {}", printable(&p.writer_name), p.writer_id, printable(&p.message));
+    }
+    ExitCode::FAILURE
+}
+
+pub async fn alarms(home: &Path) -> anyhow::Result<ExitCode> {
+    let device = open_device(home).await?;
+    let alarms = device.api().alarms().await?;
+    if alarms.is_empty() {
+        println!("No alarms.");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{:<20} {:<30} {:<16} {:>8}  MESSAGE", "AT", "ALARM", "GATEWAY", "INDEX");
+    for a in alarms {
+        let field = |k: &str| a.detail.get(k).map(|v| v.as_str().map(String::from).unwrap_or_else(|| v.to_string()));
+        println!(
+            "{:<20} {:<30} {:<16} {:>8}  {}",
+            crate::access::format_time(a.at),
+            a.kind,
+            printable(&field("gateway").unwrap_or_default()),
+            field("index").unwrap_or_default(),
+            printable(&field("message").unwrap_or_default())
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -120,7 +120,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit(AuditCommand::List) => audit::list(&home, false).await,
         Command::Audit(AuditCommand::Show { session_id }) => audit::show(&home, &session_id).await,
         Command::Audit(AuditCommand::Events { kind }) => audit::events(&home, kind.as_deref()).await,
-        Command::Audit(AuditCommand::Export { session_id, out }) => audit::export(&home, &session_id, &out).await,
+        Command::Audit(AuditCommand::Export { session_id, out, bundle }) => match (out, bundle) {
+            (_, Some(bundle)) => audit::export_bundle(&home, &session_id, &bundle).await,
+            (Some(out), None) => audit::export(&home, &session_id, &out).await,
+            (None, None) => unreachable!("clap requires --out or --bundle"),
+        },
+        Command::Audit(AuditCommand::Verify { bundle: Some(bundle), server_key }) => {
+            audit::verify_bundle(&bundle, server_key.as_deref())
+        }
+        Command::Audit(AuditCommand::Verify { bundle: None, .. }) => audit::verify(&home).await,
+        Command::Audit(AuditCommand::Alarms) => audit::alarms(&home).await,
     }
 }
 

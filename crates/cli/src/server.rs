@@ -27,6 +27,10 @@ pub async fn run(cmd: ServerCommand) -> anyhow::Result<ExitCode> {
             println!("{}", outcome.admin_code);
             Ok(ExitCode::SUCCESS)
         }
+        ServerCommand::Verify { data } => {
+            let report = Server::verify_data(&data, &Prompt).await?;
+            Ok(crate::audit::print_report(&report))
+        }
         ServerCommand::Run { data, listen, tls, gateway_listen, gateway_advertise, no_gateway, exec_record_limit } => {
             let addr: std::net::SocketAddr =
                 listen.parse().with_context(|| format!("--listen {listen:?} is not an ADDR:PORT"))?;

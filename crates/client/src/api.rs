@@ -429,6 +429,21 @@ impl ApiClient {
         self.call::<(), _>(reqwest::Method::GET, "/v1/audit/events", None).await
     }
 
+    /// Every audit log checked end to end by the server.
+    pub async fn verify_audit(&self) -> Result<portcullis_proto::AuditVerifyReport, ClientError> {
+        self.call::<(), _>(reqwest::Method::GET, "/v1/audit/verify", None).await
+    }
+
+    pub async fn alarms(&self) -> Result<Vec<ServerEvent>, ClientError> {
+        self.call::<(), _>(reqwest::Method::GET, "/v1/audit/alarms", None).await
+    }
+
+    /// A session's offline-verifiable bundle.
+    pub async fn session_bundle(&self, session_id: &str) -> Result<portcullis_tlog::bundle::Bundle, ClientError> {
+        check_session_id(session_id)?;
+        self.call::<(), _>(reqwest::Method::GET, &format!("/v1/audit/sessions/{session_id}/bundle"), None).await
+    }
+
     /// The session as asciicast v2 text.
     pub async fn export_cast(&self, session_id: &str) -> Result<String, ClientError> {
         check_session_id(session_id)?;

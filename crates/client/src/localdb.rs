@@ -1,9 +1,11 @@
-//! The device's local database (SQLite, WAL): device private keys and the audit log, both
-//! encrypted under the local key with associated data that binds each value to its row.
+//! The local database of a device or gateway (SQLite, WAL): private keys and the writer's
+//! audit log, encrypted under the local key with associated data that binds each value to its
+//! row. The log is a Merkle log: every record has a leaf, every append a signed checkpoint.
 
 use std::path::Path;
 use std::str::FromStr;
 
+use portcullis_crypto::identity::SigningIdentity;
 use portcullis_crypto::{Aad, OsRng, SecretBytes, SymmetricKey};
 use portcullis_proto::AuditPayload;
 use sqlx::SqlitePool;
@@ -19,6 +21,77 @@ pub struct LocalDb {
 
 fn record_aad(device_id: &str, seq: u64) -> Aad {
     Aad::for_field("records", &format!("{device_id}/{seq}"), 1, "payload")
+}
+
+/// Records of one epoch (2^28 records) share a key: the local key itself for the first epoch
+/// (records from before epochs), a key derived from it for each later one — far below
+/// AES-GCM's bound of 2^32 random nonces per key.
+fn with_record_key<T>(local: &SymmetricKey, seq: u64, f: impl FnOnce(&SymmetricKey) -> T) -> T {
+    match portcullis_tlog::key_epoch(seq) {
+        0 => f(local),
+        epoch => f(&local.derive(&format!("records/epoch/{epoch}"))),
+    }
+}
+
+fn open_record(key: &SymmetricKey, writer_id: &str, seq: u64, ct: &[u8]) -> Result<String, ClientError> {
+    let plain = with_record_key(key, seq, |k| k.open(ct, &record_aad(writer_id, seq)))
+        .map_err(|_| ClientError::Local(format!("local record {seq} fails verification (tampered or moved)")))?;
+    String::from_utf8(plain.expose_secret().clone())
+        .map_err(|_| ClientError::Local(format!("local record {seq} is not UTF-8")))
+}
+
+/// The leaf of a record whose plaintext is gone: over its ciphertext, so it is still one value.
+fn lost_leaf(writer_id: &str, seq: u64, ct: &[u8]) -> portcullis_tlog::Hash {
+    portcullis_tlog::leaf_hash(writer_id, seq, "lost", None, &portcullis_crypto::sha256(ct))
+}
+
+async fn latest_frontier(conn: &mut sqlx::SqliteConnection) -> Result<portcullis_tlog::Frontier, ClientError> {
+    let row: Option<(i64, Vec<u8>)> =
+        sqlx::query_as("SELECT size, frontier FROM log_checkpoints ORDER BY size DESC LIMIT 1")
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db_err)?;
+    match row {
+        Some((size, bytes)) => portcullis_tlog::Frontier::from_bytes(size as u64, &bytes)
+            .map_err(|e| ClientError::Local(format!("the local log's checkpoint: {e}"))),
+        None => Ok(portcullis_tlog::Frontier::new()),
+    }
+}
+
+async fn insert_checkpoint(
+    conn: &mut sqlx::SqliteConnection,
+    w: &LogWriter<'_>,
+    frontier: &portcullis_tlog::Frontier,
+) -> Result<(), ClientError> {
+    let note = portcullis_tlog::sign_checkpoint(w.writer_id, frontier.size(), frontier.root(), w.signer)
+        .map_err(|e| ClientError::Local(e.to_string()))?;
+    sqlx::query("INSERT OR REPLACE INTO log_checkpoints (size, note, frontier) VALUES (?, ?, ?)")
+        .bind(frontier.size() as i64)
+        .bind(note)
+        .bind(frontier.to_bytes())
+        .execute(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    Ok(())
+}
+
+/// Who writes a log: its id, the key its records are sealed under, the key that signs its
+/// checkpoints.
+pub struct LogWriter<'a> {
+    pub writer_id: &'a str,
+    pub key: &'a SymmetricKey,
+    pub signer: &'a SigningIdentity,
+}
+
+/// A record waiting for upload.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Pending {
+    Payload(String),
+    /// It no longer decrypts: only its leaf (if that survived) goes up, with why.
+    Lost {
+        leaf: Option<portcullis_tlog::Hash>,
+        reason: String,
+    },
 }
 
 fn secret_aad(name: &str) -> Aad {
@@ -66,46 +139,45 @@ impl LocalDb {
         })
     }
 
-    pub async fn append_record(
-        &self,
-        key: &SymmetricKey,
-        device_id: &str,
-        kind: &str,
-        payload_json: &str,
-        now: f64,
-    ) -> Result<u64, ClientError> {
-        self.append_records(key, device_id, &[(kind, payload_json)], now).await
-    }
-
-    /// Appends `records` (kind, payload JSON) in one transaction — one durable write for the
-    /// lot; returns the sequence number of the last one.
-    pub async fn append_records(
-        &self,
-        key: &SymmetricKey,
-        device_id: &str,
-        records: &[(&str, &str)],
-        now: f64,
-    ) -> Result<u64, ClientError> {
+    /// Appends `payloads` (record JSON, in order) in one transaction — one durable write for
+    /// the lot — as leaves of the writer's Merkle log, and signs a checkpoint at the new size in
+    /// the same transaction. Returns the sequence number of the last one.
+    pub async fn append_records(&self, w: &LogWriter<'_>, payloads: &[&str], now: f64) -> Result<u64, ClientError> {
         // Several processes of one writer append concurrently: take SQLite's write lock before
-        // reading the last sequence number, so no two records share one.
+        // reading the log's size, so no two records share a sequence number.
         let mut conn = self.pool.acquire().await.map_err(db_err)?;
         sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await.map_err(db_err)?;
         let appended = async {
+            let mut frontier = latest_frontier(&mut conn).await?;
             let last: Option<i64> =
                 sqlx::query_scalar("SELECT MAX(seq) FROM records").fetch_one(&mut *conn).await.map_err(db_err)?;
-            let mut seq = last.unwrap_or(0) as u64;
-            for (kind, payload_json) in records {
+            if last.unwrap_or(0) as u64 != frontier.size() {
+                return Err(ClientError::Local(format!(
+                    "the local log holds {} records but its last checkpoint covers {}",
+                    last.unwrap_or(0),
+                    frontier.size()
+                )));
+            }
+            let mut seq = frontier.size();
+            for payload in payloads {
                 seq += 1;
-                let ct = key.seal(&mut OsRng, payload_json.as_bytes(), &record_aad(device_id, seq))?;
-                sqlx::query("INSERT INTO records (seq, kind, created_at, payload) VALUES (?, ?, ?, ?)")
+                let (leaf, head) = portcullis_tlog::leaf_of(w.writer_id, seq, payload.as_bytes())
+                    .map_err(|e| ClientError::Local(format!("record {seq}: {e}")))?;
+                let ct = with_record_key(w.key, seq, |k| {
+                    k.seal(&mut OsRng, payload.as_bytes(), &record_aad(w.writer_id, seq))
+                })?;
+                sqlx::query("INSERT INTO records (seq, kind, created_at, payload, leaf) VALUES (?, ?, ?, ?, ?)")
                     .bind(seq as i64)
-                    .bind(kind)
+                    .bind(&head.kind)
                     .bind(now)
                     .bind(ct)
+                    .bind(&leaf.0[..])
                     .execute(&mut *conn)
                     .await
                     .map_err(db_err)?;
+                frontier.append(leaf).map_err(|e| ClientError::Local(e.to_string()))?;
             }
+            insert_checkpoint(&mut conn, w, &frontier).await?;
             Ok::<u64, ClientError>(seq)
         }
         .await;
@@ -116,49 +188,200 @@ impl LocalDb {
         Ok(seq)
     }
 
-    /// The oldest records not yet acknowledged, decrypted, up to `max_records` / `max_bytes`.
+    /// Records written before logs were Merkle logs get their leaves, and the log its first
+    /// checkpoint. A record that no longer decrypts gets a leaf over its ciphertext (kind
+    /// `lost`), so it is reported instead of stopping the log. Returns how many were upgraded.
+    pub async fn upgrade_log(&self, w: &LogWriter<'_>) -> Result<u64, ClientError> {
+        let mut conn = self.pool.acquire().await.map_err(db_err)?;
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await.map_err(db_err)?;
+        let upgraded = async {
+            let missing: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM records WHERE leaf IS NULL")
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(db_err)?;
+            if missing == 0 {
+                return Ok(0);
+            }
+            let rows: Vec<(i64, Vec<u8>, Option<Vec<u8>>)> =
+                sqlx::query_as("SELECT seq, payload, leaf FROM records ORDER BY seq")
+                    .fetch_all(&mut *conn)
+                    .await
+                    .map_err(db_err)?;
+            let mut frontier = portcullis_tlog::Frontier::new();
+            for (seq, ct, leaf) in rows {
+                let seq = seq as u64;
+                if seq != frontier.size() + 1 {
+                    return Err(ClientError::Local(format!("the local log misses record {}", frontier.size() + 1)));
+                }
+                let leaf = match leaf.and_then(|l| <[u8; 32]>::try_from(l).ok()) {
+                    Some(l) => portcullis_tlog::Hash(l),
+                    None => {
+                        let leaf = match open_record(w.key, w.writer_id, seq, &ct) {
+                            Ok(json) => portcullis_tlog::leaf_of(w.writer_id, seq, json.as_bytes())
+                                .map(|(l, _)| l)
+                                .unwrap_or_else(|_| lost_leaf(w.writer_id, seq, &ct)),
+                            Err(_) => lost_leaf(w.writer_id, seq, &ct),
+                        };
+                        sqlx::query("UPDATE records SET leaf = ? WHERE seq = ?")
+                            .bind(&leaf.0[..])
+                            .bind(seq as i64)
+                            .execute(&mut *conn)
+                            .await
+                            .map_err(db_err)?;
+                        leaf
+                    }
+                };
+                frontier.append(leaf).map_err(|e| ClientError::Local(e.to_string()))?;
+            }
+            sqlx::query("DELETE FROM log_checkpoints").execute(&mut *conn).await.map_err(db_err)?;
+            insert_checkpoint(&mut conn, w, &frontier).await?;
+            Ok::<u64, ClientError>(missing as u64)
+        }
+        .await;
+        let end = if upgraded.is_ok() { "COMMIT" } else { "ROLLBACK" };
+        let ended = sqlx::query(end).execute(&mut *conn).await.map_err(db_err);
+        let n = upgraded?;
+        ended?;
+        Ok(n)
+    }
+
+    /// The oldest records not yet acknowledged, up to `max_records` / `max_bytes` and cut at a
+    /// checkpoint, with the writer's signed checkpoint at the last of them. A record that does
+    /// not decrypt comes as its leaf alone ([`Pending::Lost`]). With nothing pending: no records
+    /// and the newest checkpoint.
     pub async fn pending_batch(
         &self,
-        key: &SymmetricKey,
-        device_id: &str,
+        w: &LogWriter<'_>,
         max_records: i64,
         max_bytes: usize,
-    ) -> Result<Vec<(u64, String)>, ClientError> {
-        let rows: Vec<(i64, Vec<u8>)> =
-            sqlx::query_as("SELECT seq, payload FROM records WHERE uploaded_at IS NULL ORDER BY seq LIMIT ?")
+    ) -> Result<(Vec<(u64, Pending)>, Option<String>), ClientError> {
+        let rows: Vec<(i64, Vec<u8>, Option<Vec<u8>>)> =
+            sqlx::query_as("SELECT seq, payload, leaf FROM records WHERE uploaded_at IS NULL ORDER BY seq LIMIT ?")
                 .bind(max_records)
                 .fetch_all(&self.pool)
                 .await
                 .map_err(db_err)?;
+        let Some(first) = rows.first().map(|r| r.0) else {
+            let note: Option<String> =
+                sqlx::query_scalar("SELECT note FROM log_checkpoints ORDER BY size DESC LIMIT 1")
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(db_err)?;
+            return Ok((Vec::new(), note));
+        };
         let mut out = Vec::new();
         let mut bytes = 0;
-        for (seq, ct) in rows {
-            let plain = self.open_record(key, device_id, seq as u64, &ct)?;
-            bytes += plain.len();
+        for (seq, ct, leaf) in rows {
+            let seq = seq as u64;
+            let pending = match open_record(w.key, w.writer_id, seq, &ct) {
+                Ok(plain) => Pending::Payload(plain),
+                Err(e) => Pending::Lost {
+                    leaf: leaf.and_then(|l| <[u8; 32]>::try_from(l).ok()).map(portcullis_tlog::Hash),
+                    reason: e.to_string(),
+                },
+            };
+            bytes += match &pending {
+                Pending::Payload(p) => p.len(),
+                Pending::Lost { .. } => 64,
+            };
             if !out.is_empty() && bytes > max_bytes {
                 break;
             }
-            out.push((seq as u64, plain));
+            out.push((seq, pending));
         }
-        Ok(out)
+        let last = out.last().map(|r| r.0).unwrap_or(first as u64);
+        // Cut at the newest checkpoint inside the batch; without one (the batch ended inside one
+        // append), at the first checkpoint after it — an append is at most a few dozen records.
+        let inside: Option<(i64, String)> = sqlx::query_as(
+            "SELECT size, note FROM log_checkpoints WHERE size >= ? AND size <= ? ORDER BY size DESC LIMIT 1",
+        )
+        .bind(first)
+        .bind(last as i64)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
+        let (size, note) = match inside {
+            Some(found) => found,
+            None => {
+                let after: Option<(i64, String)> =
+                    sqlx::query_as("SELECT size, note FROM log_checkpoints WHERE size > ? ORDER BY size LIMIT 1")
+                        .bind(last as i64)
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(db_err)?;
+                let Some((size, note)) = after else {
+                    return Err(ClientError::Local(format!("no checkpoint covers record {last} of the local log")));
+                };
+                let more: Vec<(i64, Vec<u8>, Option<Vec<u8>>)> =
+                    sqlx::query_as("SELECT seq, payload, leaf FROM records WHERE seq > ? AND seq <= ? ORDER BY seq")
+                        .bind(last as i64)
+                        .bind(size)
+                        .fetch_all(&self.pool)
+                        .await
+                        .map_err(db_err)?;
+                for (seq, ct, leaf) in more {
+                    let seq = seq as u64;
+                    out.push((
+                        seq,
+                        match open_record(w.key, w.writer_id, seq, &ct) {
+                            Ok(plain) => Pending::Payload(plain),
+                            Err(e) => Pending::Lost {
+                                leaf: leaf.and_then(|l| <[u8; 32]>::try_from(l).ok()).map(portcullis_tlog::Hash),
+                                reason: e.to_string(),
+                            },
+                        },
+                    ));
+                }
+                (size, note)
+            }
+        };
+        out.retain(|(seq, _)| *seq <= size as u64);
+        Ok((out, Some(note)))
     }
 
-    fn open_record(&self, key: &SymmetricKey, device_id: &str, seq: u64, ct: &[u8]) -> Result<String, ClientError> {
-        let plain = key
-            .open(ct, &record_aad(device_id, seq))
-            .map_err(|_| ClientError::Local(format!("local record {seq} fails verification (tampered or moved)")))?;
-        String::from_utf8(plain.expose_secret().clone())
-            .map_err(|_| ClientError::Local(format!("local record {seq} is not UTF-8")))
-    }
-
-    pub async fn mark_uploaded_through(&self, seq: u64, now: f64) -> Result<(), ClientError> {
+    /// The server stored everything through `seq` and countersigned the checkpoint there.
+    pub async fn mark_uploaded_through(&self, seq: u64, cosigned: Option<&str>, now: f64) -> Result<(), ClientError> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
         sqlx::query("UPDATE records SET uploaded_at = ? WHERE seq <= ? AND uploaded_at IS NULL")
             .bind(now)
+            .bind(seq as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        if let Some(note) = cosigned {
+            sqlx::query("UPDATE log_checkpoints SET cosigned = ? WHERE size = ?")
+                .bind(note)
+                .bind(seq as i64)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        }
+        tx.commit().await.map_err(db_err)
+    }
+
+    /// The server asked for everything from `seq` again (it was restored from a backup).
+    pub async fn mark_pending_from(&self, seq: u64) -> Result<u64, ClientError> {
+        let done = sqlx::query("UPDATE records SET uploaded_at = NULL WHERE seq >= ?")
             .bind(seq as i64)
             .execute(&self.pool)
             .await
             .map_err(db_err)?;
-        Ok(())
+        Ok(done.rows_affected())
+    }
+
+    /// The newest checkpoint the server countersigned.
+    pub async fn latest_cosigned(&self) -> Result<Option<String>, ClientError> {
+        sqlx::query_scalar("SELECT cosigned FROM log_checkpoints WHERE cosigned IS NOT NULL ORDER BY size DESC LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)
+    }
+
+    /// How many records the log holds (its size).
+    pub async fn log_size(&self) -> Result<u64, ClientError> {
+        let n: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(seq) FROM records").fetch_one(&self.pool).await.map_err(db_err)?;
+        Ok(n.unwrap_or(0) as u64)
     }
 
     pub async fn pending_count(&self) -> Result<u64, ClientError> {
@@ -180,7 +403,8 @@ impl LocalDb {
         let mut open: Vec<String> = Vec::new();
         let mut ended = std::collections::HashSet::new();
         for (seq, ct) in rows {
-            let json = self.open_record(key, writer_id, seq as u64, &ct)?;
+            // A record that no longer decrypts is reported when it is uploaded; here it is skipped.
+            let Ok(json) = open_record(key, writer_id, seq as u64, &ct) else { continue };
             match serde_json::from_str(&json).map_err(|e| ClientError::Local(format!("local record {seq}: {e}")))? {
                 AuditPayload::SessionStart(s) => open.push(s.session_id),
                 AuditPayload::SessionEnd(e) => {

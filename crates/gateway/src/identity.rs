@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine;
 use portcullis_client::api::Pin;
+use portcullis_client::localdb::LocalDb;
 use portcullis_client::{ApiClient, ClientError};
 use portcullis_crypto::identity::{SealingIdentity, SigningIdentity};
 use portcullis_crypto::{OsRng, SymmetricKey};
@@ -87,11 +88,11 @@ pub async fn enroll(
         passphrases,
         &mut OsRng,
     )?;
-    let log = RecordLog::open(&home.join(DATABASE), local_key, &response.gateway_id).await.map_err(local)?;
-    log.put_secret("signing_key", signing.to_secret_bytes().expose_secret()).await?;
-    log.put_secret("sealing_key", sealing.to_secret_bytes().expose_secret()).await?;
+    let db = LocalDb::open(&home.join(DATABASE)).await?;
+    db.put_secret(&local_key, "signing_key", signing.to_secret_bytes().expose_secret()).await?;
+    db.put_secret(&local_key, "sealing_key", sealing.to_secret_bytes().expose_secret()).await?;
     let host_key_text = portcullis_server::user_ca::to_openssh_secret(&host_key).map_err(local)?;
-    log.put_secret("host_key", host_key_text.expose_secret().as_bytes()).await?;
+    db.put_secret(&local_key, "host_key", host_key_text.expose_secret().as_bytes()).await?;
     let file = GatewayFile {
         server_url: server_url.trim_end_matches('/').to_string(),
         server: response.server,
@@ -119,10 +120,25 @@ pub async fn open(
     }
     let file: GatewayFile = serde_json::from_slice(&std::fs::read(&path).map_err(local)?).map_err(local)?;
     let (local_key, kind) = portcullis_keystore::unlock(&home.join(LOCAL_KEY), KEY_PURPOSE, passphrases)?;
-    let log = RecordLog::open(&home.join(DATABASE), local_key, &file.gateway_id).await.map_err(local)?;
-    let signing = SigningIdentity::from_secret_bytes(log.secret("signing_key").await?.expose_secret())?;
-    let sealing = SealingIdentity::from_secret_bytes(log.secret("sealing_key").await?.expose_secret())?;
-    let host_key = log.secret("host_key").await?;
+    let db = LocalDb::open(&home.join(DATABASE)).await?;
+    let signing_bytes = db.secret(&local_key, "signing_key").await?;
+    let signing = SigningIdentity::from_secret_bytes(signing_bytes.expose_secret())?;
+    let sealing = SealingIdentity::from_secret_bytes(db.secret(&local_key, "sealing_key").await?.expose_secret())?;
+    let host_key = db.secret(&local_key, "host_key").await?;
+    let server_key: [u8; 32] = base64::engine::general_purpose::STANDARD
+        .decode(&file.server.sign_public_key)
+        .ok()
+        .and_then(|k| k.try_into().ok())
+        .ok_or_else(|| ClientError::Local(format!("{} holds a malformed server key", path.display())))?;
+    let log = RecordLog::open(
+        db,
+        local_key,
+        &file.gateway_id,
+        SigningIdentity::from_secret_bytes(signing_bytes.expose_secret())?,
+        server_key,
+    )
+    .await
+    .map_err(local)?;
     let host_key = std::str::from_utf8(host_key.expose_secret())
         .ok()
         .and_then(|t| PrivateKey::from_openssh(t).ok())

@@ -95,7 +95,10 @@ impl Gateway {
     /// app); its record log lives in the server's data directory.
     pub async fn embedded(server: &portcullis_server::Server) -> Result<Self, String> {
         let identity = server.embedded_gateway().await.map_err(|e| e.to_string())?;
-        let log = RecordLog::open(&server.data_dir().join("gateway.db"), identity.local_key, &identity.id).await?;
+        let db = portcullis_client::localdb::LocalDb::open(&server.data_dir().join("gateway.db"))
+            .await
+            .map_err(|e| e.to_string())?;
+        let log = RecordLog::open(db, identity.local_key, &identity.id, identity.signing, identity.server_key).await?;
         let config = GatewayConfig {
             id: identity.id.clone(),
             name: identity.name,

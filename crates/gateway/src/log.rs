@@ -1,15 +1,16 @@
 //! The gateway's record log: its own encrypted local database (SQLite; every record AES-256-GCM
-//! under the gateway's local key, bound to its writer and sequence number), and the sync that
-//! uploads it to the control server continuously: idempotent by (writer, sequence), in order,
-//! resumable after any outage or crash.
+//! under the gateway's local key, bound to its writer and sequence number), a Merkle log whose
+//! every append is checkpointed and signed with the gateway's key, and the sync that uploads it
+//! to the control server continuously: idempotent by (writer, sequence), in order, resumable
+//! after any outage or crash; the server countersigns each checkpoint it verified.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use portcullis_client::ClientError;
-use portcullis_client::localdb::LocalDb;
-use portcullis_crypto::{SecretBytes, SymmetricKey};
+use portcullis_client::localdb::{LocalDb, LogWriter, Pending};
+use portcullis_crypto::SymmetricKey;
+use portcullis_crypto::identity::SigningIdentity;
 use portcullis_proto::{AuditPayload, GatewayHeartbeat, UploadBatch, UploadRecord};
 use tokio::sync::Notify;
 
@@ -20,6 +21,9 @@ pub struct RecordLog {
     db: LocalDb,
     key: SymmetricKey,
     writer_id: String,
+    signer: SigningIdentity,
+    /// The control server's key: its countersignatures on our checkpoints are checked with it.
+    server_key: [u8; 32],
     appended: Notify,
 }
 
@@ -28,14 +32,29 @@ pub struct SyncReport {
     pub uploaded: u64,
     pub duplicates: u64,
     pub pending: u64,
+    /// Records sent again because the server asked (it was restored from an older backup).
+    pub resent: u64,
 }
 
+/// Appends of more records than this are split into several transactions, each with its own
+/// checkpoint, so an upload can always stop at a checkpoint.
+const MAX_APPEND: usize = 64;
+
 impl RecordLog {
-    /// Opens the log at gateway start; sessions a previous run left open (it was killed) are
-    /// ended here, before any new one starts.
-    pub async fn open(path: &Path, key: SymmetricKey, writer_id: &str) -> Result<Self, String> {
-        let db = LocalDb::open(path).await.map_err(|e| e.to_string())?;
-        let log = Self { db, key, writer_id: writer_id.to_string(), appended: Notify::new() };
+    /// Opens the log at gateway start: records from before Merkle logs get their leaves, and
+    /// sessions a previous run left open (it was killed) are ended here, before any new one.
+    pub async fn open(
+        db: LocalDb,
+        key: SymmetricKey,
+        writer_id: &str,
+        signer: SigningIdentity,
+        server_key: [u8; 32],
+    ) -> Result<Self, String> {
+        let log = Self { db, key, writer_id: writer_id.to_string(), signer, server_key, appended: Notify::new() };
+        let upgraded = log.db.upgrade_log(&log.writer()).await.map_err(|e| e.to_string())?;
+        if upgraded > 0 {
+            tracing::info!(records = upgraded, "the record log is now a Merkle log");
+        }
         let closed = log.close_interrupted_sessions().await?;
         if closed > 0 {
             tracing::warn!(sessions = closed, "sessions cut off when the gateway last stopped are marked ended");
@@ -43,13 +62,8 @@ impl RecordLog {
         Ok(log)
     }
 
-    /// Keeps one of the gateway's own secrets (a gateway process keeps its keys here).
-    pub async fn put_secret(&self, name: &str, value: &[u8]) -> Result<(), ClientError> {
-        self.db.put_secret(&self.key, name, value).await
-    }
-
-    pub async fn secret(&self, name: &str) -> Result<SecretBytes, ClientError> {
-        self.db.secret(&self.key, name).await
+    fn writer(&self) -> LogWriter<'_> {
+        LogWriter { writer_id: &self.writer_id, key: &self.key, signer: &self.signer }
     }
 
     /// Appends a record (encrypted, durable before this returns); returns its sequence number.
@@ -57,16 +71,17 @@ impl RecordLog {
         self.append_all(std::slice::from_ref(payload)).await
     }
 
-    /// Appends records in one transaction (one durable write); the last sequence number.
+    /// Appends records in one transaction (one durable write, one checkpoint) per
+    /// [`MAX_APPEND`]; the last sequence number.
     pub async fn append_all(&self, payloads: &[AuditPayload]) -> Result<u64, String> {
         let jsons =
             payloads.iter().map(serde_json::to_string).collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
-        let records: Vec<(&str, &str)> = payloads.iter().zip(&jsons).map(|(p, j)| (p.kind(), j.as_str())).collect();
-        let seq = self
-            .db
-            .append_records(&self.key, &self.writer_id, &records, crate::now_f64())
-            .await
-            .map_err(|e| e.to_string())?;
+        let mut seq = 0;
+        for chunk in jsons.chunks(MAX_APPEND) {
+            let records: Vec<&str> = chunk.iter().map(String::as_str).collect();
+            seq =
+                self.db.append_records(&self.writer(), &records, crate::now_f64()).await.map_err(|e| e.to_string())?;
+        }
         self.appended.notify_one();
         Ok(seq)
     }
@@ -86,6 +101,7 @@ impl RecordLog {
                     bytes_out: 0,
                     reason: "gateway stopped".into(),
                     streams: Vec::new(),
+                    session_records: None,
                 })
             })
             .collect();
@@ -99,28 +115,94 @@ impl RecordLog {
         self.db.pending_count().await.map_err(|e| e.to_string())
     }
 
-    /// Uploads every record the server has not acknowledged, in order, in batches.
-    pub async fn sync_once(&self, control: &ControlPlane) -> Result<SyncReport, ControlError> {
+    /// How many records the log holds.
+    pub async fn size(&self) -> Result<u64, String> {
+        self.db.log_size().await.map_err(|e| e.to_string())
+    }
+
+    /// The newest checkpoint the server countersigned (the writer's proof of what it holds).
+    pub async fn latest_cosigned(&self) -> Result<Option<String>, String> {
+        self.db.latest_cosigned().await.map_err(|e| e.to_string())
+    }
+
+    /// Uploads every record the server has not acknowledged, in order, in batches that end at
+    /// a checkpoint. With `announce`, tells the server the log's checkpoint even when nothing
+    /// is pending (at start: a server restored from a backup, or a log restored from one, is
+    /// noticed at once).
+    pub async fn sync_once(&self, control: &ControlPlane, announce: bool) -> Result<SyncReport, ControlError> {
         let local = |e: ClientError| ControlError::Failed(format!("record log: {e}"));
         let mut report = SyncReport::default();
+        let mut announce = announce;
+        let mut resends = 0;
         loop {
-            let batch = self.db.pending_batch(&self.key, &self.writer_id, 200, 4 * 1024 * 1024).await.map_err(local)?;
-            let Some(last) = batch.last().map(|(seq, _)| *seq) else { break };
-            let records: Vec<_> = batch.into_iter().map(|(seq, payload)| UploadRecord { seq, payload }).collect();
+            let (batch, note) = self.db.pending_batch(&self.writer(), 200, 4 * 1024 * 1024).await.map_err(local)?;
+            let Some(checkpoint) = note else { break };
+            if batch.is_empty() && !announce {
+                break;
+            }
+            announce = false;
+            let last = batch.last().map(|(seq, _)| *seq);
+            let records: Vec<UploadRecord> = batch.into_iter().map(|(seq, p)| upload_record(seq, p)).collect();
             let count = records.len() as u64;
-            let ack = control.upload(&UploadBatch { records }).await?;
-            if ack.stored_through < last {
+            let acknowledged = self.db.latest_cosigned().await.map_err(local)?;
+            let ack = control.upload(&UploadBatch { records, checkpoint, acknowledged }).await?;
+            let cosigned = match &ack.checkpoint {
+                Some(note) => Some(self.check_countersigned(note, ack.stored_through)?),
+                None => None,
+            };
+            if let Some(from) = ack.resend_from {
+                resends += 1;
+                if resends > 3 {
+                    return Err(ControlError::Failed(format!("the server keeps asking for records from {from}")));
+                }
+                tracing::warn!(from, "the control server asked for records again (was it restored from a backup?)");
+                report.resent += self.db.mark_pending_from(from).await.map_err(local)?;
+                announce = true;
+                continue;
+            }
+            if let Some(last) = last
+                && ack.stored_through < last
+            {
                 return Err(ControlError::Failed(format!(
                     "the server acknowledged records through {} of {last}",
                     ack.stored_through
                 )));
             }
-            self.db.mark_uploaded_through(ack.stored_through, crate::now_f64()).await.map_err(local)?;
+            self.db.mark_uploaded_through(ack.stored_through, cosigned, crate::now_f64()).await.map_err(local)?;
             report.duplicates += ack.duplicates;
             report.uploaded += count - ack.duplicates.min(count);
         }
         report.pending = self.db.pending_count().await.map_err(local)?;
         Ok(report)
+    }
+
+    /// The server's acknowledgement must be our own checkpoint, countersigned by the server we
+    /// enrolled with, at the size it says it stored.
+    fn check_countersigned<'a>(&self, note: &'a str, size: u64) -> Result<&'a str, ControlError> {
+        match portcullis_tlog::verify_checkpoint(
+            note,
+            &self.writer_id,
+            &self.signer.public_key(),
+            Some(&self.server_key),
+        ) {
+            Ok(cp) if cp.countersigned && cp.size == size => Ok(note),
+            Ok(_) => Err(ControlError::Failed(format!(
+                "the server's acknowledgement of record {size} is not countersigned by the server's key"
+            ))),
+            Err(e) => Err(ControlError::Failed(format!("the server's acknowledgement does not verify: {e}"))),
+        }
+    }
+}
+
+fn upload_record(seq: u64, pending: Pending) -> UploadRecord {
+    match pending {
+        Pending::Payload(payload) => UploadRecord { seq, payload: Some(payload), lost_leaf: None, lost_reason: None },
+        Pending::Lost { leaf, reason } => UploadRecord {
+            seq,
+            payload: None,
+            lost_leaf: leaf.map(|l| portcullis_tlog::hash_b64(&l)),
+            lost_reason: Some(reason),
+        },
     }
 }
 
@@ -136,8 +218,12 @@ impl RecordSink for Arc<RecordLog> {
 pub async fn sync_forever(log: Arc<RecordLog>, control: Arc<ControlPlane>, address: String, host_key: String) {
     let mut backoff = Duration::from_secs(1);
     let mut last_beat = None::<tokio::time::Instant>;
+    let mut announce = true;
     loop {
-        let synced = log.sync_once(&control).await;
+        let synced = log.sync_once(&control, announce).await;
+        if synced.is_ok() {
+            announce = false;
+        }
         match &synced {
             Ok(_) => backoff = Duration::from_secs(1),
             Err(e) => tracing::warn!(error = %e, "record upload failed; retrying"),

@@ -108,6 +108,8 @@ pub struct Recorder<S: RecordSink> {
     tracker: Tracker,
     /// Records made and not yet written (see [`Recorder::commit`]).
     outbox: Vec<AuditPayload>,
+    /// Records of this session made so far (the start included): the end record counts them.
+    made: u64,
 }
 
 const STDIN: usize = 0;
@@ -141,6 +143,7 @@ impl<S: RecordSink> Recorder<S> {
             streams: [StreamRecord::new("stdin"), StreamRecord::new("stdout"), StreamRecord::new("stderr")],
             tracker,
             outbox: Vec::new(),
+            made: 1,
         })
     }
 
@@ -159,6 +162,7 @@ impl<S: RecordSink> Recorder<S> {
 
     async fn append(&mut self, payload: AuditPayload) -> Result<(), RecordingFailed> {
         self.outbox.push(payload);
+        self.made += 1;
         // Bound what waits in memory even when a caller never commits.
         if self.outbox.len() >= 64 { self.commit().await } else { Ok(()) }
     }
@@ -334,6 +338,7 @@ impl<S: RecordSink> Recorder<S> {
             bytes_out: self.bytes_out,
             reason: reason.to_string(),
             streams,
+            session_records: Some(self.made),
         }))
         .await?;
         self.commit().await

@@ -90,6 +90,10 @@ pub struct SessionEnd {
     /// Exec sessions: what went through each stream, whether or not recorded in full.
     #[serde(default)]
     pub streams: Vec<StreamSummary>,
+    /// How many records of this session the gateway wrote before this one (start included), so
+    /// a verifier knows the session is complete; `None` when the gateway stopped under it.
+    #[serde(default)]
+    pub session_records: Option<u64>,
 }
 
 /// Why a session ended, as recorded (`SessionEnd::reason`) and shown to its user.
@@ -190,25 +194,48 @@ pub struct HostKeyMismatch {
     pub user: Option<String>,
 }
 
-/// One record as uploaded: the exact payload JSON the device stored, so the server can check
-/// an idempotent re-upload byte for byte.
+/// One record as uploaded: the exact payload JSON the writer stored (its leaf commits to the
+/// payload's SHA-256). A record the writer can no longer read (corrupt in its database) is sent
+/// as its leaf hash alone, so the log stays whole and the records after it still sync.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct UploadRecord {
     pub seq: u64,
-    pub payload: String,
+    #[serde(default)]
+    pub payload: Option<String>,
+    /// Base64 leaf hash; only for a record whose payload is lost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lost_leaf: Option<String>,
+    /// Why the payload is lost (what the writer's database said).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lost_reason: Option<String>,
 }
 
+/// `POST /v1/gateway/records`: records in order, and the writer's signed checkpoint of its log
+/// at the last of them (or at its current size when there are none).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct UploadBatch {
     pub records: Vec<UploadRecord>,
+    /// C2SP checkpoint in a signed note, signed by the writer.
+    pub checkpoint: String,
+    /// The newest checkpoint the server countersigned for this writer, as the writer kept it:
+    /// lets a server restored from an older backup notice and ask for the records again.
+    #[serde(default)]
+    pub acknowledged: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct UploadAck {
-    /// Every record of this device up to and including this sequence number is stored.
+    /// Every record of this writer up to and including this sequence number is stored.
     pub stored_through: u64,
     /// How many of the batch were already stored (idempotent re-upload).
     pub duplicates: u64,
+    /// The writer's checkpoint at `stored_through`, countersigned by the server.
+    #[serde(default)]
+    pub checkpoint: Option<String>,
+    /// The server holds less than the writer sent after (a restored backup, a lost batch):
+    /// send again from this sequence number.
+    #[serde(default)]
+    pub resend_from: Option<u64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -254,6 +281,51 @@ pub struct ServerEvent {
     pub detail: serde_json::Value,
 }
 
+/// `GET /v1/audit/verify`, `portcullis server verify --data`: what was checked end to end.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct AuditVerifyReport {
+    pub writers: Vec<WriterReport>,
+    /// Records checked, all writers.
+    pub records: u64,
+    /// The first problem of each writer whose log does not verify (empty: everything verified).
+    pub problems: Vec<AuditProblem>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WriterReport {
+    pub writer_id: String,
+    pub name: String,
+    pub records: u64,
+    /// Records whose payload the writer could no longer read (their leaves still count).
+    pub lost: u64,
+    /// The newest signed checkpoint's size (`None`: none yet).
+    pub checkpoint_size: Option<u64>,
+    /// Base64 root of the records checked.
+    pub root: String,
+    pub countersigned: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AuditProblem {
+    pub writer_id: String,
+    pub writer_name: String,
+    /// The first bad record (sequence number), when one can be named.
+    pub index: Option<u64>,
+    pub message: String,
+}
+
+/// A session's verification state as the auditor's view shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "state", content = "why")]
+pub enum RecordingState {
+    /// Every record is in the server's store under a countersigned checkpoint.
+    Verified,
+    /// The gateway has records of it the server has not received yet (still running, or the
+    /// gateway is catching up).
+    PendingUpload,
+    Failed(String),
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -297,6 +369,7 @@ mod tests {
                     sha256: "ab".into(),
                     recorded_bytes: 1,
                 }],
+                session_records: Some(3),
             }),
             AuditPayload::HostKeyMismatch(HostKeyMismatch {
                 target: "t".into(),

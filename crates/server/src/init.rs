@@ -58,12 +58,8 @@ pub async fn init(
     )?;
 
     let db = Store::open(&data_dir.join(paths::DATABASE)).await?;
-    db.put_server_secret(
-        &root,
-        SECRET_SIGNING,
-        SigningIdentity::generate(&mut OsRng).to_secret_bytes().expose_secret(),
-    )
-    .await?;
+    let signing = SigningIdentity::generate(&mut OsRng);
+    db.put_server_secret(&root, SECRET_SIGNING, signing.to_secret_bytes().expose_secret()).await?;
     db.put_server_secret(
         &root,
         SECRET_SEALING,
@@ -91,8 +87,9 @@ pub async fn init(
         crate::webauthn::choose_rp_id(&options.tls_names, &portcullis_crypto::sha256_hex(tls.fingerprint.as_bytes()));
     Store::put_setting(&mut tx, crate::store::SETTING_WEBAUTHN_RP_ID, &rp_id).await?;
     let code = crate::api::issue_enrolment_code(&mut tx, &admin_id, &tls.fingerprint, now).await?;
-    Store::record_event(
+    crate::audit::record_event(
         &mut tx,
+        &crate::audit::Keys { root: &root, signing: &signing },
         now,
         None,
         None,

@@ -20,6 +20,7 @@
 //! the gateway brokering one session).
 
 pub mod api;
+mod audit;
 mod auth;
 pub mod clock;
 mod error;
@@ -75,13 +76,35 @@ pub struct ServerState {
     pub(crate) revocations: Arc<tokio::sync::Notify>,
 }
 
+impl ServerState {
+    pub(crate) fn audit_keys(&self) -> audit::Keys<'_> {
+        audit::Keys { root: &self.root_key, signing: &self.signing }
+    }
+
+    /// Records a security event in the server's own audit log (in the caller's transaction).
+    pub(crate) async fn record_event(
+        &self,
+        tx: &mut store::Tx<'_>,
+        now: i64,
+        actor: Option<&str>,
+        device_id: Option<&str>,
+        kind: &str,
+        detail: serde_json::Value,
+    ) -> Result<(), ServerError> {
+        audit::record_event(tx, &self.audit_keys(), now, actor, device_id, kind, detail).await
+    }
+}
+
 /// What the embedded gateway needs from the server it runs in: its identity, its SSH host key,
-/// the key of its local record log and the user CA to check certificates against.
+/// the key of its local record log, the key that signs its log's checkpoints, the server's key
+/// (countersignatures) and the user CA to check certificates against.
 pub struct EmbeddedGatewayIdentity {
     pub id: String,
     pub name: String,
     pub host_key: PrivateKey,
     pub local_key: SymmetricKey,
+    pub signing: SigningIdentity,
+    pub server_key: [u8; 32],
     pub user_ca: PublicKey,
 }
 
@@ -120,6 +143,10 @@ impl Server {
         let embedded_gateway_id = Self::ensure_embedded_gateway(&db, &root_key, clock.now()).await?;
         let policies = policy::Policies::load(&db, clock.now()).await?;
         let relying_party = Self::ensure_relying_party(&db, &tls.fingerprint).await?;
+        let upgraded = audit::migrate(&db, &audit::Keys { root: &root_key, signing: &signing }, clock.now()).await?;
+        if upgraded > 0 {
+            tracing::info!(rows = upgraded, "the audit store now keeps Merkle logs and per-writer data keys");
+        }
         Ok(Self {
             state: Arc::new(ServerState {
                 db,
@@ -138,6 +165,26 @@ impl Server {
             }),
             data_dir: data_dir.to_path_buf(),
         })
+    }
+
+    /// Checks a data directory's audit store end to end, offline, without serving or changing
+    /// it (`portcullis server verify --data DIR`): the same checks as `GET /v1/audit/verify`.
+    pub async fn verify_data(
+        data_dir: &Path,
+        passphrases: &dyn PassphraseSource,
+    ) -> Result<portcullis_proto::AuditVerifyReport, ServerError> {
+        let db_path = data_dir.join(paths::DATABASE);
+        if !db_path.exists() {
+            return Err(ServerError::BadRequest(format!("{} is not a Portcullis data directory", data_dir.display())));
+        }
+        let (root_key, _) = portcullis_keystore::unlock(&data_dir.join(paths::ROOT_KEY), "server-root", passphrases)?;
+        let db = store::Store::open_read_only(&db_path).await?;
+        let signing = SigningIdentity::from_secret_bytes(
+            db.server_secret(&root_key, store::SECRET_SIGNING).await?.expose_secret(),
+        )?;
+        let report = audit::verify_all(&db, &root_key, &signing.public_key()).await;
+        db.pool.close().await;
+        report
     }
 
     /// The WebAuthn relying party; data directories made before step-up get a synthetic id.
@@ -200,6 +247,18 @@ impl Server {
                 id
             }
         };
+        // Its log's checkpoints are signed with a key of its own (data directories from before
+        // Merkle logs get one now).
+        if db.server_secret_opt(root_key, store::SECRET_EMBEDDED_GATEWAY_SIGNING_KEY).await?.is_none() {
+            let signing = SigningIdentity::generate(&mut OsRng);
+            db.put_server_secret(
+                root_key,
+                store::SECRET_EMBEDDED_GATEWAY_SIGNING_KEY,
+                signing.to_secret_bytes().expose_secret(),
+            )
+            .await?;
+            db.set_gateway_sign_key(&id, &signing.public_key()).await?;
+        }
         let mut tx = db.begin().await?;
         store::Store::adopt_orphan_targets(&mut tx, &id).await?;
         tx.commit().await?;
@@ -219,11 +278,14 @@ impl Server {
             .and_then(|t| PrivateKey::from_openssh(t).ok())
             .ok_or_else(|| ServerError::Internal("the embedded gateway's host key is unreadable".into()))?;
         let local = s.db.server_secret(&s.root_key, store::SECRET_EMBEDDED_GATEWAY_LOCAL_KEY).await?;
+        let signing = s.db.server_secret(&s.root_key, store::SECRET_EMBEDDED_GATEWAY_SIGNING_KEY).await?;
         Ok(EmbeddedGatewayIdentity {
             id: gateway.id,
             name: gateway.name,
             host_key,
             local_key: SymmetricKey::from_slice(local.expose_secret())?,
+            signing: SigningIdentity::from_secret_bytes(signing.expose_secret())?,
+            server_key: s.signing.public_key(),
             user_ca: s.user_ca.public_key().clone(),
         })
     }

@@ -115,7 +115,7 @@ pub async fn create_request(
     if !decision.allowed {
         let why = decision.why.clone().unwrap_or_else(|| "no policy permits it".into());
         let mut tx = state.db.begin().await?;
-        Store::record_event(
+        state.record_event(
             &mut tx,
             now,
             Some(&caller.user_id),
@@ -157,18 +157,19 @@ pub async fn create_request(
     };
     let mut tx = state.db.begin().await?;
     Store::insert_request(&mut tx, &row).await?;
-    Store::record_event(
-        &mut tx,
-        now,
-        Some(&caller.user_id),
-        Some(&caller.device_id),
-        "access_requested",
-        serde_json::json!({ "request": row.id, "target": row.target, "duration_secs": row.duration_secs,
+    state
+        .record_event(
+            &mut tx,
+            now,
+            Some(&caller.user_id),
+            Some(&caller.device_id),
+            "access_requested",
+            serde_json::json!({ "request": row.id, "target": row.target, "duration_secs": row.duration_secs,
             "reason": row.reason, "source_ip": from.to_string(), "policies": decision.policies,
             "approvals_needed": decision.approvals, "approver_groups": decision.approver_groups,
             "policy_version": loaded.version }),
-    )
-    .await?;
+        )
+        .await?;
     tx.commit().await?;
     let created = view(&row, now);
     state.live.publish(LiveEvent::RequestCreated { request: created.clone() }, &row.user_id);
@@ -380,7 +381,7 @@ pub async fn review(
         (Decision::Approve, true) => "request_approved",
         (Decision::Approve, false) => "request_approval_recorded",
     };
-    Store::record_event(
+    state.record_event(
         &mut tx,
         now,
         Some(&caller.user_id),
@@ -450,16 +451,17 @@ pub async fn revoke(
         };
         return Err(ServerError::Conflict(format!("request {} cannot be revoked: {what}", request.id)));
     }
-    Store::record_event(
-        &mut tx,
-        now,
-        Some(&caller.user_id),
-        Some(&caller.device_id),
-        if status == RequestStatus::Pending { "request_withdrawn" } else { "grant_revoked" },
-        serde_json::json!({ "request": request.id, "grant": request.grant_id, "requester": request.requester,
+    state
+        .record_event(
+            &mut tx,
+            now,
+            Some(&caller.user_id),
+            Some(&caller.device_id),
+            if status == RequestStatus::Pending { "request_withdrawn" } else { "grant_revoked" },
+            serde_json::json!({ "request": request.id, "grant": request.grant_id, "requester": request.requester,
             "target": request.target, "reason": reason }),
-    )
-    .await?;
+        )
+        .await?;
     tx.commit().await?;
     state.revocations.notify_waiters();
     let sessions_ended = match &request.grant_id {
@@ -788,16 +790,17 @@ pub async fn issue_certificate(
     let mut tx = state.db.begin().await?;
     Store::insert_user_certificate(&mut tx, serial, &claims.grant_id, &fingerprint(&subject), now, claims.not_after)
         .await?;
-    Store::record_event(
-        &mut tx,
-        now,
-        Some(&caller.user_id),
-        Some(&caller.device_id),
-        "certificate_issued",
-        serde_json::json!({ "grant": claims.grant_id, "target": target.name, "serial": serial.to_string(),
+    state
+        .record_event(
+            &mut tx,
+            now,
+            Some(&caller.user_id),
+            Some(&caller.device_id),
+            "certificate_issued",
+            serde_json::json!({ "grant": claims.grant_id, "target": target.name, "serial": serial.to_string(),
             "key": fingerprint(&subject), "valid_before": claims.not_after, "gateway": gateway.name }),
-    )
-    .await?;
+        )
+        .await?;
     tx.commit().await?;
     Ok(Json(CertificateResponse {
         certificate,

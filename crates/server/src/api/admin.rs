@@ -83,15 +83,16 @@ pub async fn add_user(
     Store::set_user_groups(&mut tx, &id, &group_ids).await?;
     Store::record_user_change(&mut tx, &id, &caller.user_id, now, "created").await?;
     let code = super::issue_enrolment_code(&mut tx, &id, &state.tls.fingerprint, now).await?;
-    Store::record_event(
-        &mut tx,
-        now,
-        Some(&caller.user_id),
-        Some(&caller.device_id),
-        "user_added",
-        serde_json::json!({ "user": req.name, "roles": roles_to_string(&roles), "groups": groups }),
-    )
-    .await?;
+    state
+        .record_event(
+            &mut tx,
+            now,
+            Some(&caller.user_id),
+            Some(&caller.device_id),
+            "user_added",
+            serde_json::json!({ "user": req.name, "roles": roles_to_string(&roles), "groups": groups }),
+        )
+        .await?;
     tx.commit().await?;
     Ok(Json(AddUserResponse {
         user_id: id,
@@ -156,16 +157,17 @@ pub async fn set_roles(
     } else {
         AccessChangeOutcome { grants_revoked: 0, requests_withdrawn: 0 }
     };
-    Store::record_event(
-        &mut tx,
-        now,
-        Some(&caller.user_id),
-        Some(&caller.device_id),
-        "user_roles_changed",
-        serde_json::json!({ "user": user.name, "before": user.roles, "after": roles_to_string(&roles),
+    state
+        .record_event(
+            &mut tx,
+            now,
+            Some(&caller.user_id),
+            Some(&caller.device_id),
+            "user_roles_changed",
+            serde_json::json!({ "user": user.name, "before": user.roles, "after": roles_to_string(&roles),
             "grants_revoked": outcome.grants_revoked }),
-    )
-    .await?;
+        )
+        .await?;
     tx.commit().await?;
     // Any role change closes the user's live streams: they reconnect with what they may see now.
     announce_access_ended(&state, &user.id, None);
@@ -186,15 +188,16 @@ pub async fn set_groups(
     let ids = Store::group_ids(&mut tx, &groups).await?;
     Store::set_user_groups(&mut tx, &user.id, &ids).await?;
     Store::record_user_change(&mut tx, &user.id, &caller.user_id, now, "groups").await?;
-    Store::record_event(
-        &mut tx,
-        now,
-        Some(&caller.user_id),
-        Some(&caller.device_id),
-        "user_groups_changed",
-        serde_json::json!({ "user": user.name, "before": names(&user.groups), "after": groups }),
-    )
-    .await?;
+    state
+        .record_event(
+            &mut tx,
+            now,
+            Some(&caller.user_id),
+            Some(&caller.device_id),
+            "user_groups_changed",
+            serde_json::json!({ "user": user.name, "before": names(&user.groups), "after": groups }),
+        )
+        .await?;
     tx.commit().await?;
     Ok(Json(user_view(&user_named(&state, &name).await?)?))
 }
@@ -215,16 +218,17 @@ pub async fn disable_user(
         return Err(ServerError::Conflict(format!("{name} is already disabled")));
     }
     let outcome = end_access(&mut tx, &user.id, None, &caller.user_id, "user disabled", now).await?;
-    Store::record_event(
-        &mut tx,
-        now,
-        Some(&caller.user_id),
-        Some(&caller.device_id),
-        "user_disabled",
-        serde_json::json!({ "user": user.name, "grants_revoked": outcome.grants_revoked,
+    state
+        .record_event(
+            &mut tx,
+            now,
+            Some(&caller.user_id),
+            Some(&caller.device_id),
+            "user_disabled",
+            serde_json::json!({ "user": user.name, "grants_revoked": outcome.grants_revoked,
             "requests_withdrawn": outcome.requests_withdrawn }),
-    )
-    .await?;
+        )
+        .await?;
     tx.commit().await?;
     announce_access_ended(&state, &user.id, None);
     Ok(Json(outcome))
@@ -255,15 +259,16 @@ pub async fn add_group(
     let now = state.clock.now();
     let mut tx = state.db.begin().await?;
     Store::insert_group(&mut tx, &req.name, now, &caller.user_id).await?;
-    Store::record_event(
-        &mut tx,
-        now,
-        Some(&caller.user_id),
-        Some(&caller.device_id),
-        "group_added",
-        serde_json::json!({ "group": req.name }),
-    )
-    .await?;
+    state
+        .record_event(
+            &mut tx,
+            now,
+            Some(&caller.user_id),
+            Some(&caller.device_id),
+            "group_added",
+            serde_json::json!({ "group": req.name }),
+        )
+        .await?;
     tx.commit().await?;
     Ok(Json(GroupView { name: req.name, members: Vec::new(), created_at: now }))
 }
@@ -309,16 +314,17 @@ pub async fn revoke_device(
         return Err(ServerError::Conflict(format!("device {id} is already revoked")));
     }
     let outcome = end_access(&mut tx, &device.user_id, Some(&id), &caller.user_id, "device revoked", now).await?;
-    Store::record_event(
-        &mut tx,
-        now,
-        Some(&caller.user_id),
-        Some(&caller.device_id),
-        "device_revoked",
-        serde_json::json!({ "device": id, "device_name": device.name, "user": device.user_name,
+    state
+        .record_event(
+            &mut tx,
+            now,
+            Some(&caller.user_id),
+            Some(&caller.device_id),
+            "device_revoked",
+            serde_json::json!({ "device": id, "device_name": device.name, "user": device.user_name,
             "grants_revoked": outcome.grants_revoked }),
-    )
-    .await?;
+        )
+        .await?;
     tx.commit().await?;
     announce_access_ended(&state, &device.user_id, Some(&id));
     Ok(Json(outcome))
@@ -396,16 +402,17 @@ pub async fn set_policy(
     let before = state.policies.current().version;
     let mut tx = state.db.begin().await?;
     let version = Store::insert_policy(&mut tx, &req.text, now, Some(&caller.user_id)).await?;
-    Store::record_event(
-        &mut tx,
-        now,
-        Some(&caller.user_id),
-        Some(&caller.device_id),
-        "policy_changed",
-        serde_json::json!({ "version": version, "previous": before, "policies": set.len(),
+    state
+        .record_event(
+            &mut tx,
+            now,
+            Some(&caller.user_id),
+            Some(&caller.device_id),
+            "policy_changed",
+            serde_json::json!({ "version": version, "previous": before, "policies": set.len(),
             "sha256": portcullis_crypto::sha256_hex(req.text.as_bytes()) }),
-    )
-    .await?;
+        )
+        .await?;
     tx.commit().await?;
     let count = set.len() as u32;
     state.policies.replace(version, set);

@@ -35,15 +35,16 @@ pub async fn add(
     let mut tx = state.db.begin().await?;
     Store::insert_gateway(&mut tx, &id, &req.name, false, Some(&caller.user_id), now).await?;
     Store::insert_gateway_code(&mut tx, &code.secret_hash(), &id, now, expires).await?;
-    Store::record_event(
-        &mut tx,
-        now,
-        Some(&caller.user_id),
-        Some(&caller.device_id),
-        "gateway_added",
-        serde_json::json!({ "gateway": req.name }),
-    )
-    .await?;
+    state
+        .record_event(
+            &mut tx,
+            now,
+            Some(&caller.user_id),
+            Some(&caller.device_id),
+            "gateway_added",
+            serde_json::json!({ "gateway": req.name }),
+        )
+        .await?;
     tx.commit().await?;
     Ok(Json(AddGatewayResponse {
         gateway_id: id,
@@ -98,21 +99,22 @@ pub async fn enroll(State(state): AppState, Json(req): Json<GatewayEnrollRequest
     let Some(gateway_id) = Store::consume_gateway_code(&mut tx, &code.secret_hash(), now).await? else {
         drop(tx);
         let mut tx = state.db.begin().await?;
-        Store::record_event(&mut tx, now, None, None, "gateway_enrolment_refused", serde_json::json!({})).await?;
+        state.record_event(&mut tx, now, None, None, "gateway_enrolment_refused", serde_json::json!({})).await?;
         tx.commit().await?;
         return Err(invalid());
     };
     let host_key_line = host_key.to_openssh().map_err(|e| ServerError::Internal(e.to_string()))?;
     let name = Store::enrol_gateway(&mut tx, &gateway_id, &sign, &seal, &host_key_line, now).await?;
-    Store::record_event(
-        &mut tx,
-        now,
-        None,
-        None,
-        "gateway_enrolled",
-        serde_json::json!({ "gateway": name, "host_key": fingerprint(&host_key) }),
-    )
-    .await?;
+    state
+        .record_event(
+            &mut tx,
+            now,
+            None,
+            None,
+            "gateway_enrolled",
+            serde_json::json!({ "gateway": name, "host_key": fingerprint(&host_key) }),
+        )
+        .await?;
     tx.commit().await?;
     Ok(Json(GatewayEnrollResponse {
         gateway_id,
@@ -187,7 +189,7 @@ pub async fn authorize_session(
         Err(_) => None,
     };
     let mut tx = state.db.begin().await?;
-    Store::record_event(&mut tx, now, user_id.as_deref(), None, kind, detail).await?;
+    state.record_event(&mut tx, now, user_id.as_deref(), None, kind, detail).await?;
     if let Some((target_id, user_id)) = used {
         Store::mark_target_used(&mut tx, &target_id, &user_id, now).await?;
     }
@@ -324,7 +326,7 @@ pub async fn upload(
     Extension(gateway): Extension<GatewayCaller>,
     Json(batch): Json<UploadBatch>,
 ) -> ApiResult<UploadAck> {
-    Ok(Json(super::audit::ingest_records(&state, &gateway.id, &batch).await?))
+    Ok(Json(super::ingest::ingest_records(&state, &gateway.id, &batch).await?))
 }
 
 /// Checks `host:port` with a possibly empty host (meaning "the control server's host").

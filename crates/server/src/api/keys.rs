@@ -136,15 +136,16 @@ pub async fn finish_registration(
     let json = serde_json::to_string(&passkey).map_err(|e| ServerError::Internal(e.to_string()))?;
     let mut tx = state.db.begin().await?;
     Store::insert_security_key(&mut tx, &id, &caller.user_id, &name, &credential_id, &json, now).await?;
-    Store::record_event(
-        &mut tx,
-        now,
-        Some(&caller.user_id),
-        Some(&caller.device_id),
-        "security_key_added",
-        serde_json::json!({ "key": name, "credential_id": credential_id }),
-    )
-    .await?;
+    state
+        .record_event(
+            &mut tx,
+            now,
+            Some(&caller.user_id),
+            Some(&caller.device_id),
+            "security_key_added",
+            serde_json::json!({ "key": name, "credential_id": credential_id }),
+        )
+        .await?;
     tx.commit().await?;
     Ok(Json(SecurityKeyView { id, name, created_at: now, last_used_at: None }))
 }
@@ -175,15 +176,16 @@ pub async fn remove(
     let now = state.clock.now();
     let mut tx = state.db.begin().await?;
     Store::remove_security_key(&mut tx, &found.id, now).await?;
-    Store::record_event(
-        &mut tx,
-        now,
-        Some(&caller.user_id),
-        Some(&caller.device_id),
-        "security_key_removed",
-        serde_json::json!({ "key": found.name }),
-    )
-    .await?;
+    state
+        .record_event(
+            &mut tx,
+            now,
+            Some(&caller.user_id),
+            Some(&caller.device_id),
+            "security_key_removed",
+            serde_json::json!({ "key": found.name }),
+        )
+        .await?;
     tx.commit().await?;
     Ok(Json(SecurityKeyView {
         id: found.id,

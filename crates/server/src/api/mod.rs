@@ -4,11 +4,12 @@ mod access;
 mod admin;
 mod audit;
 mod gateways;
+mod ingest;
 mod keys;
 mod vault;
 
-pub use audit::ingest_records;
 pub use gateways::{Authorization, authorize_session, gateway_heartbeat, grant_standing};
+pub use ingest::ingest_records;
 pub use vault::add_target;
 
 use std::sync::Arc;
@@ -66,7 +67,10 @@ pub const DEVICE_ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/audit/sessions"),
     ("GET", "/v1/audit/sessions/{id}"),
     ("GET", "/v1/audit/sessions/{id}/cast"),
+    ("GET", "/v1/audit/sessions/{id}/bundle"),
     ("GET", "/v1/audit/events"),
+    ("GET", "/v1/audit/alarms"),
+    ("GET", "/v1/audit/verify"),
 ];
 
 pub fn router(state: Arc<ServerState>) -> Router {
@@ -99,7 +103,10 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/v1/audit/sessions", get(audit::list_sessions))
         .route("/v1/audit/sessions/{id}", get(audit::session_detail))
         .route("/v1/audit/sessions/{id}/cast", get(audit::export_cast))
+        .route("/v1/audit/sessions/{id}/bundle", get(audit::session_bundle))
         .route("/v1/audit/events", get(audit::list_events))
+        .route("/v1/audit/alarms", get(audit::list_alarms))
+        .route("/v1/audit/verify", get(audit::verify_logs))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
     let gateway_signed = Router::new()
         .route("/v1/gateway/sessions", post(gateways::authorize))
@@ -165,7 +172,7 @@ async fn enroll(State(state): AppState, Json(req): Json<EnrollRequest>) -> ApiRe
     let Some(user) = Store::consume_enrolment_code(&mut tx, &code.secret_hash(), now).await? else {
         drop(tx);
         let mut tx = state.db.begin().await?;
-        Store::record_event(&mut tx, now, None, None, "enrolment_refused", serde_json::json!({})).await?;
+        state.record_event(&mut tx, now, None, None, "enrolment_refused", serde_json::json!({})).await?;
         tx.commit().await?;
         return Err(invalid());
     };
@@ -177,15 +184,16 @@ async fn enroll(State(state): AppState, Json(req): Json<EnrollRequest>) -> ApiRe
         revoked_at: None,
     };
     Store::insert_device(&mut tx, &device, &device_name, now).await?;
-    Store::record_event(
-        &mut tx,
-        now,
-        Some(&user.id),
-        Some(&device.id),
-        "device_enrolled",
-        serde_json::json!({ "user": user.name, "device_name": device_name }),
-    )
-    .await?;
+    state
+        .record_event(
+            &mut tx,
+            now,
+            Some(&user.id),
+            Some(&device.id),
+            "device_enrolled",
+            serde_json::json!({ "user": user.name, "device_name": device_name }),
+        )
+        .await?;
     tx.commit().await?;
     tracing::info!(user = %user.name, device = %device.id, "device enrolled");
     Ok(Json(EnrollResponse {

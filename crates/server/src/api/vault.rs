@@ -110,7 +110,7 @@ pub async fn add_target(
     };
     let mut tx = state.db.begin().await?;
     Store::insert_target(&mut tx, &row, &caller.user_id).await?;
-    Store::record_event(
+    state.record_event(
         &mut tx,
         now,
         Some(&caller.user_id),
@@ -288,17 +288,18 @@ pub async fn update_target(
     } else {
         Store::void_live_grants(&mut tx, &row.id, now, &format!("target changed: {}", moved.join(", "))).await?
     };
-    Store::record_event(
-        &mut tx,
-        now,
-        Some(&caller.user_id),
-        Some(&caller.device_id),
-        "target_updated",
-        serde_json::json!({ "target": row.name, "host": row.host, "port": row.port, "login": row.login,
+    state
+        .record_event(
+            &mut tx,
+            now,
+            Some(&caller.user_id),
+            Some(&caller.device_id),
+            "target_updated",
+            serde_json::json!({ "target": row.name, "host": row.host, "port": row.port, "login": row.login,
             "host_key": host_key_fingerprint(&fields.host_key), "credential_rotated": rotated,
             "changed": moved, "grants_voided": voided, "gateway": row.gateway }),
-    )
-    .await?;
+        )
+        .await?;
     tx.commit().await?;
     let grants = state.db.live_grants(now).await?;
     Ok(Json(summary(&row, &grants)))

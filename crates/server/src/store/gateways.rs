@@ -49,6 +49,16 @@ impl Store {
         }
     }
 
+    /// The embedded gateway's checkpoint key (it signs no API calls: it runs in-process).
+    pub async fn set_gateway_sign_key(&self, id: &str, key: &[u8]) -> Result<(), ServerError> {
+        sqlx::query("UPDATE gateways SET sign_public_key = ? WHERE id = ? AND embedded = 1")
+            .bind(key)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     pub async fn gateways(&self) -> Result<Vec<GatewayRow>, ServerError> {
         Ok(sqlx::query_as(&format!("{GATEWAY_SELECT} ORDER BY embedded DESC, name")).fetch_all(&self.pool).await?)
     }

@@ -23,6 +23,8 @@ pub const SECRET_USER_CA: &str = "user_ca";
 pub const SECRET_EMBEDDED_GATEWAY_HOST_KEY: &str = "embedded_gateway_host_key";
 /// The key of the embedded gateway's local record log.
 pub const SECRET_EMBEDDED_GATEWAY_LOCAL_KEY: &str = "embedded_gateway_local_key";
+/// The embedded gateway's Ed25519 key: signs its log's checkpoints.
+pub const SECRET_EMBEDDED_GATEWAY_SIGNING_KEY: &str = "embedded_gateway_signing_key";
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/server-sqlite");
 
@@ -137,6 +139,19 @@ pub struct SessionRow {
     pub kind: String,
 }
 
+/// A record to store: `payload` is sealed under its writer's data key.
+pub struct NewRecord<'a> {
+    pub writer_id: &'a str,
+    pub seq: u64,
+    pub kind: &'a str,
+    pub session_id: Option<&'a str>,
+    pub payload_sha256: &'a str,
+    pub payload: &'a [u8],
+    pub leaf: &'a portcullis_tlog::Hash,
+    /// Why the payload is missing (the writer sent only the leaf).
+    pub lost: Option<&'a str>,
+}
+
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct EventRow {
     pub id: i64,
@@ -174,6 +189,20 @@ impl Store {
         // deferred-transaction upgrade deadlocks (SQLITE_BUSY without waiting).
         let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await?;
         MIGRATOR.run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// Opens a data directory's database for reading only, without migrating it (offline
+    /// verification must not change what it checks).
+    pub async fn open_read_only(path: &Path) -> Result<Self, ServerError> {
+        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?.read_only(true);
+        let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await?;
+        let applied: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations").fetch_one(&pool).await?;
+        if applied < MIGRATOR.iter().count() as i64 {
+            return Err(ServerError::BadRequest(
+                "this data directory is from an older version; start the server once to upgrade it, then verify".into(),
+            ));
+        }
         Ok(Self { pool })
     }
 
@@ -567,23 +596,41 @@ impl Store {
 
     // ---- audit ----
 
-    pub async fn record_event(
+    /// The searchable row of a security event; its record is `seq` of the server's own log
+    /// (see `crate::audit::record_event`, the only caller).
+    pub async fn insert_event(
         tx: &mut Tx<'_>,
         now: i64,
         actor: Option<&str>,
         device_id: Option<&str>,
         kind: &str,
-        detail: serde_json::Value,
+        detail: &str,
+        seq: Option<u64>,
     ) -> Result<(), ServerError> {
-        sqlx::query("INSERT INTO server_events (at, actor, device_id, kind, detail) VALUES (?, ?, ?, ?, ?)")
+        sqlx::query("INSERT INTO server_events (at, actor, device_id, kind, detail, seq) VALUES (?, ?, ?, ?, ?, ?)")
             .bind(now)
             .bind(actor)
             .bind(device_id)
             .bind(kind)
-            .bind(detail.to_string())
+            .bind(detail)
+            .bind(seq.map(|s| s as i64))
             .execute(&mut **tx)
             .await?;
         Ok(())
+    }
+
+    /// Latest events of these kinds first; `actor` is resolved to the user name.
+    pub async fn events_of_kinds(&self, kinds: &[&str], limit: i64) -> Result<Vec<EventRow>, ServerError> {
+        let marks = vec!["?"; kinds.len()].join(", ");
+        let sql = format!(
+            "SELECT e.id, e.at, u.name AS actor, e.device_id, e.kind, e.detail FROM server_events e \
+             LEFT JOIN users u ON u.id = e.actor WHERE e.kind IN ({marks}) ORDER BY e.id DESC LIMIT ?"
+        );
+        let mut q = sqlx::query_as(&sql);
+        for kind in kinds {
+            q = q.bind(*kind);
+        }
+        Ok(q.bind(limit).fetch_all(&self.pool).await?)
     }
 
     /// Latest events first; `actor` is resolved to the user name.
@@ -597,44 +644,30 @@ impl Store {
         .await?)
     }
 
-    pub async fn stored_through(tx: &mut Tx<'_>, writer_id: &str) -> Result<u64, ServerError> {
-        let max: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM audit_records WHERE writer_id = ?")
-            .bind(writer_id)
-            .fetch_one(&mut **tx)
-            .await?;
-        Ok(max.unwrap_or(0) as u64)
-    }
-
-    pub async fn record_hash(tx: &mut Tx<'_>, writer_id: &str, seq: u64) -> Result<Option<String>, ServerError> {
-        Ok(sqlx::query_scalar("SELECT payload_sha256 FROM audit_records WHERE writer_id = ? AND seq = ?")
+    /// The leaf of a stored record.
+    pub async fn record_leaf(tx: &mut Tx<'_>, writer_id: &str, seq: u64) -> Result<Option<Vec<u8>>, ServerError> {
+        Ok(sqlx::query_scalar("SELECT leaf FROM audit_records WHERE writer_id = ? AND seq = ?")
             .bind(writer_id)
             .bind(seq as i64)
             .fetch_optional(&mut **tx)
-            .await?)
+            .await?
+            .flatten())
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub async fn insert_record(
-        tx: &mut Tx<'_>,
-        writer_id: &str,
-        seq: u64,
-        kind: &str,
-        session_id: Option<&str>,
-        payload_sha256: &str,
-        payload_ct: &[u8],
-        now: i64,
-    ) -> Result<(), ServerError> {
+    pub async fn insert_record(tx: &mut Tx<'_>, r: &NewRecord<'_>, now: i64) -> Result<(), ServerError> {
         sqlx::query(
-            "INSERT INTO audit_records (writer_id, seq, kind, session_id, payload_sha256, payload, received_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO audit_records (writer_id, seq, kind, session_id, payload_sha256, payload, received_at, \
+             leaf, lost) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
-        .bind(writer_id)
-        .bind(seq as i64)
-        .bind(kind)
-        .bind(session_id)
-        .bind(payload_sha256)
-        .bind(payload_ct)
+        .bind(r.writer_id)
+        .bind(r.seq as i64)
+        .bind(r.kind)
+        .bind(r.session_id)
+        .bind(r.payload_sha256)
+        .bind(r.payload)
         .bind(now)
+        .bind(&r.leaf.0[..])
+        .bind(r.lost)
         .execute(&mut **tx)
         .await?;
         Ok(())

@@ -1,0 +1,438 @@
+//! Uploads from gateways: verified against the writer's log before anything is acknowledged.
+//!
+//! A batch continues the writer's log and ends at a checkpoint the writer signed. The server
+//! appends each record's leaf to the tree it holds for that writer (a consistency check by
+//! recomputation: the new root must be the signed one), stores the records sealed under the
+//! writer's data key, countersigns the checkpoint and returns it. Nothing of a batch that fails
+//! is kept, and the failure is raised as an alarm naming the writer and the first bad index.
+
+use portcullis_crypto::OsRng;
+use portcullis_proto::{AuditPayload, UploadAck, UploadBatch};
+
+use crate::audit::{self, load_log, save_log};
+use crate::store::{GatewayRow, NewRecord, SessionRow, Store, Tx, record_aad};
+use crate::{ServerError, ServerState};
+
+pub const MAX_BATCH_RECORDS: usize = 1000;
+
+/// Why a batch was refused: an alarm kind, the first bad index, the message.
+struct Refusal {
+    kind: &'static str,
+    index: u64,
+    message: String,
+}
+
+fn refuse(kind: &'static str, index: u64, message: impl Into<String>) -> Refusal {
+    Refusal { kind, index, message: message.into() }
+}
+
+/// Stores a batch of a gateway's records (see the module's contract).
+pub async fn ingest_records(
+    state: &ServerState,
+    writer_id: &str,
+    batch: &UploadBatch,
+) -> Result<UploadAck, ServerError> {
+    if batch.records.len() > MAX_BATCH_RECORDS {
+        return Err(ServerError::BadRequest(format!("at most {MAX_BATCH_RECORDS} records per upload")));
+    }
+    let gateway =
+        state.db.gateway(writer_id).await?.ok_or_else(|| ServerError::Unauthorized("unknown gateway".into()))?;
+    let writer_key: [u8; 32] = gateway
+        .sign_public_key
+        .clone()
+        .and_then(|k| k.try_into().ok())
+        .ok_or_else(|| ServerError::Unauthorized(format!("gateway {} has no signing key", gateway.name)))?;
+    let now = state.clock.now();
+    let checkpoint = match portcullis_tlog::verify_checkpoint(&batch.checkpoint, writer_id, &writer_key, None) {
+        Ok(cp) => cp,
+        Err(e) => {
+            let index = batch.records.first().map(|r| r.seq).unwrap_or(0);
+            return Err(
+                alarm(state, &gateway, refuse("audit_bad_checkpoint", index, format!("checkpoint: {e}")), now).await
+            );
+        }
+    };
+    let mut tx = state.db.begin().await?;
+    let log = load_log(&mut tx, writer_id).await?;
+    let held = log.frontier.size();
+    let first = batch.records.first().map(|r| r.seq);
+    // The server holds less than the writer already sent: a restored backup (the writer holds a
+    // newer checkpoint we countersigned) or a lost acknowledgement. Ask for the rest again.
+    if first.map_or(checkpoint.size > held, |f| f > held + 1) {
+        drop(tx);
+        let restored = batch.acknowledged.as_deref().and_then(|note| {
+            portcullis_tlog::verify_checkpoint(note, writer_id, &writer_key, Some(&state.signing.public_key())).ok()
+        });
+        let refusal = match restored {
+            Some(cp) if cp.countersigned && cp.size > held => refuse(
+                "audit_server_behind",
+                held + 1,
+                format!(
+                    "the server holds {held} records of this writer but countersigned {} before (restored from a \
+                     backup?); asked the writer to send them again",
+                    cp.size
+                ),
+            ),
+            _ => {
+                refuse("audit_gap", held + 1, format!("expected record {} next, got {}", held + 1, first.unwrap_or(0)))
+            }
+        };
+        let _ = alarm(state, &gateway, refusal, now).await;
+        return Ok(UploadAck {
+            stored_through: held,
+            duplicates: 0,
+            checkpoint: log.checkpoint,
+            resend_from: Some(held + 1),
+        });
+    }
+    match append_batch(state, &mut tx, &gateway, batch, &checkpoint, log, now).await {
+        Ok(Appended { size, duplicates, note, lost }) => {
+            for (seq, reason) in lost {
+                state
+                    .record_event(
+                        &mut tx,
+                        now,
+                        None,
+                        None,
+                        "audit_record_lost",
+                        serde_json::json!({ "gateway": gateway.name, "writer_id": writer_id, "index": seq,
+                            "message": format!("record {seq} could not be read at the gateway: {reason}") }),
+                    )
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(UploadAck { stored_through: size, duplicates, checkpoint: note, resend_from: None })
+        }
+        Err(Ok(refusal)) => {
+            drop(tx);
+            Err(alarm(state, &gateway, refusal, now).await)
+        }
+        Err(Err(e)) => Err(e),
+    }
+}
+
+struct Appended {
+    size: u64,
+    duplicates: u64,
+    /// The countersigned checkpoint at `size` (`None`: a log upgraded from before checkpoints,
+    /// not yet checkpointed by its writer).
+    note: Option<String>,
+    lost: Vec<(u64, String)>,
+}
+
+/// Appends the batch in `tx`; `Err(Ok(_))` is a refusal to raise, `Err(Err(_))` a failure.
+async fn append_batch(
+    state: &ServerState,
+    tx: &mut Tx<'_>,
+    gateway: &GatewayRow,
+    batch: &UploadBatch,
+    checkpoint: &portcullis_tlog::Checkpoint,
+    log: audit::LogState,
+    now: i64,
+) -> Result<Appended, Result<Refusal, ServerError>> {
+    let writer_id = gateway.id.as_str();
+    let mut frontier = log.frontier;
+    let held = frontier.size();
+    let mut duplicates = 0;
+    let mut lost = Vec::new();
+    let mut key: Option<(u64, portcullis_crypto::SymmetricKey)> = None;
+    for record in &batch.records {
+        let seq = record.seq;
+        let (leaf, payload) = match (&record.payload, &record.lost_leaf) {
+            (Some(payload), _) => match portcullis_tlog::leaf_of(writer_id, seq, payload.as_bytes()) {
+                Ok((leaf, head)) => (leaf, Some((payload, head))),
+                Err(e) => return Err(Ok(refuse("audit_upload_refused", seq, format!("record {seq}: {e}")))),
+            },
+            (None, Some(leaf)) => match portcullis_tlog::parse_hash_b64(leaf) {
+                Ok(leaf) => (leaf, None),
+                Err(e) => return Err(Ok(refuse("audit_upload_refused", seq, format!("record {seq}: {e}")))),
+            },
+            (None, None) => {
+                return Err(Ok(refuse(
+                    "audit_record_lost",
+                    seq,
+                    format!("record {seq} came with neither payload nor leaf"),
+                )));
+            }
+        };
+        if seq <= held {
+            let stored = Store::record_leaf(tx, writer_id, seq).await.map_err(Err)?;
+            if stored.as_deref() == Some(&leaf.0[..]) {
+                duplicates += 1;
+                continue;
+            }
+            let kind = if checkpoint.size < held { "audit_rollback" } else { "audit_fork" };
+            return Err(Ok(refuse(
+                kind,
+                seq,
+                format!(
+                    "record {seq} differs from the one already acknowledged (the writer's log is at {}, the server \
+                     holds {held}: restored from an older copy, or rewritten)",
+                    checkpoint.size
+                ),
+            )));
+        }
+        if seq != frontier.size() + 1 {
+            return Err(Ok(refuse(
+                "audit_gap",
+                frontier.size() + 1,
+                format!("expected record {} next, got {seq}", frontier.size() + 1),
+            )));
+        }
+        let epoch = portcullis_tlog::key_epoch(seq);
+        if key.as_ref().is_none_or(|(e, _)| *e != epoch) {
+            key = Some((epoch, audit::data_key(tx, &state.root_key, writer_id, epoch, now).await.map_err(Err)?));
+        }
+        let Some((_, data_key)) = &key else { unreachable!("set above") };
+        match payload {
+            Some((payload, head)) => {
+                index_payload(state, tx, writer_id, &gateway.name, &head.kind, payload).await.map_err(|e| match e {
+                    ServerError::BadRequest(m) | ServerError::Conflict(m) => {
+                        Ok(refuse("audit_upload_refused", seq, format!("record {seq}: {m}")))
+                    }
+                    other => Err(other),
+                })?;
+                let ct = data_key
+                    .seal(&mut OsRng, payload.as_bytes(), &record_aad(writer_id, seq))
+                    .map_err(|e| Err(e.into()))?;
+                let sha = portcullis_crypto::sha256_hex(payload.as_bytes());
+                let row = NewRecord {
+                    writer_id,
+                    seq,
+                    kind: &head.kind,
+                    session_id: head.session_id.as_deref(),
+                    payload_sha256: &sha,
+                    payload: &ct,
+                    leaf: &leaf,
+                    lost: None,
+                };
+                Store::insert_record(tx, &row, now).await.map_err(Err)?;
+            }
+            None => {
+                let reason = record.lost_reason.clone().unwrap_or_else(|| "unreadable at the gateway".into());
+                let row = NewRecord {
+                    writer_id,
+                    seq,
+                    kind: "lost",
+                    session_id: None,
+                    payload_sha256: "",
+                    payload: &[],
+                    leaf: &leaf,
+                    lost: Some(&reason),
+                };
+                Store::insert_record(tx, &row, now).await.map_err(Err)?;
+                lost.push((seq, reason));
+            }
+        }
+        frontier.append(leaf).map_err(|e| Err(ServerError::Internal(e.to_string())))?;
+    }
+    // The signed checkpoint must be exactly the tree the records make.
+    if checkpoint.size > frontier.size() || (checkpoint.size == frontier.size() && checkpoint.root != frontier.root()) {
+        return Err(Ok(refuse(
+            "audit_inconsistent_checkpoint",
+            held + 1,
+            format!(
+                "the writer's checkpoint (size {}) does not match the {} records it covers",
+                checkpoint.size,
+                frontier.size()
+            ),
+        )));
+    }
+    if checkpoint.size < frontier.size() {
+        // A re-upload of what is stored (every record matched its stored leaf): acknowledged
+        // with the newest countersigned checkpoint the server holds; nothing new is signed.
+        if !batch.records.is_empty()
+            && duplicates == batch.records.len() as u64
+            && batch.records.last().map(|r| r.seq) == Some(checkpoint.size)
+        {
+            return Ok(Appended { size: held, duplicates, note: log.checkpoint, lost });
+        }
+        // Otherwise the writer's log is behind the server's.
+        let known: Option<Vec<u8>> =
+            sqlx::query_scalar("SELECT root FROM audit_checkpoints WHERE writer_id = ? AND size = ?")
+                .bind(writer_id)
+                .bind(checkpoint.size as i64)
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err(|e| Err(e.into()))?;
+        let how = match known {
+            Some(root) if root[..] != checkpoint.root.0[..] => "with another root (a fork)",
+            _ => "behind what the server holds",
+        };
+        return Err(Ok(refuse(
+            "audit_rollback",
+            checkpoint.size + 1,
+            format!(
+                "the writer's log is at {} records, {how}; the server holds {}: the writer's database was restored \
+                 from an older copy",
+                checkpoint.size,
+                frontier.size()
+            ),
+        )));
+    }
+    let known: Option<Vec<u8>> =
+        sqlx::query_scalar("SELECT root FROM audit_checkpoints WHERE writer_id = ? AND size = ?")
+            .bind(writer_id)
+            .bind(checkpoint.size as i64)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(|e| Err(e.into()))?;
+    if let Some(root) = &known
+        && root[..] != checkpoint.root.0[..]
+    {
+        return Err(Ok(refuse("audit_fork", checkpoint.size, "two checkpoints of one size with different roots")));
+    }
+    let note = portcullis_tlog::countersign(&batch.checkpoint, &state.signing)
+        .map_err(|e| Err(ServerError::Internal(e.to_string())))?;
+    if known.is_none() {
+        sqlx::query("INSERT INTO audit_checkpoints (writer_id, size, root, note, received_at) VALUES (?, ?, ?, ?, ?)")
+            .bind(writer_id)
+            .bind(checkpoint.size as i64)
+            .bind(&checkpoint.root.0[..])
+            .bind(&note)
+            .bind(now)
+            .execute(&mut **tx)
+            .await
+            .map_err(|e| Err(e.into()))?;
+    }
+    save_log(tx, writer_id, &frontier, Some(&note), now).await.map_err(Err)?;
+    Ok(Appended { size: frontier.size(), duplicates, note: Some(note), lost })
+}
+
+/// Raises a refusal as an alarm (once per writer, kind and index an hour) and returns the error
+/// the writer gets.
+async fn alarm(state: &ServerState, gateway: &GatewayRow, r: Refusal, now: i64) -> ServerError {
+    tracing::warn!(gateway = %gateway.name, kind = r.kind, index = r.index, message = %r.message, "audit upload refused");
+    let raised = async {
+        let mut tx = state.db.begin().await?;
+        let recent: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM server_events WHERE kind = ? AND at > ? \
+             AND json_extract(detail, '$.writer_id') = ? AND json_extract(detail, '$.index') = ?",
+        )
+        .bind(r.kind)
+        .bind(now - 3600)
+        .bind(&gateway.id)
+        .bind(r.index as i64)
+        .fetch_one(&mut *tx)
+        .await?;
+        if recent == 0 {
+            state
+                .record_event(
+                    &mut tx,
+                    now,
+                    None,
+                    None,
+                    r.kind,
+                    serde_json::json!({ "gateway": gateway.name, "writer_id": gateway.id, "index": r.index,
+                        "message": r.message }),
+                )
+                .await?;
+        }
+        tx.commit().await?;
+        Ok::<(), ServerError>(())
+    }
+    .await;
+    if let Err(e) = raised {
+        tracing::error!(error = %e, "could not record an audit alarm");
+    }
+    ServerError::Refused(r.kind, format!("audit upload refused: {}", r.message))
+}
+
+/// Indexes what the server searches by (sessions) and raises what gateways report (file
+/// transfers, host-key mismatches, refusals) as security events. Chunks are only stored.
+async fn index_payload(
+    state: &ServerState,
+    tx: &mut Tx<'_>,
+    writer_id: &str,
+    gateway: &str,
+    kind: &str,
+    json: &str,
+) -> Result<(), ServerError> {
+    if matches!(kind, "session_chunk" | "stream_chunk") {
+        return Ok(());
+    }
+    let payload: AuditPayload =
+        serde_json::from_str(json).map_err(|e| ServerError::BadRequest(format!("malformed record: {e}")))?;
+    let event = |kind: &'static str, value: serde_json::Value| (kind, value);
+    let raised = match &payload {
+        AuditPayload::SessionStart(s) => {
+            let row = SessionRow {
+                id: s.session_id.clone(),
+                writer_id: writer_id.to_string(),
+                user_name: s.user.clone(),
+                target: s.target.clone(),
+                login: s.login.clone(),
+                grant_id: s.grant_id.clone(),
+                command: s.command.clone(),
+                started_at: s.started_at,
+                ended_at: None,
+                exit_status: None,
+                end_reason: None,
+                kind: if s.channel.is_empty() { "shell".into() } else { s.channel.clone() },
+            };
+            Store::insert_session(tx, &row)
+                .await
+                .map_err(|_| ServerError::Conflict(format!("session {} already exists", s.session_id)))?;
+            None
+        }
+        AuditPayload::SessionEnd(e) => {
+            if !Store::end_session(tx, &e.session_id, writer_id, e.ended_at, e.exit_status, &e.reason).await? {
+                return Err(ServerError::BadRequest(format!(
+                    "session {} was not started or already ended",
+                    e.session_id
+                )));
+            }
+            None
+        }
+        AuditPayload::SessionChunk(_) | AuditPayload::StreamChunk(_) => None,
+        AuditPayload::FileTransfer(t) => Some(event(
+            "file_transfer",
+            serde_json::json!({ "session": t.session_id, "protocol": t.protocol, "path": t.path,
+                "direction": t.direction, "size": t.size, "sha256": t.sha256, "gateway": gateway }),
+        )),
+        AuditPayload::HostKeyMismatch(m) => Some(event("host_key_mismatch", {
+            let mut v = serde_json::to_value(m).map_err(|e| ServerError::Internal(e.to_string()))?;
+            v["gateway"] = gateway.into();
+            v
+        })),
+        AuditPayload::AccessRefused(r) => {
+            Some(event(if r.what == "target_unreachable" { "target_unreachable" } else { "gateway_refused" }, {
+                let mut v = serde_json::to_value(r).map_err(|e| ServerError::Internal(e.to_string()))?;
+                v["gateway"] = gateway.into();
+                v
+            }))
+        }
+    };
+    if let Some((kind, detail)) = raised {
+        let at = match &payload {
+            AuditPayload::FileTransfer(t) => t.at,
+            AuditPayload::HostKeyMismatch(m) => m.at,
+            AuditPayload::AccessRefused(r) => r.at,
+            _ => 0.0,
+        };
+        let actor = match &payload {
+            AuditPayload::HostKeyMismatch(m) => m.user.clone(),
+            AuditPayload::AccessRefused(r) => r.user.clone(),
+            // A file transfer is its session's user's.
+            AuditPayload::FileTransfer(t) => {
+                sqlx::query_scalar::<_, String>("SELECT user_name FROM sessions WHERE id = ? AND writer_id = ?")
+                    .bind(&t.session_id)
+                    .bind(writer_id)
+                    .fetch_optional(&mut **tx)
+                    .await?
+            }
+            _ => None,
+        };
+        let actor_id = match actor {
+            Some(name) => {
+                sqlx::query_scalar::<_, String>("SELECT id FROM users WHERE name = ?")
+                    .bind(name)
+                    .fetch_optional(&mut **tx)
+                    .await?
+            }
+            None => None,
+        };
+        state.record_event(tx, at as i64, actor_id.as_deref(), None, kind, detail).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,366 @@
+//! The audit store's logs over the real API: uploads continue a writer's signed Merkle log,
+//! every kind of bad upload is refused and raised as an alarm naming the writer and index, and
+//! tampering with the database behind the server's back fails `audit verify` (and the offline
+//! `Server::verify_data`) at the first bad record.
+
+use portcullis_tlog::MemoryTree;
+use sqlx::Connection;
+
+use super::*;
+
+/// The writer side of a gateway's log, held by the test: its records and tree.
+struct Writer<'a> {
+    gateway: &'a Device,
+    payloads: Vec<String>,
+    tree: MemoryTree,
+}
+
+impl<'a> Writer<'a> {
+    fn new(gateway: &'a Device) -> Self {
+        Self { gateway, payloads: Vec::new(), tree: MemoryTree::new() }
+    }
+
+    fn append(&mut self, payload: String) -> u64 {
+        let seq = self.payloads.len() as u64 + 1;
+        let (leaf, _) = portcullis_tlog::leaf_of(&self.gateway.id, seq, payload.as_bytes()).unwrap();
+        self.tree.push(leaf).unwrap();
+        self.payloads.push(payload);
+        seq
+    }
+
+    fn note(&self, size: u64) -> String {
+        portcullis_tlog::sign_checkpoint(&self.gateway.id, size, self.tree.root_at(size).unwrap(), &self.gateway.key)
+            .unwrap()
+    }
+
+    fn record(&self, seq: u64) -> UploadRecord {
+        UploadRecord { seq, payload: Some(self.payloads[seq as usize - 1].clone()), lost_leaf: None, lost_reason: None }
+    }
+
+    /// Records `from..=to` with the checkpoint at `to`.
+    fn batch(&self, from: u64, to: u64) -> UploadBatch {
+        UploadBatch {
+            records: (from..=to).map(|s| self.record(s)).collect(),
+            checkpoint: self.note(to),
+            acknowledged: None,
+        }
+    }
+}
+
+async fn upload(r: &Running, g: &Device, batch: &UploadBatch) -> reqwest::Response {
+    let body = serde_json::to_vec(batch).unwrap();
+    signed(r, g, "POST", "/v1/gateway/records", &body, now(), &nonce()).send().await.unwrap()
+}
+
+async fn alarms(r: &Running, auditor: &Device) -> Vec<ServerEvent> {
+    call(r, auditor, "GET", "/v1/audit/alarms", &()).await
+}
+
+fn server_key(admin: &Device) -> [u8; 32] {
+    b64().decode(&admin.server.as_ref().unwrap().sign_public_key).unwrap().try_into().unwrap()
+}
+
+#[tokio::test]
+async fn uploads_continue_the_writers_signed_log_and_every_bad_one_is_an_alarm() {
+    let (r, code) = start().await;
+    let admin = enroll(&r, &code).await;
+    let g = gateway(&r, &admin, "recorder").await;
+    let mut w = Writer::new(&g);
+    for text in ["one", "two", "three", "four", "five"] {
+        w.append(chunk("s", text));
+    }
+
+    let first = upload(&r, &g, &w.batch(1, 2)).await;
+    assert_eq!(first.status(), 200);
+    let ack: UploadAck = first.json().await.unwrap();
+    assert_eq!((ack.stored_through, ack.duplicates, ack.resend_from), (2, 0, None));
+    // The acknowledgement is the writer's own checkpoint, countersigned by the server.
+    let cp = portcullis_tlog::verify_checkpoint(
+        ack.checkpoint.as_deref().unwrap(),
+        &g.id,
+        &g.key.public_key(),
+        Some(&server_key(&admin)),
+    )
+    .unwrap();
+    assert!(cp.countersigned);
+    assert_eq!((cp.size, cp.root), (2, w.tree.root_at(2).unwrap()));
+
+    // A retry after a lost acknowledgement: the stored record counts as a duplicate.
+    let ack: UploadAck = upload(&r, &g, &w.batch(2, 3)).await.json().await.unwrap();
+    assert_eq!((ack.stored_through, ack.duplicates), (3, 1));
+
+    // Each refusal: the code, and nothing of the batch stored.
+    let mut rewritten = w.batch(2, 4);
+    rewritten.records[0].payload = Some(chunk("s", "TWO"));
+    let stranger = SigningIdentity::generate(&mut OsRng);
+    let mut other_key = w.batch(4, 4);
+    other_key.checkpoint = portcullis_tlog::sign_checkpoint(&g.id, 4, w.tree.root_at(4).unwrap(), &stranger).unwrap();
+    let mut inconsistent = w.batch(4, 4);
+    inconsistent.records[0].payload = Some(chunk("s", "not what was signed"));
+    let mut short = w.batch(4, 5);
+    short.records.pop();
+    let mut malformed = w.batch(4, 4);
+    malformed.records[0].payload = Some("{not json".into());
+    let mut rollback = w.batch(1, 1);
+    rollback.records.clear();
+    for (what, batch, expected) in [
+        ("a rewritten record", rewritten, "audit_fork"),
+        ("a checkpoint signed by another key", other_key, "audit_bad_checkpoint"),
+        ("records that do not make the signed checkpoint", inconsistent, "audit_inconsistent_checkpoint"),
+        ("a checkpoint beyond the records sent", short, "audit_inconsistent_checkpoint"),
+        ("a malformed record", malformed, "audit_upload_refused"),
+        ("a writer whose log went back to record 1", rollback, "audit_rollback"),
+    ] {
+        let resp = upload(&r, &g, &batch).await;
+        assert_eq!(error_code(resp).await, (403, expected.to_string()), "{what}");
+    }
+
+    // A gap: the server asks for the missing records instead of storing past them.
+    let ack: UploadAck = upload(&r, &g, &w.batch(5, 5)).await.json().await.unwrap();
+    assert_eq!((ack.stored_through, ack.resend_from), (3, Some(4)));
+
+    // A record the gateway can no longer read travels as its leaf: the log stays whole and the
+    // records after it are stored, in order.
+    let mut with_lost = w.batch(4, 5);
+    let (lost_leaf, _) = portcullis_tlog::leaf_of(&g.id, 4, w.payloads[3].as_bytes()).unwrap();
+    with_lost.records[0] = UploadRecord {
+        seq: 4,
+        payload: None,
+        lost_leaf: Some(portcullis_tlog::hash_b64(&lost_leaf)),
+        lost_reason: Some("local record 4 fails verification".into()),
+    };
+    let ack: UploadAck = upload(&r, &g, &with_lost).await.json().await.unwrap();
+    assert_eq!(ack.stored_through, 5);
+    // Old records sent again (the gateway lost its upload marks): acknowledged with the newest
+    // countersigned checkpoint, nothing stored twice.
+    let ack: UploadAck = upload(&r, &g, &w.batch(1, 2)).await.json().await.unwrap();
+    assert_eq!((ack.stored_through, ack.duplicates), (5, 2));
+    let cp = portcullis_tlog::verify_checkpoint(
+        &ack.checkpoint.unwrap(),
+        &g.id,
+        &g.key.public_key(),
+        Some(&server_key(&admin)),
+    )
+    .unwrap();
+    assert_eq!((cp.size, cp.countersigned), (5, true));
+
+    // Every refusal is an alarm naming the writer and the first bad index.
+    let raised = alarms(&r, &admin).await;
+    for (kind, index) in [
+        ("audit_fork", 2),
+        ("audit_bad_checkpoint", 4),
+        ("audit_inconsistent_checkpoint", 4),
+        ("audit_upload_refused", 4),
+        ("audit_rollback", 2),
+        ("audit_gap", 4),
+        ("audit_record_lost", 4),
+    ] {
+        assert!(
+            raised.iter().any(|a| a.kind == kind
+                && a.detail["gateway"] == "recorder"
+                && a.detail["writer_id"] == g.id.as_str()
+                && a.detail["index"] == index),
+            "no {kind} alarm at {index}: {raised:?}"
+        );
+    }
+    // Repeating a refused upload does not flood the alarms.
+    let before = alarms(&r, &admin).await.len();
+    let mut again = w.batch(1, 1);
+    again.records.clear();
+    let _ = upload(&r, &g, &again).await;
+    assert_eq!(alarms(&r, &admin).await.len(), before);
+
+    let report: AuditVerifyReport = call(&r, &admin, "GET", "/v1/audit/verify", &()).await;
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    let mine = report.writers.iter().find(|x| x.writer_id == g.id).unwrap();
+    assert_eq!((mine.records, mine.lost, mine.checkpoint_size, mine.countersigned), (5, 1, Some(5), true));
+}
+
+/// Someone with write access to the database edits it behind the server's back: each change is
+/// caught by `audit verify` and by the offline check, naming the writer and the first bad record;
+/// undoing it makes both pass again.
+#[tokio::test]
+async fn tampering_with_the_store_fails_verification_where_it_happened() {
+    let (r, code) = start().await;
+    let admin = enroll(&r, &code).await;
+    let g = gateway(&r, &admin, "recorder").await;
+    let mut w = Writer::new(&g);
+    for text in ["one", "two", "three", "four"] {
+        w.append(chunk("s", text));
+    }
+    let ack: UploadAck = upload(&r, &g, &w.batch(1, 4)).await.json().await.unwrap();
+    assert_eq!(ack.stored_through, 4);
+    let path = r.dir.path().join("server.db");
+    let mut db = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+    let server_writer: String = sqlx::query_scalar("SELECT writer_id FROM audit_logs WHERE writer_id LIKE 'server-%'")
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    let event_id: i64 = sqlx::query_scalar("SELECT MIN(id) FROM server_events").fetch_one(&mut db).await.unwrap();
+
+    let verify = || async {
+        let online: AuditVerifyReport = call(&r, &admin, "GET", "/v1/audit/verify", &()).await;
+        let offline = Server::verify_data(r.dir.path(), &FixedPassphrase("pw".into())).await.unwrap();
+        assert_eq!(
+            online.problems.iter().map(|p| (&p.writer_id, p.index)).collect::<Vec<_>>(),
+            offline.problems.iter().map(|p| (&p.writer_id, p.index)).collect::<Vec<_>>()
+        );
+        online.problems
+    };
+    assert_eq!(verify().await.len(), 0);
+
+    let gid = g.id.as_str();
+    let sw = server_writer.as_str();
+    // (what, the change, its undo, the writer and index the first problem must name)
+    // One flipped byte in a stored record's ciphertext.
+    let original: Vec<u8> = sqlx::query_scalar("SELECT payload FROM audit_records WHERE writer_id = ? AND seq = 2")
+        .bind(gid)
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    let mut flipped = original.clone();
+    flipped[20] ^= 0x04;
+    for (payload, expected) in [(&flipped, Some((gid, Some(2)))), (&original, None)] {
+        sqlx::query("UPDATE audit_records SET payload = ? WHERE writer_id = ? AND seq = 2")
+            .bind(payload)
+            .bind(gid)
+            .execute(&mut db)
+            .await
+            .unwrap();
+        let problems = verify().await;
+        assert_eq!(problems.first().map(|p| (p.writer_id.as_str(), p.index)), expected, "{problems:?}");
+    }
+    let cases: Vec<(&str, String, String, &str, Option<u64>)> = vec![
+        (
+            "a deleted record",
+            format!(
+                "CREATE TABLE kept AS SELECT * FROM audit_records WHERE writer_id = '{gid}' AND seq = 3; DELETE FROM audit_records WHERE writer_id = '{gid}' AND seq = 3"
+            ),
+            "INSERT INTO audit_records SELECT * FROM kept; DROP TABLE kept".into(),
+            gid,
+            Some(3),
+        ),
+        (
+            "two records swapped",
+            format!(
+                "UPDATE audit_records SET seq = -seq WHERE writer_id = '{gid}' AND seq IN (2, 3); UPDATE audit_records SET seq = CASE seq WHEN -2 THEN 3 ELSE 2 END WHERE writer_id = '{gid}' AND seq < 0"
+            ),
+            format!(
+                "UPDATE audit_records SET seq = -seq WHERE writer_id = '{gid}' AND seq IN (2, 3); UPDATE audit_records SET seq = CASE seq WHEN -2 THEN 3 ELSE 2 END WHERE writer_id = '{gid}' AND seq < 0"
+            ),
+            gid,
+            Some(2),
+        ),
+        (
+            "the tail cut",
+            format!(
+                "CREATE TABLE kept AS SELECT * FROM audit_records WHERE writer_id = '{gid}' AND seq = 4; DELETE FROM audit_records WHERE writer_id = '{gid}' AND seq = 4"
+            ),
+            "INSERT INTO audit_records SELECT * FROM kept; DROP TABLE kept".into(),
+            gid,
+            Some(4),
+        ),
+        (
+            "an altered security event",
+            format!("UPDATE server_events SET detail = json_set(detail, '$.admin', 'mallory') WHERE id = {event_id}"),
+            format!("UPDATE server_events SET detail = json_set(detail, '$.admin', 'admin') WHERE id = {event_id}"),
+            sw,
+            Some(1),
+        ),
+        (
+            "a deleted security event",
+            format!(
+                "CREATE TABLE kept AS SELECT * FROM server_events WHERE id = {event_id}; DELETE FROM server_events WHERE id = {event_id}"
+            ),
+            "INSERT INTO server_events SELECT * FROM kept; DROP TABLE kept".into(),
+            sw,
+            Some(1),
+        ),
+        (
+            "a deleted security event and its record",
+            format!(
+                "CREATE TABLE kept AS SELECT * FROM audit_records WHERE writer_id = '{sw}' AND seq = 1; DELETE FROM audit_records WHERE writer_id = '{sw}' AND seq = 1"
+            ),
+            "INSERT INTO audit_records SELECT * FROM kept; DROP TABLE kept".into(),
+            sw,
+            Some(1),
+        ),
+    ];
+    for (what, change, undo, writer, index) in cases {
+        sqlx::raw_sql(&change).execute(&mut db).await.unwrap();
+        let problems = verify().await;
+        let first = problems.first().unwrap_or_else(|| panic!("{what}: not caught"));
+        assert_eq!((first.writer_id.as_str(), first.index), (writer, index), "{what}: {problems:?}");
+        sqlx::raw_sql(&undo).execute(&mut db).await.unwrap();
+        assert_eq!(verify().await.len(), 0, "{what}: undone, yet still failing");
+    }
+
+    // A session listed that no gateway recorded.
+    sqlx::query(
+        "INSERT INTO sessions (id, writer_id, user_name, target, login, grant_id, started_at, kind) \
+         VALUES ('forged', ?, 'admin', 'web', 'root', 'g', 0, 'shell')",
+    )
+    .bind(gid)
+    .execute(&mut db)
+    .await
+    .unwrap();
+    let problems = verify().await;
+    assert!(problems.iter().any(|p| p.message.contains("session forged")), "{problems:?}");
+}
+
+/// Rows written the way the version before Merkle logs wrote them (a record sealed under the
+/// root key without a leaf, an event without a record) are upgraded when the server opens the
+/// data directory: re-sealed under the writer's data key, given leaves and a log state; the
+/// writer's next signed upload continues that log; everything verifies.
+#[tokio::test]
+async fn data_from_before_merkle_logs_is_upgraded_when_the_server_opens() {
+    let (r, code) = start().await;
+    let admin = enroll(&r, &code).await;
+    let g = gateway(&r, &admin, "old").await;
+    let mut w = Writer::new(&g);
+    w.append(chunk("s", "from before"));
+    w.append(chunk("s", "after the upgrade"));
+    let dir = r.dir.path();
+    let pass = FixedPassphrase("pw".into());
+    let (root, _) = portcullis_keystore::unlock(&dir.join("root.key.json"), "server-root", &pass).unwrap();
+    let mut db =
+        sqlx::SqliteConnection::connect(&format!("sqlite://{}", dir.join("server.db").display())).await.unwrap();
+    let aad = portcullis_crypto::Aad::for_field("audit_records", &format!("{}/1", g.id), 1, "payload");
+    sqlx::query(
+        "INSERT INTO audit_records (writer_id, seq, kind, session_id, payload_sha256, payload, received_at) \
+         VALUES (?, 1, 'session_chunk', 's', ?, ?, 0)",
+    )
+    .bind(&g.id)
+    .bind(portcullis_crypto::sha256_hex(w.payloads[0].as_bytes()))
+    .bind(root.seal(&mut OsRng, w.payloads[0].as_bytes(), &aad).unwrap())
+    .execute(&mut db)
+    .await
+    .unwrap();
+    sqlx::query("INSERT INTO server_events (at, kind, detail) VALUES (1, 'old_event', '{\"x\":1}')")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    // Until upgraded, these rows are exactly what verification must not trust.
+    assert!(!Server::verify_data(dir, &pass).await.unwrap().problems.is_empty());
+
+    let reopened = Server::open(dir, &pass, Arc::new(SystemClock)).await.unwrap();
+    drop(reopened);
+    let report = Server::verify_data(dir, &pass).await.unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    let old = report.writers.iter().find(|x| x.writer_id == g.id).unwrap();
+    assert_eq!((old.records, old.checkpoint_size), (1, None));
+    // The record is no longer under the root key.
+    let ct: Vec<u8> = sqlx::query_scalar("SELECT payload FROM audit_records WHERE writer_id = ? AND seq = 1")
+        .bind(&g.id)
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    assert!(root.open(&ct, &aad).is_err());
+    // The gateway's next upload, signed, continues the upgraded log.
+    let ack: UploadAck = upload(&r, &g, &w.batch(2, 2)).await.json().await.unwrap();
+    assert_eq!((ack.stored_through, ack.resend_from), (2, None));
+    let report: AuditVerifyReport = call(&r, &admin, "GET", "/v1/audit/verify", &()).await;
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    let old = report.writers.iter().find(|x| x.writer_id == g.id).unwrap();
+    assert_eq!((old.records, old.checkpoint_size, old.countersigned), (2, Some(2), true));
+}
