@@ -40,3 +40,12 @@ CREATE TABLE audit_data_keys (
 -- The server's own events are records of its own log; the searchable row names its record.
 ALTER TABLE server_events ADD COLUMN seq INTEGER;
 CREATE INDEX server_events_kind ON server_events(kind, at);
+
+-- Rows the server decides with carry a MAC under a key derived from the root key: a row added
+-- or changed behind the server's back is refused. NULL only until a data directory from
+-- before this migration is first opened (then every row is sealed once).
+ALTER TABLE users ADD COLUMN mac BLOB;
+ALTER TABLE devices ADD COLUMN mac BLOB;
+ALTER TABLE gateways ADD COLUMN mac BLOB;
+ALTER TABLE policy_sets ADD COLUMN mac BLOB;
+ALTER TABLE security_keys ADD COLUMN mac BLOB;

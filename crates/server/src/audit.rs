@@ -332,11 +332,24 @@ pub(crate) async fn migrate(store: &Store, keys: &Keys<'_>, now: i64) -> Result<
     Ok(moved)
 }
 
-/// Public keys of the writers, to check their checkpoints.
-async fn writer_keys(pool: &sqlx::SqlitePool) -> Result<HashMap<String, (String, Option<[u8; 32]>)>, ServerError> {
+type WriterKeys = HashMap<String, (String, Result<Option<[u8; 32]>, String>)>;
+
+/// Public keys of the writers, to check their checkpoints — only from gateway rows whose
+/// authentication holds (a key swapped in the database would otherwise vouch for forged logs).
+async fn writer_keys(pool: &sqlx::SqlitePool, root: &SymmetricKey) -> Result<WriterKeys, ServerError> {
     let rows: Vec<(String, String, Option<Vec<u8>>)> =
         sqlx::query_as("SELECT id, name, sign_public_key FROM gateways").fetch_all(pool).await?;
-    Ok(rows.into_iter().map(|(id, name, key)| (id, (name, key.and_then(|k| <[u8; 32]>::try_from(k).ok())))).collect())
+    let macs = crate::rows::RowKey::new(root);
+    let mut out = HashMap::new();
+    let mut conn = pool.acquire().await?;
+    for (id, name, key) in rows {
+        let key = match macs.check(&mut conn, crate::rows::Row::Gateway(&id)).await {
+            Ok(()) => Ok(key.and_then(|k| <[u8; 32]>::try_from(k).ok())),
+            Err(e) => Err(e.to_string()),
+        };
+        out.insert(id, (name, key));
+    }
+    Ok(out)
 }
 
 const PAGE: i64 = 20_000;
@@ -352,7 +365,7 @@ pub(crate) async fn verify_all(
 ) -> Result<AuditVerifyReport, ServerError> {
     let pool = &store.pool;
     let server_writer = server_writer_id(server_key);
-    let names = writer_keys(pool).await?;
+    let names = writer_keys(pool, root).await?;
     let mut writers: Vec<String> =
         sqlx::query_scalar("SELECT writer_id FROM audit_logs UNION SELECT DISTINCT writer_id FROM audit_records")
             .fetch_all(pool)
@@ -362,9 +375,9 @@ pub(crate) async fn verify_all(
     let mut ring = KeyRing::new(root);
     for writer in writers {
         let (name, key) = if writer == server_writer {
-            ("control server".to_string(), Some(*server_key))
+            ("control server".to_string(), Ok(Some(*server_key)))
         } else {
-            names.get(&writer).cloned().unwrap_or_else(|| ("unknown writer".into(), None))
+            names.get(&writer).cloned().unwrap_or_else(|| ("unknown writer".into(), Ok(None)))
         };
         let problem = |index: Option<u64>, message: String| AuditProblem {
             writer_id: writer.clone(),
@@ -466,6 +479,13 @@ pub(crate) async fn verify_all(
             root: portcullis_tlog::hash_b64(&frontier.root()),
             countersigned: false,
         };
+        let key = match key {
+            Ok(key) => key,
+            Err(why) => {
+                first_problem.get_or_insert(problem(None, why));
+                None
+            }
+        };
         if first_problem.is_none() {
             first_problem = match state {
                 None => Some(problem(None, "the log has records but no state".into())),
@@ -514,6 +534,7 @@ pub(crate) async fn verify_all(
         report.writers.push(entry);
     }
     verify_rows(store, &mut ring, &server_writer, &mut report).await?;
+    verify_decision_rows(pool, root, &server_writer, &mut report).await?;
     Ok(report)
 }
 
@@ -615,6 +636,7 @@ pub(crate) async fn session_bundle(
     };
     let writer_key: [u8; 32] =
         writer_key.try_into().map_err(|_| ServerError::Internal("malformed writer key".into()))?;
+    crate::rows::RowKey::new(root).check(&mut *pool.acquire().await?, crate::rows::Row::Gateway(writer)).await?;
     let note: Option<Option<String>> = sqlx::query_scalar("SELECT checkpoint FROM audit_logs WHERE writer_id = ?")
         .bind(writer)
         .fetch_optional(pool)
@@ -686,4 +708,45 @@ pub(crate) async fn session_bundle(
         checkpoint: note,
         records,
     })
+}
+
+/// Every row the server decides with must carry a valid MAC (see [`crate::rows`]): one added or
+/// changed behind the server's back is reported here, before anything uses it.
+async fn verify_decision_rows(
+    pool: &sqlx::SqlitePool,
+    root: &SymmetricKey,
+    server_writer: &str,
+    report: &mut AuditVerifyReport,
+) -> Result<(), ServerError> {
+    use crate::rows::Row;
+    let macs = crate::rows::RowKey::new(root);
+    let mut conn = pool.acquire().await?;
+    let users: Vec<String> = sqlx::query_scalar("SELECT id FROM users ORDER BY id").fetch_all(&mut *conn).await?;
+    let devices: Vec<String> = sqlx::query_scalar("SELECT id FROM devices ORDER BY id").fetch_all(&mut *conn).await?;
+    let gateways: Vec<String> = sqlx::query_scalar("SELECT id FROM gateways ORDER BY id").fetch_all(&mut *conn).await?;
+    let policies: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM policy_sets ORDER BY version").fetch_all(&mut *conn).await?;
+    let keys: Vec<String> =
+        sqlx::query_scalar("SELECT id FROM security_keys ORDER BY id").fetch_all(&mut *conn).await?;
+    let rows = users
+        .iter()
+        .map(|id| Row::User(id))
+        .chain(devices.iter().map(|id| Row::Device(id)))
+        .chain(gateways.iter().map(|id| Row::Gateway(id)))
+        .chain(policies.iter().map(|v| Row::Policy(*v)))
+        .chain(keys.iter().map(|id| Row::SecurityKey(id)));
+    for row in rows {
+        if let Err(e) = macs.check(&mut conn, row).await {
+            report.problems.push(AuditProblem {
+                writer_id: match row {
+                    Row::Gateway(id) => id.to_string(),
+                    _ => server_writer.to_string(),
+                },
+                writer_name: "control server".into(),
+                index: None,
+                message: e.to_string(),
+            });
+        }
+    }
+    Ok(())
 }

@@ -1,5 +1,6 @@
 //! Device authentication: every call after enrolment is signed by the device's Ed25519 key.
 
+use crate::rows::Row;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -109,8 +110,13 @@ pub async fn authenticate(
 ) -> Result<Response, ServerError> {
     let unknown = || ServerError::Unauthorized("unknown or revoked device; enrol this device again".into());
     let db = state.db.clone();
+    let rows_of = state.clone();
     let (mut req, caller) = verify_signed(&state, req, |device_id| async move {
         let (device, user) = db.device_with_user(&device_id).await?.ok_or_else(unknown)?;
+        let mut conn = db.pool.acquire().await?;
+        rows_of.rows.check(&mut conn, Row::Device(&device.id)).await?;
+        rows_of.rows.check(&mut conn, Row::User(&user.id)).await?;
+        drop(conn);
         if device.revoked_at.is_some() {
             return Err(unknown());
         }
@@ -140,8 +146,10 @@ pub async fn authenticate_gateway(
 ) -> Result<Response, ServerError> {
     let unknown = || ServerError::Unauthorized("unknown or revoked gateway; enrol it again".into());
     let db = state.db.clone();
+    let rows_of = state.clone();
     let (mut req, caller) = verify_signed(&state, req, |gateway_id| async move {
         let gateway = db.gateway(&gateway_id).await?.ok_or_else(unknown)?;
+        rows_of.rows.check(&mut *db.pool.acquire().await?, Row::Gateway(&gateway.id)).await?;
         let (Some(sign), Some(seal)) = (gateway.sign_public_key, gateway.seal_public_key) else {
             return Err(unknown());
         };

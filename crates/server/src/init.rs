@@ -79,10 +79,14 @@ pub async fn init(
     roles.extend(options.extra_admin_roles.iter().copied().filter(|r| *r != Role::Admin));
     let roles = portcullis_proto::roles_to_string(&roles);
     Store::insert_user(&mut tx, &admin_id, &options.admin_name, &roles, now).await?;
+    let rows = crate::rows::RowKey::new(&root);
+    rows.seal(&mut tx, crate::rows::Row::User(&admin_id)).await?;
     if options.standalone {
         Store::put_setting(&mut tx, crate::store::SETTING_STANDALONE_OWNER, &admin_id).await?;
     }
-    Store::insert_policy(&mut tx, portcullis_policy::DEFAULT_POLICIES, now, None).await?;
+    let version = Store::insert_policy(&mut tx, portcullis_policy::DEFAULT_POLICIES, now, None).await?;
+    rows.seal(&mut tx, crate::rows::Row::Policy(version)).await?;
+    Store::put_setting(&mut tx, crate::store::SETTING_ROWS_AUTHENTICATED, "1").await?;
     let rp_id =
         crate::webauthn::choose_rp_id(&options.tls_names, &portcullis_crypto::sha256_hex(tls.fingerprint.as_bytes()));
     Store::put_setting(&mut tx, crate::store::SETTING_WEBAUTHN_RP_ID, &rp_id).await?;

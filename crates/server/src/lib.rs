@@ -27,6 +27,7 @@ mod error;
 pub mod init;
 pub mod live;
 mod policy;
+mod rows;
 mod store;
 pub mod tls;
 pub mod user_ca;
@@ -74,6 +75,8 @@ pub struct ServerState {
     pub(crate) relying_party: webauthn::RelyingParty,
     /// Wakes the embedded gateway's standing check at once after a revocation.
     pub(crate) revocations: Arc<tokio::sync::Notify>,
+    /// Authenticates the rows decisions read.
+    pub(crate) rows: rows::RowKey,
 }
 
 impl ServerState {
@@ -138,10 +141,19 @@ impl Server {
             db.server_secret(&root_key, store::SECRET_SEALING).await?.expose_secret(),
         )?;
         let tls = tls::TlsMaterial::load(data_dir, &db, &root_key).await?;
+        let rows = rows::RowKey::new(&root_key);
+        if db.setting(store::SETTING_ROWS_AUTHENTICATED).await?.is_none() {
+            // Once, for data directories from before row authentication: the rows as they are.
+            let mut tx = db.begin().await?;
+            let sealed = rows.seal_unsealed(&mut tx).await?;
+            store::Store::put_setting(&mut tx, store::SETTING_ROWS_AUTHENTICATED, "1").await?;
+            tx.commit().await?;
+            tracing::info!(rows = sealed, "rows the server decides with are now authenticated");
+        }
         // Data directories made before gateways existed get their user CA and embedded gateway now.
         let user_ca = Self::ensure_user_ca(&db, &root_key).await?;
-        let embedded_gateway_id = Self::ensure_embedded_gateway(&db, &root_key, clock.now()).await?;
-        let policies = policy::Policies::load(&db, clock.now()).await?;
+        let embedded_gateway_id = Self::ensure_embedded_gateway(&db, &root_key, &rows, clock.now()).await?;
+        let policies = policy::Policies::load(&db, &rows, clock.now()).await?;
         let relying_party = Self::ensure_relying_party(&db, &tls.fingerprint).await?;
         let upgraded = audit::migrate(&db, &audit::Keys { root: &root_key, signing: &signing }, clock.now()).await?;
         if upgraded > 0 {
@@ -162,6 +174,7 @@ impl Server {
                 policies,
                 relying_party,
                 revocations: Arc::new(tokio::sync::Notify::new()),
+                rows,
             }),
             data_dir: data_dir.to_path_buf(),
         })
@@ -223,6 +236,7 @@ impl Server {
     async fn ensure_embedded_gateway(
         db: &store::Store,
         root_key: &SymmetricKey,
+        rows: &rows::RowKey,
         now: i64,
     ) -> Result<String, ServerError> {
         let id = match db.embedded_gateway().await? {
@@ -241,9 +255,11 @@ impl Server {
                 let id = uuid::Uuid::new_v4().to_string();
                 let mut tx = db.begin().await?;
                 store::Store::insert_gateway(&mut tx, &id, portcullis_proto::EMBEDDED_GATEWAY, true, None, now).await?;
+                rows.seal(&mut tx, rows::Row::Gateway(&id)).await?;
                 tx.commit().await?;
                 let host_key_line = user_ca::public_openssh(host_key.public_key());
                 db.gateway_contact(&id, None, Some(&host_key_line), None, now).await?;
+                rows.seal(&mut *db.pool.acquire().await?, rows::Row::Gateway(&id)).await?;
                 id
             }
         };
@@ -258,6 +274,7 @@ impl Server {
             )
             .await?;
             db.set_gateway_sign_key(&id, &signing.public_key()).await?;
+            rows.seal(&mut *db.pool.acquire().await?, rows::Row::Gateway(&id)).await?;
         }
         let mut tx = db.begin().await?;
         store::Store::adopt_orphan_targets(&mut tx, &id).await?;

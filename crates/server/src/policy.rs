@@ -6,6 +6,7 @@ use jiff::tz::TimeZone;
 use portcullis_policy::{Person, PolicySet, TargetFacts};
 
 use crate::ServerError;
+use crate::rows::{Row, RowKey};
 use crate::store::{Store, TargetRow, UserDetailRow, csv_list};
 
 /// The policy set in force (its version), or why the stored one does not compile: then every
@@ -24,20 +25,25 @@ pub struct Policies {
 
 impl Policies {
     /// Loads the newest stored set; a store without one gets the built-in default.
-    pub async fn load(db: &Store, now: i64) -> Result<Self, ServerError> {
+    pub async fn load(db: &Store, rows: &RowKey, now: i64) -> Result<Self, ServerError> {
         let tz_name = std::env::var("TZ").ok();
         let time_zone = portcullis_policy::time_zone_named(tz_name.as_deref()).map_err(ServerError::BadRequest)?;
         let time_zone_name = time_zone.iana_name().unwrap_or("UTC").to_string();
         if db.current_policy().await?.is_none() {
             let mut tx = db.begin().await?;
-            Store::insert_policy(&mut tx, portcullis_policy::DEFAULT_POLICIES, now, None).await?;
+            let version = Store::insert_policy(&mut tx, portcullis_policy::DEFAULT_POLICIES, now, None).await?;
+            rows.seal(&mut tx, Row::Policy(version)).await?;
             tx.commit().await?;
         }
         let row = db.current_policy().await?.ok_or_else(|| ServerError::Internal("no policy set stored".into()))?;
-        let set = PolicySet::compile(&row.text).map_err(|e| {
-            tracing::error!(version = row.version, error = %e, "the stored policy set does not compile; refusing all requests");
-            format!("the policy set in force (version {}) does not compile: {e}", row.version)
-        });
+        let authentic = rows.check(&mut *db.pool.acquire().await?, Row::Policy(row.version)).await;
+        let set = match authentic {
+            Err(e) => Err(format!("{e}; refusing all requests until an admin stores a policy set")),
+            Ok(()) => PolicySet::compile(&row.text).map_err(|e| {
+                tracing::error!(version = row.version, error = %e, "the stored policy set does not compile; refusing all requests");
+                format!("the policy set in force (version {}) does not compile: {e}", row.version)
+            }),
+        };
         Ok(Self { current: RwLock::new(Arc::new(Loaded { version: row.version, set })), time_zone, time_zone_name })
     }
 

@@ -274,6 +274,7 @@ pub async fn review(
         .user_by_id(&request.user_id)
         .await?
         .ok_or_else(|| ServerError::Internal("the requester vanished".into()))?;
+    state.rows.check(&mut *state.db.pool.acquire().await?, crate::rows::Row::User(&requester.id)).await?;
     let missing: Vec<String> =
         csv_list(&request.approver_groups).into_iter().filter(|g| !approver.groups.contains(g)).collect();
     if !missing.is_empty() {

@@ -2,6 +2,7 @@
 //! a device revoked or the requester role removed revokes that holder's grants, withdraws their
 //! pending requests, tells gateways to end their sessions and closes their live streams.
 
+use crate::rows::Row;
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, Path, State};
@@ -81,6 +82,7 @@ pub async fn add_user(
     Store::insert_user(&mut tx, &id, &req.name, &roles_to_string(&roles), now).await?;
     Store::set_created_by(&mut tx, &id, &caller.user_id).await?;
     Store::set_user_groups(&mut tx, &id, &group_ids).await?;
+    state.rows.seal(&mut tx, Row::User(&id)).await?;
     Store::record_user_change(&mut tx, &id, &caller.user_id, now, "created").await?;
     let code = super::issue_enrolment_code(&mut tx, &id, &state.tls.fingerprint, now).await?;
     state
@@ -150,6 +152,7 @@ pub async fn set_roles(
     let now = state.clock.now();
     let mut tx = state.db.begin().await?;
     Store::set_user_roles(&mut tx, &user.id, &roles_to_string(&roles)).await?;
+    state.rows.seal(&mut tx, Row::User(&user.id)).await?;
     Store::record_user_change(&mut tx, &user.id, &caller.user_id, now, "roles").await?;
     let removed: Vec<Role> = before.iter().copied().filter(|r| !roles.contains(r)).collect();
     let outcome = if removed.contains(&Role::Requester) {
@@ -187,6 +190,7 @@ pub async fn set_groups(
     let mut tx = state.db.begin().await?;
     let ids = Store::group_ids(&mut tx, &groups).await?;
     Store::set_user_groups(&mut tx, &user.id, &ids).await?;
+    state.rows.seal(&mut tx, Row::User(&user.id)).await?;
     Store::record_user_change(&mut tx, &user.id, &caller.user_id, now, "groups").await?;
     state
         .record_event(
@@ -217,6 +221,7 @@ pub async fn disable_user(
     if !Store::disable_user(&mut tx, &user.id, now).await? {
         return Err(ServerError::Conflict(format!("{name} is already disabled")));
     }
+    state.rows.seal(&mut tx, Row::User(&user.id)).await?;
     let outcome = end_access(&mut tx, &user.id, None, &caller.user_id, "user disabled", now).await?;
     state
         .record_event(
@@ -313,6 +318,7 @@ pub async fn revoke_device(
     if !Store::revoke_device(&mut tx, &id, now).await? {
         return Err(ServerError::Conflict(format!("device {id} is already revoked")));
     }
+    state.rows.seal(&mut tx, Row::Device(&id)).await?;
     let outcome = end_access(&mut tx, &device.user_id, Some(&id), &caller.user_id, "device revoked", now).await?;
     state
         .record_event(
@@ -402,6 +408,7 @@ pub async fn set_policy(
     let before = state.policies.current().version;
     let mut tx = state.db.begin().await?;
     let version = Store::insert_policy(&mut tx, &req.text, now, Some(&caller.user_id)).await?;
+    state.rows.seal(&mut tx, Row::Policy(version)).await?;
     state
         .record_event(
             &mut tx,

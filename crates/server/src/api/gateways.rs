@@ -3,6 +3,7 @@
 //! then receives the target's credential (in-process for the embedded gateway, sealed to a
 //! remote gateway's X25519 key for that one connection).
 
+use crate::rows::Row;
 use axum::extract::State;
 use axum::{Extension, Json};
 use portcullis_crypto::identity::seal_to;
@@ -34,6 +35,7 @@ pub async fn add(
     let expires = now + portcullis_proto::ENROLMENT_CODE_TTL_SECS;
     let mut tx = state.db.begin().await?;
     Store::insert_gateway(&mut tx, &id, &req.name, false, Some(&caller.user_id), now).await?;
+    state.rows.seal(&mut tx, Row::Gateway(&id)).await?;
     Store::insert_gateway_code(&mut tx, &code.secret_hash(), &id, now, expires).await?;
     state
         .record_event(
@@ -105,6 +107,7 @@ pub async fn enroll(State(state): AppState, Json(req): Json<GatewayEnrollRequest
     };
     let host_key_line = host_key.to_openssh().map_err(|e| ServerError::Internal(e.to_string()))?;
     let name = Store::enrol_gateway(&mut tx, &gateway_id, &sign, &seal, &host_key_line, now).await?;
+    state.rows.seal(&mut tx, Row::Gateway(&gateway_id)).await?;
     state
         .record_event(
             &mut tx,
@@ -412,6 +415,13 @@ async fn holder_ended(state: &ServerState, claims: &GrantClaims) -> Result<Optio
     let Some((device, user)) = state.db.device_with_user(&claims.device_id).await? else {
         return Ok(Some("the device it was granted to is unknown".into()));
     };
+    let mut conn = state.db.pool.acquire().await?;
+    for row in [Row::Device(&device.id), Row::User(&user.id)] {
+        if let Err(e) = state.rows.check(&mut conn, row).await {
+            return Ok(Some(e.to_string()));
+        }
+    }
+    drop(conn);
     if user.id != claims.user_id {
         return Ok(Some("the grant does not match its device's user".into()));
     }

@@ -37,6 +37,7 @@ pub async fn ingest_records(
     }
     let gateway =
         state.db.gateway(writer_id).await?.ok_or_else(|| ServerError::Unauthorized("unknown gateway".into()))?;
+    state.rows.check(&mut *state.db.pool.acquire().await?, crate::rows::Row::Gateway(&gateway.id)).await?;
     let writer_key: [u8; 32] = gateway
         .sign_public_key
         .clone()

@@ -3,6 +3,7 @@
 //! user and purpose — for approvals to one request and one decision — used once, and lapses
 //! after two minutes.
 
+use crate::rows::Row;
 use axum::extract::{Path, State};
 use axum::{Extension, Json};
 use portcullis_proto::{
@@ -136,6 +137,7 @@ pub async fn finish_registration(
     let json = serde_json::to_string(&passkey).map_err(|e| ServerError::Internal(e.to_string()))?;
     let mut tx = state.db.begin().await?;
     Store::insert_security_key(&mut tx, &id, &caller.user_id, &name, &credential_id, &json, now).await?;
+    state.rows.seal(&mut tx, Row::SecurityKey(&id)).await?;
     state
         .record_event(
             &mut tx,
@@ -176,6 +178,7 @@ pub async fn remove(
     let now = state.clock.now();
     let mut tx = state.db.begin().await?;
     Store::remove_security_key(&mut tx, &found.id, now).await?;
+    state.rows.seal(&mut tx, Row::SecurityKey(&found.id)).await?;
     state
         .record_event(
             &mut tx,
@@ -211,6 +214,9 @@ pub async fn start_step_up(
         return Err(ServerError::Refused("self_approval", "you cannot review your own request".into()));
     }
     let keys = state.db.security_keys(&caller.user_id).await?;
+    for key in &keys {
+        state.rows.check(&mut *state.db.pool.acquire().await?, Row::SecurityKey(&key.id)).await?;
+    }
     if keys.is_empty() {
         return Err(ServerError::Refused(
             "no_security_key",
@@ -290,6 +296,9 @@ pub async fn verify_step_up(
         })?;
     let credential_id = credential_id_text(result.cred_id());
     let keys = state.db.security_keys(&caller.user_id).await?;
+    for key in &keys {
+        state.rows.check(&mut *state.db.pool.acquire().await?, Row::SecurityKey(&key.id)).await?;
+    }
     let key = keys
         .into_iter()
         .find(|k| k.credential_id == credential_id)
@@ -299,6 +308,7 @@ pub async fn verify_step_up(
     let json = serde_json::to_string(&passkey).map_err(|e| ServerError::Internal(e.to_string()))?;
     let mut tx = state.db.begin().await?;
     Store::update_security_key(&mut tx, &key.id, &json, now).await?;
+    state.rows.seal(&mut tx, Row::SecurityKey(&key.id)).await?;
     tx.commit().await?;
     let evidence = StepUpEvidence {
         method: portcullis_policy::STEP_UP_WEBAUTHN.into(),

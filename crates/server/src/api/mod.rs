@@ -184,6 +184,7 @@ async fn enroll(State(state): AppState, Json(req): Json<EnrollRequest>) -> ApiRe
         revoked_at: None,
     };
     Store::insert_device(&mut tx, &device, &device_name, now).await?;
+    state.rows.seal(&mut tx, crate::rows::Row::Device(&device.id)).await?;
     state
         .record_event(
             &mut tx,

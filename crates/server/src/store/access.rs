@@ -8,6 +8,8 @@ use crate::ServerError;
 pub const SETTING_STANDALONE_OWNER: &str = "standalone_owner";
 /// Setting: the WebAuthn relying-party id, fixed at `server init`.
 pub const SETTING_WEBAUTHN_RP_ID: &str = "webauthn_rp_id";
+/// Set once every row the server decides with carries its MAC (see `crate::rows`).
+pub const SETTING_ROWS_AUTHENTICATED: &str = "rows_authenticated";
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct PolicyRow {

@@ -11,7 +11,9 @@ use crate::ServerError;
 
 mod access;
 mod gateways;
-pub use access::{ChallengeRow, SETTING_STANDALONE_OWNER, SETTING_WEBAUTHN_RP_ID, UserDetailRow};
+pub use access::{
+    ChallengeRow, SETTING_ROWS_AUTHENTICATED, SETTING_STANDALONE_OWNER, SETTING_WEBAUTHN_RP_ID, UserDetailRow,
+};
 pub use gateways::GatewayRow;
 
 pub const SECRET_SIGNING: &str = "signing_key";

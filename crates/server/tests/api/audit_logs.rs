@@ -364,3 +364,150 @@ async fn data_from_before_merkle_logs_is_upgraded_when_the_server_opens() {
     let old = report.writers.iter().find(|x| x.writer_id == g.id).unwrap();
     assert_eq!((old.records, old.checkpoint_size, old.countersigned), (2, Some(2), true));
 }
+
+/// Rows the server decides with, changed or added behind its back, are refused — not trusted —
+/// and work again once put back: a role added to a user, a device added for the admin, a group
+/// membership added, a security key added, a gateway's key swapped, the policy set rewritten.
+#[tokio::test]
+async fn rows_changed_behind_the_servers_back_are_refused() {
+    let (r, code) = start().await;
+    let admin = enroll(&r, &code).await;
+    let added: AddUserResponse = call(
+        &r,
+        &admin,
+        "POST",
+        "/v1/users",
+        &AddUserRequest { name: "alice".into(), roles: vec![Role::Requester], groups: vec![] },
+    )
+    .await;
+    let alice = enroll(&r, &added.enrolment_code).await;
+    let added: AddUserResponse = call(
+        &r,
+        &admin,
+        "POST",
+        "/v1/users",
+        &AddUserRequest { name: "bob".into(), roles: vec![Role::Approver], groups: vec![] },
+    )
+    .await;
+    let bob = enroll(&r, &added.enrolment_code).await;
+    let _: serde_json::Value = call(&r, &admin, "POST", "/v1/groups", &serde_json::json!({ "name": "ops" })).await;
+    let g = gateway(&r, &admin, "near").await;
+    let mut db = sqlx::SqliteConnection::connect(&format!("sqlite://{}", r.dir.path().join("server.db").display()))
+        .await
+        .unwrap();
+    let me = |d: &Device| {
+        let body = Vec::new();
+        signed(&r, d, "GET", "/v1/me", &body, r.now(), &nonce())
+    };
+    async fn code_of(resp: reqwest::RequestBuilder) -> (u16, String) {
+        let resp = resp.send().await.unwrap();
+        let status = resp.status().as_u16();
+        if status == 200 {
+            return (200, String::new());
+        }
+        let body: ApiError = resp.json().await.unwrap();
+        (status, body.code)
+    }
+    assert_eq!(code_of(me(&alice)).await.0, 200);
+
+    // A role added to alice's row.
+    sqlx::raw_sql("UPDATE users SET roles = roles || ',admin' WHERE name = 'alice'").execute(&mut db).await.unwrap();
+    assert_eq!(code_of(me(&alice)).await, (403, "row_not_authentic".into()));
+    sqlx::raw_sql("UPDATE users SET roles = 'requester' WHERE name = 'alice'").execute(&mut db).await.unwrap();
+    assert_eq!(code_of(me(&alice)).await.0, 200);
+
+    // A group membership added to alice.
+    sqlx::raw_sql(
+        "INSERT INTO user_groups (user_id, group_id) SELECT u.id, g.id FROM users u, groups g \
+         WHERE u.name = 'alice' AND g.name = 'ops'",
+    )
+    .execute(&mut db)
+    .await
+    .unwrap();
+    assert_eq!(code_of(me(&alice)).await, (403, "row_not_authentic".into()));
+    sqlx::raw_sql("DELETE FROM user_groups").execute(&mut db).await.unwrap();
+    assert_eq!(code_of(me(&alice)).await.0, 200);
+
+    // A device added for the admin, with an attacker's key: its signed calls are refused.
+    let attacker =
+        Device { id: uuid::Uuid::new_v4().to_string(), key: SigningIdentity::generate(&mut OsRng), server: None };
+    sqlx::query(
+        "INSERT INTO devices (id, user_id, name, sign_public_key, seal_public_key, created_at) \
+         SELECT ?, id, 'laptop', ?, ?, 0 FROM users WHERE name = 'admin'",
+    )
+    .bind(&attacker.id)
+    .bind(attacker.key.public_key().to_vec())
+    .bind(SealingIdentity::generate(&mut OsRng).public_key().to_vec())
+    .execute(&mut db)
+    .await
+    .unwrap();
+    assert_eq!(code_of(me(&attacker)).await, (403, "row_not_authentic".into()));
+    assert_eq!(code_of(me(&admin)).await.0, 200, "the real admin device still works");
+
+    // A security key added for bob: a step-up ceremony refuses to use his keys at all.
+    sqlx::raw_sql(
+        "INSERT INTO security_keys (id, user_id, name, credential_id, passkey, created_at) \
+         SELECT 'k1', id, 'planted', 'AAAA', '{}', 0 FROM users WHERE name = 'bob'",
+    )
+    .execute(&mut db)
+    .await
+    .unwrap();
+    let _: TargetSummary = call(&r, &admin, "POST", "/v1/targets", &password_target(&admin, "web", b"pw")).await;
+    let request: AccessRequestView = call(
+        &r,
+        &alice,
+        "POST",
+        "/v1/requests",
+        &CreateAccessRequest { target: "web".into(), duration_secs: 600, reason: "test".into() },
+    )
+    .await;
+    let step_up = signed(
+        &r,
+        &bob,
+        "POST",
+        &format!("/v1/requests/{}/step-up", request.id),
+        br#"{"decision":"approve"}"#,
+        r.now(),
+        &nonce(),
+    );
+    assert_eq!(code_of(step_up).await, (403, "row_not_authentic".into()));
+
+    // A gateway's checkpoint key swapped: its uploads are refused and verification says why.
+    let stranger = SigningIdentity::generate(&mut OsRng);
+    sqlx::query("UPDATE gateways SET sign_public_key = ? WHERE name = 'near'")
+        .bind(stranger.public_key().to_vec())
+        .execute(&mut db)
+        .await
+        .unwrap();
+    let batch = UploadBatch {
+        records: vec![],
+        checkpoint: portcullis_tlog::sign_checkpoint(&g.id, 0, MemoryTree::new().root_at(0).unwrap(), &stranger)
+            .unwrap(),
+        acknowledged: None,
+    };
+    let as_gateway = Device { id: g.id.clone(), key: stranger, server: None };
+    assert_eq!(error_code(upload(&r, &as_gateway, &batch).await).await, (403, "row_not_authentic".into()));
+    let report: AuditVerifyReport = call(&r, &admin, "GET", "/v1/audit/verify", &()).await;
+    assert!(
+        report.problems.iter().any(|p| p.writer_id == g.id && p.message.contains("changed outside Portcullis")),
+        "{:?}",
+        report.problems
+    );
+
+    // The policy set rewritten to let anyone do anything: the next server to open it refuses
+    // every request until an admin stores a set.
+    sqlx::raw_sql("UPDATE policy_sets SET text = 'permit(principal, action, resource);'")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    let reopened = Server::open(r.dir.path(), &FixedPassphrase("pw".into()), Arc::new(SystemClock)).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { reopened.serve(listener, false, std::future::pending()).await });
+    let second =
+        Running { dir: tempfile::tempdir().unwrap(), url, http: reqwest::Client::new(), offset: r.offset.clone() };
+    let body = serde_json::to_vec(&CreateAccessRequest { target: "web".into(), duration_secs: 60, reason: "x".into() })
+        .unwrap();
+    let refused = signed(&second, &alice, "POST", "/v1/requests", &body, r.now(), &nonce()).send().await.unwrap();
+    assert_eq!(error_code(refused).await, (403, "policy_unusable".into()));
+}

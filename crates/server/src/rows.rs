@@ -1,0 +1,177 @@
+//! Authenticated rows: the rows the server decides with — users (roles, groups, who created
+//! them, disabled), devices, gateways, policy sets, security keys — carry an HMAC-SHA256 under
+//! a key derived from the root key, computed over what the decision reads. A row added or
+//! changed behind the server's back (a DBA, a restored dump, an attacker on the host) fails its
+//! check and is refused, never trusted: `row_not_authentic`, and an error in the log.
+//!
+//! Every write path reseals the row it changed, in the same transaction ([`RowKey::seal`]);
+//! every decision path checks the rows it reads ([`RowKey::check`]). The key never leaves the
+//! process: the database alone cannot forge a MAC.
+
+use portcullis_crypto::SymmetricKey;
+use sqlx::{Row as _, SqliteConnection};
+
+use crate::ServerError;
+
+/// A row the server decides with.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Row<'a> {
+    /// A user with its roles, creator, disabled mark and group memberships (ids and names).
+    User(&'a str),
+    Device(&'a str),
+    Gateway(&'a str),
+    Policy(i64),
+    SecurityKey(&'a str),
+}
+
+impl Row<'_> {
+    fn describe(&self) -> String {
+        match self {
+            Row::User(id) => format!("user {id}"),
+            Row::Device(id) => format!("device {id}"),
+            Row::Gateway(id) => format!("gateway {id}"),
+            Row::Policy(v) => format!("policy set version {v}"),
+            Row::SecurityKey(id) => format!("security key {id}"),
+        }
+    }
+
+    /// (what the MAC covers, the UPDATE that stores it) — every column as text.
+    fn sql(&self) -> (&'static str, &'static str) {
+        match self {
+            Row::User(_) => (
+                "SELECT 'users', id, name, roles, COALESCE(created_by, ''), COALESCE(CAST(disabled_at AS TEXT), ''), \
+                 COALESCE((SELECT group_concat(g.id || ':' || g.name, ',') FROM (SELECT g.id, g.name FROM user_groups ug \
+                 JOIN groups g ON g.id = ug.group_id WHERE ug.user_id = users.id ORDER BY g.id) g), ''), mac \
+                 FROM users WHERE id = ?",
+                "UPDATE users SET mac = ? WHERE id = ?",
+            ),
+            Row::Device(_) => (
+                "SELECT 'devices', id, user_id, hex(sign_public_key), hex(seal_public_key), \
+                 COALESCE(CAST(revoked_at AS TEXT), ''), mac FROM devices WHERE id = ?",
+                "UPDATE devices SET mac = ? WHERE id = ?",
+            ),
+            Row::Gateway(_) => (
+                "SELECT 'gateways', id, name, CAST(embedded AS TEXT), COALESCE(hex(sign_public_key), ''), \
+                 COALESCE(hex(seal_public_key), ''), COALESCE(host_key, ''), COALESCE(CAST(revoked_at AS TEXT), ''), mac \
+                 FROM gateways WHERE id = ?",
+                "UPDATE gateways SET mac = ? WHERE id = ?",
+            ),
+            Row::Policy(_) => (
+                "SELECT 'policy_sets', CAST(version AS TEXT), text, COALESCE(created_by, ''), mac \
+                 FROM policy_sets WHERE version = ?",
+                "UPDATE policy_sets SET mac = ? WHERE version = ?",
+            ),
+            Row::SecurityKey(_) => (
+                "SELECT 'security_keys', id, user_id, credential_id, passkey, COALESCE(CAST(removed_at AS TEXT), ''), mac \
+                 FROM security_keys WHERE id = ?",
+                "UPDATE security_keys SET mac = ? WHERE id = ?",
+            ),
+        }
+    }
+
+    fn bind<'q>(
+        &self,
+        q: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
+    ) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
+        match *self {
+            Row::User(id) | Row::Device(id) | Row::Gateway(id) | Row::SecurityKey(id) => q.bind(id.to_string()),
+            Row::Policy(v) => q.bind(v),
+        }
+    }
+}
+
+pub(crate) struct RowKey(SymmetricKey);
+
+impl RowKey {
+    pub fn new(root: &SymmetricKey) -> Self {
+        Self(root.derive("rows/mac/v1"))
+    }
+
+    /// (MAC over the row's content, the stored MAC); `None` when the row does not exist.
+    async fn material(
+        &self,
+        conn: &mut SqliteConnection,
+        row: Row<'_>,
+    ) -> Result<Option<([u8; 32], Option<Vec<u8>>)>, ServerError> {
+        let (select, _) = row.sql();
+        let Some(found) = row.bind(sqlx::query(select)).fetch_optional(&mut *conn).await? else {
+            return Ok(None);
+        };
+        let n = found.len();
+        let mut parts = Vec::with_capacity(n - 1);
+        for i in 0..n - 1 {
+            parts.push(found.try_get::<String, _>(i)?);
+        }
+        let stored: Option<Vec<u8>> = found.try_get(n - 1)?;
+        let refs: Vec<&[u8]> = parts.iter().map(|p| p.as_bytes()).collect();
+        Ok(Some((self.0.mac(&refs), stored)))
+    }
+
+    /// Stores the MAC of the row as it is now (call after changing it, in the same transaction).
+    pub async fn seal(&self, conn: &mut SqliteConnection, row: Row<'_>) -> Result<(), ServerError> {
+        let Some((mac, _)) = self.material(conn, row).await? else {
+            return Err(ServerError::Internal(format!("{} vanished while being sealed", row.describe())));
+        };
+        let (_, update) = row.sql();
+        row.bind(sqlx::query(update).bind(mac.to_vec())).execute(&mut *conn).await?;
+        Ok(())
+    }
+
+    /// Refuses a row whose content does not match its MAC (or that has none). A row that does
+    /// not exist passes: callers decide what absence means.
+    pub async fn check(&self, conn: &mut SqliteConnection, row: Row<'_>) -> Result<(), ServerError> {
+        match self.material(conn, row).await? {
+            None => Ok(()),
+            Some((mac, Some(stored))) if portcullis_crypto::constant_time_eq(&mac, &stored) => Ok(()),
+            Some(_) => {
+                tracing::error!(row = %row.describe(), "a row was changed outside Portcullis; refusing it");
+                Err(ServerError::Refused(
+                    "row_not_authentic",
+                    format!(
+                        "{} was changed outside Portcullis (its authentication does not match); refusing to trust it",
+                        row.describe()
+                    ),
+                ))
+            }
+        }
+    }
+
+    /// Seals every row that has no MAC yet — once, when a data directory from before row
+    /// authentication is first opened (those rows are trusted as they are at that moment).
+    pub async fn seal_unsealed(&self, conn: &mut SqliteConnection) -> Result<u64, ServerError> {
+        let mut sealed = 0;
+        for id in
+            sqlx::query_scalar::<_, String>("SELECT id FROM users WHERE mac IS NULL").fetch_all(&mut *conn).await?
+        {
+            self.seal(conn, Row::User(&id)).await?;
+            sealed += 1;
+        }
+        for id in
+            sqlx::query_scalar::<_, String>("SELECT id FROM devices WHERE mac IS NULL").fetch_all(&mut *conn).await?
+        {
+            self.seal(conn, Row::Device(&id)).await?;
+            sealed += 1;
+        }
+        for id in
+            sqlx::query_scalar::<_, String>("SELECT id FROM gateways WHERE mac IS NULL").fetch_all(&mut *conn).await?
+        {
+            self.seal(conn, Row::Gateway(&id)).await?;
+            sealed += 1;
+        }
+        for v in sqlx::query_scalar::<_, i64>("SELECT version FROM policy_sets WHERE mac IS NULL")
+            .fetch_all(&mut *conn)
+            .await?
+        {
+            self.seal(conn, Row::Policy(v)).await?;
+            sealed += 1;
+        }
+        for id in sqlx::query_scalar::<_, String>("SELECT id FROM security_keys WHERE mac IS NULL")
+            .fetch_all(&mut *conn)
+            .await?
+        {
+            self.seal(conn, Row::SecurityKey(&id)).await?;
+            sealed += 1;
+        }
+        Ok(sealed)
+    }
+}
