@@ -472,40 +472,6 @@ fn the_gateway_explains_refused_certificates() {
     });
 }
 
-/// A tmpfs of `size` mounted at `dir` (root only), unmounted when dropped.
-struct SmallDisk(std::path::PathBuf);
-
-impl SmallDisk {
-    fn mount(dir: &std::path::Path, size: &str) -> SmallDisk {
-        std::fs::create_dir_all(dir).unwrap();
-        let ok = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
-            .arg(dir)
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "mounting a tmpfs needs root (the suite runs as root)");
-        SmallDisk(dir.to_path_buf())
-    }
-
-    /// Fills it up; the file is removed to give the space back.
-    fn fill(&self) -> std::path::PathBuf {
-        let file = self.0.join("filler");
-        let _ = std::process::Command::new("dd")
-            .args(["if=/dev/zero", "bs=64k"])
-            .arg(format!("of={}", file.display()))
-            .stderr(std::process::Stdio::null())
-            .status();
-        file
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
 /// Fail closed: a gateway that cannot write its records stops the session it brokers and
 /// opens no new one, with a message to the user; once space returns, sessions run again.
 #[test]
@@ -544,6 +510,44 @@ fn a_session_that_cannot_be_recorded_does_not_run() {
     assert_eq!(again.stdout, "recorded-again\n");
     world.sessions_when("the session after recovery", |out| out.contains("recorded-again"));
     gateway.kill();
+}
+
+/// Fail closed at the server: when its audit store cannot write (the disk is full), approvals
+/// and new sessions are refused with a message that says why; once it can write again, both
+/// work — without a restart.
+#[test]
+fn the_server_refuses_what_it_cannot_record() {
+    let sshd = Sshd::start();
+    let mut world = World::new();
+    world.add_key_target("web", &sshd);
+    world.grant("web", "30m");
+    // Move the server's data directory onto a small disk of its own.
+    world.server.stop();
+    let data = world.server.data.clone();
+    let before = data.with_extension("before");
+    std::fs::rename(&data, &before).unwrap();
+    let disk = SmallDisk::mount(&data, "64m");
+    let copied = std::process::Command::new("cp").arg("-a").arg(before.join(".")).arg(&data).status().unwrap();
+    assert!(copied.success());
+    world.server.start(false);
+    world.alice.run(&["ssh", "web", "--", "echo", "before-full"]).ok();
+    let pending = world.alice.run(&["request", "web", "--duration", "10m", "--reason", "second"]).ok().last_line();
+
+    let filler = disk.fill();
+    world.bob.run(&["approve", &pending]).fails_with("the audit store cannot record right now (the disk is full)");
+    let ssh = world.alice.run(&["ssh", "web", "--", "echo", "should-not-run"]);
+    assert_ne!(ssh.status, 0);
+    assert!(!ssh.stdout.contains("should-not-run"));
+    assert!(ssh.stderr.contains("cannot record"), "{}", ssh.stderr);
+
+    std::fs::remove_file(filler).unwrap();
+    world.bob.run(&["approve", &pending]).ok();
+    let again = world.alice.run(&["ssh", "web", "--", "echo", "after-full"]).ok();
+    assert_eq!(again.stdout, "after-full\n");
+    world.sessions_when("the session after space returned", |out| out.contains("after-full"));
+    let verified = world.bob.run(&["audit", "verify"]).ok().stdout;
+    assert!(verified.contains("no problems"), "{verified}");
+    world.server.stop();
 }
 
 /// A user who stops reading cannot keep a session past its grant: the gateway gives up on the

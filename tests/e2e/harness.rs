@@ -492,3 +492,37 @@ impl Drop for Background {
         let _ = self.0.wait();
     }
 }
+
+/// A tmpfs of `size` mounted at `dir` (root only), unmounted when dropped.
+pub struct SmallDisk(pub std::path::PathBuf);
+
+impl SmallDisk {
+    pub fn mount(dir: &std::path::Path, size: &str) -> SmallDisk {
+        std::fs::create_dir_all(dir).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "mounting a tmpfs needs root (the suite runs as root)");
+        SmallDisk(dir.to_path_buf())
+    }
+
+    /// Fills it up; the file is removed to give the space back.
+    pub fn fill(&self) -> std::path::PathBuf {
+        let file = self.0.join("filler");
+        let _ = std::process::Command::new("dd")
+            .args(["if=/dev/zero", "bs=64k"])
+            .arg(format!("of={}", file.display()))
+            .stderr(std::process::Stdio::null())
+            .status();
+        file
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}

@@ -35,9 +35,10 @@ pub enum ControlPlane {
 
 fn from_server(e: ServerError) -> ControlError {
     match e {
-        ServerError::Refused(_, message) | ServerError::Forbidden(message) | ServerError::NotFound(message) => {
-            ControlError::Refused(message)
-        }
+        ServerError::Refused(_, message)
+        | ServerError::Forbidden(message)
+        | ServerError::NotFound(message)
+        | ServerError::StoreUnavailable(message) => ControlError::Refused(message),
         other => ControlError::Failed(other.to_string()),
     }
 }
@@ -45,7 +46,7 @@ fn from_server(e: ServerError) -> ControlError {
 fn from_client(e: ClientError) -> ControlError {
     match e {
         ClientError::Unreachable { detail, .. } => ControlError::Unreachable(detail),
-        ClientError::Api { status, message, .. } if status == 403 || status == 404 => ControlError::Refused(message),
+        ClientError::Api { status, message, .. } if matches!(status, 403 | 404 | 503) => ControlError::Refused(message),
         other => ControlError::Failed(other.to_string()),
     }
 }

@@ -21,6 +21,10 @@ pub enum ServerError {
     Conflict(String),
     #[error("the server's root key: {0}")]
     Keystore(#[from] portcullis_keystore::KeystoreError),
+    /// The store cannot write (disk full, read-only, I/O error): whatever needs recording is
+    /// refused until it can (fail closed), and says so.
+    #[error("{0}")]
+    StoreUnavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -35,6 +39,7 @@ impl ServerError {
             ServerError::NotFound(_) => "not_found",
             ServerError::Conflict(_) => "conflict",
             ServerError::Keystore(_) => "locked",
+            ServerError::StoreUnavailable(_) => "audit_store_unavailable",
             ServerError::Internal(_) => "internal",
         }
     }
@@ -47,12 +52,29 @@ impl ServerError {
             ServerError::NotFound(_) => StatusCode::NOT_FOUND,
             ServerError::Conflict(_) => StatusCode::CONFLICT,
             ServerError::Keystore(_) | ServerError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ServerError::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }
 
 impl From<sqlx::Error> for ServerError {
     fn from(e: sqlx::Error) -> Self {
+        // SQLite's primary result codes: the disk is full (13), the database is read-only (8),
+        // an I/O error (10), it cannot be opened (14).
+        let primary =
+            e.as_database_error().and_then(|d| d.code()).and_then(|c| c.parse::<i32>().ok()).map(|c| c & 0xff);
+        if matches!(primary, Some(8 | 10 | 13 | 14)) {
+            tracing::error!(error = %e, "the store cannot write; refusing what must be recorded");
+            return ServerError::StoreUnavailable(format!(
+                "the audit store cannot record right now ({}); nothing that must be recorded can happen until it \
+                 can — ask the server's operator to free space or make the store writable",
+                match primary {
+                    Some(13) => "the disk is full",
+                    Some(8) => "it is read-only",
+                    _ => "a disk error",
+                }
+            ));
+        }
         ServerError::Internal(format!("database: {e}"))
     }
 }
