@@ -46,7 +46,7 @@ fn from_server(e: ServerError) -> ControlError {
 fn from_client(e: ClientError) -> ControlError {
     match e {
         ClientError::Unreachable { detail, .. } => ControlError::Unreachable(detail),
-        ClientError::Api { status, message, .. } if matches!(status, 403 | 404 | 503) => ControlError::Refused(message),
+        ClientError::Api { status: 403 | 404 | 503, message, .. } => ControlError::Refused(message),
         other => ControlError::Failed(other.to_string()),
     }
 }
