@@ -17,4 +17,4 @@ mkdir -p "$XDG_RUNTIME_DIR" && chmod 700 "$XDG_RUNTIME_DIR"
 
 exec dbus-run-session -- sh -c '
   echo "throwaway-keyring-password" | gnome-keyring-daemon --unlock --components=secrets >/dev/null
-  exec xvfb-run -a -s "-screen 0 1280x800x24" cargo test --workspace --locked --features portcullis-cli/soft-authenticator,portcullis-desktop/soft-authenticator "$@"' sh "$@"
+  exec xvfb-run -a -s "-screen 0 1280x800x24" cargo test --workspace --locked --features portcullis-cli/soft-authenticator,portcullis-cli/soak,portcullis-desktop/soft-authenticator "$@"' sh "$@"

@@ -162,7 +162,7 @@ fn a_gateway_process_keeps_recording_through_a_server_outage() {
 }
 
 /// (records, highest sequence number) the server stores for a writer.
-fn server_records(server: &ServerProcess, writer: &str) -> (i64, i64) {
+pub(crate) fn server_records(server: &ServerProcess, writer: &str) -> (i64, i64) {
     with_db(&server.data.join("server.db"), async |conn| {
         sqlx::query_as("SELECT COUNT(*), COALESCE(MAX(seq), 0) FROM audit_records WHERE writer_id = ?")
             .bind(writer)
@@ -173,14 +173,14 @@ fn server_records(server: &ServerProcess, writer: &str) -> (i64, i64) {
 }
 
 /// How many records of `kind` a gateway wrote (the kind is stored in clear beside each record).
-fn count_kind(db: &std::path::Path, kind: &str) -> i64 {
+pub(crate) fn count_kind(db: &std::path::Path, kind: &str) -> i64 {
     with_db(db, async |conn| {
         sqlx::query_scalar("SELECT COUNT(*) FROM records WHERE kind = ?").bind(kind).fetch_one(conn).await.unwrap()
     })
 }
 
 /// How many records a gateway wrote.
-fn gateway_records(db: &std::path::Path) -> i64 {
+pub(crate) fn gateway_records(db: &std::path::Path) -> i64 {
     with_db(db, async |conn| sqlx::query_scalar("SELECT COUNT(*) FROM records").fetch_one(conn).await.unwrap())
 }
 
@@ -195,7 +195,7 @@ fn stock_ssh(config: &std::path::Path, args: &[&str]) -> std::process::Output {
         .expect("ssh (openssh-client) is installed")
 }
 
-fn with_db<T>(db: &std::path::Path, f: impl AsyncFnOnce(&mut sqlx::SqliteConnection) -> T) -> T {
+pub(crate) fn with_db<T>(db: &std::path::Path, f: impl AsyncFnOnce(&mut sqlx::SqliteConnection) -> T) -> T {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
         use sqlx::Connection;
@@ -204,14 +204,14 @@ fn with_db<T>(db: &std::path::Path, f: impl AsyncFnOnce(&mut sqlx::SqliteConnect
     })
 }
 
-fn mark_all_records_unsent(db: &std::path::Path) {
+pub(crate) fn mark_all_records_unsent(db: &std::path::Path) {
     let n = with_db(db, async |conn| {
         sqlx::query("UPDATE records SET uploaded_at = NULL").execute(conn).await.unwrap().rows_affected()
     });
     assert!(n > 0);
 }
 
-fn unsent_records(db: &std::path::Path) -> i64 {
+pub(crate) fn unsent_records(db: &std::path::Path) -> i64 {
     with_db(db, async |conn| {
         sqlx::query_scalar("SELECT COUNT(*) FROM records WHERE uploaded_at IS NULL").fetch_one(conn).await.unwrap()
     })

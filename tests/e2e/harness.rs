@@ -167,6 +167,18 @@ impl GatewayProcess {
         wait_for_port(self.port, "the gateway process");
     }
 
+    /// `gateway soak` (feature `soak`): synthetic sessions through its real log and sync.
+    pub fn soak(&self, sessions: u64, events: u64) -> Child {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        base_command(&self.rust_log)
+            .env("PORTCULLIS_HOME", &self.home)
+            .args(["gateway", "soak", "--sessions", &sessions.to_string(), "--events", &events.to_string()])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap()
+    }
+
     /// Kills it outright (SIGKILL): whatever it was doing is cut off.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

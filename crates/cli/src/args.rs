@@ -205,6 +205,16 @@ pub enum GatewayCommand {
         #[arg(long)]
         advertise: Option<String>,
     },
+    /// Fault tests only (feature `soak`): write synthetic sessions through this gateway's real
+    /// record log and sync, until the server acknowledged them all.
+    #[cfg(feature = "soak")]
+    #[command(hide = true)]
+    Soak {
+        #[arg(long, default_value_t = 20)]
+        sessions: u64,
+        #[arg(long, default_value_t = 4096)]
+        events: u64,
+    },
 }
 
 #[derive(Subcommand, Debug)]

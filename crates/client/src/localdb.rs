@@ -384,6 +384,16 @@ impl LocalDb {
         Ok(n.unwrap_or(0) as u64)
     }
 
+    /// How many records of `kind` the log holds (the kind is stored beside each record).
+    pub async fn count_kind(&self, kind: &str) -> Result<u64, ClientError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM records WHERE kind = ?")
+            .bind(kind)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(n as u64)
+    }
+
     pub async fn pending_count(&self) -> Result<u64, ClientError> {
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM records WHERE uploaded_at IS NULL")
             .fetch_one(&self.pool)

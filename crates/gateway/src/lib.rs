@@ -24,6 +24,8 @@ pub mod identity;
 pub mod log;
 pub mod recorder;
 pub mod session;
+#[cfg(feature = "soak")]
+pub mod soak;
 pub mod standing;
 pub mod target;
 pub mod transfer;

@@ -111,6 +111,11 @@ impl RecordLog {
         Ok(ends.len())
     }
 
+    /// How many sessions the log started.
+    pub async fn started_sessions(&self) -> Result<u64, String> {
+        self.db.count_kind("session_start").await.map_err(|e| e.to_string())
+    }
+
     pub async fn pending(&self) -> Result<u64, String> {
         self.db.pending_count().await.map_err(|e| e.to_string())
     }
@@ -218,11 +223,14 @@ impl RecordSink for Arc<RecordLog> {
 pub async fn sync_forever(log: Arc<RecordLog>, control: Arc<ControlPlane>, address: String, host_key: String) {
     let mut backoff = Duration::from_secs(1);
     let mut last_beat = None::<tokio::time::Instant>;
-    let mut announce = true;
+    let mut announced = false;
     loop {
+        // Tell the server the log's checkpoint at start and with every heartbeat, even with
+        // nothing to send: a server restored from a backup learns at once what it is missing.
+        let announce = !announced || last_beat.is_none_or(|t| t.elapsed() >= Duration::from_secs(10));
         let synced = log.sync_once(&control, announce).await;
         if synced.is_ok() {
-            announce = false;
+            announced = true;
         }
         match &synced {
             Ok(_) => backoff = Duration::from_secs(1),
