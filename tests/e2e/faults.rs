@@ -81,7 +81,6 @@ fn killed_at_random_the_audit_trail_loses_and_doubles_nothing() {
     let total = SESSIONS * (EVENTS + 2);
     let mut rng = Rng(u64::from_le_bytes(rand::random::<[u8; 8]>()));
     let (mut writer_kills, mut server_kills) = (0, 0);
-    let dropped_at;
     let backup = world.root.path().join("server-backup");
     let mut backed_up_at = None;
     let started = Instant::now();
@@ -92,7 +91,7 @@ fn killed_at_random_the_audit_trail_loses_and_doubles_nothing() {
         std::thread::sleep(Duration::from_millis(10));
     }
     world.server.stop();
-    dropped_at = Some(server_records(&world.server, &gateway.id()).0);
+    let dropped_at = server_records(&world.server, &gateway.id()).0;
     std::thread::sleep(Duration::from_millis(1500));
     world.server.start(false);
     server_kills += 1;
@@ -146,7 +145,7 @@ fn killed_at_random_the_audit_trail_loses_and_doubles_nothing() {
     let cut_short = soaked.iter().filter(|l| l.contains("gateway stopped")).count();
     eprintln!(
         "soak: {written} records in {SESSIONS} sessions ({cut_short} cut short by kills); writer killed {writer_kills} \
-         times, server killed {server_kills} times (dropped after {dropped_at:?} records); lost 0, doubled 0; {:.0} s",
+         times, server killed {server_kills} times (dropped after {dropped_at} records); lost 0, doubled 0; {:.0} s",
         started.elapsed().as_secs_f64()
     );
 
