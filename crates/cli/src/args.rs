@@ -423,9 +423,27 @@ pub enum AuditCommand {
     /// Security events the server recorded (enrolments, reviews, certificates issued, sessions
     /// authorised or refused, host-key mismatches, file transfers, rejected uploads), newest first.
     Events {
-        /// Only events of this kind, e.g. host_key_mismatch.
+        /// Only events of this kind, e.g. host_key_mismatch (several: comma-separated).
         #[arg(long)]
         kind: Option<String>,
+        /// Only what this user did.
+        #[arg(long)]
+        actor: Option<String>,
+        /// Only what this gateway reported.
+        #[arg(long)]
+        gateway: Option<String>,
+        /// From this time: RFC 3339 (2026-11-26T09:00:00Z) or how long ago (2h, 3d).
+        #[arg(long)]
+        since: Option<String>,
+        /// Until this time (same forms).
+        #[arg(long)]
+        until: Option<String>,
+        /// Only events older than this id (the next page).
+        #[arg(long)]
+        before: Option<i64>,
+        /// How many (at most 500).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
     },
     /// Export one session: as an asciicast v2 file (`--out`, play it with asciinema-player), or
     /// as a bundle anyone can verify offline (`--bundle`: records, inclusion proofs, signed

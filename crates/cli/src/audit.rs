@@ -104,18 +104,36 @@ pub async fn export(home: &Path, session_id: &str, out: &Path) -> anyhow::Result
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn events(home: &Path, kind: Option<&str>) -> anyhow::Result<ExitCode> {
+/// A time as RFC 3339 or as a duration ago (`2h`, `3d`), in Unix seconds.
+pub fn parse_when(text: &str) -> anyhow::Result<i64> {
+    let unix =
+        |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    if let Ok(t) = humantime::parse_rfc3339_weak(text) {
+        return Ok(unix(t));
+    }
+    let ago = humantime::parse_duration(text)
+        .map_err(|_| anyhow::anyhow!("{text:?} is neither a time (2026-11-26T09:00:00Z) nor a duration ago (2h)"))?;
+    Ok(unix(std::time::SystemTime::now()) - ago.as_secs() as i64)
+}
+
+pub async fn events(home: &Path, query: &portcullis_proto::EventQuery) -> anyhow::Result<ExitCode> {
     let device = open_device(home).await?;
-    let events = device.api().events().await?;
-    println!("{:<20} {:<12} {:<22} DETAIL", "AT", "ACTOR", "EVENT");
-    for e in events.into_iter().filter(|e| kind.is_none_or(|k| k == e.kind)) {
+    let events = device.api().events(query).await?;
+    println!("{:>7} {:<20} {:<12} {:<26} DETAIL", "ID", "AT", "ACTOR", "EVENT");
+    for e in &events {
         println!(
-            "{:<20} {:<12} {:<22} {}",
+            "{:>7} {:<20} {:<12} {:<26} {}",
+            e.id,
             crate::access::format_time(e.at),
-            e.actor.unwrap_or_else(|| "-".into()),
-            e.kind,
+            printable(e.actor.as_deref().unwrap_or("-")),
+            printable(&e.kind),
             printable(&e.detail.to_string())
         );
+    }
+    if let Some(last) = events.last()
+        && events.len() as u32 >= query.limit.unwrap_or(100)
+    {
+        println!("(more: add --before {})", last.id);
     }
     Ok(ExitCode::SUCCESS)
 }

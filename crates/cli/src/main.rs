@@ -119,7 +119,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Gateway(cmd) => gateway::run(&home, cmd).await,
         Command::Audit(AuditCommand::List) => audit::list(&home, false).await,
         Command::Audit(AuditCommand::Show { session_id }) => audit::show(&home, &session_id).await,
-        Command::Audit(AuditCommand::Events { kind }) => audit::events(&home, kind.as_deref()).await,
+        Command::Audit(AuditCommand::Events { kind, actor, gateway, since, until, before, limit }) => {
+            let query = portcullis_proto::EventQuery {
+                kind,
+                actor,
+                gateway,
+                since: since.as_deref().map(audit::parse_when).transpose()?,
+                until: until.as_deref().map(audit::parse_when).transpose()?,
+                before,
+                limit: Some(limit),
+            };
+            audit::events(&home, &query).await
+        }
         Command::Audit(AuditCommand::Export { session_id, out, bundle }) => match (out, bundle) {
             (_, Some(bundle)) => audit::export_bundle(&home, &session_id, &bundle).await,
             (Some(out), None) => audit::export(&home, &session_id, &out).await,

@@ -425,8 +425,24 @@ impl ApiClient {
         rx
     }
 
-    pub async fn events(&self) -> Result<Vec<ServerEvent>, ClientError> {
-        self.call::<(), _>(reqwest::Method::GET, "/v1/audit/events", None).await
+    /// Security events matching `query`, newest first (the server filters and pages).
+    pub async fn events(&self, query: &portcullis_proto::EventQuery) -> Result<Vec<ServerEvent>, ClientError> {
+        let mut qs = url::form_urlencoded::Serializer::new(String::new());
+        let mut pair = |k: &str, v: Option<String>| {
+            if let Some(v) = v {
+                qs.append_pair(k, &v);
+            }
+        };
+        pair("kind", query.kind.clone());
+        pair("actor", query.actor.clone());
+        pair("gateway", query.gateway.clone());
+        pair("since", query.since.map(|x| x.to_string()));
+        pair("until", query.until.map(|x| x.to_string()));
+        pair("before", query.before.map(|x| x.to_string()));
+        pair("limit", query.limit.map(|x| x.to_string()));
+        let qs = qs.finish();
+        let path = if qs.is_empty() { "/v1/audit/events".to_string() } else { format!("/v1/audit/events?{qs}") };
+        self.call::<(), _>(reqwest::Method::GET, &path, None).await
     }
 
     /// Every audit log checked end to end by the server.

@@ -281,6 +281,33 @@ pub struct ServerEvent {
     pub detail: serde_json::Value,
 }
 
+/// `GET /v1/audit/events?...`: filters and paging, applied by the server. Newest first.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct EventQuery {
+    /// One kind, or several separated by commas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// The user who acted (by name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    /// The gateway that reported it (by name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<String>,
+    /// Unix seconds, inclusive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<i64>,
+    /// Only events older than this id (the next page after a page ending at it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<i64>,
+    /// At most this many (default 100, at most 500).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+}
+
+pub const MAX_EVENTS_PAGE: u32 = 500;
+
 /// `GET /v1/audit/verify`, `portcullis server verify --data`: what was checked end to end.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct AuditVerifyReport {

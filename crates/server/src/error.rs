@@ -21,6 +21,9 @@ pub enum ServerError {
     Conflict(String),
     #[error("the server's root key: {0}")]
     Keystore(#[from] portcullis_keystore::KeystoreError),
+    /// Too many failed attempts from one source (429).
+    #[error("{0}")]
+    TooMany(String),
     /// The store cannot write (disk full, read-only, I/O error): whatever needs recording is
     /// refused until it can (fail closed), and says so.
     #[error("{0}")]
@@ -40,6 +43,7 @@ impl ServerError {
             ServerError::Conflict(_) => "conflict",
             ServerError::Keystore(_) => "locked",
             ServerError::StoreUnavailable(_) => "audit_store_unavailable",
+            ServerError::TooMany(_) => "rate_limited",
             ServerError::Internal(_) => "internal",
         }
     }
@@ -53,6 +57,7 @@ impl ServerError {
             ServerError::Conflict(_) => StatusCode::CONFLICT,
             ServerError::Keystore(_) | ServerError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ServerError::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ServerError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 }

@@ -25,6 +25,7 @@ mod auth;
 pub mod clock;
 mod error;
 pub mod init;
+mod limits;
 pub mod live;
 mod policy;
 mod rows;
@@ -77,11 +78,42 @@ pub struct ServerState {
     pub(crate) revocations: Arc<tokio::sync::Notify>,
     /// Authenticates the rows decisions read.
     pub(crate) rows: rows::RowKey,
+    /// Failed enrolments per source: rate limit and aggregation.
+    pub(crate) failures: limits::FailureLimiter,
 }
 
 impl ServerState {
     pub(crate) fn audit_keys(&self) -> audit::Keys<'_> {
         audit::Keys { root: &self.root_key, signing: &self.signing }
+    }
+
+    /// Refuses `source` before it tries another code when it failed too often this hour.
+    pub(crate) fn check_failures(&self, what: &'static str, source: std::net::IpAddr) -> Result<(), ServerError> {
+        match self.failures.blocked(what, source, self.clock.now()) {
+            Some(wait) => Err(ServerError::TooMany(format!(
+                "too many failed attempts from {source}; try again in {} minutes",
+                (wait + 59) / 60
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Counts a failed attempt of `source` and records it in aggregate (see [`limits`]).
+    pub(crate) async fn record_failure(
+        &self,
+        what: &'static str,
+        kind: &str,
+        source: std::net::IpAddr,
+    ) -> Result<(), ServerError> {
+        let now = self.clock.now();
+        if let limits::Failure::Record { attempts, since, limited } = self.failures.failed(what, source, now) {
+            let mut tx = self.db.begin().await?;
+            let detail = serde_json::json!({ "source": source.to_string(), "attempts": attempts, "since": since,
+                "rate_limited": limited });
+            self.record_event(&mut tx, now, None, None, kind, detail).await?;
+            tx.commit().await?;
+        }
+        Ok(())
     }
 
     /// Records a security event in the server's own audit log (in the caller's transaction).
@@ -175,6 +207,7 @@ impl Server {
                 relying_party,
                 revocations: Arc::new(tokio::sync::Notify::new()),
                 rows,
+                failures: limits::FailureLimiter::default(),
             }),
             data_dir: data_dir.to_path_buf(),
         })

@@ -259,7 +259,12 @@ pub async fn session_bundle(
 /// `GET /v1/audit/alarms`: gaps, forks, rollbacks, refused uploads and lost records, newest first.
 pub async fn list_alarms(State(state): AppState, Extension(caller): Extension<Caller>) -> ApiResult<Vec<ServerEvent>> {
     require_auditor(&caller)?;
-    let rows = state.db.events_of_kinds(crate::audit::ALARM_KINDS, 500).await?;
+    let query = portcullis_proto::EventQuery {
+        kind: Some(crate::audit::ALARM_KINDS.join(",")),
+        limit: Some(portcullis_proto::MAX_EVENTS_PAGE),
+        ..Default::default()
+    };
+    let rows = state.db.events(&query).await?;
     Ok(Json(rows.into_iter().map(server_event).collect()))
 }
 
@@ -274,8 +279,13 @@ fn server_event(e: crate::store::EventRow) -> ServerEvent {
     }
 }
 
-pub async fn list_events(State(state): AppState, Extension(caller): Extension<Caller>) -> ApiResult<Vec<ServerEvent>> {
+/// `GET /v1/audit/events`: filtered and paged here, not in the client.
+pub async fn list_events(
+    State(state): AppState,
+    Extension(caller): Extension<Caller>,
+    axum::extract::Query(query): axum::extract::Query<portcullis_proto::EventQuery>,
+) -> ApiResult<Vec<ServerEvent>> {
     require_auditor(&caller)?;
-    let rows = state.db.events(1000).await?;
+    let rows = state.db.events(&query).await?;
     Ok(Json(rows.into_iter().map(server_event).collect()))
 }

@@ -4,7 +4,7 @@
 //! remote gateway's X25519 key for that one connection).
 
 use crate::rows::Row;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::{Extension, Json};
 use portcullis_crypto::identity::seal_to;
 use portcullis_crypto::{OsRng, SecretBytes, envelope};
@@ -89,10 +89,18 @@ fn check_host_key(line: &str) -> Result<PublicKey, ServerError> {
     Ok(key)
 }
 
-pub async fn enroll(State(state): AppState, Json(req): Json<GatewayEnrollRequest>) -> ApiResult<GatewayEnrollResponse> {
+pub async fn enroll(
+    State(state): AppState,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    Json(req): Json<GatewayEnrollRequest>,
+) -> ApiResult<GatewayEnrollResponse> {
     let invalid =
         || ServerError::Refused("invalid_code", "gateway enrolment code is invalid, expired or already used".into());
-    let code = EnrolmentCode::parse(&req.code).map_err(|_| invalid())?;
+    state.check_failures("gateway_enrol", peer.ip())?;
+    let Ok(code) = EnrolmentCode::parse(&req.code) else {
+        state.record_failure("gateway_enrol", "gateway_enrolment_refused", peer.ip()).await?;
+        return Err(invalid());
+    };
     let sign = decode_key("sign_public_key", &req.sign_public_key)?;
     let seal = decode_key("seal_public_key", &req.seal_public_key)?;
     let host_key = check_host_key(&req.host_key)?;
@@ -100,9 +108,7 @@ pub async fn enroll(State(state): AppState, Json(req): Json<GatewayEnrollRequest
     let mut tx = state.db.begin().await?;
     let Some(gateway_id) = Store::consume_gateway_code(&mut tx, &code.secret_hash(), now).await? else {
         drop(tx);
-        let mut tx = state.db.begin().await?;
-        state.record_event(&mut tx, now, None, None, "gateway_enrolment_refused", serde_json::json!({})).await?;
-        tx.commit().await?;
+        state.record_failure("gateway_enrol", "gateway_enrolment_refused", peer.ip()).await?;
         return Err(invalid());
     };
     let host_key_line = host_key.to_openssh().map_err(|e| ServerError::Internal(e.to_string()))?;

@@ -433,7 +433,42 @@ async fn index_payload(
             }
             None => None,
         };
-        state.record_event(tx, at as i64, actor_id.as_deref(), None, kind, detail).await?;
+        let detail = checked_report(tx, &payload, detail, at, state.clock.now()).await?;
+        // The event is dated when the server received it; what the gateway claimed is kept
+        // beside it, so a wrong or forged clock cannot move an event in the log.
+        state.record_event(tx, state.clock.now(), actor_id.as_deref(), None, kind, detail).await?;
     }
     Ok(())
+}
+
+/// Reports are checked against what the server knows: the target named must exist and the time
+/// claimed must be near the server's (within ten minutes, or in the past of a gateway that was
+/// offline). What does not hold is said in the event (`checked`), never silently trusted.
+async fn checked_report(
+    tx: &mut Tx<'_>,
+    payload: &AuditPayload,
+    mut detail: serde_json::Value,
+    claimed: f64,
+    now: i64,
+) -> Result<serde_json::Value, ServerError> {
+    let mut problems = Vec::new();
+    let target = match payload {
+        AuditPayload::HostKeyMismatch(m) => Some(m.target.as_str()),
+        AuditPayload::AccessRefused(r) => r.target.as_deref(),
+        _ => None,
+    };
+    if let Some(name) = target {
+        let known: Option<String> =
+            sqlx::query_scalar("SELECT id FROM targets WHERE name = ?").bind(name).fetch_optional(&mut **tx).await?;
+        if known.is_none() {
+            problems.push(format!("no target is named {name:?}"));
+        }
+    }
+    let skew = claimed - now as f64;
+    if skew > 600.0 {
+        problems.push(format!("its time is {skew:.0} s ahead of the server's"));
+    }
+    detail["reported_at"] = serde_json::json!(claimed as i64);
+    detail["checked"] = serde_json::json!(if problems.is_empty() { "ok".to_string() } else { problems.join("; ") });
+    Ok(detail)
 }

@@ -14,7 +14,7 @@ pub use vault::add_target;
 
 use std::sync::Arc;
 
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::routing::{delete, get, post, put};
 use axum::{Extension, Json, Router, middleware};
 use base64::Engine;
@@ -161,9 +161,17 @@ pub(crate) fn decode_key(name: &str, b64_key: &str) -> Result<Vec<u8>, ServerErr
     Ok(bytes)
 }
 
-async fn enroll(State(state): AppState, Json(req): Json<EnrollRequest>) -> ApiResult<EnrollResponse> {
+async fn enroll(
+    State(state): AppState,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    Json(req): Json<EnrollRequest>,
+) -> ApiResult<EnrollResponse> {
     let invalid = || ServerError::Refused("invalid_code", "enrolment code is invalid, expired or already used".into());
-    let code = EnrolmentCode::parse(&req.code).map_err(|_| invalid())?;
+    state.check_failures("enrol", peer.ip())?;
+    let Ok(code) = EnrolmentCode::parse(&req.code) else {
+        state.record_failure("enrol", "enrolment_refused", peer.ip()).await?;
+        return Err(invalid());
+    };
     let sign_public_key = decode_key("sign_public_key", &req.sign_public_key)?;
     let seal_public_key = decode_key("seal_public_key", &req.seal_public_key)?;
     let device_name: String = req.device_name.chars().filter(|c| !c.is_control()).take(128).collect();
@@ -171,9 +179,7 @@ async fn enroll(State(state): AppState, Json(req): Json<EnrollRequest>) -> ApiRe
     let mut tx = state.db.begin().await?;
     let Some(user) = Store::consume_enrolment_code(&mut tx, &code.secret_hash(), now).await? else {
         drop(tx);
-        let mut tx = state.db.begin().await?;
-        state.record_event(&mut tx, now, None, None, "enrolment_refused", serde_json::json!({})).await?;
-        tx.commit().await?;
+        state.record_failure("enrol", "enrolment_refused", peer.ip()).await?;
         return Err(invalid());
     };
     let device = DeviceRow {

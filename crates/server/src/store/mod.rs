@@ -621,29 +621,38 @@ impl Store {
         Ok(())
     }
 
-    /// Latest events of these kinds first; `actor` is resolved to the user name.
-    pub async fn events_of_kinds(&self, kinds: &[&str], limit: i64) -> Result<Vec<EventRow>, ServerError> {
-        let marks = vec!["?"; kinds.len()].join(", ");
-        let sql = format!(
+    /// Events matching `q`, newest first; `actor` is resolved to the user name.
+    pub async fn events(&self, q: &portcullis_proto::EventQuery) -> Result<Vec<EventRow>, ServerError> {
+        let mut sql = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
             "SELECT e.id, e.at, u.name AS actor, e.device_id, e.kind, e.detail FROM server_events e \
-             LEFT JOIN users u ON u.id = e.actor WHERE e.kind IN ({marks}) ORDER BY e.id DESC LIMIT ?"
+             LEFT JOIN users u ON u.id = e.actor WHERE 1 = 1",
         );
-        let mut q = sqlx::query_as(&sql);
-        for kind in kinds {
-            q = q.bind(*kind);
+        if let Some(kinds) = &q.kind {
+            sql.push(" AND e.kind IN (");
+            let mut list = sql.separated(", ");
+            for kind in kinds.split(',').map(str::trim).filter(|k| !k.is_empty()) {
+                list.push_bind(kind.to_string());
+            }
+            sql.push(")");
         }
-        Ok(q.bind(limit).fetch_all(&self.pool).await?)
-    }
-
-    /// Latest events first; `actor` is resolved to the user name.
-    pub async fn events(&self, limit: i64) -> Result<Vec<EventRow>, ServerError> {
-        Ok(sqlx::query_as(
-            "SELECT e.id, e.at, u.name AS actor, e.device_id, e.kind, e.detail FROM server_events e \
-             LEFT JOIN users u ON u.id = e.actor ORDER BY e.id DESC LIMIT ?",
-        )
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?)
+        if let Some(actor) = &q.actor {
+            sql.push(" AND u.name = ").push_bind(actor.clone());
+        }
+        if let Some(gateway) = &q.gateway {
+            sql.push(" AND json_extract(e.detail, '$.gateway') = ").push_bind(gateway.clone());
+        }
+        if let Some(since) = q.since {
+            sql.push(" AND e.at >= ").push_bind(since);
+        }
+        if let Some(until) = q.until {
+            sql.push(" AND e.at <= ").push_bind(until);
+        }
+        if let Some(before) = q.before {
+            sql.push(" AND e.id < ").push_bind(before);
+        }
+        let limit = q.limit.unwrap_or(100).clamp(1, portcullis_proto::MAX_EVENTS_PAGE);
+        sql.push(" ORDER BY e.id DESC LIMIT ").push_bind(i64::from(limit));
+        Ok(sql.build_query_as().fetch_all(&self.pool).await?)
     }
 
     /// The leaf of a stored record.

@@ -511,3 +511,97 @@ async fn rows_changed_behind_the_servers_back_are_refused() {
     let refused = signed(&second, &alice, "POST", "/v1/requests", &body, r.now(), &nonce()).send().await.unwrap();
     assert_eq!(error_code(refused).await, (403, "policy_unusable".into()));
 }
+
+/// The event log stays useful: a flood of bad enrolment codes is limited (429) and recorded in
+/// aggregate; what a gateway reports is checked (target known, time not ahead) and dated when
+/// received; the server filters and pages events.
+#[tokio::test]
+async fn the_event_log_stays_useful() {
+    let (r, code) = start().await;
+    let admin = enroll(&r, &code).await;
+    let added: AddUserResponse = call(
+        &r,
+        &admin,
+        "POST",
+        "/v1/users",
+        &AddUserRequest { name: "carol".into(), roles: vec![Role::Requester], groups: vec![] },
+    )
+    .await;
+
+    // A flood of wrong codes from one address.
+    let key = SigningIdentity::generate(&mut OsRng);
+    let seal = SealingIdentity::generate(&mut OsRng);
+    let attempt = |code: String| {
+        r.http.post(format!("{}/v1/enroll", r.url)).json(&EnrollRequest {
+            code,
+            device_name: "x".into(),
+            sign_public_key: b64().encode(key.public_key()),
+            seal_public_key: b64().encode(seal.public_key()),
+        })
+    };
+    let wrong = format!("pc1-{}-{}", "0".repeat(32), &added.enrolment_code[37..]);
+    let mut statuses = Vec::new();
+    for i in 0..35 {
+        let code = if i % 2 == 0 { wrong.clone() } else { "not a code".into() };
+        statuses.push(attempt(code).send().await.unwrap().status().as_u16());
+    }
+    assert!(statuses[..30].iter().all(|s| *s == 403) && statuses[30..].iter().all(|s| *s == 429), "{statuses:?}");
+    // Even the right code waits out the hour (no guessing at speed)...
+    assert_eq!(attempt(added.enrolment_code.clone()).send().await.unwrap().status(), 429);
+    let refused: Vec<ServerEvent> = call(&r, &admin, "GET", "/v1/audit/events?kind=enrolment_refused", &()).await;
+    let attempts: Vec<u64> = refused.iter().rev().map(|e| e.detail["attempts"].as_u64().unwrap()).collect();
+    assert_eq!(attempts, vec![1, 8, 16, 30], "{refused:?}");
+    assert_eq!(refused[0].detail["rate_limited"], true);
+    assert_eq!(refused[0].detail["source"], "127.0.0.1");
+    // ...and then works.
+    r.offset.store(3601, Ordering::SeqCst);
+    assert_eq!(attempt(added.enrolment_code.clone()).send().await.unwrap().status(), 200);
+    r.offset.store(0, Ordering::SeqCst);
+
+    // A gateway reports a host-key mismatch for a target that does not exist, from the future.
+    let g = gateway(&r, &admin, "reporter").await;
+    let mut w = Writer::new(&g);
+    let future = (now() + 7200) as f64;
+    w.append(
+        serde_json::to_string(&AuditPayload::HostKeyMismatch(HostKeyMismatch {
+            target: "ghost".into(),
+            host: "10.0.0.9".into(),
+            port: 22,
+            expected_fingerprint: "a".into(),
+            presented_fingerprint: "b".into(),
+            at: future,
+            user: None,
+        }))
+        .unwrap(),
+    );
+    let ack: UploadAck = upload(&r, &g, &w.batch(1, 1)).await.json().await.unwrap();
+    assert_eq!(ack.stored_through, 1);
+    let reported: Vec<ServerEvent> =
+        call(&r, &admin, "GET", "/v1/audit/events?kind=host_key_mismatch&gateway=reporter", &()).await;
+    assert_eq!(reported.len(), 1, "{reported:?}");
+    let checked = reported[0].detail["checked"].as_str().unwrap();
+    assert!(checked.contains("no target is named \"ghost\"") && checked.contains("ahead"), "{checked}");
+    assert!(reported[0].at <= now() + 5, "dated when received, not when claimed");
+    assert_eq!(reported[0].detail["reported_at"], future as i64);
+
+    // Filters and pages, on the server.
+    let all: Vec<ServerEvent> = call(&r, &admin, "GET", "/v1/audit/events?limit=500", &()).await;
+    assert!(all.len() > 8);
+    assert!(all.windows(2).all(|p| p[0].id > p[1].id), "newest first");
+    let page: Vec<ServerEvent> = call(&r, &admin, "GET", "/v1/audit/events?limit=3", &()).await;
+    let next: Vec<ServerEvent> =
+        call(&r, &admin, "GET", &format!("/v1/audit/events?limit=3&before={}", page[2].id), &()).await;
+    let ids: Vec<i64> = page.iter().chain(&next).map(|e| e.id).collect();
+    assert_eq!(ids, all.iter().take(6).map(|e| e.id).collect::<Vec<_>>());
+    let by_admin: Vec<ServerEvent> = call(&r, &admin, "GET", "/v1/audit/events?actor=admin&limit=500", &()).await;
+    assert!(!by_admin.is_empty() && by_admin.iter().all(|e| e.actor.as_deref() == Some("admin")));
+    let two_kinds: Vec<ServerEvent> =
+        call(&r, &admin, "GET", "/v1/audit/events?kind=user_added,gateway_added&limit=500", &()).await;
+    assert!(two_kinds.iter().any(|e| e.kind == "user_added") && two_kinds.iter().any(|e| e.kind == "gateway_added"));
+    assert!(two_kinds.iter().all(|e| e.kind == "user_added" || e.kind == "gateway_added"));
+    let none: Vec<ServerEvent> =
+        call(&r, &admin, "GET", &format!("/v1/audit/events?since={}", now() + 100_000), &()).await;
+    assert!(none.is_empty());
+    let old: Vec<ServerEvent> = call(&r, &admin, "GET", "/v1/audit/events?until=1", &()).await;
+    assert!(old.is_empty());
+}
