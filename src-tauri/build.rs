@@ -36,6 +36,9 @@ fn main() {
         "my_sessions",
         "audit_sessions",
         "session_cast",
+        "verify_session",
+        "export_bundle",
+        "audit_alarms",
     ];
     tauri_build::try_build(
         tauri_build::Attributes::new().app_manifest(tauri_build::AppManifest::new().commands(commands)),

@@ -38,6 +38,8 @@ fn crates_respect_their_contracts() {
         ("portcullis-crypto", &["sqlx", "tokio", "reqwest", "axum", "russh", "keyring", "tauri"]),
         ("portcullis-proto", &["sqlx", "tokio", "reqwest", "axum", "russh", "tauri"]),
         ("portcullis-keystore", &["sqlx", "tokio", "reqwest", "axum", "russh", "tauri"]),
+        // The log format and its proofs are pure: verifiable anywhere, offline.
+        ("portcullis-tlog", &["sqlx", "tokio", "reqwest", "axum", "russh", "keyring", "tauri"]),
         // A user's device has no code that talks to a target: the client never depends on the
         // gateway (the target side lives there), nor on the server.
         ("portcullis-client", &["axum", "portcullis-server", "portcullis-gateway", "russh-sftp", "tauri"]),

@@ -84,6 +84,9 @@ fn main() {
             commands::audit::my_sessions,
             commands::audit::audit_sessions,
             commands::audit::session_cast,
+            commands::audit::verify_session,
+            commands::audit::export_bundle,
+            commands::audit::audit_alarms,
         ]))
         .run(tauri::generate_context!());
     if let Err(e) = result {

@@ -345,6 +345,7 @@ async fn requester_and_approver_request_approve_connect_replay() {
     ada.wait_text("member-cy", "oncall").await;
     ada.fill("group-name", "dbas").await;
     ada.click("group-add").await;
+    ada.el("new-user-group-dbas").await; // the group list has reloaded
     ada.click("member-cy-edit").await;
     ada.click("member-cy-group-dbas").await;
     ada.click("member-cy-save").await;
@@ -483,6 +484,30 @@ async fn requester_and_approver_request_approve_connect_replay() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(!ada.exists("replay-error").await);
     ada.screenshot("replay").await;
+    ada.click("replay-close").await;
+
+    // Where each recording stands; the auditor checks the evidence in the app (offline, against
+    // the pinned server key) and exports it for anyone to check.
+    let mut state = String::new();
+    for _ in 0..50 {
+        ada.click("sessions-refresh").await;
+        state = ada.text("recording-state").await;
+        if state.contains("verified") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(state.contains("verified"), "{state}");
+    assert!(ada.exists("no-alarms").await);
+    ada.click("verify").await;
+    ada.wait_text("check-verdict", "Verified here").await;
+    assert!(ada.text("check-result").await.contains("the session is complete"));
+    ada.click("export-bundle").await;
+    let exported = ada.wait_text("exported", "saved to").await;
+    let path = exported.split("saved to ").nth(1).and_then(|s| s.split(" — ").next()).unwrap().trim().to_string();
+    let report = portcullis_tlog::bundle::verify_bundle(&std::fs::read(&path).unwrap(), None).unwrap();
+    assert_eq!((report.writer_name.as_str(), report.incomplete), ("embedded", None));
+    ada.screenshot("verification").await;
 
     // The request's story, from request to session, with the key that confirmed the approval.
     rob.click("nav-requests").await;
@@ -504,6 +529,39 @@ async fn requester_and_approver_request_approve_connect_replay() {
     rob.click("close-web").await;
     rob.click("nav-requests").await;
     rob.wait_text("my-request-web", "revoked").await;
+
+    // The embedded gateway's newest record altered on its disk and sent again: the server
+    // refuses the rewrite, and the auditor's alarms list says which gateway and record.
+    let altered: i64 = {
+        use sqlx::Connection;
+        let db = ada_dir.join("server").join("gateway.db");
+        let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display())).await.unwrap();
+        let seq: i64 = sqlx::query_scalar("SELECT MAX(seq) FROM records").fetch_one(&mut conn).await.unwrap();
+        sqlx::query(
+            "UPDATE records SET leaf = randomblob(32), payload = randomblob(length(payload)), uploaded_at = NULL \
+             WHERE seq = ?",
+        )
+        .bind(seq)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        seq
+    };
+    ada.click("nav-sessions").await;
+    let mut alarms = String::new();
+    for _ in 0..75 {
+        ada.click("sessions-refresh").await;
+        if ada.exists("alarm-row").await {
+            alarms = ada.text("alarms").await;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        alarms.contains("fork") && alarms.contains("embedded") && alarms.contains(&altered.to_string()),
+        "{alarms}"
+    );
+    ada.screenshot("audit-alarms").await;
 
     // Invariant 1, the canary: nowhere in either webview...
     assert_no_canary(&ada.webview_contents().await, &key, "the approver's webview");

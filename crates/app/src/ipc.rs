@@ -5,7 +5,9 @@
 use portcullis_client::{ClientError, LiveUpdate, NewTarget};
 use portcullis_crypto::SecretBytes;
 use portcullis_keystore::KeystoreError;
-use portcullis_proto::{AccessRequestView, CredentialKind, GatewaySummary, LiveEvent, SessionSummary, TargetSummary};
+use portcullis_proto::{
+    AccessRequestView, CredentialKind, GatewaySummary, LiveEvent, RecordingState, SessionSummary, TargetSummary,
+};
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 
@@ -553,6 +555,35 @@ pub struct SessionView {
     pub end_reason: Option<String>,
     /// The gateway that recorded it.
     pub recorded_by: String,
+    /// Where its recording stands: `verified` (every record under a signed, countersigned
+    /// checkpoint), `pending_upload`, `failed` (with `verification_why`), or `unknown`.
+    pub verification: String,
+    pub verification_why: Option<String>,
+}
+
+/// A session's evidence as the window checked it (see `AppCore::verify_session`).
+#[derive(Clone, Debug, Serialize, TS)]
+pub struct BundleCheckView {
+    pub verified: bool,
+    pub records: u32,
+    #[ts(type = "number")]
+    pub log_size: u64,
+    pub complete: bool,
+    pub detail: String,
+}
+
+/// An alarm of the audit logs.
+#[derive(Clone, Debug, Serialize, TS)]
+pub struct AlarmView {
+    #[ts(type = "number")]
+    pub id: i64,
+    #[ts(type = "number")]
+    pub at: i64,
+    pub kind: String,
+    pub gateway: String,
+    #[ts(type = "number | null")]
+    pub index: Option<u64>,
+    pub message: String,
 }
 
 impl From<SessionSummary> for SessionView {
@@ -567,6 +598,17 @@ impl From<SessionSummary> for SessionView {
             exit_status: s.exit_status,
             end_reason: s.end_reason,
             recorded_by: s.recorded_by,
+            verification: match &s.verification {
+                Some(RecordingState::Verified) => "verified",
+                Some(RecordingState::PendingUpload) => "pending_upload",
+                Some(RecordingState::Failed(_)) => "failed",
+                None => "unknown",
+            }
+            .into(),
+            verification_why: match s.verification {
+                Some(RecordingState::Failed(why)) => Some(why),
+                _ => None,
+            },
         }
     }
 }
@@ -615,6 +657,8 @@ pub fn typescript_bindings() -> String {
         RevokeView::decl(&cfg),
         LiveView::decl(&cfg),
         SessionView::decl(&cfg),
+        BundleCheckView::decl(&cfg),
+        AlarmView::decl(&cfg),
         crate::TerminalEvent::decl(&cfg),
     ];
     let mut out = String::from(

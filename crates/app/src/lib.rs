@@ -16,6 +16,7 @@
 //! Invariant:** nothing this crate returns ([`ipc`] types) carries a credential; credentials
 //! only come *in* ([`ipc::NewTargetForm`] is `Deserialize` only) and go straight to the core.
 
+mod auditing;
 mod governance;
 pub mod ipc;
 pub mod seed;

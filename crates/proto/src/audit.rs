@@ -256,6 +256,9 @@ pub struct SessionSummary {
     pub recorded_by: String,
     #[serde(default)]
     pub kind: String,
+    /// Where its recording stands (`None` from servers before audit logs).
+    #[serde(default)]
+    pub verification: Option<RecordingState>,
 }
 
 /// `GET /v1/audit/sessions/{id}`: a session's summary, commands and file transfers.

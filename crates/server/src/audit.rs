@@ -750,3 +750,92 @@ async fn verify_decision_rows(
     }
     Ok(())
 }
+
+/// What the sessions list needs to say where each recording stands, read once per listing:
+/// per writer the records covered by its newest countersigned checkpoint, the records lost at
+/// the gateway, the uploads refused and not since overcome; per session its records' range.
+pub(crate) struct LogFacts {
+    covered: HashMap<String, u64>,
+    lost: HashMap<String, Vec<(u64, String)>>,
+    refused: HashMap<String, (u64, String)>,
+    ranges: HashMap<(String, String), (u64, u64)>,
+}
+
+impl LogFacts {
+    pub async fn load(pool: &sqlx::SqlitePool) -> Result<Self, ServerError> {
+        let covered: Vec<(String, i64)> =
+            sqlx::query_as("SELECT writer_id, size FROM audit_logs WHERE checkpoint IS NOT NULL")
+                .fetch_all(pool)
+                .await?;
+        let stored: HashMap<String, u64> = sqlx::query_as::<_, (String, i64)>("SELECT writer_id, size FROM audit_logs")
+            .fetch_all(pool)
+            .await?
+            .into_iter()
+            .map(|(w, s)| (w, s as u64))
+            .collect();
+        let mut lost: HashMap<String, Vec<(u64, String)>> = HashMap::new();
+        for (w, seq, why) in sqlx::query_as::<_, (String, i64, String)>(
+            "SELECT writer_id, seq, lost FROM audit_records WHERE lost IS NOT NULL",
+        )
+        .fetch_all(pool)
+        .await?
+        {
+            lost.entry(w).or_default().push((seq as u64, why));
+        }
+        // The newest refusal of each writer that no stored record has overcome since.
+        let mut refused = HashMap::new();
+        let marks = ALARM_KINDS.iter().map(|_| "?").collect::<Vec<_>>().join(", ");
+        let sql = format!(
+            "SELECT json_extract(detail, '$.writer_id'), json_extract(detail, '$.index'), \
+             json_extract(detail, '$.message') FROM server_events WHERE kind IN ({marks}) \
+             AND kind NOT IN ('audit_record_lost', 'audit_server_behind', 'audit_gap') ORDER BY id"
+        );
+        let mut q = sqlx::query_as::<_, (Option<String>, Option<i64>, Option<String>)>(&sql);
+        for kind in ALARM_KINDS {
+            q = q.bind(*kind);
+        }
+        for (w, index, message) in q.fetch_all(pool).await? {
+            let (Some(w), Some(index)) = (w, index) else { continue };
+            if stored.get(&w).copied().unwrap_or(0) < index as u64 {
+                refused.insert(w, (index as u64, message.unwrap_or_default()));
+            } else {
+                refused.remove(&w);
+            }
+        }
+        let ranges = sqlx::query_as::<_, (String, String, i64, i64)>(
+            "SELECT writer_id, session_id, MIN(seq), MAX(seq) FROM audit_records WHERE session_id IS NOT NULL \
+             GROUP BY writer_id, session_id",
+        )
+        .fetch_all(pool)
+        .await?
+        .into_iter()
+        .map(|(w, s, lo, hi)| ((w, s), (lo as u64, hi as u64)))
+        .collect();
+        Ok(Self { covered: covered.into_iter().map(|(w, s)| (w, s as u64)).collect(), lost, refused, ranges })
+    }
+
+    pub fn recording_state(&self, s: &crate::store::SessionRow) -> portcullis_proto::RecordingState {
+        use portcullis_proto::RecordingState;
+        let Some(&(lo, hi)) = self.ranges.get(&(s.writer_id.clone(), s.id.clone())) else {
+            return RecordingState::Failed("the session is listed but none of its records is stored".into());
+        };
+        let end = if s.ended_at.is_some() { hi } else { u64::MAX };
+        if let Some((seq, why)) =
+            self.lost.get(&s.writer_id).and_then(|l| l.iter().find(|(q, _)| (lo..=end).contains(q)))
+        {
+            return RecordingState::Failed(format!("record {seq} of its gateway was lost before upload: {why}"));
+        }
+        if s.ended_at.is_none() {
+            if let Some((index, message)) = self.refused.get(&s.writer_id) {
+                return RecordingState::Failed(format!(
+                    "its gateway's uploads are refused from record {index}: {message}"
+                ));
+            }
+            return RecordingState::PendingUpload;
+        }
+        match self.covered.get(&s.writer_id) {
+            Some(&size) if size >= hi => RecordingState::Verified,
+            _ => RecordingState::PendingUpload,
+        }
+    }
+}

@@ -1,4 +1,4 @@
-use portcullis_app::SessionView;
+use portcullis_app::{AlarmView, BundleCheckView, SessionView};
 
 use super::{Core, Result, reply};
 
@@ -16,4 +16,21 @@ pub async fn audit_sessions(core: Core<'_>) -> Result<Vec<SessionView>> {
 #[tauri::command]
 pub async fn session_cast(core: Core<'_>, id: String) -> Result<String> {
     reply("session_cast", core.session_cast(&id).await)
+}
+
+/// Checks a session's evidence in the core, offline, against the pinned server key.
+#[tauri::command]
+pub async fn verify_session(core: Core<'_>, id: String) -> Result<BundleCheckView> {
+    reply("verify_session", core.verify_session(&id).await)
+}
+
+/// Writes the session's bundle to a file; the path comes back.
+#[tauri::command]
+pub async fn export_bundle(core: Core<'_>, id: String) -> Result<String> {
+    reply("export_bundle", core.export_bundle(&id).await)
+}
+
+#[tauri::command]
+pub async fn audit_alarms(core: Core<'_>) -> Result<Vec<AlarmView>> {
+    reply("audit_alarms", core.audit_alarms().await)
 }

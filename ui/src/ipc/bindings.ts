@@ -112,6 +112,15 @@ export type SessionView = { id: string, user: string | null, target: string, com
 /**
  * The gateway that recorded it.
  */
-recorded_by: string, };
+recorded_by: string, 
+/**
+ * Where its recording stands: `verified` (every record under a signed, countersigned
+ * checkpoint), `pending_upload`, `failed` (with `verification_why`), or `unknown`.
+ */
+verification: string, verification_why: string | null, };
+
+export type BundleCheckView = { verified: boolean, records: number, log_size: number, complete: boolean, detail: string, };
+
+export type AlarmView = { id: number, at: number, kind: string, gateway: string, index: number | null, message: string, };
 
 export type TerminalEvent = { "kind": "output", data: string, } | { "kind": "closed", message: string, exit_status: number | null, };

@@ -3,7 +3,7 @@
 import { Channel, invoke } from "@tauri-apps/api/core";
 import { isPermissionGranted, sendNotification } from "@tauri-apps/plugin-notification";
 import type {
-  AppError, AppStatus, GatewayView, GroupSummaryView, KeyPromptView, KeyView, LiveView, MemberView, NewGatewayView,
+  AlarmView, AppError, AppStatus, BundleCheckView, GatewayView, GroupSummaryView, KeyPromptView, KeyView, LiveView, MemberView, NewGatewayView,
   NewTargetForm, NewUserView, PolicyCheckView, PolicySetView, PolicyTestForm, PolicyTestView, RequestDetailView,
   RequestView, RevokeView, SessionView, TargetView, TerminalEvent, VaultFilter,
 } from "./bindings";
@@ -80,6 +80,9 @@ export const host = {
   mySessions: () => call<SessionView[]>("my_sessions"),
   auditSessions: () => call<SessionView[]>("audit_sessions"),
   sessionCast: (id: string) => call<string>("session_cast", { id }),
+  verifySession: (id: string) => call<BundleCheckView>("verify_session", { id }),
+  exportBundle: (id: string) => call<string>("export_bundle", { id }),
+  auditAlarms: () => call<AlarmView[]>("audit_alarms"),
   /** A desktop notification; silently nothing where the desktop has no notification service. */
   notify: async (title: string, body: string) => {
     try {

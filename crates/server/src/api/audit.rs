@@ -30,6 +30,7 @@ pub(crate) fn summary(s: SessionRow, writer: &str) -> SessionSummary {
         end_reason: s.end_reason,
         recorded_by: writer.to_string(),
         kind: s.kind,
+        verification: None,
     }
 }
 
@@ -62,6 +63,7 @@ async fn sessions(state: &ServerState, only: Option<&str>) -> ApiResult<Vec<Sess
     let writers = state.db.gateways().await?;
     let name_of =
         |id: &str| writers.iter().find(|g| g.id == id).map(|g| g.name.clone()).unwrap_or_else(|| "device".into());
+    let logs = crate::audit::LogFacts::load(&state.db.pool).await?;
     Ok(Json(
         state
             .db
@@ -70,7 +72,8 @@ async fn sessions(state: &ServerState, only: Option<&str>) -> ApiResult<Vec<Sess
             .into_iter()
             .map(|s| {
                 let w = name_of(&s.writer_id);
-                summary(s, &w)
+                let state = logs.recording_state(&s);
+                SessionSummary { verification: Some(state), ..summary(s, &w) }
             })
             .collect(),
     ))

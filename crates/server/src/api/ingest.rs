@@ -162,16 +162,22 @@ async fn append_batch(
                 duplicates += 1;
                 continue;
             }
-            let kind = if checkpoint.size < held { "audit_rollback" } else { "audit_fork" };
-            return Err(Ok(refuse(
-                kind,
-                seq,
-                format!(
-                    "record {seq} differs from the one already acknowledged (the writer's log is at {}, the server \
-                     holds {held}: restored from an older copy, or rewritten)",
-                    checkpoint.size
-                ),
-            )));
+            let (kind, message) = if checkpoint.size < held {
+                (
+                    "audit_rollback",
+                    format!(
+                        "record {seq} differs from the one already acknowledged: the writer's log is at {} records, \
+                         the server holds {held} (its database was restored from an older copy)",
+                        checkpoint.size
+                    ),
+                )
+            } else {
+                (
+                    "audit_fork",
+                    format!("record {seq} differs from the one already acknowledged: the writer's log was rewritten"),
+                )
+            };
+            return Err(Ok(refuse(kind, seq, message)));
         }
         if seq != frontier.size() + 1 {
             return Err(Ok(refuse(
