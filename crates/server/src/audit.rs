@@ -203,21 +203,16 @@ pub(crate) async fn append_own(tx: &mut Tx<'_>, keys: &Keys<'_>, payload: &str, 
     let (leaf, head) = portcullis_tlog::leaf_of(&writer, seq, payload.as_bytes()).map_err(tlog_err)?;
     let key = data_key(tx, keys.root, &writer, portcullis_tlog::key_epoch(seq), now).await?;
     let ct = key.seal(&mut OsRng, payload.as_bytes(), &record_aad(&writer, seq))?;
-    Store::insert_record(
-        tx,
-        &crate::store::NewRecord {
-            writer_id: &writer,
-            seq,
-            kind: &head.kind,
-            session_id: None,
-            payload_sha256: &portcullis_crypto::sha256_hex(payload.as_bytes()),
-            payload: &ct,
-            leaf: &leaf,
-            lost: None,
-        },
-        now,
-    )
-    .await?;
+    let row = crate::store::NewRecord {
+        seq,
+        kind: head.kind,
+        session_id: None,
+        payload_sha256: portcullis_crypto::sha256_hex(payload.as_bytes()),
+        payload: ct,
+        leaf,
+        lost: None,
+    };
+    Store::insert_records(tx, &writer, std::slice::from_ref(&row), now).await?;
     log.frontier.append(leaf).map_err(tlog_err)?;
     let note = portcullis_tlog::sign_checkpoint(&writer, seq, log.frontier.root(), keys.signing).map_err(tlog_err)?;
     save_log(tx, &writer, &log.frontier, Some(&note), now).await?;

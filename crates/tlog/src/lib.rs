@@ -103,9 +103,14 @@ pub fn record_head(payload: &[u8]) -> Result<RecordHead, TlogError> {
 
 /// A record's leaf, from its plaintext.
 pub fn leaf_of(writer: &str, seq: u64, payload: &[u8]) -> Result<(Hash, RecordHead), TlogError> {
+    leaf_with_digest(writer, seq, payload).map(|(leaf, head, _)| (leaf, head))
+}
+
+/// A record's leaf, its head and the SHA-256 of its plaintext (computed once).
+pub fn leaf_with_digest(writer: &str, seq: u64, payload: &[u8]) -> Result<(Hash, RecordHead, [u8; 32]), TlogError> {
     let head = record_head(payload)?;
     let sha = portcullis_crypto::sha256(payload);
-    Ok((leaf_hash(writer, seq, &head.kind, head.session_id.as_deref(), &sha), head))
+    Ok((leaf_hash(writer, seq, &head.kind, head.session_id.as_deref(), &sha), head, sha))
 }
 
 /// The right edge of a log: the hashes of the perfect subtrees that make up its first `size`

@@ -137,11 +137,12 @@ async fn append_batch(
     let mut duplicates = 0;
     let mut lost = Vec::new();
     let mut key: Option<(u64, portcullis_crypto::SymmetricKey)> = None;
+    let mut rows = Vec::with_capacity(batch.records.len());
     for record in &batch.records {
         let seq = record.seq;
         let (leaf, payload) = match (&record.payload, &record.lost_leaf) {
-            (Some(payload), _) => match portcullis_tlog::leaf_of(writer_id, seq, payload.as_bytes()) {
-                Ok((leaf, head)) => (leaf, Some((payload, head))),
+            (Some(payload), _) => match portcullis_tlog::leaf_with_digest(writer_id, seq, payload.as_bytes()) {
+                Ok((leaf, head, sha)) => (leaf, Some((payload, head, sha))),
                 Err(e) => return Err(Ok(refuse("audit_upload_refused", seq, format!("record {seq}: {e}")))),
             },
             (None, Some(leaf)) => match portcullis_tlog::parse_hash_b64(leaf) {
@@ -192,7 +193,7 @@ async fn append_batch(
         }
         let Some((_, data_key)) = &key else { unreachable!("set above") };
         match payload {
-            Some((payload, head)) => {
+            Some((payload, head, sha)) => {
                 index_payload(state, tx, writer_id, &gateway.name, &head.kind, payload).await.map_err(|e| match e {
                     ServerError::BadRequest(m) | ServerError::Conflict(m) => {
                         Ok(refuse("audit_upload_refused", seq, format!("record {seq}: {m}")))
@@ -202,37 +203,33 @@ async fn append_batch(
                 let ct = data_key
                     .seal(&mut OsRng, payload.as_bytes(), &record_aad(writer_id, seq))
                     .map_err(|e| Err(e.into()))?;
-                let sha = portcullis_crypto::sha256_hex(payload.as_bytes());
-                let row = NewRecord {
-                    writer_id,
+                rows.push(NewRecord {
                     seq,
-                    kind: &head.kind,
-                    session_id: head.session_id.as_deref(),
-                    payload_sha256: &sha,
-                    payload: &ct,
-                    leaf: &leaf,
+                    kind: head.kind,
+                    session_id: head.session_id,
+                    payload_sha256: hex::encode(sha),
+                    payload: ct,
+                    leaf,
                     lost: None,
-                };
-                Store::insert_record(tx, &row, now).await.map_err(Err)?;
+                });
             }
             None => {
                 let reason = record.lost_reason.clone().unwrap_or_else(|| "unreadable at the gateway".into());
-                let row = NewRecord {
-                    writer_id,
+                rows.push(NewRecord {
                     seq,
-                    kind: "lost",
+                    kind: "lost".into(),
                     session_id: None,
-                    payload_sha256: "",
-                    payload: &[],
-                    leaf: &leaf,
-                    lost: Some(&reason),
-                };
-                Store::insert_record(tx, &row, now).await.map_err(Err)?;
+                    payload_sha256: String::new(),
+                    payload: Vec::new(),
+                    leaf,
+                    lost: Some(reason.clone()),
+                });
                 lost.push((seq, reason));
             }
         }
         frontier.append(leaf).map_err(|e| Err(ServerError::Internal(e.to_string())))?;
     }
+    Store::insert_records(tx, writer_id, &rows, now).await.map_err(Err)?;
     // The signed checkpoint must be exactly the tree the records make.
     if checkpoint.size > frontier.size() || (checkpoint.size == frontier.size() && checkpoint.root != frontier.root()) {
         return Err(Ok(refuse(

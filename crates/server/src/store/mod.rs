@@ -142,16 +142,15 @@ pub struct SessionRow {
 }
 
 /// A record to store: `payload` is sealed under its writer's data key.
-pub struct NewRecord<'a> {
-    pub writer_id: &'a str,
+pub struct NewRecord {
     pub seq: u64,
-    pub kind: &'a str,
-    pub session_id: Option<&'a str>,
-    pub payload_sha256: &'a str,
-    pub payload: &'a [u8],
-    pub leaf: &'a portcullis_tlog::Hash,
+    pub kind: String,
+    pub session_id: Option<String>,
+    pub payload_sha256: String,
+    pub payload: Vec<u8>,
+    pub leaf: portcullis_tlog::Hash,
     /// Why the payload is missing (the writer sent only the leaf).
-    pub lost: Option<&'a str>,
+    pub lost: Option<String>,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -665,22 +664,31 @@ impl Store {
             .flatten())
     }
 
-    pub async fn insert_record(tx: &mut Tx<'_>, r: &NewRecord<'_>, now: i64) -> Result<(), ServerError> {
-        sqlx::query(
-            "INSERT INTO audit_records (writer_id, seq, kind, session_id, payload_sha256, payload, received_at, \
-             leaf, lost) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(r.writer_id)
-        .bind(r.seq as i64)
-        .bind(r.kind)
-        .bind(r.session_id)
-        .bind(r.payload_sha256)
-        .bind(r.payload)
-        .bind(now)
-        .bind(&r.leaf.0[..])
-        .bind(r.lost)
-        .execute(&mut **tx)
-        .await?;
+    /// Inserts a writer's records, many rows per statement (one round trip to SQLite each).
+    pub async fn insert_records(
+        tx: &mut Tx<'_>,
+        writer_id: &str,
+        rows: &[NewRecord],
+        now: i64,
+    ) -> Result<(), ServerError> {
+        for chunk in rows.chunks(200) {
+            let mut sql = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "INSERT INTO audit_records (writer_id, seq, kind, session_id, payload_sha256, payload, received_at, \
+                 leaf, lost) ",
+            );
+            sql.push_values(chunk, |mut row, r| {
+                row.push_bind(writer_id)
+                    .push_bind(r.seq as i64)
+                    .push_bind(&r.kind)
+                    .push_bind(&r.session_id)
+                    .push_bind(&r.payload_sha256)
+                    .push_bind(&r.payload)
+                    .push_bind(now)
+                    .push_bind(&r.leaf.0[..])
+                    .push_bind(&r.lost);
+            });
+            sql.build().execute(&mut **tx).await?;
+        }
         Ok(())
     }
 
