@@ -12,3 +12,11 @@ CREATE TABLE log_checkpoints (
     frontier    BLOB NOT NULL,
     cosigned    TEXT
 );
+
+-- The newest checkpoint of the control server's own log this writer was shown: shown back on
+-- every upload, so a server whose own log was cut back or restored is noticed.
+CREATE TABLE witnessed (
+    log   TEXT PRIMARY KEY,
+    size  INTEGER NOT NULL,
+    note  TEXT NOT NULL
+);

@@ -14,7 +14,9 @@ CREATE TABLE audit_logs (
     root        BLOB NOT NULL,
     frontier    BLOB NOT NULL,
     checkpoint  TEXT,               -- newest checkpoint: writer-signed, server-countersigned
-    updated_at  INTEGER NOT NULL
+    updated_at  INTEGER NOT NULL,
+    refused_index   INTEGER,        -- its uploads are refused from this record (fork, rollback, ...)
+    refused_reason  TEXT            --   and why; cleared when an upload continues the log again
 );
 
 -- Every checkpoint accepted from a gateway (a second one of the same size is a fork).

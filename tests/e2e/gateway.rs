@@ -550,6 +550,41 @@ fn the_server_refuses_what_it_cannot_record() {
     world.server.stop();
 }
 
+/// Fail closed on a refused log: the gateway's newest record is rewritten on its disk and sent
+/// again; the server refuses the rewrite (alarm `audit_fork` naming gateway and record) and opens
+/// no new session through that gateway, saying why.
+#[test]
+fn a_gateway_whose_log_is_refused_opens_no_session() {
+    let sshd = Sshd::start();
+    let world = World::new();
+    world.add_key_target("web", &sshd);
+    world.grant("web", "30m");
+    world.alice.run(&["ssh", "web", "--", "echo", "recorded"]).ok();
+    world.sessions_when("the session", |out| out.contains("echo recorded") && out.contains(" exit "));
+    let db = world.server.data.join("gateway.db");
+    let rewritten: i64 = with_db(&db, async |conn| {
+        let seq: i64 = sqlx::query_scalar("SELECT MAX(seq) FROM records").fetch_one(&mut *conn).await.unwrap();
+        sqlx::query(
+            "UPDATE records SET leaf = randomblob(32), payload = randomblob(length(payload)), uploaded_at = NULL \
+             WHERE seq = ?",
+        )
+        .bind(seq)
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+        seq
+    });
+    let alarms = world.audit_when(&["audit", "alarms"], "the fork", |out| out.contains("audit_fork"));
+    let line = alarms.lines().find(|l| l.contains("audit_fork")).unwrap();
+    assert!(line.contains("embedded") && line.contains(&format!(" {rewritten} ")), "{line}");
+    world
+        .alice
+        .run(&["ssh", "web", "--", "echo", "should-not-run"])
+        .fails_with("the server refuses its audit log from record");
+    let verified = world.bob.run(&["audit", "verify"]).ok().stdout;
+    assert!(verified.contains("no problems"), "what the server holds is intact: {verified}");
+}
+
 /// A user who stops reading cannot keep a session past its grant: the gateway gives up on the
 /// stalled channel at expiry, closes the target side (the command is gone) and records why.
 #[test]

@@ -369,6 +369,29 @@ impl LocalDb {
         Ok(done.rows_affected())
     }
 
+    /// Keeps `note` (a checkpoint of `log`, verified by the caller) if it is the newest seen.
+    pub async fn witness(&self, log: &str, size: u64, note: &str) -> Result<(), ClientError> {
+        sqlx::query(
+            "INSERT INTO witnessed (log, size, note) VALUES (?, ?, ?) \
+             ON CONFLICT (log) DO UPDATE SET size = excluded.size, note = excluded.note WHERE excluded.size >= size",
+        )
+        .bind(log)
+        .bind(size as i64)
+        .bind(note)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    pub async fn witnessed(&self, log: &str) -> Result<Option<String>, ClientError> {
+        sqlx::query_scalar("SELECT note FROM witnessed WHERE log = ?")
+            .bind(log)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)
+    }
+
     /// The newest checkpoint the server countersigned.
     pub async fn latest_cosigned(&self) -> Result<Option<String>, ClientError> {
         sqlx::query_scalar("SELECT cosigned FROM log_checkpoints WHERE cosigned IS NOT NULL ORDER BY size DESC LIMIT 1")

@@ -127,7 +127,7 @@ async fn ingest(
             seq += 1;
         }
         let checkpoint = portcullis_tlog::sign_checkpoint(writer, tree.size(), tree.root(), key).unwrap();
-        batches.push(UploadBatch { records: upload, checkpoint, acknowledged: None });
+        batches.push(UploadBatch { records: upload, checkpoint, acknowledged: None, server_witnessed: None });
     }
     let start = Instant::now();
     for batch in &batches {

@@ -150,7 +150,14 @@ impl RecordLog {
             let records: Vec<UploadRecord> = batch.into_iter().map(|(seq, p)| upload_record(seq, p)).collect();
             let count = records.len() as u64;
             let acknowledged = self.db.latest_cosigned().await.map_err(local)?;
-            let ack = control.upload(&UploadBatch { records, checkpoint, acknowledged }).await?;
+            let server_log = portcullis_tlog::server_log_id(&self.server_key);
+            let server_witnessed = self.db.witnessed(&server_log).await.map_err(local)?;
+            let ack = control.upload(&UploadBatch { records, checkpoint, acknowledged, server_witnessed }).await?;
+            if let Some(note) = &ack.server_checkpoint
+                && let Ok(cp) = portcullis_tlog::verify_checkpoint(note, &server_log, &self.server_key, None)
+            {
+                self.db.witness(&server_log, cp.size, note).await.map_err(local)?;
+            }
             let cosigned = match &ack.checkpoint {
                 Some(note) => Some(self.check_countersigned(note, ack.stored_through)?),
                 None => None,

@@ -221,6 +221,10 @@ pub struct UploadBatch {
     /// lets a server restored from an older backup notice and ask for the records again.
     #[serde(default)]
     pub acknowledged: Option<String>,
+    /// The newest checkpoint of the server's own log this writer saw: a server whose own log
+    /// was cut back (or restored) is noticed by its gateways.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_witnessed: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -236,6 +240,10 @@ pub struct UploadAck {
     /// send again from this sequence number.
     #[serde(default)]
     pub resend_from: Option<u64>,
+    /// The newest checkpoint of the server's own log (signed by the server), for the writer to
+    /// keep as a witness.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_checkpoint: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

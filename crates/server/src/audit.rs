@@ -27,7 +27,7 @@ pub(crate) struct Keys<'a> {
 
 /// The server's own log is named after its signing key, so two installations never share one.
 pub fn server_writer_id(signing_public: &[u8; 32]) -> String {
-    format!("server-{}", &portcullis_crypto::sha256_hex(signing_public)[..16])
+    portcullis_tlog::server_log_id(signing_public)
 }
 
 /// Event kinds that are alarms: an audit log refused or damaged.
@@ -100,7 +100,8 @@ pub(crate) async fn save_log(
     sqlx::query(
         "INSERT INTO audit_logs (writer_id, size, root, frontier, checkpoint, updated_at) VALUES (?, ?, ?, ?, ?, ?) \
          ON CONFLICT (writer_id) DO UPDATE SET size = excluded.size, root = excluded.root, \
-         frontier = excluded.frontier, checkpoint = excluded.checkpoint, updated_at = excluded.updated_at",
+         frontier = excluded.frontier, checkpoint = excluded.checkpoint, updated_at = excluded.updated_at, \
+         refused_index = NULL, refused_reason = NULL",
     )
     .bind(writer_id)
     .bind(frontier.size() as i64)
@@ -495,8 +496,8 @@ pub(crate) async fn verify_all(
                         ))
                     } else {
                         match (note, key) {
-                            (None, _) if size > 0 && writer != server_writer => {
-                                // Upgraded from before logs and not yet checkpointed by the writer.
+                            (None, _) if size == 0 || writer != server_writer => {
+                                // Empty, or upgraded from before logs and not yet checkpointed by the writer.
                                 None
                             }
                             (None, _) => Some(problem(None, "the log has no signed checkpoint".into())),
@@ -746,6 +747,49 @@ async fn verify_decision_rows(
     Ok(())
 }
 
+/// Marks `writer`'s uploads refused from `index` (a fork, rollback, inconsistent or bad
+/// checkpoint, a refused record): until an upload continues its log again, no new session opens
+/// through it. Kept outside the refused upload's transaction, which rolled back.
+pub(crate) async fn mark_refused(
+    store: &Store,
+    writer: &str,
+    index: u64,
+    why: &str,
+    now: i64,
+) -> Result<(), ServerError> {
+    sqlx::query(
+        "INSERT INTO audit_logs (writer_id, size, root, frontier, updated_at, refused_index, refused_reason) \
+         VALUES (?, 0, ?, x'', ?, ?, ?) ON CONFLICT (writer_id) DO UPDATE SET \
+         refused_index = excluded.refused_index, refused_reason = excluded.refused_reason",
+    )
+    .bind(writer)
+    .bind(&Frontier::new().root().0[..])
+    .bind(now)
+    .bind(index as i64)
+    .bind(why)
+    .execute(&store.pool)
+    .await?;
+    Ok(())
+}
+
+/// Writers whose uploads stay refused: (first bad index, why).
+pub(crate) async fn refused_writers(pool: &sqlx::SqlitePool) -> Result<HashMap<String, (u64, String)>, ServerError> {
+    let rows: Vec<(String, i64, Option<String>)> = sqlx::query_as(
+        "SELECT writer_id, refused_index, refused_reason FROM audit_logs WHERE refused_index IS NOT NULL",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(|(w, i, why)| (w, (i as u64, why.unwrap_or_default()))).collect())
+}
+
+/// Whether `writer`'s uploads stay refused (see [`mark_refused`]).
+pub(crate) async fn writer_refused(
+    pool: &sqlx::SqlitePool,
+    writer: &str,
+) -> Result<Option<(u64, String)>, ServerError> {
+    Ok(refused_writers(pool).await?.remove(writer))
+}
+
 /// What the sessions list needs to say where each recording stands, read once per listing:
 /// per writer the records covered by its newest countersigned checkpoint, the records lost at
 /// the gateway, the uploads refused and not since overcome; per session its records' range.
@@ -762,12 +806,6 @@ impl LogFacts {
             sqlx::query_as("SELECT writer_id, size FROM audit_logs WHERE checkpoint IS NOT NULL")
                 .fetch_all(pool)
                 .await?;
-        let stored: HashMap<String, u64> = sqlx::query_as::<_, (String, i64)>("SELECT writer_id, size FROM audit_logs")
-            .fetch_all(pool)
-            .await?
-            .into_iter()
-            .map(|(w, s)| (w, s as u64))
-            .collect();
         let mut lost: HashMap<String, Vec<(u64, String)>> = HashMap::new();
         for (w, seq, why) in sqlx::query_as::<_, (String, i64, String)>(
             "SELECT writer_id, seq, lost FROM audit_records WHERE lost IS NOT NULL",
@@ -777,26 +815,7 @@ impl LogFacts {
         {
             lost.entry(w).or_default().push((seq as u64, why));
         }
-        // The newest refusal of each writer that no stored record has overcome since.
-        let mut refused = HashMap::new();
-        let marks = ALARM_KINDS.iter().map(|_| "?").collect::<Vec<_>>().join(", ");
-        let sql = format!(
-            "SELECT json_extract(detail, '$.writer_id'), json_extract(detail, '$.index'), \
-             json_extract(detail, '$.message') FROM server_events WHERE kind IN ({marks}) \
-             AND kind NOT IN ('audit_record_lost', 'audit_server_behind', 'audit_gap') ORDER BY id"
-        );
-        let mut q = sqlx::query_as::<_, (Option<String>, Option<i64>, Option<String>)>(&sql);
-        for kind in ALARM_KINDS {
-            q = q.bind(*kind);
-        }
-        for (w, index, message) in q.fetch_all(pool).await? {
-            let (Some(w), Some(index)) = (w, index) else { continue };
-            if stored.get(&w).copied().unwrap_or(0) < index as u64 {
-                refused.insert(w, (index as u64, message.unwrap_or_default()));
-            } else {
-                refused.remove(&w);
-            }
-        }
+        let refused = refused_writers(pool).await?;
         let ranges = sqlx::query_as::<_, (String, String, i64, i64)>(
             "SELECT writer_id, session_id, MIN(seq), MAX(seq) FROM audit_records WHERE session_id IS NOT NULL \
              GROUP BY writer_id, session_id",

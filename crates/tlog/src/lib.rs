@@ -271,6 +271,12 @@ pub fn check_consistency(proof: &[Hash], old: u64, old_root: Hash, new: u64, new
     tlog::check_tree(&proof.to_vec(), new, new_root, old, old_root).map_err(|e| TlogError::BadProof(e.to_string()))
 }
 
+/// The writer id of a control server's own log: named after its signing key, so two
+/// installations never share one.
+pub fn server_log_id(server_key: &[u8; 32]) -> String {
+    format!("server-{}", &portcullis_crypto::sha256_hex(server_key)[..16])
+}
+
 /// The checkpoint origin (and writer key name) of a writer's log.
 pub fn origin(writer_id: &str) -> String {
     format!("portcullis.audit/{writer_id}")

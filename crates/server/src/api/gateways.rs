@@ -218,6 +218,17 @@ async fn authorize_checked(
     if gateway.revoked_at.is_some() {
         return Err(ServerError::Unauthorized("this gateway was revoked".into()));
     }
+    // Fail closed: a gateway whose records the server refuses could not audit a new session.
+    if let Some((index, why)) = crate::audit::writer_refused(&state.db.pool, gateway_id).await? {
+        return Err(refused(
+            "audit_log_refused",
+            format!(
+                "gateway {} cannot open sessions: the server refuses its audit log from record {index} ({why}); \
+                 an admin must look at its alarms",
+                gateway.name
+            ),
+        ));
+    }
     let cert = Certificate::from_openssh(req.certificate.trim())
         .map_err(|_| refused("certificate_invalid", "the certificate is malformed".into()))?;
     let checked = check_user_certificate(&cert, &state.user_ca.fingerprint(), now.max(0) as u64)

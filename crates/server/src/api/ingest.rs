@@ -53,6 +53,7 @@ pub async fn ingest_records(
             );
         }
     };
+    check_witness(state, &gateway, batch.server_witnessed.as_deref(), now).await?;
     let mut tx = state.db.begin().await?;
     let log = load_log(&mut tx, writer_id).await?;
     let held = log.frontier.size();
@@ -84,6 +85,7 @@ pub async fn ingest_records(
             duplicates: 0,
             checkpoint: log.checkpoint,
             resend_from: Some(held + 1),
+            server_checkpoint: own_checkpoint(state).await?,
         });
     }
     match append_batch(state, &mut tx, &gateway, batch, &checkpoint, log, now).await {
@@ -102,7 +104,13 @@ pub async fn ingest_records(
                     .await?;
             }
             tx.commit().await?;
-            Ok(UploadAck { stored_through: size, duplicates, checkpoint: note, resend_from: None })
+            Ok(UploadAck {
+                stored_through: size,
+                duplicates,
+                checkpoint: note,
+                resend_from: None,
+                server_checkpoint: own_checkpoint(state).await?,
+            })
         }
         Err(Ok(refusal)) => {
             drop(tx);
@@ -303,10 +311,66 @@ async fn append_batch(
     Ok(Appended { size: frontier.size(), duplicates, note: Some(note), lost })
 }
 
+/// The newest checkpoint of the server's own log, for gateways to keep as witnesses.
+async fn own_checkpoint(state: &ServerState) -> Result<Option<String>, ServerError> {
+    let own = audit::server_writer_id(&state.signing.public_key());
+    let note: Option<Option<String>> = sqlx::query_scalar("SELECT checkpoint FROM audit_logs WHERE writer_id = ?")
+        .bind(own)
+        .fetch_optional(&state.db.pool)
+        .await?;
+    Ok(note.flatten())
+}
+
+/// A gateway shows the newest checkpoint of the server's own log it was given: if the server now
+/// holds less, its database was restored from an older copy or its events were cut — an alarm
+/// naming the server's log and the first missing event. (Uploads go on: the gateway's records
+/// are not at fault.)
+async fn check_witness(
+    state: &ServerState,
+    gateway: &GatewayRow,
+    witnessed: Option<&str>,
+    now: i64,
+) -> Result<(), ServerError> {
+    let Some(note) = witnessed else { return Ok(()) };
+    let own = audit::server_writer_id(&state.signing.public_key());
+    let Ok(seen) = portcullis_tlog::verify_checkpoint(note, &own, &state.signing.public_key(), None) else {
+        return Ok(());
+    };
+    let size: Option<i64> = sqlx::query_scalar("SELECT size FROM audit_logs WHERE writer_id = ?")
+        .bind(&own)
+        .fetch_optional(&state.db.pool)
+        .await?;
+    let held = size.unwrap_or(0) as u64;
+    if seen.size > held {
+        let r = refuse(
+            "audit_server_behind",
+            held + 1,
+            format!(
+                "gateway {} was shown this server's own log at {} events, signed by this server; the server now \
+                 holds {held}: its database was restored from an older copy or its events were cut",
+                gateway.name, seen.size
+            ),
+        );
+        record_alarm(state, &own, &gateway.name, &r, now).await;
+    }
+    Ok(())
+}
+
 /// Raises a refusal as an alarm (once per writer, kind and index an hour) and returns the error
 /// the writer gets.
 async fn alarm(state: &ServerState, gateway: &GatewayRow, r: Refusal, now: i64) -> ServerError {
-    tracing::warn!(gateway = %gateway.name, kind = r.kind, index = r.index, message = %r.message, "audit upload refused");
+    record_alarm(state, &gateway.id, &gateway.name, &r, now).await;
+    if !matches!(r.kind, "audit_gap" | "audit_server_behind" | "audit_record_lost")
+        && let Err(e) = audit::mark_refused(&state.db, &gateway.id, r.index, &r.message, now).await
+    {
+        tracing::error!(error = %e, "could not mark a gateway's log refused");
+    }
+    ServerError::Refused(r.kind, format!("audit upload refused: {}", r.message))
+}
+
+/// Records an alarm about `writer_id`'s log, unless the same one was raised within the hour.
+async fn record_alarm(state: &ServerState, writer_id: &str, gateway: &str, r: &Refusal, now: i64) {
+    tracing::warn!(%gateway, kind = r.kind, index = r.index, message = %r.message, "audit alarm");
     let raised = async {
         let mut tx = state.db.begin().await?;
         let recent: i64 = sqlx::query_scalar(
@@ -315,7 +379,7 @@ async fn alarm(state: &ServerState, gateway: &GatewayRow, r: Refusal, now: i64) 
         )
         .bind(r.kind)
         .bind(now - 3600)
-        .bind(&gateway.id)
+        .bind(writer_id)
         .bind(r.index as i64)
         .fetch_one(&mut *tx)
         .await?;
@@ -327,7 +391,7 @@ async fn alarm(state: &ServerState, gateway: &GatewayRow, r: Refusal, now: i64) 
                     None,
                     None,
                     r.kind,
-                    serde_json::json!({ "gateway": gateway.name, "writer_id": gateway.id, "index": r.index,
+                    serde_json::json!({ "gateway": gateway, "writer_id": writer_id, "index": r.index,
                         "message": r.message }),
                 )
                 .await?;
@@ -339,7 +403,6 @@ async fn alarm(state: &ServerState, gateway: &GatewayRow, r: Refusal, now: i64) 
     if let Err(e) = raised {
         tracing::error!(error = %e, "could not record an audit alarm");
     }
-    ServerError::Refused(r.kind, format!("audit upload refused: {}", r.message))
 }
 
 /// Indexes what the server searches by (sessions) and raises what gateways report (file

@@ -40,6 +40,7 @@ impl<'a> Writer<'a> {
     /// Records `from..=to` with the checkpoint at `to`.
     fn batch(&self, from: u64, to: u64) -> UploadBatch {
         UploadBatch {
+            server_witnessed: None,
             records: (from..=to).map(|s| self.record(s)).collect(),
             checkpoint: self.note(to),
             acknowledged: None,
@@ -480,6 +481,7 @@ async fn rows_changed_behind_the_servers_back_are_refused() {
         .await
         .unwrap();
     let batch = UploadBatch {
+        server_witnessed: None,
         records: vec![],
         checkpoint: portcullis_tlog::sign_checkpoint(&g.id, 0, MemoryTree::new().root_at(0).unwrap(), &stranger)
             .unwrap(),
@@ -604,4 +606,61 @@ async fn the_event_log_stays_useful() {
     assert!(none.is_empty());
     let old: Vec<ServerEvent> = call(&r, &admin, "GET", "/v1/audit/events?until=1", &()).await;
     assert!(old.is_empty());
+}
+
+/// Gateways keep the newest checkpoint of the server's own log they were shown; when the
+/// server's events are cut back to an older state (a restored database), the next upload that
+/// shows a newer one raises `audit_server_behind` naming the server's log and the first event
+/// it lacks.
+#[tokio::test]
+async fn gateways_witness_the_servers_own_log() {
+    let (r, code) = start().await;
+    let admin = enroll(&r, &code).await;
+    let g = gateway(&r, &admin, "witness").await;
+    let mut w = Writer::new(&g);
+    w.append(chunk("s", "one"));
+    w.append(chunk("s", "two"));
+    let path = r.dir.path().join("server.db");
+    let mut db = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+    // The server's own log as it stands now: what a backup would hold.
+    sqlx::raw_sql("CREATE TABLE older AS SELECT * FROM audit_logs WHERE writer_id LIKE 'server-%'")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    let (own, older): (String, i64) =
+        sqlx::query_as("SELECT writer_id, size FROM older").fetch_one(&mut db).await.unwrap();
+    // More events happen; the gateway's upload is acknowledged with the server log's checkpoint.
+    for name in ["later", "later-still", "latest"] {
+        let _: serde_json::Value = call(&r, &admin, "POST", "/v1/groups", &serde_json::json!({ "name": name })).await;
+    }
+    let ack: UploadAck = upload(&r, &g, &w.batch(1, 1)).await.json().await.unwrap();
+    let shown = ack.server_checkpoint.expect("the server's own checkpoint comes with every acknowledgement");
+    let cp = portcullis_tlog::verify_checkpoint(&shown, &own, &server_key(&admin), None).unwrap();
+    assert!(cp.size > older as u64);
+
+    // Behind the server's back: its own log put back to the older state (events and records after it gone).
+    sqlx::raw_sql(&format!(
+        "DELETE FROM audit_records WHERE writer_id = '{own}' AND seq > {older}; \
+         DELETE FROM server_events WHERE seq > {older}; \
+         DELETE FROM audit_logs WHERE writer_id = '{own}'; INSERT INTO audit_logs SELECT * FROM older; DROP TABLE older"
+    ))
+    .execute(&mut db)
+    .await
+    .unwrap();
+    // Consistent with itself, so verification alone cannot tell (it records one event itself)...
+    let report: AuditVerifyReport = call(&r, &admin, "GET", "/v1/audit/verify", &()).await;
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    // ...but the gateway can: it shows the newer checkpoint with its next upload.
+    let mut next = w.batch(2, 2);
+    next.server_witnessed = Some(shown);
+    let ack: UploadAck = upload(&r, &g, &next).await.json().await.unwrap();
+    assert_eq!(ack.stored_through, 2, "the gateway's records are not at fault");
+    let raised = alarms(&r, &admin).await;
+    assert!(
+        raised.iter().any(|a| a.kind == "audit_server_behind"
+            && a.detail["writer_id"] == own.as_str()
+            && a.detail["gateway"] == "witness"
+            && a.detail["index"].as_i64().is_some_and(|i| i > older)),
+        "{raised:?}"
+    );
 }
