@@ -1,0 +1,322 @@
+//! The audit store's logs: one Merkle log per writer (each gateway, and the server itself for
+//! its own events), records sealed under per-writer data keys, checkpoints signed by the writer
+//! and countersigned by the server, and the end-to-end verification behind `audit verify` and
+//! `server verify --data`.
+//!
+//! What an attacker who can edit the database cannot do unnoticed: change, delete, add, swap or
+//! cut records or security events (every record is a leaf under a signed checkpoint; every
+//! event row must match its record). What the writers witness: a server restored from an older
+//! backup (they hold newer countersigned checkpoints, and the server asks them to re-send).
+
+use std::collections::HashMap;
+
+use portcullis_crypto::identity::SigningIdentity;
+use portcullis_crypto::{Aad, OsRng, SymmetricKey};
+use portcullis_tlog::{Frontier, Hash};
+
+use crate::ServerError;
+use crate::store::{Store, Tx, record_aad};
+
+mod evidence;
+mod verify;
+
+pub(crate) use evidence::{LogFacts, mark_refused, session_bundle, writer_refused};
+pub(crate) use verify::verify_all;
+
+/// The keys the audit store needs: the root key (wraps data keys) and the server's signing key
+/// (signs its own log's checkpoints, countersigns the gateways').
+pub(crate) struct Keys<'a> {
+    pub root: &'a SymmetricKey,
+    pub signing: &'a SigningIdentity,
+}
+
+/// The server's own log is named after its signing key, so two installations never share one.
+pub fn server_writer_id(signing_public: &[u8; 32]) -> String {
+    portcullis_tlog::server_log_id(signing_public)
+}
+
+/// Event kinds that are alarms: an audit log refused or damaged.
+pub const ALARM_KINDS: &[&str] = &[
+    "audit_gap",
+    "audit_fork",
+    "audit_rollback",
+    "audit_inconsistent_checkpoint",
+    "audit_bad_checkpoint",
+    "audit_server_behind",
+    "audit_record_lost",
+    "audit_upload_refused",
+];
+
+pub(super) fn tlog_err(e: portcullis_tlog::TlogError) -> ServerError {
+    ServerError::Internal(e.to_string())
+}
+
+/// A security event's searchable row.
+#[derive(sqlx::FromRow)]
+pub(super) struct EventRow {
+    pub id: i64,
+    pub at: i64,
+    pub actor: Option<String>,
+    pub device_id: Option<String>,
+    pub kind: String,
+    pub detail: String,
+    pub seq: Option<i64>,
+}
+
+/// A writer's log as the server holds it.
+pub(crate) struct LogState {
+    pub frontier: Frontier,
+    pub checkpoint: Option<String>,
+}
+
+pub(crate) async fn load_log(tx: &mut Tx<'_>, writer_id: &str) -> Result<LogState, ServerError> {
+    let row: Option<(i64, Vec<u8>, Option<String>)> =
+        sqlx::query_as("SELECT size, frontier, checkpoint FROM audit_logs WHERE writer_id = ?")
+            .bind(writer_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+    Ok(match row {
+        Some((size, frontier, checkpoint)) => {
+            LogState { frontier: Frontier::from_bytes(size as u64, &frontier).map_err(tlog_err)?, checkpoint }
+        }
+        None => LogState { frontier: Frontier::new(), checkpoint: None },
+    })
+}
+
+pub(crate) async fn save_log(
+    tx: &mut Tx<'_>,
+    writer_id: &str,
+    frontier: &Frontier,
+    checkpoint: Option<&str>,
+    now: i64,
+) -> Result<(), ServerError> {
+    sqlx::query(
+        "INSERT INTO audit_logs (writer_id, size, root, frontier, checkpoint, updated_at) VALUES (?, ?, ?, ?, ?, ?) \
+         ON CONFLICT (writer_id) DO UPDATE SET size = excluded.size, root = excluded.root, \
+         frontier = excluded.frontier, checkpoint = excluded.checkpoint, updated_at = excluded.updated_at, \
+         refused_index = NULL, refused_reason = NULL",
+    )
+    .bind(writer_id)
+    .bind(frontier.size() as i64)
+    .bind(&frontier.root().0[..])
+    .bind(frontier.to_bytes())
+    .bind(checkpoint)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+fn data_key_aad(writer_id: &str, epoch: u64) -> Aad {
+    Aad::for_field("audit_data_keys", &format!("{writer_id}/{epoch}"), 1, "wrapped")
+}
+
+/// The data key of `writer_id`'s records in `epoch`, made (and wrapped by the root key) on
+/// first use inside the caller's transaction — so a key exists exactly when records under it do.
+pub(crate) async fn data_key(
+    tx: &mut Tx<'_>,
+    root: &SymmetricKey,
+    writer_id: &str,
+    epoch: u64,
+    now: i64,
+) -> Result<SymmetricKey, ServerError> {
+    let aad = data_key_aad(writer_id, epoch);
+    let wrapped: Option<Vec<u8>> =
+        sqlx::query_scalar("SELECT wrapped FROM audit_data_keys WHERE writer_id = ? AND epoch = ?")
+            .bind(writer_id)
+            .bind(epoch as i64)
+            .fetch_optional(&mut **tx)
+            .await?;
+    if let Some(wrapped) = wrapped {
+        let raw = root.open(&wrapped, &aad).map_err(|_| {
+            ServerError::Internal(format!("the data key of writer {writer_id}, epoch {epoch}, does not unwrap"))
+        })?;
+        return Ok(SymmetricKey::from_slice(raw.expose_secret())?);
+    }
+    let key = SymmetricKey::generate(&mut OsRng);
+    let wrapped = root.seal(&mut OsRng, key.expose_bytes(), &aad)?;
+    sqlx::query("INSERT INTO audit_data_keys (writer_id, epoch, wrapped, created_at) VALUES (?, ?, ?, ?)")
+        .bind(writer_id)
+        .bind(epoch as i64)
+        .bind(wrapped)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    Ok(key)
+}
+
+/// Data keys of one writer, unwrapped as they are needed (one per epoch), read-only.
+pub(crate) struct KeyRing<'a> {
+    root: &'a SymmetricKey,
+    keys: HashMap<(String, u64), SymmetricKey>,
+}
+
+impl<'a> KeyRing<'a> {
+    pub fn new(root: &'a SymmetricKey) -> Self {
+        Self { root, keys: HashMap::new() }
+    }
+
+    pub async fn open(
+        &mut self,
+        pool: &sqlx::SqlitePool,
+        writer_id: &str,
+        seq: u64,
+        ct: &[u8],
+    ) -> Result<Vec<u8>, String> {
+        let epoch = portcullis_tlog::key_epoch(seq);
+        let slot = (writer_id.to_string(), epoch);
+        if !self.keys.contains_key(&slot) {
+            let wrapped: Option<Vec<u8>> =
+                sqlx::query_scalar("SELECT wrapped FROM audit_data_keys WHERE writer_id = ? AND epoch = ?")
+                    .bind(writer_id)
+                    .bind(epoch as i64)
+                    .fetch_optional(pool)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            let wrapped = wrapped.ok_or_else(|| format!("the data key of epoch {epoch} is missing"))?;
+            let raw = self
+                .root
+                .open(&wrapped, &data_key_aad(writer_id, epoch))
+                .map_err(|_| format!("the data key of epoch {epoch} does not unwrap (altered)"))?;
+            let key = SymmetricKey::from_slice(raw.expose_secret()).map_err(|e| e.to_string())?;
+            self.keys.insert(slot.clone(), key);
+        }
+        let key = &self.keys[&slot];
+        key.open(ct, &record_aad(writer_id, seq))
+            .map(|p| p.expose_secret().clone())
+            .map_err(|_| "it does not decrypt (altered, or moved from another place)".to_string())
+    }
+}
+
+/// Appends one record to the server's own log and signs the new checkpoint, in the caller's
+/// transaction: an event is durable exactly when its record and checkpoint are.
+pub(crate) async fn append_own(tx: &mut Tx<'_>, keys: &Keys<'_>, payload: &str, now: i64) -> Result<u64, ServerError> {
+    let writer = server_writer_id(&keys.signing.public_key());
+    let mut log = load_log(tx, &writer).await?;
+    let seq = log.frontier.size() + 1;
+    let (leaf, head) = portcullis_tlog::leaf_of(&writer, seq, payload.as_bytes()).map_err(tlog_err)?;
+    let key = data_key(tx, keys.root, &writer, portcullis_tlog::key_epoch(seq), now).await?;
+    let ct = key.seal(&mut OsRng, payload.as_bytes(), &record_aad(&writer, seq))?;
+    let row = crate::store::NewRecord {
+        seq,
+        kind: head.kind,
+        session_id: None,
+        payload_sha256: portcullis_crypto::sha256_hex(payload.as_bytes()),
+        payload: ct,
+        leaf,
+        lost: None,
+    };
+    Store::insert_records(tx, &writer, std::slice::from_ref(&row), now).await?;
+    log.frontier.append(leaf).map_err(tlog_err)?;
+    let note = portcullis_tlog::sign_checkpoint(&writer, seq, log.frontier.root(), keys.signing).map_err(tlog_err)?;
+    save_log(tx, &writer, &log.frontier, Some(&note), now).await?;
+    Ok(seq)
+}
+
+/// Records a security event: a record of the server's own log, and the searchable row that
+/// names it.
+pub(crate) async fn record_event(
+    tx: &mut Tx<'_>,
+    keys: &Keys<'_>,
+    now: i64,
+    actor: Option<&str>,
+    device_id: Option<&str>,
+    kind: &str,
+    detail: serde_json::Value,
+) -> Result<(), ServerError> {
+    let payload = event_payload(now, actor, device_id, kind, &detail);
+    let seq = append_own(tx, keys, &payload, now).await?;
+    Store::insert_event(tx, now, actor, device_id, kind, &detail.to_string(), Some(seq)).await
+}
+
+/// The record of a security event (the row must say the same).
+pub(super) fn event_payload(
+    at: i64,
+    actor: Option<&str>,
+    device_id: Option<&str>,
+    kind: &str,
+    detail: &serde_json::Value,
+) -> String {
+    serde_json::json!({ "kind": kind, "at": at, "actor": actor, "device_id": device_id, "detail": detail }).to_string()
+}
+
+/// Brings a data directory from before Merkle logs up to date, once, in one transaction:
+/// records sealed under the root key are re-sealed under their writer's data key and get
+/// leaves; each writer's log state is rebuilt from them; events without a record become
+/// records of the server's own log. Returns how many rows moved.
+pub(crate) async fn migrate(store: &Store, keys: &Keys<'_>, now: i64) -> Result<u64, ServerError> {
+    let mut tx = store.begin().await?;
+    let old: Vec<(String, i64, Vec<u8>)> =
+        sqlx::query_as("SELECT writer_id, seq, payload FROM audit_records WHERE leaf IS NULL ORDER BY writer_id, seq")
+            .fetch_all(&mut *tx)
+            .await?;
+    let mut moved = 0u64;
+    let mut touched: Vec<String> = Vec::new();
+    for (writer, seq, ct) in &old {
+        let seq = *seq as u64;
+        let aad = record_aad(writer, seq);
+        let (leaf, sealed, lost) = match keys.root.open(ct, &aad) {
+            Ok(plain) => {
+                let plain = plain.expose_secret();
+                let leaf = portcullis_tlog::leaf_of(writer, seq, plain).map(|(l, _)| l).unwrap_or_else(|_| {
+                    portcullis_tlog::leaf_hash(writer, seq, "lost", None, &portcullis_crypto::sha256(plain))
+                });
+                let key = data_key(&mut tx, keys.root, writer, portcullis_tlog::key_epoch(seq), now).await?;
+                (leaf, key.seal(&mut OsRng, plain, &aad)?, None)
+            }
+            Err(_) => (
+                portcullis_tlog::leaf_hash(writer, seq, "lost", None, &portcullis_crypto::sha256(ct)),
+                ct.clone(),
+                Some("did not decrypt when the store was upgraded"),
+            ),
+        };
+        sqlx::query("UPDATE audit_records SET leaf = ?, payload = ?, lost = ? WHERE writer_id = ? AND seq = ?")
+            .bind(&leaf.0[..])
+            .bind(sealed)
+            .bind(lost)
+            .bind(writer)
+            .bind(seq as i64)
+            .execute(&mut *tx)
+            .await?;
+        if !touched.contains(writer) {
+            touched.push(writer.clone());
+        }
+        moved += 1;
+    }
+    for writer in touched {
+        let leaves: Vec<(i64, Vec<u8>)> =
+            sqlx::query_as("SELECT seq, leaf FROM audit_records WHERE writer_id = ? ORDER BY seq")
+                .bind(&writer)
+                .fetch_all(&mut *tx)
+                .await?;
+        let mut frontier = Frontier::new();
+        for (seq, leaf) in leaves {
+            if seq as u64 != frontier.size() + 1 {
+                return Err(ServerError::Internal(format!("writer {writer}'s records miss {}", frontier.size() + 1)));
+            }
+            frontier.append(Hash(leaf.try_into().unwrap_or([0; 32]))).map_err(tlog_err)?;
+        }
+        // No writer signature exists for what came before logs: the next upload's checkpoint,
+        // signed by the writer, must match this state.
+        save_log(&mut tx, &writer, &frontier, None, now).await?;
+    }
+    let events: Vec<EventRow> = sqlx::query_as(
+        "SELECT id, at, actor, device_id, kind, detail, seq FROM server_events WHERE seq IS NULL ORDER BY id",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    for EventRow { id, at, actor, device_id: device, kind, detail, .. } in events {
+        let detail: serde_json::Value = serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null);
+        let payload = event_payload(at, actor.as_deref(), device.as_deref(), &kind, &detail);
+        let seq = append_own(&mut tx, keys, &payload, now).await?;
+        sqlx::query("UPDATE server_events SET seq = ?, detail = ? WHERE id = ?")
+            .bind(seq as i64)
+            .bind(detail.to_string())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        moved += 1;
+    }
+    tx.commit().await?;
+    Ok(moved)
+}

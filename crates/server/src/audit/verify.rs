@@ -1,0 +1,346 @@
+//! End-to-end verification of the audit store (`audit verify`, `server verify --data`): every
+//! log rebuilt from its records, the searchable rows checked against them, every authenticated
+//! row's MAC. Read-only.
+
+use std::collections::HashMap;
+
+use portcullis_crypto::SymmetricKey;
+use portcullis_proto::{AuditProblem, AuditVerifyReport, WriterReport};
+use portcullis_tlog::{Frontier, Hash};
+
+use super::{EventRow, KeyRing, event_payload, server_writer_id, tlog_err};
+use crate::ServerError;
+use crate::store::Store;
+
+/// A stored record, as verification reads it.
+#[derive(sqlx::FromRow)]
+struct StoredRecord {
+    seq: i64,
+    kind: String,
+    session_id: Option<String>,
+    payload_sha256: String,
+    payload: Vec<u8>,
+    leaf: Option<Vec<u8>>,
+    lost: Option<String>,
+}
+type WriterKeys = HashMap<String, (String, Result<Option<[u8; 32]>, String>)>;
+
+/// Public keys of the writers, to check their checkpoints — only from gateway rows whose
+/// authentication holds (a key swapped in the database would otherwise vouch for forged logs).
+async fn writer_keys(pool: &sqlx::SqlitePool, root: &SymmetricKey) -> Result<WriterKeys, ServerError> {
+    let rows: Vec<(String, String, Option<Vec<u8>>)> =
+        sqlx::query_as("SELECT id, name, sign_public_key FROM gateways").fetch_all(pool).await?;
+    let macs = crate::rows::RowKey::new(root);
+    let mut out = HashMap::new();
+    let mut conn = pool.acquire().await?;
+    for (id, name, key) in rows {
+        let key = match macs.check(&mut conn, crate::rows::Row::Gateway(&id)).await {
+            Ok(()) => Ok(key.and_then(|k| <[u8; 32]>::try_from(k).ok())),
+            Err(e) => Err(e.to_string()),
+        };
+        out.insert(id, (name, key));
+    }
+    Ok(out)
+}
+
+const PAGE: i64 = 20_000;
+
+/// Checks every log end to end: each record decrypts, matches its leaf and sits where its leaf
+/// says; the leaves rebuild the stored tree and every stored checkpoint; the newest checkpoint
+/// carries a valid writer signature and the server's countersignature; the searchable rows
+/// (sessions, security events) agree with the records. Read-only.
+pub(crate) async fn verify_all(
+    store: &Store,
+    root: &SymmetricKey,
+    server_key: &[u8; 32],
+) -> Result<AuditVerifyReport, ServerError> {
+    let pool = &store.pool;
+    let server_writer = server_writer_id(server_key);
+    let names = writer_keys(pool, root).await?;
+    let mut writers: Vec<String> =
+        sqlx::query_scalar("SELECT writer_id FROM audit_logs UNION SELECT DISTINCT writer_id FROM audit_records")
+            .fetch_all(pool)
+            .await?;
+    writers.sort_by_key(|w| (w != &server_writer, w.clone()));
+    let mut report = AuditVerifyReport::default();
+    let mut ring = KeyRing::new(root);
+    for writer in writers {
+        let (name, key) = if writer == server_writer {
+            ("control server".to_string(), Ok(Some(*server_key)))
+        } else {
+            names.get(&writer).cloned().unwrap_or_else(|| ("unknown writer".into(), Ok(None)))
+        };
+        let problem = |index: Option<u64>, message: String| AuditProblem {
+            writer_id: writer.clone(),
+            writer_name: name.clone(),
+            index,
+            message,
+        };
+        let mut frontier = Frontier::new();
+        let mut lost = 0u64;
+        let mut first_problem: Option<AuditProblem> = None;
+        let checkpoints: HashMap<i64, Vec<u8>> =
+            sqlx::query_as::<_, (i64, Vec<u8>)>("SELECT size, root FROM audit_checkpoints WHERE writer_id = ?")
+                .bind(&writer)
+                .fetch_all(pool)
+                .await?
+                .into_iter()
+                .collect();
+        let mut after = 0i64;
+        'pages: loop {
+            let rows: Vec<StoredRecord> = sqlx::query_as(
+                "SELECT seq, kind, session_id, payload_sha256, payload, leaf, lost FROM audit_records \
+                     WHERE writer_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+            )
+            .bind(&writer)
+            .bind(after)
+            .bind(PAGE)
+            .fetch_all(pool)
+            .await?;
+            let Some(last) = rows.last().map(|r| r.seq) else { break };
+            after = last;
+            for StoredRecord {
+                seq,
+                kind,
+                session_id: session,
+                payload_sha256: sha_hex,
+                payload: ct,
+                leaf,
+                lost: lost_reason,
+            } in rows
+            {
+                let seq_u = seq as u64;
+                if seq_u != frontier.size() + 1 {
+                    first_problem = Some(problem(
+                        Some(frontier.size() + 1),
+                        format!("record {} is missing (the next stored is {seq})", frontier.size() + 1),
+                    ));
+                    break 'pages;
+                }
+                let Some(stored_leaf) = leaf.and_then(|l| <[u8; 32]>::try_from(l).ok()).map(Hash) else {
+                    first_problem = Some(problem(Some(seq_u), format!("record {seq} has no leaf")));
+                    break 'pages;
+                };
+                if lost_reason.is_some() {
+                    lost += 1;
+                } else {
+                    let checked = match ring.open(pool, &writer, seq_u, &ct).await {
+                        Ok(plain) => match portcullis_tlog::leaf_of(&writer, seq_u, &plain) {
+                            Ok((computed, head))
+                                if computed == stored_leaf
+                                    && head.kind == kind
+                                    && head.session_id == session
+                                    && portcullis_crypto::sha256_hex(&plain) == sha_hex =>
+                            {
+                                Ok(())
+                            }
+                            Ok(_) => Err("its content does not match its leaf or its index columns".to_string()),
+                            Err(e) => Err(e.to_string()),
+                        },
+                        Err(e) => Err(e),
+                    };
+                    if let Err(why) = checked {
+                        first_problem = Some(problem(Some(seq_u), format!("record {seq}: {why}")));
+                        break 'pages;
+                    }
+                }
+                frontier.append(stored_leaf).map_err(tlog_err)?;
+                if let Some(root) = checkpoints.get(&seq)
+                    && root[..] != frontier.root().0[..]
+                {
+                    first_problem = Some(problem(
+                        Some(seq_u),
+                        format!("the log up to record {seq} does not match the checkpoint accepted at that size"),
+                    ));
+                    break 'pages;
+                }
+            }
+        }
+        let state: Option<(i64, Vec<u8>, Option<String>)> =
+            sqlx::query_as("SELECT size, root, checkpoint FROM audit_logs WHERE writer_id = ?")
+                .bind(&writer)
+                .fetch_optional(pool)
+                .await?;
+        let mut entry = WriterReport {
+            writer_id: writer.clone(),
+            name: name.clone(),
+            records: frontier.size(),
+            lost,
+            checkpoint_size: None,
+            root: portcullis_tlog::hash_b64(&frontier.root()),
+            countersigned: false,
+        };
+        let key = match key {
+            Ok(key) => key,
+            Err(why) => {
+                first_problem.get_or_insert(problem(None, why));
+                None
+            }
+        };
+        if first_problem.is_none() {
+            first_problem = match state {
+                None => Some(problem(None, "the log has records but no state".into())),
+                Some((size, root, note)) => {
+                    if size as u64 != frontier.size() || root[..] != frontier.root().0[..] {
+                        Some(problem(
+                            Some(frontier.size().min(size as u64) + 1),
+                            format!(
+                                "the log holds {} records but its state says {size}: records were removed, added or changed",
+                                frontier.size()
+                            ),
+                        ))
+                    } else {
+                        match (note, key) {
+                            (None, _) if size == 0 || writer != server_writer => {
+                                // Empty, or upgraded from before logs and not yet checkpointed by the writer.
+                                None
+                            }
+                            (None, _) => Some(problem(None, "the log has no signed checkpoint".into())),
+                            (Some(_), None) => Some(problem(None, "the writer's public key is missing".into())),
+                            (Some(note), Some(key)) => {
+                                let cosigner = (writer != server_writer).then_some(server_key);
+                                match portcullis_tlog::verify_checkpoint(&note, &writer, &key, cosigner) {
+                                    Ok(cp) if cp.size == frontier.size() && cp.root == frontier.root() => {
+                                        entry.checkpoint_size = Some(cp.size);
+                                        entry.countersigned = cp.countersigned || writer == server_writer;
+                                        (!entry.countersigned)
+                                            .then(|| problem(None, "the newest checkpoint is not countersigned".into()))
+                                    }
+                                    Ok(cp) => Some(problem(
+                                        Some(cp.size.min(frontier.size()) + 1),
+                                        format!("the signed checkpoint covers {} records with another root", cp.size),
+                                    )),
+                                    Err(e) => Some(problem(None, format!("the newest checkpoint: {e}"))),
+                                }
+                            }
+                        }
+                    }
+                }
+            };
+        }
+        if let Some(p) = first_problem {
+            report.problems.push(p);
+        }
+        report.records += entry.records;
+        report.writers.push(entry);
+    }
+    verify_rows(store, &mut ring, &server_writer, &mut report).await?;
+    verify_decision_rows(pool, root, &server_writer, &mut report).await?;
+    Ok(report)
+}
+
+/// The searchable rows must agree with the records they index: every security event row with
+/// its record in the server's log (and every event record with a row), every session with its
+/// start record.
+async fn verify_rows(
+    store: &Store,
+    ring: &mut KeyRing<'_>,
+    server_writer: &str,
+    report: &mut AuditVerifyReport,
+) -> Result<(), ServerError> {
+    let pool = &store.pool;
+    let server_problem = |index: Option<u64>, message: String| AuditProblem {
+        writer_id: server_writer.to_string(),
+        writer_name: "control server".into(),
+        index,
+        message,
+    };
+    let rows: Vec<EventRow> =
+        sqlx::query_as("SELECT id, at, actor, device_id, kind, detail, seq FROM server_events ORDER BY id")
+            .fetch_all(pool)
+            .await?;
+    let mut seen = std::collections::HashSet::new();
+    for EventRow { id, at, actor, device_id: device, kind, detail, seq } in rows {
+        let Some(seq) = seq else {
+            report.problems.push(server_problem(None, format!("security event {id} ({kind}) has no record")));
+            return Ok(());
+        };
+        let ct: Option<Vec<u8>> =
+            sqlx::query_scalar("SELECT payload FROM audit_records WHERE writer_id = ? AND seq = ? AND lost IS NULL")
+                .bind(server_writer)
+                .bind(seq)
+                .fetch_optional(pool)
+                .await?;
+        let detail: serde_json::Value = serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null);
+        let expected = event_payload(at, actor.as_deref(), device.as_deref(), &kind, &detail);
+        let matches = match ct {
+            Some(ct) => ring.open(pool, server_writer, seq as u64, &ct).await.map(|p| p == expected.as_bytes()),
+            None => Ok(false),
+        };
+        if matches != Ok(true) {
+            report.problems.push(server_problem(
+                Some(seq as u64),
+                format!("security event {id} ({kind}) differs from record {seq} of the server's log (altered)"),
+            ));
+            return Ok(());
+        }
+        seen.insert(seq);
+    }
+    let records: Vec<i64> = sqlx::query_scalar("SELECT seq FROM audit_records WHERE writer_id = ? ORDER BY seq")
+        .bind(server_writer)
+        .fetch_all(pool)
+        .await?;
+    if let Some(missing) = records.into_iter().find(|s| !seen.contains(s)) {
+        report.problems.push(server_problem(
+            Some(missing as u64),
+            format!("the security event of record {missing} of the server's log was deleted"),
+        ));
+        return Ok(());
+    }
+    let orphans: Vec<(String, String)> = sqlx::query_as(
+        "SELECT s.id, s.writer_id FROM sessions s WHERE NOT EXISTS (SELECT 1 FROM audit_records r \
+         WHERE r.writer_id = s.writer_id AND r.session_id = s.id AND r.kind = 'session_start')",
+    )
+    .fetch_all(pool)
+    .await?;
+    if let Some((session, writer)) = orphans.into_iter().next() {
+        report.problems.push(AuditProblem {
+            writer_id: writer,
+            writer_name: String::new(),
+            index: None,
+            message: format!("session {session} is listed but has no start record (added behind the server's back)"),
+        });
+    }
+    Ok(())
+}
+
+/// Every row the server decides with must carry a valid MAC (see [`crate::rows`]): one added or
+/// changed behind the server's back is reported here, before anything uses it.
+async fn verify_decision_rows(
+    pool: &sqlx::SqlitePool,
+    root: &SymmetricKey,
+    server_writer: &str,
+    report: &mut AuditVerifyReport,
+) -> Result<(), ServerError> {
+    use crate::rows::Row;
+    let macs = crate::rows::RowKey::new(root);
+    let mut conn = pool.acquire().await?;
+    let users: Vec<String> = sqlx::query_scalar("SELECT id FROM users ORDER BY id").fetch_all(&mut *conn).await?;
+    let devices: Vec<String> = sqlx::query_scalar("SELECT id FROM devices ORDER BY id").fetch_all(&mut *conn).await?;
+    let gateways: Vec<String> = sqlx::query_scalar("SELECT id FROM gateways ORDER BY id").fetch_all(&mut *conn).await?;
+    let policies: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM policy_sets ORDER BY version").fetch_all(&mut *conn).await?;
+    let keys: Vec<String> =
+        sqlx::query_scalar("SELECT id FROM security_keys ORDER BY id").fetch_all(&mut *conn).await?;
+    let rows = users
+        .iter()
+        .map(|id| Row::User(id))
+        .chain(devices.iter().map(|id| Row::Device(id)))
+        .chain(gateways.iter().map(|id| Row::Gateway(id)))
+        .chain(policies.iter().map(|v| Row::Policy(*v)))
+        .chain(keys.iter().map(|id| Row::SecurityKey(id)));
+    for row in rows {
+        if let Err(e) = macs.check(&mut conn, row).await {
+            report.problems.push(AuditProblem {
+                writer_id: match row {
+                    Row::Gateway(id) => id.to_string(),
+                    _ => server_writer.to_string(),
+                },
+                writer_name: "control server".into(),
+                index: None,
+                message: e.to_string(),
+            });
+        }
+    }
+    Ok(())
+}
