@@ -250,6 +250,14 @@ async fn append_batch(
             ),
         )));
     }
+    // The checkpoint the server accepted at this size before, if any (a fork when roots differ).
+    let known: Option<Vec<u8>> =
+        sqlx::query_scalar("SELECT root FROM audit_checkpoints WHERE writer_id = ? AND size = ?")
+            .bind(writer_id)
+            .bind(checkpoint.size as i64)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(|e| Err(e.into()))?;
     if checkpoint.size < frontier.size() {
         // A re-upload of what is stored (every record matched its stored leaf): acknowledged
         // with the newest countersigned checkpoint the server holds; nothing new is signed.
@@ -260,13 +268,6 @@ async fn append_batch(
             return Ok(Appended { size: held, duplicates, note: log.checkpoint, lost });
         }
         // Otherwise the writer's log is behind the server's.
-        let known: Option<Vec<u8>> =
-            sqlx::query_scalar("SELECT root FROM audit_checkpoints WHERE writer_id = ? AND size = ?")
-                .bind(writer_id)
-                .bind(checkpoint.size as i64)
-                .fetch_optional(&mut **tx)
-                .await
-                .map_err(|e| Err(e.into()))?;
         let how = match known {
             Some(root) if root[..] != checkpoint.root.0[..] => "with another root (a fork)",
             _ => "behind what the server holds",
@@ -282,13 +283,6 @@ async fn append_batch(
             ),
         )));
     }
-    let known: Option<Vec<u8>> =
-        sqlx::query_scalar("SELECT root FROM audit_checkpoints WHERE writer_id = ? AND size = ?")
-            .bind(writer_id)
-            .bind(checkpoint.size as i64)
-            .fetch_optional(&mut **tx)
-            .await
-            .map_err(|e| Err(e.into()))?;
     if let Some(root) = &known
         && root[..] != checkpoint.root.0[..]
     {
