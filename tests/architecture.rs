@@ -105,3 +105,192 @@ fn only_the_ipc_module_imports_tauri_in_the_ui() {
     }
     assert!(checked > 3, "the UI sources were not found");
 }
+
+/// The packages `tests/setup.sh --list` names.
+fn setup_packages() -> Vec<String> {
+    let out = std::process::Command::new("bash").arg(repo().join("tests/setup.sh")).arg("--list").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().lines().map(|l| l.split('\t').next().unwrap().to_string()).collect()
+}
+
+fn repo() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// `tests/setup.sh --missing` against a fake `dpkg-query` that prints `status` lines (the
+/// format setup.sh asks for: package, status, provides).
+fn missing_with_fake_dpkg(status: &str) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let listing = dir.path().join("status");
+    std::fs::write(&listing, status).unwrap();
+    let fake = dir.path().join("dpkg-query");
+    std::fs::write(&fake, format!("#!/bin/sh\nexec cat '{}'\n", listing.display())).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", dir.path().display(), std::env::var("PATH").unwrap());
+    let out = std::process::Command::new("bash")
+        .arg(repo().join("tests/setup.sh"))
+        .arg("--missing")
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().lines().map(str::to_string).collect()
+}
+
+/// setup.sh asks dpkg, package by package: each package it lists, reported missing while every
+/// other one is installed, is the one it would install — whatever files are on disk.
+#[test]
+fn setup_asks_dpkg_about_each_package() {
+    let packages = setup_packages();
+    assert!(packages.len() > 20, "{packages:?}");
+    let line = |p: &str, status: &str| format!("{p}\t{status}\t\n");
+    for gone in &packages {
+        let status: String = packages.iter().filter(|p| *p != gone).map(|p| line(p, "install ok installed")).collect();
+        assert_eq!(missing_with_fake_dpkg(&status), vec![gone.clone()], "{gone} reported missing");
+        // Removed but with its configuration left behind: still missing.
+        let removed = format!("{status}{}", line(gone, "deinstall ok config-files"));
+        assert_eq!(missing_with_fake_dpkg(&removed), vec![gone.clone()], "{gone} removed (rc)");
+    }
+    let all: String = packages.iter().map(|p| line(p, "install ok installed")).collect();
+    assert!(missing_with_fake_dpkg(&all).is_empty());
+    // NodeSource's nodejs provides npm: no Debian npm asked for beside it.
+    let without_npm: String =
+        packages.iter().filter(|p| *p != "npm").map(|p| line(p, "install ok installed")).collect();
+    let nodesource = without_npm
+        .replace("nodejs\tinstall ok installed\t\n", "nodejs\tinstall ok installed\tnodejs-dev, npm (= 10.8.2)\n");
+    assert!(missing_with_fake_dpkg(&nodesource).is_empty());
+}
+
+/// Every crate of the Linux build that links or generates against a system library is mapped to
+/// the Debian package that brings it, and setup.sh installs that package; a new `-sys` crate fails
+/// here until someone says which package it needs.
+#[test]
+fn setup_installs_what_the_build_links_against() {
+    // crate -> the Debian package with its headers / .pc file / library ("" when it needs none).
+    let needs: &[(&str, &str)] = &[
+        ("clang-sys", "libclang-dev"), // bindgen (fido-hid-rs) loads libclang.so, not libclang-cpp
+        ("libudev-sys", "libudev-dev"),
+        ("libdbus-sys", "libdbus-1-dev"),
+        ("webkit2gtk-sys", "libwebkit2gtk-4.1-dev"),
+        ("javascriptcore-rs-sys", "libjavascriptcoregtk-4.1-dev"),
+        ("soup3-sys", "libsoup-3.0-dev"),
+        ("gtk-sys", "libgtk-3-dev"),
+        ("gdk-sys", "libgtk-3-dev"),
+        ("gdkx11-sys", "libgtk-3-dev"),
+        ("gdkwayland-sys", "libgtk-3-dev"),
+        ("atk-sys", "libgtk-3-dev"),
+        ("pango-sys", "libgtk-3-dev"),
+        ("gdk-pixbuf-sys", "libgtk-3-dev"),
+        ("gio-sys", "libgtk-3-dev"),
+        ("glib-sys", "libgtk-3-dev"),
+        ("gobject-sys", "libgtk-3-dev"),
+        ("libappindicator-sys", "libayatana-appindicator3-dev"),
+        ("ring", "build-essential"),
+        ("libsqlite3-sys", "build-essential"), // bundled SQLite, compiled with cc
+        ("linux-raw-sys", ""),                 // pure Rust
+        ("dirs-sys", ""),                      // pure Rust
+        ("prettyplease", ""),                  // `links` only to pass its version to build scripts
+    ];
+    let out = std::process::Command::new(env!("CARGO"))
+        .args(["metadata", "--format-version", "1", "--locked", "--filter-platform", "x86_64-unknown-linux-gnu"])
+        .arg("--manifest-path")
+        .arg(repo().join("Cargo.toml"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let resolved: BTreeSet<&str> =
+        meta["resolve"]["nodes"].as_array().unwrap().iter().map(|n| n["id"].as_str().unwrap()).collect();
+    let packages = setup_packages();
+    let mut checked = 0;
+    for package in meta["packages"].as_array().unwrap() {
+        let name = package["name"].as_str().unwrap();
+        let native = name.ends_with("-sys") || !package["links"].is_null();
+        if !native || !resolved.contains(package["id"].as_str().unwrap()) || name.starts_with("tauri") {
+            continue;
+        }
+        let (_, debian) = needs.iter().find(|(krate, _)| *krate == name).unwrap_or_else(|| {
+            panic!("{name} builds against the system: add the Debian package it needs to tests/setup.sh and here")
+        });
+        assert!(
+            debian.is_empty() || packages.iter().any(|p| p == debian),
+            "tests/setup.sh does not install {debian} ({name})"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 15, "only {checked} native crates found");
+}
+
+/// The packages `package` depends on, as dpkg records them, to `depth` levels.
+fn brought_by(package: &str, depth: usize) -> BTreeSet<String> {
+    let mut found = BTreeSet::from([package.to_string()]);
+    let mut frontier = vec![package.to_string()];
+    for _ in 0..depth {
+        let mut next = Vec::new();
+        for p in frontier {
+            let out = std::process::Command::new("dpkg-query")
+                .args(["-W", "-f=${Depends}, ${Pre-Depends}"])
+                .arg(&p)
+                .output()
+                .unwrap();
+            for dep in String::from_utf8_lossy(&out.stdout).split([',', '|']) {
+                let name = dep.split_whitespace().next().unwrap_or("").split(':').next().unwrap_or("").to_string();
+                if !name.is_empty() && found.insert(name.clone()) {
+                    next.push(name);
+                }
+            }
+        }
+        frontier = next;
+    }
+    found
+}
+
+/// The commands the demo, the tests and the packaging run come from the packages setup.sh
+/// installs: dpkg names the package that owns each file (a look-alike file is no package).
+#[test]
+fn the_tools_the_tests_run_come_from_listed_packages() {
+    let packages = setup_packages();
+    let tools = [
+        ("cc", "build-essential"),
+        ("pkg-config", "pkg-config"),
+        ("mold", "mold"),
+        ("sshd", "openssh-server"),
+        ("ssh", "openssh-client"),
+        ("scp", "openssh-client"),
+        ("sftp", "openssh-client"),
+        ("ssh-keygen", "openssh-client"),
+        ("ssh-agent", "openssh-client"),
+        ("rsync", "rsync"),
+        ("dbus-run-session", "dbus"),
+        ("dbus-launch", "dbus-x11"),
+        ("gnome-keyring-daemon", "gnome-keyring"),
+        ("xvfb-run", "xvfb"),
+        ("xauth", "xauth"),
+        ("WebKitWebDriver", "webkit2gtk-driver"),
+        ("pgrep", "procps"),
+        ("bc", "bc"),
+        ("lintian", "lintian"),
+        ("dpkg-shlibdeps", "dpkg-dev"),
+        ("file", "file"),
+        ("node", "nodejs"),
+    ];
+    for (tool, listed) in tools {
+        assert!(packages.iter().any(|p| p == listed), "tests/setup.sh does not list {listed} ({tool})");
+        let out = std::process::Command::new("sh")
+            .args(["-c", &format!("command -v {tool} || ls /usr/sbin/{tool}")])
+            .output()
+            .unwrap();
+        let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        assert!(out.status.success() && !path.is_empty(), "{tool} is not installed: run bash tests/setup.sh");
+        let real = std::fs::canonicalize(&path).unwrap();
+        let out = std::process::Command::new("dpkg-query").arg("-S").arg(&real).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let owner = text.split(':').next().unwrap_or("").trim().to_string();
+        assert!(
+            brought_by(listed, 3).contains(&owner),
+            "{tool} ({}) belongs to {owner:?}, which {listed} does not bring: is it installed by hand?",
+            real.display()
+        );
+    }
+}

@@ -9,9 +9,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tests/setup.sh
-echo "Building the desktop app (the first build takes several minutes)..." >&2
-(cd ui && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build)
-cargo build --locked -q -p portcullis-desktop
+. tests/build.sh
+echo "Building the desktop app (the first build takes several minutes; tests/run.sh reuses it)..." >&2
+build_ui
+build_binaries -q
 APP="$PWD/target/debug/portcullis-desktop"
 
 . tests/lib.sh

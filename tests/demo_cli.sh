@@ -7,8 +7,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tests/setup.sh
-echo "Building portcullis (first build takes a few minutes)..." >&2
-cargo build --locked -q -p portcullis-cli
+. tests/build.sh
+echo "Building portcullis (the first build takes several minutes; tests/run.sh reuses it)..." >&2
+build_ui
+build_binaries -q
 P="$PWD/target/debug/portcullis"
 
 . tests/lib.sh

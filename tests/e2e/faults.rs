@@ -4,10 +4,12 @@
 //! backup and corrupts a record waiting for upload. Afterwards the server must hold every record
 //! the gateway committed exactly once — the same Merkle root on both sides — and `audit verify`
 //! must pass.
+//!
+//! The random choices come from one seed, printed at the start; `PORTCULLIS_FAULT_SEED=N`
+//! replays a run's choices (the timing of the processes still varies).
 
 #![cfg(feature = "soak")]
 
-use std::process::Child;
 use std::time::{Duration, Instant};
 
 use crate::gateway::{gateway_records, server_records, unsent_records, with_db};
@@ -25,13 +27,23 @@ impl Rng {
     }
 }
 
-fn finished(child: &mut Child) -> bool {
-    matches!(child.try_wait(), Ok(Some(status)) if status.success())
+fn finished(writer: &mut Background) -> bool {
+    matches!(writer.0.try_wait(), Ok(Some(status)) if status.success())
 }
 
-fn kill(child: &mut Child) {
-    let _ = child.kill();
-    let _ = child.wait();
+fn kill(writer: &mut Background) {
+    let _ = writer.0.kill();
+    let _ = writer.0.wait();
+}
+
+/// `PORTCULLIS_FAULT_SEED` when set, else a fresh one; printed either way.
+fn seed() -> u64 {
+    let seed = match std::env::var("PORTCULLIS_FAULT_SEED") {
+        Ok(text) => text.trim().parse().unwrap_or_else(|_| panic!("PORTCULLIS_FAULT_SEED={text:?} is not a number")),
+        Err(_) => u64::from_le_bytes(rand::random::<[u8; 8]>()),
+    };
+    eprintln!("fault test: seed {seed} (PORTCULLIS_FAULT_SEED={seed} replays these choices)");
+    seed
 }
 
 /// The root of the gateway's newest countersigned checkpoint (base64), and its size.
@@ -79,7 +91,7 @@ fn killed_at_random_the_audit_trail_loses_and_doubles_nothing() {
     let gateway =
         GatewayProcess::enroll(world.root.path(), "soak", &world.server.url, &code, "warn", &world.transcript);
     let total = SESSIONS * (EVENTS + 2);
-    let mut rng = Rng(u64::from_le_bytes(rand::random::<[u8; 8]>()));
+    let mut rng = Rng(seed());
     let (mut writer_kills, mut server_kills) = (0, 0);
     let backup = world.root.path().join("server-backup");
     let mut backed_up_at = None;
@@ -105,8 +117,9 @@ fn killed_at_random_the_audit_trail_loses_and_doubles_nothing() {
         if backed_up_at.is_none() && held as u64 >= total / 3 {
             // A backup of the server, taken while it is stopped; restored at the end.
             world.server.stop();
-            let copied = std::process::Command::new("cp").arg("-a").arg(&world.server.data).arg(&backup).status();
-            assert!(copied.unwrap().success());
+            let copied =
+                std::process::Command::new("cp").arg("-a").arg(&world.server.data).arg(&backup).output().unwrap();
+            assert!(copied.status.success(), "backup failed: {}", String::from_utf8_lossy(&copied.stderr));
             backed_up_at = Some(held);
             world.server.start(false);
             continue;

@@ -195,12 +195,18 @@ fn stock_ssh(config: &std::path::Path, args: &[&str]) -> std::process::Output {
         .expect("ssh (openssh-client) is installed")
 }
 
+/// Runs `f` on a connection of its own to `db`, closed before this returns. Dropping a sqlx
+/// SQLite connection closes it later, on its worker thread — and the last connection to close
+/// checkpoints the WAL into the database and deletes `-wal` and `-shm`: a backup copied in the
+/// meantime fails on the vanished file or holds a torn database.
 pub(crate) fn with_db<T>(db: &std::path::Path, f: impl AsyncFnOnce(&mut sqlx::SqliteConnection) -> T) -> T {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
         use sqlx::Connection;
         let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display())).await.unwrap();
-        f(&mut conn).await
+        let out = f(&mut conn).await;
+        conn.close().await.unwrap();
+        out
     })
 }
 

@@ -47,7 +47,12 @@ pub struct ServerProcess {
 }
 
 pub fn base_command(rust_log: &str) -> Command {
-    let mut cmd = Command::new(BIN);
+    env_command(BIN, rust_log)
+}
+
+/// `program` with the suite's passphrase, key store and log level, and no inherited home.
+fn env_command(program: &str, rust_log: &str) -> Command {
+    let mut cmd = Command::new(program);
     cmd.env("PORTCULLIS_PASSPHRASE", PASSPHRASE)
         .env("PORTCULLIS_KEY_STORE", "passphrase")
         .env("RUST_LOG", rust_log)
@@ -167,16 +172,19 @@ impl GatewayProcess {
         wait_for_port(self.port, "the gateway process");
     }
 
-    /// `gateway soak` (feature `soak`): synthetic sessions through its real log and sync.
-    pub fn soak(&self, sessions: u64, events: u64) -> Child {
+    /// `portcullis-soak` (feature `soak`): synthetic sessions through this gateway's real log
+    /// and sync; killed when dropped, so a failing test leaves no writer behind.
+    #[cfg(feature = "soak")]
+    pub fn soak(&self, sessions: u64, events: u64) -> Background {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
-        base_command(&self.rust_log)
+        let child = env_command(env!("CARGO_BIN_EXE_portcullis-soak"), &self.rust_log)
             .env("PORTCULLIS_HOME", &self.home)
-            .args(["gateway", "soak", "--sessions", &sessions.to_string(), "--events", &events.to_string()])
+            .args(["--sessions", &sessions.to_string(), "--events", &events.to_string()])
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
-            .unwrap()
+            .unwrap();
+        Background(child)
     }
 
     /// Kills it outright (SIGKILL): whatever it was doing is cut off.

@@ -7,6 +7,8 @@ mod access;
 mod faults;
 mod gateway;
 mod harness;
+mod packages;
+mod readme;
 
 use std::time::{Duration, Instant};
 

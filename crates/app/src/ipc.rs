@@ -662,7 +662,7 @@ pub fn typescript_bindings() -> String {
         crate::TerminalEvent::decl(&cfg),
     ];
     let mut out = String::from(
-        "// Generated from crates/app/src/ipc.rs by `PORTCULLIS_WRITE_BINDINGS=1 cargo test -p portcullis-app --test bindings`.\n\
+        "// Generated from crates/app/src/ipc.rs by `PORTCULLIS_WRITE_BINDINGS=1 cargo test -p portcullis-app --test app committed_typescript`.\n\
          // Do not edit: a test fails when this file and the Rust types differ.\n\n",
     );
     for decl in decls {

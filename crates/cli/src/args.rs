@@ -11,15 +11,30 @@ use portcullis_proto::Role;
 /// terminal, or from PORTCULLIS_PASSPHRASE when set (scripts, CI); never from arguments.
 /// Commands that create something print its code or id alone on the last line of stdout.
 #[derive(Parser, Debug)]
-#[command(name = "portcullis", version, max_term_width = 100)]
+#[command(name = "portcullis", version, max_term_width = 100, after_help = FIRST_STEPS)]
 pub struct Cli {
     /// Where this device's state lives.
     #[arg(long, global = true, env = "PORTCULLIS_HOME")]
     pub home: Option<PathBuf>,
 
+    /// Without one: what to do first.
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
+
+/// What a newcomer does first; `portcullis` alone and `portcullis --help` print it.
+pub const FIRST_STEPS: &str = "\
+First steps:
+  A server of your own on this machine (SQLite in DIR, its gateway on 127.0.0.1:2222):
+    portcullis server init --data DIR          # the last line is the first admin's one-time code
+    portcullis server run  --data DIR --listen 127.0.0.1:8443     # leave it running
+    portcullis enroll --server http://127.0.0.1:8443 --code CODE  # this device becomes that admin
+  Joining a team's server: ask an admin for a code (`portcullis user add NAME --role requester`),
+  then `portcullis enroll --server https://HOST:PORT --code CODE`.
+  Then: `portcullis target add` (admin), `portcullis request TARGET`, `portcullis approve ID`
+  (another person), `portcullis ssh TARGET`. Or use the desktop app, portcullis-desktop.
+  No OS keyring here (SSH session, container)? export PORTCULLIS_KEY_STORE=passphrase; the
+  passphrase is asked for, or read from PORTCULLIS_PASSPHRASE.";
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
@@ -204,16 +219,6 @@ pub enum GatewayCommand {
         /// The HOST:PORT users are told to connect to (default: the listen address).
         #[arg(long)]
         advertise: Option<String>,
-    },
-    /// Fault tests only (feature `soak`): write synthetic sessions through this gateway's real
-    /// record log and sync, until the server acknowledged them all.
-    #[cfg(feature = "soak")]
-    #[command(hide = true)]
-    Soak {
-        #[arg(long, default_value_t = 20)]
-        sessions: u64,
-        #[arg(long, default_value_t = 4096)]
-        events: u64,
     },
 }
 

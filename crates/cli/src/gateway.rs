@@ -58,15 +58,6 @@ pub async fn run(home: &Path, cmd: GatewayCommand) -> anyhow::Result<ExitCode> {
             println!("{}", file.gateway_id);
             Ok(ExitCode::SUCCESS)
         }
-        #[cfg(feature = "soak")]
-        GatewayCommand::Soak { sessions, events } => {
-            let (gateway, _, _) = portcullis_gateway::identity::open(home, &Prompt).await?;
-            portcullis_gateway::soak::run(gateway, portcullis_gateway::soak::Plan { sessions, events })
-                .await
-                .map_err(anyhow::Error::msg)?;
-            println!("soak done");
-            Ok(ExitCode::SUCCESS)
-        }
         GatewayCommand::Run { listen, advertise } => {
             let (gateway, file, _) = portcullis_gateway::identity::open(home, &Prompt).await?;
             let addr: std::net::SocketAddr =

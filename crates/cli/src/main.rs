@@ -40,8 +40,12 @@ fn init_tracing(default: &str) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let Some(command) = cli.command else {
+        print!("{}", first_steps(cli.home.as_deref()));
+        return ExitCode::SUCCESS;
+    };
     let serving = matches!(
-        &cli.command,
+        &command,
         Command::Server(args::ServerCommand::Run { .. }) | Command::Gateway(GatewayCommand::Run { .. })
     );
     init_tracing(if serving { "info" } else { "warn" });
@@ -52,7 +56,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let result = runtime.block_on(run(cli));
+    let result = runtime.block_on(run(cli.home, command));
     // Do not wait for a stdin read that will never finish.
     runtime.shutdown_background();
     match result {
@@ -64,9 +68,24 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let home = cli.home.clone().unwrap_or_else(portcullis_client::default_home);
-    match cli.command {
+/// `portcullis` alone: where this device stands, and the first steps.
+fn first_steps(home: Option<&std::path::Path>) -> String {
+    let home = home.map(std::path::Path::to_path_buf).unwrap_or_else(portcullis_client::default_home);
+    let here = if portcullis_client::Device::is_enrolled(&home) {
+        format!("This device is enrolled (state in {}): `portcullis whoami` says as whom.", home.display())
+    } else {
+        format!("This device is not enrolled yet (state would live in {}).", home.display())
+    };
+    format!(
+        "Portcullis {}: privileged access with just-in-time approval, brokered SSH and recorded sessions.\n{here}\n\n{}\n\nAll commands: portcullis --help\n",
+        env!("CARGO_PKG_VERSION"),
+        args::FIRST_STEPS
+    )
+}
+
+async fn run(home: Option<std::path::PathBuf>, command: Command) -> anyhow::Result<ExitCode> {
+    let home = home.unwrap_or_else(portcullis_client::default_home);
+    match command {
         Command::Server(cmd) => server::run(cmd).await,
         Command::Enroll { server, code, device_name, key_store } => {
             vault::enroll(&home, &server, &code, device_name, key_store).await

@@ -40,7 +40,9 @@ pub async fn init(
     portcullis_proto::check_name("user", &options.admin_name).map_err(ServerError::BadRequest)?;
     if data_dir.join(paths::DATABASE).exists() || data_dir.join(paths::ROOT_KEY).exists() {
         return Err(ServerError::Conflict(format!(
-            "{} already holds a Portcullis server; refusing to overwrite it",
+            "{} already holds a Portcullis server; refusing to overwrite it (start it with \
+             `portcullis server run --data {}`, or choose another --data)",
+            data_dir.display(),
             data_dir.display()
         )));
     }

@@ -1,4 +1,4 @@
-// Generated from crates/app/src/ipc.rs by `PORTCULLIS_WRITE_BINDINGS=1 cargo test -p portcullis-app --test bindings`.
+// Generated from crates/app/src/ipc.rs by `PORTCULLIS_WRITE_BINDINGS=1 cargo test -p portcullis-app --test app committed_typescript`.
 // Do not edit: a test fails when this file and the Rust types differ.
 
 export type AppError = { code: string, message: string, };
