@@ -1,6 +1,5 @@
-# Sourced by run.sh, demo.sh and demo_cli.sh: one profile and one feature set for the suite and
-# the demos, so whichever runs second rebuilds nothing (cargo builds a crate again whenever its
-# features differ). The test-only features (a software security key for the GUI and CLI tests,
+# Sourced by run.sh, demo.sh and demo_cli.sh: one build for the suite and the demos, so whichever
+# runs second compiles nothing (cargo builds a crate again whenever its features differ). The test-only features (a software security key for the GUI and CLI tests,
 # the fault-test writer) are in these debug builds; release packages (tests/package.sh) leave
 # them out.
 FEATURES=portcullis-cli/soft-authenticator,portcullis-cli/soak,portcullis-desktop/soft-authenticator
@@ -20,8 +19,11 @@ build_ui() {
   mkdir -p target && echo "$sources" >"$stamp"
 }
 
-# Every binary of the workspace (portcullis, portcullis-desktop) as the suite builds them.
+# What the suite builds, tests included, without running them: the binaries (portcullis,
+# portcullis-desktop, portcullis-soak) are the ones the tests run. `cargo build` alone would
+# resolve other features (dev-dependencies such as the GUI tests' WebDriver client turn on
+# features of shared crates) and build many crates twice.
 build_binaries() {
   # PORTCULLIS_BUILD_TIMINGS=1 writes cargo's timing report (target/cargo-timings/).
-  cargo build --workspace --locked --features "$FEATURES" ${PORTCULLIS_BUILD_TIMINGS:+--timings} "$@"
+  cargo test --workspace --locked --features "$FEATURES" --no-run ${PORTCULLIS_BUILD_TIMINGS:+--timings} "$@"
 }

@@ -26,7 +26,7 @@ dbus-run-session -- sh -c '
 if [ $# -eq 0 ]; then
   rebuilt=$(build_binaries 2>&1 | grep -E '^ +Compiling' || true)
   if [ -n "$rebuilt" ]; then
-    printf 'tests/run.sh: the demo would compile these again (features differ from the suite'"'"'s):\n%s\n' "$rebuilt" >&2
+    printf 'tests/run.sh: the demo would compile these again (what changed since the suite built them?):\n%s\n' "$rebuilt" >&2
     status=1
   fi
 fi

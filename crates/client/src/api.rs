@@ -26,7 +26,10 @@ pub enum ClientError {
     NotEnrolled(String),
     #[error("{message}")]
     Api { status: u16, code: String, message: String },
-    #[error("cannot reach the server at {url}: {detail}")]
+    #[error(
+        "cannot reach the server at {url}: {detail}. Is it running (`portcullis server run`), and is the URL the one \
+         it listens on?"
+    )]
     Unreachable { url: String, detail: String },
     #[error("server identity check failed: {0}")]
     ServerIdentity(String),
