@@ -254,7 +254,6 @@ fn the_tools_the_tests_run_come_from_listed_packages() {
     let tools = [
         ("cc", "build-essential"),
         ("pkg-config", "pkg-config"),
-        ("mold", "mold"),
         ("sshd", "openssh-server"),
         ("ssh", "openssh-client"),
         ("scp", "openssh-client"),

@@ -16,7 +16,6 @@ export LC_ALL=C
 PACKAGES='
 build-essential              | cc, ld and make for the crates that build C (ring, libsqlite3-sys)
 pkg-config                   | finds the system libraries for the -sys crates
-mold                         | the linker (.cargo/config.toml): links the test binaries in a fraction of the time
 libclang-dev                 | bindgen (fido-hid-rs, security keys over USB) loads libclang.so
 libudev-dev                  | libudev-sys (fido-hid-rs): security keys over USB
 libdbus-1-dev                | libdbus-sys (Tauri: tao talks to the session bus)
