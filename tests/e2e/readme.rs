@@ -5,7 +5,7 @@
 //! `second terminal` keeps running (the server) while the next blocks run. Then the mistakes a
 //! newcomer makes on the way: each error says what to do next.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -147,7 +147,6 @@ fn a_newcomers_mistakes_say_what_to_do_next() {
             assert!(stderr.contains(hint), "`portcullis {}` should mention {hint:?}:\n{stderr}", args.join(" "));
         }
     }
-    let data: PathBuf = data;
     // Initialising twice keeps the first server and says how to run it.
     let first = base_command("warn").args(["server", "init", "--data"]).arg(&data).output().unwrap();
     assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
