@@ -1,7 +1,7 @@
 # Sourced by run.sh, demo.sh and demo_cli.sh: one build for the suite and the demos, so whichever
-# runs second compiles nothing (cargo builds a crate again whenever its features differ). The test-only features (a software security key for the GUI and CLI tests,
-# the fault-test writer) are in these debug builds; release packages (tests/package.sh) leave
-# them out.
+# runs second compiles nothing (cargo builds a crate again whenever its features differ). The
+# test-only features (a software security key for the GUI and CLI tests, the fault-test writer)
+# are in these debug builds; release packages (tests/package.sh) leave them out.
 FEATURES=portcullis-cli/soft-authenticator,portcullis-cli/soak,portcullis-desktop/soft-authenticator
 
 # The desktop shell embeds the built UI (tauri's generate_context! needs ui/dist). Built again

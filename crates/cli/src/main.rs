@@ -40,8 +40,9 @@ fn init_tracing(default: &str) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let home = cli.home.unwrap_or_else(portcullis_client::default_home);
     let Some(command) = cli.command else {
-        print!("{}", first_steps(cli.home.as_deref()));
+        print!("{}", first_steps(&home));
         return ExitCode::SUCCESS;
     };
     let serving = matches!(
@@ -56,7 +57,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let result = runtime.block_on(run(cli.home, command));
+    let result = runtime.block_on(run(home, command));
     // Do not wait for a stdin read that will never finish.
     runtime.shutdown_background();
     match result {
@@ -69,9 +70,8 @@ fn main() -> ExitCode {
 }
 
 /// `portcullis` alone: where this device stands, and the first steps.
-fn first_steps(home: Option<&std::path::Path>) -> String {
-    let home = home.map(std::path::Path::to_path_buf).unwrap_or_else(portcullis_client::default_home);
-    let here = if portcullis_client::Device::is_enrolled(&home) {
+fn first_steps(home: &std::path::Path) -> String {
+    let here = if portcullis_client::Device::is_enrolled(home) {
         format!("This device is enrolled (state in {}): `portcullis whoami` says as whom.", home.display())
     } else {
         format!("This device is not enrolled yet (state would live in {}).", home.display())
@@ -83,8 +83,7 @@ fn first_steps(home: Option<&std::path::Path>) -> String {
     )
 }
 
-async fn run(home: Option<std::path::PathBuf>, command: Command) -> anyhow::Result<ExitCode> {
-    let home = home.unwrap_or_else(portcullis_client::default_home);
+async fn run(home: std::path::PathBuf, command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Server(cmd) => server::run(cmd).await,
         Command::Enroll { server, code, device_name, key_store } => {
