@@ -118,16 +118,29 @@ impl App {
     }
 
     /// Types into an input as a person would (value + input event, which Svelte listens to).
+    /// A `<select>` whose options arrive later (targets load after the page shows) keeps an
+    /// empty value until the option exists, as a person waits to pick it: retried until the
+    /// value holds.
     async fn fill(&self, testid: &str, value: &str) {
         let el = self.el(testid).await;
-        self.client
-            .execute(
-                "arguments[0].value = arguments[1]; arguments[0].dispatchEvent(new Event('input', {bubbles: true})); \
-                 arguments[0].dispatchEvent(new Event('change', {bubbles: true}));",
-                vec![serde_json::to_value(&el).unwrap(), value.into()],
-            )
-            .await
-            .unwrap();
+        for _ in 0..100 {
+            let held = self
+                .client
+                .execute(
+                    "arguments[0].value = arguments[1]; \
+                     if (arguments[0].value !== arguments[1]) return false; \
+                     arguments[0].dispatchEvent(new Event('input', {bubbles: true})); \
+                     arguments[0].dispatchEvent(new Event('change', {bubbles: true})); return true;",
+                    vec![serde_json::to_value(&el).unwrap(), value.into()],
+                )
+                .await
+                .unwrap();
+            if held == serde_json::Value::Bool(true) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!("{testid} never took the value {value:?} (no such option?)");
     }
 
     /// The text of `ok` once it shows `needle`; fails at once with the text of `error` if
