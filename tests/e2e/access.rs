@@ -174,7 +174,36 @@ fn policies_from_the_command_line() {
     assert!(saturday.starts_with("deny") && saturday.contains("no-prod-weekends"), "{saturday}");
     let long = test("3h", "2026-11-30T10:00:00Z");
     assert!(long.starts_with("deny") && long.contains("2h"), "{long}");
+
+    // An admin cannot mint approvers for themselves: a puppet made while the admin could not
+    // request, enrolled on a real device, still never counts on the admin's request — nor does
+    // anyone else the admin created; made while the admin can request, no code is handed out.
+    std::fs::write(&file, ONE_APPROVAL_POLICY).unwrap();
+    world.admin.run(&["policy", "set", file.to_str().unwrap()]).ok();
+    let puppet = User::new(world.root.path(), "puppet", "warn", &world.transcript);
+    let code = world.admin.run(&["user", "add", "puppet", "--role", "approver"]).ok().last_line();
+    puppet.run(&["enroll", "--server", &world.server.url, "--code", &code]).ok();
+    world.admin.run(&["user", "roles", "admin", "--role", "admin", "--role", "requester"]).ok();
+    let added = world.admin.run(&["user", "add", "puppet2", "--role", "approver"]).ok().stdout;
+    assert!(added.contains("no enrolment code for you") && added.contains("user confirm puppet2"), "{added}");
+    assert!(!added.contains("pc1-"), "{added}");
+    world.admin.run(&["user", "confirm", "puppet2"]).fails_with("24 hours after creating it");
+    let mine = world.admin.run(&["request", "db", "--duration", "15m", "--reason", "mine"]).ok().last_line();
+    for approver in [&puppet, &carol, &world.bob] {
+        approver.run(&["approve", &mine]).fails_with("no second admin confirmed it");
+    }
+    let story = world.admin.run(&["request", "show", &mine]).ok().stdout;
+    assert!(story.contains("pending"), "{story}");
 }
+
+const ONE_APPROVAL_POLICY: &str = r#"@id("one-approval")
+permit (principal, action == Portcullis::Action::"request", resource)
+when { principal.roles.contains("requester") && context.duration <= duration("1h") };
+
+@id("approvers-approve")
+permit (principal, action == Portcullis::Action::"approve", resource)
+when { principal.roles.contains("approver") };
+"#;
 
 const PROD_POLICY: &str = r#"@id("prod-two-dbas")
 @approvals("2")

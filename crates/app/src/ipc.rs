@@ -220,7 +220,9 @@ impl NewTargetForm {
 #[derive(Clone, Debug, Serialize, TS)]
 pub struct NewUserView {
     pub name: String,
-    pub enrolment_code: String,
+    /// `None` when a second admin must confirm the account (`confirmation` says why).
+    pub enrolment_code: Option<String>,
+    pub confirmation: Option<String>,
     #[ts(type = "number")]
     pub expires_at: i64,
 }

@@ -259,7 +259,12 @@ impl AppCore {
         let roles = roles.iter().map(|r| r.parse()).collect::<Result<Vec<_>, _>>().map_err(AppError::input)?;
         let added =
             self.device().await?.api().add_user(&AddUserRequest { name: name.to_string(), roles, groups }).await?;
-        Ok(NewUserView { name: added.name, enrolment_code: added.enrolment_code, expires_at: added.code_expires_at })
+        Ok(NewUserView {
+            name: added.name,
+            enrolment_code: added.enrolment_code,
+            confirmation: added.confirmation,
+            expires_at: added.code_expires_at,
+        })
     }
 
     /// Gateways with their address, last contact and unsynced backlog (admins).

@@ -101,7 +101,10 @@ impl AppCore {
             let mut codes = Codes { server_url: device.config().server_url.clone(), codes: Default::default() };
             for u in s.users {
                 let added = self.add_user(&u.name, u.roles, Vec::new()).await?;
-                codes.codes.insert(added.name, added.enrolment_code);
+                let code = added.enrolment_code.ok_or_else(|| {
+                    AppError::input(added.confirmation.unwrap_or_else(|| "a second admin must confirm it".into()))
+                })?;
+                codes.codes.insert(added.name, code);
             }
             if let Some(out) = s.codes_out {
                 let json = serde_json::to_vec(&codes).map_err(|e| AppError::internal(e.to_string()))?;

@@ -110,8 +110,9 @@ async fn standalone_first_run_approval_terminal_and_restart() {
     let bob_code = payloads.keep(admin_app.add_user("bob", vec!["approver".into()], vec![]).await.unwrap());
     let alice = AppCore::new(&root.path().join("alice"), Preference::Passphrase);
     let bob = AppCore::new(&root.path().join("bob"), Preference::Passphrase);
-    payloads.keep(alice.enroll(&url, &alice_code.enrolment_code, Some(PASS.into())).await.unwrap());
-    let bob_status = payloads.keep(bob.enroll(&url, &bob_code.enrolment_code, Some(PASS.into())).await.unwrap());
+    payloads.keep(alice.enroll(&url, alice_code.enrolment_code.as_deref().unwrap(), Some(PASS.into())).await.unwrap());
+    let bob_status =
+        payloads.keep(bob.enroll(&url, bob_code.enrolment_code.as_deref().unwrap(), Some(PASS.into())).await.unwrap());
     assert_eq!(bob_status.user.unwrap().roles, vec!["approver".to_string()]);
     assert!(!bob_status.standalone);
 
@@ -131,6 +132,11 @@ async fn standalone_first_run_approval_terminal_and_restart() {
     payloads.keep(bob.review(&request.id, true, None, |_| {}).await.unwrap());
     let decided = next_matching(&mut alice_live, "the decision", |e: &LiveView| e.kind == "request_decided").await;
     assert_eq!(decided.request.unwrap().status, "approved");
+    // The owner made bob: his review never counts on the owner's own requests (an owner
+    // minting approvers for themselves), while it does on alice's.
+    let own = admin_app.create_request("web", 600, "my own").await.unwrap();
+    let barred = bob.review(&own.id, true, None, |_| {}).await.unwrap_err();
+    assert!(barred.code == "separation_of_duties" && barred.message.contains("admin"), "{barred:?}");
 
     // Edits: only admins; a kind change needs the new credential; a rotated credential is the
     // one used from then on (a wrong key fails to log in, the right one works again) and ends

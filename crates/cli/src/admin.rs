@@ -60,6 +60,19 @@ pub async fn disable_user(home: &Path, name: &str) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+pub async fn confirm_user(home: &Path, name: &str) -> anyhow::Result<ExitCode> {
+    let device = open_device(home).await?;
+    let confirmed = device.api().confirm_user(name).await?;
+    if confirmed.via == "delay" {
+        println!("Confirmed {name} alone (one-admin installation; recorded as an alarm).");
+    } else {
+        println!("Confirmed {name}.");
+    }
+    println!("Give them this one-time enrolment code (valid 24 h; any earlier code no longer works):");
+    println!("{}", confirmed.enrolment_code);
+    Ok(ExitCode::SUCCESS)
+}
+
 pub async fn add_group(home: &Path, name: &str) -> anyhow::Result<ExitCode> {
     let device = open_device(home).await?;
     let group = device.api().add_group(name).await?;

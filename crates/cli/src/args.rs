@@ -250,6 +250,10 @@ pub enum UserCommand {
     },
     /// Disable a user: their devices stop working, their grants end, their sessions are closed.
     Disable { name: String },
+    /// Vouch, as a second admin, for an account you did not create; prints its enrolment code
+    /// (earlier codes stop working). Needed before an approver's reviews count on requests by
+    /// the admin who created them, and when `user add` withheld the code.
+    Confirm { name: String },
 }
 
 #[derive(Args, Debug)]

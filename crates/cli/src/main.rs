@@ -95,6 +95,7 @@ async fn run(home: std::path::PathBuf, command: Command) -> anyhow::Result<ExitC
         Command::User(UserCommand::Roles { name, roles }) => admin::set_roles(&home, &name, &roles).await,
         Command::User(UserCommand::Groups { name, groups }) => admin::set_groups(&home, &name, &groups).await,
         Command::User(UserCommand::Disable { name }) => admin::disable_user(&home, &name).await,
+        Command::User(UserCommand::Confirm { name }) => admin::confirm_user(&home, &name).await,
         Command::Group(GroupCommand::Add { name }) => admin::add_group(&home, &name).await,
         Command::Group(GroupCommand::List) => admin::list_groups(&home).await,
         Command::Policy(PolicyCommand::Show) => admin::show_policy(&home).await,

@@ -52,12 +52,20 @@ pub async fn add_user(home: &Path, name: &str, roles: &[Role], groups: &[String]
         .api()
         .add_user(&AddUserRequest { name: name.into(), roles: roles.to_vec(), groups: groups.to_vec() })
         .await?;
-    println!(
-        "Added user {} ({}). Give them this one-time enrolment code (valid 24 h):",
-        added.name,
-        roles_to_string(&added.roles)
-    );
-    println!("{}", added.enrolment_code);
+    match (&added.enrolment_code, &added.confirmation) {
+        (Some(code), _) => {
+            println!(
+                "Added user {} ({}). Give them this one-time enrolment code (valid 24 h):",
+                added.name,
+                roles_to_string(&added.roles)
+            );
+            println!("{code}");
+        }
+        (None, why) => {
+            println!("Added user {} ({}); no enrolment code for you:", added.name, roles_to_string(&added.roles));
+            println!("{}", why.as_deref().unwrap_or("a second admin must confirm the account"));
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

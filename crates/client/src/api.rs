@@ -240,6 +240,11 @@ impl ApiClient {
         self.call(reqwest::Method::PUT, &format!("/v1/users/{user}/groups"), Some(&body)).await
     }
 
+    pub async fn confirm_user(&self, user: &str) -> Result<portcullis_proto::ConfirmUserResponse, ClientError> {
+        portcullis_proto::check_name("user", user).map_err(ClientError::Input)?;
+        self.call(reqwest::Method::POST, &format!("/v1/users/{user}/confirm"), Some(&serde_json::json!({}))).await
+    }
+
     pub async fn disable_user(&self, user: &str) -> Result<AccessChangeOutcome, ClientError> {
         portcullis_proto::check_name("user", user).map_err(ClientError::Input)?;
         self.call(reqwest::Method::POST, &format!("/v1/users/{user}/disable"), Some(&serde_json::json!({}))).await

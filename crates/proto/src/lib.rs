@@ -144,8 +144,23 @@ pub struct AddUserResponse {
     pub user_id: String,
     pub name: String,
     pub roles: Vec<Role>,
+    /// Withheld (`None`) when the account could approve and its creator could request: a
+    /// second admin confirms the account and receives its code (`confirmation` says how).
+    pub enrolment_code: Option<String>,
+    pub code_expires_at: i64,
+    #[serde(default)]
+    pub confirmation: Option<String>,
+}
+
+/// `POST /v1/users/{name}/confirm`: a second admin vouches for an account and receives its
+/// enrolment code (earlier codes are void).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ConfirmUserResponse {
+    pub name: String,
     pub enrolment_code: String,
     pub code_expires_at: i64,
+    /// `second_admin`, or `delay` (a one-admin installation, after 24 hours, with an alarm).
+    pub via: String,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

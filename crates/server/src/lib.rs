@@ -23,6 +23,7 @@ pub mod api;
 mod audit;
 mod auth;
 pub mod clock;
+mod duties;
 mod error;
 pub mod init;
 mod limits;

@@ -1,5 +1,5 @@
 //! Authenticated rows: the rows the server decides with — users (roles, groups, who created
-//! them, disabled), devices, gateways, policy sets, security keys — carry an HMAC-SHA256 under
+//! them, disabled), devices, gateways, policy sets, security keys, confirmations — carry an HMAC-SHA256 under
 //! a key derived from the root key, computed over what the decision reads. A row added or
 //! changed behind the server's back (a DBA, a restored dump, an attacker on the host) fails its
 //! check and is refused, never trusted: `row_not_authentic`, and an error in the log.
@@ -22,6 +22,8 @@ pub(crate) enum Row<'a> {
     Gateway(&'a str),
     Policy(i64),
     SecurityKey(&'a str),
+    /// A user's independent confirmation (separation of duties), by user id.
+    Confirmation(&'a str),
 }
 
 impl Row<'_> {
@@ -32,6 +34,7 @@ impl Row<'_> {
             Row::Gateway(id) => format!("gateway {id}"),
             Row::Policy(v) => format!("policy set version {v}"),
             Row::SecurityKey(id) => format!("security key {id}"),
+            Row::Confirmation(id) => format!("the confirmation of user {id}"),
         }
     }
 
@@ -66,6 +69,11 @@ impl Row<'_> {
                  FROM security_keys WHERE id = ?",
                 "UPDATE security_keys SET mac = ? WHERE id = ?",
             ),
+            Row::Confirmation(_) => (
+                "SELECT 'user_confirmations', user_id, confirmed_by, via, CAST(at AS TEXT), mac \
+                 FROM user_confirmations WHERE user_id = ?",
+                "UPDATE user_confirmations SET mac = ? WHERE user_id = ?",
+            ),
         }
     }
 
@@ -74,7 +82,9 @@ impl Row<'_> {
         q: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
     ) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
         match *self {
-            Row::User(id) | Row::Device(id) | Row::Gateway(id) | Row::SecurityKey(id) => q.bind(id.to_string()),
+            Row::User(id) | Row::Device(id) | Row::Gateway(id) | Row::SecurityKey(id) | Row::Confirmation(id) => {
+                q.bind(id.to_string())
+            }
             Row::Policy(v) => q.bind(v),
         }
     }

@@ -33,7 +33,11 @@ export type NewTargetForm = { name: string, host: string, port: number, login: s
  */
 credential_kind: string, credential: string, environment: string, tags: Array<string>, description: string, };
 
-export type NewUserView = { name: string, enrolment_code: string, expires_at: number, };
+export type NewUserView = { name: string, 
+/**
+ * `None` when a second admin must confirm the account (`confirmation` says why).
+ */
+enrolment_code: string | null, confirmation: string | null, expires_at: number, };
 
 export type GatewayView = { name: string, embedded: boolean, address: string | null, host_key_fingerprint: string | null, enrolled_at: number | null, last_contact_at: number | null, 
 /**

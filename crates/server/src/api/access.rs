@@ -20,12 +20,10 @@ use serde::Deserialize;
 use super::{ApiResult, AppState};
 use crate::ServerError;
 use crate::auth::Caller;
+use crate::duties;
 use crate::policy::{person, target_facts, timestamp};
 use crate::store::{RequestRow, SETTING_STANDALONE_OWNER, Store, TargetRow, csv_list};
 use crate::user_ca::fingerprint;
-
-/// How long changing someone's roles or groups bars the admin from judging their requests.
-pub const SEPARATION_OF_DUTIES_SECS: i64 = 24 * 3600;
 
 pub(crate) async fn target_named(state: &crate::ServerState, name: &str) -> Result<TargetRow, ServerError> {
     state.db.target_by_name(name).await?.ok_or_else(|| ServerError::NotFound(format!("unknown target {name:?}")))
@@ -194,9 +192,39 @@ pub async fn list_requests(
     Ok(Json(rows.iter().map(|r| view(r, now)).filter(|v| !q.pending || v.status == RequestStatus::Pending).collect()))
 }
 
-/// Separation of duties: whoever created the requester, or changed their roles or groups in
-/// the last 24 hours, does not judge their requests. A standalone server's owner created every
-/// user, so creation alone does not bar them there.
+/// The accounts separation of duties follows from `start` (creators, confirmers, theirs…),
+/// each row authenticated; a row that fails its MAC refuses the review.
+async fn load_lineage(state: &crate::ServerState, start: &[&str]) -> Result<duties::Lineage, ServerError> {
+    let mut lineage = duties::Lineage::new();
+    let mut queue: Vec<String> = start.iter().map(|s| s.to_string()).collect();
+    while let Some(id) = queue.pop() {
+        if lineage.contains_key(&id) {
+            continue;
+        }
+        if lineage.len() > 4 * duties::MAX_CHAIN {
+            break; // what is missing reads as an unknown lineage: the review is barred
+        }
+        let Some((name, created_by, confirmation)) = state.db.lineage_facts(&id).await? else { continue };
+        let mut conn = state.db.pool.acquire().await?;
+        state.rows.check(&mut conn, crate::rows::Row::User(&id)).await?;
+        let confirmation = match confirmation {
+            Some((by, via)) => {
+                state.rows.check(&mut conn, crate::rows::Row::Confirmation(&id)).await?;
+                let via = duties::ConfirmedVia::parse(&via)
+                    .ok_or_else(|| ServerError::Internal(format!("unknown confirmation kind {via:?}")))?;
+                queue.push(by.clone());
+                Some(duties::Confirmation { by, via })
+            }
+            None => None,
+        };
+        queue.extend(created_by.iter().cloned());
+        lineage.insert(id, duties::Account { name, created_by, confirmation });
+    }
+    Ok(lineage)
+}
+
+/// Separation of duties (see [`duties`]): lineage in both directions through chains of
+/// creation, and role or group changes in either direction within 24 hours.
 async fn separation_of_duties(
     state: &crate::ServerState,
     caller: &Caller,
@@ -204,26 +232,55 @@ async fn separation_of_duties(
     now: i64,
 ) -> Result<(), ServerError> {
     let owner = state.db.setting(SETTING_STANDALONE_OWNER).await?;
-    let created_counts = owner.as_deref() != Some(caller.user_id.as_str());
-    let conflict = state
-        .db
-        .conflicting_admin_change(&request.user_id, &caller.user_id, now - SEPARATION_OF_DUTIES_SECS, created_counts)
-        .await?;
-    match conflict.as_ref().map(|(change, at)| (change.as_str(), *at)) {
-        None => Ok(()),
-        Some(("created", _)) => Err(ServerError::Refused(
-            "separation_of_duties",
-            format!("you created {}'s account, so another approver must review their requests", request.requester),
-        )),
-        Some((what, at)) => Err(ServerError::Refused(
-            "separation_of_duties",
-            format!(
-                "you changed {}'s {what} {} ago; for 24 hours after such a change another approver must review their requests",
+    let lineage = load_lineage(state, &[&caller.user_id, &request.user_id]).await?;
+    let refused = |m: String| Err(ServerError::Refused("separation_of_duties", m));
+    match duties::lineage_bar(&lineage, &caller.user_id, &request.user_id, owner.as_deref()) {
+        None => {}
+        Some(duties::Bar::Created { chain }) if chain.len() <= 2 => {
+            return refused(format!(
+                "you created {}'s account, so another approver must review their requests",
+                request.requester
+            ));
+        }
+        Some(duties::Bar::Created { chain }) => {
+            return refused(format!(
+                "{}'s account comes from yours ({}), so another approver must review their requests",
                 request.requester,
-                portcullis_policy::human_duration((now - at).max(0) as u64)
-            ),
-        )),
+                chain.join(" created ")
+            ));
+        }
+        Some(duties::Bar::CreatedBy { chain }) => {
+            return refused(format!(
+                "your account comes from {}'s ({}) and no second admin confirmed it independently, so your \
+                 review cannot count on their requests",
+                request.requester,
+                chain.join(" created ")
+            ));
+        }
+        Some(duties::Bar::Unknown) => {
+            return refused(format!(
+                "the chain of accounts that created yours or {}'s cannot be followed; refusing the review",
+                request.requester
+            ));
+        }
     }
+    let since = now - duties::CHANGE_BAR_SECS;
+    if let Some((changed, what, at)) = state.db.change_between(&caller.user_id, &request.user_id, since).await? {
+        let ago = portcullis_policy::human_duration((now - at).max(0) as u64);
+        return refused(if changed == request.user_id {
+            format!(
+                "you changed {}'s {what} {ago} ago; for 24 hours after such a change another approver must review \
+                 their requests",
+                request.requester
+            )
+        } else {
+            format!(
+                "{} changed your {what} {ago} ago; for 24 hours after such a change you cannot review their requests",
+                request.requester
+            )
+        });
+    }
+    Ok(())
 }
 
 pub async fn review(

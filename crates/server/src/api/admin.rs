@@ -9,8 +9,8 @@ use axum::extract::{ConnectInfo, Path, State};
 use axum::{Extension, Json};
 use portcullis_policy::{PolicyError, PolicySet, RequestQuery};
 use portcullis_proto::{
-    AccessChangeOutcome, AddGroupRequest, AddUserRequest, AddUserResponse, DeviceView, GroupView, PolicyCheck,
-    PolicyProblem, PolicyTestRequest, PolicyTestResult, PolicyText, PolicyView, Role, SetGroupsRequest,
+    AccessChangeOutcome, AddGroupRequest, AddUserRequest, AddUserResponse, ConfirmUserResponse, DeviceView, GroupView,
+    PolicyCheck, PolicyProblem, PolicyTestRequest, PolicyTestResult, PolicyText, PolicyView, Role, SetGroupsRequest,
     SetRolesRequest, UserView, check_name, roles_from_string, roles_to_string,
 };
 
@@ -77,6 +77,13 @@ pub async fn add_user(
     let groups = clean_groups(&req.groups)?;
     let now = state.clock.now();
     let id = uuid::Uuid::new_v4().to_string();
+    // An account that could approve, made by an admin who could request, would be that admin's
+    // puppet: its code goes to a second admin who confirms it (see `confirm_user`). The
+    // standalone owner keeps the code: what they create never counts on their own requests
+    // unless confirmed independently (see `crate::duties`), and they are the installation.
+    let owner = state.db.setting(crate::store::SETTING_STANDALONE_OWNER).await?;
+    let withheld =
+        could_approve(&roles) && caller.has(Role::Requester) && owner.as_deref() != Some(caller.user_id.as_str());
     let mut tx = state.db.begin().await?;
     let group_ids = Store::group_ids(&mut tx, &groups).await?;
     Store::insert_user(&mut tx, &id, &req.name, &roles_to_string(&roles), now).await?;
@@ -84,7 +91,11 @@ pub async fn add_user(
     Store::set_user_groups(&mut tx, &id, &group_ids).await?;
     state.rows.seal(&mut tx, Row::User(&id)).await?;
     Store::record_user_change(&mut tx, &id, &caller.user_id, now, "created").await?;
-    let code = super::issue_enrolment_code(&mut tx, &id, &state.tls.fingerprint, now).await?;
+    let code = if withheld {
+        None
+    } else {
+        Some(super::issue_enrolment_code(&mut tx, &id, &state.tls.fingerprint, now).await?)
+    };
     state
         .record_event(
             &mut tx,
@@ -92,16 +103,127 @@ pub async fn add_user(
             Some(&caller.user_id),
             Some(&caller.device_id),
             "user_added",
-            serde_json::json!({ "user": req.name, "roles": roles_to_string(&roles), "groups": groups }),
+            serde_json::json!({ "user": req.name, "roles": roles_to_string(&roles), "groups": groups,
+            "code_withheld": withheld }),
         )
         .await?;
     tx.commit().await?;
+    let confirmation = withheld.then(|| {
+        format!(
+            "{} can approve and you can request, so the enrolment code goes to a second admin: they run \
+             `portcullis user confirm {}` and hand the code over (in a one-admin installation you can run it \
+             yourself 24 hours from now; that is recorded as an alarm)",
+            req.name, req.name
+        )
+    });
     Ok(Json(AddUserResponse {
         user_id: id,
         name: req.name,
         roles,
         enrolment_code: code,
         code_expires_at: now + portcullis_proto::ENROLMENT_CODE_TTL_SECS,
+        confirmation,
+    }))
+}
+
+/// Roles that judge or grant others' access.
+fn could_approve(roles: &[Role]) -> bool {
+    roles.contains(&Role::Approver) || roles.contains(&Role::Admin)
+}
+
+/// A second admin vouches for an account they did not create: they receive a fresh enrolment
+/// code (earlier ones are void) and from then on the account's reviews count even on requests
+/// of the admin who created it. In a one-admin installation the creator may do it alone once
+/// 24 hours have passed since the account was made, which raises an alarm.
+pub async fn confirm_user(
+    State(state): AppState,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> ApiResult<ConfirmUserResponse> {
+    caller.require(Role::Admin)?;
+    let user = user_named(&state, &name).await?;
+    let mut conn = state.db.pool.acquire().await?;
+    state.rows.check(&mut conn, Row::User(&user.id)).await?;
+    drop(conn);
+    let refused = |code: &'static str, m: String| Err(ServerError::Refused(code, m));
+    if user.disabled_at.is_some() {
+        return refused("user_disabled", format!("{name} is disabled"));
+    }
+    if user.id == caller.user_id {
+        return refused("self_confirmation", "you cannot confirm your own account".into());
+    }
+    if state.db.lineage_facts(&user.id).await?.and_then(|(_, _, c)| c).is_some() {
+        return Err(ServerError::Conflict(format!("{name} is already confirmed")));
+    }
+    if state.db.live_devices_of(&user.id).await? > 0 {
+        return refused(
+            "already_enrolled",
+            format!(
+                "{name} already enrolled a device with the code their creator received; a confirmation hands a new \
+                 code to the person you vouch for — revoke {name}'s devices first"
+            ),
+        );
+    }
+    let now = state.clock.now();
+    let creator_id = state.db.lineage_facts(&user.id).await?.and_then(|(_, by, _)| by);
+    let via = if creator_id.as_deref() == Some(caller.user_id.as_str()) {
+        let other_admins = state
+            .db
+            .active_users()
+            .await?
+            .into_iter()
+            .filter(|(id, roles)| {
+                *id != caller.user_id
+                    && *id != user.id
+                    && roles_from_string(roles).map(|r| r.contains(&Role::Admin)).unwrap_or(false)
+            })
+            .count();
+        if other_admins > 0 {
+            return refused(
+                "second_admin_needed",
+                format!("you created {name}'s account, so another admin must confirm it"),
+            );
+        }
+        let ready_at = user.created_at + crate::duties::SINGLE_ADMIN_CONFIRM_DELAY_SECS;
+        if now < ready_at {
+            return refused(
+                "confirmation_delay",
+                format!(
+                    "you are the only admin and created {name}'s account: you can confirm it yourself {} from now \
+                     (24 hours after creating it; recorded as an alarm), or a second admin can confirm it at once",
+                    portcullis_policy::human_duration((ready_at - now) as u64)
+                ),
+            );
+        }
+        crate::duties::ConfirmedVia::Delay
+    } else {
+        crate::duties::ConfirmedVia::SecondAdmin
+    };
+    let mut tx = state.db.begin().await?;
+    Store::void_enrolment_codes(&mut tx, &user.id, now).await?;
+    Store::insert_confirmation(&mut tx, &user.id, &caller.user_id, via.as_str(), now).await?;
+    state.rows.seal(&mut tx, Row::Confirmation(&user.id)).await?;
+    let code = super::issue_enrolment_code(&mut tx, &user.id, &state.tls.fingerprint, now).await?;
+    let kind = match via {
+        crate::duties::ConfirmedVia::SecondAdmin => "user_confirmed",
+        crate::duties::ConfirmedVia::Delay => "user_confirmed_alone",
+    };
+    state
+        .record_event(
+            &mut tx,
+            now,
+            Some(&caller.user_id),
+            Some(&caller.device_id),
+            kind,
+            serde_json::json!({ "user": name, "via": via.as_str(), "roles": user.roles }),
+        )
+        .await?;
+    tx.commit().await?;
+    Ok(Json(ConfirmUserResponse {
+        name,
+        enrolment_code: code,
+        code_expires_at: now + portcullis_proto::ENROLMENT_CODE_TTL_SECS,
+        via: via.as_str().into(),
     }))
 }
 

@@ -134,6 +134,14 @@ pub async fn finish_registration(
     let name = row.key_name.clone().unwrap_or_else(|| "security key".into());
     let id = uuid::Uuid::new_v4().to_string();
     let credential_id = credential_id_text(passkey.cred_id());
+    // One security key, one person: a key registered to several accounts would let whoever
+    // holds it answer step-up for all of them (puppet approvers).
+    if state.db.security_key_holder(&credential_id, &caller.user_id).await?.is_some() {
+        return Err(ServerError::Refused(
+            "key_in_use",
+            "this security key is registered to another user; each person needs their own key".into(),
+        ));
+    }
     let json = serde_json::to_string(&passkey).map_err(|e| ServerError::Internal(e.to_string()))?;
     let mut tx = state.db.begin().await?;
     Store::insert_security_key(&mut tx, &id, &caller.user_id, &name, &credential_id, &json, now).await?;

@@ -38,6 +38,7 @@ pub const DEVICE_ROUTES: &[(&str, &str)] = &[
     ("PUT", "/v1/users/{name}/roles"),
     ("PUT", "/v1/users/{name}/groups"),
     ("POST", "/v1/users/{name}/disable"),
+    ("POST", "/v1/users/{name}/confirm"),
     ("GET", "/v1/groups"),
     ("POST", "/v1/groups"),
     ("GET", "/v1/devices"),
@@ -80,6 +81,7 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/v1/users/{name}/roles", put(admin::set_roles))
         .route("/v1/users/{name}/groups", put(admin::set_groups))
         .route("/v1/users/{name}/disable", post(admin::disable_user))
+        .route("/v1/users/{name}/confirm", post(admin::confirm_user))
         .route("/v1/groups", get(admin::list_groups).post(admin::add_group))
         .route("/v1/devices", get(admin::list_devices))
         .route("/v1/devices/{id}/revoke", post(admin::revoke_device))

@@ -35,8 +35,10 @@ pub fn server_writer_id(signing_public: &[u8; 32]) -> String {
     portcullis_tlog::server_log_id(signing_public)
 }
 
-/// Event kinds that are alarms: an audit log refused or damaged.
+/// Event kinds that are alarms: an audit log refused or damaged, or a safeguard that one admin
+/// passed alone (a one-admin installation confirming an account it created).
 pub const ALARM_KINDS: &[&str] = &[
+    "user_confirmed_alone",
     "audit_gap",
     "audit_fork",
     "audit_rollback",

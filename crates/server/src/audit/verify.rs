@@ -322,13 +322,16 @@ async fn verify_decision_rows(
         sqlx::query_scalar("SELECT version FROM policy_sets ORDER BY version").fetch_all(&mut *conn).await?;
     let keys: Vec<String> =
         sqlx::query_scalar("SELECT id FROM security_keys ORDER BY id").fetch_all(&mut *conn).await?;
+    let confirmations: Vec<String> =
+        sqlx::query_scalar("SELECT user_id FROM user_confirmations ORDER BY user_id").fetch_all(&mut *conn).await?;
     let rows = users
         .iter()
         .map(|id| Row::User(id))
         .chain(devices.iter().map(|id| Row::Device(id)))
         .chain(gateways.iter().map(|id| Row::Gateway(id)))
         .chain(policies.iter().map(|v| Row::Policy(*v)))
-        .chain(keys.iter().map(|id| Row::SecurityKey(id)));
+        .chain(keys.iter().map(|id| Row::SecurityKey(id)))
+        .chain(confirmations.iter().map(|id| Row::Confirmation(id)));
     for row in rows {
         if let Err(e) = macs.check(&mut conn, row).await {
             report.problems.push(AuditProblem {

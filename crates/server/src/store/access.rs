@@ -240,23 +240,92 @@ impl Store {
         Ok(())
     }
 
-    /// Why `actor_id` may not judge `user_id`'s requests: they created the user, or changed the
-    /// user's roles or groups since `since`. `(change, at)`.
-    pub async fn conflicting_admin_change(
+    /// The latest role or group change between `a` and `b` (either changed the other) since
+    /// `since`: `(changed user's id, change, at)`.
+    pub async fn change_between(
+        &self,
+        a: &str,
+        b: &str,
+        since: i64,
+    ) -> Result<Option<(String, String, i64)>, ServerError> {
+        Ok(sqlx::query_as(
+            "SELECT user_id, change, at FROM user_admin_changes WHERE change != 'created' AND at > ?3 \
+             AND ((user_id = ?1 AND actor_id = ?2) OR (user_id = ?2 AND actor_id = ?1)) ORDER BY at DESC LIMIT 1",
+        )
+        .bind(a)
+        .bind(b)
+        .bind(since)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// What separation of duties follows for one account: its name, creator and confirmation
+    /// `(by, via)`. The caller checks the rows' MACs.
+    pub async fn lineage_facts(
         &self,
         user_id: &str,
-        actor_id: &str,
-        since: i64,
-        created_counts: bool,
-    ) -> Result<Option<(String, i64)>, ServerError> {
-        Ok(sqlx::query_as(
-            "SELECT change, at FROM user_admin_changes WHERE user_id = ? AND actor_id = ? \
-             AND ((change = 'created' AND ?) OR (change != 'created' AND at > ?)) ORDER BY at DESC LIMIT 1",
+    ) -> Result<Option<(String, Option<String>, Option<(String, String)>)>, ServerError> {
+        let Some((name, created_by)): Option<(String, Option<String>)> =
+            sqlx::query_as("SELECT name, created_by FROM users WHERE id = ?")
+                .bind(user_id)
+                .fetch_optional(&self.pool)
+                .await?
+        else {
+            return Ok(None);
+        };
+        let confirmation = sqlx::query_as("SELECT confirmed_by, via FROM user_confirmations WHERE user_id = ?")
+            .bind(user_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(Some((name, created_by, confirmation)))
+    }
+
+    pub async fn insert_confirmation(
+        tx: &mut Tx<'_>,
+        user_id: &str,
+        by: &str,
+        via: &str,
+        now: i64,
+    ) -> Result<(), ServerError> {
+        sqlx::query("INSERT INTO user_confirmations (user_id, confirmed_by, via, at) VALUES (?, ?, ?, ?)")
+            .bind(user_id)
+            .bind(by)
+            .bind(via)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+
+    /// Ids and roles of users not disabled.
+    pub async fn active_users(&self) -> Result<Vec<(String, String)>, ServerError> {
+        Ok(sqlx::query_as("SELECT id, roles FROM users WHERE disabled_at IS NULL").fetch_all(&self.pool).await?)
+    }
+
+    pub async fn live_devices_of(&self, user_id: &str) -> Result<i64, ServerError> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM devices WHERE user_id = ? AND revoked_at IS NULL")
+            .bind(user_id)
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    /// Ends every unused enrolment code of a user (a confirmation hands out a fresh one).
+    pub async fn void_enrolment_codes(tx: &mut Tx<'_>, user_id: &str, now: i64) -> Result<(), ServerError> {
+        sqlx::query("UPDATE enrolment_codes SET used_at = ? WHERE user_id = ? AND used_at IS NULL")
+            .bind(now)
+            .bind(user_id)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+
+    /// The user (other than `except`) holding a live security key with this credential id.
+    pub async fn security_key_holder(&self, credential_id: &str, except: &str) -> Result<Option<String>, ServerError> {
+        Ok(sqlx::query_scalar(
+            "SELECT user_id FROM security_keys WHERE credential_id = ? AND user_id != ? AND removed_at IS NULL LIMIT 1",
         )
-        .bind(user_id)
-        .bind(actor_id)
-        .bind(created_counts)
-        .bind(since)
+        .bind(credential_id)
+        .bind(except)
         .fetch_optional(&self.pool)
         .await?)
     }

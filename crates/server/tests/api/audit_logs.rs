@@ -381,7 +381,7 @@ async fn rows_changed_behind_the_servers_back_are_refused() {
         &AddUserRequest { name: "alice".into(), roles: vec![Role::Requester], groups: vec![] },
     )
     .await;
-    let alice = enroll(&r, &added.enrolment_code).await;
+    let alice = enroll(&r, added.enrolment_code.as_deref().unwrap()).await;
     let added: AddUserResponse = call(
         &r,
         &admin,
@@ -390,7 +390,7 @@ async fn rows_changed_behind_the_servers_back_are_refused() {
         &AddUserRequest { name: "bob".into(), roles: vec![Role::Approver], groups: vec![] },
     )
     .await;
-    let bob = enroll(&r, &added.enrolment_code).await;
+    let bob = enroll(&r, added.enrolment_code.as_deref().unwrap()).await;
     let _: serde_json::Value = call(&r, &admin, "POST", "/v1/groups", &serde_json::json!({ "name": "ops" })).await;
     let g = gateway(&r, &admin, "near").await;
     let mut db = sqlx::SqliteConnection::connect(&format!("sqlite://{}", r.dir.path().join("server.db").display()))
@@ -541,7 +541,7 @@ async fn the_event_log_stays_useful() {
             seal_public_key: b64().encode(seal.public_key()),
         })
     };
-    let wrong = format!("pc1-{}-{}", "0".repeat(32), &added.enrolment_code[37..]);
+    let wrong = format!("pc1-{}-{}", "0".repeat(32), &added.enrolment_code.as_deref().unwrap()[37..]);
     let mut statuses = Vec::new();
     for i in 0..35 {
         let code = if i % 2 == 0 { wrong.clone() } else { "not a code".into() };
@@ -549,7 +549,7 @@ async fn the_event_log_stays_useful() {
     }
     assert!(statuses[..30].iter().all(|s| *s == 403) && statuses[30..].iter().all(|s| *s == 429), "{statuses:?}");
     // Even the right code waits out the hour (no guessing at speed)...
-    assert_eq!(attempt(added.enrolment_code.clone()).send().await.unwrap().status(), 429);
+    assert_eq!(attempt(added.enrolment_code.clone().unwrap()).send().await.unwrap().status(), 429);
     let refused: Vec<ServerEvent> = call(&r, &admin, "GET", "/v1/audit/events?kind=enrolment_refused", &()).await;
     let attempts: Vec<u64> = refused.iter().rev().map(|e| e.detail["attempts"].as_u64().unwrap()).collect();
     assert_eq!(attempts, vec![1, 8, 16, 30], "{refused:?}");
@@ -557,7 +557,7 @@ async fn the_event_log_stays_useful() {
     assert_eq!(refused[0].detail["source"], "127.0.0.1");
     // ...and then works.
     r.offset.store(3601, Ordering::SeqCst);
-    assert_eq!(attempt(added.enrolment_code.clone()).send().await.unwrap().status(), 200);
+    assert_eq!(attempt(added.enrolment_code.clone().unwrap()).send().await.unwrap().status(), 200);
     r.offset.store(0, Ordering::SeqCst);
 
     // A gateway reports a host-key mismatch for a target that does not exist, from the future.

@@ -1,0 +1,115 @@
+//! Separation of duties against an admin who mints identities: accounts an admin created —
+//! directly or through admins they created — never approve that admin, whatever the policy's
+//! N; a confirmation counts only from an admin independent of them (or, alone, after a day
+//! with an alarm); and one security key cannot serve two people.
+
+use super::*;
+
+const TWO_APPROVALS: &str = r#"
+@id("two-approvals")
+@approvals("2")
+permit (principal, action == Portcullis::Action::"request", resource)
+when { principal.roles.contains("requester") && context.duration <= duration("8h") };
+
+@id("approvers-approve")
+permit (principal, action == Portcullis::Action::"approve", resource)
+when { principal.roles.contains("approver") };
+"#;
+
+fn roles(roles: &[Role]) -> SetRolesRequest {
+    SetRolesRequest { roles: roles.to_vec() }
+}
+
+fn review_path(id: &str) -> String {
+    format!("/v1/requests/{id}/review")
+}
+
+/// `who`'s review of `request` is refused for separation of duties, saying `why`.
+async fn barred(r: &Running, who: &Device, request: &str, why: &str) {
+    let (_, code, message) = refused(r, who, "POST", &review_path(request), &APPROVE).await;
+    assert!(code == "separation_of_duties" && message.contains(why), "{code}: {message}");
+}
+
+#[tokio::test]
+async fn accounts_an_admin_made_never_approve_that_admin() {
+    let (r, code, _server) = start_as(vec![Role::Requester, Role::Auditor]).await;
+    let admin = enroll(&r, &code).await;
+    let _: TargetSummary = call(&r, &admin, "POST", "/v1/targets", &password_target(&admin, "web", b"pw")).await;
+    let _: PolicyView = call(&r, &admin, "PUT", "/v1/policy", &PolicyText { text: TWO_APPROVALS.into() }).await;
+
+    // An admin who can request gets no code for an account that could approve.
+    let puppet = AddUserRequest { name: "puppet".into(), roles: vec![Role::Approver], groups: vec![] };
+    let added: AddUserResponse = call(&r, &admin, "POST", "/v1/users", &puppet).await;
+    assert!(added.enrolment_code.is_none(), "the code went to the admin who could use it");
+    assert!(added.confirmation.as_deref().unwrap_or_default().contains("second admin"), "{added:?}");
+    let (_, code, message) = refused(&r, &admin, "POST", "/v1/users/puppet/confirm", &()).await;
+    assert!(code == "confirmation_delay" && message.contains("24 hours"), "{code}: {message}");
+
+    // Without the requester role for a moment, the admin receives the codes (puppets p1 and
+    // p2, and admin b who makes c) — and none of those accounts ever counts for the admin.
+    let _: AccessChangeOutcome = call(&r, &admin, "PUT", "/v1/users/admin/roles", &roles(&[Role::Admin])).await;
+    let p1 = member(&r, &admin, "p1", &[Role::Approver], &[]).await;
+    let p2 = member(&r, &admin, "p2", &[Role::Approver], &[]).await;
+    let b = member(&r, &admin, "b", &[Role::Admin], &[]).await;
+    let c = member(&r, &b, "c", &[Role::Approver], &[]).await;
+    let back = roles(&[Role::Admin, Role::Requester, Role::Auditor]);
+    let _: AccessChangeOutcome = call(&r, &admin, "PUT", "/v1/users/admin/roles", &back).await;
+    let mine: AccessRequestView = call(&r, &admin, "POST", "/v1/requests", &ask("web", 600)).await;
+    assert_eq!(mine.approvals_needed, 2);
+    barred(&r, &p1, &mine.id, "admin created p1").await;
+    barred(&r, &p2, &mine.id, "admin created p2").await;
+    barred(&r, &c, &mine.id, "admin created b created c").await;
+    // Downwards too, through the chain: the admin judges nobody b created.
+    let _: AccessChangeOutcome = call(
+        &r,
+        &admin,
+        "PUT",
+        "/v1/users/admin/roles",
+        &roles(&[Role::Admin, Role::Approver, Role::Requester, Role::Auditor]),
+    )
+    .await;
+    let _: AccessChangeOutcome =
+        call(&r, &b, "PUT", "/v1/users/c/roles", &roles(&[Role::Approver, Role::Requester])).await;
+    let theirs: AccessRequestView = call(&r, &c, "POST", "/v1/requests", &ask("web", 600)).await;
+    barred(&r, &admin, &theirs.id, "admin created b created c").await;
+
+    // b confirming an account the admin made does not make it independent: b is the admin's
+    // own creation, unconfirmed.
+    let q = AddUserRequest { name: "q".into(), roles: vec![Role::Approver], groups: vec![] };
+    let added: AddUserResponse = call(&r, &admin, "POST", "/v1/users", &q).await;
+    assert!(added.enrolment_code.is_none());
+    let confirmed: ConfirmUserResponse = call(&r, &b, "POST", "/v1/users/q/confirm", &()).await;
+    assert_eq!(confirmed.via, "second_admin");
+    let q = enroll(&r, &confirmed.enrolment_code).await;
+    barred(&r, &q, &mine.id, "no second admin confirmed it").await;
+    let story: RequestDetail = call(&r, &admin, "GET", &format!("/v1/requests/{}", mine.id), &()).await;
+    assert_eq!((story.request.approvals, story.request.status), (0, RequestStatus::Pending));
+
+    // While another admin exists the creator cannot confirm alone, even a day later.
+    let solo = AddUserRequest { name: "solo".into(), roles: vec![Role::Approver], groups: vec![] };
+    let _: AddUserResponse = call(&r, &admin, "POST", "/v1/users", &solo).await;
+    r.offset.store(25 * 3600, Ordering::SeqCst);
+    let (_, code, message) = refused(&r, &admin, "POST", "/v1/users/solo/confirm", &()).await;
+    assert!(code == "second_admin_needed", "{code}: {message}");
+    // The only admin left: after the day, alone — an alarm — and then solo's review counts.
+    let _: AccessChangeOutcome = call(&r, &admin, "POST", "/v1/users/b/disable", &()).await;
+    let confirmed: ConfirmUserResponse = call(&r, &admin, "POST", "/v1/users/solo/confirm", &()).await;
+    assert_eq!(confirmed.via, "delay");
+    let alarms: Vec<ServerEvent> = call(&r, &admin, "GET", "/v1/audit/alarms", &()).await;
+    assert!(alarms.iter().any(|a| a.kind == "user_confirmed_alone" && a.detail["user"] == "solo"), "{alarms:?}");
+    let solo = enroll(&r, &confirmed.enrolment_code).await;
+    let mine: AccessRequestView = call(&r, &admin, "POST", "/v1/requests", &ask("web", 600)).await;
+    let counted: AccessRequestView = call(&r, &solo, "POST", &review_path(&mine.id), &APPROVE).await;
+    assert_eq!((counted.approvals, counted.status), (1, RequestStatus::Pending));
+    barred(&r, &p1, &mine.id, "admin created p1").await;
+
+    // A code the creator held and used cannot be confirmed afterwards.
+    let (_, code, _) = refused(&r, &admin, "POST", "/v1/users/p1/confirm", &()).await;
+    assert_eq!(code, "already_enrolled");
+    // And someone whose groups the requester just changed does not judge them (either way).
+    let _: GroupView = call(&r, &admin, "POST", "/v1/groups", &AddGroupRequest { name: "ops".into() }).await;
+    let _: UserView =
+        call(&r, &admin, "PUT", "/v1/users/solo/groups", &SetGroupsRequest { groups: vec!["ops".into()] }).await;
+    let next: AccessRequestView = call(&r, &admin, "POST", "/v1/requests", &ask("web", 600)).await;
+    barred(&r, &solo, &next.id, "admin changed your groups").await;
+}
