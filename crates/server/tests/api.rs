@@ -912,6 +912,45 @@ mod keys {
         call(r, who, "POST", "/v1/keys", &finish).await
     }
 
+    /// A registration answer that claims an existing credential id (`claimed`): what a hostile
+    /// or cloned authenticator can send. The token's answer is rewritten to the "none"
+    /// attestation format (no signature over the authenticator data), naming `claimed`.
+    pub async fn register_claiming(
+        r: &Running,
+        who: &Device,
+        token: &mut SoftToken,
+        name: &str,
+        claimed: &[u8],
+    ) -> (u16, String) {
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        use serde_cbor_2::Value;
+        let c: KeyChallenge =
+            call(r, who, "POST", "/v1/keys/register", &KeyRegistrationStart { name: name.into() }).await;
+        let options: CreationChallengeResponse = serde_json::from_value(c.options.clone()).unwrap();
+        let mut credential = serde_json::to_value(token.do_registration(origin(&c), options).unwrap()).unwrap();
+        let object = credential["response"]["attestationObject"].as_str().unwrap().to_string();
+        let Value::Map(mut map) = serde_cbor_2::from_slice(&URL_SAFE_NO_PAD.decode(object).unwrap()).unwrap() else {
+            panic!("the attestation object is not a map")
+        };
+        let Some(Value::Bytes(auth)) = map.get(&Value::Text("authData".into())).cloned() else { panic!("no authData") };
+        // rpIdHash 32, flags 1, counter 4, AAGUID 16, id length 2, id, public key.
+        let len = u16::from_be_bytes([auth[53], auth[54]]) as usize;
+        let mut forged = auth[..53].to_vec();
+        forged.extend_from_slice(&(claimed.len() as u16).to_be_bytes());
+        forged.extend_from_slice(claimed);
+        forged.extend_from_slice(&auth[55 + len..]);
+        map.insert(Value::Text("authData".into()), Value::Bytes(forged));
+        map.insert(Value::Text("fmt".into()), Value::Text("none".into()));
+        map.insert(Value::Text("attStmt".into()), Value::Map(Default::default()));
+        let object = URL_SAFE_NO_PAD.encode(serde_cbor_2::to_vec(&Value::Map(map)).unwrap());
+        credential["response"]["attestationObject"] = object.into();
+        credential["id"] = URL_SAFE_NO_PAD.encode(claimed).into();
+        credential["rawId"] = URL_SAFE_NO_PAD.encode(claimed).into();
+        let body = serde_json::to_vec(&KeyRegistrationFinish { challenge_id: c.challenge_id, credential }).unwrap();
+        let resp = signed(r, who, "POST", "/v1/keys", &body, r.now(), &nonce()).send().await.unwrap();
+        (resp.status().as_u16(), resp.text().await.unwrap())
+    }
+
     pub async fn challenge(r: &Running, who: &Device, request: &str, decision: Decision) -> KeyChallenge {
         call(r, who, "POST", &format!("/v1/requests/{request}/step-up"), &StepUpStart { decision }).await
     }

@@ -113,3 +113,25 @@ async fn accounts_an_admin_made_never_approve_that_admin() {
     let next: AccessRequestView = call(&r, &admin, "POST", "/v1/requests", &ask("web", 600)).await;
     barred(&r, &solo, &next.id, "admin changed your groups").await;
 }
+
+/// One security key, one person: an authenticator answering with a credential id already
+/// registered to someone else (a cloned or hostile key) is refused; the same id for the same
+/// person's second name is webauthn's own business (excluded at registration).
+#[tokio::test]
+async fn a_security_key_serves_one_person_only() {
+    let (r, code) = start().await;
+    let admin = enroll(&r, &code).await;
+    let carol = member(&r, &admin, "carol", &[Role::Approver], &[]).await;
+    let dave = member(&r, &admin, "dave", &[Role::Approver], &[]).await;
+    let id: Vec<u8> = (0..32).map(|i| i as u8 ^ 0x5a).collect();
+    let (status, text) = keys::register_claiming(&r, &carol, &mut keys::token(), "carol-key", &id).await;
+    assert_eq!(status, 200, "carol registers a key under this id: {text}");
+    let (status, text) = keys::register_claiming(&r, &dave, &mut keys::token(), "dave-key", &id).await;
+    assert!(status == 403 && text.contains("registered to another user"), "{status}: {text}");
+    let listed: Vec<SecurityKeyView> = call(&r, &dave, "GET", "/v1/keys", &()).await;
+    assert!(listed.is_empty(), "{listed:?}");
+    // Another id is fine.
+    let other: Vec<u8> = (0..32).map(|i| i as u8).collect();
+    let (status, text) = keys::register_claiming(&r, &dave, &mut keys::token(), "dave-key", &other).await;
+    assert_eq!(status, 200, "{text}");
+}
