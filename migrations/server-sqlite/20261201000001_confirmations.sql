@@ -8,3 +8,19 @@ CREATE TABLE user_confirmations (
     at            INTEGER NOT NULL,
     mac           BLOB
 );
+
+-- A gateway serves targets only once an admin other than the one who added it confirmed the
+-- key it enrolled with (or, in a one-admin installation, its creator after a delay, with an
+-- alarm). Gateways enrolled before confirmations existed are carried over as they are; the
+-- server seals those rows in the same start that applies this migration.
+CREATE TABLE gateway_confirmations (
+    gateway_id       TEXT PRIMARY KEY REFERENCES gateways(id),
+    confirmed_by     TEXT REFERENCES users(id),   -- NULL: carried over from before confirmations
+    via              TEXT NOT NULL,               -- second_admin | delay | before_confirmations
+    sign_public_key  TEXT NOT NULL,               -- hex of the key that was confirmed
+    at               INTEGER NOT NULL,
+    mac              BLOB
+);
+INSERT INTO gateway_confirmations (gateway_id, confirmed_by, via, sign_public_key, at)
+    SELECT id, NULL, 'before_confirmations', hex(sign_public_key), COALESCE(enrolled_at, created_at)
+    FROM gateways WHERE embedded = 0 AND sign_public_key IS NOT NULL AND revoked_at IS NULL;

@@ -108,9 +108,7 @@ fn revocation_ends_running_sessions_within_five_seconds() {
 fn a_remote_gateway_ends_revoked_sessions_too() {
     let sshd = Sshd::start();
     let world = World::custom("warn", true, &[]);
-    let code = world.admin.run(&["gateway", "add", "near"]).ok().last_line();
-    let mut gateway =
-        GatewayProcess::enroll(world.root.path(), "near", &world.server.url, &code, "warn", &world.transcript);
+    let mut gateway = world.enrol_gateway("near");
     gateway.start();
     world.add_target_with("db", sshd.port, &sshd.user_key, &sshd.host_key_pub, &["--gateway", "near"]).ok();
     world.grant("db", "30m");
@@ -122,6 +120,32 @@ fn a_remote_gateway_ends_revoked_sessions_too() {
     assert!(stderr.contains("disabled"), "{stderr}");
     assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
     world.alice.run(&["requests"]).fails_with("disabled");
+}
+
+/// `gateway revoke`: the gateway's running session ends within seconds, it brokers nothing
+/// more, and what it uploaded before still verifies.
+#[test]
+fn revoking_a_gateway_ends_its_sessions_and_refuses_it() {
+    let sshd = Sshd::start();
+    let world = World::custom("warn", true, &[]);
+    let mut gateway = world.enrol_gateway("near");
+    gateway.start();
+    world.add_target_with("db", sshd.port, &sshd.user_key, &sshd.host_key_pub, &["--gateway", "near"]).ok();
+    world.grant("db", "30m");
+    let running = start_session(&world.alice, "db");
+    world.sessions_when("the session's start uploaded", |out| out.contains("db"));
+    let asked = Instant::now();
+    let revoked = world.admin.run(&["gateway", "revoke", "near"]).ok().stdout;
+    assert!(revoked.contains("1 live grant(s)"), "{revoked}");
+    let (elapsed, _, stderr) = ended_within(running, asked, Duration::from_secs(15));
+    eprintln!("gateway revocation to session end: {elapsed:?}");
+    assert!(stderr.contains("revoked"), "{stderr}");
+    assert!(elapsed < Duration::from_secs(10), "{elapsed:?}");
+    world.alice.run(&["ssh", "db", "--", "true"]).fails_with("revoked");
+    let listed = world.admin.run(&["gateway", "list"]).ok().stdout;
+    assert!(listed.contains("(revoked)"), "{listed}");
+    let verified = world.bob.run(&["audit", "verify"]).ok().stdout;
+    assert!(!verified.contains("FAIL"), "{verified}");
 }
 
 /// Policies through the CLI: a refused set names line and column and changes nothing; the

@@ -17,9 +17,7 @@ fn a_gateway_process_keeps_recording_through_a_server_outage() {
     let sshd = Sshd::start();
     // Record stdout in full, so the session below makes hundreds of records to upload.
     let mut world = World::custom("warn", true, &["--exec-record-limit", "67108864"]);
-    let code = world.admin.run(&["gateway", "add", "near-db"]).ok().last_line();
-    let mut gateway =
-        GatewayProcess::enroll(world.root.path(), "near-db", &world.server.url, &code, "warn", &world.transcript);
+    let mut gateway = world.enrol_gateway("near-db");
     world.admin.run(&["gateway", "add", "near-db"]).fails_with("already exists");
     let listed = world.admin.run(&["gateway", "list"]).ok().stdout;
     assert!(listed.contains("near-db") && listed.contains("(not running yet)"), "{listed}");
@@ -485,9 +483,7 @@ fn a_session_that_cannot_be_recorded_does_not_run() {
     let sshd = Sshd::start();
     let world = World::new();
     let disk = SmallDisk::mount(&world.root.path().join("gateway-full"), "16m");
-    let code = world.admin.run(&["gateway", "add", "full"]).ok().last_line();
-    let mut gateway =
-        GatewayProcess::enroll(world.root.path(), "full", &world.server.url, &code, "warn", &world.transcript);
+    let mut gateway = world.enrol_gateway("full");
     assert!(gateway.home.starts_with(&disk.0));
     gateway.start();
     world.add_target_with("db", sshd.port, &sshd.user_key, &sshd.host_key_pub, &["--gateway", "full"]).ok();

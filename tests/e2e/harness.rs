@@ -319,6 +319,8 @@ pub struct World {
     pub alice: User,
     pub bob: User,
     pub transcript: Transcript,
+    /// A second admin (made on first use): confirms gateways the first admin added.
+    second_admin: std::sync::OnceLock<User>,
 }
 
 impl World {
@@ -345,7 +347,25 @@ impl World {
         alice.run(&["enroll", "--server", &server.url, "--code", &code]).ok();
         let code = admin.run(&["user", "add", "bob", "--role", "approver", "--role", "auditor"]).ok().last_line();
         bob.run(&["enroll", "--server", &server.url, "--code", &code]).ok();
-        World { root, server, admin, alice, bob, transcript }
+        World { root, server, admin, alice, bob, transcript, second_admin: Default::default() }
+    }
+
+    pub fn second_admin(&self) -> &User {
+        self.second_admin.get_or_init(|| {
+            let ben = User::new(self.root.path(), "ben", "warn", &self.transcript);
+            let code = self.admin.run(&["user", "add", "ben", "--role", "admin"]).ok().last_line();
+            ben.run(&["enroll", "--server", &self.server.url, "--code", &code]).ok();
+            ben
+        })
+    }
+
+    /// A gateway the admin adds, enrolled on its machine (not started) and confirmed by a
+    /// second admin, as a team does it.
+    pub fn enrol_gateway(&self, name: &str) -> GatewayProcess {
+        let code = self.admin.run(&["gateway", "add", name]).ok().last_line();
+        let gateway = GatewayProcess::enroll(self.root.path(), name, &self.server.url, &code, "warn", &self.transcript);
+        self.second_admin().run(&["gateway", "confirm", name]).ok();
+        gateway
     }
 
     pub fn add_key_target(&self, name: &str, sshd: &Sshd) {

@@ -243,6 +243,9 @@ pub struct GatewayView {
     pub backlog: u64,
     #[ts(type = "number")]
     pub targets: u64,
+    /// A second admin vouched for it; until then it serves no target.
+    pub confirmed: bool,
+    pub revoked: bool,
 }
 
 impl From<GatewaySummary> for GatewayView {
@@ -256,6 +259,8 @@ impl From<GatewaySummary> for GatewayView {
             last_contact_at: g.last_contact_at,
             backlog: g.backlog,
             targets: g.targets,
+            confirmed: g.confirmed,
+            revoked: g.revoked_at.is_some(),
         }
     }
 }

@@ -201,6 +201,13 @@ pub enum GatewayCommand {
     Add { name: String },
     /// Gateways with their address, last contact and unsynced backlog (admin).
     List,
+    /// As an admin other than the one who added it: vouch for an enrolled gateway (compare the
+    /// host key fingerprint `gateway list` shows with the gateway machine's). Until then it
+    /// serves no target.
+    Confirm { name: String },
+    /// End a gateway: its sessions stop, live grants on its targets are voided, and the server
+    /// refuses its uploads and session checks from now on (what it recorded stays verifiable).
+    Revoke { name: String },
     /// On the gateway machine: enrol this machine as the gateway a code was issued for. Its
     /// state lives under $PORTCULLIS_HOME.
     Enroll {

@@ -22,6 +22,26 @@ pub async fn run(home: &Path, cmd: GatewayCommand) -> anyhow::Result<ExitCode> {
             println!("{}", added.enrolment_code);
             Ok(ExitCode::SUCCESS)
         }
+        GatewayCommand::Confirm { name } => {
+            let device = open_device(home).await?;
+            let g = device.api().confirm_gateway(&name).await?;
+            println!(
+                "Confirmed gateway {} (host key {}); targets may now be placed on it.",
+                g.name,
+                g.host_key_fingerprint.unwrap_or_else(|| "-".into())
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        GatewayCommand::Revoke { name } => {
+            let device = open_device(home).await?;
+            let outcome = device.api().revoke_gateway(&name).await?;
+            println!(
+                "Revoked gateway {name}: {} live grant(s) on its {} target(s) voided; its sessions are ending and its \
+                 uploads are refused from now on.",
+                outcome.grants_voided, outcome.targets
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         GatewayCommand::List => {
             let device = open_device(home).await?;
             let gateways = device.api().gateways().await?;
@@ -33,6 +53,8 @@ pub async fn run(home: &Path, cmd: GatewayCommand) -> anyhow::Result<ExitCode> {
             for g in gateways {
                 let name = if g.embedded { format!("{} (in server)", g.name) } else { g.name };
                 let address = match (&g.address, g.enrolled_at) {
+                    _ if g.revoked_at.is_some() => "(revoked)".into(),
+                    (_, Some(_)) if !g.confirmed => "(awaiting confirmation)".into(),
                     (Some(a), _) => a.clone(),
                     (None, None) => "(not enrolled)".into(),
                     (None, Some(_)) => "(not running yet)".into(),

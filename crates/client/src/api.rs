@@ -359,6 +359,16 @@ impl ApiClient {
         self.call(reqwest::Method::POST, "/v1/gateways", Some(req)).await
     }
 
+    pub async fn confirm_gateway(&self, name: &str) -> Result<GatewaySummary, ClientError> {
+        portcullis_proto::check_name("gateway", name).map_err(ClientError::Input)?;
+        self.call(reqwest::Method::POST, &format!("/v1/gateways/{name}/confirm"), Some(&serde_json::json!({}))).await
+    }
+
+    pub async fn revoke_gateway(&self, name: &str) -> Result<portcullis_proto::GatewayRevokeOutcome, ClientError> {
+        portcullis_proto::check_name("gateway", name).map_err(ClientError::Input)?;
+        self.call(reqwest::Method::POST, &format!("/v1/gateways/{name}/revoke"), Some(&serde_json::json!({}))).await
+    }
+
     pub async fn gateways(&self) -> Result<Vec<GatewaySummary>, ClientError> {
         self.call::<(), _>(reqwest::Method::GET, "/v1/gateways", None).await
     }

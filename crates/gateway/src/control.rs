@@ -21,6 +21,9 @@ pub enum ControlError {
     Unreachable(String),
     #[error("control server error: {0}")]
     Failed(String),
+    /// The control server no longer accepts this gateway (revoked).
+    #[error("the control server no longer trusts this gateway: {0}")]
+    NotTrusted(String),
 }
 
 /// A connection the control server allowed (the credential to broker it travels beside it).
@@ -39,6 +42,9 @@ fn from_server(e: ServerError) -> ControlError {
         | ServerError::Forbidden(message)
         | ServerError::NotFound(message)
         | ServerError::StoreUnavailable(message) => ControlError::Refused(message),
+        ServerError::Unauthorized(message) if message.contains(portcullis_proto::GATEWAY_REVOKED) => {
+            ControlError::NotTrusted(message)
+        }
         other => ControlError::Failed(other.to_string()),
     }
 }
@@ -47,6 +53,9 @@ fn from_client(e: ClientError) -> ControlError {
     match e {
         ClientError::Unreachable { detail, .. } => ControlError::Unreachable(detail),
         ClientError::Api { status: 403 | 404 | 503, message, .. } => ControlError::Refused(message),
+        ClientError::Api { status: 401, message, .. } if message.contains(portcullis_proto::GATEWAY_REVOKED) => {
+            ControlError::NotTrusted(message)
+        }
         other => ControlError::Failed(other.to_string()),
     }
 }

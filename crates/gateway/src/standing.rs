@@ -13,7 +13,7 @@ use std::time::Duration;
 use portcullis_proto::GrantStandingRequest;
 use tokio::sync::{Notify, watch};
 
-use crate::control::ControlPlane;
+use crate::control::{ControlError, ControlPlane};
 
 /// How often running sessions' grants are checked: a revocation ends them within this (plus
 /// one round trip), well inside the five seconds promised.
@@ -76,6 +76,13 @@ pub async fn check_forever(standing: Arc<Standing>, control: Arc<ControlPlane>, 
             Ok(answer) => {
                 for ended in answer.ended {
                     standing.end(&ended.grant_id, &ended.reason);
+                }
+            }
+            // Revoked: nothing it brokers may go on (the server has voided the grants too).
+            Err(e @ ControlError::NotTrusted(_)) => {
+                tracing::error!(error = %e, "ending every running session");
+                for grant in standing.followed() {
+                    standing.end(&grant, &e.to_string());
                 }
             }
             Err(e) => tracing::warn!(error = %e, "cannot check whether running sessions' grants still hold"),

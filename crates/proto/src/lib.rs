@@ -479,6 +479,10 @@ pub struct AddGatewayResponse {
     pub code_expires_at: i64,
 }
 
+/// Words in the answer a revoked gateway gets (after its signature verified): on hearing them it
+/// ends every session it brokers.
+pub const GATEWAY_REVOKED: &str = "was revoked by an admin";
+
 /// A gateway as admins see it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct GatewaySummary {
@@ -493,6 +497,18 @@ pub struct GatewaySummary {
     /// Records written at the gateway and not yet acknowledged by the server, as it last reported.
     pub backlog: u64,
     pub targets: u64,
+    /// A second admin confirmed it (the embedded gateway always is); until then it serves no target.
+    #[serde(default)]
+    pub confirmed: bool,
+    #[serde(default)]
+    pub revoked_at: Option<i64>,
+}
+
+/// `POST /v1/gateways/{name}/revoke`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct GatewayRevokeOutcome {
+    pub grants_voided: u32,
+    pub targets: u32,
 }
 
 /// `POST /v1/gateway/enroll`: a gateway process enrols with a one-time code.

@@ -153,12 +153,21 @@ pub async fn authenticate_gateway(
         let (Some(sign), Some(seal)) = (gateway.sign_public_key, gateway.seal_public_key) else {
             return Err(unknown());
         };
-        if gateway.revoked_at.is_some() || gateway.embedded {
+        if gateway.embedded {
             return Err(unknown());
         }
-        Ok((sign, GatewayCaller { id: gateway.id, name: gateway.name, seal_public_key: seal }))
+        Ok((sign, (gateway.revoked_at, GatewayCaller { id: gateway.id, name: gateway.name, seal_public_key: seal })))
     })
     .await?;
+    // Said only to the gateway itself (its signature verified): it ends what it brokers.
+    let (revoked_at, caller) = caller;
+    if revoked_at.is_some() {
+        return Err(ServerError::Unauthorized(format!(
+            "gateway {} {}; it may broker and upload nothing more",
+            caller.name,
+            portcullis_proto::GATEWAY_REVOKED
+        )));
+    }
     req.extensions_mut().insert(caller);
     Ok(next.run(req).await)
 }

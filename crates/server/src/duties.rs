@@ -139,8 +139,10 @@ pub fn lineage_bar(lineage: &Lineage, reviewer: &str, requester: &str, standalon
 mod tests {
     use super::*;
 
-    /// `spec`: (id, creator, confirmation) — names equal ids.
-    fn lineage(spec: &[(&str, Option<&str>, Option<(&str, ConfirmedVia)>)]) -> Lineage {
+    /// (id, creator, confirmation) — names equal ids.
+    type Spec<'a> = (&'a str, Option<&'a str>, Option<(&'a str, ConfirmedVia)>);
+
+    fn lineage(spec: &[Spec<'_>]) -> Lineage {
         spec.iter()
             .map(|(id, by, conf)| {
                 (

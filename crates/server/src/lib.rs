@@ -183,6 +183,20 @@ impl Server {
             tx.commit().await?;
             tracing::info!(rows = sealed, "rows the server decides with are now authenticated");
         }
+        if db.newly_applied.contains(&store::MIGRATION_CONFIRMATIONS) {
+            // Gateways enrolled before confirmations existed, carried over by that migration in
+            // this very start (a row inserted later, behind the server's back, stays unsealed).
+            let mut tx = db.begin().await?;
+            let carried: Vec<String> = sqlx::query_scalar(
+                "SELECT gateway_id FROM gateway_confirmations WHERE via = 'before_confirmations' AND mac IS NULL",
+            )
+            .fetch_all(&mut *tx)
+            .await?;
+            for id in &carried {
+                rows.seal(&mut tx, rows::Row::GatewayConfirmation(id)).await?;
+            }
+            tx.commit().await?;
+        }
         // Data directories made before gateways existed get their user CA and embedded gateway now.
         let user_ca = Self::ensure_user_ca(&db, &root_key).await?;
         let embedded_gateway_id = Self::ensure_embedded_gateway(&db, &root_key, &rows, clock.now()).await?;

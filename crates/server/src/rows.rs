@@ -24,6 +24,8 @@ pub(crate) enum Row<'a> {
     SecurityKey(&'a str),
     /// A user's independent confirmation (separation of duties), by user id.
     Confirmation(&'a str),
+    /// A gateway's confirmation by a second admin, by gateway id.
+    GatewayConfirmation(&'a str),
 }
 
 impl Row<'_> {
@@ -35,6 +37,7 @@ impl Row<'_> {
             Row::Policy(v) => format!("policy set version {v}"),
             Row::SecurityKey(id) => format!("security key {id}"),
             Row::Confirmation(id) => format!("the confirmation of user {id}"),
+            Row::GatewayConfirmation(id) => format!("the confirmation of gateway {id}"),
         }
     }
 
@@ -74,6 +77,11 @@ impl Row<'_> {
                  FROM user_confirmations WHERE user_id = ?",
                 "UPDATE user_confirmations SET mac = ? WHERE user_id = ?",
             ),
+            Row::GatewayConfirmation(_) => (
+                "SELECT 'gateway_confirmations', gateway_id, COALESCE(confirmed_by, ''), via, sign_public_key, \
+                 CAST(at AS TEXT), mac FROM gateway_confirmations WHERE gateway_id = ?",
+                "UPDATE gateway_confirmations SET mac = ? WHERE gateway_id = ?",
+            ),
         }
     }
 
@@ -82,9 +90,12 @@ impl Row<'_> {
         q: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
     ) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
         match *self {
-            Row::User(id) | Row::Device(id) | Row::Gateway(id) | Row::SecurityKey(id) | Row::Confirmation(id) => {
-                q.bind(id.to_string())
-            }
+            Row::User(id)
+            | Row::Device(id)
+            | Row::Gateway(id)
+            | Row::SecurityKey(id)
+            | Row::Confirmation(id)
+            | Row::GatewayConfirmation(id) => q.bind(id.to_string()),
             Row::Policy(v) => q.bind(v),
         }
     }

@@ -41,6 +41,8 @@ impl Running {
 mod audit_logs;
 #[path = "api/duties.rs"]
 mod duties;
+#[path = "api/gateway_trust.rs"]
+mod gateway_trust;
 
 struct Device {
     id: String,
@@ -248,8 +250,16 @@ async fn refused(
     (status, error.code, error.message)
 }
 
-/// A gateway enrolled through the API with its own signing key.
+/// A gateway enrolled through the API with its own signing key, and confirmed by a second admin.
 async fn gateway(r: &Running, admin: &Device, name: &str) -> Device {
+    let g = unconfirmed_gateway(r, admin, name).await;
+    let second = member(r, admin, &format!("{name}-confirmer"), &[Role::Admin], &[]).await;
+    let _: GatewaySummary = call(r, &second, "POST", &format!("/v1/gateways/{name}/confirm"), &()).await;
+    g
+}
+
+/// A gateway enrolled through the API with its own signing key; nobody confirmed it yet.
+async fn unconfirmed_gateway(r: &Running, admin: &Device, name: &str) -> Device {
     let added: AddGatewayResponse =
         call(r, admin, "POST", "/v1/gateways", &AddGatewayRequest { name: name.into() }).await;
     let key = SigningIdentity::generate(&mut OsRng);

@@ -43,7 +43,11 @@ export type GatewayView = { name: string, embedded: boolean, address: string | n
 /**
  * Records it holds that the server has not acknowledged, as it last reported.
  */
-backlog: number, targets: number, };
+backlog: number, targets: number, 
+/**
+ * A second admin vouched for it; until then it serves no target.
+ */
+confirmed: boolean, revoked: boolean, };
 
 export type NewGatewayView = { name: string, enrolment_code: string, expires_at: number, };
 

@@ -126,6 +126,52 @@ pub async fn add_user(
     }))
 }
 
+/// How `caller` may confirm something `creator` made at `made_at` (an account, a gateway): as
+/// a second admin when they are not its creator; as its creator only when no other admin is
+/// active (`subject`, the account being confirmed, does not count) and 24 hours have passed.
+pub(crate) async fn confirmation_via(
+    state: &crate::ServerState,
+    caller: &Caller,
+    creator: Option<&str>,
+    subject: Option<&str>,
+    made_at: i64,
+    what: &str,
+) -> Result<crate::duties::ConfirmedVia, ServerError> {
+    if creator != Some(caller.user_id.as_str()) {
+        return Ok(crate::duties::ConfirmedVia::SecondAdmin);
+    }
+    let other_admins = state
+        .db
+        .active_users()
+        .await?
+        .into_iter()
+        .filter(|(id, roles)| {
+            *id != caller.user_id
+                && Some(id.as_str()) != subject
+                && roles_from_string(roles).map(|r| r.contains(&Role::Admin)).unwrap_or(false)
+        })
+        .count();
+    if other_admins > 0 {
+        return Err(ServerError::Refused(
+            "second_admin_needed",
+            format!("you created {what}, so another admin must confirm it"),
+        ));
+    }
+    let now = state.clock.now();
+    let ready_at = made_at + crate::duties::SINGLE_ADMIN_CONFIRM_DELAY_SECS;
+    if now < ready_at {
+        return Err(ServerError::Refused(
+            "confirmation_delay",
+            format!(
+                "you are the only admin and created {what}: you can confirm it yourself {} from now (24 hours \
+                 after creating it; recorded as an alarm), or a second admin can confirm it at once",
+                portcullis_policy::human_duration((ready_at - now) as u64)
+            ),
+        ));
+    }
+    Ok(crate::duties::ConfirmedVia::Delay)
+}
+
 /// Roles that judge or grant others' access.
 fn could_approve(roles: &[Role]) -> bool {
     roles.contains(&Role::Approver) || roles.contains(&Role::Admin)
@@ -166,39 +212,15 @@ pub async fn confirm_user(
     }
     let now = state.clock.now();
     let creator_id = state.db.lineage_facts(&user.id).await?.and_then(|(_, by, _)| by);
-    let via = if creator_id.as_deref() == Some(caller.user_id.as_str()) {
-        let other_admins = state
-            .db
-            .active_users()
-            .await?
-            .into_iter()
-            .filter(|(id, roles)| {
-                *id != caller.user_id
-                    && *id != user.id
-                    && roles_from_string(roles).map(|r| r.contains(&Role::Admin)).unwrap_or(false)
-            })
-            .count();
-        if other_admins > 0 {
-            return refused(
-                "second_admin_needed",
-                format!("you created {name}'s account, so another admin must confirm it"),
-            );
-        }
-        let ready_at = user.created_at + crate::duties::SINGLE_ADMIN_CONFIRM_DELAY_SECS;
-        if now < ready_at {
-            return refused(
-                "confirmation_delay",
-                format!(
-                    "you are the only admin and created {name}'s account: you can confirm it yourself {} from now \
-                     (24 hours after creating it; recorded as an alarm), or a second admin can confirm it at once",
-                    portcullis_policy::human_duration((ready_at - now) as u64)
-                ),
-            );
-        }
-        crate::duties::ConfirmedVia::Delay
-    } else {
-        crate::duties::ConfirmedVia::SecondAdmin
-    };
+    let via = confirmation_via(
+        &state,
+        &caller,
+        creator_id.as_deref(),
+        Some(&user.id),
+        user.created_at,
+        &format!("{name}'s account"),
+    )
+    .await?;
     let mut tx = state.db.begin().await?;
     Store::void_enrolment_codes(&mut tx, &user.id, now).await?;
     Store::insert_confirmation(&mut tx, &user.id, &caller.user_id, via.as_str(), now).await?;

@@ -4,15 +4,15 @@
 //! remote gateway's X25519 key for that one connection).
 
 use crate::rows::Row;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::{Extension, Json};
 use portcullis_crypto::identity::seal_to;
 use portcullis_crypto::{OsRng, SecretBytes, envelope};
 use portcullis_proto::{
     AddGatewayRequest, AddGatewayResponse, AuthorizedSession, CredentialKind, EndedGrant, EnrolmentCode,
-    GatewayEnrollRequest, GatewayEnrollResponse, GatewayHeartbeat, GatewaySummary, GrantClaims, GrantStandingRequest,
-    GrantStandingResponse, INFO_GATEWAY_CREDENTIAL, MAX_STANDING_GRANTS, Role, SessionAuthorizationRequest,
-    SessionTicket, SignedGrant, UploadAck, UploadBatch, check_name, roles_from_string,
+    GatewayEnrollRequest, GatewayEnrollResponse, GatewayHeartbeat, GatewayRevokeOutcome, GatewaySummary, GrantClaims,
+    GrantStandingRequest, GrantStandingResponse, INFO_GATEWAY_CREDENTIAL, MAX_STANDING_GRANTS, Role,
+    SessionAuthorizationRequest, SessionTicket, SignedGrant, UploadAck, UploadBatch, check_name, roles_from_string,
 };
 use russh::keys::{Certificate, PublicKey};
 
@@ -56,7 +56,151 @@ pub async fn add(
     }))
 }
 
-fn summary(g: GatewayRow, targets: &[(String, i64)]) -> GatewaySummary {
+/// Whether a gateway may serve targets: the embedded one always; another once an admin other
+/// than the one who added it confirmed the signing key it enrolled with (the confirmation row
+/// authenticated, the key the one enrolled now).
+pub(crate) async fn gateway_confirmed(state: &ServerState, g: &GatewayRow) -> Result<bool, ServerError> {
+    if g.embedded {
+        return Ok(true);
+    }
+    let Some(key) = &g.sign_public_key else { return Ok(false) };
+    let Some((_, _, confirmed_key)) = state.db.gateway_confirmation(&g.id).await? else { return Ok(false) };
+    state.rows.check(&mut *state.db.pool.acquire().await?, Row::GatewayConfirmation(&g.id)).await?;
+    Ok(confirmed_key.eq_ignore_ascii_case(&hex::encode(key)))
+}
+
+/// The refusal for a gateway nobody confirmed yet.
+pub(crate) fn unconfirmed(g: &GatewayRow) -> ServerError {
+    let fingerprint = g
+        .host_key
+        .as_deref()
+        .and_then(|k| PublicKey::from_openssh(k).ok())
+        .map(|k| fingerprint(&k))
+        .unwrap_or_else(|| "(not enrolled yet)".into());
+    ServerError::Refused(
+        "gateway_unconfirmed",
+        format!(
+            "gateway {} serves no target until an admin other than the one who added it confirms it: \
+             `portcullis gateway confirm {}` (its host key is {fingerprint})",
+            g.name, g.name
+        ),
+    )
+}
+
+/// A second admin vouches for an enrolled gateway (the key it enrolled with); from then on
+/// targets may be placed on it and it may broker their sessions. In a one-admin installation
+/// the admin who added it may do so alone 24 hours after it enrolled, raising an alarm.
+pub async fn confirm(
+    State(state): AppState,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> ApiResult<GatewaySummary> {
+    caller.require(Role::Admin)?;
+    let g = state
+        .db
+        .gateway_by_name(&name)
+        .await?
+        .ok_or_else(|| ServerError::NotFound(format!("no gateway named {name:?}")))?;
+    state.rows.check(&mut *state.db.pool.acquire().await?, Row::Gateway(&g.id)).await?;
+    if g.embedded {
+        return Err(ServerError::Conflict(
+            "the embedded gateway runs inside the server and needs no confirmation".into(),
+        ));
+    }
+    if g.revoked_at.is_some() {
+        return Err(ServerError::Refused("gateway_revoked", format!("gateway {name} was revoked")));
+    }
+    let (Some(key), Some(enrolled_at)) = (&g.sign_public_key, g.enrolled_at) else {
+        return Err(ServerError::Refused(
+            "gateway_not_enrolled",
+            format!("gateway {name} has not enrolled yet; confirm it once it has, checking its host key fingerprint"),
+        ));
+    };
+    if state.db.gateway_confirmation(&g.id).await?.is_some() {
+        return Err(ServerError::Conflict(format!("gateway {name} is already confirmed")));
+    }
+    let creator = state.db.gateway_created_by(&g.id).await?;
+    let via = super::admin::confirmation_via(
+        &state,
+        &caller,
+        creator.as_deref(),
+        None,
+        enrolled_at,
+        &format!("gateway {name}"),
+    )
+    .await?;
+    let now = state.clock.now();
+    let mut tx = state.db.begin().await?;
+    Store::insert_gateway_confirmation(&mut tx, &g.id, &caller.user_id, via.as_str(), &hex::encode(key), now).await?;
+    state.rows.seal(&mut tx, Row::GatewayConfirmation(&g.id)).await?;
+    let kind = match via {
+        crate::duties::ConfirmedVia::SecondAdmin => "gateway_confirmed",
+        crate::duties::ConfirmedVia::Delay => "gateway_confirmed_alone",
+    };
+    let host_key = g.host_key.as_deref().and_then(|k| PublicKey::from_openssh(k).ok()).map(|k| fingerprint(&k));
+    state
+        .record_event(
+            &mut tx,
+            now,
+            Some(&caller.user_id),
+            Some(&caller.device_id),
+            kind,
+            serde_json::json!({ "gateway": name, "via": via.as_str(), "host_key": host_key }),
+        )
+        .await?;
+    tx.commit().await?;
+    let counts = state.db.gateway_target_counts().await?;
+    let g = state.db.gateway(&g.id).await?.ok_or_else(|| ServerError::Internal("the gateway vanished".into()))?;
+    Ok(Json(summary(g, &counts, true)))
+}
+
+/// Revokes a gateway: its uploads and session checks are refused from then on (what it wrote
+/// before stays verifiable), live grants on its targets are voided, and its running sessions
+/// end — the gateway hears it at its next standing check, and nothing it asks is answered.
+pub async fn revoke(
+    State(state): AppState,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> ApiResult<GatewayRevokeOutcome> {
+    caller.require(Role::Admin)?;
+    let g = state
+        .db
+        .gateway_by_name(&name)
+        .await?
+        .ok_or_else(|| ServerError::NotFound(format!("no gateway named {name:?}")))?;
+    if g.embedded {
+        return Err(ServerError::Refused(
+            "embedded_gateway",
+            "the embedded gateway runs inside the server; move its targets instead".into(),
+        ));
+    }
+    let targets = state.db.targets_on_gateway(&g.id).await?;
+    let now = state.clock.now();
+    let mut tx = state.db.begin().await?;
+    if !Store::revoke_gateway(&mut tx, &g.id, now).await? {
+        return Err(ServerError::Conflict(format!("gateway {name} is already revoked")));
+    }
+    state.rows.seal(&mut tx, Row::Gateway(&g.id)).await?;
+    let mut voided = 0;
+    for target in &targets {
+        voided += Store::void_live_grants(&mut tx, target, now, &format!("gateway {name} was revoked")).await?;
+    }
+    state
+        .record_event(
+            &mut tx,
+            now,
+            Some(&caller.user_id),
+            Some(&caller.device_id),
+            "gateway_revoked",
+            serde_json::json!({ "gateway": name, "targets": targets.len(), "grants_voided": voided }),
+        )
+        .await?;
+    tx.commit().await?;
+    state.revocations.notify_waiters();
+    Ok(Json(GatewayRevokeOutcome { grants_voided: voided as u32, targets: targets.len() as u32 }))
+}
+
+fn summary(g: GatewayRow, targets: &[(String, i64)], confirmed: bool) -> GatewaySummary {
     GatewaySummary {
         host_key_fingerprint: g
             .host_key
@@ -71,13 +215,20 @@ fn summary(g: GatewayRow, targets: &[(String, i64)]) -> GatewaySummary {
         enrolled_at: if g.embedded { Some(g.created_at) } else { g.enrolled_at },
         last_contact_at: g.last_contact_at,
         backlog: g.backlog.max(0) as u64,
+        confirmed,
+        revoked_at: g.revoked_at,
     }
 }
 
 pub async fn list(State(state): AppState, Extension(caller): Extension<Caller>) -> ApiResult<Vec<GatewaySummary>> {
     caller.require(Role::Admin)?;
     let counts = state.db.gateway_target_counts().await?;
-    Ok(Json(state.db.gateways().await?.into_iter().map(|g| summary(g, &counts)).collect()))
+    let mut out = Vec::new();
+    for g in state.db.gateways().await? {
+        let confirmed = gateway_confirmed(&state, &g).await?;
+        out.push(summary(g, &counts, confirmed));
+    }
+    Ok(Json(out))
 }
 
 fn check_host_key(line: &str) -> Result<PublicKey, ServerError> {
@@ -217,6 +368,9 @@ async fn authorize_checked(
         state.db.gateway(gateway_id).await?.ok_or_else(|| ServerError::Unauthorized("unknown gateway".into()))?;
     if gateway.revoked_at.is_some() {
         return Err(ServerError::Unauthorized("this gateway was revoked".into()));
+    }
+    if !gateway_confirmed(state, &gateway).await? {
+        return Err(unconfirmed(&gateway));
     }
     // Fail closed: a gateway whose records the server refuses could not audit a new session.
     if let Some((index, why)) = crate::audit::writer_refused(&state.db.pool, gateway_id).await? {

@@ -63,6 +63,8 @@ pub const DEVICE_ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/certificates"),
     ("GET", "/v1/gateways"),
     ("POST", "/v1/gateways"),
+    ("POST", "/v1/gateways/{name}/confirm"),
+    ("POST", "/v1/gateways/{name}/revoke"),
     ("GET", "/v1/live"),
     ("GET", "/v1/sessions"),
     ("GET", "/v1/audit/sessions"),
@@ -100,6 +102,8 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/v1/keys/{key}", delete(keys::remove))
         .route("/v1/certificates", post(access::issue_certificate))
         .route("/v1/gateways", get(gateways::list).post(gateways::add))
+        .route("/v1/gateways/{name}/confirm", post(gateways::confirm))
+        .route("/v1/gateways/{name}/revoke", post(gateways::revoke))
         .route("/v1/live", get(crate::live::stream))
         .route("/v1/sessions", get(audit::my_sessions))
         .route("/v1/audit/sessions", get(audit::list_sessions))

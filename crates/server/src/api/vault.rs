@@ -64,6 +64,9 @@ async fn gateway_for(state: &crate::ServerState, name: Option<&str>) -> Result<(
     if gateway.revoked_at.is_some() {
         return Err(ServerError::BadRequest(format!("gateway {} was revoked", gateway.name)));
     }
+    if !super::gateways::gateway_confirmed(state, &gateway).await? {
+        return Err(super::gateways::unconfirmed(&gateway));
+    }
     Ok((gateway.id, gateway.name))
 }
 
@@ -236,12 +239,9 @@ pub async fn update_target(
     if host_key_fingerprint(&fields.host_key) != old_host_key {
         moved.push("host key");
     }
-    if !moved.is_empty() && req.credential.is_none() {
-        return Err(ServerError::BadRequest(format!(
-            "changing the {} of {name} needs its credential in the same edit (--password-stdin or --key-file)",
-            moved.join(", ")
-        )));
-    }
+    // A new gateway receives the credential at the next session: moving a target needs the
+    // credential in the same call (whoever moves it already holds it), and raises an alarm.
+    let from_gateway = row.gateway.clone();
     if let Some(gateway) = req.gateway.as_deref() {
         let (id, gateway) = gateway_for(&state, Some(gateway)).await?;
         if id != row.gateway_id {
@@ -249,6 +249,12 @@ pub async fn update_target(
         }
         row.gateway_id = id;
         row.gateway = gateway;
+    }
+    if !moved.is_empty() && req.credential.is_none() {
+        return Err(ServerError::BadRequest(format!(
+            "changing the {} of {name} needs its credential in the same edit (--password-stdin or --key-file)",
+            moved.join(", ")
+        )));
     }
     let rotated = match &req.credential {
         Some(sealed) => {
@@ -300,6 +306,19 @@ pub async fn update_target(
             "changed": moved, "grants_voided": voided, "gateway": row.gateway }),
         )
         .await?;
+    if moved.contains(&"gateway") {
+        state
+            .record_event(
+                &mut tx,
+                now,
+                Some(&caller.user_id),
+                Some(&caller.device_id),
+                "target_gateway_moved",
+                serde_json::json!({ "target": row.name, "from": from_gateway, "to": row.gateway,
+                "grants_voided": voided }),
+            )
+            .await?;
+    }
     tx.commit().await?;
     let grants = state.db.live_grants(now).await?;
     Ok(Json(summary(&row, &grants)))

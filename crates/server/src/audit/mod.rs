@@ -39,6 +39,8 @@ pub fn server_writer_id(signing_public: &[u8; 32]) -> String {
 /// passed alone (a one-admin installation confirming an account it created).
 pub const ALARM_KINDS: &[&str] = &[
     "user_confirmed_alone",
+    "gateway_confirmed_alone",
+    "target_gateway_moved",
     "audit_gap",
     "audit_fork",
     "audit_rollback",

@@ -324,6 +324,10 @@ async fn verify_decision_rows(
         sqlx::query_scalar("SELECT id FROM security_keys ORDER BY id").fetch_all(&mut *conn).await?;
     let confirmations: Vec<String> =
         sqlx::query_scalar("SELECT user_id FROM user_confirmations ORDER BY user_id").fetch_all(&mut *conn).await?;
+    let gateway_confirmations: Vec<String> =
+        sqlx::query_scalar("SELECT gateway_id FROM gateway_confirmations ORDER BY gateway_id")
+            .fetch_all(&mut *conn)
+            .await?;
     let rows = users
         .iter()
         .map(|id| Row::User(id))
@@ -331,7 +335,8 @@ async fn verify_decision_rows(
         .chain(gateways.iter().map(|id| Row::Gateway(id)))
         .chain(policies.iter().map(|v| Row::Policy(*v)))
         .chain(keys.iter().map(|id| Row::SecurityKey(id)))
-        .chain(confirmations.iter().map(|id| Row::Confirmation(id)));
+        .chain(confirmations.iter().map(|id| Row::Confirmation(id)))
+        .chain(gateway_confirmations.iter().map(|id| Row::GatewayConfirmation(id)));
     for row in rows {
         if let Err(e) = macs.check(&mut conn, row).await {
             report.problems.push(AuditProblem {

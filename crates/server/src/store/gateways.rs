@@ -24,6 +24,65 @@ const GATEWAY_SELECT: &str = "SELECT id, name, embedded, sign_public_key, seal_p
      created_at, enrolled_at, last_contact_at, backlog, revoked_at FROM gateways";
 
 impl Store {
+    /// A gateway's confirmation: (confirmed by, via, hex of the confirmed signing key).
+    pub async fn gateway_confirmation(
+        &self,
+        gateway_id: &str,
+    ) -> Result<Option<(Option<String>, String, String)>, ServerError> {
+        Ok(sqlx::query_as("SELECT confirmed_by, via, sign_public_key FROM gateway_confirmations WHERE gateway_id = ?")
+            .bind(gateway_id)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    pub async fn insert_gateway_confirmation(
+        tx: &mut Tx<'_>,
+        gateway_id: &str,
+        by: &str,
+        via: &str,
+        sign_public_key_hex: &str,
+        now: i64,
+    ) -> Result<(), ServerError> {
+        sqlx::query(
+            "INSERT INTO gateway_confirmations (gateway_id, confirmed_by, via, sign_public_key, at) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(gateway_id)
+        .bind(by)
+        .bind(via)
+        .bind(sign_public_key_hex)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn gateway_created_by(&self, gateway_id: &str) -> Result<Option<String>, ServerError> {
+        Ok(sqlx::query_scalar("SELECT created_by FROM gateways WHERE id = ?")
+            .bind(gateway_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .flatten())
+    }
+
+    /// False if it was already revoked.
+    pub async fn revoke_gateway(tx: &mut Tx<'_>, gateway_id: &str, now: i64) -> Result<bool, ServerError> {
+        Ok(sqlx::query("UPDATE gateways SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL AND embedded = 0")
+            .bind(now)
+            .bind(gateway_id)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected()
+            == 1)
+    }
+
+    /// Ids of the targets reached through a gateway.
+    pub async fn targets_on_gateway(&self, gateway_id: &str) -> Result<Vec<String>, ServerError> {
+        Ok(sqlx::query_scalar("SELECT id FROM targets WHERE gateway_id = ?")
+            .bind(gateway_id)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
     pub async fn insert_gateway(
         tx: &mut Tx<'_>,
         id: &str,

@@ -33,7 +33,12 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/serv
 #[derive(Clone)]
 pub struct Store {
     pub pool: SqlitePool,
+    /// Migrations this open applied (upgrades that need the root key finish in `Server::open`).
+    pub newly_applied: Vec<i64>,
 }
+
+/// The migration that introduced gateway confirmations (carried-over rows are sealed after it).
+pub const MIGRATION_CONFIRMATIONS: i64 = 20261201000001;
 
 pub type Tx<'a> = Transaction<'a, Sqlite>;
 
@@ -189,8 +194,13 @@ impl Store {
         // One writer at a time is what SQLite does anyway; a single connection also rules out
         // deferred-transaction upgrade deadlocks (SQLITE_BUSY without waiting).
         let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await?;
+        let before: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+            .fetch_all(&pool)
+            .await
+            .unwrap_or_default();
         MIGRATOR.run(&pool).await?;
-        Ok(Self { pool })
+        let newly_applied = MIGRATOR.iter().map(|m| m.version).filter(|v| !before.contains(v)).collect();
+        Ok(Self { pool, newly_applied })
     }
 
     /// Opens a data directory's database for reading only, without migrating it (offline
@@ -204,7 +214,7 @@ impl Store {
                 "this data directory is from an older version; start the server once to upgrade it, then verify".into(),
             ));
         }
-        Ok(Self { pool })
+        Ok(Self { pool, newly_applied: Vec::new() })
     }
 
     pub async fn begin(&self) -> Result<Tx<'_>, ServerError> {

@@ -561,7 +561,7 @@ async fn the_event_log_stays_useful() {
     r.offset.store(0, Ordering::SeqCst);
 
     // A gateway reports a host-key mismatch for a target that does not exist, from the future.
-    let g = gateway(&r, &admin, "reporter").await;
+    let g = unconfirmed_gateway(&r, &admin, "reporter").await; // uploads need no confirmation
     let mut w = Writer::new(&g);
     let future = (now() + 7200) as f64;
     w.append(
