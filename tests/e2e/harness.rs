@@ -104,6 +104,10 @@ impl ServerProcess {
         self.url = format!("{}://127.0.0.1:{}", if tls { "https" } else { "http" }, self.port);
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the server is running").id()
+    }
+
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();

@@ -42,7 +42,39 @@ impl Caller {
     }
 }
 
+/// Largest body on any route: a gateway's record upload.
 pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+/// Largest body a device sends (a policy set is at most 1 MiB of text).
+pub const MAX_DEVICE_BODY_BYTES: usize = 2 * 1024 * 1024;
+/// Largest body on the routes anyone may call (enrolment).
+pub const MAX_OPEN_BODY_BYTES: usize = 8 * 1024;
+/// How long a body may take to arrive: strangers get little, a gateway uploading its backlog
+/// over a slow link more.
+pub const OPEN_BODY_SECS: u64 = 10;
+pub const DEVICE_BODY_SECS: u64 = 60;
+pub const GATEWAY_BODY_SECS: u64 = 300;
+
+/// Reads a body up to `limit` bytes within `secs`, or refuses it.
+pub async fn read_body(body: Body, limit: usize, secs: u64) -> Result<bytes::Bytes, ServerError> {
+    match tokio::time::timeout(std::time::Duration::from_secs(secs), axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(_)) => Err(ServerError::PayloadTooLarge(format!("request body larger than {limit} bytes"))),
+        Err(_) => Err(ServerError::BadRequest(format!("the request body did not arrive within {secs} s"))),
+    }
+}
+
+/// The routes anyone may call: the body is read (bounded, with a deadline) before the handler.
+pub async fn bounded_open_body(req: Request, next: Next) -> Result<Response, ServerError> {
+    let (parts, body) = req.into_parts();
+    let bytes = read_body(body, MAX_OPEN_BODY_BYTES, OPEN_BODY_SECS).await?;
+    Ok(next.run(Request::from_parts(parts, Body::from(bytes))).await)
+}
+
+/// A signer id as devices and gateways are named (UUIDs): anything else is refused before any
+/// lookup.
+fn plausible_signer(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
 
 fn header<'a>(req: &'a Request, name: &str) -> Result<&'a str, ServerError> {
     req.headers()
@@ -62,7 +94,17 @@ pub struct GatewayCaller {
 /// Checks the signature headers of `req` against the signer's public key from `lookup`, the
 /// time against the clock and the nonce against those seen; hands back the request, rebuilt
 /// with its body, and what `lookup` found.
-async fn verify_signed<T, F, Fut>(state: &ServerState, req: Request, lookup: F) -> Result<(Request, T), ServerError>
+///
+/// Everything that can be checked without the body is checked first — header formats, time,
+/// and that the signer exists — so a stranger's body is never read; then the body is read up to
+/// `limit` within `secs`.
+async fn verify_signed<T, F, Fut>(
+    state: &ServerState,
+    req: Request,
+    limit: usize,
+    secs: u64,
+    lookup: F,
+) -> Result<(Request, T), ServerError>
 where
     F: FnOnce(String) -> Fut,
     Fut: std::future::Future<Output = Result<(Vec<u8>, T), ServerError>>,
@@ -78,20 +120,24 @@ where
     if nonce.len() < 16 || nonce.len() > 64 {
         return Err(ServerError::Unauthorized("malformed request nonce".into()));
     }
+    if !plausible_signer(&signer_id) {
+        return Err(ServerError::Unauthorized("malformed signer id".into()));
+    }
     let now = state.clock.now();
-    if (now - time).abs() > MAX_CLOCK_SKEW_SECS {
+    if now.abs_diff(time) > MAX_CLOCK_SKEW_SECS.unsigned_abs() {
         return Err(ServerError::Refused(
             "clock_skew",
-            format!("request time is {}s away from the server's clock; check this machine's clock", now - time),
+            format!(
+                "request time is {}s away from the server's clock; check this machine's clock",
+                now.saturating_sub(time)
+            ),
         ));
     }
+    let (public_key, found) = lookup(signer_id.clone()).await?;
 
     let (parts, body) = req.into_parts();
-    let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
-        .await
-        .map_err(|_| ServerError::BadRequest(format!("request body larger than {MAX_BODY_BYTES} bytes")))?;
+    let bytes = read_body(body, limit, secs).await?;
     let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    let (public_key, found) = lookup(signer_id.clone()).await?;
     let input = request_signing_input(parts.method.as_str(), path, time, &nonce, &bytes);
     portcullis_crypto::identity::verify_signature(&public_key, &input, &signature)
         .map_err(|_| ServerError::Unauthorized("request signature does not verify for this signer".into()))?;
@@ -111,28 +157,30 @@ pub async fn authenticate(
     let unknown = || ServerError::Unauthorized("unknown or revoked device; enrol this device again".into());
     let db = state.db.clone();
     let rows_of = state.clone();
-    let (mut req, caller) = verify_signed(&state, req, |device_id| async move {
-        let (device, user) = db.device_with_user(&device_id).await?.ok_or_else(unknown)?;
-        let mut conn = db.pool.acquire().await?;
-        rows_of.rows.check(&mut conn, Row::Device(&device.id)).await?;
-        rows_of.rows.check(&mut conn, Row::User(&user.id)).await?;
-        drop(conn);
-        if device.revoked_at.is_some() {
-            return Err(unknown());
-        }
-        if user.disabled_at.is_some() {
-            return Err(ServerError::Unauthorized(format!("user {} is disabled", user.name)));
-        }
-        let caller = Caller {
-            user_id: user.id,
-            user_name: user.name,
-            roles: roles_from_string(&user.roles).map_err(ServerError::Internal)?,
-            device_id,
-            seal_public_key: device.seal_public_key,
-        };
-        Ok((device.sign_public_key, caller))
-    })
-    .await?;
+    let (mut req, (revoked, disabled, caller)) =
+        verify_signed(&state, req, MAX_DEVICE_BODY_BYTES, DEVICE_BODY_SECS, |device_id| async move {
+            let (device, user) = db.device_with_user(&device_id).await?.ok_or_else(unknown)?;
+            let mut conn = db.pool.acquire().await?;
+            rows_of.rows.check(&mut conn, Row::Device(&device.id)).await?;
+            rows_of.rows.check(&mut conn, Row::User(&user.id)).await?;
+            drop(conn);
+            let caller = Caller {
+                user_id: user.id,
+                user_name: user.name,
+                roles: roles_from_string(&user.roles).map_err(ServerError::Internal)?,
+                device_id,
+                seal_public_key: device.seal_public_key,
+            };
+            Ok((device.sign_public_key, (device.revoked_at.is_some(), user.disabled_at.is_some(), caller)))
+        })
+        .await?;
+    // Said only once the signature verified.
+    if revoked {
+        return Err(unknown());
+    }
+    if disabled {
+        return Err(ServerError::Unauthorized(format!("user {} is disabled", caller.user_name)));
+    }
     req.extensions_mut().insert(caller);
     Ok(next.run(req).await)
 }
@@ -147,7 +195,7 @@ pub async fn authenticate_gateway(
     let unknown = || ServerError::Unauthorized("unknown or revoked gateway; enrol it again".into());
     let db = state.db.clone();
     let rows_of = state.clone();
-    let (mut req, caller) = verify_signed(&state, req, |gateway_id| async move {
+    let (mut req, caller) = verify_signed(&state, req, MAX_BODY_BYTES, GATEWAY_BODY_SECS, |gateway_id| async move {
         let gateway = db.gateway(&gateway_id).await?.ok_or_else(unknown)?;
         rows_of.rows.check(&mut *db.pool.acquire().await?, Row::Gateway(&gateway.id)).await?;
         let (Some(sign), Some(seal)) = (gateway.sign_public_key, gateway.seal_public_key) else {

@@ -21,6 +21,9 @@ pub enum ServerError {
     Conflict(String),
     #[error("the server's root key: {0}")]
     Keystore(#[from] portcullis_keystore::KeystoreError),
+    /// A body over the route's limit (413).
+    #[error("{0}")]
+    PayloadTooLarge(String),
     /// Too many failed attempts from one source (429).
     #[error("{0}")]
     TooMany(String),
@@ -44,6 +47,7 @@ impl ServerError {
             ServerError::Keystore(_) => "locked",
             ServerError::StoreUnavailable(_) => "audit_store_unavailable",
             ServerError::TooMany(_) => "rate_limited",
+            ServerError::PayloadTooLarge(_) => "too_large",
             ServerError::Internal(_) => "internal",
         }
     }
@@ -58,6 +62,7 @@ impl ServerError {
             ServerError::Keystore(_) | ServerError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ServerError::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ServerError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
+            ServerError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         }
     }
 }

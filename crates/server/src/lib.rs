@@ -27,6 +27,7 @@ mod duties;
 mod error;
 pub mod init;
 mod limits;
+pub mod listen;
 pub mod live;
 mod policy;
 mod rows;
@@ -418,14 +419,8 @@ impl Server {
                 "refusing plain HTTP on non-loopback address {local}; TLS is required"
             )));
         }
-        if use_tls {
-            tls::serve(listener, self.state.tls.server_config()?, self.router(), shutdown).await
-        } else {
-            axum::serve(listener, self.router().into_make_service_with_connect_info::<SocketAddr>())
-                .with_graceful_shutdown(shutdown)
-                .await
-                .map_err(|e| ServerError::Internal(e.to_string()))
-        }
+        let tls = if use_tls { Some(self.state.tls.server_config()?) } else { None };
+        listen::serve(listener, tls, self.router(), listen::ConnectionLimits::default(), shutdown).await
     }
 }
 

@@ -3,6 +3,11 @@
 //! codes quickly. After [`MAX_FAILURES`] failures in an hour, a source is refused (429) before
 //! its code is even looked at, until the hour is over.
 //!
+//! Bounded whatever a flood does: IPv6 sources are counted by /64 (one host's share, so
+//! rotating addresses buys nothing), at most [`MAX_SOURCES`] are tracked (the oldest window is
+//! forgotten first), and at most [`MAX_RECORDED_PER_HOUR`] failure events are written per hour
+//! across all sources (the counts go on; the next event after the budget carries them).
+//!
 //! The counters live in this process's memory (a second replica counts on its own); the events
 //! they produce are in the audit log like any other.
 
@@ -12,8 +17,10 @@ use std::sync::Mutex;
 
 pub const WINDOW_SECS: i64 = 3600;
 pub const MAX_FAILURES: u64 = 30;
-/// Sources tracked at most; beyond, windows that are over are forgotten first.
-const MAX_SOURCES: usize = 10_000;
+/// Sources tracked at most; beyond, windows that are over are forgotten, then the oldest.
+pub const MAX_SOURCES: usize = 10_000;
+/// Failure events written per hour, all sources together.
+pub const MAX_RECORDED_PER_HOUR: u64 = 500;
 
 #[derive(Debug, Clone, Copy)]
 struct Window {
@@ -32,13 +39,26 @@ pub enum Failure {
 }
 
 #[derive(Default)]
+struct State {
+    windows: HashMap<(&'static str, IpAddr), Window>,
+    /// Events recorded in the current hour, all sources.
+    recorded: Window,
+}
+
+impl Default for Window {
+    fn default() -> Self {
+        Window { start: i64::MIN, failures: 0 }
+    }
+}
+
+#[derive(Default)]
 pub struct FailureLimiter {
-    windows: Mutex<HashMap<(&'static str, IpAddr), Window>>,
+    state: Mutex<State>,
 }
 
 impl FailureLimiter {
-    fn with<T>(&self, f: impl FnOnce(&mut HashMap<(&'static str, IpAddr), Window>) -> T) -> T {
-        match self.windows.lock() {
+    fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
+        match self.state.lock() {
             Ok(mut guard) => f(&mut guard),
             Err(poisoned) => f(&mut poisoned.into_inner()),
         }
@@ -46,16 +66,23 @@ impl FailureLimiter {
 
     /// Seconds until `source` may try `what` again; `None`: it may now.
     pub fn blocked(&self, what: &'static str, source: IpAddr, now: i64) -> Option<i64> {
-        self.with(|windows| match windows.get(&(what, source)) {
+        let source = crate::listen::source_key(source);
+        self.with(|state| match state.windows.get(&(what, source)) {
             Some(w) if now - w.start < WINDOW_SECS && w.failures >= MAX_FAILURES => Some(w.start + WINDOW_SECS - now),
             _ => None,
         })
     }
 
     pub fn failed(&self, what: &'static str, source: IpAddr, now: i64) -> Failure {
-        self.with(|windows| {
-            if windows.len() >= MAX_SOURCES {
+        let source = crate::listen::source_key(source);
+        self.with(|state| {
+            let windows = &mut state.windows;
+            if windows.len() >= MAX_SOURCES && !windows.contains_key(&(what, source)) {
                 windows.retain(|_, w| now - w.start < WINDOW_SECS);
+                while windows.len() >= MAX_SOURCES {
+                    let Some(oldest) = windows.iter().min_by_key(|(_, w)| w.start).map(|(k, _)| *k) else { break };
+                    windows.remove(&oldest);
+                }
             }
             let w = windows.entry((what, source)).or_insert(Window { start: now, failures: 0 });
             if now - w.start >= WINDOW_SECS {
@@ -64,11 +91,19 @@ impl FailureLimiter {
             w.failures += 1;
             let n = w.failures;
             let limited = n == MAX_FAILURES;
-            if n == 1 || limited || (n.is_power_of_two() && n >= 8) || n % 1000 == 0 {
-                Failure::Record { attempts: n, since: w.start, limited }
-            } else {
-                Failure::Counted
+            let since = w.start;
+            if !(n == 1 || limited || (n.is_power_of_two() && n >= 8) || n % 1000 == 0) {
+                return Failure::Counted;
             }
+            let budget = &mut state.recorded;
+            if now.saturating_sub(budget.start) >= WINDOW_SECS {
+                *budget = Window { start: now, failures: 0 };
+            }
+            if budget.failures >= MAX_RECORDED_PER_HOUR {
+                return Failure::Counted;
+            }
+            budget.failures += 1;
+            Failure::Record { attempts: n, since, limited }
         })
     }
 }
@@ -100,5 +135,32 @@ mod tests {
             limiter.failed("enrol", a, 1000 + WINDOW_SECS),
             Failure::Record { attempts: 1, since: 1000 + WINDOW_SECS, limited: false }
         );
+    }
+
+    #[test]
+    fn a_flood_from_rotating_addresses_stays_bounded() {
+        let limiter = FailureLimiter::default();
+        // One IPv6 host rotating through its /64: one source, limited like any other.
+        for i in 0..MAX_FAILURES {
+            let ip: IpAddr = format!("2001:db8:0:1::{:x}", i + 1).parse().unwrap();
+            limiter.failed("enrol", ip, 100);
+        }
+        assert!(limiter.blocked("enrol", "2001:db8:0:1:ffff::9".parse().unwrap(), 101).is_some());
+        assert!(limiter.blocked("enrol", "2001:db8:0:2::1".parse().unwrap(), 101).is_none());
+        // Many /64s within the hour: the table stays at its cap, the oldest forgotten first,
+        // and no more events than the hour's budget are written.
+        let mut recorded = 0;
+        for i in 0..(MAX_SOURCES as u64 + 2_000) {
+            let ip: IpAddr = format!("2001:db8:{:x}:{:x}::1", i / 65536 + 1, i % 65536).parse().unwrap();
+            if let Failure::Record { .. } = limiter.failed("enrol", ip, 200 + i as i64 / 100) {
+                recorded += 1;
+            }
+            assert!(limiter.with(|s| s.windows.len()) <= MAX_SOURCES);
+        }
+        assert_eq!(recorded, MAX_RECORDED_PER_HOUR - 4, "the budget (the first host had 4: its 1st, 8th, 16th, 30th)");
+        assert!(limiter.with(|s| !s.windows.contains_key(&("enrol", "2001:db8:0:1::".parse().unwrap()))));
+        // A new hour: events again.
+        let later = 200 + WINDOW_SECS + 1_000;
+        assert!(matches!(limiter.failed("enrol", "198.51.100.1".parse().unwrap(), later), Failure::Record { .. }));
     }
 }

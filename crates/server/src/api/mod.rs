@@ -120,10 +120,13 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/v1/gateway/heartbeat", post(gateways::heartbeat))
         .route("/v1/gateway/standing", post(gateways::standing))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate_gateway));
-    Router::new()
+    let open = Router::new()
         .route("/v1/health", get(health))
         .route("/v1/enroll", post(enroll))
         .route("/v1/gateway/enroll", post(gateways::enroll))
+        .route_layer(middleware::from_fn(crate::auth::bounded_open_body));
+    Router::new()
+        .merge(open)
         .merge(device_signed)
         .merge(gateway_signed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -1,0 +1,240 @@
+//! The accept loop (plain HTTP on loopback, TLS elsewhere), built so that strangers cannot
+//! exhaust the server: connection limits (in all and per source address, IPv6 by /64) with a
+//! clear refusal, a TLS-handshake deadline, hyper's header-read timeout (which also closes a
+//! connection left idle between requests), and accept errors (out of file descriptors)
+//! backed off instead of spun on. Request bodies are bounded per route in `auth.rs` and
+//! `api/mod.rs`.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+
+use crate::ServerError;
+
+/// What one server process accepts.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// Open connections in all.
+    pub total: usize,
+    /// Open connections from one address (one /64 for IPv6).
+    pub per_source: usize,
+    /// Time to finish the TLS handshake.
+    pub handshake: Duration,
+    /// Time to send a request's headers — and, between requests, how long a connection may idle.
+    pub headers: Duration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self { total: 4096, per_source: 256, handshake: Duration::from_secs(10), headers: Duration::from_secs(10) }
+    }
+}
+
+/// The key a source is counted under: an IPv4 address, or an IPv6 /64 (one host's share).
+pub fn source_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let mut octets = v6.octets();
+                octets[8..].fill(0);
+                IpAddr::V6(octets.into())
+            }
+        },
+        v4 => v4,
+    }
+}
+
+#[derive(Default)]
+struct Open {
+    total: usize,
+    by_source: HashMap<IpAddr, usize>,
+}
+
+/// Counts open connections; a [`Slot`] is one, given back when dropped.
+#[derive(Clone, Default)]
+pub struct Connections(Arc<Mutex<Open>>);
+
+pub struct Slot {
+    connections: Connections,
+    source: IpAddr,
+}
+
+impl Connections {
+    fn with<T>(&self, f: impl FnOnce(&mut Open) -> T) -> T {
+        match self.0.lock() {
+            Ok(mut open) => f(&mut open),
+            Err(poisoned) => f(&mut poisoned.into_inner()),
+        }
+    }
+
+    /// A slot for one more connection from `ip`, or why not.
+    pub fn admit(&self, ip: IpAddr, limits: &ConnectionLimits) -> Result<Slot, &'static str> {
+        let source = source_key(ip);
+        self.with(|open| {
+            if open.total >= limits.total {
+                return Err("the server has too many open connections");
+            }
+            let from = open.by_source.entry(source).or_insert(0);
+            if *from >= limits.per_source {
+                return Err("too many open connections from your address");
+            }
+            *from += 1;
+            open.total += 1;
+            Ok(())
+        })?;
+        Ok(Slot { connections: self.clone(), source })
+    }
+
+    pub fn open(&self) -> usize {
+        self.with(|open| open.total)
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.connections.with(|open| {
+            open.total -= 1;
+            if let Some(n) = open.by_source.get_mut(&self.source) {
+                *n -= 1;
+                if *n == 0 {
+                    open.by_source.remove(&self.source);
+                }
+            }
+        });
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown`; TLS when `tls` is given.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    router: axum::Router,
+    limits: ConnectionLimits,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    let connections = Connections::default();
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut backoff = Duration::ZERO;
+    let mut refusals = RefusalLog::default();
+    loop {
+        let (tcp, peer) = tokio::select! {
+            _ = &mut shutdown => return Ok(()),
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => {
+                    backoff = Duration::ZERO;
+                    pair
+                }
+                Err(e) => {
+                    // Out of descriptors (EMFILE) and the like: retrying at once would spin.
+                    backoff = (backoff * 2).clamp(Duration::from_millis(10), Duration::from_secs(1));
+                    tracing::warn!(error = %e, pause = ?backoff, "accept failed");
+                    tokio::time::sleep(backoff).await;
+                    continue;
+                }
+            },
+        };
+        let slot = match connections.admit(peer.ip(), &limits) {
+            Ok(slot) => slot,
+            Err(why) => {
+                refusals.note(peer, why);
+                if acceptor.is_none() {
+                    // Plain HTTP can be told why; a TLS client just sees the connection close.
+                    tokio::spawn(refuse_plain(tcp, why));
+                }
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        // Handlers see the caller's address (policies use it).
+        let service = hyper_util::service::TowerToHyperService::new(
+            router.clone().layer(axum::Extension(axum::extract::ConnectInfo(peer))),
+        );
+        tokio::spawn(async move {
+            let _slot = slot;
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(limits.headers);
+            let served = match acceptor {
+                None => http.serve_connection(hyper_util::rt::TokioIo::new(tcp), service).await,
+                Some(acceptor) => match tokio::time::timeout(limits.handshake, acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => http.serve_connection(hyper_util::rt::TokioIo::new(tls), service).await,
+                    Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                    Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
+                },
+            };
+            if let Err(e) = served {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+}
+
+async fn refuse_plain(mut tcp: tokio::net::TcpStream, why: &str) {
+    let body = format!("{{\"code\":\"too_many_connections\",\"message\":\"{why}; try again shortly\"}}");
+    let answer = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+         connection: close\r\nretry-after: 5\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(2), tcp.write_all(answer.as_bytes())).await;
+}
+
+/// Refusals are logged once a minute with their count, not once each (a flood must not fill
+/// the log either).
+#[derive(Default)]
+struct RefusalLog {
+    since: Option<std::time::Instant>,
+    count: u64,
+}
+
+impl RefusalLog {
+    fn note(&mut self, peer: SocketAddr, why: &str) {
+        self.count += 1;
+        let now = std::time::Instant::now();
+        if self.since.is_none_or(|s| now.duration_since(s) >= Duration::from_secs(60)) {
+            tracing::warn!(%peer, reason = why, refused = self.count, "refusing connections");
+            self.since = Some(now);
+            self.count = 0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_counted_per_source_and_given_back() {
+        let limits = ConnectionLimits { total: 3, per_source: 2, ..Default::default() };
+        let c = Connections::default();
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        let first = c.admit(a, &limits).unwrap();
+        let _second = c.admit(a, &limits).unwrap();
+        assert_eq!(c.admit(a, &limits).err(), Some("too many open connections from your address"));
+        let _third = c.admit(b, &limits).unwrap();
+        assert_eq!(c.admit(b, &limits).err(), Some("the server has too many open connections"));
+        drop(first);
+        assert_eq!(c.open(), 2);
+        assert!(c.admit(a, &limits).is_ok());
+    }
+
+    #[test]
+    fn ipv6_sources_count_by_64_and_mapped_v4_as_v4() {
+        let cases = [
+            ("2001:db8:1:2:aaaa::1", "2001:db8:1:2::"),
+            ("2001:db8:1:2:ffff:ffff:ffff:ffff", "2001:db8:1:2::"),
+            ("2001:db8:1:3::1", "2001:db8:1:3::"),
+            ("::ffff:192.0.2.7", "192.0.2.7"),
+            ("192.0.2.7", "192.0.2.7"),
+        ];
+        for (ip, key) in cases {
+            assert_eq!(source_key(ip.parse().unwrap()), key.parse::<IpAddr>().unwrap(), "{ip}");
+        }
+    }
+}
