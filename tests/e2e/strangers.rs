@@ -240,3 +240,137 @@ fn strangers_cannot_exhaust_the_server() {
     // And it still serves real work.
     world.alice.run(&["requests"]).ok();
 }
+
+/// Accepts any host key: this client is the attacker.
+struct AnyHost;
+
+impl russh::client::Handler for AnyHost {
+    type Error = russh::Error;
+    async fn check_server_key(&mut self, _: &russh::keys::PublicKeyOrCertificate) -> Result<bool, Self::Error> {
+        Ok(true)
+    }
+}
+
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count()
+}
+
+/// Rows in the embedded gateway's record log.
+fn gateway_records(world: &World) -> i64 {
+    let db = world.server.data.join("gateway.db");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        use sqlx::Connection;
+        let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}?mode=ro", db.display())).await.unwrap();
+        sqlx::query_scalar("SELECT COUNT(*) FROM records").fetch_one(&mut conn).await.unwrap()
+    })
+}
+
+/// The gateway against strangers: 2,000 idle connections are closed at the login grace time
+/// (5 s here) and give back their descriptors; connections over the per-address cap are
+/// refused at once; 300 keyboard-interactive attempts with a 20 KB user name write a handful
+/// of aggregated records, the user name cut and escaped.
+#[test]
+fn strangers_cannot_exhaust_the_gateway() {
+    let world = World::custom("warn", false, &["--ssh-login-grace", "5"]);
+    let pid = world.server.pid();
+    let port = world.server.gateway_port;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let fds_before = open_fds(pid);
+
+    let (mut idle, refused_at_once) = rt.block_on(async {
+        // One address over its cap (128): the extra connections are closed without a banner.
+        let mut over = Vec::new();
+        for _ in 0..140 {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind(SocketAddr::from((Ipv4Addr::new(127, 0, 2, 1), 0))).unwrap();
+            over.push(socket.connect(SocketAddr::from(([127, 0, 0, 1], port))).await.unwrap());
+        }
+        let mut refused = 0;
+        for stream in &mut over {
+            let mut buf = [0u8; 64];
+            if let Ok(Ok(0)) = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut buf)).await {
+                refused += 1;
+            }
+        }
+        drop(over);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut idle = Vec::new();
+        for i in 0..2000u32 {
+            let source = SocketAddr::from((Ipv4Addr::new(127, 0, 1, 1 + (i / 125) as u8), 0));
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind(source).unwrap();
+            idle.push(socket.connect(SocketAddr::from(([127, 0, 0, 1], port))).await.unwrap());
+        }
+        (idle, refused)
+    });
+    let opened = Instant::now();
+    std::thread::sleep(Duration::from_millis(500));
+    let fds_held = open_fds(pid);
+    assert_eq!(refused_at_once, 12, "connections over the per-address cap");
+
+    let still_open = rt.block_on(async {
+        let mut open = 0;
+        for stream in &mut idle {
+            let mut buf = [0u8; 256];
+            loop {
+                match tokio::time::timeout_at((opened + Duration::from_secs(20)).into(), stream.read(&mut buf)).await {
+                    Ok(Ok(0)) | Ok(Err(_)) => break,
+                    Ok(Ok(_)) => continue, // the banner
+                    Err(_) => {
+                        open += 1;
+                        break;
+                    }
+                }
+            }
+        }
+        open
+    });
+    let closed_after = opened.elapsed();
+    assert_eq!(still_open, 0, "idle connections outlived the login grace time");
+    drop(idle);
+    std::thread::sleep(Duration::from_millis(500));
+    let fds_after = open_fds(pid);
+    assert!(fds_after <= fds_before + 10, "descriptors: {fds_before} before, {fds_held} held, {fds_after} after");
+
+    // A loop of keyboard-interactive attempts with a 20 KB user name.
+    let records_before = gateway_records(&world);
+    let size_before = dir_size(&world.server.data);
+    let name = format!("{}\u{1b}[2J{}", "x".repeat(10_000), "y".repeat(10_000));
+    let attempts = 300;
+    let started = Instant::now();
+    rt.block_on(async {
+        for _ in 0..attempts {
+            let mut handle =
+                russh::client::connect(Arc::new(Default::default()), ("127.0.0.1", port), AnyHost).await.unwrap();
+            let first = handle.authenticate_keyboard_interactive_start(name.clone(), None).await.unwrap();
+            // The gateway has decided (recorded, or counted) by now: leave without waiting out
+            // its delay for a wrong answer.
+            assert!(matches!(first, russh::client::KeyboardInteractiveAuthResponse::InfoRequest { .. }), "{first:?}");
+        }
+    });
+    eprintln!("{attempts} attempts took {:?}", started.elapsed());
+    // Let the gateway write what it writes.
+    std::thread::sleep(Duration::from_secs(1));
+    let written = gateway_records(&world) - records_before;
+    let grown = dir_size(&world.server.data).saturating_sub(size_before);
+    eprintln!(
+        "gateway: 2,000 idle connections closed within {closed_after:?} (descriptors {fds_before} → {fds_held} → \
+         {fds_after}); {attempts} keyboard-interactive attempts wrote {written} records, data grew {grown} bytes"
+    );
+    assert!((1..=10).contains(&written), "{written} records for {attempts} attempts");
+    let events =
+        world.audit_when(&["audit", "events", "--kind", "gateway_refused"], "the refusals", |out| out.contains("xxxx"));
+    assert!(!events.contains('\u{1b}'), "an escape sequence reached the audit output");
+    assert!(events.len() < 20 * 1024, "the user name was not cut: {} bytes", events.len());
+}
+
+fn dir_size(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum()
+}

@@ -185,6 +185,10 @@ pub enum ServerCommand {
         /// (each); beyond it, only size and SHA-256.
         #[arg(long, default_value_t = portcullis_proto::DEFAULT_EXEC_RECORD_LIMIT)]
         exec_record_limit: u64,
+        /// Seconds the embedded gateway gives a connection to authenticate before closing it
+        /// (like OpenSSH's LoginGraceTime).
+        #[arg(long, default_value_t = 30)]
+        ssh_login_grace: u64,
     },
     /// Check a data directory's audit logs end to end, offline, with the root key (run it before
     /// serving a restored or suspect database). Exits non-zero naming the writer and the first
@@ -226,6 +230,10 @@ pub enum GatewayCommand {
         /// The HOST:PORT users are told to connect to (default: the listen address).
         #[arg(long)]
         advertise: Option<String>,
+        /// Seconds a connection gets to authenticate before it is closed (like OpenSSH's
+        /// LoginGraceTime).
+        #[arg(long, default_value_t = 30)]
+        ssh_login_grace: u64,
     },
 }
 

@@ -80,8 +80,9 @@ pub async fn run(home: &Path, cmd: GatewayCommand) -> anyhow::Result<ExitCode> {
             println!("{}", file.gateway_id);
             Ok(ExitCode::SUCCESS)
         }
-        GatewayCommand::Run { listen, advertise } => {
+        GatewayCommand::Run { listen, advertise, ssh_login_grace } => {
             let (gateway, file, _) = portcullis_gateway::identity::open(home, &Prompt).await?;
+            let gateway = gateway.with_limits(server::login_grace(ssh_login_grace));
             let addr: std::net::SocketAddr =
                 listen.parse().with_context(|| format!("--listen {listen:?} is not an ADDR:PORT"))?;
             let listener =

@@ -31,7 +31,16 @@ pub async fn run(cmd: ServerCommand) -> anyhow::Result<ExitCode> {
             let report = Server::verify_data(&data, &Prompt).await?;
             Ok(crate::audit::print_report(&report))
         }
-        ServerCommand::Run { data, listen, tls, gateway_listen, gateway_advertise, no_gateway, exec_record_limit } => {
+        ServerCommand::Run {
+            data,
+            listen,
+            tls,
+            gateway_listen,
+            gateway_advertise,
+            no_gateway,
+            exec_record_limit,
+            ssh_login_grace,
+        } => {
             let addr: std::net::SocketAddr =
                 listen.parse().with_context(|| format!("--listen {listen:?} is not an ADDR:PORT"))?;
             let use_tls = tls || portcullis_server::listen_needs_tls(&addr);
@@ -52,7 +61,10 @@ pub async fn run(cmd: ServerCommand) -> anyhow::Result<ExitCode> {
                 let gateway_addr: std::net::SocketAddr = gateway_listen
                     .parse()
                     .with_context(|| format!("--gateway-listen {gateway_listen:?} is not an ADDR:PORT"))?;
-                let gateway = portcullis_gateway::Gateway::embedded(&server).await.map_err(anyhow::Error::msg)?;
+                let gateway = portcullis_gateway::Gateway::embedded(&server)
+                    .await
+                    .map_err(anyhow::Error::msg)?
+                    .with_limits(login_grace(ssh_login_grace));
                 let gateway_listener = tokio::net::TcpListener::bind(gateway_addr)
                     .await
                     .with_context(|| format!("the gateway cannot listen on {gateway_addr}"))?;
@@ -68,6 +80,11 @@ pub async fn run(cmd: ServerCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The gateway's limits with `--ssh-login-grace` seconds to authenticate.
+pub fn login_grace(secs: u64) -> portcullis_gateway::SshLimits {
+    portcullis_gateway::SshLimits { login_grace: std::time::Duration::from_secs(secs.max(1)), ..Default::default() }
 }
 
 /// What users are told to connect to: the listen address, or — when it is a wildcard — the

@@ -51,6 +51,23 @@ pub struct GatewayConfig {
     pub user_ca: PublicKey,
 }
 
+/// What a gateway accepts from the network before anyone authenticated (strangers included).
+#[derive(Debug, Clone, Copy)]
+pub struct SshLimits {
+    /// Open connections in all.
+    pub total: usize,
+    /// Open connections from one address (one /64 for IPv6).
+    pub per_source: usize,
+    /// From connecting to authenticated (OpenSSH's LoginGraceTime); then it is closed.
+    pub login_grace: Duration,
+}
+
+impl Default for SshLimits {
+    fn default() -> Self {
+        Self { total: 2048, per_source: 128, login_grace: Duration::from_secs(30) }
+    }
+}
+
 pub struct Inner {
     pub(crate) config: GatewayConfig,
     pub(crate) control: Arc<ControlPlane>,
@@ -58,14 +75,24 @@ pub struct Inner {
     pub(crate) ca_fingerprint: Fingerprint,
     /// Whether the grants behind running sessions still hold.
     pub(crate) standing: Arc<standing::Standing>,
+    /// Refusals before authentication, counted per source: recorded in aggregate.
+    pub(crate) refusals: portcullis_server::limits::FailureLimiter,
 }
 
-/// The algorithms offered to users: curve25519 key exchange with strict key exchange (the
-/// Terrapin countermeasure), chacha20-poly1305 or AES-256-GCM, an Ed25519 host key, no
-/// compression.
+/// The algorithms offered to users: the post-quantum hybrid ML-KEM-768 + X25519 key exchange
+/// OpenSSH prefers, then curve25519 under both its names (paramiko offers only the older
+/// `@libssh.org` one), with strict key exchange (the Terrapin countermeasure);
+/// chacha20-poly1305 or AES-256-GCM (AEAD: no separate MAC is used, and only ETM MACs are
+/// listed); an Ed25519 host key; no compression.
 pub fn user_facing_algorithms() -> Preferred {
     Preferred {
-        kex: Cow::Borrowed(&[kex::CURVE25519, kex::EXTENSION_OPENSSH_STRICT_KEX_AS_SERVER]),
+        kex: Cow::Borrowed(&[
+            kex::MLKEM768X25519_SHA256,
+            kex::CURVE25519,
+            kex::CURVE25519_PRE_RFC_8731,
+            kex::EXTENSION_OPENSSH_STRICT_KEX_AS_SERVER,
+        ]),
+        mac: Cow::Borrowed(&[russh::mac::HMAC_SHA512_ETM, russh::mac::HMAC_SHA256_ETM]),
         key: Cow::Borrowed(&[Algorithm::Ed25519]),
         cipher: Cow::Borrowed(&[cipher::CHACHA20_POLY1305, cipher::AES_256_GCM]),
         compression: Cow::Borrowed(&[compression::NONE]),
@@ -76,6 +103,7 @@ pub fn user_facing_algorithms() -> Preferred {
 pub struct Gateway {
     inner: Arc<Inner>,
     ssh: Arc<russh::server::Config>,
+    limits: SshLimits,
 }
 
 /// A gateway serving in the background; stops when dropped.
@@ -135,9 +163,17 @@ impl Gateway {
                 log: Arc::new(log),
                 ca_fingerprint,
                 standing: Arc::default(),
+                refusals: Default::default(),
             }),
             ssh: Arc::new(ssh),
+            limits: SshLimits::default(),
         }
+    }
+
+    /// Connection caps and the login grace time (defaults: [`SshLimits::default`]).
+    pub fn with_limits(mut self, limits: SshLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     pub fn host_key_openssh(&self) -> String {
@@ -166,32 +202,81 @@ impl Gateway {
             tokio::spawn(standing::check_forever(self.inner.standing.clone(), self.inner.control.clone(), wake));
         let inner = self.inner.clone();
         let ssh = self.ssh.clone();
+        let limits = self.limits;
         let serve = tokio::spawn(async move {
+            let connections = portcullis_server::listen::Connections::default();
+            let mut refusals = portcullis_server::listen::RefusalLog::default();
+            let mut backoff = Duration::ZERO;
             loop {
                 let (stream, peer) = match listener.accept().await {
-                    Ok(accepted) => accepted,
+                    Ok(accepted) => {
+                        backoff = Duration::ZERO;
+                        accepted
+                    }
                     Err(e) => {
-                        tracing::warn!(error = %e, "gateway accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        backoff = (backoff * 2).clamp(Duration::from_millis(10), Duration::from_secs(1));
+                        tracing::warn!(error = %e, pause = ?backoff, "gateway accept failed");
+                        tokio::time::sleep(backoff).await;
                         continue;
                     }
                 };
+                let slot = match connections.admit(peer.ip(), limits.total, limits.per_source) {
+                    Ok(slot) => slot,
+                    Err(why) => {
+                        refusals.note(peer, why);
+                        continue; // dropped: closed before the SSH banner
+                    }
+                };
                 let _ = stream.set_nodelay(true);
-                let handler = session::Connection::new(inner.clone(), Some(peer));
+                let authenticated = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let handler = session::Connection::new(inner.clone(), Some(peer), authenticated.clone());
                 let ssh = ssh.clone();
                 tokio::spawn(async move {
-                    match russh::server::run_stream(ssh, stream, handler).await {
-                        Ok(running) => {
-                            if let Err(e) = running.await {
-                                tracing::debug!(%peer, error = %e, "gateway connection ended");
-                            }
-                        }
-                        Err(e) => tracing::debug!(%peer, error = %e, "gateway handshake failed"),
-                    }
+                    let _slot = slot;
+                    serve_connection(ssh, stream, handler, peer, authenticated, limits.login_grace).await;
                 });
             }
         });
         Ok(RunningGateway { address, tasks: vec![serve, sync, standing] })
+    }
+}
+
+/// One user connection: the SSH handshake and authentication must finish within `grace`, or
+/// the connection is closed (a stranger holding it open idle, or trickling, gets nothing).
+async fn serve_connection(
+    ssh: Arc<russh::server::Config>,
+    stream: tokio::net::TcpStream,
+    handler: session::Connection,
+    peer: std::net::SocketAddr,
+    authenticated: Arc<std::sync::atomic::AtomicBool>,
+    grace: Duration,
+) {
+    let deadline = tokio::time::Instant::now() + grace;
+    let mut running = match tokio::time::timeout_at(deadline, russh::server::run_stream(ssh, stream, handler)).await {
+        Ok(Ok(running)) => running,
+        Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "gateway handshake failed"),
+        Err(_) => return tracing::debug!(%peer, "no SSH identification within the login grace time"),
+    };
+    let handle = running.handle();
+    tokio::select! {
+        ended = &mut running => {
+            if let Err(e) = ended {
+                tracing::debug!(%peer, error = %e, "gateway connection ended");
+            }
+            return;
+        }
+        _ = tokio::time::sleep_until(deadline) => {}
+    }
+    if !authenticated.load(std::sync::atomic::Ordering::SeqCst) {
+        tracing::debug!(%peer, "not authenticated within the login grace time; closing");
+        let _ = handle
+            .disconnect(russh::Disconnect::ByApplication, "authentication took too long".into(), "en".into())
+            .await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), &mut running).await;
+        return;
+    }
+    if let Err(e) = running.await {
+        tracing::debug!(%peer, error = %e, "gateway connection ended");
     }
 }
 

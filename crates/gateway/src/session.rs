@@ -24,7 +24,7 @@ use russh::{Channel, ChannelId, ChannelOpenFailure, ChannelWriteHalf, MethodKind
 use tokio::sync::{mpsc, watch};
 
 use crate::bridge::{RecordEvent, RecordQueue, Route, Routes, spawn_recorder, watch_channel};
-use crate::control::Authorized;
+use crate::control::{Authorized, ControlError};
 use crate::recorder::{Mode, Recorder};
 use crate::standing::Verdict;
 use crate::target::{Credential, TargetAddress, TargetError, Upstream};
@@ -54,6 +54,9 @@ struct Bridge {
 pub struct Connection {
     inner: Arc<Inner>,
     peer: String,
+    peer_ip: Option<std::net::IpAddr>,
+    /// Set once authentication succeeded (the login grace deadline stops applying).
+    authenticated: Arc<std::sync::atomic::AtomicBool>,
     /// Why the last certificate was refused, shown to the client before it gives up.
     refusal: Option<String>,
     refusal_shown: bool,
@@ -74,10 +77,16 @@ pub struct Connection {
 }
 
 impl Connection {
-    pub fn new(inner: Arc<Inner>, peer: Option<std::net::SocketAddr>) -> Self {
+    pub fn new(
+        inner: Arc<Inner>,
+        peer: Option<std::net::SocketAddr>,
+        authenticated: Arc<std::sync::atomic::AtomicBool>,
+    ) -> Self {
         Self {
             inner,
             peer: peer.map(|p| p.to_string()).unwrap_or_default(),
+            peer_ip: peer.map(|p| p.ip()),
+            authenticated,
             refusal: None,
             refusal_shown: false,
             refusal_recorded: false,
@@ -101,13 +110,20 @@ impl Connection {
     }
 
     async fn refused(&self, what: &str, target: Option<String>, message: String) {
+        self.refused_counting(what, target, message, None).await;
+    }
+
+    async fn refused_counting(&self, what: &str, target: Option<String>, message: String, attempts: Option<u64>) {
         self.audit(AuditPayload::AccessRefused(AccessRefused {
             what: what.into(),
             user: self.user.clone().or_else(|| self.authorized.as_ref().map(|a| a.user.clone())),
-            target: target.or_else(|| self.authorized.as_ref().map(|a| a.target.clone())),
+            target: target
+                .or_else(|| self.authorized.as_ref().map(|a| a.target.clone()))
+                .map(|t| portcullis_proto::bounded_text(&t, MAX_RECORDED_NAME)),
             message,
             client_addr: self.peer.clone(),
             at: now_f64(),
+            attempts,
         }))
         .await;
     }
@@ -320,6 +336,9 @@ fn explain(client: Arc<ChannelWriteHalf<Msg>>, message: String) {
     });
 }
 
+/// Longest SSH user name (a target name, or whatever a client chose) kept in a record.
+const MAX_RECORDED_NAME: usize = 128;
+
 /// What a client that showed no acceptable certificate is told. russh refuses a certificate
 /// outside its validity window before the handler sees it, so this covers that case too.
 fn no_valid_certificate() -> String {
@@ -380,7 +399,16 @@ impl Handler for Connection {
                 self.verdict = Some(self.inner.standing.follow(&authorized.grant_id));
                 self.authorized = Some(authorized);
                 self.refusal = None;
+                self.authenticated.store(true, std::sync::atomic::Ordering::SeqCst);
                 Ok(Auth::Accept)
+            }
+            // The control server's own failures stay in the log, not on the client's screen.
+            Err(ControlError::Failed(detail)) => {
+                tracing::error!(error = %detail, "the control server could not decide a session");
+                Ok(self.reject_with_reason(
+                    "the control server could not check your access (the gateway's log says why); try again shortly"
+                        .into(),
+                ))
             }
             Err(e) => Ok(self.reject_with_reason(e.to_string())),
         }
@@ -399,11 +427,23 @@ impl Handler for Connection {
         let reason = self.refusal.clone().unwrap_or_else(no_valid_certificate);
         if !self.refusal_recorded {
             self.refusal_recorded = true;
-            self.refused("certificate", Some(user.to_string()), reason.clone()).await;
+            // Anyone can get here, as often as they like: recorded in aggregate per source
+            // (the 1st, 8th, 16th… in the hour, with the count), within an hourly budget.
+            let source = self.peer_ip.unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
+            let now = now_f64() as i64;
+            if let portcullis_server::limits::Failure::Record { attempts, .. } =
+                self.inner.refusals.failed("ssh_auth", source, now)
+            {
+                self.refused_counting("certificate", Some(user.to_string()), reason.clone(), Some(attempts)).await;
+            }
         }
         Ok(Auth::Partial {
             name: "Portcullis gateway".into(),
-            instructions: format!("Access to {user:?} refused: {reason}.").into(),
+            instructions: format!(
+                "Access to {:?} refused: {reason}.",
+                portcullis_proto::bounded_text(user, MAX_RECORDED_NAME)
+            )
+            .into(),
             prompts: Vec::new().into(),
         })
     }

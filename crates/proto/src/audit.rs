@@ -179,6 +179,28 @@ pub struct AccessRefused {
     pub message: String,
     pub client_addr: String,
     pub at: f64,
+    /// Refusals before authentication are recorded in aggregate: the 1st, 8th, 16th… from one
+    /// source within the hour, with how many there were (`None`: a single refusal).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u64>,
+}
+
+/// Someone else's text as it may go into a record: at most `max` characters, control
+/// characters escaped, and the length said when cut.
+pub fn bounded_text(text: &str, max: usize) -> String {
+    let mut out = String::new();
+    for (i, c) in text.chars().enumerate() {
+        if i == max {
+            out.push_str(&format!("… ({} bytes in all)", text.len()));
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -442,6 +464,7 @@ mod tests {
                 message: "m".into(),
                 client_addr: String::new(),
                 at: 1.0,
+                attempts: None,
             }),
         ];
         for payload in payloads {

@@ -26,7 +26,7 @@ pub mod clock;
 mod duties;
 mod error;
 pub mod init;
-mod limits;
+pub mod limits;
 pub mod listen;
 pub mod live;
 mod policy;

@@ -71,15 +71,16 @@ impl Connections {
         }
     }
 
-    /// A slot for one more connection from `ip`, or why not.
-    pub fn admit(&self, ip: IpAddr, limits: &ConnectionLimits) -> Result<Slot, &'static str> {
+    /// A slot for one more connection from `ip` (at most `total` open, `per_source` from one
+    /// source), or why not.
+    pub fn admit(&self, ip: IpAddr, total: usize, per_source: usize) -> Result<Slot, &'static str> {
         let source = source_key(ip);
         self.with(|open| {
-            if open.total >= limits.total {
+            if open.total >= total {
                 return Err("the server has too many open connections");
             }
             let from = open.by_source.entry(source).or_insert(0);
-            if *from >= limits.per_source {
+            if *from >= per_source {
                 return Err("too many open connections from your address");
             }
             *from += 1;
@@ -138,7 +139,7 @@ pub async fn serve(
                 }
             },
         };
-        let slot = match connections.admit(peer.ip(), &limits) {
+        let slot = match connections.admit(peer.ip(), limits.total, limits.per_source) {
             Ok(slot) => slot,
             Err(why) => {
                 refusals.note(peer, why);
@@ -187,13 +188,13 @@ async fn refuse_plain(mut tcp: tokio::net::TcpStream, why: &str) {
 /// Refusals are logged once a minute with their count, not once each (a flood must not fill
 /// the log either).
 #[derive(Default)]
-struct RefusalLog {
+pub struct RefusalLog {
     since: Option<std::time::Instant>,
     count: u64,
 }
 
 impl RefusalLog {
-    fn note(&mut self, peer: SocketAddr, why: &str) {
+    pub fn note(&mut self, peer: SocketAddr, why: &str) {
         self.count += 1;
         let now = std::time::Instant::now();
         if self.since.is_none_or(|s| now.duration_since(s) >= Duration::from_secs(60)) {
@@ -210,18 +211,17 @@ mod tests {
 
     #[test]
     fn slots_are_counted_per_source_and_given_back() {
-        let limits = ConnectionLimits { total: 3, per_source: 2, ..Default::default() };
         let c = Connections::default();
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         let b: IpAddr = "10.0.0.2".parse().unwrap();
-        let first = c.admit(a, &limits).unwrap();
-        let _second = c.admit(a, &limits).unwrap();
-        assert_eq!(c.admit(a, &limits).err(), Some("too many open connections from your address"));
-        let _third = c.admit(b, &limits).unwrap();
-        assert_eq!(c.admit(b, &limits).err(), Some("the server has too many open connections"));
+        let first = c.admit(a, 3, 2).unwrap();
+        let _second = c.admit(a, 3, 2).unwrap();
+        assert_eq!(c.admit(a, 3, 2).err(), Some("too many open connections from your address"));
+        let _third = c.admit(b, 3, 2).unwrap();
+        assert_eq!(c.admit(b, 3, 2).err(), Some("the server has too many open connections"));
         drop(first);
         assert_eq!(c.open(), 2);
-        assert!(c.admit(a, &limits).is_ok());
+        assert!(c.admit(a, 3, 2).is_ok());
     }
 
     #[test]
