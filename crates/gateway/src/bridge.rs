@@ -126,6 +126,8 @@ impl RecordQueue {
 
 pub const EXPIRED_MESSAGE: &[u8] = b"\r\n[portcullis] access grant expired; the session was closed.\r\n";
 const RECORDING_FAILED_MESSAGE: &[u8] = b"\r\n[portcullis] the session could not be recorded and was stopped.\r\n";
+const INPUT_CAP_MESSAGE: &[u8] = b"\r\n[portcullis] this command was sent more input than the gateway records in full \
+(the server's --exec-record-limit); it was stopped. Move files with scp, sftp or rsync.\r\n";
 
 /// Runs the recorder for one session: events in (from `queue`), records out. A failed write
 /// closes the queue (nothing more is forwarded) and wakes `kill`.
@@ -201,6 +203,8 @@ pub struct Route {
     /// are abandoned, so a peer that stops reading cannot hold the channel open.
     stopped: AtomicBool,
     stop: Notify,
+    /// The session sent more input than is recorded in full (why `kill` was woken).
+    pub(crate) input_capped: AtomicBool,
 }
 
 impl Route {
@@ -222,7 +226,14 @@ impl Route {
             target_closed: Notify::new(),
             stopped: AtomicBool::new(false),
             stop: Notify::new(),
+            input_capped: AtomicBool::new(false),
         })
+    }
+
+    /// Ends the channel: its input went over the cap (`cap` bytes, recorded in full).
+    pub fn end_at_input_cap(&self) {
+        self.input_capped.store(true, Ordering::SeqCst);
+        self.kill.notify_one();
     }
 
     /// Runs `write` (which may wait for the peer's window) unless or until the channel is being
@@ -324,7 +335,11 @@ pub async fn watch_channel(
     let reason = tokio::select! {
         _ = route.target_closed.notified() => return,
         _ = expiry => EndReason::GrantExpired,
-        _ = route.kill.notified() => EndReason::RecordingFailed,
+        _ = route.kill.notified() => if route.input_capped.load(Ordering::SeqCst) {
+            EndReason::InputCap
+        } else {
+            EndReason::RecordingFailed
+        },
         why = verdict.wait_for(Option::is_some) => {
             revoked_because = why.ok().and_then(|w| w.clone());
             EndReason::Revoked
@@ -339,6 +354,7 @@ pub async fn watch_channel(
     let message: Option<Bytes> = match reason {
         EndReason::GrantExpired => Some(Bytes::from_static(EXPIRED_MESSAGE)),
         EndReason::RecordingFailed => Some(Bytes::from_static(RECORDING_FAILED_MESSAGE)),
+        EndReason::InputCap => Some(Bytes::from_static(INPUT_CAP_MESSAGE)),
         EndReason::Revoked => Some(Bytes::from(format!(
             "\r\n[portcullis] your access was revoked ({}); the session was closed.\r\n",
             portcullis_proto::printable(revoked_because.as_deref().unwrap_or("revoked"))

@@ -49,6 +49,9 @@ struct Bridge {
     started: bool,
     early: Vec<u8>,
     early_eof: bool,
+    /// Input the session may still send (recorded in full); `None`: no cap (a terminal, whose
+    /// every keystroke is recorded, or a transfer protocol whose files are).
+    input_left: Option<u64>,
 }
 
 pub struct Connection {
@@ -61,6 +64,9 @@ pub struct Connection {
     refusal: Option<String>,
     refusal_shown: bool,
     refusal_recorded: bool,
+    /// A certificate from our CA, valid now, was shown (refused later, by the server): such
+    /// refusals are recorded one by one — strangers cannot make them.
+    certified: bool,
     user: Option<String>,
     authorized: Option<Authorized>,
     credential: Option<Credential>,
@@ -90,6 +96,7 @@ impl Connection {
             refusal: None,
             refusal_shown: false,
             refusal_recorded: false,
+            certified: false,
             user: None,
             authorized: None,
             credential: None,
@@ -282,6 +289,18 @@ impl Connection {
         let Some(b) = self.channels.get_mut(&channel) else { return session.channel_failure(channel) };
         spawn_recorder(recorder, b.recorder.clone(), b.route.kill.clone());
         b.started = true;
+        let exempt = command.as_deref().and_then(crate::transfer::transfer_protocol).is_some();
+        // What arrived early counts too.
+        b.input_left = (mode == Mode::Streams && !exempt).then_some(a.exec_record_limit);
+        if let Some(left) = b.input_left.as_mut() {
+            if b.early.len() as u64 > *left {
+                b.early.clear();
+                b.early_eof = false;
+                b.route.end_at_input_cap();
+            } else {
+                *left -= b.early.len() as u64;
+            }
+        }
         let ok = self
             .ask_upstream(channel, |up| async move {
                 match (kind.as_str(), command) {
@@ -379,6 +398,7 @@ impl Handler for Connection {
         {
             return Ok(self.reject_with_reason(e.to_string()));
         }
+        self.certified = true;
         let req = SessionAuthorizationRequest {
             certificate: certificate.to_openssh().unwrap_or_default(),
             ssh_user: user.to_string(),
@@ -427,14 +447,18 @@ impl Handler for Connection {
         let reason = self.refusal.clone().unwrap_or_else(no_valid_certificate);
         if !self.refusal_recorded {
             self.refusal_recorded = true;
-            // Anyone can get here, as often as they like: recorded in aggregate per source
-            // (the 1st, 8th, 16th… in the hour, with the count), within an hourly budget.
-            let source = self.peer_ip.unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
-            let now = now_f64() as i64;
-            if let portcullis_server::limits::Failure::Record { attempts, .. } =
-                self.inner.refusals.failed("ssh_auth", source, now)
-            {
-                self.refused_counting("certificate", Some(user.to_string()), reason.clone(), Some(attempts)).await;
+            if self.certified {
+                self.refused("certificate", Some(user.to_string()), reason.clone()).await;
+            } else {
+                // Anyone can get here, as often as they like: recorded in aggregate per source
+                // (the 1st, 8th, 16th… in the hour, with the count), within an hourly budget.
+                let source = self.peer_ip.unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
+                let now = now_f64() as i64;
+                if let portcullis_server::limits::Failure::Record { attempts, .. } =
+                    self.inner.refusals.failed("ssh_auth", source, now)
+                {
+                    self.refused_counting("certificate", Some(user.to_string()), reason.clone(), Some(attempts)).await;
+                }
             }
         }
         Ok(Auth::Partial {
@@ -515,6 +539,7 @@ impl Handler for Connection {
                 started: false,
                 early: Vec::new(),
                 early_eof: false,
+                input_left: None,
             },
         );
         reply.accept().await;
@@ -620,6 +645,15 @@ impl Handler for Connection {
             }
             b.early.extend_from_slice(data);
             return Ok(());
+        }
+        if let Some(left) = b.input_left.as_mut() {
+            // More than is recorded in full never reaches the target: the session ends.
+            if data.len() as u64 > *left {
+                *left = 0;
+                b.route.end_at_input_cap();
+                return Ok(());
+            }
+            *left -= data.len() as u64;
         }
         let data = Bytes::copy_from_slice(data);
         // Queued for the recorder first; once recording has failed nothing more is forwarded.

@@ -237,6 +237,49 @@ pub enum ScpMode {
 }
 
 /// Recognises the remote end of a legacy-mode scp (`scp -t ...` / `scp -f ...`).
+/// Whether a shell would run `command` as one plain program: no unquoted (or double-quoted)
+/// character that chains, substitutes, redirects or expands (`;`, `&`, `|`, `` ` ``, `$`, `(`,
+/// `)`, `<`, `>`, a newline…). Single-quoted text is literal.
+pub fn plain_command(command: &str) -> bool {
+    let mut quote = None;
+    for c in command.chars() {
+        match (quote, c) {
+            (Some('\''), '\'') => quote = None,
+            (Some('\''), _) => {}
+            (Some('"'), '"') => quote = None,
+            (Some('"'), '$' | '`' | '\\') => return false,
+            (Some(_), _) => {}
+            (None, '\'' | '"') => quote = Some(c),
+            (
+                None,
+                ';' | '&' | '|' | '`' | '$' | '(' | ')' | '<' | '>' | '\n' | '\r' | '\\' | '*' | '?' | '[' | '{' | '~'
+                | '#' | '!',
+            ) => {
+                return false;
+            }
+            (None, c) if c.is_control() => return false,
+            (None, _) => {}
+        }
+    }
+    quote.is_none()
+}
+
+/// The file-transfer protocol an exec command *is* — exactly, not by prefix: scp's sink or
+/// source (`scp -t`/`scp -f`) or `rsync --server`, as one plain program. Such sessions may send
+/// more than the input cap (their files are what is recorded); anything else may not.
+pub fn transfer_protocol(command: &str) -> Option<&'static str> {
+    if !plain_command(command) {
+        return None;
+    }
+    let words = split_words(command);
+    let program = words.first()?.rsplit('/').next()?;
+    match program {
+        "scp" if scp_mode(command).is_some() => Some("scp"),
+        "rsync" if words.get(1).map(String::as_str) == Some("--server") => Some("rsync"),
+        _ => None,
+    }
+}
+
 pub fn scp_mode(command: &str) -> Option<ScpMode> {
     let words = split_words(command);
     let program = words.first()?;
@@ -530,6 +573,37 @@ mod tests {
         ];
         for (command, want) in table {
             assert_eq!(&scp_mode(command), want, "{command}");
+        }
+    }
+
+    #[test]
+    fn only_a_plain_transfer_command_is_exempt_from_the_input_cap() {
+        let table: &[(&str, Option<&str>)] = &[
+            ("scp -t /tmp/x", Some("scp")),
+            ("scp -r -d -t -- '/tmp/my dir; rm -rf /'", Some("scp")),
+            ("/usr/bin/scp -f /etc/hosts", Some("scp")),
+            ("rsync --server -vlogDtpre.iLsfxCIvu . /tmp/dest", Some("rsync")),
+            ("rsync --server --sender -vlogDtpre.iLsfxCIvu . /srv", Some("rsync")),
+            // Chained, substituted, redirected, expanded: whatever follows would run unrecorded.
+            ("rsync --server . /tmp; bash", None),
+            ("scp -t /tmp/x && bash -s", None),
+            ("scp -t /tmp/x | sh", None),
+            ("scp -t $(bash)", None),
+            ("scp -t \"$HOME\"", None),
+            ("scp -t `id`", None),
+            ("scp -t /tmp/x\nbash", None),
+            ("scp -t /tmp/x > /dev/null", None),
+            ("scp -t '/tmp/unclosed", None),
+            ("scp -t ~/x", None),
+            ("rsync --daemon", None),
+            ("rsync -av --server . /x", None),
+            ("head -c 1048576 >/dev/null; bash -s", None),
+            ("nc db 5432", None),
+            ("bash -s", None),
+            ("", None),
+        ];
+        for (command, want) in table {
+            assert_eq!(transfer_protocol(command), *want, "{command:?}");
         }
     }
 

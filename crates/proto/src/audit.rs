@@ -112,6 +112,8 @@ pub enum EndReason {
     RecordingFailed,
     /// The grant was revoked (or its user disabled, device revoked, requester role removed).
     Revoked,
+    /// An exec session sent more input than is recorded in full; the gateway stopped it.
+    InputCap,
 }
 
 impl EndReason {
@@ -123,6 +125,7 @@ impl EndReason {
             EndReason::Closed => "closed",
             EndReason::RecordingFailed => "error: recording failed",
             EndReason::Revoked => "revoked",
+            EndReason::InputCap => "input_cap",
         }
     }
 }

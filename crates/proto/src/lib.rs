@@ -37,9 +37,12 @@ pub const INFO_TARGET_CREDENTIAL: &[u8] = b"portcullis/v1/target-credential";
 pub const INFO_GATEWAY_CREDENTIAL: &[u8] = b"portcullis/v1/gateway-credential";
 /// The name of the gateway that runs inside the server process (and the desktop app).
 pub const EMBEDDED_GATEWAY: &str = "embedded";
-/// How much of an exec session's stdin and of its stdout the gateway records in full by
-/// default (each, per session); beyond it, only size and SHA-256.
-pub const DEFAULT_EXEC_RECORD_LIMIT: u64 = 1024 * 1024;
+/// How much of an exec session's stdin the gateway records in full — and lets through: a
+/// session that sends more is ended (recorded as `input_cap`), never switched to counting —
+/// and how much of its stdout and stderr it keeps (beyond it those are counted and hashed).
+/// File-transfer protocols the gateway parses (exact `scp -t`/`-f`, `rsync --server`, sftp) are
+/// exempt from the input cap; their files are recorded as transfers.
+pub const DEFAULT_EXEC_RECORD_LIMIT: u64 = 64 * 1024 * 1024;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
