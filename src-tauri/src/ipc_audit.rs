@@ -17,15 +17,37 @@ fn append(direction: &str, command: &str, payload: serde_json::Value) {
     }
 }
 
-/// A command's arguments, as the webview sent them.
+/// Fields that hold what a person typed as a secret.
+#[cfg(debug_assertions)]
+const SECRET_FIELDS: &[&str] = &["pin", "passphrase", "password", "credential", "secret", "code", "private_key"];
+
+/// `value` with every secret field (at any depth) replaced.
+#[cfg(debug_assertions)]
+fn redacted(value: serde_json::Value) -> serde_json::Value {
+    match value {
+        serde_json::Value::Object(map) => map
+            .into_iter()
+            .map(|(k, v)| {
+                let secret = SECRET_FIELDS.iter().any(|s| k.to_ascii_lowercase().contains(s));
+                let size = v.as_str().map(str::len).unwrap_or_default();
+                (k, if secret && !v.is_null() { format!("<redacted {size} bytes>").into() } else { redacted(v) })
+            })
+            .collect(),
+        serde_json::Value::Array(items) => items.into_iter().map(redacted).collect(),
+        other => other,
+    }
+}
+
+/// A command's arguments, as the webview sent them (secret fields redacted).
 pub fn incoming(message: &tauri::ipc::InvokeMessage<tauri::Wry>) {
     #[cfg(debug_assertions)]
     {
-        // A security key's PIN goes to the key and nowhere else, not even this audit file.
+        // Secrets the user types (a PIN, a passphrase, a credential being stored) go where they
+        // are for and nowhere else, not even this audit file; an enrolment code works once.
         let payload = match message.payload() {
             _ if message.command() == "key_pin" => serde_json::Value::String("<redacted>".into()),
-            tauri::ipc::InvokeBody::Json(v) => v.clone(),
-            tauri::ipc::InvokeBody::Raw(bytes) => String::from_utf8_lossy(bytes).into_owned().into(),
+            tauri::ipc::InvokeBody::Json(v) => redacted(v.clone()),
+            tauri::ipc::InvokeBody::Raw(_) => serde_json::Value::String("<raw bytes, redacted>".into()),
         };
         append("in", message.command(), payload);
     }

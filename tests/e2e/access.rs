@@ -122,6 +122,41 @@ fn a_remote_gateway_ends_revoked_sessions_too() {
     world.alice.run(&["requests"]).fails_with("disabled");
 }
 
+/// Revoking a grant closes the SSH connection it opened, not only its channels: an idle OpenSSH
+/// ControlMaster (no channel open) is gone within seconds, so no new channel can ride on it.
+#[test]
+fn revoking_a_grant_closes_an_idle_openssh_master() {
+    let sshd = Sshd::start();
+    let world = World::new();
+    world.add_key_target("web", &sshd);
+    let id = world.grant("web", "30m");
+    let config = world.root.path().join("master-config");
+    world.alice.run(&["ssh-config", "--out", config.to_str().unwrap()]).ok();
+    let socket = world.root.path().join("master.sock");
+    let ssh = |args: &[&str]| {
+        std::process::Command::new("ssh")
+            .arg("-F")
+            .arg(&config)
+            .arg("-S")
+            .arg(&socket)
+            .args(args)
+            .arg("web.portcullis")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let master = ssh(&["-M", "-o", "ControlPersist=yes", "-N", "-f"]);
+    assert!(master.status.success(), "{}", String::from_utf8_lossy(&master.stderr));
+    assert!(ssh(&["-O", "check"]).status.success(), "the master is up");
+    let asked = Instant::now();
+    world.bob.run(&["revoke", &id, "--reason", "done"]).ok();
+    while ssh(&["-O", "check"]).status.success() {
+        assert!(asked.elapsed() < Duration::from_secs(10), "the idle master outlived its grant's revocation");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    eprintln!("revocation to an idle master's end: {:?}", asked.elapsed());
+}
+
 /// `gateway revoke`: the gateway's running session ends within seconds, it brokers nothing
 /// more, and what it uploaded before still verifies.
 #[test]

@@ -26,13 +26,13 @@ pub async fn list(home: &Path, mine: bool) -> anyhow::Result<ExitCode> {
         let duration = s.ended_at.map(|e| format!("{:.0}s", (e - s.started_at).max(0.0))).unwrap_or_else(|| "-".into());
         println!(
             "{:<36}  {:<12} {:<16} {:<20} {:<9} {:<6} {:<14} {}",
-            s.session_id,
-            s.user,
-            s.target,
+            printable(&s.session_id),
+            printable(&s.user),
+            printable(&s.target),
             format_time(s.started_at),
             duration,
             s.exit_status.map(|x| x.to_string()).unwrap_or_else(|| "-".into()),
-            s.end_reason.unwrap_or_else(|| "(open)".into()),
+            printable(&s.end_reason.unwrap_or_else(|| "(open)".into())),
             printable(&s.command.unwrap_or_else(|| if s.kind.starts_with("subsystem:") {
                 format!("({})", s.kind)
             } else {
@@ -49,17 +49,22 @@ pub async fn show(home: &Path, session_id: &str) -> anyhow::Result<ExitCode> {
     let s = &d.summary;
     let duration =
         s.ended_at.map(|e| format!("{:.1}s", (e - s.started_at).max(0.0))).unwrap_or_else(|| "(open)".into());
-    println!("session:    {}", s.session_id);
-    println!("user:       {} from {}", s.user, if d.client_addr.is_empty() { "-" } else { &d.client_addr });
-    println!("target:     {} as {}", s.target, s.login);
-    println!("kind:       {}", s.kind);
-    println!("recorded:   by gateway {}", s.recorded_by);
-    println!("grant:      {}", s.grant_id);
+    // Everything below was supplied by a gateway: escaped, so it cannot rewrite the terminal.
+    println!("session:    {}", printable(&s.session_id));
+    println!(
+        "user:       {} from {}",
+        printable(&s.user),
+        if d.client_addr.is_empty() { "-".into() } else { printable(&d.client_addr) }
+    );
+    println!("target:     {} as {}", printable(&s.target), printable(&s.login));
+    println!("kind:       {}", printable(&s.kind));
+    println!("recorded:   by gateway {}", printable(&s.recorded_by));
+    println!("grant:      {}", printable(&s.grant_id));
     println!("started:    {}", format_time(s.started_at));
     println!("duration:   {duration}");
     println!(
         "ended:      {} (exit status {})",
-        s.end_reason.as_deref().unwrap_or("(open)"),
+        printable(s.end_reason.as_deref().unwrap_or("(open)")),
         s.exit_status.map(|x| x.to_string()).unwrap_or_else(|| "-".into())
     );
     println!("commands:");
@@ -74,7 +79,10 @@ pub async fn show(home: &Path, session_id: &str) -> anyhow::Result<ExitCode> {
         for st in &d.streams {
             println!(
                 "  {:<7} {:>12} bytes ({} recorded)  sha256 {}",
-                st.stream, st.bytes, st.recorded_bytes, st.sha256
+                printable(&st.stream),
+                st.bytes,
+                st.recorded_bytes,
+                printable(&st.sha256)
             );
         }
     }
@@ -85,10 +93,10 @@ pub async fn show(home: &Path, session_id: &str) -> anyhow::Result<ExitCode> {
     for t in &d.transfers {
         println!(
             "  {:<8} {:<4} {:>12} bytes  sha256 {}{}  {}",
-            t.direction,
-            t.protocol,
+            printable(&t.direction),
+            printable(&t.protocol),
             t.size,
-            if t.sha256.is_empty() { "(not sequential)" } else { &t.sha256 },
+            if t.sha256.is_empty() { "(not sequential)".into() } else { printable(&t.sha256) },
             if t.complete { "" } else { "  INCOMPLETE" },
             printable(&t.path)
         );

@@ -228,12 +228,12 @@ impl Gateway {
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let authenticated = Arc::new(std::sync::atomic::AtomicBool::new(false));
-                let handler = session::Connection::new(inner.clone(), Some(peer), authenticated.clone());
+                let admitted = session::Admitted::new(tokio::sync::watch::channel(None).0);
+                let handler = session::Connection::new(inner.clone(), Some(peer), admitted.clone());
                 let ssh = ssh.clone();
                 tokio::spawn(async move {
                     let _slot = slot;
-                    serve_connection(ssh, stream, handler, peer, authenticated, limits.login_grace).await;
+                    serve_connection(ssh, stream, handler, peer, admitted, limits.login_grace).await;
                 });
             }
         });
@@ -243,12 +243,15 @@ impl Gateway {
 
 /// One user connection: the SSH handshake and authentication must finish within `grace`, or
 /// the connection is closed (a stranger holding it open idle, or trickling, gets nothing).
+/// Once admitted, the connection lives only as long as its grant: when it is revoked or runs
+/// out the connection itself is closed — not only its channels (an idle OpenSSH ControlMaster
+/// would otherwise stay up).
 async fn serve_connection(
     ssh: Arc<russh::server::Config>,
     stream: tokio::net::TcpStream,
     handler: session::Connection,
     peer: std::net::SocketAddr,
-    authenticated: Arc<std::sync::atomic::AtomicBool>,
+    admitted: session::Admitted,
     grace: Duration,
 ) {
     let deadline = tokio::time::Instant::now() + grace;
@@ -258,6 +261,7 @@ async fn serve_connection(
         Err(_) => return tracing::debug!(%peer, "no SSH identification within the login grace time"),
     };
     let handle = running.handle();
+    let mut waiting = admitted.subscribe();
     tokio::select! {
         ended = &mut running => {
             if let Err(e) = ended {
@@ -266,18 +270,33 @@ async fn serve_connection(
             return;
         }
         _ = tokio::time::sleep_until(deadline) => {}
+        _ = waiting.wait_for(Option::is_some) => {}
     }
-    if !authenticated.load(std::sync::atomic::Ordering::SeqCst) {
+    let admission = admitted.borrow().clone();
+    let Some((mut verdict, not_after)) = admission else {
         tracing::debug!(%peer, "not authenticated within the login grace time; closing");
         let _ = handle
             .disconnect(russh::Disconnect::ByApplication, "authentication took too long".into(), "en".into())
             .await;
         let _ = tokio::time::timeout(Duration::from_secs(2), &mut running).await;
         return;
-    }
-    if let Err(e) = running.await {
-        tracing::debug!(%peer, error = %e, "gateway connection ended");
-    }
+    };
+    let until = std::time::UNIX_EPOCH + Duration::from_secs(not_after.max(0) as u64);
+    let expiry = tokio::time::sleep(until.duration_since(std::time::SystemTime::now()).unwrap_or(Duration::ZERO));
+    let goodbye = tokio::select! {
+        ended = &mut running => {
+            if let Err(e) = ended {
+                tracing::debug!(%peer, error = %e, "gateway connection ended");
+            }
+            return;
+        }
+        _ = expiry => "access grant expired",
+        _ = verdict.wait_for(Option::is_some) => "access revoked",
+    };
+    // Channels are ended (and recorded) by their own watchers; give them a moment, then close.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let _ = handle.disconnect(russh::Disconnect::ByApplication, goodbye.into(), "en".into()).await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), &mut running).await;
 }
 
 pub fn now_f64() -> f64 {

@@ -58,8 +58,9 @@ pub struct Connection {
     inner: Arc<Inner>,
     peer: String,
     peer_ip: Option<std::net::IpAddr>,
-    /// Set once authentication succeeded (the login grace deadline stops applying).
-    authenticated: Arc<std::sync::atomic::AtomicBool>,
+    /// Set once authentication succeeded: the grant's verdict and end, which then govern the
+    /// whole connection (see `serve_connection`).
+    admitted: Admitted,
     /// Why the last certificate was refused, shown to the client before it gives up.
     refusal: Option<String>,
     refusal_shown: bool,
@@ -83,16 +84,12 @@ pub struct Connection {
 }
 
 impl Connection {
-    pub fn new(
-        inner: Arc<Inner>,
-        peer: Option<std::net::SocketAddr>,
-        authenticated: Arc<std::sync::atomic::AtomicBool>,
-    ) -> Self {
+    pub fn new(inner: Arc<Inner>, peer: Option<std::net::SocketAddr>, admitted: Admitted) -> Self {
         Self {
             inner,
             peer: peer.map(|p| p.to_string()).unwrap_or_default(),
             peer_ip: peer.map(|p| p.ip()),
-            authenticated,
+            admitted,
             refusal: None,
             refusal_shown: false,
             refusal_recorded: false,
@@ -355,6 +352,9 @@ fn explain(client: Arc<ChannelWriteHalf<Msg>>, message: String) {
     });
 }
 
+/// What authentication admitted a connection with: its grant's verdict and end.
+pub type Admitted = Arc<watch::Sender<Option<(Verdict, i64)>>>;
+
 /// Longest SSH user name (a target name, or whatever a client chose) kept in a record.
 const MAX_RECORDED_NAME: usize = 128;
 
@@ -416,10 +416,11 @@ impl Handler for Connection {
                     CredentialKind::Password => Credential::Password(text),
                     CredentialKind::PrivateKey => Credential::PrivateKey(text),
                 });
-                self.verdict = Some(self.inner.standing.follow(&authorized.grant_id));
+                let verdict = self.inner.standing.follow(&authorized.grant_id);
+                self.admitted.send_replace(Some((verdict.clone(), authorized.not_after)));
+                self.verdict = Some(verdict);
                 self.authorized = Some(authorized);
                 self.refusal = None;
-                self.authenticated.store(true, std::sync::atomic::Ordering::SeqCst);
                 Ok(Auth::Accept)
             }
             // The control server's own failures stay in the log, not on the client's screen.

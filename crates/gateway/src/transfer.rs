@@ -236,7 +236,6 @@ pub enum ScpMode {
     Source { path: String },
 }
 
-/// Recognises the remote end of a legacy-mode scp (`scp -t ...` / `scp -f ...`).
 /// Whether a shell would run `command` as one plain program: no unquoted (or double-quoted)
 /// character that chains, substitutes, redirects or expands (`;`, `&`, `|`, `` ` ``, `$`, `(`,
 /// `)`, `<`, `>`, a newline…). Single-quoted text is literal.
@@ -280,6 +279,7 @@ pub fn transfer_protocol(command: &str) -> Option<&'static str> {
     }
 }
 
+/// Recognises the remote end of a legacy-mode scp (`scp -t ...` / `scp -f ...`).
 pub fn scp_mode(command: &str) -> Option<ScpMode> {
     let words = split_words(command);
     let program = words.first()?;

@@ -157,6 +157,11 @@ fn read_file(path: &Path) -> Result<KeyFile, KeystoreError> {
 }
 
 fn store_in_keyring(purpose: &str, key: &SymmetricKey) -> Result<KeyFile, KeystoreError> {
+    // Built with a backend for these (Secret Service; Keychain; Credential Manager); elsewhere
+    // the keyring crate would fall back to an in-memory mock and the key would die with us.
+    if !cfg!(any(target_os = "linux", target_os = "macos", target_os = "windows")) {
+        return Err(KeystoreError::KeyringUnavailable("no OS keyring backend is built for this platform".into()));
+    }
     let account = format!("{purpose}:{}", uuid::Uuid::new_v4());
     let secret = portcullis_crypto::SecretBytes::from(key.expose_bytes().to_vec());
     let account_for_thread = account.clone();
@@ -164,8 +169,12 @@ fn store_in_keyring(purpose: &str, key: &SymmetricKey) -> Result<KeyFile, Keysto
         let entry = keyring::Entry::new(KEYRING_SERVICE, &account_for_thread)
             .map_err(|e| KeystoreError::KeyringUnavailable(e.to_string()))?;
         entry.set_secret(secret.expose_secret()).map_err(|e| KeystoreError::KeyringUnavailable(e.to_string()))?;
-        // Read it back: some stores accept a write they cannot serve later.
-        let back = entry.get_secret().map_err(|e| KeystoreError::KeyringUnavailable(e.to_string()))?;
+        // Read it back through a fresh entry: a store that only remembers in this process (the
+        // keyring crate's mock, on a platform without a backend) or accepts a write it cannot
+        // serve later is refused now, not discovered when the key is gone.
+        let fresh = keyring::Entry::new(KEYRING_SERVICE, &account_for_thread)
+            .map_err(|e| KeystoreError::KeyringUnavailable(e.to_string()))?;
+        let back = fresh.get_secret().map_err(|e| KeystoreError::KeyringUnavailable(e.to_string()))?;
         let same = portcullis_crypto::constant_time_eq(&back, secret.expose_secret());
         drop(portcullis_crypto::SecretBytes::from(back));
         if same {

@@ -191,19 +191,10 @@ pub struct AccessRefused {
 /// Someone else's text as it may go into a record: at most `max` characters, control
 /// characters escaped, and the length said when cut.
 pub fn bounded_text(text: &str, max: usize) -> String {
-    let mut out = String::new();
-    for (i, c) in text.chars().enumerate() {
-        if i == max {
-            out.push_str(&format!("… ({} bytes in all)", text.len()));
-            break;
-        }
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
+    match text.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}… ({} bytes in all)", crate::printable(&text[..cut]), text.len()),
+        None => crate::printable(text),
     }
-    out
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -392,6 +383,22 @@ pub enum RecordingState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn someone_elses_text_is_cut_and_escaped() {
+        let long = "x".repeat(300);
+        let cases: &[(&str, usize, &str)] = &[
+            ("web", 128, "web"),
+            ("a\u{1b}[2Jb", 128, "a\\u{1b}[2Jb"),
+            ("line\nbreak", 128, "line\\nbreak"),
+            ("ééé", 2, "éé… (6 bytes in all)"),
+            (&long, 3, "xxx… (300 bytes in all)"),
+            ("", 8, ""),
+        ];
+        for (text, max, want) in cases {
+            assert_eq!(bounded_text(text, *max), *want, "{text:?}");
+        }
+    }
 
     /// Every record kind survives the trip through JSON (its field names must not collide with
     /// the `kind` tag).
