@@ -171,7 +171,16 @@ impl AppCore {
         Ok(added?.into())
     }
 
-    pub async fn remove_key(&self, key: &str) -> Result<KeyView, AppError> {
-        Ok(self.device().await?.api().remove_security_key(key).await?.into())
+    /// Removes a security key, confirmed with one of the user's keys (prompts go to `prompts`).
+    pub async fn remove_key(
+        &self,
+        key: &str,
+        prompts: impl Fn(KeyPromptView) + Send + Sync + 'static,
+    ) -> Result<KeyView, AppError> {
+        let device = self.device().await?;
+        let window = self.prompts(prompts);
+        let removed = security_key::remove_key(device.api(), key, &authenticator()?, window.clone()).await;
+        window.say("done");
+        Ok(removed?.into())
     }
 }

@@ -528,7 +528,8 @@ pub struct RevokeView {
 
 #[derive(Clone, Debug, Serialize, TS)]
 pub struct LiveView {
-    /// connected | disconnected | request_created | request_decided | request_updated | resync
+    /// connected | disconnected | request_created | request_decided | request_updated | resync |
+    /// security_keys_changed
     pub kind: String,
     pub request: Option<RequestView>,
     pub message: Option<String>,
@@ -543,6 +544,11 @@ impl From<LiveUpdate> for LiveView {
             LiveUpdate::Event(LiveEvent::RequestDecided { request }) => ("request_decided", Some(request.into()), None),
             LiveUpdate::Event(LiveEvent::RequestUpdated { request }) => ("request_updated", Some(request.into()), None),
             LiveUpdate::Event(LiveEvent::Resync) => ("resync", None, None),
+            LiveUpdate::Event(LiveEvent::SecurityKeysChanged { change, key, by }) => (
+                "security_keys_changed",
+                None,
+                Some(format!("security key {:?} {change} by {by}", portcullis_proto::printable(&key))),
+            ),
         };
         Self { kind: kind.into(), request, message }
     }

@@ -191,6 +191,9 @@ pub async fn watch(home: &Path) -> anyhow::Result<ExitCode> {
                 r.grant_not_after.map(|t| format!(" until {}", format_time(t))).unwrap_or_default()
             ),
             LiveUpdate::Event(LiveEvent::Resync) => println!("(missed events; list requests again)"),
+            LiveUpdate::Event(LiveEvent::SecurityKeysChanged { change, key, by }) => {
+                println!("your security key {} was {change} by {}", printable(&key), printable(&by))
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -233,9 +233,16 @@ pub async fn list_keys(home: &Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn remove_key(home: &Path, key: &str) -> anyhow::Result<ExitCode> {
+pub async fn remove_key(home: &Path, key: &str, authenticator: &str) -> anyhow::Result<ExitCode> {
+    let authenticator = portcullis_client::security_key::Authenticator::parse(authenticator)?;
     let device = open_device(home).await?;
-    let removed = device.api().remove_security_key(key).await?;
+    let removed = portcullis_client::security_key::remove_key(
+        device.api(),
+        key,
+        &authenticator,
+        std::sync::Arc::new(crate::passphrase::KeyPrompt),
+    )
+    .await?;
     println!("Removed security key {:?}.", removed.name);
     Ok(ExitCode::SUCCESS)
 }

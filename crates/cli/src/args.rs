@@ -305,8 +305,14 @@ pub enum KeyCommand {
     },
     /// Your registered security keys.
     List,
-    /// Remove one of your security keys (by name or id).
-    Remove { key: String },
+    /// Remove one of your security keys (by name or id); confirm with one of your keys (an
+    /// admin removes a lost one: `portcullis user` has no key command, the admin API does).
+    Remove {
+        key: String,
+        /// usb (default).
+        #[arg(long, default_value = "usb")]
+        authenticator: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]

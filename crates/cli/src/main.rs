@@ -130,7 +130,7 @@ async fn run(home: std::path::PathBuf, command: Command) -> anyhow::Result<ExitC
         }
         Command::Key(KeyCommand::Add { name, authenticator }) => admin::add_key(&home, &name, &authenticator).await,
         Command::Key(KeyCommand::List) => admin::list_keys(&home).await,
-        Command::Key(KeyCommand::Remove { key }) => admin::remove_key(&home, &key).await,
+        Command::Key(KeyCommand::Remove { key, authenticator }) => admin::remove_key(&home, &key, &authenticator).await,
         Command::Watch => access::watch(&home).await,
         Command::Ssh { target, tty, command } => ssh::run(&home, &target, tty, command).await,
         Command::SshConfig { out } => ssh::config(&home, out.as_deref()).await,

@@ -288,9 +288,20 @@ impl ApiClient {
         self.call(reqwest::Method::POST, "/v1/revoke", Some(req)).await
     }
 
-    pub async fn start_key_registration(&self, name: &str) -> Result<KeyChallenge, ClientError> {
-        self.call(reqwest::Method::POST, "/v1/keys/register", Some(&KeyRegistrationStart { name: name.to_string() }))
-            .await
+    /// `step_up`: once the user has a key, an assertion from one of them (see
+    /// [`crate::security_key::add_key`]).
+    pub async fn start_key_registration(
+        &self,
+        name: &str,
+        step_up: Option<portcullis_proto::StepUpAssertion>,
+    ) -> Result<KeyChallenge, ClientError> {
+        let req = KeyRegistrationStart { name: name.to_string(), step_up };
+        self.call(reqwest::Method::POST, "/v1/keys/register", Some(&req)).await
+    }
+
+    /// A challenge to confirm a change to this user's keys with one of them.
+    pub async fn start_key_change(&self) -> Result<KeyChallenge, ClientError> {
+        self.call(reqwest::Method::POST, "/v1/keys/step-up", Some(&serde_json::json!({}))).await
     }
 
     pub async fn finish_key_registration(&self, req: &KeyRegistrationFinish) -> Result<SecurityKeyView, ClientError> {
@@ -301,12 +312,18 @@ impl ApiClient {
         self.call::<(), _>(reqwest::Method::GET, "/v1/keys", None).await
     }
 
-    /// Removes one of this user's keys, by id or name.
-    pub async fn remove_security_key(&self, key: &str) -> Result<SecurityKeyView, ClientError> {
+    /// Removes one of this user's keys, by id or name (`step_up`: see
+    /// [`crate::security_key::remove_key`]).
+    pub async fn remove_security_key(
+        &self,
+        key: &str,
+        step_up: Option<portcullis_proto::StepUpAssertion>,
+    ) -> Result<SecurityKeyView, ClientError> {
         portcullis_proto::check_name("security key", key)
             .or_else(|_| check_id(key, "security key"))
             .map_err(|_| ClientError::Input(format!("{key:?} is not a security key name or id")))?;
-        self.call::<(), _>(reqwest::Method::DELETE, &format!("/v1/keys/{key}"), None).await
+        let body = portcullis_proto::KeyRemoval { step_up };
+        self.call(reqwest::Method::DELETE, &format!("/v1/keys/{key}"), Some(&body)).await
     }
 
     pub async fn start_step_up(&self, id: &str, decision: Decision) -> Result<KeyChallenge, ClientError> {

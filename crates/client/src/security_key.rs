@@ -240,20 +240,54 @@ pub async fn assert(
     }
 }
 
-/// Registers a security key under `name` for this device's user.
+/// An assertion from one of the user's keys confirming a change to their keys.
+async fn confirm_change(
+    api: &crate::api::ApiClient,
+    authenticator: &Authenticator,
+    prompts: Arc<dyn KeyPrompts>,
+) -> Result<StepUpAssertion, ClientError> {
+    let challenge = api.start_key_change().await?;
+    let credential = assert(authenticator, prompts, &challenge).await?;
+    Ok(StepUpAssertion { challenge_id: challenge.challenge_id, credential })
+}
+
+/// Registers a security key under `name` for this device's user. When they already have one,
+/// the server asks for it first (touch the key you have, then the new one).
 pub async fn add_key(
     api: &crate::api::ApiClient,
     name: &str,
     authenticator: &Authenticator,
     prompts: Arc<dyn KeyPrompts>,
 ) -> Result<portcullis_proto::SecurityKeyView, ClientError> {
-    let challenge = api.start_key_registration(name).await?;
+    let challenge = match api.start_key_registration(name, None).await {
+        Err(ClientError::Api { code, .. }) if code == "step_up_required" => {
+            let confirmed = confirm_change(api, authenticator, prompts.clone()).await?;
+            api.start_key_registration(name, Some(confirmed)).await?
+        }
+        other => other?,
+    };
     let credential = register(authenticator, prompts, &challenge).await?;
     api.finish_key_registration(&portcullis_proto::KeyRegistrationFinish {
         challenge_id: challenge.challenge_id,
         credential,
     })
     .await
+}
+
+/// Removes one of the user's keys, confirmed with one of their keys when the server asks.
+pub async fn remove_key(
+    api: &crate::api::ApiClient,
+    key: &str,
+    authenticator: &Authenticator,
+    prompts: Arc<dyn KeyPrompts>,
+) -> Result<portcullis_proto::SecurityKeyView, ClientError> {
+    match api.remove_security_key(key, None).await {
+        Err(ClientError::Api { code, .. }) if code == "step_up_required" => {
+            let confirmed = confirm_change(api, authenticator, prompts).await?;
+            api.remove_security_key(key, Some(confirmed)).await
+        }
+        other => other,
+    }
 }
 
 /// Reviews a request; when the server answers that the policy wants it confirmed with a

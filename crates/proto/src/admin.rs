@@ -186,6 +186,17 @@ pub struct RequestDetail {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct KeyRegistrationStart {
     pub name: String,
+    /// Once the user has a key: an assertion from one of them for a `POST /v1/keys/step-up`
+    /// challenge (a stolen device alone cannot add the thief's key).
+    #[serde(default)]
+    pub step_up: Option<StepUpAssertion>,
+}
+
+/// `DELETE /v1/keys/{key}`: removing one's own key, confirmed with one of one's keys.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct KeyRemoval {
+    #[serde(default)]
+    pub step_up: Option<StepUpAssertion>,
 }
 
 /// A WebAuthn ceremony to run on the user's authenticator. `options` is the WebAuthn

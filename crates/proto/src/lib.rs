@@ -432,6 +432,9 @@ pub enum LiveEvent {
     RequestUpdated { request: AccessRequestView },
     /// Events were missed (a slow reader); reload lists.
     Resync,
+    /// One of the user's security keys was added or removed (sent to that user's devices only,
+    /// so a key registered by someone holding one device is seen on the others).
+    SecurityKeysChanged { change: String, key: String, by: String },
 }
 
 /// `POST /v1/certificates`: a user's device asks for a short-lived OpenSSH user certificate for

@@ -28,6 +28,11 @@ pub enum Published {
         event: LiveEvent,
         requester_id: String,
     },
+    /// For one user's devices only.
+    Personal {
+        event: LiveEvent,
+        user_id: String,
+    },
     /// The user's (or one device's) access changed: their streams end, and a client that
     /// reconnects does so with what it may see now (or is refused).
     Close {
@@ -49,6 +54,11 @@ impl Bus {
     /// Fire and forget: nobody listening is fine.
     pub fn publish(&self, event: LiveEvent, requester_id: &str) {
         let _ = self.0.send(Published::Event { event, requester_id: requester_id.to_string() });
+    }
+
+    /// To one user's devices only.
+    pub fn tell_user(&self, event: LiveEvent, user_id: &str) {
+        let _ = self.0.send(Published::Personal { event, user_id: user_id.to_string() });
     }
 
     /// Ends the live streams of a user (or of one of their devices).
@@ -73,6 +83,7 @@ enum Next {
 fn next_for(caller: &Caller, item: Result<Published, BroadcastStreamRecvError>) -> Next {
     match item {
         Ok(Published::Event { event, requester_id }) if visible_to(caller, &requester_id) => Next::Send(event),
+        Ok(Published::Personal { event, user_id }) if user_id == caller.user_id => Next::Send(event),
         Ok(Published::Close { user_id, device_id })
             if user_id == caller.user_id && device_id.as_ref().is_none_or(|d| *d == caller.device_id) =>
         {

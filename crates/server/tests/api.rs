@@ -912,7 +912,7 @@ mod keys {
     /// Registers `token` as `name` for `who`.
     pub async fn register(r: &Running, who: &Device, token: &mut SoftToken, name: &str) -> SecurityKeyView {
         let c: KeyChallenge =
-            call(r, who, "POST", "/v1/keys/register", &KeyRegistrationStart { name: name.into() }).await;
+            call(r, who, "POST", "/v1/keys/register", &KeyRegistrationStart { name: name.into(), step_up: None }).await;
         let options: CreationChallengeResponse = serde_json::from_value(c.options.clone()).unwrap();
         let credential = token.do_registration(origin(&c), options).unwrap();
         let finish = KeyRegistrationFinish {
@@ -935,7 +935,7 @@ mod keys {
         use base64::engine::general_purpose::URL_SAFE_NO_PAD;
         use serde_cbor_2::Value;
         let c: KeyChallenge =
-            call(r, who, "POST", "/v1/keys/register", &KeyRegistrationStart { name: name.into() }).await;
+            call(r, who, "POST", "/v1/keys/register", &KeyRegistrationStart { name: name.into(), step_up: None }).await;
         let options: CreationChallengeResponse = serde_json::from_value(c.options.clone()).unwrap();
         let mut credential = serde_json::to_value(token.do_registration(origin(&c), options).unwrap()).unwrap();
         let object = credential["response"]["attestationObject"].as_str().unwrap().to_string();
@@ -959,6 +959,39 @@ mod keys {
         let body = serde_json::to_vec(&KeyRegistrationFinish { challenge_id: c.challenge_id, credential }).unwrap();
         let resp = signed(r, who, "POST", "/v1/keys", &body, r.now(), &nonce()).send().await.unwrap();
         (resp.status().as_u16(), resp.text().await.unwrap())
+    }
+
+    /// Registration confirmed (or not) by an assertion; the answer's status and body.
+    pub async fn register_confirmed(
+        r: &Running,
+        who: &Device,
+        token: &mut SoftToken,
+        name: &str,
+        step_up: Option<StepUpAssertion>,
+    ) -> (u16, String) {
+        let body = serde_json::to_vec(&KeyRegistrationStart { name: name.into(), step_up }).unwrap();
+        let resp = signed(r, who, "POST", "/v1/keys/register", &body, r.now(), &nonce()).send().await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        if status != 200 {
+            return (status, text);
+        }
+        let c: KeyChallenge = serde_json::from_str(&text).unwrap();
+        let options: CreationChallengeResponse = serde_json::from_value(c.options.clone()).unwrap();
+        let credential = token.do_registration(origin(&c), options).unwrap();
+        let finish = KeyRegistrationFinish {
+            challenge_id: c.challenge_id,
+            credential: serde_json::to_value(credential).unwrap(),
+        };
+        let body = serde_json::to_vec(&finish).unwrap();
+        let resp = signed(r, who, "POST", "/v1/keys", &body, r.now(), &nonce()).send().await.unwrap();
+        (resp.status().as_u16(), resp.text().await.unwrap())
+    }
+
+    /// `token`'s answer to a fresh key-change challenge of `who`.
+    pub async fn confirm_change(r: &Running, who: &Device, token: &mut SoftToken) -> StepUpAssertion {
+        let c: KeyChallenge = call(r, who, "POST", "/v1/keys/step-up", &()).await;
+        answer(token, &c, |_, _| {})
     }
 
     pub async fn challenge(r: &Running, who: &Device, request: &str, decision: Decision) -> KeyChallenge {
@@ -1115,8 +1148,10 @@ async fn step_up_approvals_need_a_fresh_assertion_from_the_approvers_own_key() {
         refused(&r, &carol, "POST", &review_path(&fourth), &keys::review(Decision::Approve, late)).await;
     assert!(message.contains("expired"), "{message}");
 
-    // Removing a key: it no longer answers.
-    let _: SecurityKeyView = call(&r, &carol, "DELETE", "/v1/keys/yubi", &()).await;
+    // Removing a key (confirmed with it): it no longer answers.
+    let confirmed = keys::confirm_change(&r, &carol, &mut carol_key).await;
+    let _: SecurityKeyView =
+        call(&r, &carol, "DELETE", "/v1/keys/yubi", &KeyRemoval { step_up: Some(confirmed) }).await;
     let (_, code, _) = refused(
         &r,
         &carol,

@@ -63,7 +63,14 @@ pub async fn add_key(core: Core<'_>, name: String, prompts: Channel<KeyPromptVie
     reply("add_key", added)
 }
 
+/// Removes a security key, confirmed with one of the user's keys (prompts go to `prompts`).
 #[tauri::command]
-pub async fn remove_key(core: Core<'_>, key: String) -> Result<KeyView> {
-    reply("remove_key", core.remove_key(&key).await)
+pub async fn remove_key(core: Core<'_>, key: String, prompts: Channel<KeyPromptView>) -> Result<KeyView> {
+    let removed = core
+        .remove_key(&key, move |prompt| {
+            crate::ipc_audit::outgoing("remove_key", &prompt);
+            let _ = prompts.send(prompt);
+        })
+        .await;
+    reply("remove_key", removed)
 }

@@ -112,7 +112,8 @@ export type RevokeView = { request: RequestView, sessions_ended: number, };
 
 export type LiveView = { 
 /**
- * connected | disconnected | request_created | request_decided | request_updated | resync
+ * connected | disconnected | request_created | request_decided | request_updated | resync |
+ * security_keys_changed
  */
 kind: string, request: RequestView | null, message: string | null, };
 

@@ -49,7 +49,11 @@ export const host = {
     prompts.onmessage = onPrompt;
     return call<KeyView>("add_key", { name, prompts });
   },
-  removeKey: (key: string) => call<KeyView>("remove_key", { key }),
+  removeKey: (key: string, onPrompt: (p: KeyPromptView) => void) => {
+    const prompts = new Channel<KeyPromptView>();
+    prompts.onmessage = onPrompt;
+    return call<KeyView>("remove_key", { key, prompts });
+  },
   /** The PIN a waiting security key asked for (null cancels); it goes to the key only. */
   keyPin: (pin: string | null) => call<void>("key_pin", { pin }),
   gateways: () => call<GatewayView[]>("list_gateways"),

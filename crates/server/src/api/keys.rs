@@ -7,8 +7,8 @@ use crate::rows::Row;
 use axum::extract::{Path, State};
 use axum::{Extension, Json};
 use portcullis_proto::{
-    Decision, KeyChallenge, KeyRegistrationFinish, KeyRegistrationStart, Role, SecurityKeyView, StepUpAssertion,
-    StepUpEvidence, StepUpStart, check_name,
+    Decision, KeyChallenge, KeyRegistrationFinish, KeyRegistrationStart, KeyRemoval, LiveEvent, Role, SecurityKeyView,
+    StepUpAssertion, StepUpEvidence, StepUpStart, check_name,
 };
 use webauthn_rs::prelude::{
     Passkey, PasskeyAuthentication, PasskeyRegistration, PublicKeyCredential, RegisterPublicKeyCredential,
@@ -58,6 +58,7 @@ pub async fn start_registration(
     Json(req): Json<KeyRegistrationStart>,
 ) -> ApiResult<KeyChallenge> {
     check_name("security key", &req.name).map_err(ServerError::BadRequest)?;
+    confirm_key_change(&state, &caller, req.step_up.as_ref(), "adding another security key", state.clock.now()).await?;
     let keys = state.db.security_keys(&caller.user_id).await?;
     if keys.iter().any(|k| k.name == req.name) {
         return Err(ServerError::Conflict(format!("you already have a security key named {:?}", req.name)));
@@ -157,6 +158,10 @@ pub async fn finish_registration(
         )
         .await?;
     tx.commit().await?;
+    state.live.tell_user(
+        LiveEvent::SecurityKeysChanged { change: "added".into(), key: name.clone(), by: caller.user_name.clone() },
+        &caller.user_id,
+    );
     Ok(Json(SecurityKeyView { id, name, created_at: now, last_used_at: None }))
 }
 
@@ -172,11 +177,12 @@ pub async fn list(State(state): AppState, Extension(caller): Extension<Caller>) 
     ))
 }
 
-/// Removes one of the caller's own keys (by id or name).
+/// Removes one of the caller's own keys (by id or name), confirmed with one of their keys.
 pub async fn remove(
     State(state): AppState,
     Extension(caller): Extension<Caller>,
     Path(key): Path<String>,
+    body: Option<Json<KeyRemoval>>,
 ) -> ApiResult<SecurityKeyView> {
     let keys = state.db.security_keys(&caller.user_id).await?;
     let found = keys
@@ -184,6 +190,46 @@ pub async fn remove(
         .find(|k| k.id == key || k.name == key)
         .ok_or_else(|| ServerError::NotFound(format!("you have no security key {key:?}")))?;
     let now = state.clock.now();
+    let step_up = body.and_then(|Json(b)| b.step_up);
+    confirm_key_change(&state, &caller, step_up.as_ref(), "removing a security key", now).await?;
+    remove_key(&state, &caller, &caller.user_id, &found, "security_key_removed", now).await
+}
+
+/// An admin removes another user's key (a lost one: its owner cannot confirm with it).
+pub async fn remove_for_user(
+    State(state): AppState,
+    Extension(caller): Extension<Caller>,
+    Path((name, key)): Path<(String, String)>,
+) -> ApiResult<SecurityKeyView> {
+    caller.require(Role::Admin)?;
+    let user =
+        state.db.user_named(&name).await?.ok_or_else(|| ServerError::NotFound(format!("no user named {name:?}")))?;
+    if user.id == caller.user_id {
+        return Err(ServerError::Refused(
+            "self_key_removal",
+            "remove your own keys with `portcullis key remove`, confirmed with one of them".into(),
+        ));
+    }
+    let found = state
+        .db
+        .security_keys(&user.id)
+        .await?
+        .into_iter()
+        .find(|k| k.id == key || k.name == key)
+        .ok_or_else(|| ServerError::NotFound(format!("{name} has no security key {key:?}")))?;
+    remove_key(&state, &caller, &user.id, &found, "security_key_removed_by_admin", state.clock.now()).await
+}
+
+async fn remove_key(
+    state: &crate::ServerState,
+    caller: &Caller,
+    owner: &str,
+    found: &crate::store::SecurityKeyRow,
+    kind: &str,
+    now: i64,
+) -> ApiResult<SecurityKeyView> {
+    let owner_name = state.db.user_by_id(owner).await?.map(|u| u.name).unwrap_or_default();
+    let removed_by = caller.user_name.clone();
     let mut tx = state.db.begin().await?;
     Store::remove_security_key(&mut tx, &found.id, now).await?;
     state.rows.seal(&mut tx, Row::SecurityKey(&found.id)).await?;
@@ -193,11 +239,16 @@ pub async fn remove(
             now,
             Some(&caller.user_id),
             Some(&caller.device_id),
-            "security_key_removed",
-            serde_json::json!({ "key": found.name }),
+            kind,
+            serde_json::json!({ "key": found.name, "user": owner_name }),
         )
         .await?;
     tx.commit().await?;
+    state.live.tell_user(
+        LiveEvent::SecurityKeysChanged { change: "removed".into(), key: found.name.clone(), by: removed_by },
+        owner,
+    );
+    let found = found.clone();
     Ok(Json(SecurityKeyView {
         id: found.id,
         name: found.name,
@@ -221,15 +272,47 @@ pub async fn start_step_up(
     if request.user_id == caller.user_id {
         return Err(ServerError::Refused("self_approval", "you cannot review your own request".into()));
     }
+    assertion_challenge(&state, &caller, "approve", Some(&request.id), Some(decision_name(req.decision))).await
+}
+
+/// `POST /v1/keys/step-up`: a challenge to confirm a change to one's own security keys with one
+/// of them (adding another, removing one).
+pub async fn start_manage_step_up(
+    State(state): AppState,
+    Extension(caller): Extension<Caller>,
+) -> ApiResult<KeyChallenge> {
+    assertion_challenge(&state, &caller, MANAGE_KEYS, None, None).await
+}
+
+/// What confirms a change to a user's own keys.
+const MANAGE_KEYS: &str = "manage_keys";
+
+/// The caller's live keys, each row authenticated.
+async fn own_keys(
+    state: &crate::ServerState,
+    caller: &Caller,
+) -> Result<Vec<crate::store::SecurityKeyRow>, ServerError> {
     let keys = state.db.security_keys(&caller.user_id).await?;
     for key in &keys {
         state.rows.check(&mut *state.db.pool.acquire().await?, Row::SecurityKey(&key.id)).await?;
     }
+    Ok(keys)
+}
+
+/// A WebAuthn assertion challenge over the caller's keys, for `purpose` (and, for approvals,
+/// one request and decision).
+async fn assertion_challenge(
+    state: &crate::ServerState,
+    caller: &Caller,
+    purpose: &str,
+    request_id: Option<&str>,
+    decision: Option<&str>,
+) -> ApiResult<KeyChallenge> {
+    let keys = own_keys(state, caller).await?;
     if keys.is_empty() {
         return Err(ServerError::Refused(
             "no_security_key",
-            "this approval needs a security key and you have none registered; add one with `portcullis key add NAME`"
-                .into(),
+            "this needs a security key and you have none registered; add one with `portcullis key add NAME`".into(),
         ));
     }
     let passkeys = keys.iter().map(|k| stored_passkey(&k.passkey)).collect::<Result<Vec<_>, _>>()?;
@@ -243,9 +326,9 @@ pub async fn start_step_up(
     let row = ChallengeRow {
         id: challenge_id.clone(),
         user_id: caller.user_id.clone(),
-        purpose: "approve".into(),
-        request_id: Some(request.id.clone()),
-        decision: Some(decision_name(req.decision).into()),
+        purpose: purpose.into(),
+        request_id: request_id.map(str::to_string),
+        decision: decision.map(str::to_string),
         key_name: None,
         state: serde_json::to_string(&authentication).map_err(|e| ServerError::Internal(e.to_string()))?,
         created_at: now,
@@ -260,6 +343,63 @@ pub async fn start_step_up(
         options: to_json(&options)?,
         expires_at: row.expires_at,
     }))
+}
+
+/// Checks an assertion for a challenge of `purpose` (`fits` checks what it was bound to) and
+/// moves the key's counter on: the key that answered.
+async fn check_assertion(
+    state: &crate::ServerState,
+    caller: &Caller,
+    assertion: &StepUpAssertion,
+    purpose: &str,
+    fits: impl FnOnce(&ChallengeRow) -> Result<(), ServerError>,
+    now: i64,
+) -> Result<(crate::store::SecurityKeyRow, webauthn_rs::prelude::AuthenticationResult), ServerError> {
+    let row = take_challenge(state, caller, &assertion.challenge_id, purpose, now).await?;
+    fits(&row)?;
+    let authentication: PasskeyAuthentication =
+        serde_json::from_str(&row.state).map_err(|e| ServerError::Internal(e.to_string()))?;
+    let credential: PublicKeyCredential = serde_json::from_value(assertion.credential.clone())
+        .map_err(|e| ServerError::BadRequest(format!("the security key's answer is malformed: {e}")))?;
+    let result =
+        state.relying_party.webauthn.finish_passkey_authentication(&credential, &authentication).map_err(|e| {
+            ServerError::Refused("step_up_failed", format!("the security key's answer was refused: {e}"))
+        })?;
+    let credential_id = credential_id_text(result.cred_id());
+    let key = own_keys(state, caller)
+        .await?
+        .into_iter()
+        .find(|k| k.credential_id == credential_id)
+        .ok_or_else(|| ServerError::Refused("step_up_failed", "that security key is not one of yours".into()))?;
+    let mut passkey = stored_passkey(&key.passkey)?;
+    passkey.update_credential(&result);
+    let json = serde_json::to_string(&passkey).map_err(|e| ServerError::Internal(e.to_string()))?;
+    let mut tx = state.db.begin().await?;
+    Store::update_security_key(&mut tx, &key.id, &json, now).await?;
+    state.rows.seal(&mut tx, Row::SecurityKey(&key.id)).await?;
+    tx.commit().await?;
+    Ok((key, result))
+}
+
+/// Once a user has a key, changing their keys takes an assertion from one of them: a stolen
+/// device (its signing key) alone cannot register the thief's key, nor remove the owner's.
+async fn confirm_key_change(
+    state: &crate::ServerState,
+    caller: &Caller,
+    assertion: Option<&StepUpAssertion>,
+    what: &str,
+    now: i64,
+) -> Result<(), ServerError> {
+    if own_keys(state, caller).await?.is_empty() {
+        return Ok(());
+    }
+    let Some(assertion) = assertion else {
+        return Err(ServerError::Refused(
+            "step_up_required",
+            format!("{what} needs a security key you already have to confirm it (or an admin, for a lost key)"),
+        ));
+    };
+    check_assertion(state, caller, assertion, MANAGE_KEYS, |_| Ok(()), now).await.map(|_| ())
 }
 
 /// Checks the step-up assertion of a review; the evidence (JSON of [`StepUpEvidence`]) is kept
@@ -285,39 +425,19 @@ pub async fn verify_step_up(
             ),
         ));
     };
-    let row = take_challenge(state, caller, &assertion.challenge_id, "approve", now).await?;
-    if row.request_id.as_deref() != Some(request.id.as_str())
-        || row.decision.as_deref() != Some(decision_name(decision))
-    {
-        return Err(ServerError::Refused(
-            "step_up_failed",
-            "this security-key answer was given for another request or another decision".into(),
-        ));
-    }
-    let authentication: PasskeyAuthentication =
-        serde_json::from_str(&row.state).map_err(|e| ServerError::Internal(e.to_string()))?;
-    let credential: PublicKeyCredential = serde_json::from_value(assertion.credential.clone())
-        .map_err(|e| ServerError::BadRequest(format!("the security key's answer is malformed: {e}")))?;
-    let result =
-        state.relying_party.webauthn.finish_passkey_authentication(&credential, &authentication).map_err(|e| {
-            ServerError::Refused("step_up_failed", format!("the security key's answer was refused: {e}"))
-        })?;
-    let credential_id = credential_id_text(result.cred_id());
-    let keys = state.db.security_keys(&caller.user_id).await?;
-    for key in &keys {
-        state.rows.check(&mut *state.db.pool.acquire().await?, Row::SecurityKey(&key.id)).await?;
-    }
-    let key = keys
-        .into_iter()
-        .find(|k| k.credential_id == credential_id)
-        .ok_or_else(|| ServerError::Refused("step_up_failed", "that security key is not one of yours".into()))?;
-    let mut passkey = stored_passkey(&key.passkey)?;
-    passkey.update_credential(&result);
-    let json = serde_json::to_string(&passkey).map_err(|e| ServerError::Internal(e.to_string()))?;
-    let mut tx = state.db.begin().await?;
-    Store::update_security_key(&mut tx, &key.id, &json, now).await?;
-    state.rows.seal(&mut tx, Row::SecurityKey(&key.id)).await?;
-    tx.commit().await?;
+    let fits = |row: &ChallengeRow| {
+        if row.request_id.as_deref() != Some(request.id.as_str())
+            || row.decision.as_deref() != Some(decision_name(decision))
+        {
+            return Err(ServerError::Refused(
+                "step_up_failed",
+                "this security-key answer was given for another request or another decision".into(),
+            ));
+        }
+        Ok(())
+    };
+    let (key, result) = check_assertion(state, caller, assertion, "approve", fits, now).await?;
+    let credential_id = key.credential_id.clone();
     let evidence = StepUpEvidence {
         method: portcullis_policy::STEP_UP_WEBAUTHN.into(),
         key_name: key.name,

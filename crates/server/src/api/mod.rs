@@ -60,6 +60,8 @@ pub const DEVICE_ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/keys"),
     ("POST", "/v1/keys/register"),
     ("DELETE", "/v1/keys/{key}"),
+    ("POST", "/v1/keys/step-up"),
+    ("POST", "/v1/users/{name}/keys/{key}/remove"),
     ("POST", "/v1/certificates"),
     ("GET", "/v1/gateways"),
     ("POST", "/v1/gateways"),
@@ -100,6 +102,8 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/v1/keys", get(keys::list).post(keys::finish_registration))
         .route("/v1/keys/register", post(keys::start_registration))
         .route("/v1/keys/{key}", delete(keys::remove))
+        .route("/v1/keys/step-up", post(keys::start_manage_step_up))
+        .route("/v1/users/{name}/keys/{key}/remove", post(keys::remove_for_user))
         .route("/v1/certificates", post(access::issue_certificate))
         .route("/v1/gateways", get(gateways::list).post(gateways::add))
         .route("/v1/gateways/{name}/confirm", post(gateways::confirm))

@@ -12,7 +12,8 @@ use crate::ServerError;
 mod access;
 mod gateways;
 pub use access::{
-    ChallengeRow, SETTING_ROWS_AUTHENTICATED, SETTING_STANDALONE_OWNER, SETTING_WEBAUTHN_RP_ID, UserDetailRow,
+    ChallengeRow, SETTING_ROWS_AUTHENTICATED, SETTING_STANDALONE_OWNER, SETTING_WEBAUTHN_RP_ID, SecurityKeyRow,
+    UserDetailRow,
 };
 pub use gateways::GatewayRow;
 

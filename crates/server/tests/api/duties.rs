@@ -135,3 +135,53 @@ async fn a_security_key_serves_one_person_only() {
     let (status, text) = keys::register_claiming(&r, &dave, &mut keys::token(), "dave-key", &other).await;
     assert_eq!(status, 200, "{text}");
 }
+
+/// Once a user has a key, their keys change only with one of them (or an admin, for a lost
+/// one): malware holding an approver's device key cannot register its own key to answer
+/// step-ups, nor remove the owner's.
+#[tokio::test]
+async fn changing_security_keys_needs_one_of_them() {
+    let (r, code) = start().await;
+    let admin = enroll(&r, &code).await;
+    let carol = member(&r, &admin, "carol", &[Role::Approver], &[]).await;
+    let mut own = keys::token();
+    keys::register(&r, &carol, &mut own, "own").await;
+
+    // The device alone (malware holding its signing key, with a token of its own): refused.
+    let mut thief = keys::token();
+    let (status, text) = keys::register_confirmed(&r, &carol, &mut thief, "thief", None).await;
+    assert!(status == 403 && text.contains("step_up_required"), "{status}: {text}");
+    let (_, code, _) = refused(&r, &carol, "DELETE", "/v1/keys/own", &KeyRemoval::default()).await;
+    assert_eq!(code, "step_up_required");
+
+    // Confirmed with the key she has: a second key, then removing the first. Her devices are
+    // told (and no one else's).
+    let mut live = signed(&r, &carol, "GET", "/v1/live", b"", r.now(), &nonce()).send().await.unwrap();
+    let mut admins = signed(&r, &admin, "GET", "/v1/live", b"", r.now(), &nonce()).send().await.unwrap();
+    let ready = tokio::time::timeout(std::time::Duration::from_secs(5), live.chunk()).await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&ready.unwrap()).contains("ready"));
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), admins.chunk()).await.unwrap().unwrap();
+    let confirmed = keys::confirm_change(&r, &carol, &mut own).await;
+    let (status, text) =
+        keys::register_confirmed(&r, &carol, &mut keys::token(), "spare", Some(confirmed.clone())).await;
+    assert_eq!(status, 200, "{text}");
+    let told = tokio::time::timeout(std::time::Duration::from_secs(5), live.chunk()).await.unwrap().unwrap().unwrap();
+    let told = String::from_utf8_lossy(&told).to_string();
+    assert!(told.contains("security_keys_changed") && told.contains("spare"), "{told}");
+    let elsewhere = tokio::time::timeout(std::time::Duration::from_millis(500), admins.chunk()).await;
+    assert!(elsewhere.is_err(), "another user's stream was told: {elsewhere:?}");
+    let (_, code, _) = refused(&r, &carol, "DELETE", "/v1/keys/own", &KeyRemoval { step_up: Some(confirmed) }).await;
+    assert_eq!(code, "step_up_failed", "an answer works once");
+    let confirmed = keys::confirm_change(&r, &carol, &mut own).await;
+    let _: SecurityKeyView = call(&r, &carol, "DELETE", "/v1/keys/own", &KeyRemoval { step_up: Some(confirmed) }).await;
+    let left: Vec<SecurityKeyView> = call(&r, &carol, "GET", "/v1/keys", &()).await;
+    assert_eq!(left.iter().map(|k| k.name.as_str()).collect::<Vec<_>>(), ["spare"]);
+
+    // A lost key: an admin removes it; recorded.
+    let _: SecurityKeyView = call(&r, &admin, "POST", "/v1/users/carol/keys/spare/remove", &()).await;
+    let left: Vec<SecurityKeyView> = call(&r, &carol, "GET", "/v1/keys", &()).await;
+    assert!(left.is_empty());
+    let events: Vec<ServerEvent> =
+        call(&r, &admin, "GET", "/v1/audit/events?kind=security_key_removed,security_key_removed_by_admin", &()).await;
+    assert_eq!(events.len(), 2, "{events:?}");
+}

@@ -50,6 +50,9 @@ export class Access {
       this.live = "offline";
     } else if (e.kind === "resync") {
       void this.reload();
+    } else if (e.kind === "security_keys_changed") {
+      // Seen on every device of the user: a key someone else registered is noticed.
+      void host.notify("Security keys changed", e.message ?? "");
     } else if (e.request) {
       const r = e.request;
       this.upsert(r);
