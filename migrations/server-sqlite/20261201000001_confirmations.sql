@@ -24,3 +24,18 @@ CREATE TABLE gateway_confirmations (
 INSERT INTO gateway_confirmations (gateway_id, confirmed_by, via, sign_public_key, at)
     SELECT id, NULL, 'before_confirmations', hex(sign_public_key), COALESCE(enrolled_at, created_at)
     FROM gateways WHERE embedded = 0 AND sign_public_key IS NOT NULL AND revoked_at IS NULL;
+
+-- Every session the server let a gateway open: a gateway's SessionStart record is accepted
+-- only against one of these (same writer, grant, user, target and login), so a compromised
+-- gateway cannot make up sessions for anyone.
+CREATE TABLE session_authorizations (
+    id             TEXT PRIMARY KEY,
+    writer_id      TEXT NOT NULL,
+    grant_id       TEXT NOT NULL,
+    user_name      TEXT NOT NULL,
+    target         TEXT NOT NULL,
+    login          TEXT NOT NULL,
+    authorized_at  INTEGER NOT NULL,
+    mac            BLOB
+);
+CREATE INDEX session_authorizations_by_grant ON session_authorizations(writer_id, grant_id);

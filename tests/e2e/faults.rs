@@ -91,15 +91,24 @@ fn nothing_lost_or_doubled(world: &World, gateway: &GatewayProcess) -> (i64, Str
 #[test]
 fn killed_at_random_the_audit_trail_loses_and_doubles_nothing() {
     let mut world = World::new();
-    let code = world.admin.run(&["gateway", "add", "soak"]).ok().last_line();
-    let gateway =
-        GatewayProcess::enroll(world.root.path(), "soak", &world.server.url, &code, "warn", &world.transcript);
+    let mut gateway = world.enrol_gateway("soak");
+    // The synthetic sessions are authorised like real ones: alice's grant for a target on the
+    // soak gateway, and the certificate for it.
+    let sshd = Sshd::start();
+    world.add_target_with("soak", sshd.port, &sshd.user_key, &sshd.host_key_pub, &["--gateway", "soak"]).ok();
+    world.grant("soak", "60m");
+    // A certificate names the gateway's address: it runs once to report one, then the soak
+    // writer takes over its record log.
+    gateway.start();
+    let certificate = alice_certificate(&world, "soak");
+    gateway.kill();
+    let soak = |sessions: u64, events: u64| gateway.soak(sessions, events, &certificate, "soak");
     let mut rng = Rng(seed());
     let (mut writer_kills, mut server_kills) = (0, 0);
     let backup = world.root.path().join("server-backup");
     let mut backed_up_at = None;
     let started = Instant::now();
-    let mut writer = gateway.soak(SESSIONS, EVENTS);
+    let mut writer = soak(SESSIONS, EVENTS);
     // The server goes away right after 700 records; uploads fail for a while, then resume.
     while server_records(&world.server, &gateway.id()).0 < 700 {
         assert!(started.elapsed() < Duration::from_secs(60), "nothing reached the server");
@@ -131,7 +140,7 @@ fn killed_at_random_the_audit_trail_loses_and_doubles_nothing() {
             0..=7 if writer_kills < 40 => {
                 kill(&mut writer);
                 writer_kills += 1;
-                writer = gateway.soak(SESSIONS, EVENTS);
+                writer = soak(SESSIONS, EVENTS);
             }
             8 if server_kills < 8 => {
                 world.server.stop();
@@ -173,7 +182,7 @@ fn killed_at_random_the_audit_trail_loses_and_doubles_nothing() {
     world.server.start(false);
     let (before, _) = server_records(&world.server, &gateway.id());
     assert!(before < written, "the backup holds {before} of {written}");
-    let mut writer = gateway.soak(SESSIONS, EVENTS);
+    let mut writer = soak(SESSIONS, EVENTS);
     let deadline = Instant::now() + Duration::from_secs(120);
     while !finished(&mut writer) {
         assert!(Instant::now() < deadline, "the gateway never caught the restored server up");
@@ -187,7 +196,7 @@ fn killed_at_random_the_audit_trail_loses_and_doubles_nothing() {
     // A record waiting for upload is corrupted on the gateway's disk: it is reported as lost
     // and the records after it still reach the server, in order.
     world.server.stop();
-    let mut writer = gateway.soak(SESSIONS + 1, 600);
+    let mut writer = soak(SESSIONS + 1, 600);
     let deadline = Instant::now() + Duration::from_secs(60);
     while unsent_records(&gateway.database()) < 400 {
         assert!(Instant::now() < deadline, "the gateway wrote nothing while the server was away");
@@ -207,7 +216,7 @@ fn killed_at_random_the_audit_trail_loses_and_doubles_nothing() {
         seq
     });
     world.server.start(false);
-    let mut writer = gateway.soak(SESSIONS + 1, 600);
+    let mut writer = soak(SESSIONS + 1, 600);
     let deadline = Instant::now() + Duration::from_secs(60);
     while !finished(&mut writer) {
         assert!(Instant::now() < deadline, "the records after the corrupt one never synced");
@@ -221,4 +230,15 @@ fn killed_at_random_the_audit_trail_loses_and_doubles_nothing() {
     let out = world.bob.run(&["audit", "verify"]).ok().stdout;
     let line = out.lines().find(|l| l.contains(&gateway.id())).unwrap();
     assert_eq!(line.split_whitespace().nth(3), Some("1"), "one record lost: {line}");
+}
+
+/// The certificate file `ssh-config` writes for alice's grant to `target`.
+fn alice_certificate(world: &World, target: &str) -> std::path::PathBuf {
+    let config = world.root.path().join("soak-ssh-config");
+    world.alice.run(&["ssh-config", "--out", config.to_str().unwrap()]).ok();
+    let text = std::fs::read_to_string(&config).unwrap();
+    let section =
+        text.split("Host ").find(|s| s.contains(&format!("User {target}\n"))).unwrap_or_else(|| panic!("{text}"));
+    let file = section.lines().find_map(|l| l.trim().strip_prefix("CertificateFile ")).unwrap();
+    std::path::PathBuf::from(file.trim().trim_matches('"'))
 }

@@ -179,11 +179,14 @@ impl GatewayProcess {
     /// `portcullis-soak` (feature `soak`): synthetic sessions through this gateway's real log
     /// and sync; killed when dropped, so a failing test leaves no writer behind.
     #[cfg(feature = "soak")]
-    pub fn soak(&self, sessions: u64, events: u64) -> Background {
+    pub fn soak(&self, sessions: u64, events: u64, certificate: &Path, target: &str) -> Background {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
         let child = env_command(env!("CARGO_BIN_EXE_portcullis-soak"), &self.rust_log)
             .env("PORTCULLIS_HOME", &self.home)
             .args(["--sessions", &sessions.to_string(), "--events", &events.to_string()])
+            .arg("--certificate")
+            .arg(certificate)
+            .args(["--target", target])
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()

@@ -24,6 +24,12 @@ struct Args {
     sessions: u64,
     #[arg(long, default_value_t = 4096)]
     events: u64,
+    /// A user's Portcullis certificate for `--target` (the sessions are authorised with it).
+    #[arg(long)]
+    certificate: PathBuf,
+    /// A target reached through this gateway.
+    #[arg(long)]
+    target: String,
 }
 
 fn main() -> ExitCode {
@@ -40,7 +46,14 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         let (gateway, _, _) = portcullis_gateway::identity::open(&args.home, &passphrase::Prompt).await?;
-        let plan = portcullis_gateway::soak::Plan { sessions: args.sessions, events: args.events };
+        let certificate = std::fs::read_to_string(&args.certificate)?.trim().to_string();
+        let plan = portcullis_gateway::soak::Plan {
+            sessions: args.sessions,
+            events: args.events,
+            certificate,
+            target: args.target.clone(),
+            authorization_file: args.home.join("soak-authorization.json"),
+        };
         portcullis_gateway::soak::run(gateway, plan).await.map_err(anyhow::Error::msg)
     });
     match result {

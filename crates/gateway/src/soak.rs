@@ -6,16 +6,30 @@
 //! Restartable: a run counts the sessions its log already started and goes on with the next
 //! one (a session the last run was writing was ended by [`crate::RecordLog::open`], as a real
 //! gateway's sessions end when it dies). Events are written in batches of random size.
+//!
+//! Its sessions are real ones as far as the server is concerned: each run first asks the
+//! server to authorise a session with a user's certificate (as a gateway does for a
+//! connection), and its session-start records name what the server authorised — the server
+//! refuses any other.
 
 use std::time::Duration;
 
-use portcullis_proto::{AuditPayload, SessionChunk, SessionEnd, SessionStart};
+use portcullis_proto::{
+    AuditPayload, AuthorizedSession, SessionAuthorizationRequest, SessionChunk, SessionEnd, SessionStart,
+};
 
 use crate::Gateway;
 
 pub struct Plan {
     pub sessions: u64,
     pub events: u64,
+    /// A user's Portcullis certificate (OpenSSH line) for a target on this gateway.
+    pub certificate: String,
+    /// The target's name (the SSH user name a client would give).
+    pub target: String,
+    /// Where the authorisation is kept between runs: a restarted writer goes on under it even
+    /// while the server is away (as a running session outlives an outage).
+    pub authorization_file: std::path::PathBuf,
 }
 
 /// The id of synthetic session `n` (stable, so tests can find it).
@@ -23,14 +37,14 @@ pub fn session_id(n: u64) -> String {
     uuid::Uuid::from_u128(0x50a1_0000_0000_4000_8000_0000_0000_0000 | n as u128).to_string()
 }
 
-fn start(n: u64) -> AuditPayload {
+fn start(n: u64, authorized: &AuthorizedSession) -> AuditPayload {
     AuditPayload::SessionStart(SessionStart {
         session_id: session_id(n),
-        user: "soak".into(),
-        device_id: String::new(),
-        target: "soak".into(),
-        login: "root".into(),
-        grant_id: format!("soak-{n}"),
+        user: authorized.user.clone(),
+        device_id: authorized.device_id.clone(),
+        target: authorized.target.clone(),
+        login: authorized.login.clone(),
+        grant_id: authorized.grant_id.clone(),
         started_at: crate::now_f64(),
         width: 80,
         height: 24,
@@ -64,9 +78,34 @@ pub async fn run(gateway: Gateway, plan: Plan) -> Result<(), String> {
         gateway.host_key_openssh(),
     ));
     let mut rng = Rng(u64::from(std::process::id()) << 20 | 0x9e37_79b9);
+    // Authorised as a connection would be (retried while the server is away); the credential
+    // that comes with it is dropped unused.
+    let ask = SessionAuthorizationRequest {
+        certificate: plan.certificate.clone(),
+        ssh_user: plan.target.clone(),
+        client_addr: String::new(),
+    };
+    let kept = std::fs::read(&plan.authorization_file).ok().and_then(|b| serde_json::from_slice(&b).ok());
+    let authorized: AuthorizedSession = match kept {
+        Some(authorized) => authorized,
+        None => loop {
+            match gateway.inner.control.authorize(&ask).await {
+                Ok((authorized, credential)) => {
+                    drop(credential);
+                    let json = serde_json::to_vec(&authorized).map_err(|e| e.to_string())?;
+                    std::fs::write(&plan.authorization_file, json).map_err(|e| e.to_string())?;
+                    break authorized;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "soak authorisation failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+            }
+        },
+    };
     let begun = log.started_sessions().await?;
     for n in begun..plan.sessions {
-        log.append(&start(n)).await?;
+        log.append(&start(n, &authorized)).await?;
         let mut written = 0;
         while written < plan.events {
             let batch = (1 + rng.below(48)).min(plan.events - written);

@@ -26,6 +26,8 @@ pub(crate) enum Row<'a> {
     Confirmation(&'a str),
     /// A gateway's confirmation by a second admin, by gateway id.
     GatewayConfirmation(&'a str),
+    /// A session the server let a gateway open, by id.
+    SessionAuthorization(&'a str),
 }
 
 impl Row<'_> {
@@ -38,6 +40,7 @@ impl Row<'_> {
             Row::SecurityKey(id) => format!("security key {id}"),
             Row::Confirmation(id) => format!("the confirmation of user {id}"),
             Row::GatewayConfirmation(id) => format!("the confirmation of gateway {id}"),
+            Row::SessionAuthorization(id) => format!("session authorisation {id}"),
         }
     }
 
@@ -82,6 +85,11 @@ impl Row<'_> {
                  CAST(at AS TEXT), mac FROM gateway_confirmations WHERE gateway_id = ?",
                 "UPDATE gateway_confirmations SET mac = ? WHERE gateway_id = ?",
             ),
+            Row::SessionAuthorization(_) => (
+                "SELECT 'session_authorizations', id, writer_id, grant_id, user_name, target, login, \
+                 CAST(authorized_at AS TEXT), mac FROM session_authorizations WHERE id = ?",
+                "UPDATE session_authorizations SET mac = ? WHERE id = ?",
+            ),
         }
     }
 
@@ -95,7 +103,8 @@ impl Row<'_> {
             | Row::Gateway(id)
             | Row::SecurityKey(id)
             | Row::Confirmation(id)
-            | Row::GatewayConfirmation(id) => q.bind(id.to_string()),
+            | Row::GatewayConfirmation(id)
+            | Row::SessionAuthorization(id) => q.bind(id.to_string()),
             Row::Policy(v) => q.bind(v),
         }
     }

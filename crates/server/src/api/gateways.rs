@@ -353,6 +353,14 @@ pub async fn authorize_session(
     if let Some((target_id, user_id)) = used {
         Store::mark_target_used(&mut tx, &target_id, &user_id, now).await?;
     }
+    if let Ok(a) = &result {
+        // What this gateway's SessionStart records must match (see `ingest`).
+        let s = &a.session;
+        let id = uuid::Uuid::new_v4().to_string();
+        Store::insert_session_authorization(&mut tx, &id, gateway_id, &s.grant_id, &s.user, &s.target, &s.login, now)
+            .await?;
+        state.rows.seal(&mut tx, Row::SessionAuthorization(&id)).await?;
+    }
     tx.commit().await?;
     result
 }

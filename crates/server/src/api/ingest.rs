@@ -399,6 +399,61 @@ async fn record_alarm(state: &ServerState, writer_id: &str, gateway: &str, r: &R
     }
 }
 
+/// How far a session may seem to start before the server authorised it (clocks differ).
+const START_SKEW_SECS: f64 = 300.0;
+
+/// A gateway's `SessionStart` must be one the server allowed: an authorisation issued to this
+/// writer for this grant, user, target and login, no later than the session's start (with
+/// clock skew). A compromised gateway cannot make up a session for anyone — nor put its own
+/// sessions under another gateway's name. A session from before the server kept authorisations
+/// (a gateway's backlog at an upgrade) is taken when its grant is real, is that user's for that
+/// target, was issued before then, and the session's claimed start lies within it.
+async fn check_session_start(
+    state: &ServerState,
+    tx: &mut Tx<'_>,
+    writer_id: &str,
+    s: &portcullis_proto::SessionStart,
+) -> Result<(), ServerError> {
+    let until = (s.started_at + START_SKEW_SECS) as i64;
+    let found = Store::session_authorizations(tx, writer_id, &s.grant_id, &s.user, &s.target, &s.login, until).await?;
+    for id in &found {
+        state.rows.check(&mut *tx, crate::rows::Row::SessionAuthorization(id)).await?;
+    }
+    if !found.is_empty() {
+        return Ok(());
+    }
+    let since: Option<String> = sqlx::query_scalar("SELECT value FROM server_settings WHERE name = ?")
+        .bind(crate::store::SETTING_SESSION_CHECKS_SINCE)
+        .fetch_optional(&mut **tx)
+        .await?;
+    if let Some(since) = since.and_then(|v| v.parse::<i64>().ok()) {
+        let legacy: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM grants g JOIN users u ON u.id = g.user_id JOIN targets t ON t.id = g.target_id \
+             WHERE g.id = ? AND u.name = ? AND t.name = ? AND g.not_before < ? \
+             AND ? BETWEEN g.not_before - 300 AND g.not_after + 300",
+        )
+        .bind(&s.grant_id)
+        .bind(&s.user)
+        .bind(&s.target)
+        .bind(since)
+        .bind(s.started_at as i64)
+        .fetch_optional(&mut **tx)
+        .await?;
+        if legacy.is_some() {
+            return Ok(());
+        }
+    }
+    Err(ServerError::BadRequest(format!(
+        "session {} claims user {:?}, target {:?}, login {:?} and grant {} — the server authorised no such session \
+         through this gateway",
+        s.session_id,
+        portcullis_proto::printable(&s.user),
+        portcullis_proto::printable(&s.target),
+        portcullis_proto::printable(&s.login),
+        portcullis_proto::printable(&s.grant_id)
+    )))
+}
+
 /// Indexes what the server searches by (sessions) and raises what gateways report (file
 /// transfers, host-key mismatches, refusals) as security events. Chunks are only stored.
 async fn index_payload(
@@ -417,6 +472,7 @@ async fn index_payload(
     let event = |kind: &'static str, value: serde_json::Value| (kind, value);
     let raised = match &payload {
         AuditPayload::SessionStart(s) => {
+            check_session_start(state, tx, writer_id, s).await?;
             let row = SessionRow {
                 id: s.session_id.clone(),
                 writer_id: writer_id.to_string(),

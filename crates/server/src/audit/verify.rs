@@ -328,6 +328,8 @@ async fn verify_decision_rows(
         sqlx::query_scalar("SELECT gateway_id FROM gateway_confirmations ORDER BY gateway_id")
             .fetch_all(&mut *conn)
             .await?;
+    let authorizations: Vec<String> =
+        sqlx::query_scalar("SELECT id FROM session_authorizations ORDER BY id").fetch_all(&mut *conn).await?;
     let rows = users
         .iter()
         .map(|id| Row::User(id))
@@ -336,7 +338,8 @@ async fn verify_decision_rows(
         .chain(policies.iter().map(|v| Row::Policy(*v)))
         .chain(keys.iter().map(|id| Row::SecurityKey(id)))
         .chain(confirmations.iter().map(|id| Row::Confirmation(id)))
-        .chain(gateway_confirmations.iter().map(|id| Row::GatewayConfirmation(id)));
+        .chain(gateway_confirmations.iter().map(|id| Row::GatewayConfirmation(id)))
+        .chain(authorizations.iter().map(|id| Row::SessionAuthorization(id)));
     for row in rows {
         if let Err(e) = macs.check(&mut conn, row).await {
             report.problems.push(AuditProblem {

@@ -8,6 +8,9 @@ use crate::ServerError;
 pub const SETTING_STANDALONE_OWNER: &str = "standalone_owner";
 /// Setting: the WebAuthn relying-party id, fixed at `server init`.
 pub const SETTING_WEBAUTHN_RP_ID: &str = "webauthn_rp_id";
+/// Unix seconds from which every gateway `SessionStart` needs a matching authorisation (set
+/// when the data directory gained `session_authorizations`).
+pub const SETTING_SESSION_CHECKS_SINCE: &str = "session_checks_since";
 /// Set once every row the server decides with carries its MAC (see `crate::rows`).
 pub const SETTING_ROWS_AUTHENTICATED: &str = "rows_authenticated";
 

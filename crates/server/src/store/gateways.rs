@@ -24,6 +24,58 @@ const GATEWAY_SELECT: &str = "SELECT id, name, embedded, sign_public_key, seal_p
      created_at, enrolled_at, last_contact_at, backlog, revoked_at FROM gateways";
 
 impl Store {
+    /// Notes that `writer_id` was allowed to open a session under a grant (see `ingest`).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn insert_session_authorization(
+        tx: &mut Tx<'_>,
+        id: &str,
+        writer_id: &str,
+        grant_id: &str,
+        user: &str,
+        target: &str,
+        login: &str,
+        now: i64,
+    ) -> Result<(), ServerError> {
+        sqlx::query(
+            "INSERT INTO session_authorizations (id, writer_id, grant_id, user_name, target, login, authorized_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(id)
+        .bind(writer_id)
+        .bind(grant_id)
+        .bind(user)
+        .bind(target)
+        .bind(login)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Authorisations matching what a gateway says a session was: ids, oldest first.
+    pub async fn session_authorizations(
+        tx: &mut Tx<'_>,
+        writer_id: &str,
+        grant_id: &str,
+        user: &str,
+        target: &str,
+        login: &str,
+        until: i64,
+    ) -> Result<Vec<String>, ServerError> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM session_authorizations WHERE writer_id = ? AND grant_id = ? AND user_name = ? \
+             AND target = ? AND login = ? AND authorized_at <= ? ORDER BY authorized_at",
+        )
+        .bind(writer_id)
+        .bind(grant_id)
+        .bind(user)
+        .bind(target)
+        .bind(login)
+        .bind(until)
+        .fetch_all(&mut **tx)
+        .await?)
+    }
+
     /// A gateway's confirmation: (confirmed by, via, hex of the confirmed signing key).
     pub async fn gateway_confirmation(
         &self,

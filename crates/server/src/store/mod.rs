@@ -12,8 +12,8 @@ use crate::ServerError;
 mod access;
 mod gateways;
 pub use access::{
-    ChallengeRow, SETTING_ROWS_AUTHENTICATED, SETTING_STANDALONE_OWNER, SETTING_WEBAUTHN_RP_ID, SecurityKeyRow,
-    UserDetailRow,
+    ChallengeRow, SETTING_ROWS_AUTHENTICATED, SETTING_SESSION_CHECKS_SINCE, SETTING_STANDALONE_OWNER,
+    SETTING_WEBAUTHN_RP_ID, SecurityKeyRow, UserDetailRow,
 };
 pub use gateways::GatewayRow;
 
@@ -200,7 +200,17 @@ impl Store {
             .await
             .unwrap_or_default();
         MIGRATOR.run(&pool).await?;
-        let newly_applied = MIGRATOR.iter().map(|m| m.version).filter(|v| !before.contains(v)).collect();
+        let newly_applied: Vec<i64> = MIGRATOR.iter().map(|m| m.version).filter(|v| !before.contains(v)).collect();
+        if newly_applied.contains(&MIGRATION_CONFIRMATIONS) {
+            // Sessions started before this moment predate authorisation records.
+            let now =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+            sqlx::query("INSERT OR IGNORE INTO server_settings (name, value) VALUES (?, ?)")
+                .bind(SETTING_SESSION_CHECKS_SINCE)
+                .bind(now.to_string())
+                .execute(&pool)
+                .await?;
+        }
         Ok(Self { pool, newly_applied })
     }
 

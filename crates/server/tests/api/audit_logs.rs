@@ -664,3 +664,87 @@ async fn gateways_witness_the_servers_own_log() {
         "{raised:?}"
     );
 }
+
+fn session_start(id: &str, user: &str, target: &str, grant: &str) -> String {
+    serde_json::to_string(&AuditPayload::SessionStart(SessionStart {
+        session_id: id.into(),
+        user: user.into(),
+        device_id: String::new(),
+        target: target.into(),
+        login: "root".into(),
+        grant_id: grant.into(),
+        started_at: now() as f64,
+        width: 80,
+        height: 24,
+        term: "xterm".into(),
+        command: Some("id".into()),
+        channel: "exec".into(),
+        gateway: "near".into(),
+        client_addr: String::new(),
+    }))
+    .unwrap()
+}
+
+/// A gateway's word is not enough: a `SessionStart` is stored only against an authorisation the
+/// server gave that gateway for that user, target, login and grant. A compromised gateway
+/// making up a session for someone — or replaying another gateway's authorisation — is
+/// refused, with an alarm.
+#[tokio::test]
+async fn a_session_start_needs_the_servers_authorisation() {
+    use portcullis_server::user_ca::random_ed25519;
+    let (r, code, _server) = start_as(vec![Role::Auditor]).await;
+    let admin = enroll(&r, &code).await;
+    let alice = member(&r, &admin, "alice", &[Role::Requester], &[]).await;
+    let bob = member(&r, &admin, "bob", &[Role::Approver], &[]).await;
+    let near = gateway(&r, &admin, "near").await;
+    let other = gateway(&r, &admin, "other").await;
+    let target = AddTargetRequest { gateway: Some("near".into()), ..password_target(&admin, "web", b"pw") };
+    let _: TargetSummary = call(&r, &admin, "POST", "/v1/targets", &target).await;
+    approved(&r, &alice, &bob, "web").await;
+    // near reports where it listens (a certificate names it).
+    let beat = GatewayHeartbeat {
+        address: "127.0.0.1:2200".into(),
+        host_key: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHjB9qE3HBVGfD3cY0XkQkQZK3tMh4cD0wQJ1K6pNq5z gw".into(),
+        backlog: 0,
+    };
+    let _: serde_json::Value = call(&r, &near, "POST", "/v1/gateway/heartbeat", &beat).await;
+    let key = random_ed25519();
+    let certificate: CertificateResponse = call(
+        &r,
+        &alice,
+        "POST",
+        "/v1/certificates",
+        &CertificateRequest { target: "web".into(), public_key: key.public_key().to_openssh().unwrap() },
+    )
+    .await;
+    let ask = SessionAuthorizationRequest {
+        certificate: certificate.certificate.clone(),
+        ssh_user: "web".into(),
+        client_addr: "127.0.0.1:1".into(),
+    };
+    let ticket: SessionTicket = call(&r, &near, "POST", "/v1/gateway/sessions", &ask).await;
+    let grant = ticket.session.grant_id.clone();
+    assert_eq!(certificate.grant_id, grant);
+
+    // What the server authorised: stored.
+    let mut w = Writer::new(&near);
+    w.append(session_start("11111111-1111-4111-8111-111111111111", "alice", "web", &grant));
+    assert_eq!(upload(&r, &near, &w.batch(1, 1)).await.status(), 200);
+    // Made up: another user, another grant — refused, and an alarm names the gateway.
+    w.append(session_start("22222222-2222-4222-8222-222222222222", "bob", "web", &grant));
+    let refused = upload(&r, &near, &w.batch(2, 2)).await;
+    assert_eq!(refused.status(), 403);
+    assert!(refused.text().await.unwrap().contains("authorised no such session"));
+    let alarm = alarms(&r, &admin).await;
+    assert!(
+        alarm.iter().any(|a| a.detail["message"].as_str().unwrap_or_default().contains("authorised no such session")
+            && a.detail.to_string().contains("near")),
+        "{alarm:?}"
+    );
+    // Another gateway replaying near's authorisation: refused too.
+    let mut o = Writer::new(&other);
+    o.append(session_start("33333333-3333-4333-8333-333333333333", "alice", "web", &grant));
+    assert_eq!(upload(&r, &other, &o.batch(1, 1)).await.status(), 403);
+    let sessions: Vec<SessionSummary> = call(&r, &admin, "GET", "/v1/audit/sessions", &()).await;
+    assert_eq!(sessions.len(), 1, "only the authorised session is listed: {sessions:?}");
+}
