@@ -208,18 +208,7 @@ impl Gateway {
             let mut refusals = portcullis_server::listen::RefusalLog::default();
             let mut backoff = Duration::ZERO;
             loop {
-                let (stream, peer) = match listener.accept().await {
-                    Ok(accepted) => {
-                        backoff = Duration::ZERO;
-                        accepted
-                    }
-                    Err(e) => {
-                        backoff = (backoff * 2).clamp(Duration::from_millis(10), Duration::from_secs(1));
-                        tracing::warn!(error = %e, pause = ?backoff, "gateway accept failed");
-                        tokio::time::sleep(backoff).await;
-                        continue;
-                    }
-                };
+                let (stream, peer) = portcullis_server::listen::accept(&listener, &mut backoff).await;
                 let slot = match connections.admit(peer.ip(), limits.total, limits.per_source) {
                     Ok(slot) => slot,
                     Err(why) => {

@@ -125,19 +125,7 @@ pub async fn serve(
     loop {
         let (tcp, peer) = tokio::select! {
             _ = &mut shutdown => return Ok(()),
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => {
-                    backoff = Duration::ZERO;
-                    pair
-                }
-                Err(e) => {
-                    // Out of descriptors (EMFILE) and the like: retrying at once would spin.
-                    backoff = (backoff * 2).clamp(Duration::from_millis(10), Duration::from_secs(1));
-                    tracing::warn!(error = %e, pause = ?backoff, "accept failed");
-                    tokio::time::sleep(backoff).await;
-                    continue;
-                }
-            },
+            accepted = accept(&listener, &mut backoff) => accepted,
         };
         let slot = match connections.admit(peer.ip(), limits.total, limits.per_source) {
             Ok(slot) => slot,
@@ -172,6 +160,24 @@ pub async fn serve(
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });
+    }
+}
+
+/// The next connection; accept errors (out of descriptors, EMFILE, and the like) are backed
+/// off 10 ms → 1 s instead of retried at once, which would spin.
+pub async fn accept(listener: &tokio::net::TcpListener, backoff: &mut Duration) -> (tokio::net::TcpStream, SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok(pair) => {
+                *backoff = Duration::ZERO;
+                return pair;
+            }
+            Err(e) => {
+                *backoff = (*backoff * 2).clamp(Duration::from_millis(10), Duration::from_secs(1));
+                tracing::warn!(error = %e, pause = ?*backoff, "accept failed");
+                tokio::time::sleep(*backoff).await;
+            }
+        }
     }
 }
 
