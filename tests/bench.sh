@@ -31,7 +31,10 @@ sshd_pid=${pids[-1]}
 
 as admin server init --data "$work/server" >"$work/init.out"
 api_port=$(free_port)
-"$P" server run --data "$work/server" --listen "127.0.0.1:$api_port" --no-gateway >"$work/server.log" 2>&1 & pids+=($!)
+# Exec stdin is recorded in full up to the cap and a session past it is ended: the cap here
+# allows the payload, so (a) measures full recording of all of it.
+"$P" server run --data "$work/server" --listen "127.0.0.1:$api_port" --no-gateway \
+  --exec-record-limit $(( (size_mib + 1) * 1024 * 1024 )) >"$work/server.log" 2>&1 & pids+=($!)
 wait_port "$api_port"
 url="http://127.0.0.1:$api_port"
 as admin enroll --server "$url" --code "$(tail -n1 "$work/init.out")" >/dev/null
