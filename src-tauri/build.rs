@@ -9,6 +9,7 @@ fn main() {
         "add_target",
         "update_target",
         "add_user",
+        "confirm_user",
         "list_gateways",
         "add_gateway",
         "list_requests",

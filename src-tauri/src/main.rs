@@ -57,6 +57,7 @@ fn main() {
             commands::vault::add_target,
             commands::vault::update_target,
             commands::vault::add_user,
+            commands::vault::confirm_user,
             commands::vault::list_gateways,
             commands::vault::add_gateway,
             commands::access::list_requests,

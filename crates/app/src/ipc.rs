@@ -475,6 +475,8 @@ pub struct MemberView {
     pub created_by: Option<String>,
     #[ts(type = "number | null")]
     pub disabled_at: Option<i64>,
+    /// Confirmed independently of its creator, by this admin.
+    pub confirmed_by: Option<String>,
 }
 
 impl From<portcullis_proto::UserView> for MemberView {
@@ -485,6 +487,7 @@ impl From<portcullis_proto::UserView> for MemberView {
             groups: u.groups,
             created_by: u.created_by,
             disabled_at: u.disabled_at,
+            confirmed_by: u.confirmed_by,
         }
     }
 }

@@ -267,6 +267,19 @@ impl AppCore {
         })
     }
 
+    /// Confirms, as a second admin, an account someone else created; its new enrolment code
+    /// (earlier ones stop working) is for the person vouched for.
+    pub async fn confirm_user(&self, name: &str) -> Result<NewUserView, AppError> {
+        let confirmed = self.device().await?.api().confirm_user(name).await?;
+        Ok(NewUserView {
+            name: confirmed.name,
+            enrolment_code: Some(confirmed.enrolment_code),
+            confirmation: (confirmed.via == "delay")
+                .then(|| "confirmed alone (one-admin installation): recorded as an alarm".to_string()),
+            expires_at: confirmed.code_expires_at,
+        })
+    }
+
     /// Gateways with their address, last contact and unsynced backlog (admins).
     pub async fn gateways(&self) -> Result<Vec<GatewayView>, AppError> {
         Ok(self.device().await?.api().gateways().await?.into_iter().map(GatewayView::from).collect())

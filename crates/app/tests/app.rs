@@ -114,6 +114,11 @@ async fn standalone_first_run_approval_terminal_and_restart() {
     let bob_status =
         payloads.keep(bob.enroll(&url, bob_code.enrolment_code.as_deref().unwrap(), Some(PASS.into())).await.unwrap());
     assert_eq!(bob_status.user.unwrap().roles, vec!["approver".to_string()]);
+    // A code the owner held and bob used: no confirmation can make him independent now.
+    let refused = admin_app.confirm_user("bob").await.unwrap_err();
+    assert_eq!(refused.code, "already_enrolled", "{refused:?}");
+    let members = payloads.keep(admin_app.members().await.unwrap());
+    assert!(members.iter().any(|m| m.name == "bob" && m.confirmed_by.is_none()));
     assert!(!bob_status.standalone);
 
     // Bob's inbox receives alice's request live; his approval reaches alice live.

@@ -14,6 +14,9 @@ pub struct UserView {
     pub created_at: i64,
     pub created_by: Option<String>,
     pub disabled_at: Option<i64>,
+    /// Who confirmed the account independently of its creator (see `portcullis user confirm`).
+    #[serde(default)]
+    pub confirmed_by: Option<String>,
 }
 
 /// `PUT /v1/users/{name}/roles`.

@@ -25,6 +25,11 @@ pub async fn add_user(core: Core<'_>, name: String, roles: Vec<String>, groups: 
 }
 
 #[tauri::command]
+pub async fn confirm_user(core: Core<'_>, name: String) -> Result<NewUserView> {
+    reply("confirm_user", core.confirm_user(&name).await)
+}
+
+#[tauri::command]
 pub async fn list_gateways(core: Core<'_>) -> Result<Vec<GatewayView>> {
     reply("list_gateways", core.gateways().await)
 }

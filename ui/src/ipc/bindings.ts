@@ -100,7 +100,11 @@ export type PolicyTestView = { allowed: boolean,
  */
 summary: string, policies: Array<string>, approvals: number, approver_groups: Array<string>, at: string, source_ip: string, time_zone: string, };
 
-export type MemberView = { name: string, roles: Array<string>, groups: Array<string>, created_by: string | null, disabled_at: number | null, };
+export type MemberView = { name: string, roles: Array<string>, groups: Array<string>, created_by: string | null, disabled_at: number | null, 
+/**
+ * Confirmed independently of its creator, by this admin.
+ */
+confirmed_by: string | null, };
 
 export type GroupSummaryView = { name: string, members: Array<string>, };
 

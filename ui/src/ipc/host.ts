@@ -35,6 +35,7 @@ export const host = {
   addTarget: (form: NewTargetForm) => call<TargetView>("add_target", { form }),
   updateTarget: (form: NewTargetForm) => call<TargetView>("update_target", { form }),
   addUser: (name: string, roles: string[], groups: string[]) => call<NewUserView>("add_user", { name, roles, groups }),
+  confirmUser: (name: string) => call<NewUserView>("confirm_user", { name }),
   members: () => call<MemberView[]>("list_members"),
   groups: () => call<GroupSummaryView[]>("list_groups"),
   addGroup: (name: string) => call<GroupSummaryView>("add_group", { name }),

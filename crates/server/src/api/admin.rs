@@ -39,6 +39,7 @@ fn user_view(u: &UserDetailRow) -> Result<UserView, ServerError> {
         created_at: u.created_at,
         created_by: u.created_by.clone(),
         disabled_at: u.disabled_at,
+        confirmed_by: u.confirmed_by.clone(),
     })
 }
 

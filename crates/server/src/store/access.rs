@@ -42,6 +42,7 @@ pub struct UserDetailRow {
     pub created_at: i64,
     pub created_by: Option<String>,
     pub disabled_at: Option<i64>,
+    pub confirmed_by: Option<String>,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -93,7 +94,9 @@ pub struct ChallengeRow {
 const USER_DETAIL_SELECT: &str = "SELECT u.id, u.name, u.roles, \
      COALESCE((SELECT group_concat(g.name, ',') FROM user_groups ug JOIN groups g ON g.id = ug.group_id \
                WHERE ug.user_id = u.id), '') AS groups, \
-     u.created_at, c.name AS created_by, u.disabled_at FROM users u LEFT JOIN users c ON c.id = u.created_by";
+     u.created_at, c.name AS created_by, u.disabled_at, cf.name AS confirmed_by FROM users u \
+     LEFT JOIN users c ON c.id = u.created_by LEFT JOIN user_confirmations uc ON uc.user_id = u.id \
+     LEFT JOIN users cf ON cf.id = uc.confirmed_by";
 
 impl Store {
     // ---- policies ----
