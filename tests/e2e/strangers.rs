@@ -32,6 +32,26 @@ fn percentile(mut samples: Vec<Duration>, p: f64) -> Duration {
     samples[((samples.len() - 1) as f64 * p).round() as usize]
 }
 
+/// How many of `streams` the server has not closed by `deadline` (whatever it says first —
+/// a banner, a timeout answer — is read past).
+async fn still_open_at<S: tokio::io::AsyncRead + Unpin>(streams: &mut [S], deadline: Instant) -> usize {
+    let mut open = 0;
+    for stream in streams {
+        let mut buf = [0u8; 256];
+        loop {
+            match tokio::time::timeout_at(deadline.into(), stream.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => break,
+                Ok(Ok(_)) => continue,
+                Err(_) => {
+                    open += 1;
+                    break;
+                }
+            }
+        }
+    }
+    open
+}
+
 /// Times `GET /v1/health` until `stop`, every 50 ms.
 async fn latencies(http: reqwest::Client, url: String, stop: Arc<AtomicBool>) -> Vec<Duration> {
     let mut out = Vec::new();
@@ -191,40 +211,11 @@ fn strangers_cannot_exhaust_the_server() {
     assert!(refused.contains(&401), "no stranger was told why: {refused:?}");
 
     // The slowloris connections are closed by the handshake deadline (10 s).
-    let still_open = rt.block_on(async {
-        let mut open = 0;
-        for stream in &mut loris {
-            let mut buf = [0u8; 64];
-            let left = loris_opened + Duration::from_secs(20);
-            match tokio::time::timeout_at(left.into(), stream.read(&mut buf)).await {
-                Ok(Ok(0)) | Ok(Err(_)) => {}
-                Ok(Ok(_)) | Err(_) => open += 1,
-            }
-        }
-        open
-    });
+    let still_open = rt.block_on(still_open_at(&mut loris, loris_opened + Duration::from_secs(20)));
     let closed_after = loris_opened.elapsed();
     assert_eq!(still_open, 0, "slowloris connections outlived the handshake deadline");
     // And the half requests by the header deadline (10 s).
-    let still_open = rt.block_on(async {
-        let mut open = 0;
-        for stream in &mut trickles {
-            let mut buf = [0u8; 256];
-            let left = trickle_opened + Duration::from_secs(20);
-            // Read until the server closes (anything it says first is its timeout answer).
-            loop {
-                match tokio::time::timeout_at(left.into(), stream.read(&mut buf)).await {
-                    Ok(Ok(0)) | Ok(Err(_)) => break,
-                    Ok(Ok(_)) => continue,
-                    Err(_) => {
-                        open += 1;
-                        break;
-                    }
-                }
-            }
-        }
-        open
-    });
+    let still_open = rt.block_on(still_open_at(&mut trickles, trickle_opened + Duration::from_secs(20)));
     let trickles_closed_after = trickle_opened.elapsed();
     assert_eq!(still_open, 0, "half-sent requests outlived the header deadline");
 
@@ -309,23 +300,7 @@ fn strangers_cannot_exhaust_the_gateway() {
     let fds_held = open_fds(pid);
     assert_eq!(refused_at_once, 12, "connections over the per-address cap");
 
-    let still_open = rt.block_on(async {
-        let mut open = 0;
-        for stream in &mut idle {
-            let mut buf = [0u8; 256];
-            loop {
-                match tokio::time::timeout_at((opened + Duration::from_secs(20)).into(), stream.read(&mut buf)).await {
-                    Ok(Ok(0)) | Ok(Err(_)) => break,
-                    Ok(Ok(_)) => continue, // the banner
-                    Err(_) => {
-                        open += 1;
-                        break;
-                    }
-                }
-            }
-        }
-        open
-    });
+    let still_open = rt.block_on(still_open_at(&mut idle, opened + Duration::from_secs(20)));
     let closed_after = opened.elapsed();
     assert_eq!(still_open, 0, "idle connections outlived the login grace time");
     drop(idle);

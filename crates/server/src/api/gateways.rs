@@ -87,6 +87,10 @@ pub(crate) fn unconfirmed(g: &GatewayRow) -> ServerError {
     )
 }
 
+async fn gateway_named(state: &ServerState, name: &str) -> Result<GatewayRow, ServerError> {
+    state.db.gateway_by_name(name).await?.ok_or_else(|| ServerError::NotFound(format!("no gateway named {name:?}")))
+}
+
 /// A second admin vouches for an enrolled gateway (the key it enrolled with); from then on
 /// targets may be placed on it and it may broker their sessions. In a one-admin installation
 /// the admin who added it may do so alone 24 hours after it enrolled, raising an alarm.
@@ -96,11 +100,7 @@ pub async fn confirm(
     Path(name): Path<String>,
 ) -> ApiResult<GatewaySummary> {
     caller.require(Role::Admin)?;
-    let g = state
-        .db
-        .gateway_by_name(&name)
-        .await?
-        .ok_or_else(|| ServerError::NotFound(format!("no gateway named {name:?}")))?;
+    let g = gateway_named(&state, &name).await?;
     state.rows.check(&mut *state.db.pool.acquire().await?, Row::Gateway(&g.id)).await?;
     if g.embedded {
         return Err(ServerError::Conflict(
@@ -163,11 +163,7 @@ pub async fn revoke(
     Path(name): Path<String>,
 ) -> ApiResult<GatewayRevokeOutcome> {
     caller.require(Role::Admin)?;
-    let g = state
-        .db
-        .gateway_by_name(&name)
-        .await?
-        .ok_or_else(|| ServerError::NotFound(format!("no gateway named {name:?}")))?;
+    let g = gateway_named(&state, &name).await?;
     if g.embedded {
         return Err(ServerError::Refused(
             "embedded_gateway",
