@@ -20,6 +20,18 @@ fn ipc_log(app_dir: &Path) -> PathBuf {
     app_dir.with_extension("ipc.jsonl")
 }
 
+/// Where the app's (and its WebDriver's) stderr goes: its warnings explain a failed step.
+fn stderr_log(app_dir: &Path) -> PathBuf {
+    app_dir.with_extension("stderr.log")
+}
+
+/// The last lines of the app's stderr, for a failure message.
+fn stderr_tail(app_dir: &Path) -> String {
+    let text = std::fs::read_to_string(stderr_log(app_dir)).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
 /// Fails if any line of the canary credential (a private key) occurs in `haystack`.
 fn assert_no_canary(haystack: &str, canary: &str, place: &str) {
     for line in canary_lines(canary) {
@@ -74,7 +86,7 @@ impl App {
             .env("PORTCULLIS_IPC_AUDIT", ipc_log(app_dir))
             .env("TAURI_WEBVIEW_AUTOMATION", "true")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(stderr_log(app_dir)).expect("the app's stderr log"))
             .spawn()
             .expect("WebKitWebDriver (package webkit2gtk-driver) must be installed");
         wait_for_port(port, "WebKitWebDriver");
@@ -543,13 +555,30 @@ async fn requester_and_approver_request_approve_connect_replay() {
     rob.click("nav-requests").await;
     rob.wait_text("my-request-web", "revoked").await;
 
-    // The embedded gateway's newest record altered on its disk and sent again: the server
-    // refuses the rewrite, and the auditor's alarms list says which gateway and record.
+    // The embedded gateway's newest acknowledged record altered on its disk and sent again:
+    // the server refuses the rewrite, and the auditor's alarms list says which gateway and
+    // record. (A record the server has not acknowledged yet would arrive as undecryptable,
+    // a different alarm: so wait for the revocation's records to be uploaded first.)
     let altered: i64 = {
         use sqlx::Connection;
         let db = ada_dir.join("server").join("gateway.db");
         let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display())).await.unwrap();
-        let seq: i64 = sqlx::query_scalar("SELECT MAX(seq) FROM records").fetch_one(&mut conn).await.unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let pending: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM records WHERE uploaded_at IS NULL")
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+            if pending == 0 {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{pending} records never uploaded:\n{}", stderr_tail(&ada_dir));
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let seq: i64 = sqlx::query_scalar("SELECT MAX(seq) FROM records WHERE uploaded_at IS NOT NULL")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
         sqlx::query(
             "UPDATE records SET leaf = randomblob(32), payload = randomblob(length(payload)), uploaded_at = NULL \
              WHERE seq = ?",
@@ -558,11 +587,13 @@ async fn requester_and_approver_request_approve_connect_replay() {
         .execute(&mut conn)
         .await
         .unwrap();
+        conn.close().await.unwrap();
         seq
     };
     ada.click("nav-sessions").await;
     let mut alarms = String::new();
-    for _ in 0..75 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(45);
+    while std::time::Instant::now() < deadline {
         ada.click("sessions-refresh").await;
         if ada.exists("alarm-row").await {
             alarms = ada.text("alarms").await;
@@ -572,7 +603,8 @@ async fn requester_and_approver_request_approve_connect_replay() {
     }
     assert!(
         alarms.contains("fork") && alarms.contains("embedded") && alarms.contains(&altered.to_string()),
-        "{alarms}"
+        "alarms: {alarms:?} (record {altered} altered); the app's last warnings:\n{}",
+        stderr_tail(&ada_dir)
     );
     ada.screenshot("audit-alarms").await;
 
