@@ -670,37 +670,10 @@ fn early_data_reaches_the_command() {
     let world = World::new();
     world.add_key_target("web", &sshd);
     world.grant("web", "10m");
-    let config = world.root.path().join("ssh-config");
-    world.alice.run(&["ssh-config", "--out", config.to_str().unwrap()]).ok();
-    let text = std::fs::read_to_string(&config).unwrap();
-    let setting = |name: &str| {
-        text.lines().find_map(|l| l.trim().strip_prefix(&format!("{name} "))).unwrap().trim_matches('"').to_string()
-    };
-    let (port, key, cert) = (setting("Port"), setting("IdentityFile"), setting("CertificateFile"));
-    let known = std::fs::read_to_string(setting("UserKnownHostsFile")).unwrap();
-    let host_key = known.split_whitespace().skip(1).take(2).collect::<Vec<_>>().join(" ");
-
+    let raw = world.raw_ssh();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let (stdout, exit) = rt.block_on(async move {
-        use russh::keys::{Certificate, PrivateKey, PublicKey, PublicKeyOrCertificate};
-        struct Pinned(PublicKey);
-        impl russh::client::Handler for Pinned {
-            type Error = russh::Error;
-            async fn check_server_key(&mut self, key: &PublicKeyOrCertificate) -> Result<bool, Self::Error> {
-                Ok(matches!(key, PublicKeyOrCertificate::PublicKey { key, .. } if key.key_data() == self.0.key_data()))
-            }
-        }
-        let key = PrivateKey::from_openssh(std::fs::read_to_string(&key).unwrap()).unwrap();
-        let cert = Certificate::from_openssh(std::fs::read_to_string(&cert).unwrap().trim()).unwrap();
-        let pinned = Pinned(PublicKey::from_openssh(&host_key).unwrap());
-        let mut handle = russh::client::connect(
-            std::sync::Arc::new(Default::default()),
-            ("127.0.0.1", port.parse::<u16>().unwrap()),
-            pinned,
-        )
-        .await
-        .unwrap();
-        assert!(handle.authenticate_openssh_cert("web", std::sync::Arc::new(key), cert).await.unwrap().success());
+        let handle = raw.connect("web").await;
         let mut channel = handle.channel_open_session().await.unwrap();
         // Data and EOF before the command, then two requests without waiting for answers.
         channel.data(&b"early bytes\n"[..]).await.unwrap();

@@ -433,6 +433,68 @@ impl World {
     }
 }
 
+/// What a client written in a test needs to reach the gateway as alice: her key and
+/// certificate (from `ssh-config`) and the gateway's pinned host key.
+pub struct RawSsh {
+    pub port: u16,
+    pub key: russh::keys::PrivateKey,
+    pub cert: russh::keys::Certificate,
+    pub host_key: russh::keys::PublicKey,
+}
+
+/// Accepts the one host key it was given.
+pub struct Pinned(russh::keys::PublicKey);
+
+impl russh::client::Handler for Pinned {
+    type Error = russh::Error;
+    async fn check_server_key(&mut self, key: &russh::keys::PublicKeyOrCertificate) -> Result<bool, Self::Error> {
+        Ok(
+            matches!(key, russh::keys::PublicKeyOrCertificate::PublicKey { key, .. } if key.key_data() == self.0.key_data()),
+        )
+    }
+}
+
+impl World {
+    /// alice's identity for a scripted SSH client (she must have a grant for the target).
+    pub fn raw_ssh(&self) -> RawSsh {
+        let config = self.root.path().join("raw-ssh-config");
+        self.alice.run(&["ssh-config", "--out", config.to_str().unwrap()]).ok();
+        let text = std::fs::read_to_string(&config).unwrap();
+        let setting = |name: &str| {
+            text.lines().find_map(|l| l.trim().strip_prefix(&format!("{name} "))).unwrap().trim_matches('"').to_string()
+        };
+        let known = std::fs::read_to_string(setting("UserKnownHostsFile")).unwrap();
+        let host_key = known.split_whitespace().skip(1).take(2).collect::<Vec<_>>().join(" ");
+        RawSsh {
+            port: setting("Port").parse().unwrap(),
+            key: russh::keys::PrivateKey::from_openssh(std::fs::read_to_string(setting("IdentityFile")).unwrap())
+                .unwrap(),
+            cert: russh::keys::Certificate::from_openssh(
+                std::fs::read_to_string(setting("CertificateFile")).unwrap().trim(),
+            )
+            .unwrap(),
+            host_key: russh::keys::PublicKey::from_openssh(&host_key).unwrap(),
+        }
+    }
+}
+
+impl RawSsh {
+    /// Connected and authenticated as alice for `target`.
+    pub async fn connect(&self, target: &str) -> russh::client::Handle<Pinned> {
+        let mut handle = russh::client::connect(
+            Arc::new(Default::default()),
+            ("127.0.0.1", self.port),
+            Pinned(self.host_key.clone()),
+        )
+        .await
+        .unwrap();
+        let auth =
+            handle.authenticate_openssh_cert(target, Arc::new(self.key.clone()), self.cert.clone()).await.unwrap();
+        assert!(auth.success(), "the gateway admitted alice's certificate for {target}");
+        handle
+    }
+}
+
 /// Canaries for an OpenSSH private key file: the whole text and each base64 line but the first,
 /// which is the same in every unencrypted key of a type (format header), so it would also match
 /// the users' own ephemeral keys.

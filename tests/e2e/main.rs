@@ -9,6 +9,7 @@ mod gateway;
 mod harness;
 mod packages;
 mod readme;
+mod sftp;
 mod strangers;
 
 use std::time::{Duration, Instant};

@@ -572,7 +572,11 @@ async fn requester_and_approver_request_approve_connect_replay() {
             if pending == 0 {
                 break;
             }
-            assert!(std::time::Instant::now() < deadline, "{pending} records never uploaded:\n{}", stderr_tail(&ada_dir));
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{pending} records never uploaded:\n{}",
+                stderr_tail(&ada_dir)
+            );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         let seq: i64 = sqlx::query_scalar("SELECT MAX(seq) FROM records WHERE uploaded_at IS NOT NULL")

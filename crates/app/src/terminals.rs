@@ -79,9 +79,10 @@ impl Terminals {
                             Some(code) => format!("session ended (exit status {code})"),
                             None => "session ended".to_string(),
                         },
-                        EndReason::Disconnected | EndReason::RecordingFailed | EndReason::InputCap => {
-                            "disconnected".to_string()
-                        }
+                        EndReason::Disconnected
+                        | EndReason::RecordingFailed
+                        | EndReason::InputCap
+                        | EndReason::ProtocolViolation => "disconnected".to_string(),
                         EndReason::Closed => "session closed".to_string(),
                     };
                     TerminalEvent::Closed { message: why, exit_status: outcome.exit_status }

@@ -101,7 +101,48 @@ pub async fn show(home: &Path, session_id: &str) -> anyhow::Result<ExitCode> {
             printable(&t.path)
         );
     }
+    if !d.operations.is_empty() {
+        println!("file operations:");
+        for op in &d.operations {
+            println!("  {}", operation_line(op));
+        }
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `rename  /tmp/x -> /etc/cron.d/x  ok`, with flags, attributes and what the answer said.
+fn operation_line(op: &portcullis_proto::FileOperation) -> String {
+    let mut line = format!("{:<12} {}", printable(&op.op), printable(&op.path));
+    if let Some(to) = &op.to {
+        line.push_str(&format!(" -> {}", printable(to)));
+    }
+    if let Some(flags) = &op.flags {
+        line.push_str(&format!("  [{}]", printable(flags)));
+    }
+    if let Some(a) = &op.attrs {
+        let mut set = Vec::new();
+        if let Some(mode) = a.mode {
+            set.push(format!("mode {mode:o}"));
+        }
+        if let (Some(uid), Some(gid)) = (a.uid, a.gid) {
+            set.push(format!("owner {uid}:{gid}"));
+        }
+        if let Some(size) = a.size {
+            set.push(format!("size {size}"));
+        }
+        if let (Some(atime), Some(mtime)) = (a.atime, a.mtime) {
+            set.push(format!("times {atime}/{mtime}"));
+        }
+        for name in &a.extended {
+            set.push(format!("extended {}", printable(name)));
+        }
+        line.push_str(&format!("  ({})", set.join(", ")));
+    }
+    line.push_str(&format!("  {}", printable(&op.status)));
+    if let Some(detail) = &op.detail {
+        line.push_str(&format!(" = {}", printable(detail)));
+    }
+    line
 }
 
 pub async fn export(home: &Path, session_id: &str, out: &Path) -> anyhow::Result<ExitCode> {

@@ -21,6 +21,7 @@ use portcullis_proto::EndReason;
 
 use crate::log::RecordLog;
 use crate::recorder::Recorder;
+use crate::sftp::{Recorded, SftpGate, refused_operation};
 
 /// What the recorder task receives.
 pub enum RecordEvent {
@@ -28,13 +29,19 @@ pub enum RecordEvent {
     Output(Bytes),
     Stderr(Bytes),
     Resize(u16, u16),
-    Finish { exit_status: Option<u32>, reason: String },
+    /// What the sftp gate made of packets it let through.
+    Sftp(Vec<Recorded>),
+    Finish {
+        exit_status: Option<u32>,
+        reason: String,
+    },
 }
 
 impl RecordEvent {
     fn size(&self) -> usize {
         match self {
             RecordEvent::Input(b) | RecordEvent::Output(b) | RecordEvent::Stderr(b) => b.len(),
+            RecordEvent::Sftp(records) => 256 * records.len(),
             _ => 16,
         }
     }
@@ -128,6 +135,8 @@ pub const EXPIRED_MESSAGE: &[u8] = b"\r\n[portcullis] access grant expired; the 
 const RECORDING_FAILED_MESSAGE: &[u8] = b"\r\n[portcullis] the session could not be recorded and was stopped.\r\n";
 const INPUT_CAP_MESSAGE: &[u8] = b"\r\n[portcullis] this command was sent more input than the gateway records in full \
 (the server's --exec-record-limit); it was stopped. Move files with scp, sftp or rsync.\r\n";
+const PROTOCOL_VIOLATION_MESSAGE: &[u8] =
+    b"\r\n[portcullis] the sftp client sent a request the gateway cannot record; the session was stopped.\r\n";
 
 /// Runs the recorder for one session: events in (from `queue`), records out. A failed write
 /// closes the queue (nothing more is forwarded) and wakes `kill`.
@@ -152,6 +161,7 @@ pub fn spawn_recorder(
                     RecordEvent::Output(data) => recorder.output(&data).await,
                     RecordEvent::Stderr(data) => recorder.stderr(&data).await,
                     RecordEvent::Resize(cols, rows) => recorder.resize(cols, rows).await,
+                    RecordEvent::Sftp(records) => recorder.sftp(records).await,
                     RecordEvent::Finish { exit_status, reason } => {
                         ended = Some((exit_status, reason));
                         break 'run None;
@@ -205,6 +215,10 @@ pub struct Route {
     stop: Notify,
     /// The session sent more input than is recorded in full (why `kill` was woken).
     pub(crate) input_capped: AtomicBool,
+    /// An sftp channel: every packet either way passes its gate before it is forwarded.
+    sftp: Mutex<Option<SftpGate>>,
+    /// The gate refused a packet (why `kill` was woken).
+    violated: AtomicBool,
 }
 
 impl Route {
@@ -227,7 +241,61 @@ impl Route {
             stopped: AtomicBool::new(false),
             stop: Notify::new(),
             input_capped: AtomicBool::new(false),
+            sftp: Mutex::new(None),
+            violated: AtomicBool::new(false),
         })
+    }
+
+    /// From now on every byte of this channel is an sftp packet the gate follows.
+    pub fn follow_sftp(&self) {
+        if let Ok(mut gate) = self.sftp.lock() {
+            *gate = Some(SftpGate::new());
+        }
+    }
+
+    /// What of `data` may be forwarded (whole sftp packets the gate followed, their records
+    /// queued first; everything, on other channels); `None` when nothing may, because the
+    /// session is ending.
+    async fn through_gate(&self, from_client: bool, data: &[u8]) -> Option<Bytes> {
+        let verdict = match self.sftp.lock() {
+            Ok(mut gate) => match gate.as_mut() {
+                None => return Some(Bytes::copy_from_slice(data)),
+                Some(gate) if from_client => gate.from_client(data),
+                Some(gate) => gate.from_target(data),
+            },
+            Err(_) => return None,
+        };
+        match verdict {
+            Ok(passed) => {
+                if !passed.records.is_empty()
+                    && self.unless_stopped(self.recorder.push(RecordEvent::Sftp(passed.records))).await != Some(true)
+                {
+                    self.kill.notify_one();
+                    return None;
+                }
+                Some(Bytes::from(passed.forward))
+            }
+            Err(violation) => {
+                tracing::warn!(error = %violation, "sftp stream the gateway cannot follow; ending the session");
+                let refused = vec![Recorded::Operation(refused_operation(&violation))];
+                let _ = self.unless_stopped(self.recorder.push(RecordEvent::Sftp(refused))).await;
+                self.violated.store(true, Ordering::SeqCst);
+                self.kill.notify_one();
+                None
+            }
+        }
+    }
+
+    /// The user's bytes towards the target: recorded (queued for the recorder) before they are
+    /// forwarded; nothing is forwarded once recording failed or the channel is being ended.
+    pub async fn input(&self, upstream: &ChannelWriteHalf<client::Msg>, data: &[u8]) {
+        let Some(data) = self.through_gate(true, data).await else { return };
+        if data.is_empty() {
+            return;
+        }
+        if self.unless_stopped(self.recorder.push(RecordEvent::Input(data.clone()))).await == Some(true) {
+            let _ = self.unless_stopped(upstream.data_bytes(data)).await;
+        }
     }
 
     /// Ends the channel: its input went over the cap (`cap` bytes, recorded in full).
@@ -259,7 +327,15 @@ impl Route {
     /// Recorded (queued for the recorder) before it is forwarded; if recording failed, the
     /// session is stopped instead.
     pub async fn data(&self, ext: Option<u32>, data: &[u8]) {
-        let data = Bytes::copy_from_slice(data);
+        let data = if ext.is_none() {
+            match self.through_gate(false, data).await {
+                Some(data) if data.is_empty() => return,
+                Some(data) => data,
+                None => return,
+            }
+        } else {
+            Bytes::copy_from_slice(data)
+        };
         let event = if ext.is_some() { RecordEvent::Stderr(data.clone()) } else { RecordEvent::Output(data.clone()) };
         if self.unless_stopped(self.recorder.push(event)).await != Some(true) {
             self.kill.notify_one();
@@ -314,6 +390,10 @@ impl Route {
     /// Records the end, once.
     async fn finish(&self, reason: EndReason) {
         if !self.finished.swap(true, Ordering::SeqCst) {
+            let unfinished = self.sftp.lock().ok().and_then(|mut g| g.as_mut().map(SftpGate::finish));
+            if let Some(records) = unfinished.filter(|r| !r.is_empty()) {
+                self.recorder.push(RecordEvent::Sftp(records)).await;
+            }
             let exit_status = self.exit_status.lock().ok().and_then(|s| *s);
             self.recorder.push(RecordEvent::Finish { exit_status, reason: reason.as_str().to_string() }).await;
         }
@@ -337,6 +417,8 @@ pub async fn watch_channel(
         _ = expiry => EndReason::GrantExpired,
         _ = route.kill.notified() => if route.input_capped.load(Ordering::SeqCst) {
             EndReason::InputCap
+        } else if route.violated.load(Ordering::SeqCst) {
+            EndReason::ProtocolViolation
         } else {
             EndReason::RecordingFailed
         },
@@ -355,6 +437,7 @@ pub async fn watch_channel(
         EndReason::GrantExpired => Some(Bytes::from_static(EXPIRED_MESSAGE)),
         EndReason::RecordingFailed => Some(Bytes::from_static(RECORDING_FAILED_MESSAGE)),
         EndReason::InputCap => Some(Bytes::from_static(INPUT_CAP_MESSAGE)),
+        EndReason::ProtocolViolation => Some(Bytes::from_static(PROTOCOL_VIOLATION_MESSAGE)),
         EndReason::Revoked => Some(Bytes::from(format!(
             "\r\n[portcullis] your access was revoked ({}); the session was closed.\r\n",
             portcullis_proto::printable(revoked_because.as_deref().unwrap_or("revoked"))

@@ -24,6 +24,7 @@ pub mod identity;
 pub mod log;
 pub mod recorder;
 pub mod session;
+pub mod sftp;
 #[cfg(feature = "soak")]
 pub mod soak;
 pub mod standing;

@@ -4,18 +4,21 @@
 //! * A terminal (PTY) session: asciicast v2 events (output, typed input, resizes) in chunks.
 //! * Exec without a terminal: stdin, stdout and stderr in full up to a limit each (as
 //!   [`StreamChunk`]s), beyond it counted and hashed; the command is in the start record.
-//! * File transfers (sftp, legacy scp): one [`FileTransfer`] per file, from [`crate::transfer`].
+//! * File transfers (sftp, legacy scp): one [`FileTransfer`] per file, from [`crate::sftp`] and
+//!   [`crate::transfer`]; sftp's other requests as [`FileOperations`].
 
 use std::future::Future;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use portcullis_proto::{
-    AuditPayload, CastEvent, FileTransfer, SessionChunk, SessionEnd, SessionStart, StreamChunk, StreamSummary,
+    AuditPayload, CastEvent, FileOperation, FileOperations, FileTransfer, SessionChunk, SessionEnd, SessionStart,
+    StreamChunk, StreamSummary,
 };
 use sha2::{Digest, Sha256};
 
-use crate::transfer::{ScpTracker, SftpTracker, Transfer, Way, scp_mode};
+use crate::sftp::Recorded;
+use crate::transfer::{ScpTracker, Transfer, Way, scp_mode};
 
 /// Where records go: the gateway's record log. A batch is written at once (one durable write).
 pub trait RecordSink: Send + Sync {
@@ -36,7 +39,7 @@ const CHUNK_AGE: Duration = Duration::from_secs(1);
 pub enum Mode {
     Terminal,
     Streams,
-    /// A subsystem (sftp): only file transfers and byte counts.
+    /// A subsystem (sftp): its requests and file transfers, and byte counts.
     Subsystem,
 }
 
@@ -87,9 +90,11 @@ impl StreamRecord {
 
 enum Tracker {
     None,
-    Sftp(SftpTracker),
     Scp(ScpTracker),
 }
+
+/// sftp operations written together (one record).
+const OPERATIONS_PER_RECORD: usize = 256;
 
 pub struct Recorder<S: RecordSink> {
     sink: S,
@@ -106,6 +111,8 @@ pub struct Recorder<S: RecordSink> {
     bytes_out: u64,
     streams: [StreamRecord; 3],
     tracker: Tracker,
+    /// sftp operations not yet in a record.
+    operations: Vec<FileOperation>,
     /// Records made and not yet written (see [`Recorder::commit`]).
     outbox: Vec<AuditPayload>,
     /// Records of this session made so far (the start included): the end record counts them.
@@ -121,10 +128,9 @@ impl<S: RecordSink> Recorder<S> {
     /// how much of each exec stream is recorded in full.
     pub async fn start(sink: S, start: SessionStart, mode: Mode, limit: u64) -> Result<Self, RecordingFailed> {
         let session_id = start.session_id.clone();
-        let tracker = match (&start.command, start.channel.as_str()) {
-            (_, "subsystem:sftp") => Tracker::Sftp(SftpTracker::new()),
-            (Some(command), _) => scp_mode(command).map(|m| Tracker::Scp(ScpTracker::new(m))).unwrap_or(Tracker::None),
-            _ => Tracker::None,
+        let tracker = match &start.command {
+            Some(command) => scp_mode(command).map(|m| Tracker::Scp(ScpTracker::new(m))).unwrap_or(Tracker::None),
+            None => Tracker::None,
         };
         sink.append_all(vec![AuditPayload::SessionStart(start)]).await.map_err(RecordingFailed)?;
         Ok(Self {
@@ -142,6 +148,7 @@ impl<S: RecordSink> Recorder<S> {
             bytes_out: 0,
             streams: [StreamRecord::new("stdin"), StreamRecord::new("stdout"), StreamRecord::new("stderr")],
             tracker,
+            operations: Vec::new(),
             outbox: Vec::new(),
             made: 1,
         })
@@ -200,10 +207,6 @@ impl<S: RecordSink> Recorder<S> {
     async fn track(&mut self, way: Way, data: &[u8]) -> Result<(), RecordingFailed> {
         let done = match &mut self.tracker {
             Tracker::None => return Ok(()),
-            Tracker::Sftp(t) => {
-                t.feed(way, data);
-                t.take_done()
-            }
             Tracker::Scp(t) => {
                 t.feed(way, data);
                 t.take_done()
@@ -227,6 +230,38 @@ impl<S: RecordSink> Recorder<S> {
             .await?;
         }
         Ok(())
+    }
+
+    /// What the sftp gate made of the packets it let through, in their order.
+    pub async fn sftp(&mut self, records: Vec<Recorded>) -> Result<(), RecordingFailed> {
+        for record in records {
+            match record {
+                Recorded::Operation(op) => {
+                    self.operations.push(op);
+                    if self.operations.len() >= OPERATIONS_PER_RECORD {
+                        self.write_operations().await?;
+                    }
+                }
+                Recorded::Transfer(t) => {
+                    self.write_operations().await?;
+                    self.write_transfers(vec![t]).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn write_operations(&mut self) -> Result<(), RecordingFailed> {
+        if self.operations.is_empty() {
+            return Ok(());
+        }
+        let operations = std::mem::take(&mut self.operations);
+        self.append(AuditPayload::FileOperations(FileOperations {
+            session_id: self.session_id.clone(),
+            protocol: "sftp".into(),
+            operations,
+        }))
+        .await
     }
 
     /// Bytes the target sent back on stdout.
@@ -286,6 +321,7 @@ impl<S: RecordSink> Recorder<S> {
     /// Writes what is buffered (called on a timer too, so a quiet session's last keystrokes or
     /// bytes reach the log within about a second — and a log that cannot be written is noticed).
     pub async fn flush(&mut self) -> Result<(), RecordingFailed> {
+        self.write_operations().await?;
         for index in [STDIN, STDOUT, STDERR] {
             if !self.streams[index].pending.is_empty() {
                 let (offset, chunk) = self.streams[index].take();
@@ -317,7 +353,6 @@ impl<S: RecordSink> Recorder<S> {
         }
         let open = match &mut self.tracker {
             Tracker::None => Vec::new(),
-            Tracker::Sftp(t) => t.finish(),
             Tracker::Scp(t) => t.finish(),
         };
         self.write_transfers(open).await?;

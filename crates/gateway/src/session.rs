@@ -284,6 +284,9 @@ impl Connection {
             }
         };
         let Some(b) = self.channels.get_mut(&channel) else { return session.channel_failure(channel) };
+        if kind == "subsystem:sftp" {
+            b.route.follow_sftp();
+        }
         spawn_recorder(recorder, b.recorder.clone(), b.route.kill.clone());
         b.started = true;
         let exempt = command.as_deref().and_then(crate::transfer::transfer_protocol).is_some();
@@ -328,10 +331,7 @@ impl Connection {
         if let Some(b) = self.channels.get_mut(&channel) {
             let early = std::mem::take(&mut b.early);
             if !early.is_empty() {
-                let data = Bytes::from(early);
-                if b.recorder.push(RecordEvent::Input(data.clone())).await {
-                    let _ = b.upstream.data_bytes(data).await;
-                }
+                b.route.input(&b.upstream, &early).await;
             }
             if b.early_eof {
                 let _ = b.upstream.eof().await;
@@ -656,12 +656,7 @@ impl Handler for Connection {
             }
             *left -= data.len() as u64;
         }
-        let data = Bytes::copy_from_slice(data);
-        // Queued for the recorder first; once recording has failed nothing more is forwarded.
-        // Waiting for the target's window gives way when the channel is being ended.
-        if b.route.unless_stopped(b.recorder.push(RecordEvent::Input(data.clone()))).await == Some(true) {
-            let _ = b.route.unless_stopped(b.upstream.data_bytes(data)).await;
-        }
+        b.route.input(&b.upstream, data).await;
         Ok(())
     }
 

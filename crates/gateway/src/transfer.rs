@@ -1,14 +1,12 @@
-//! File transfers seen in a session's byte streams: the sftp subsystem (parsed with
-//! `russh-sftp`'s packet codec) and the legacy scp protocol (`scp -t` / `scp -f`). Each file
-//! becomes a [`Transfer`]: path, direction, size and the SHA-256 of its bytes in order.
+//! File transfers seen in an exec session's byte streams: the legacy scp protocol (`scp -t` /
+//! `scp -f`), and which commands are transfer protocols at all. Each file becomes a
+//! [`Transfer`]: path, direction, size and the SHA-256 of its bytes in order. (The sftp
+//! subsystem is followed on the forwarding path by [`crate::sftp`].)
 //!
-//! Pure state machines fed with the bytes each way; they never block or fail the session: a
-//! stream they cannot follow (hostile or unknown) is marked and no longer parsed.
+//! A pure state machine fed with the bytes each way; it never blocks the session: a stream it
+//! cannot follow is marked and no longer parsed — the stream itself is still recorded, in full
+//! up to the exec cap, like any other command's.
 
-use std::collections::{BTreeMap, HashMap};
-
-use bytes::{Buf, Bytes, BytesMut};
-use russh_sftp::protocol::{OpenFlags, Packet};
 use sha2::{Digest, Sha256};
 
 /// One file that went through.
@@ -31,200 +29,6 @@ pub enum Way {
     Up,
     /// From the target back to the user.
     Down,
-}
-
-/// The largest sftp packet followed; OpenSSH's own limit is 256 KiB.
-const MAX_SFTP_PACKET: usize = 4 * 1024 * 1024;
-/// Out-of-order read data kept while waiting for the gap before it (per file).
-const MAX_REORDER_BYTES: usize = 8 * 1024 * 1024;
-
-#[derive(Default)]
-struct FileHash {
-    hasher: Sha256,
-    next: u64,
-    bytes: u64,
-    sequential: bool,
-    /// Data that arrived ahead of `next`, by offset.
-    ahead: BTreeMap<u64, Vec<u8>>,
-    ahead_bytes: usize,
-}
-
-impl FileHash {
-    fn new() -> Self {
-        Self { sequential: true, ..Default::default() }
-    }
-
-    fn add(&mut self, offset: u64, data: &[u8]) {
-        self.bytes += data.len() as u64;
-        if !self.sequential {
-            return;
-        }
-        if offset == self.next {
-            self.hasher.update(data);
-            self.next += data.len() as u64;
-            while let Some(entry) = self.ahead.first_entry() {
-                if *entry.key() != self.next {
-                    break;
-                }
-                let chunk = entry.remove();
-                self.ahead_bytes -= chunk.len();
-                self.hasher.update(&chunk);
-                self.next += chunk.len() as u64;
-            }
-        } else if offset > self.next && self.ahead_bytes + data.len() <= MAX_REORDER_BYTES {
-            self.ahead_bytes += data.len();
-            self.ahead.insert(offset, data.to_vec());
-        } else {
-            self.sequential = false;
-            self.ahead.clear();
-            self.ahead_bytes = 0;
-        }
-    }
-
-    fn finish(self) -> (u64, Option<String>) {
-        let complete = self.sequential && self.ahead.is_empty();
-        (self.next.max(self.bytes), complete.then(|| hex::encode(self.hasher.finalize())))
-    }
-}
-
-struct OpenFile {
-    path: String,
-    /// Opened to write (so even an empty file is an upload).
-    writing: bool,
-    written: FileHash,
-    read: FileHash,
-}
-
-impl OpenFile {
-    fn into_transfer(self, complete: bool) -> Option<Transfer> {
-        let (direction, hash) = if self.written.bytes > 0 || (self.writing && self.read.bytes == 0) {
-            ("upload", self.written)
-        } else if self.read.bytes > 0 {
-            ("download", self.read)
-        } else {
-            return None;
-        };
-        let (size, sha256) = hash.finish();
-        Some(Transfer { protocol: "sftp", path: self.path, direction, size, sha256, complete })
-    }
-}
-
-/// Follows an sftp session: OPEN → HANDLE → WRITE/READ(+DATA) → CLOSE.
-#[derive(Default)]
-pub struct SftpTracker {
-    up: BytesMut,
-    down: BytesMut,
-    broken: bool,
-    /// Request id of an OPEN → (path, opened for writing).
-    opening: HashMap<u32, (String, bool)>,
-    files: HashMap<String, OpenFile>,
-    /// Request id of a READ → (handle, offset).
-    reads: HashMap<u32, (String, u64)>,
-    done: Vec<Transfer>,
-}
-
-impl SftpTracker {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Whether the stream stopped making sense (then nothing more is parsed).
-    pub fn is_broken(&self) -> bool {
-        self.broken
-    }
-
-    pub fn feed(&mut self, way: Way, data: &[u8]) {
-        if self.broken {
-            return;
-        }
-        let buffer = match way {
-            Way::Up => &mut self.up,
-            Way::Down => &mut self.down,
-        };
-        buffer.extend_from_slice(data);
-        loop {
-            let buffer = match way {
-                Way::Up => &mut self.up,
-                Way::Down => &mut self.down,
-            };
-            if buffer.len() < 4 {
-                return;
-            }
-            let len = u32::from_be_bytes([buffer[0], buffer[1], buffer[2], buffer[3]]) as usize;
-            if len == 0 || len > MAX_SFTP_PACKET {
-                self.broken = true;
-                return;
-            }
-            if buffer.len() < 4 + len {
-                return;
-            }
-            buffer.advance(4);
-            let mut packet = buffer.split_to(len).freeze();
-            match Packet::try_from(&mut packet) {
-                Ok(packet) => self.on_packet(packet),
-                Err(_) => {
-                    self.broken = true;
-                    return;
-                }
-            }
-        }
-    }
-
-    fn on_packet(&mut self, packet: Packet) {
-        match packet {
-            Packet::Open(open) => {
-                let writing = open.pflags.intersects(OpenFlags::WRITE | OpenFlags::APPEND | OpenFlags::CREATE);
-                self.opening.insert(open.id, (open.filename, writing));
-            }
-            Packet::Handle(handle) => {
-                if let Some((path, writing)) = self.opening.remove(&handle.id) {
-                    let file = OpenFile { path, writing, written: FileHash::new(), read: FileHash::new() };
-                    self.files.insert(handle.handle, file);
-                }
-            }
-            Packet::Status(status) => {
-                self.opening.remove(&status.id);
-                self.reads.remove(&status.id);
-            }
-            Packet::Write(write) => {
-                if let Some(file) = self.files.get_mut(&write.handle) {
-                    file.written.add(write.offset, &write.data);
-                }
-            }
-            Packet::Read(read) if self.files.contains_key(&read.handle) => {
-                self.reads.insert(read.id, (read.handle, read.offset));
-            }
-            Packet::Data(data) => {
-                if let Some((handle, offset)) = self.reads.remove(&data.id)
-                    && let Some(file) = self.files.get_mut(&handle)
-                {
-                    file.read.add(offset, &data.data);
-                }
-            }
-            Packet::Close(close) => {
-                if let Some(file) = self.files.remove(&close.handle)
-                    && let Some(t) = file.into_transfer(true)
-                {
-                    self.done.push(t);
-                }
-            }
-            _ => {}
-        }
-    }
-
-    /// Files closed since the last call.
-    pub fn take_done(&mut self) -> Vec<Transfer> {
-        std::mem::take(&mut self.done)
-    }
-
-    /// At the end of the session: files still open, as incomplete transfers.
-    pub fn finish(&mut self) -> Vec<Transfer> {
-        let mut out = self.take_done();
-        let mut open: Vec<_> = self.files.drain().collect();
-        open.sort_by(|a, b| a.1.path.cmp(&b.1.path));
-        out.extend(open.into_iter().filter_map(|(_, f)| f.into_transfer(false)));
-        out
-    }
 }
 
 /// What an exec command is, as far as transfers go.
@@ -545,15 +349,9 @@ impl ScpTracker {
     }
 }
 
-/// Turns a packet into its wire form (tests and benchmarks build sftp streams with it).
-pub fn sftp_wire(packet: Packet) -> Vec<u8> {
-    Bytes::try_from(packet).map(|b| b.to_vec()).unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use russh_sftp::protocol::{Close, Data, FileAttributes, Handle, Open, Read, Status, StatusCode, Write};
 
     fn sha(data: &[u8]) -> String {
         hex::encode(Sha256::digest(data))
@@ -654,96 +452,5 @@ mod tests {
         stream.extend_from_slice(b"C0644 2 ../../etc/passwd\nxx\0");
         hostile.feed(Way::Up, &stream);
         assert!(hostile.finish().is_empty());
-    }
-
-    fn open(id: u32, path: &str, flags: OpenFlags) -> Vec<u8> {
-        sftp_wire(Packet::Open(Open { id, filename: path.into(), pflags: flags, attrs: FileAttributes::empty() }))
-    }
-
-    #[test]
-    fn sftp_uploads_and_downloads_are_followed() {
-        let body: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
-        let mut t = SftpTracker::new();
-        // Upload: open for writing, three writes in order, close.
-        t.feed(Way::Up, &open(1, "/tmp/up.bin", OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE));
-        t.feed(Way::Down, &sftp_wire(Packet::Handle(Handle { id: 1, handle: "\0\0\0\x01".into() })));
-        for (i, chunk) in body.chunks(65536).enumerate() {
-            let write = Write {
-                id: 10 + i as u32,
-                handle: "\0\0\0\x01".into(),
-                offset: i as u64 * 65536,
-                data: chunk.to_vec(),
-            };
-            // Byte by byte for the first packet: framing must survive any split.
-            let wire = sftp_wire(Packet::Write(write));
-            if i == 0 {
-                for b in &wire {
-                    t.feed(Way::Up, std::slice::from_ref(b));
-                }
-            } else {
-                t.feed(Way::Up, &wire);
-            }
-        }
-        t.feed(Way::Up, &sftp_wire(Packet::Close(Close { id: 20, handle: "\0\0\0\x01".into() })));
-        let done = t.take_done();
-        assert_eq!(done.len(), 1);
-        assert_eq!(
-            (done[0].path.as_str(), done[0].direction, done[0].size),
-            ("/tmp/up.bin", "upload", body.len() as u64)
-        );
-        assert_eq!(done[0].sha256.as_deref(), Some(sha(&body).as_str()));
-
-        // Download with the second read answered before the first (reordered within bounds).
-        t.feed(Way::Up, &open(30, "/etc/data", OpenFlags::READ));
-        t.feed(Way::Down, &sftp_wire(Packet::Handle(Handle { id: 30, handle: "h2".into() })));
-        t.feed(Way::Up, &sftp_wire(Packet::Read(Read { id: 31, handle: "h2".into(), offset: 0, len: 100_000 })));
-        t.feed(Way::Up, &sftp_wire(Packet::Read(Read { id: 32, handle: "h2".into(), offset: 100_000, len: 100_000 })));
-        t.feed(Way::Up, &sftp_wire(Packet::Read(Read { id: 33, handle: "h2".into(), offset: 200_000, len: 100_000 })));
-        t.feed(Way::Down, &sftp_wire(Packet::Data(Data { id: 32, data: body[100_000..].to_vec() })));
-        t.feed(Way::Down, &sftp_wire(Packet::Data(Data { id: 31, data: body[..100_000].to_vec() })));
-        t.feed(
-            Way::Down,
-            &sftp_wire(Packet::Status(Status {
-                id: 33,
-                status_code: StatusCode::Eof,
-                error_message: String::new(),
-                language_tag: String::new(),
-            })),
-        );
-        t.feed(Way::Up, &sftp_wire(Packet::Close(Close { id: 34, handle: "h2".into() })));
-        let done = t.take_done();
-        assert_eq!((done[0].path.as_str(), done[0].direction), ("/etc/data", "download"));
-        assert_eq!(done[0].sha256.as_deref(), Some(sha(&body).as_str()));
-
-        // A file left open at the end is reported incomplete; opening without reading is no transfer.
-        t.feed(Way::Up, &open(40, "/tmp/partial", OpenFlags::WRITE));
-        t.feed(Way::Down, &sftp_wire(Packet::Handle(Handle { id: 40, handle: "h3".into() })));
-        t.feed(
-            Way::Up,
-            &sftp_wire(Packet::Write(Write { id: 41, handle: "h3".into(), offset: 0, data: b"abc".to_vec() })),
-        );
-        t.feed(Way::Up, &open(42, "/tmp/just-looked", OpenFlags::READ));
-        t.feed(Way::Down, &sftp_wire(Packet::Handle(Handle { id: 42, handle: "h4".into() })));
-        let rest = t.finish();
-        assert_eq!(rest.len(), 1);
-        assert_eq!((rest[0].path.as_str(), rest[0].complete, rest[0].size), ("/tmp/partial", false, 3));
-
-        // Garbage stops parsing without panicking.
-        let mut g = SftpTracker::new();
-        g.feed(Way::Up, &[0xff, 0xff, 0xff, 0xff, 1, 2, 3]);
-        assert!(g.is_broken());
-        let mut g = SftpTracker::new();
-        g.feed(Way::Up, &[0, 0, 0, 2, 0xee, 0]);
-        assert!(g.is_broken());
-    }
-
-    #[test]
-    fn out_of_order_writes_beyond_the_window_lose_only_the_hash() {
-        let mut h = FileHash::new();
-        h.add(MAX_REORDER_BYTES as u64 * 4, &vec![1u8; MAX_REORDER_BYTES + 1]);
-        h.add(0, b"abc");
-        let (size, sha) = h.finish();
-        assert!(sha.is_none());
-        assert_eq!(size, MAX_REORDER_BYTES as u64 + 4);
     }
 }

@@ -1,7 +1,8 @@
 //! Audit records a writer (a gateway) appends to its local log and uploads. A session is a
 //! `session_start`, any number of `session_chunk`s (asciicast v2 events of a terminal),
 //! `stream_chunk`s (an exec session's stdin/stdout/stderr, in full up to a limit) and
-//! `file_transfer`s, and a `session_end`.
+//! `file_transfer`s, `file_operations` (every other sftp request, with the target's answer) and
+//! a `session_end`.
 
 use serde::{Deserialize, Serialize};
 
@@ -17,6 +18,7 @@ pub enum AuditPayload {
     HostKeyMismatch(HostKeyMismatch),
     StreamChunk(StreamChunk),
     FileTransfer(FileTransfer),
+    FileOperations(FileOperations),
     AccessRefused(AccessRefused),
 }
 
@@ -29,6 +31,7 @@ impl AuditPayload {
             AuditPayload::HostKeyMismatch(_) => "host_key_mismatch",
             AuditPayload::StreamChunk(_) => "stream_chunk",
             AuditPayload::FileTransfer(_) => "file_transfer",
+            AuditPayload::FileOperations(_) => "file_operations",
             AuditPayload::AccessRefused(_) => "access_refused",
         }
     }
@@ -40,6 +43,7 @@ impl AuditPayload {
             AuditPayload::SessionEnd(s) => Some(&s.session_id),
             AuditPayload::StreamChunk(s) => Some(&s.session_id),
             AuditPayload::FileTransfer(s) => Some(&s.session_id),
+            AuditPayload::FileOperations(s) => Some(&s.session_id),
             AuditPayload::HostKeyMismatch(_) | AuditPayload::AccessRefused(_) => None,
         }
     }
@@ -114,6 +118,9 @@ pub enum EndReason {
     Revoked,
     /// An exec session sent more input than is recorded in full; the gateway stopped it.
     InputCap,
+    /// A transfer protocol's stream broke its rules (an sftp packet the gateway cannot
+    /// follow): what it was is the session's last `file_operations` entry.
+    ProtocolViolation,
 }
 
 impl EndReason {
@@ -126,6 +133,7 @@ impl EndReason {
             EndReason::RecordingFailed => "error: recording failed",
             EndReason::Revoked => "revoked",
             EndReason::InputCap => "input_cap",
+            EndReason::ProtocolViolation => "protocol_violation",
         }
     }
 }
@@ -169,6 +177,71 @@ pub struct FileTransfer {
     /// False when the session ended before the file was closed.
     pub complete: bool,
     pub at: f64,
+}
+
+/// sftp requests other than reading and writing an open file's bytes (those are
+/// [`FileTransfer`]s), in the order the client sent them, each with the target's answer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FileOperations {
+    pub session_id: String,
+    /// `sftp`.
+    pub protocol: String,
+    pub operations: Vec<FileOperation>,
+}
+
+/// One request: what was asked (`open`, `stat`, `setstat`, `rename`, `remove`, `mkdir`,
+/// `rmdir`, `symlink`, `hardlink`, `copy-data`, ...) on which path(s), and what the target
+/// answered. Paths are as sent: valid UTF-8 as is, other bytes as `\xNN` (and `\` as `\\`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct FileOperation {
+    /// Unix seconds with fractions, when the request went through.
+    pub at: f64,
+    pub request_id: u32,
+    pub op: String,
+    pub path: String,
+    /// The second path of a rename, link or copy (where it goes / what a link points at).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// How a file was opened (`read`, `write`, `append`, `create`, `truncate`, `exclusive`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flags: Option<String>,
+    /// Attributes the request set (mode, owner, times, size).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attrs: Option<FileAttrs>,
+    /// `ok`, the target's error (`no such file`, `permission denied`, `failure: <message>`),
+    /// `unanswered` (the session ended first) or, for the request that ended the session,
+    /// `refused: <why>`.
+    pub status: String,
+    /// What the answer said besides its status (a resolved path, a link's target).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// sftp file attributes as a request set them; absent fields were not set.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct FileAttrs {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gid: Option<u32>,
+    /// Permission bits and file type, as the protocol carries them (e.g. `0o104755`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub atime: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtime: Option<u32>,
+    /// Names of extended attributes set.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extended: Vec<String>,
+}
+
+impl FileAttrs {
+    pub fn is_empty(&self) -> bool {
+        *self == FileAttrs::default()
+    }
 }
 
 /// Something the gateway refused: a certificate, a forwarding or agent channel, a target it
@@ -292,6 +365,9 @@ pub struct SessionDetail {
     /// Exec: the command. Terminal: the lines typed (as keystrokes, control keys shown escaped).
     pub commands: Vec<String>,
     pub transfers: Vec<FileTransfer>,
+    /// sftp requests besides file bytes (older servers: none).
+    #[serde(default)]
+    pub operations: Vec<FileOperation>,
     pub streams: Vec<StreamSummary>,
     pub client_addr: String,
 }

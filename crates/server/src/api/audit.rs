@@ -162,6 +162,7 @@ pub async fn session_detail(
     let writer = state.db.gateway(&session.writer_id).await?.map(|g| g.name).unwrap_or_else(|| "device".into());
     let mut events = Vec::new();
     let mut transfers = Vec::new();
+    let mut operations = Vec::new();
     let mut streams: Vec<StreamSummary> = Vec::new();
     let mut client_addr = String::new();
     for payload in payloads {
@@ -169,6 +170,7 @@ pub async fn session_detail(
             AuditPayload::SessionStart(s) => client_addr = s.client_addr,
             AuditPayload::SessionChunk(c) => events.extend(c.events),
             AuditPayload::FileTransfer(t) => transfers.push(t),
+            AuditPayload::FileOperations(o) => operations.extend(o.operations),
             AuditPayload::SessionEnd(e) => streams = e.streams,
             _ => {}
         }
@@ -178,7 +180,14 @@ pub async fn session_detail(
         None => typed_lines(&events),
     };
     record_export(&state, &caller, &id, "session_viewed").await?;
-    Ok(Json(SessionDetail { summary: summary(session, &writer), commands, transfers, streams, client_addr }))
+    Ok(Json(SessionDetail {
+        summary: summary(session, &writer),
+        commands,
+        transfers,
+        operations,
+        streams,
+        client_addr,
+    }))
 }
 
 /// The session as an asciicast v2 file: a header line, then one JSON array per event. An exec

@@ -464,7 +464,7 @@ async fn index_payload(
     kind: &str,
     json: &str,
 ) -> Result<(), ServerError> {
-    if matches!(kind, "session_chunk" | "stream_chunk") {
+    if matches!(kind, "session_chunk" | "stream_chunk" | "file_operations") {
         return Ok(());
     }
     let payload: AuditPayload =
@@ -501,7 +501,7 @@ async fn index_payload(
             }
             None
         }
-        AuditPayload::SessionChunk(_) | AuditPayload::StreamChunk(_) => None,
+        AuditPayload::SessionChunk(_) | AuditPayload::StreamChunk(_) | AuditPayload::FileOperations(_) => None,
         AuditPayload::FileTransfer(t) => Some(event(
             "file_transfer",
             serde_json::json!({ "session": t.session_id, "protocol": t.protocol, "path": t.path,
