@@ -77,11 +77,15 @@ pub async fn show(home: &Path, session_id: &str) -> anyhow::Result<ExitCode> {
     if !d.streams.is_empty() {
         println!("streams:");
         for st in &d.streams {
+            let kept = if st.recorded_bytes == 0 && st.stream == "terminal_output" {
+                "as text in the replay".to_string()
+            } else {
+                format!("{} recorded", st.recorded_bytes)
+            };
             println!(
-                "  {:<7} {:>12} bytes ({} recorded)  sha256 {}",
+                "  {:<15} {:>12} bytes ({kept})  sha256 {}",
                 printable(&st.stream),
                 st.bytes,
-                st.recorded_bytes,
                 printable(&st.sha256)
             );
         }

@@ -1,7 +1,10 @@
 //! Session recorder: what one brokered channel did, written through a [`RecordSink`] (the
 //! gateway's encrypted record log). A failed write stops the session.
 //!
-//! * A terminal (PTY) session: asciicast v2 events (output, typed input, resizes) in chunks.
+//! * A terminal (PTY) session: asciicast v2 events (output, typed input, resizes) in chunks —
+//!   text, so bytes that are not UTF-8 show replaced — and, as sent, the input's bytes in full
+//!   up to the exec limit (`terminal_input` [`StreamChunk`]s) with the SHA-256 of every byte
+//!   each way in the end record (`terminal_input`, `terminal_output`).
 //! * Exec without a terminal: stdin, stdout and stderr in full up to a limit each (as
 //!   [`StreamChunk`]s), beyond it counted and hashed; the command is in the start record.
 //! * File transfers (sftp, legacy scp): one [`FileTransfer`] per file, from [`crate::sftp`] and
@@ -88,6 +91,20 @@ impl StreamRecord {
     }
 }
 
+/// The streams a session's bytes are counted, hashed and (some) kept in.
+fn stream_records(mode: Mode) -> [StreamRecord; 3] {
+    match mode {
+        Mode::Terminal => [
+            StreamRecord::new("terminal_input"),
+            StreamRecord::new("terminal_output"),
+            StreamRecord::new("terminal_stderr"),
+        ],
+        Mode::Streams | Mode::Subsystem => {
+            [StreamRecord::new("stdin"), StreamRecord::new("stdout"), StreamRecord::new("stderr")]
+        }
+    }
+}
+
 enum Tracker {
     None,
     Scp(ScpTracker),
@@ -146,7 +163,7 @@ impl<S: RecordSink> Recorder<S> {
             input_text: Utf8Stream::default(),
             bytes_in: 0,
             bytes_out: 0,
-            streams: [StreamRecord::new("stdin"), StreamRecord::new("stdout"), StreamRecord::new("stderr")],
+            streams: stream_records(mode),
             tracker,
             operations: Vec::new(),
             outbox: Vec::new(),
@@ -270,6 +287,8 @@ impl<S: RecordSink> Recorder<S> {
         self.track(Way::Down, data).await?;
         match self.mode {
             Mode::Terminal => {
+                // The text is in the cast; the bytes as sent are hashed.
+                self.streams[STDOUT].push(data, 0);
                 let text = self.output_text.push(data);
                 self.push("o", text);
                 self.maybe_flush().await
@@ -284,6 +303,7 @@ impl<S: RecordSink> Recorder<S> {
         self.bytes_out += data.len() as u64;
         match self.mode {
             Mode::Terminal => {
+                self.streams[STDERR].push(data, 0);
                 let text = String::from_utf8_lossy(data).into_owned();
                 self.push("o", text);
                 self.maybe_flush().await
@@ -299,6 +319,8 @@ impl<S: RecordSink> Recorder<S> {
         self.track(Way::Up, data).await?;
         match self.mode {
             Mode::Terminal => {
+                // Keystrokes as bytes (what reached the target), and as text for replay.
+                self.stream(STDIN, data).await?;
                 let text = self.input_text.push(data);
                 self.push("i", text);
                 self.maybe_flush().await
@@ -356,14 +378,12 @@ impl<S: RecordSink> Recorder<S> {
             Tracker::Scp(t) => t.finish(),
         };
         self.write_transfers(open).await?;
-        let streams = if self.mode == Mode::Streams {
-            let [stdin, stdout, stderr] = std::mem::replace(
-                &mut self.streams,
-                [StreamRecord::new("stdin"), StreamRecord::new("stdout"), StreamRecord::new("stderr")],
-            );
-            vec![stdin.summary(), stdout.summary(), stderr.summary()]
-        } else {
-            Vec::new()
+        let [stdin, stdout, stderr] = std::mem::replace(&mut self.streams, stream_records(self.mode));
+        let streams = match self.mode {
+            Mode::Streams => vec![stdin.summary(), stdout.summary(), stderr.summary()],
+            Mode::Terminal if stderr.bytes > 0 => vec![stdin.summary(), stdout.summary(), stderr.summary()],
+            Mode::Terminal => vec![stdin.summary(), stdout.summary()],
+            Mode::Subsystem => Vec::new(),
         };
         self.append(AuditPayload::SessionEnd(SessionEnd {
             session_id: self.session_id.clone(),
@@ -484,7 +504,13 @@ mod tests {
         r.finish(Some(3), "exit", 1.0).await.unwrap();
         let records = sink.0.lock().unwrap().clone();
         assert!(matches!(records[0], AuditPayload::SessionStart(_)));
-        let AuditPayload::SessionChunk(c) = &records[1] else { panic!("{records:?}") };
+        let c = records
+            .iter()
+            .find_map(|p| match p {
+                AuditPayload::SessionChunk(c) => Some(c),
+                _ => None,
+            })
+            .expect("a chunk of events");
         assert_eq!(c.events[0].1, "o");
         assert_eq!(c.events[0].2, "hello ");
         assert_eq!((c.events[1].1.as_str(), c.events[1].2.as_str()), ("i", "ls\r"));
@@ -493,7 +519,50 @@ mod tests {
         assert_eq!(end.exit_status, Some(3));
         assert_eq!(end.bytes_in, 3);
         assert_eq!(end.bytes_out, 6 + CHUNK_BYTES as u64);
-        assert!(end.streams.is_empty());
+        let names: Vec<&str> = end.streams.iter().map(|s| s.stream.as_str()).collect();
+        assert_eq!(names, ["terminal_input", "terminal_output"]);
+    }
+
+    /// Keystrokes that are not UTF-8 show replaced in the cast, and are kept as sent beside
+    /// it, with the hash of every byte each way.
+    #[tokio::test]
+    async fn terminal_input_is_kept_as_bytes_and_both_ways_hashed() {
+        let sink = Memory::default();
+        let mut r = Recorder::start(sink.clone(), start(None, "shell"), Mode::Terminal, 1024).await.unwrap();
+        let typed: &[&[u8]] = &[b"echo \xff", b"\xff\xfe\x1b[A", b"\r"];
+        for keys in typed {
+            r.input(keys).await.unwrap();
+        }
+        r.output(b"\xffraw\x80out").await.unwrap();
+        r.finish(Some(0), "exit", 1.0).await.unwrap();
+        let records = sink.0.lock().unwrap().clone();
+        let kept: Vec<u8> = records
+            .iter()
+            .filter_map(|p| match p {
+                AuditPayload::StreamChunk(c) if c.stream == "terminal_input" => {
+                    Some(base64::engine::general_purpose::STANDARD.decode(&c.data).unwrap())
+                }
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        let all: Vec<u8> = typed.concat();
+        assert_eq!(kept, all);
+        let cast: String = records
+            .iter()
+            .filter_map(|p| match p {
+                AuditPayload::SessionChunk(c) => Some(c.events.iter().filter(|e| e.1 == "i").map(|e| e.2.clone())),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        assert!(cast.contains('\u{FFFD}'), "{cast:?}");
+        let AuditPayload::SessionEnd(end) = records.last().unwrap() else { panic!() };
+        let summary = |name: &str| end.streams.iter().find(|s| s.stream == name).unwrap().clone();
+        assert_eq!(summary("terminal_input").sha256, hex::encode(Sha256::digest(&all)));
+        assert_eq!(summary("terminal_input").recorded_bytes, all.len() as u64);
+        assert_eq!(summary("terminal_output").sha256, hex::encode(Sha256::digest(b"\xffraw\x80out")));
+        assert_eq!(summary("terminal_output").recorded_bytes, 0);
     }
 
     #[tokio::test]

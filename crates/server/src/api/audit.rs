@@ -220,6 +220,8 @@ pub async fn export_cast(
                     out.push('\n');
                 }
             }
+            // A terminal's input as bytes: its keystrokes are already events of the cast.
+            AuditPayload::StreamChunk(c) if c.stream.starts_with("terminal_") => {}
             AuditPayload::StreamChunk(c) => {
                 let bytes = base64::engine::general_purpose::STANDARD.decode(&c.data).unwrap_or_default();
                 let code = if c.stream == "stdin" { "i" } else { "o" };
