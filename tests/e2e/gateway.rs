@@ -741,3 +741,40 @@ fn exec_input_is_recorded_in_full_or_the_session_ends() {
     let stdin = shown.lines().find(|l| l.trim_start().starts_with("stdin")).unwrap_or_default().to_string();
     assert!(stdin.contains(&format!("{0} bytes ({0} recorded)", script.len())), "{shown}");
 }
+
+/// The gateway reaches targets with AEAD ciphers only; a target that offers none is reached
+/// with AES-CTR and an ETM MAC, and the recording says so; one that offers neither is refused
+/// with a message that says why.
+#[test]
+fn targets_are_reached_with_aead_ciphers_and_a_fallback_is_recorded() {
+    let modern = Sshd::start_with_config("LogLevel DEBUG1\n");
+    let old = Sshd::start_with_config("LogLevel DEBUG1\nCiphers aes256-ctr\nMACs hmac-sha2-256-etm@openssh.com\n");
+    let cbc = Sshd::start_with_config("Ciphers aes128-cbc\n");
+    let world = World::new();
+    for (name, sshd) in [("modern", &modern), ("old", &old), ("cbc", &cbc)] {
+        world.add_key_target(name, sshd);
+        world.grant(name, "10m");
+    }
+    assert_eq!(world.alice.run(&["ssh", "modern", "--", "echo modern-ok"]).ok().stdout, "modern-ok\n");
+    assert_eq!(world.alice.run(&["ssh", "old", "--", "echo old-ok"]).ok().stdout, "old-ok\n");
+    world.alice.run(&["ssh", "cbc", "--", "true"]).fails_with("offers none of the ciphers the gateway uses");
+    let negotiated = |log: String| {
+        log.lines().find(|l| l.contains("kex: client->server cipher:")).map(str::to_string).unwrap_or(log)
+    };
+    let modern_kex = negotiated(modern.log());
+    assert!(modern_kex.contains("aes256-gcm@openssh.com") || modern_kex.contains("chacha20-poly1305"), "{modern_kex}");
+    let old_kex = negotiated(old.log());
+    assert!(old_kex.contains("aes256-ctr MAC: hmac-sha2-256-etm@openssh.com"), "{old_kex}");
+
+    let sessions = world.sessions_when("both sessions", |out| out.contains("old-ok") && out.contains("modern-ok"));
+    let show = |marker: &str| {
+        let id = sessions.lines().find(|l| l.contains(marker)).unwrap().split_whitespace().next().unwrap().to_string();
+        world.bob.run(&["audit", "show", &id]).ok().stdout
+    };
+    let old_shown = show("old-ok");
+    assert!(
+        old_shown.contains("transport:  to the target aes256-ctr + hmac-sha2-etm (the target offers no AEAD cipher)"),
+        "{old_shown}"
+    );
+    assert!(!show("modern-ok").contains("transport:"));
+}

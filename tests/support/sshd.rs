@@ -49,6 +49,16 @@ impl Sshd {
 
     /// `host_key`: reuse another sshd's host key file (to impersonate nothing), or a fresh one.
     pub fn start_with_host_key(host_key: Option<&Path>) -> Sshd {
+        Self::start_with(host_key, "")
+    }
+
+    /// With more `sshd_config` lines (e.g. the ciphers it offers), placed first: sshd takes a
+    /// keyword's first value.
+    pub fn start_with_config(extra: &str) -> Sshd {
+        Self::start_with(None, extra)
+    }
+
+    fn start_with(host_key: Option<&Path>, extra: &str) -> Sshd {
         let dir = tempfile::tempdir().unwrap();
         let host_key = match host_key {
             Some(existing) => existing.to_path_buf(),
@@ -66,7 +76,7 @@ impl Sshd {
         std::fs::write(
             &config,
             format!(
-                "Port {port}\nListenAddress 127.0.0.1\nHostKey {hk}\nPidFile {d}/sshd.pid\n\
+                "{extra}Port {port}\nListenAddress 127.0.0.1\nHostKey {hk}\nPidFile {d}/sshd.pid\n\
                  AuthorizedKeysFile {d}/authorized_keys\nStrictModes no\nUsePAM no\n\
                  PasswordAuthentication yes\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n\
                  Subsystem sftp /usr/lib/openssh/sftp-server\nLogLevel VERBOSE\n",

@@ -67,6 +67,9 @@ pub async fn show(home: &Path, session_id: &str) -> anyhow::Result<ExitCode> {
         printable(s.end_reason.as_deref().unwrap_or("(open)")),
         s.exit_status.map(|x| x.to_string()).unwrap_or_else(|| "-".into())
     );
+    if let Some(fallback) = &d.target_transport_fallback {
+        println!("transport:  to the target {}", printable(fallback));
+    }
     println!("commands:");
     if d.commands.is_empty() {
         println!("  (none)");

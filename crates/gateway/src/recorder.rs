@@ -481,6 +481,7 @@ mod tests {
             channel: kind.into(),
             gateway: "embedded".into(),
             client_addr: "127.0.0.1:1".into(),
+            target_transport_fallback: None,
         }
     }
 

@@ -73,6 +73,8 @@ pub struct Connection {
     credential: Option<Credential>,
     upstream: Option<Arc<Upstream>>,
     upstream_error: Option<String>,
+    /// The weaker transport the target needed (it offers no AEAD cipher), for the records.
+    target_fallback: Option<String>,
     channels: HashMap<ChannelId, Bridge>,
     /// The target connection's channels, as its handler finds them.
     routes: Routes,
@@ -99,6 +101,7 @@ impl Connection {
             credential: None,
             upstream: None,
             upstream_error: None,
+            target_fallback: None,
             channels: HashMap::new(),
             routes: Routes::default(),
             failed_channels: HashMap::new(),
@@ -159,8 +162,9 @@ impl Connection {
             host_key: a.host_key.clone(),
         };
         match crate::target::connect(&address, credential, self.routes.clone()).await {
-            Ok(upstream) => {
-                let upstream = Arc::new(upstream);
+            Ok(connected) => {
+                self.target_fallback = connected.fallback;
+                let upstream = Arc::new(connected.upstream);
                 self.upstream = Some(upstream.clone());
                 Ok(upstream)
             }
@@ -275,6 +279,7 @@ impl Connection {
             channel: kind.clone(),
             gateway: self.inner.config.name.clone(),
             client_addr: self.peer.clone(),
+            target_transport_fallback: self.target_fallback.clone(),
         };
         let recorder = match Recorder::start(self.inner.log.clone(), start, mode, a.exec_record_limit).await {
             Ok(recorder) => recorder,

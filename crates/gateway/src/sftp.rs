@@ -804,8 +804,8 @@ mod tests {
     use super::*;
     use bytes::Bytes;
     use russh_sftp::protocol::{
-        Close, Data, Extended, FileAttributes, Handle as SftpHandle, Init, Open, OpenFlags, Packet, Read, Rename,
-        SetStat, Status, StatusCode, Version, Write,
+        Close, Data, Extended, FileAttributes, Init, Open, OpenFlags, Packet, Read, Rename, SetStat, Status,
+        StatusCode, Version, Write,
     };
 
     fn wire(packet: Packet) -> Vec<u8> {

@@ -53,6 +53,7 @@ fn start(n: u64, authorized: &AuthorizedSession) -> AuditPayload {
         channel: "shell".into(),
         gateway: "soak".into(),
         client_addr: String::new(),
+        target_transport_fallback: None,
     })
 }
 

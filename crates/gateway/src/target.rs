@@ -8,7 +8,7 @@ use std::time::Duration;
 use portcullis_crypto::SecretString;
 use russh::client::{self, AuthResult, Session};
 use russh::keys::{Algorithm, HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
-use russh::{ChannelId, Disconnect, Preferred, Sig, cipher};
+use russh::{ChannelId, Disconnect, Preferred, Sig, cipher, mac};
 
 use crate::bridge::{Route, Routes};
 
@@ -168,6 +168,60 @@ impl client::Handler for PinnedHostKey {
     }
 }
 
+enum Handshake {
+    NoCommonCipher,
+    Failed(TargetError),
+}
+
+/// TCP, key exchange with `ciphers` and ETM MACs, the pinned host key checked.
+async fn handshake(
+    target: &TargetAddress,
+    expected: &PublicKey,
+    routes: Routes,
+    ciphers: &'static [cipher::Name],
+) -> Result<Upstream, Handshake> {
+    let presented = Arc::new(Mutex::new(None));
+    let handler = PinnedHostKey { expected: expected.clone(), presented: presented.clone(), routes };
+    let config = client::Config {
+        preferred: Preferred {
+            key: host_key_algorithms(expected).into(),
+            cipher: ciphers.into(),
+            mac: ETM_MACS.into(),
+            ..Preferred::DEFAULT
+        },
+        inactivity_timeout: None,
+        keepalive_interval: Some(Duration::from_secs(30)),
+        keepalive_max: 3,
+        nodelay: true,
+        window_size: 8 * 1024 * 1024,
+        maximum_packet_size: 65535,
+        ..Default::default()
+    };
+    let addr = format!("{}:{}", target.host, target.port);
+    let unreachable = |detail: String| {
+        Handshake::Failed(TargetError::Unreachable { target: target.name.clone(), addr: addr.clone(), detail })
+    };
+    let tcp = tokio::time::timeout(Duration::from_secs(10), tokio::net::TcpStream::connect(&addr))
+        .await
+        .map_err(|_| unreachable("timed out".into()))?
+        .map_err(|e| unreachable(e.to_string()))?;
+    match client::connect_stream(Arc::new(config), tcp, handler).await {
+        Ok(handle) => Ok(handle),
+        Err(russh::Error::NoCommonAlgo { kind: russh::AlgorithmKind::Cipher, .. }) => Err(Handshake::NoCommonCipher),
+        Err(e) => {
+            let seen = presented.lock().ok().and_then(|slot| slot.clone());
+            Err(Handshake::Failed(match seen {
+                Some(key) if key.key_data() != expected.key_data() => TargetError::HostKeyMismatch {
+                    target: target.name.clone(),
+                    expected: fingerprint(expected),
+                    presented: fingerprint(&key),
+                },
+                _ => TargetError::Ssh { target: target.name.clone(), detail: e.to_string() },
+            }))
+        }
+    }
+}
+
 pub fn fingerprint(key: &PublicKey) -> String {
     key.fingerprint(HashAlg::Sha256).to_string()
 }
@@ -186,49 +240,45 @@ fn host_key_algorithms(key: &PublicKey) -> Vec<Algorithm> {
 /// An authenticated connection to a target.
 pub type Upstream = client::Handle<PinnedHostKey>;
 
-/// Connects, verifies the host key, authenticates; the credential is consumed and dropped.
-/// What arrives on the connection's channels goes to their entries in `routes`.
-pub async fn connect(target: &TargetAddress, credential: Credential, routes: Routes) -> Result<Upstream, TargetError> {
+/// Ciphers offered to targets: AEAD only (AES-GCM first: hardware-accelerated where it matters
+/// for bulk copies).
+const AEAD_CIPHERS: &[cipher::Name] = &[cipher::AES_256_GCM, cipher::CHACHA20_POLY1305];
+/// Only for a target that offers no AEAD cipher (an old OpenSSH, an appliance): recorded in the
+/// session's start record when used.
+const FALLBACK_CIPHERS: &[cipher::Name] = &[cipher::AES_256_CTR];
+const ETM_MACS: &[mac::Name] = &[mac::HMAC_SHA512_ETM, mac::HMAC_SHA256_ETM];
+
+/// An authenticated connection to a target, and the weaker transport it needed, if any.
+pub struct Connected {
+    pub upstream: Upstream,
+    /// `Some("aes256-ctr + hmac-sha2-…-etm@openssh.com")` when the target offers no AEAD cipher.
+    pub fallback: Option<String>,
+}
+
+/// Connects (AEAD ciphers only; the fallback only when the target offers none), verifies the
+/// host key, authenticates; the credential is consumed and dropped. What arrives on the
+/// connection's channels goes to their entries in `routes`.
+pub async fn connect(target: &TargetAddress, credential: Credential, routes: Routes) -> Result<Connected, TargetError> {
     let expected = PublicKey::from_openssh(target.host_key.trim())
         .map_err(|e| TargetError::BadKeyMaterial(target.name.clone(), format!("host key: {e}")))?;
-    let presented = Arc::new(Mutex::new(None));
-    let handler = PinnedHostKey { expected: expected.clone(), presented: presented.clone(), routes };
-    let config = client::Config {
-        preferred: Preferred {
-            key: host_key_algorithms(&expected).into(),
-            // AES-GCM first: hardware-accelerated where it matters for bulk copies.
-            cipher: vec![cipher::AES_256_GCM, cipher::CHACHA20_POLY1305, cipher::AES_256_CTR].into(),
-            ..Preferred::DEFAULT
-        },
-        inactivity_timeout: None,
-        keepalive_interval: Some(Duration::from_secs(30)),
-        keepalive_max: 3,
-        nodelay: true,
-        window_size: 8 * 1024 * 1024,
-        maximum_packet_size: 65535,
-        ..Default::default()
-    };
-    let addr = format!("{}:{}", target.host, target.port);
-    let unreachable =
-        |detail: String| TargetError::Unreachable { target: target.name.clone(), addr: addr.clone(), detail };
-    let tcp = tokio::time::timeout(Duration::from_secs(10), tokio::net::TcpStream::connect(&addr))
-        .await
-        .map_err(|_| unreachable("timed out".into()))?
-        .map_err(|e| unreachable(e.to_string()))?;
-    let connected = client::connect_stream(Arc::new(config), tcp, handler).await;
-    let mut handle = match connected {
-        Ok(handle) => handle,
-        Err(e) => {
-            let seen = presented.lock().ok().and_then(|slot| slot.clone());
-            return Err(match seen {
-                Some(key) if key.key_data() != expected.key_data() => TargetError::HostKeyMismatch {
-                    target: target.name.clone(),
-                    expected: fingerprint(&expected),
-                    presented: fingerprint(&key),
-                },
-                _ => TargetError::Ssh { target: target.name.clone(), detail: e.to_string() },
-            });
+    let (mut handle, fallback) = match handshake(target, &expected, routes.clone(), AEAD_CIPHERS).await {
+        Ok(handle) => (handle, None),
+        Err(Handshake::NoCommonCipher) => {
+            tracing::warn!(target = %target.name, "the target offers no AEAD cipher; falling back to aes256-ctr with an ETM MAC");
+            match handshake(target, &expected, routes, FALLBACK_CIPHERS).await {
+                Ok(handle) => {
+                    (handle, Some("aes256-ctr + hmac-sha2-etm (the target offers no AEAD cipher)".to_string()))
+                }
+                Err(Handshake::NoCommonCipher) => {
+                    return Err(TargetError::Ssh {
+                        target: target.name.clone(),
+                        detail: "the target offers none of the ciphers the gateway uses (AES-GCM, ChaCha20-Poly1305, AES-CTR)".into(),
+                    });
+                }
+                Err(Handshake::Failed(e)) => return Err(e),
+            }
         }
+        Err(Handshake::Failed(e)) => return Err(e),
     };
     let ssh_err = |e: russh::Error| TargetError::Ssh { target: target.name.clone(), detail: e.to_string() };
     let result = match credential {
@@ -253,7 +303,7 @@ pub async fn connect(target: &TargetAddress, credential: Credential, routes: Rou
         }
     };
     match result {
-        AuthResult::Success => Ok(handle),
+        AuthResult::Success => Ok(Connected { upstream: handle, fallback }),
         AuthResult::Failure { .. } => {
             let _ = handle.disconnect(Disconnect::ByApplication, "", "en").await;
             Err(TargetError::AuthenticationFailed { target: target.name.clone(), login: target.login.clone() })

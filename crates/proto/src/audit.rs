@@ -74,6 +74,10 @@ pub struct SessionStart {
     /// The user's address as the gateway saw it.
     #[serde(default)]
     pub client_addr: String,
+    /// Set when the target offers no AEAD cipher and the gateway fell back to the weaker
+    /// transport it names (`aes256-ctr + hmac-sha2-256-etm@openssh.com`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_transport_fallback: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -370,6 +374,9 @@ pub struct SessionDetail {
     pub operations: Vec<FileOperation>,
     pub streams: Vec<StreamSummary>,
     pub client_addr: String,
+    /// The weaker transport the gateway fell back to with the target (no AEAD cipher there).
+    #[serde(default)]
+    pub target_transport_fallback: Option<String>,
 }
 
 /// A security event the server witnessed (enrolment, review, credential release, host-key
@@ -495,6 +502,7 @@ mod tests {
             channel: "exec".into(),
             gateway: "embedded".into(),
             client_addr: "127.0.0.1:5".into(),
+            target_transport_fallback: Some("aes256-ctr".into()),
         };
         let payloads = vec![
             AuditPayload::SessionStart(start),
@@ -542,6 +550,21 @@ mod tests {
                 sha256: "cd".into(),
                 complete: true,
                 at: 1.0,
+            }),
+            AuditPayload::FileOperations(FileOperations {
+                session_id: "s".into(),
+                protocol: "sftp".into(),
+                operations: vec![FileOperation {
+                    at: 1.0,
+                    request_id: 4,
+                    op: "setstat".into(),
+                    path: "/x".into(),
+                    to: None,
+                    flags: None,
+                    attrs: Some(FileAttrs { mode: Some(0o4755), uid: Some(0), gid: Some(0), ..Default::default() }),
+                    status: "ok".into(),
+                    detail: None,
+                }],
             }),
             AuditPayload::AccessRefused(AccessRefused {
                 what: "forwarding".into(),

@@ -165,9 +165,13 @@ pub async fn session_detail(
     let mut operations = Vec::new();
     let mut streams: Vec<StreamSummary> = Vec::new();
     let mut client_addr = String::new();
+    let mut target_transport_fallback = None;
     for payload in payloads {
         match payload {
-            AuditPayload::SessionStart(s) => client_addr = s.client_addr,
+            AuditPayload::SessionStart(s) => {
+                client_addr = s.client_addr;
+                target_transport_fallback = s.target_transport_fallback;
+            }
             AuditPayload::SessionChunk(c) => events.extend(c.events),
             AuditPayload::FileTransfer(t) => transfers.push(t),
             AuditPayload::FileOperations(o) => operations.extend(o.operations),
@@ -187,6 +191,7 @@ pub async fn session_detail(
         operations,
         streams,
         client_addr,
+        target_transport_fallback,
     }))
 }
 

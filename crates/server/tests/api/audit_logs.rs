@@ -681,6 +681,7 @@ fn session_start(id: &str, user: &str, target: &str, grant: &str) -> String {
         channel: "exec".into(),
         gateway: "near".into(),
         client_addr: String::new(),
+        target_transport_fallback: None,
     }))
     .unwrap()
 }
