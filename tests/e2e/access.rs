@@ -253,7 +253,34 @@ fn policies_from_the_command_line() {
     }
     let story = world.admin.run(&["request", "show", &mine]).ok().stdout;
     assert!(story.contains("pending"), "{story}");
+
+    // A requester's target list holds what they could ask for now, and of each only what they
+    // choose by: name, environment, tags, description — not host, port, login or gateway.
+    let extra = ["--env", "staging", "--description", "Staging box"];
+    world.add_target_with("stage", sshd.port, &sshd.user_key, &sshd.host_key_pub, &extra).ok();
+    std::fs::write(&file, STAGING_ONLY_POLICY).unwrap();
+    world.admin.run(&["policy", "set", file.to_str().unwrap()]).ok();
+    let listed = world.alice.run(&["target", "list"]).ok().stdout;
+    assert!(listed.lines().any(|l| l.starts_with("stage ") && l.contains("Staging box")), "{listed}");
+    assert!(!listed.lines().any(|l| l.starts_with("db ")), "a target alice cannot request is listed:\n{listed}");
+    assert!(!listed.contains("127.0.0.1") && !listed.contains(&sshd.port.to_string()), "{listed}");
+    world.alice.run(&["target", "show", "db"]).fails_with("unknown target");
+    let shown = world.alice.run(&["target", "show", "stage"]).ok().stdout;
+    assert!(shown.contains("environment:  staging") && shown.contains("your access:  none"), "{shown}");
+    assert!(!shown.contains("address") && !shown.contains("login") && !shown.contains("gateway"), "{shown}");
+    // Approvers (and admins, auditors) see every target in full.
+    let full = world.bob.run(&["target", "list"]).ok().stdout;
+    assert!(full.contains("db ") && full.contains("stage") && full.contains("127.0.0.1"), "{full}");
 }
+
+const STAGING_ONLY_POLICY: &str = r#"@id("staging-only")
+permit (principal, action == Portcullis::Action::"request", resource in Portcullis::Environment::"staging")
+when { principal.roles.contains("requester") };
+
+@id("approvers-approve")
+permit (principal, action == Portcullis::Action::"approve", resource)
+when { principal.roles.contains("approver") };
+"#;
 
 const ONE_APPROVAL_POLICY: &str = r#"@id("one-approval")
 permit (principal, action == Portcullis::Action::"request", resource)

@@ -24,7 +24,10 @@ fn full_loop_with_key_credential_leaves_no_trace_of_it() {
     let world = World::with_log("trace");
     world.add_key_target("web", &sshd);
 
+    // A requester sees the target, not where it is; an approver sees the address too.
     let listed = world.alice.run(&["target", "list"]).ok();
+    assert!(listed.stdout.contains("web") && !listed.stdout.contains("127.0.0.1"), "{}", listed.stdout);
+    let listed = world.bob.run(&["target", "list"]).ok();
     assert!(listed.stdout.contains("web") && listed.stdout.contains("127.0.0.1"), "{}", listed.stdout);
 
     let request = world.alice.run(&["request", "web", "--duration", "30m", "--reason", "rotate logs"]).ok().last_line();
@@ -360,11 +363,14 @@ fn targets_are_browsable_with_usage() {
         .add_target_with("x", sshd.port, &sshd.user_key, &sshd.host_key_pub, &["--tag", "bad tag"])
         .fails_with("invalid tag");
 
-    let before = world.alice.run(&["target", "show", "web-prod"]).ok();
+    let before = world.bob.run(&["target", "show", "web-prod"]).ok();
     assert!(before.stdout.contains("last used:    never"), "{}", before.stdout);
     assert!(before.stdout.contains("access now:   nobody"), "{}", before.stdout);
     world.grant("web-prod", "30m");
     world.alice.run(&["ssh", "web-prod", "--", "true"]).ok();
+    // The requester sees her own access, not who else used it.
+    let hers = world.alice.run(&["target", "show", "web-prod"]).ok().stdout;
+    assert!(hers.contains("your access:  until") && !hers.contains("last used"), "{hers}");
     let after = world.bob.run(&["target", "show", "web-prod"]).ok();
     assert!(after.stdout.contains("by alice"), "{}", after.stdout);
     assert!(after.stdout.contains("access now:   alice until"), "{}", after.stdout);

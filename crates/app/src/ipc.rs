@@ -134,6 +134,8 @@ pub struct TargetView {
     pub active_grants: Vec<GrantView>,
     /// The gateway that brokers (and records) every session on it.
     pub gateway: String,
+    /// Seen as a requester: only name, environment, tags, description and one's own access.
+    pub requester_view: bool,
 }
 
 impl From<TargetSummary> for TargetView {
@@ -158,6 +160,7 @@ impl From<TargetSummary> for TargetView {
                 .map(|g| GrantView { user: g.user, not_after: g.not_after })
                 .collect(),
             gateway: t.gateway,
+            requester_view: t.requester_view,
         }
     }
 }

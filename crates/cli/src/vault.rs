@@ -164,6 +164,20 @@ pub async fn list_targets(home: &Path, filter: TargetFilter) -> anyhow::Result<E
         println!("No targets{}.", if filter == TargetFilter::default() { " yet" } else { " match" });
         return Ok(ExitCode::SUCCESS);
     }
+    if targets.iter().all(|t| t.requester_view) {
+        // A requester sees what to choose by, not where targets are.
+        println!("{:<20} {:<10} {:<20} DESCRIPTION", "NAME", "ENV", "TAGS");
+        for t in targets {
+            println!(
+                "{:<20} {:<10} {:<20} {}",
+                t.name,
+                if t.environment.is_empty() { "-" } else { &t.environment },
+                if t.tags.is_empty() { "-".to_string() } else { t.tags.join(",") },
+                portcullis_proto::printable(&t.description)
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     println!("{:<20} {:<28} {:<12} {:<10} {:<20} HOST KEY", "NAME", "ADDRESS", "LOGIN", "ENV", "TAGS");
     for t in targets {
         println!(
@@ -185,6 +199,19 @@ pub async fn show_target(home: &Path, name: &str) -> anyhow::Result<ExitCode> {
     let Some(t) = all.into_iter().find(|t| t.name == name) else { bail!("unknown target {name:?}") };
     let when = |at: i64| crate::access::format_time(at);
     println!("name:         {}", t.name);
+    if t.requester_view {
+        println!("environment:  {}", if t.environment.is_empty() { "-" } else { &t.environment });
+        println!("tags:         {}", if t.tags.is_empty() { "-".to_string() } else { t.tags.join(", ") });
+        println!(
+            "description:  {}",
+            if t.description.is_empty() { "-".into() } else { portcullis_proto::printable(&t.description) }
+        );
+        match t.active_grants.first() {
+            Some(g) => println!("your access:  until {}", when(g.not_after)),
+            None => println!("your access:  none (portcullis request {})", t.name),
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     println!("address:      {}:{}", t.host, t.port);
     println!("login:        {}", t.login);
     println!("credential:   {} (stored encrypted; never shown)", t.credential_kind.as_str());

@@ -270,6 +270,10 @@ pub struct TargetSummary {
     /// Goes up with every credential rotation; a grant names the version it was approved for.
     #[serde(default)]
     pub credential_version: i64,
+    /// What someone who is only a requester sees: name, environment, tags, description and
+    /// their own live grant; the other fields are empty.
+    #[serde(default)]
+    pub requester_view: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -727,6 +731,7 @@ mod tests {
             active_grants: vec![],
             gateway: "embedded".into(),
             credential_version: 1,
+            requester_view: false,
         };
         let f = |text: Option<&str>, env: Option<&str>, tag: Option<&str>| TargetFilter {
             text: text.map(Into::into),

@@ -23,7 +23,11 @@ host_key: string, host_key_fingerprint: string, environment: string, tags: Array
 /**
  * The gateway that brokers (and records) every session on it.
  */
-gateway: string, };
+gateway: string, 
+/**
+ * Seen as a requester: only name, environment, tags, description and one's own access.
+ */
+requester_view: boolean, };
 
 export type VaultFilter = { text: string | null, environment: string | null, tag: string | null, };
 

@@ -80,6 +80,39 @@ async fn caller_person(state: &crate::ServerState, caller: &Caller) -> Result<po
     Ok(person(&user))
 }
 
+/// How long a request the target list imagines lasts: policies cap durations, rarely floor them.
+const LISTING_PROBE_SECS: u64 = 60;
+
+/// The targets `caller` could ask for now, from `from` (a short request at this time): what a
+/// requester's target list shows. A policy that cannot be evaluated hides the target (fail
+/// closed); asking for a hidden target still gets the policy's own answer.
+pub(crate) async fn requestable(
+    state: &crate::ServerState,
+    caller: &Caller,
+    from: IpAddr,
+    targets: Vec<TargetRow>,
+) -> Result<Vec<TargetRow>, ServerError> {
+    let who = caller_person(state, caller).await?;
+    let loaded = state.policies.current();
+    let Ok(policies) = loaded.usable() else { return Ok(Vec::new()) };
+    let now = state.clock.now();
+    Ok(targets
+        .into_iter()
+        .filter(|target| {
+            policies
+                .decide_request(&RequestQuery {
+                    user: &who,
+                    target: &target_facts(target),
+                    duration_secs: LISTING_PROBE_SECS,
+                    source_ip: from,
+                    at: timestamp(now),
+                    time_zone: state.policies.time_zone.clone(),
+                })
+                .is_ok_and(|d| d.allowed)
+        })
+        .collect())
+}
+
 pub async fn create_request(
     State(state): AppState,
     Extension(caller): Extension<Caller>,

@@ -1,6 +1,8 @@
 //! Targets (admin) and the target list (everyone enrolled).
 
-use axum::extract::{Path, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Path, State};
 use axum::{Extension, Json};
 use portcullis_crypto::SecretBytes;
 use portcullis_crypto::{OsRng, envelope};
@@ -49,6 +51,7 @@ fn summary(t: &TargetRow, grants: &[(String, String, i64)]) -> TargetSummary {
             .collect(),
         gateway: t.gateway.clone(),
         credential_version: t.credential_version,
+        requester_view: false,
     }
 }
 
@@ -324,10 +327,49 @@ pub async fn update_target(
     Ok(Json(summary(&row, &grants)))
 }
 
+/// Admins, approvers and auditors see every target in full. Someone who is only a requester
+/// sees the targets they could request now, and of each only what they need to choose one:
+/// name, environment, tags, description, and their own live grant — not where it is, which
+/// account or gateway, nor who else uses it.
 pub async fn list_targets(
     State(state): AppState,
-    Extension(_caller): Extension<Caller>,
+    Extension(caller): Extension<Caller>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
 ) -> ApiResult<Vec<TargetSummary>> {
     let grants = state.db.live_grants(state.clock.now()).await?;
-    Ok(Json(state.db.targets().await?.iter().map(|t| summary(t, &grants)).collect()))
+    let targets = state.db.targets().await?;
+    if [Role::Admin, Role::Approver, Role::Auditor].iter().any(|r| caller.has(*r)) {
+        return Ok(Json(targets.iter().map(|t| summary(t, &grants)).collect()));
+    }
+    let own: Vec<_> = grants.into_iter().filter(|(_, user, _)| *user == caller.user_name).collect();
+    // A target they hold a grant on stays listed even when they could not ask for it again now.
+    let (held, others): (Vec<_>, Vec<_>) = targets.into_iter().partition(|t| own.iter().any(|g| g.0 == t.id));
+    let mut visible = super::access::requestable(&state, &caller, super::access::source_ip(&peer), others).await?;
+    visible.extend(held);
+    visible.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(Json(visible.iter().map(|t| requester_view(summary(t, &own))).collect()))
+}
+
+/// A target as a requester sees it (see [`list_targets`]).
+fn requester_view(full: TargetSummary) -> TargetSummary {
+    TargetSummary {
+        id: full.id,
+        name: full.name,
+        host: String::new(),
+        port: 0,
+        login: String::new(),
+        credential_kind: full.credential_kind,
+        host_key: String::new(),
+        host_key_fingerprint: String::new(),
+        created_at: 0,
+        environment: full.environment,
+        tags: full.tags,
+        description: full.description,
+        last_used_at: None,
+        last_used_by: None,
+        active_grants: full.active_grants,
+        gateway: String::new(),
+        credential_version: 0,
+        requester_view: true,
+    }
 }
