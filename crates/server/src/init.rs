@@ -92,7 +92,7 @@ pub async fn init(
     let rp_id =
         crate::webauthn::choose_rp_id(&options.tls_names, &portcullis_crypto::sha256_hex(tls.fingerprint.as_bytes()));
     Store::put_setting(&mut tx, crate::store::SETTING_WEBAUTHN_RP_ID, &rp_id).await?;
-    let code = crate::api::issue_enrolment_code(&mut tx, &admin_id, &tls.fingerprint, now).await?;
+    let code = crate::api::issue_enrolment_code(&mut tx, &rows, &admin_id, &tls.fingerprint, now).await?;
     crate::audit::record_event(
         &mut tx,
         &crate::audit::Keys { root: &root, signing: &signing },

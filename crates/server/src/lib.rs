@@ -118,6 +118,11 @@ impl ServerState {
         Ok(())
     }
 
+    /// Refuses `row` if it was added or changed behind the server's back (see [`rows`]).
+    pub(crate) async fn check_row(&self, row: rows::Row<'_>) -> Result<(), ServerError> {
+        self.rows.check(&mut *self.db.pool.acquire().await?, row).await
+    }
+
     /// Records a security event in the server's own audit log (in the caller's transaction).
     pub(crate) async fn record_event(
         &self,
@@ -201,6 +206,14 @@ impl Server {
         // Data directories made before gateways existed get their user CA and embedded gateway now.
         let user_ca = Self::ensure_user_ca(&db, &root_key).await?;
         let embedded_gateway_id = Self::ensure_embedded_gateway(&db, &root_key, &rows, clock.now()).await?;
+        if db.newly_applied.contains(&store::MIGRATION_ROW_MACS) {
+            // Grants, targets and enrolment codes from before their MAC, as they are now (a row
+            // inserted later, behind the server's back, stays unsealed and is refused).
+            let mut tx = db.begin().await?;
+            let sealed = rows.seal_unsealed_grants_targets_codes(&mut tx).await?;
+            tx.commit().await?;
+            tracing::info!(rows = sealed, "grants, targets and enrolment codes are now authenticated");
+        }
         let policies = policy::Policies::load(&db, &rows, clock.now()).await?;
         let relying_party = Self::ensure_relying_party(&db, &tls.fingerprint).await?;
         let upgraded = audit::migrate(&db, &audit::Keys { root: &root_key, signing: &signing }, clock.now()).await?;
@@ -326,7 +339,7 @@ impl Server {
             rows.seal(&mut *db.pool.acquire().await?, rows::Row::Gateway(&id)).await?;
         }
         let mut tx = db.begin().await?;
-        store::Store::adopt_orphan_targets(&mut tx, &id).await?;
+        store::Store::adopt_orphan_targets(&mut tx, rows, &id).await?;
         tx.commit().await?;
         Ok(id)
     }

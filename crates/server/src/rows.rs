@@ -1,5 +1,7 @@
 //! Authenticated rows: the rows the server decides with — users (roles, groups, who created
-//! them, disabled), devices, gateways, policy sets, security keys, confirmations — carry an HMAC-SHA256 under
+//! them, disabled), devices, gateways, policy sets, security keys, confirmations, session
+//! authorisations, grants (their revocation), targets (address, login, host key, credential,
+//! environment, tags, gateway) and enrolment codes (their user, expiry, use) — carry an HMAC-SHA256 under
 //! a key derived from the root key, computed over what the decision reads. A row added or
 //! changed behind the server's back (a DBA, a restored dump, an attacker on the host) fails its
 //! check and is refused, never trusted: `row_not_authentic`, and an error in the log.
@@ -28,6 +30,12 @@ pub(crate) enum Row<'a> {
     GatewayConfirmation(&'a str),
     /// A session the server let a gateway open, by id.
     SessionAuthorization(&'a str),
+    /// A grant: whose, for what, until when, and whether it was revoked.
+    Grant(&'a str),
+    /// A target: where it is, who logs in, its host key, credential, policy facts, gateway.
+    Target(&'a str),
+    /// An enrolment code, by the hash of its secret: whose, until when, used or not.
+    EnrolmentCode(&'a str),
 }
 
 impl Row<'_> {
@@ -41,6 +49,9 @@ impl Row<'_> {
             Row::Confirmation(id) => format!("the confirmation of user {id}"),
             Row::GatewayConfirmation(id) => format!("the confirmation of gateway {id}"),
             Row::SessionAuthorization(id) => format!("session authorisation {id}"),
+            Row::Grant(id) => format!("grant {id}"),
+            Row::Target(id) => format!("target {id}"),
+            Row::EnrolmentCode(hash) => format!("enrolment code {}…", &hash[..hash.len().min(12)]),
         }
     }
 
@@ -90,6 +101,22 @@ impl Row<'_> {
                  CAST(authorized_at AS TEXT), mac FROM session_authorizations WHERE id = ?",
                 "UPDATE session_authorizations SET mac = ? WHERE id = ?",
             ),
+            Row::Grant(_) => (
+                "SELECT 'grants', id, request_id, user_id, device_id, target_id, CAST(not_before AS TEXT), \
+                 CAST(not_after AS TEXT), signed, COALESCE(CAST(revoked_at AS TEXT), ''), mac FROM grants WHERE id = ?",
+                "UPDATE grants SET mac = ? WHERE id = ?",
+            ),
+            Row::Target(_) => (
+                "SELECT 'targets', id, name, host, CAST(port AS TEXT), login, host_key, credential_kind, \
+                 CAST(credential_version AS TEXT), hex(credential_data_key), hex(credential), created_by, \
+                 environment, tags, COALESCE(gateway_id, ''), mac FROM targets WHERE id = ?",
+                "UPDATE targets SET mac = ? WHERE id = ?",
+            ),
+            Row::EnrolmentCode(_) => (
+                "SELECT 'enrolment_codes', code_hash, user_id, CAST(created_at AS TEXT), CAST(expires_at AS TEXT), \
+                 COALESCE(CAST(used_at AS TEXT), ''), mac FROM enrolment_codes WHERE code_hash = ?",
+                "UPDATE enrolment_codes SET mac = ? WHERE code_hash = ?",
+            ),
         }
     }
 
@@ -104,7 +131,10 @@ impl Row<'_> {
             | Row::SecurityKey(id)
             | Row::Confirmation(id)
             | Row::GatewayConfirmation(id)
-            | Row::SessionAuthorization(id) => q.bind(id.to_string()),
+            | Row::SessionAuthorization(id)
+            | Row::Grant(id)
+            | Row::Target(id)
+            | Row::EnrolmentCode(id) => q.bind(id.to_string()),
             Row::Policy(v) => q.bind(v),
         }
     }
@@ -200,6 +230,32 @@ impl RowKey {
             .await?
         {
             self.seal(conn, Row::SecurityKey(&id)).await?;
+            sealed += 1;
+        }
+        Ok(sealed)
+    }
+
+    /// Seals the rows of grants, targets and enrolment codes that have no MAC yet — once, in
+    /// the start that adds their MAC column (those rows are trusted as they are then).
+    pub async fn seal_unsealed_grants_targets_codes(&self, conn: &mut SqliteConnection) -> Result<u64, ServerError> {
+        let mut sealed = 0;
+        for id in
+            sqlx::query_scalar::<_, String>("SELECT id FROM grants WHERE mac IS NULL").fetch_all(&mut *conn).await?
+        {
+            self.seal(conn, Row::Grant(&id)).await?;
+            sealed += 1;
+        }
+        for id in
+            sqlx::query_scalar::<_, String>("SELECT id FROM targets WHERE mac IS NULL").fetch_all(&mut *conn).await?
+        {
+            self.seal(conn, Row::Target(&id)).await?;
+            sealed += 1;
+        }
+        for hash in sqlx::query_scalar::<_, String>("SELECT code_hash FROM enrolment_codes WHERE mac IS NULL")
+            .fetch_all(&mut *conn)
+            .await?
+        {
+            self.seal(conn, Row::EnrolmentCode(&hash)).await?;
             sealed += 1;
         }
         Ok(sealed)

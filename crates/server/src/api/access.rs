@@ -25,8 +25,15 @@ use crate::policy::{person, target_facts, timestamp};
 use crate::store::{RequestRow, SETTING_STANDALONE_OWNER, Store, TargetRow, csv_list};
 use crate::user_ca::fingerprint;
 
+/// The target named `name`, refused if its row was changed behind the server's back.
 pub(crate) async fn target_named(state: &crate::ServerState, name: &str) -> Result<TargetRow, ServerError> {
-    state.db.target_by_name(name).await?.ok_or_else(|| ServerError::NotFound(format!("unknown target {name:?}")))
+    let target = state
+        .db
+        .target_by_name(name)
+        .await?
+        .ok_or_else(|| ServerError::NotFound(format!("unknown target {name:?}")))?;
+    state.check_row(crate::rows::Row::Target(&target.id)).await?;
+    Ok(target)
 }
 
 /// The caller's address as policies see it (an IPv4 peer on a dual-stack socket as IPv4).
@@ -464,8 +471,16 @@ pub async fn review(
         };
         let signed = SignedGrant::sign(&claims, &state.signing);
         let signed_json = serde_json::to_string(&signed).map_err(|e| ServerError::Internal(e.to_string()))?;
-        Store::insert_grant(&mut tx, &claims.grant_id, &request, claims.not_before, claims.not_after, &signed_json)
-            .await?;
+        Store::insert_grant(
+            &mut tx,
+            &state.rows,
+            &claims.grant_id,
+            &request,
+            claims.not_before,
+            claims.not_after,
+            &signed_json,
+        )
+        .await?;
     }
     let kind = match (req.decision, threshold_met) {
         (Decision::Deny, _) => "request_denied",
@@ -530,7 +545,9 @@ pub async fn revoke(
     let ended = match status {
         RequestStatus::Pending => Store::revoke_request(&mut tx, &request.id, now, &caller.user_id, &reason).await?,
         RequestStatus::Approved => match &request.grant_id {
-            Some(grant) => Store::revoke_grant(&mut tx, grant, now, Some(&caller.user_id), &reason).await?,
+            Some(grant) => {
+                Store::revoke_grant(&mut tx, &state.rows, grant, now, Some(&caller.user_id), &reason).await?
+            }
             None => false,
         },
         _ => false,
@@ -824,6 +841,8 @@ pub async fn issue_certificate(
     let Some(grant) = state.db.active_grant(&caller.user_id, &caller.device_id, &target.id, now).await? else {
         return Err(no_grant(&state, &caller, &target.id, &target.name, now).await);
     };
+    // A revocation undone in the database does not count either.
+    state.check_row(crate::rows::Row::Grant(&grant.id)).await?;
     // Check our own signature too: a grant row edited in the database does not count.
     let signed: SignedGrant =
         serde_json::from_str(&grant.signed).map_err(|_| ServerError::Internal("stored grant is malformed".into()))?;

@@ -95,7 +95,7 @@ pub async fn add_user(
     let code = if withheld {
         None
     } else {
-        Some(super::issue_enrolment_code(&mut tx, &id, &state.tls.fingerprint, now).await?)
+        Some(super::issue_enrolment_code(&mut tx, &state.rows, &id, &state.tls.fingerprint, now).await?)
     };
     state
         .record_event(
@@ -223,10 +223,10 @@ pub async fn confirm_user(
     )
     .await?;
     let mut tx = state.db.begin().await?;
-    Store::void_enrolment_codes(&mut tx, &user.id, now).await?;
+    Store::void_enrolment_codes(&mut tx, &state.rows, &user.id, now).await?;
     Store::insert_confirmation(&mut tx, &user.id, &caller.user_id, via.as_str(), now).await?;
     state.rows.seal(&mut tx, Row::Confirmation(&user.id)).await?;
-    let code = super::issue_enrolment_code(&mut tx, &user.id, &state.tls.fingerprint, now).await?;
+    let code = super::issue_enrolment_code(&mut tx, &state.rows, &user.id, &state.tls.fingerprint, now).await?;
     let kind = match via {
         crate::duties::ConfirmedVia::SecondAdmin => "user_confirmed",
         crate::duties::ConfirmedVia::Delay => "user_confirmed_alone",
@@ -261,13 +261,14 @@ pub async fn list_users(State(state): AppState, Extension(caller): Extension<Cal
 /// their devices), tells the gateways and closes the holder's live streams.
 async fn end_access(
     tx: &mut crate::store::Tx<'_>,
+    rows: &crate::rows::RowKey,
     user_id: &str,
     device_id: Option<&str>,
     actor_id: &str,
     reason: &str,
     now: i64,
 ) -> Result<AccessChangeOutcome, ServerError> {
-    let grants = Store::revoke_live_grants_of(tx, user_id, device_id, now, actor_id, reason).await?;
+    let grants = Store::revoke_live_grants_of(tx, rows, user_id, device_id, now, actor_id, reason).await?;
     let withdrawn = Store::revoke_pending_requests_of(tx, user_id, device_id, now, actor_id, reason).await?;
     Ok(AccessChangeOutcome { grants_revoked: grants.len() as u32, requests_withdrawn: withdrawn as u32 })
 }
@@ -301,7 +302,7 @@ pub async fn set_roles(
     Store::record_user_change(&mut tx, &user.id, &caller.user_id, now, "roles").await?;
     let removed: Vec<Role> = before.iter().copied().filter(|r| !roles.contains(r)).collect();
     let outcome = if removed.contains(&Role::Requester) {
-        end_access(&mut tx, &user.id, None, &caller.user_id, "requester role removed", now).await?
+        end_access(&mut tx, &state.rows, &user.id, None, &caller.user_id, "requester role removed", now).await?
     } else {
         AccessChangeOutcome { grants_revoked: 0, requests_withdrawn: 0 }
     };
@@ -367,7 +368,7 @@ pub async fn disable_user(
         return Err(ServerError::Conflict(format!("{name} is already disabled")));
     }
     state.rows.seal(&mut tx, Row::User(&user.id)).await?;
-    let outcome = end_access(&mut tx, &user.id, None, &caller.user_id, "user disabled", now).await?;
+    let outcome = end_access(&mut tx, &state.rows, &user.id, None, &caller.user_id, "user disabled", now).await?;
     state
         .record_event(
             &mut tx,
@@ -464,7 +465,8 @@ pub async fn revoke_device(
         return Err(ServerError::Conflict(format!("device {id} is already revoked")));
     }
     state.rows.seal(&mut tx, Row::Device(&id)).await?;
-    let outcome = end_access(&mut tx, &device.user_id, Some(&id), &caller.user_id, "device revoked", now).await?;
+    let outcome =
+        end_access(&mut tx, &state.rows, &device.user_id, Some(&id), &caller.user_id, "device revoked", now).await?;
     state
         .record_event(
             &mut tx,

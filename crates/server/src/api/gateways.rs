@@ -179,7 +179,8 @@ pub async fn revoke(
     state.rows.seal(&mut tx, Row::Gateway(&g.id)).await?;
     let mut voided = 0;
     for target in &targets {
-        voided += Store::void_live_grants(&mut tx, target, now, &format!("gateway {name} was revoked")).await?;
+        voided +=
+            Store::void_live_grants(&mut tx, &state.rows, target, now, &format!("gateway {name} was revoked")).await?;
     }
     state
         .record_event(
@@ -403,6 +404,7 @@ async fn authorize_checked(
         .grant(&checked.key_id)
         .await?
         .ok_or_else(|| refused("grant_unknown", "the certificate names no grant this server knows".into()))?;
+    state.check_row(Row::Grant(&grant.id)).await?;
     let signed: SignedGrant =
         serde_json::from_str(&grant.signed).map_err(|_| ServerError::Internal("stored grant is malformed".into()))?;
     let claims = signed
@@ -439,6 +441,8 @@ async fn authorize_checked(
         .await?
         .filter(|t| t.id == claims.target_id)
         .ok_or_else(|| refused("target_gone", format!("target {} no longer exists", claims.target_name)))?;
+    // Where it is, who logs in and which gateway reaches it: as the server last wrote them.
+    state.check_row(Row::Target(&target.id)).await?;
     if target.gateway_id != gateway.id {
         return Err(refused(
             "wrong_gateway",
@@ -571,6 +575,9 @@ async fn grant_ended(state: &ServerState, grant_id: &str) -> Result<Option<Strin
     let Some(grant) = state.db.grant(grant_id).await? else {
         return Ok(Some("the grant is unknown to the server".into()));
     };
+    if let Err(e) = state.check_row(Row::Grant(&grant.id)).await {
+        return Ok(Some(e.to_string()));
+    }
     if grant.revoked_at.is_some() {
         let request = state.db.request(&grant.request_id).await?;
         let by = request.and_then(|r| r.revoked_by).map(|by| format!(" by {by}")).unwrap_or_default();

@@ -154,15 +154,16 @@ pub(crate) fn server_identity(state: &ServerState) -> ServerIdentity {
 }
 
 /// Creates a one-time enrolment code for `user_id`; only its hash is stored.
-pub async fn issue_enrolment_code(
+pub(crate) async fn issue_enrolment_code(
     tx: &mut Tx<'_>,
+    rows: &crate::rows::RowKey,
     user_id: &str,
     tls_fingerprint: &str,
     now: i64,
 ) -> Result<String, ServerError> {
     let code = EnrolmentCode::new(portcullis_crypto::random_bytes(&mut OsRng), tls_fingerprint);
     let expires = now + portcullis_proto::ENROLMENT_CODE_TTL_SECS;
-    Store::insert_enrolment_code(tx, &code.secret_hash(), user_id, now, expires).await?;
+    Store::insert_enrolment_code(tx, rows, &code.secret_hash(), user_id, now, expires).await?;
     Ok(code.render())
 }
 
@@ -190,7 +191,7 @@ async fn enroll(
     let device_name: String = req.device_name.chars().filter(|c| !c.is_control()).take(128).collect();
     let now = state.clock.now();
     let mut tx = state.db.begin().await?;
-    let Some(user) = Store::consume_enrolment_code(&mut tx, &code.secret_hash(), now).await? else {
+    let Some(user) = Store::consume_enrolment_code(&mut tx, &state.rows, &code.secret_hash(), now).await? else {
         drop(tx);
         state.record_failure("enrol", "enrolment_refused", peer.ip()).await?;
         return Err(invalid());

@@ -115,7 +115,7 @@ pub async fn add_target(
         gateway,
     };
     let mut tx = state.db.begin().await?;
-    Store::insert_target(&mut tx, &row, &caller.user_id).await?;
+    Store::insert_target(&mut tx, &state.rows, &row, &caller.user_id).await?;
     state.record_event(
         &mut tx,
         now,
@@ -225,6 +225,8 @@ pub async fn update_target(
         .target_by_name(&name)
         .await?
         .ok_or_else(|| ServerError::NotFound(format!("no target named {name:?}")))?;
+    // An edit reseals the row: one changed behind the server's back must not be laundered.
+    state.check_row(crate::rows::Row::Target(&row.id)).await?;
     let fields =
         check_fields(&req.host, req.port, &req.login, &req.host_key, &req.environment, &req.tags, &req.description)?;
     let new_host_key = fields.host_key.to_openssh().map_err(|e| ServerError::Internal(e.to_string()))?;
@@ -289,13 +291,14 @@ pub async fn update_target(
     row.description = req.description.trim().to_string();
     let now = state.clock.now();
     let mut tx = state.db.begin().await?;
-    Store::update_target(&mut tx, &row).await?;
+    Store::update_target(&mut tx, &state.rows, &row).await?;
     // Rotating the credential alone also ends live grants' use (they name the version), but
     // only a move voids them outright.
     let voided = if moved.is_empty() {
         0
     } else {
-        Store::void_live_grants(&mut tx, &row.id, now, &format!("target changed: {}", moved.join(", "))).await?
+        Store::void_live_grants(&mut tx, &state.rows, &row.id, now, &format!("target changed: {}", moved.join(", ")))
+            .await?
     };
     state
         .record_event(

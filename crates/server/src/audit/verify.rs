@@ -330,6 +330,10 @@ async fn verify_decision_rows(
             .await?;
     let authorizations: Vec<String> =
         sqlx::query_scalar("SELECT id FROM session_authorizations ORDER BY id").fetch_all(&mut *conn).await?;
+    let grants: Vec<String> = sqlx::query_scalar("SELECT id FROM grants ORDER BY id").fetch_all(&mut *conn).await?;
+    let targets: Vec<String> = sqlx::query_scalar("SELECT id FROM targets ORDER BY id").fetch_all(&mut *conn).await?;
+    let codes: Vec<String> =
+        sqlx::query_scalar("SELECT code_hash FROM enrolment_codes ORDER BY code_hash").fetch_all(&mut *conn).await?;
     let rows = users
         .iter()
         .map(|id| Row::User(id))
@@ -339,7 +343,10 @@ async fn verify_decision_rows(
         .chain(keys.iter().map(|id| Row::SecurityKey(id)))
         .chain(confirmations.iter().map(|id| Row::Confirmation(id)))
         .chain(gateway_confirmations.iter().map(|id| Row::GatewayConfirmation(id)))
-        .chain(authorizations.iter().map(|id| Row::SessionAuthorization(id)));
+        .chain(authorizations.iter().map(|id| Row::SessionAuthorization(id)))
+        .chain(grants.iter().map(|id| Row::Grant(id)))
+        .chain(targets.iter().map(|id| Row::Target(id)))
+        .chain(codes.iter().map(|hash| Row::EnrolmentCode(hash)));
     for row in rows {
         if let Err(e) = macs.check(&mut conn, row).await {
             report.problems.push(AuditProblem {

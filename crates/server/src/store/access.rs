@@ -3,6 +3,7 @@
 
 use super::{Store, Tx, UserRow};
 use crate::ServerError;
+use crate::rows::{Row, RowKey};
 
 /// Setting: the user who owns a standalone (desktop) server.
 pub const SETTING_STANDALONE_OWNER: &str = "standalone_owner";
@@ -316,12 +317,22 @@ impl Store {
     }
 
     /// Ends every unused enrolment code of a user (a confirmation hands out a fresh one).
-    pub async fn void_enrolment_codes(tx: &mut Tx<'_>, user_id: &str, now: i64) -> Result<(), ServerError> {
-        sqlx::query("UPDATE enrolment_codes SET used_at = ? WHERE user_id = ? AND used_at IS NULL")
-            .bind(now)
-            .bind(user_id)
-            .execute(&mut **tx)
-            .await?;
+    pub(crate) async fn void_enrolment_codes(
+        tx: &mut Tx<'_>,
+        rows: &RowKey,
+        user_id: &str,
+        now: i64,
+    ) -> Result<(), ServerError> {
+        let voided: Vec<String> = sqlx::query_scalar(
+            "UPDATE enrolment_codes SET used_at = ? WHERE user_id = ? AND used_at IS NULL RETURNING code_hash",
+        )
+        .bind(now)
+        .bind(user_id)
+        .fetch_all(&mut **tx)
+        .await?;
+        for hash in &voided {
+            rows.seal(tx, Row::EnrolmentCode(hash)).await?;
+        }
         Ok(())
     }
 
@@ -443,14 +454,15 @@ impl Store {
     }
 
     /// Ends a grant early; false if it had already ended.
-    pub async fn revoke_grant(
+    pub(crate) async fn revoke_grant(
         tx: &mut Tx<'_>,
+        rows: &RowKey,
         grant_id: &str,
         now: i64,
         by: Option<&str>,
         reason: &str,
     ) -> Result<bool, ServerError> {
-        Ok(sqlx::query(
+        let revoked = sqlx::query(
             "UPDATE grants SET revoked_at = ?1, revoked_by = ?2, revoke_reason = ?3 \
              WHERE id = ?4 AND revoked_at IS NULL AND not_after > ?1",
         )
@@ -461,12 +473,17 @@ impl Store {
         .execute(&mut **tx)
         .await?
         .rows_affected()
-            == 1)
+            == 1;
+        if revoked {
+            rows.seal(tx, Row::Grant(grant_id)).await?;
+        }
+        Ok(revoked)
     }
 
     /// Ends every live grant of a user (or of one of their devices); returns the grant ids.
-    pub async fn revoke_live_grants_of(
+    pub(crate) async fn revoke_live_grants_of(
         tx: &mut Tx<'_>,
+        rows: &RowKey,
         user_id: &str,
         device_id: Option<&str>,
         now: i64,
@@ -485,6 +502,9 @@ impl Store {
         .bind(device_id)
         .fetch_all(&mut **tx)
         .await?;
+        for id in &ids {
+            rows.seal(tx, Row::Grant(id)).await?;
+        }
         Ok(ids)
     }
 

@@ -3,6 +3,7 @@
 
 use super::{Store, Tx};
 use crate::ServerError;
+use crate::rows::{Row, RowKey};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct GatewayRow {
@@ -187,11 +188,19 @@ impl Store {
     }
 
     /// Targets created before gateways existed are reached through the embedded one.
-    pub async fn adopt_orphan_targets(tx: &mut Tx<'_>, embedded_id: &str) -> Result<(), ServerError> {
-        sqlx::query("UPDATE targets SET gateway_id = ? WHERE gateway_id IS NULL")
-            .bind(embedded_id)
-            .execute(&mut **tx)
-            .await?;
+    pub(crate) async fn adopt_orphan_targets(
+        tx: &mut Tx<'_>,
+        rows: &RowKey,
+        embedded_id: &str,
+    ) -> Result<(), ServerError> {
+        let adopted: Vec<String> =
+            sqlx::query_scalar("UPDATE targets SET gateway_id = ? WHERE gateway_id IS NULL RETURNING id")
+                .bind(embedded_id)
+                .fetch_all(&mut **tx)
+                .await?;
+        for id in &adopted {
+            rows.seal(tx, Row::Target(id)).await?;
+        }
         Ok(())
     }
 

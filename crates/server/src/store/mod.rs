@@ -8,6 +8,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
 use crate::ServerError;
+use crate::rows::{Row, RowKey};
 
 mod access;
 mod gateways;
@@ -40,6 +41,9 @@ pub struct Store {
 
 /// The migration that introduced gateway confirmations (carried-over rows are sealed after it).
 pub const MIGRATION_CONFIRMATIONS: i64 = 20261201000001;
+/// The migration that gave grants, targets and enrolment codes their MAC (existing rows are
+/// sealed in the start that applies it).
+pub const MIGRATION_ROW_MACS: i64 = 20261201000002;
 
 pub type Tx<'a> = Transaction<'a, Sqlite>;
 
@@ -274,8 +278,9 @@ impl Store {
         }
     }
 
-    pub async fn insert_enrolment_code(
+    pub(crate) async fn insert_enrolment_code(
         tx: &mut Tx<'_>,
+        rows: &RowKey,
         code_hash: &str,
         user_id: &str,
         now: i64,
@@ -288,15 +293,19 @@ impl Store {
             .bind(expires_at)
             .execute(&mut **tx)
             .await?;
-        Ok(())
+        rows.seal(tx, Row::EnrolmentCode(code_hash)).await
     }
 
-    /// Marks an unused, unexpired code as used and returns its user; `None` otherwise.
-    pub async fn consume_enrolment_code(
+    /// Marks an unused, unexpired code as used and returns its user; `None` otherwise. A code
+    /// row added or changed behind the server's back (a fresh code for an admin, a used one
+    /// made unused) is refused.
+    pub(crate) async fn consume_enrolment_code(
         tx: &mut Tx<'_>,
+        rows: &RowKey,
         code_hash: &str,
         now: i64,
     ) -> Result<Option<UserRow>, ServerError> {
+        rows.check(tx, Row::EnrolmentCode(code_hash)).await?;
         let user_id: Option<String> = sqlx::query_scalar(
             "UPDATE enrolment_codes SET used_at = ?1 WHERE code_hash = ?2 AND used_at IS NULL AND expires_at > ?1 \
              RETURNING user_id",
@@ -306,6 +315,7 @@ impl Store {
         .fetch_optional(&mut **tx)
         .await?;
         let Some(user_id) = user_id else { return Ok(None) };
+        rows.seal(tx, Row::EnrolmentCode(code_hash)).await?;
         Ok(sqlx::query_as("SELECT id, name, roles, disabled_at FROM users WHERE id = ?")
             .bind(user_id)
             .fetch_optional(&mut **tx)
@@ -367,7 +377,12 @@ impl Store {
 
     // ---- targets ----
 
-    pub async fn insert_target(tx: &mut Tx<'_>, t: &TargetRow, created_by: &str) -> Result<(), ServerError> {
+    pub(crate) async fn insert_target(
+        tx: &mut Tx<'_>,
+        rows: &RowKey,
+        t: &TargetRow,
+        created_by: &str,
+    ) -> Result<(), ServerError> {
         let result = sqlx::query(
             "INSERT INTO targets (id, name, host, port, login, host_key, credential_kind, credential_version, \
              credential_data_key, credential, created_by, created_at, environment, tags, description, gateway_id) \
@@ -393,13 +408,14 @@ impl Store {
         .await;
         match result {
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                Err(ServerError::Conflict(format!("a target named {:?} already exists", t.name)))
+                return Err(ServerError::Conflict(format!("a target named {:?} already exists", t.name)));
             }
-            other => other.map(|_| ()).map_err(Into::into),
-        }
+            other => other.map_err(ServerError::from)?,
+        };
+        rows.seal(tx, Row::Target(&t.id)).await
     }
 
-    pub async fn update_target(tx: &mut Tx<'_>, t: &TargetRow) -> Result<(), ServerError> {
+    pub(crate) async fn update_target(tx: &mut Tx<'_>, rows: &RowKey, t: &TargetRow) -> Result<(), ServerError> {
         sqlx::query(
             "UPDATE targets SET host = ?, port = ?, login = ?, host_key = ?, credential_kind = ?, \
              credential_version = ?, credential_data_key = ?, credential = ?, environment = ?, tags = ?, \
@@ -420,7 +436,7 @@ impl Store {
         .bind(&t.id)
         .execute(&mut **tx)
         .await?;
-        Ok(())
+        rows.seal(tx, Row::Target(&t.id)).await
     }
 
     pub async fn targets(&self) -> Result<Vec<TargetRow>, ServerError> {
@@ -533,8 +549,9 @@ impl Store {
     }
 
     #[allow(clippy::too_many_arguments)]
-    pub async fn insert_grant(
+    pub(crate) async fn insert_grant(
         tx: &mut Tx<'_>,
+        rows: &RowKey,
         id: &str,
         request: &RequestRow,
         not_before: i64,
@@ -555,7 +572,7 @@ impl Store {
         .bind(signed)
         .execute(&mut **tx)
         .await?;
-        Ok(())
+        rows.seal(tx, Row::Grant(id)).await
     }
 
     pub async fn grant(&self, id: &str) -> Result<Option<GrantRow>, ServerError> {
@@ -577,22 +594,26 @@ impl Store {
     }
 
     /// Ends every live grant for a target early (its address, login or host key changed).
-    pub async fn void_live_grants(
+    pub(crate) async fn void_live_grants(
         tx: &mut Tx<'_>,
+        rows: &RowKey,
         target_id: &str,
         now: i64,
         reason: &str,
     ) -> Result<u64, ServerError> {
-        Ok(sqlx::query(
+        let ids: Vec<String> = sqlx::query_scalar(
             "UPDATE grants SET revoked_at = ?1, revoke_reason = ?2 WHERE target_id = ?3 AND revoked_at IS NULL \
-             AND not_after > ?1",
+             AND not_after > ?1 RETURNING id",
         )
         .bind(now)
         .bind(reason)
         .bind(target_id)
-        .execute(&mut **tx)
-        .await?
-        .rows_affected())
+        .fetch_all(&mut **tx)
+        .await?;
+        for id in &ids {
+            rows.seal(tx, Row::Grant(id)).await?;
+        }
+        Ok(ids.len() as u64)
     }
 
     /// The live grant (latest expiry first) of a user's device for a target.

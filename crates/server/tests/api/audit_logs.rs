@@ -749,3 +749,122 @@ async fn a_session_start_needs_the_servers_authorisation() {
     let sessions: Vec<SessionSummary> = call(&r, &admin, "GET", "/v1/audit/sessions", &()).await;
     assert_eq!(sessions.len(), 1, "only the authorised session is listed: {sessions:?}");
 }
+
+/// Grants, targets and enrolment codes are decided with too: a revocation undone, a target moved
+/// behind the server's back, a used enrolment code made fresh again — each is refused, and
+/// verification names the row.
+#[tokio::test]
+async fn grants_targets_and_codes_changed_behind_the_servers_back_are_refused() {
+    use portcullis_server::user_ca::random_ed25519;
+    let (r, code) = start().await;
+    let admin = enroll(&r, &code).await;
+    let alice = member(&r, &admin, "alice", &[Role::Requester], &[]).await;
+    let bob = member(&r, &admin, "bob", &[Role::Approver], &[]).await;
+    let _: TargetSummary = call(&r, &admin, "POST", "/v1/targets", &password_target(&admin, "web", b"pw")).await;
+    let request = approved(&r, &alice, &bob, "web").await;
+    let key = random_ed25519();
+    let certify = CertificateRequest { target: "web".into(), public_key: key.public_key().to_openssh().unwrap() };
+    let _: CertificateResponse = call(&r, &alice, "POST", "/v1/certificates", &certify).await;
+    let mut db = sqlx::SqliteConnection::connect(&format!("sqlite://{}", r.dir.path().join("server.db").display()))
+        .await
+        .unwrap();
+    let problems = || async {
+        let report: AuditVerifyReport = call(&r, &admin, "GET", "/v1/audit/verify", &()).await;
+        report.problems.into_iter().map(|p| p.message).collect::<Vec<_>>()
+    };
+    assert_eq!(problems().await, Vec::<String>::new());
+
+    // The grant revoked, then un-revoked in the database: no certificate, and verify says so.
+    let _: RevokeOutcome =
+        call(&r, &bob, "POST", "/v1/revoke", &RevokeRequest { id: request.id.clone(), reason: None }).await;
+    let (_, code_now, _) = refused(&r, &alice, "POST", "/v1/certificates", &certify).await;
+    assert_eq!(code_now, "grant_revoked", "revoked: the ordinary refusal");
+    sqlx::raw_sql("UPDATE grants SET revoked_at = NULL, revoke_reason = NULL").execute(&mut db).await.unwrap();
+    let (status, code_now, _) = refused(&r, &alice, "POST", "/v1/certificates", &certify).await;
+    assert_eq!((status, code_now.as_str()), (403, "row_not_authentic"));
+    assert!(problems().await.iter().any(|p| p.starts_with("grant ") && p.contains("changed outside")));
+    sqlx::raw_sql("UPDATE grants SET revoked_at = 1").execute(&mut db).await.unwrap();
+
+    // The target pointed at another host in the database: nobody can ask for it, verify says so.
+    sqlx::raw_sql("UPDATE targets SET host = '203.0.113.7'").execute(&mut db).await.unwrap();
+    let (status, code_now, _) = refused(&r, &alice, "POST", "/v1/requests", &ask("web", 600)).await;
+    assert_eq!((status, code_now.as_str()), (403, "row_not_authentic"));
+    assert!(problems().await.iter().any(|p| p.starts_with("target ") && p.contains("changed outside")));
+    // An admin's edit does not launder it either.
+    let edit = serde_json::json!({ "host": "127.0.0.1", "port": 22, "login": "root", "host_key": HOST_KEY,
+        "credential_kind": "password", "environment": "prod", "tags": [], "description": "edited" });
+    let (status, code_now, _) = refused(&r, &admin, "PUT", "/v1/targets/web", &edit).await;
+    assert_eq!((status, code_now.as_str()), (403, "row_not_authentic"));
+
+    // The admin's used enrolment code made unused again: it enrols nobody.
+    sqlx::raw_sql("UPDATE enrolment_codes SET used_at = NULL, expires_at = 99999999999")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    let resp = r
+        .http
+        .post(format!("{}/v1/enroll", r.url))
+        .json(&EnrollRequest {
+            code: code.clone(),
+            device_name: "second admin laptop".into(),
+            sign_public_key: b64().encode(SigningIdentity::generate(&mut OsRng).public_key()),
+            seal_public_key: b64().encode(SealingIdentity::generate(&mut OsRng).public_key()),
+        })
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(resp).await, (403, "row_not_authentic".into()));
+    assert!(problems().await.iter().any(|p| p.starts_with("enrolment code ") && p.contains("changed outside")));
+}
+
+/// A data directory from before grants, targets and codes had a MAC: the first start that adds
+/// the column seals them as they are, and they keep working; a row added later without a MAC is
+/// refused.
+#[tokio::test]
+async fn rows_from_before_their_mac_are_sealed_once_at_the_upgrade() {
+    let (r, code) = start().await;
+    let admin = enroll(&r, &code).await;
+    let alice = member(&r, &admin, "alice", &[Role::Requester], &[]).await;
+    let bob = member(&r, &admin, "bob", &[Role::Approver], &[]).await;
+    let _: TargetSummary = call(&r, &admin, "POST", "/v1/targets", &password_target(&admin, "web", b"pw")).await;
+    approved(&r, &alice, &bob, "web").await;
+    {
+        // Back to the schema before the migration: no MAC column, the migration not applied.
+        let mut db = sqlx::SqliteConnection::connect(&format!("sqlite://{}", r.dir.path().join("server.db").display()))
+            .await
+            .unwrap();
+        sqlx::raw_sql(
+            "ALTER TABLE grants DROP COLUMN mac; ALTER TABLE targets DROP COLUMN mac; \
+             ALTER TABLE enrolment_codes DROP COLUMN mac; DELETE FROM _sqlx_migrations WHERE version = 20261201000002",
+        )
+        .execute(&mut db)
+        .await
+        .unwrap();
+        db.close().await.unwrap();
+    }
+    let reopened = Server::open(r.dir.path(), &FixedPassphrase("pw".into()), Arc::new(SystemClock)).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { reopened.serve(listener, false, std::future::pending()).await });
+    let upgraded =
+        Running { dir: tempfile::tempdir().unwrap(), url, http: reqwest::Client::new(), offset: r.offset.clone() };
+    let key = portcullis_server::user_ca::random_ed25519();
+    let certify = CertificateRequest { target: "web".into(), public_key: key.public_key().to_openssh().unwrap() };
+    let _: CertificateResponse = call(&upgraded, &alice, "POST", "/v1/certificates", &certify).await;
+    let report: AuditVerifyReport = call(&upgraded, &admin, "GET", "/v1/audit/verify", &()).await;
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    // A grant planted after the upgrade has no MAC: verification names it.
+    let mut db = sqlx::SqliteConnection::connect(&format!("sqlite://{}", r.dir.path().join("server.db").display()))
+        .await
+        .unwrap();
+    sqlx::raw_sql(
+        "PRAGMA foreign_keys = OFF; \
+         INSERT INTO grants (id, request_id, user_id, device_id, target_id, not_before, not_after, signed) \
+         SELECT 'planted', 'planted-request', user_id, device_id, target_id, not_before, not_after, signed FROM grants",
+    )
+    .execute(&mut db)
+    .await
+    .unwrap();
+    let report: AuditVerifyReport = call(&upgraded, &admin, "GET", "/v1/audit/verify", &()).await;
+    assert!(report.problems.iter().any(|p| p.message.contains("grant planted")), "{:?}", report.problems);
+}

@@ -1,0 +1,6 @@
+-- Grants (their revocation), targets (address, login, host key, credential, policy facts,
+-- gateway) and enrolment codes are decided with: they carry a MAC like users and devices
+-- (see crates/server/src/rows.rs). Existing rows are sealed in the start that applies this.
+ALTER TABLE grants ADD COLUMN mac BLOB;
+ALTER TABLE targets ADD COLUMN mac BLOB;
+ALTER TABLE enrolment_codes ADD COLUMN mac BLOB;
