@@ -778,3 +778,48 @@ fn targets_are_reached_with_aead_ciphers_and_a_fallback_is_recorded() {
     );
     assert!(!show("modern-ok").contains("transport:"));
 }
+
+/// The session list is an index of the records: a row edited in the database — the session
+/// moved to another user, its command or its end rewritten — is named by `audit verify`, field
+/// by field, and verification is clean again once the row says what the records say.
+#[test]
+fn audit_verify_checks_the_session_index_against_the_records() {
+    let sshd = Sshd::start();
+    let world = World::new();
+    world.add_key_target("web", &sshd);
+    world.grant("web", "10m");
+    world.alice.run(&["ssh", "web", "--", "echo indexed"]).ok();
+    world.sessions_when("the session", |out| out.contains("echo indexed") && out.contains(" exit "));
+    let db = world.server.data.join("server.db");
+    let edit = |sql: &str| {
+        with_db(&db, async |conn| sqlx::raw_sql(sql).execute(conn).await.unwrap());
+    };
+    let clean = world.bob.run(&["audit", "verify"]).stdout;
+    assert!(clean.contains("no problems"), "{clean}");
+    for (change, undo, says) in [
+        (
+            "UPDATE sessions SET user_name = 'bob'",
+            "UPDATE sessions SET user_name = 'alice'",
+            "listed user (bob) differs from its records (alice)",
+        ),
+        (
+            "UPDATE sessions SET command = 'true'",
+            "UPDATE sessions SET command = 'echo indexed'",
+            "listed command (Some(\"true\")) differs",
+        ),
+        (
+            "UPDATE sessions SET end_reason = 'revoked', exit_status = NULL",
+            "UPDATE sessions SET end_reason = 'exit', exit_status = 0",
+            "listed exit status (None) differs from its records (Some(0))",
+        ),
+    ] {
+        edit(change);
+        let run = world.bob.run(&["audit", "verify"]);
+        assert_ne!(run.status, 0, "{change}: verification passed");
+        let found = format!("{}{}", run.stdout, run.stderr);
+        assert!(found.contains(says), "{change}: {found}");
+        edit(undo);
+    }
+    let again = world.bob.run(&["audit", "verify"]).stdout;
+    assert!(again.contains("no problems"), "{again}");
+}

@@ -301,6 +301,94 @@ async fn verify_rows(
             message: format!("session {session} is listed but has no start record (added behind the server's back)"),
         });
     }
+    verify_session_index(pool, ring, report).await
+}
+
+/// A session's index row, as lists and searches show it.
+#[derive(sqlx::FromRow)]
+struct SessionIndexRow {
+    id: String,
+    writer_id: String,
+    user_name: String,
+    target: String,
+    login: String,
+    grant_id: String,
+    command: Option<String>,
+    started_at: f64,
+    ended_at: Option<f64>,
+    exit_status: Option<i64>,
+    end_reason: Option<String>,
+    kind: String,
+}
+
+/// Every session's index row must say what its start and end records say: who, which target
+/// and login, under which grant, which command, when, and how it ended. An edited row (a session
+/// moved to another user, a command changed, an end rewritten) is named with the field.
+async fn verify_session_index(
+    pool: &sqlx::SqlitePool,
+    ring: &mut KeyRing<'_>,
+    report: &mut AuditVerifyReport,
+) -> Result<(), ServerError> {
+    use portcullis_proto::AuditPayload;
+    let sessions: Vec<SessionIndexRow> = sqlx::query_as(
+        "SELECT id, writer_id, user_name, target, login, grant_id, command, started_at, ended_at, exit_status, \
+         end_reason, kind FROM sessions ORDER BY started_at, id",
+    )
+    .fetch_all(pool)
+    .await?;
+    for row in sessions {
+        let records: Vec<(i64, Vec<u8>)> = sqlx::query_as(
+            "SELECT seq, payload FROM audit_records WHERE writer_id = ? AND session_id = ? \
+             AND kind IN ('session_start', 'session_end') AND lost IS NULL ORDER BY seq",
+        )
+        .bind(&row.writer_id)
+        .bind(&row.id)
+        .fetch_all(pool)
+        .await?;
+        let (mut start, mut end) = (None, None);
+        for (seq, ct) in records {
+            // A record that does not open is reported by the log check above.
+            let Ok(plain) = ring.open(pool, &row.writer_id, seq as u64, &ct).await else { continue };
+            match serde_json::from_slice::<AuditPayload>(&plain) {
+                Ok(AuditPayload::SessionStart(s)) => start = Some(s),
+                Ok(AuditPayload::SessionEnd(e)) => end = Some(e),
+                _ => {}
+            }
+        }
+        let Some(start) = start else { continue };
+        let kind = if start.channel.is_empty() { "shell".to_string() } else { start.channel.clone() };
+        let differs: Option<(&str, String, String)> = [
+            ("user", row.user_name.clone(), start.user.clone()),
+            ("target", row.target.clone(), start.target.clone()),
+            ("login", row.login.clone(), start.login.clone()),
+            ("grant", row.grant_id.clone(), start.grant_id.clone()),
+            ("command", format!("{:?}", row.command), format!("{:?}", start.command)),
+            ("kind", row.kind.clone(), kind),
+            ("start", row.started_at.to_string(), start.started_at.to_string()),
+            ("end", format!("{:?}", row.ended_at), format!("{:?}", end.as_ref().map(|e| e.ended_at))),
+            (
+                "exit status",
+                format!("{:?}", row.exit_status),
+                format!("{:?}", end.as_ref().and_then(|e| e.exit_status).map(i64::from)),
+            ),
+            ("end reason", format!("{:?}", row.end_reason), format!("{:?}", end.as_ref().map(|e| e.reason.clone()))),
+        ]
+        .into_iter()
+        .find(|(_, listed, recorded)| listed != recorded);
+        if let Some((field, listed, recorded)) = differs {
+            report.problems.push(AuditProblem {
+                writer_id: row.writer_id.clone(),
+                writer_name: String::new(),
+                index: None,
+                message: format!(
+                    "session {}'s listed {field} ({}) differs from its records ({}): the index was edited",
+                    row.id,
+                    portcullis_proto::printable(&listed),
+                    portcullis_proto::printable(&recorded)
+                ),
+            });
+        }
+    }
     Ok(())
 }
 
