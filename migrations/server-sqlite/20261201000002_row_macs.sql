@@ -4,3 +4,6 @@
 ALTER TABLE grants ADD COLUMN mac BLOB;
 ALTER TABLE targets ADD COLUMN mac BLOB;
 ALTER TABLE enrolment_codes ADD COLUMN mac BLOB;
+-- Reviews (who approved or denied, with which step-up) and WebAuthn ceremony state too.
+ALTER TABLE reviews ADD COLUMN mac BLOB;
+ALTER TABLE webauthn_challenges ADD COLUMN mac BLOB;

@@ -36,6 +36,13 @@ pub(crate) enum Row<'a> {
     Target(&'a str),
     /// An enrolment code, by the hash of its secret: whose, until when, used or not.
     EnrolmentCode(&'a str),
+    /// One approver's review of a request: the decision, when, the policies and step-up.
+    Review {
+        request: &'a str,
+        approver: &'a str,
+    },
+    /// A WebAuthn ceremony: whose, for what, its state, until when, used or not.
+    Challenge(&'a str),
 }
 
 impl Row<'_> {
@@ -52,6 +59,8 @@ impl Row<'_> {
             Row::Grant(id) => format!("grant {id}"),
             Row::Target(id) => format!("target {id}"),
             Row::EnrolmentCode(hash) => format!("enrolment code {}…", &hash[..hash.len().min(12)]),
+            Row::Review { request, approver } => format!("the review of request {request} by user {approver}"),
+            Row::Challenge(id) => format!("security-key challenge {id}"),
         }
     }
 
@@ -117,6 +126,18 @@ impl Row<'_> {
                  COALESCE(CAST(used_at AS TEXT), ''), mac FROM enrolment_codes WHERE code_hash = ?",
                 "UPDATE enrolment_codes SET mac = ? WHERE code_hash = ?",
             ),
+            Row::Review { .. } => (
+                "SELECT 'reviews', request_id, approver_id, COALESCE(device_id, ''), decision, COALESCE(reason, ''), \
+                 CAST(at AS TEXT), COALESCE(source_ip, ''), policies, COALESCE(step_up, ''), mac \
+                 FROM reviews WHERE request_id = ? AND approver_id = ?",
+                "UPDATE reviews SET mac = ? WHERE request_id = ? AND approver_id = ?",
+            ),
+            Row::Challenge(_) => (
+                "SELECT 'webauthn_challenges', id, user_id, purpose, COALESCE(request_id, ''), COALESCE(decision, ''), \
+                 COALESCE(key_name, ''), state, CAST(created_at AS TEXT), CAST(expires_at AS TEXT), \
+                 COALESCE(CAST(used_at AS TEXT), ''), mac FROM webauthn_challenges WHERE id = ?",
+                "UPDATE webauthn_challenges SET mac = ? WHERE id = ?",
+            ),
         }
     }
 
@@ -134,7 +155,9 @@ impl Row<'_> {
             | Row::SessionAuthorization(id)
             | Row::Grant(id)
             | Row::Target(id)
-            | Row::EnrolmentCode(id) => q.bind(id.to_string()),
+            | Row::EnrolmentCode(id)
+            | Row::Challenge(id) => q.bind(id.to_string()),
+            Row::Review { request, approver } => q.bind(request.to_string()).bind(approver.to_string()),
             Row::Policy(v) => q.bind(v),
         }
     }
@@ -235,10 +258,25 @@ impl RowKey {
         Ok(sealed)
     }
 
-    /// Seals the rows of grants, targets and enrolment codes that have no MAC yet — once, in
-    /// the start that adds their MAC column (those rows are trusted as they are then).
+    /// Seals the rows of grants, targets, enrolment codes, reviews and challenges that have no
+    /// MAC yet — once, in the start that adds their MAC column (trusted as they are then).
     pub async fn seal_unsealed_grants_targets_codes(&self, conn: &mut SqliteConnection) -> Result<u64, ServerError> {
         let mut sealed = 0;
+        let reviews: Vec<(String, String)> =
+            sqlx::query_as("SELECT request_id, approver_id FROM reviews WHERE mac IS NULL")
+                .fetch_all(&mut *conn)
+                .await?;
+        for (request, approver) in &reviews {
+            self.seal(conn, Row::Review { request, approver }).await?;
+            sealed += 1;
+        }
+        for id in sqlx::query_scalar::<_, String>("SELECT id FROM webauthn_challenges WHERE mac IS NULL")
+            .fetch_all(&mut *conn)
+            .await?
+        {
+            self.seal(conn, Row::Challenge(&id)).await?;
+            sealed += 1;
+        }
         for id in
             sqlx::query_scalar::<_, String>("SELECT id FROM grants WHERE mac IS NULL").fetch_all(&mut *conn).await?
         {

@@ -429,6 +429,7 @@ pub async fn review(
     };
     if !Store::insert_review(
         &mut tx,
+        &state.rows,
         &id,
         &caller.user_id,
         &caller.device_id,
@@ -443,7 +444,7 @@ pub async fn review(
     {
         return Err(ServerError::Conflict(format!("you already reviewed request {id}")));
     }
-    let approvals = Store::approvals_in(&mut tx, &id).await?;
+    let approvals = Store::approvals_in(&mut tx, &state.rows, &id).await?;
     let threshold_met = req.decision == Decision::Approve && approvals >= request.approvals_needed.max(1);
     if req.decision == Decision::Deny || threshold_met {
         let status = if threshold_met { "approved" } else { "denied" };

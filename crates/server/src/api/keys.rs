@@ -84,7 +84,7 @@ pub async fn start_registration(
         expires_at: now + CHALLENGE_TTL_SECS,
         used_at: None,
     };
-    state.db.insert_challenge(&row).await?;
+    state.db.insert_challenge(&state.rows, &row).await?;
     Ok(Json(KeyChallenge {
         challenge_id: id,
         rp_id: rp.rp_id.clone(),
@@ -108,7 +108,7 @@ async fn take_challenge(
     if row.user_id != caller.user_id || row.purpose != purpose {
         return Err(refused("this security-key challenge was issued to someone else or for something else"));
     }
-    if !state.db.use_challenge(id, now).await? {
+    if !state.db.use_challenge(&state.rows, id, now).await? {
         return Err(refused("this security-key challenge was already used (a replayed answer)"));
     }
     if now >= row.expires_at {
@@ -335,7 +335,7 @@ async fn assertion_challenge(
         expires_at: now + CHALLENGE_TTL_SECS,
         used_at: None,
     };
-    state.db.insert_challenge(&row).await?;
+    state.db.insert_challenge(&state.rows, &row).await?;
     Ok(Json(KeyChallenge {
         challenge_id,
         rp_id: rp.rp_id.clone(),

@@ -422,6 +422,12 @@ async fn verify_decision_rows(
     let targets: Vec<String> = sqlx::query_scalar("SELECT id FROM targets ORDER BY id").fetch_all(&mut *conn).await?;
     let codes: Vec<String> =
         sqlx::query_scalar("SELECT code_hash FROM enrolment_codes ORDER BY code_hash").fetch_all(&mut *conn).await?;
+    let reviews: Vec<(String, String)> =
+        sqlx::query_as("SELECT request_id, approver_id FROM reviews ORDER BY request_id, approver_id")
+            .fetch_all(&mut *conn)
+            .await?;
+    let challenges: Vec<String> =
+        sqlx::query_scalar("SELECT id FROM webauthn_challenges ORDER BY id").fetch_all(&mut *conn).await?;
     let rows = users
         .iter()
         .map(|id| Row::User(id))
@@ -434,7 +440,9 @@ async fn verify_decision_rows(
         .chain(authorizations.iter().map(|id| Row::SessionAuthorization(id)))
         .chain(grants.iter().map(|id| Row::Grant(id)))
         .chain(targets.iter().map(|id| Row::Target(id)))
-        .chain(codes.iter().map(|hash| Row::EnrolmentCode(hash)));
+        .chain(codes.iter().map(|hash| Row::EnrolmentCode(hash)))
+        .chain(reviews.iter().map(|(request, approver)| Row::Review { request, approver }))
+        .chain(challenges.iter().map(|id| Row::Challenge(id)));
     for row in rows {
         if let Err(e) = macs.check(&mut conn, row).await {
             report.problems.push(AuditProblem {

@@ -381,8 +381,9 @@ impl Store {
 
     /// False if this approver already reviewed the request.
     #[allow(clippy::too_many_arguments)]
-    pub async fn insert_review(
+    pub(crate) async fn insert_review(
         tx: &mut Tx<'_>,
+        rows: &RowKey,
         request_id: &str,
         approver_id: &str,
         device_id: &str,
@@ -393,7 +394,7 @@ impl Store {
         policies: &str,
         step_up: Option<&str>,
     ) -> Result<bool, ServerError> {
-        Ok(sqlx::query(
+        let inserted = sqlx::query(
             "INSERT INTO reviews (request_id, approver_id, device_id, decision, reason, at, source_ip, policies, step_up) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
         )
@@ -409,14 +410,25 @@ impl Store {
         .execute(&mut **tx)
         .await?
         .rows_affected()
-            == 1)
+            == 1;
+        if inserted {
+            rows.seal(tx, Row::Review { request: request_id, approver: approver_id }).await?;
+        }
+        Ok(inserted)
     }
 
-    pub async fn approvals_in(tx: &mut Tx<'_>, request_id: &str) -> Result<i64, ServerError> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM reviews WHERE request_id = ? AND decision = 'approve'")
-            .bind(request_id)
-            .fetch_one(&mut **tx)
-            .await?)
+    /// Approvals of a request; a review added or changed behind the server's back (a planted
+    /// approval) is refused, so it can never complete an N-of-M.
+    pub(crate) async fn approvals_in(tx: &mut Tx<'_>, rows: &RowKey, request_id: &str) -> Result<i64, ServerError> {
+        let approvers: Vec<String> =
+            sqlx::query_scalar("SELECT approver_id FROM reviews WHERE request_id = ? AND decision = 'approve'")
+                .bind(request_id)
+                .fetch_all(&mut **tx)
+                .await?;
+        for approver in &approvers {
+            rows.check(tx, Row::Review { request: request_id, approver }).await?;
+        }
+        Ok(approvers.len() as i64)
     }
 
     pub async fn reviews(&self, request_id: &str) -> Result<Vec<ReviewRow>, ServerError> {
@@ -587,7 +599,7 @@ impl Store {
         Ok(())
     }
 
-    pub async fn insert_challenge(&self, c: &ChallengeRow) -> Result<(), ServerError> {
+    pub(crate) async fn insert_challenge(&self, rows: &RowKey, c: &ChallengeRow) -> Result<(), ServerError> {
         let mut tx = self.begin().await?;
         // Lapsed ceremonies are of no use to anyone.
         sqlx::query("DELETE FROM webauthn_challenges WHERE expires_at < ?")
@@ -609,6 +621,7 @@ impl Store {
         .bind(c.expires_at)
         .execute(&mut *tx)
         .await?;
+        rows.seal(&mut tx, Row::Challenge(&c.id)).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -617,14 +630,22 @@ impl Store {
         Ok(sqlx::query_as("SELECT * FROM webauthn_challenges WHERE id = ?").bind(id).fetch_optional(&self.pool).await?)
     }
 
-    /// Marks a challenge used; false if it already was (single use).
-    pub async fn use_challenge(&self, id: &str, now: i64) -> Result<bool, ServerError> {
-        Ok(sqlx::query("UPDATE webauthn_challenges SET used_at = ? WHERE id = ? AND used_at IS NULL")
+    /// Marks a challenge used; false if it already was (single use). A challenge whose row was
+    /// changed behind the server's back (its state, user, purpose, or made unused) is refused.
+    pub(crate) async fn use_challenge(&self, rows: &RowKey, id: &str, now: i64) -> Result<bool, ServerError> {
+        let mut tx = self.begin().await?;
+        rows.check(&mut tx, Row::Challenge(id)).await?;
+        let used = sqlx::query("UPDATE webauthn_challenges SET used_at = ? WHERE id = ? AND used_at IS NULL")
             .bind(now)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?
             .rows_affected()
-            == 1)
+            == 1;
+        if used {
+            rows.seal(&mut tx, Row::Challenge(id)).await?;
+        }
+        tx.commit().await?;
+        Ok(used)
     }
 }

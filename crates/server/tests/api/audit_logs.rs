@@ -815,6 +815,30 @@ async fn grants_targets_and_codes_changed_behind_the_servers_back_are_refused() 
         .unwrap();
     assert_eq!(error_code(resp).await, (403, "row_not_authentic".into()));
     assert!(problems().await.iter().any(|p| p.starts_with("enrolment code ") && p.contains("changed outside")));
+
+    // Two approvals needed; one planted in the database: the real approver's review cannot
+    // complete the request with it.
+    sqlx::raw_sql("UPDATE targets SET host = '127.0.0.1'").execute(&mut db).await.unwrap();
+    let two = "@id(\"two\")\n@approvals(\"2\")\npermit (principal, action == Portcullis::Action::\"request\", resource);\n\
+               @id(\"approvers\")\npermit (principal, action == Portcullis::Action::\"approve\", resource) \
+               when { principal.roles.contains(\"approver\") };";
+    let _: PolicyView = call(&r, &admin, "PUT", "/v1/policy", &PolicyText { text: two.into() }).await;
+    let carol = member(&r, &admin, "carol", &[Role::Approver], &[]).await;
+    let pending: AccessRequestView = call(&r, &alice, "POST", "/v1/requests", &ask("web", 600)).await;
+    sqlx::query(
+        "INSERT INTO reviews (request_id, approver_id, decision, at, policies) \
+         SELECT ?, id, 'approve', 0, 'approvers' FROM users WHERE name = 'carol'",
+    )
+    .bind(&pending.id)
+    .execute(&mut db)
+    .await
+    .unwrap();
+    let review = ReviewRequest { decision: Decision::Approve, reason: None, step_up: None };
+    let (status, code_now, _) =
+        refused(&r, &bob, "POST", &format!("/v1/requests/{}/review", pending.id), &review).await;
+    assert_eq!((status, code_now.as_str()), (403, "row_not_authentic"));
+    assert!(problems().await.iter().any(|p| p.starts_with("the review of request ") && p.contains("changed outside")));
+    let _ = carol;
 }
 
 /// A data directory from before grants, targets and codes had a MAC: the first start that adds
@@ -835,7 +859,9 @@ async fn rows_from_before_their_mac_are_sealed_once_at_the_upgrade() {
             .unwrap();
         sqlx::raw_sql(
             "ALTER TABLE grants DROP COLUMN mac; ALTER TABLE targets DROP COLUMN mac; \
-             ALTER TABLE enrolment_codes DROP COLUMN mac; DELETE FROM _sqlx_migrations WHERE version = 20261201000002",
+             ALTER TABLE enrolment_codes DROP COLUMN mac; ALTER TABLE reviews DROP COLUMN mac; \
+             ALTER TABLE webauthn_challenges DROP COLUMN mac; \
+             DELETE FROM _sqlx_migrations WHERE version = 20261201000002",
         )
         .execute(&mut db)
         .await
