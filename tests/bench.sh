@@ -40,6 +40,9 @@ url="http://127.0.0.1:$api_port"
 as admin enroll --server "$url" --code "$(tail -n1 "$work/init.out")" >/dev/null
 gateway_code=$(as admin gateway add bench-gw | tail -n1)
 as gw gateway enroll --server "$url" --code "$gateway_code" >/dev/null
+# A new gateway serves nothing until a second admin confirms it.
+as admin2 enroll --server "$url" --code "$(as admin user add admin2 --role admin | tail -n1)" >/dev/null
+as admin2 gateway confirm bench-gw >/dev/null
 gateway_port=$(free_port)
 PORTCULLIS_HOME="$work/gw" "$P" gateway run --listen "127.0.0.1:$gateway_port" >"$work/gateway.log" 2>&1 & pids+=($!)
 gateway_pid=$!
