@@ -23,7 +23,7 @@ fn a_gateway_process_keeps_recording_through_a_server_outage() {
     assert!(listed.contains("near-db") && listed.contains("(not running yet)"), "{listed}");
     gateway.start();
     world.add_target_with("db", sshd.port, &sshd.user_key, &sshd.host_key_pub, &["--gateway", "near-db"]).ok();
-    let shown = world.alice.run(&["target", "show", "db"]).ok().stdout;
+    let shown = world.bob.run(&["target", "show", "db"]).ok().stdout;
     assert!(shown.contains("gateway:      near-db"), "{shown}");
     let id = world.alice.run(&["request", "db", "--duration", "10m", "--reason", "e2e"]).ok().last_line();
     world.bob.run(&["approve", &id]).ok();
