@@ -202,7 +202,7 @@ fn sftp_is_recorded_request_by_request_and_fails_closed() {
         sftp.send(&bytes).await;
         sftp.until_closed().await
     });
-    assert!(said.contains("cannot record; the session was stopped"), "{said}");
+    assert!(said.contains("cannot record it; the session was stopped"), "{said}");
     std::thread::sleep(Duration::from_millis(300));
     assert!(!smuggled.exists(), "the upload after the unknown packet reached the target");
     let shown = session_shown(&world, "type 99");

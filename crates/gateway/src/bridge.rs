@@ -136,15 +136,17 @@ const RECORDING_FAILED_MESSAGE: &[u8] = b"\r\n[portcullis] the session could not
 const INPUT_CAP_MESSAGE: &[u8] = b"\r\n[portcullis] this command was sent more input than the gateway records in full \
 (the server's --exec-record-limit); it was stopped. Move files with scp, sftp or rsync.\r\n";
 const PROTOCOL_VIOLATION_MESSAGE: &[u8] =
-    b"\r\n[portcullis] the sftp client sent a request the gateway cannot record; the session was stopped.\r\n";
+    b"\r\n[portcullis] the file transfer broke its protocol, so the gateway cannot record it; the session was stopped.\r\n";
 
 /// Runs the recorder for one session: events in (from `queue`), records out. A failed write
-/// closes the queue (nothing more is forwarded) and wakes `kill`.
+/// closes the queue (nothing more is forwarded) and wakes the route's `kill`; an scp stream the
+/// recorder can no longer follow ends the session as a protocol violation.
 pub fn spawn_recorder(
     mut recorder: Recorder<Arc<RecordLog>>,
     queue: Arc<RecordQueue>,
-    kill: Arc<Notify>,
+    route: Arc<Route>,
 ) -> tokio::task::JoinHandle<()> {
+    let kill = route.kill.clone();
     queue.activate();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -169,6 +171,12 @@ pub fn spawn_recorder(
                 };
                 if let Err(e) = step {
                     break 'run Some(e);
+                }
+                if let Some(why) = recorder.violation()
+                    && !route.violated.swap(true, Ordering::SeqCst)
+                {
+                    tracing::warn!(session = %recorder.session_id(), why, "ending the session");
+                    route.kill.notify_one();
                 }
             }
             // What this round made is written at once: one durable write per round.

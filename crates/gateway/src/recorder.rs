@@ -175,6 +175,14 @@ impl<S: RecordSink> Recorder<S> {
         &self.session_id
     }
 
+    /// Why the session must end because its transfer protocol can no longer be followed.
+    pub fn violation(&self) -> Option<&'static str> {
+        match &self.tracker {
+            Tracker::Scp(t) if t.is_broken() => Some("the scp stream stopped following the protocol"),
+            _ => None,
+        }
+    }
+
     fn push(&mut self, code: &str, data: String) {
         if data.is_empty() {
             return;
@@ -616,6 +624,25 @@ mod tests {
             .unwrap();
         assert_eq!((t.path.as_str(), t.direction.as_str(), t.size), ("/tmp/x", "upload", 5));
         assert_eq!(t.sha256, hex::encode(Sha256::digest(b"hello")));
+    }
+
+    /// An scp stream the recorder cannot follow is a reason to end the session, not to stop
+    /// recording its files quietly; a well-formed one never is.
+    #[tokio::test]
+    async fn an_scp_stream_that_breaks_the_protocol_is_a_violation() {
+        let cases: [(&[u8], bool); 4] = [
+            (b"C0644 5 f\nhello\0", false),
+            (b"D0755 0 d\nC0644 2 f\nhi\0E\n", false),
+            (b"Z not a control line\n", true),
+            (b"C0644 5 ../escape\nhello\0", true),
+        ];
+        for (stream, broken) in cases {
+            let mut r = Recorder::start(Memory::default(), start(Some("scp -r -t /tmp"), "exec"), Mode::Streams, 1024)
+                .await
+                .unwrap();
+            r.input(stream).await.unwrap();
+            assert_eq!(r.violation().is_some(), broken, "{}", String::from_utf8_lossy(stream));
+        }
     }
 
     #[tokio::test]

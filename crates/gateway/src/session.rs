@@ -292,7 +292,7 @@ impl Connection {
         if kind == "subsystem:sftp" {
             b.route.follow_sftp();
         }
-        spawn_recorder(recorder, b.recorder.clone(), b.route.kill.clone());
+        spawn_recorder(recorder, b.recorder.clone(), b.route.clone());
         b.started = true;
         let exempt = command.as_deref().and_then(crate::transfer::transfer_protocol).is_some();
         // What arrived early counts too.

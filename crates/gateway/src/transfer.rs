@@ -332,6 +332,12 @@ impl ScpTracker {
         std::mem::take(&mut self.done)
     }
 
+    /// The stream stopped following the protocol (then the session must end: its files could
+    /// no longer be recorded).
+    pub fn is_broken(&self) -> bool {
+        matches!(self.state, ScpState::Broken)
+    }
+
     /// At the end: a file cut off mid-way, as an incomplete transfer.
     pub fn finish(&mut self) -> Vec<Transfer> {
         let mut out = self.take_done();
