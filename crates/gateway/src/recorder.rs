@@ -107,7 +107,7 @@ fn stream_records(mode: Mode) -> [StreamRecord; 3] {
 
 enum Tracker {
     None,
-    Scp(ScpTracker),
+    Scp(Box<ScpTracker>),
 }
 
 /// sftp operations written together (one record).
@@ -146,7 +146,9 @@ impl<S: RecordSink> Recorder<S> {
     pub async fn start(sink: S, start: SessionStart, mode: Mode, limit: u64) -> Result<Self, RecordingFailed> {
         let session_id = start.session_id.clone();
         let tracker = match &start.command {
-            Some(command) => scp_mode(command).map(|m| Tracker::Scp(ScpTracker::new(m))).unwrap_or(Tracker::None),
+            Some(command) => {
+                scp_mode(command).map(|m| Tracker::Scp(Box::new(ScpTracker::new(m)))).unwrap_or(Tracker::None)
+            }
             None => Tracker::None,
         };
         sink.append_all(vec![AuditPayload::SessionStart(start)]).await.map_err(RecordingFailed)?;

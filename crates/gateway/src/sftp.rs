@@ -137,7 +137,7 @@ impl OpenFile {
 }
 
 enum Handle {
-    File(OpenFile),
+    File(Box<OpenFile>),
     Dir(String),
 }
 
@@ -517,12 +517,12 @@ impl SftpGate {
                 let open = if dir {
                     Handle::Dir(op.path.clone())
                 } else {
-                    Handle::File(OpenFile {
+                    Handle::File(Box::new(OpenFile {
                         path: op.path.clone(),
                         writing,
                         written: FileHash::new(),
                         read: FileHash::new(),
-                    })
+                    }))
                 };
                 self.handles.insert(handle, open);
                 op.status = "ok".into();
@@ -586,7 +586,7 @@ impl SftpGate {
                 Recorded::Operation(op)
             })
             .collect();
-        let mut open: Vec<OpenFile> = self
+        let mut open: Vec<Box<OpenFile>> = self
             .handles
             .drain()
             .filter_map(|(_, h)| match h {
@@ -744,11 +744,13 @@ impl<'a> Reader<'a> {
     }
 
     fn u32(&mut self) -> Result<u32, Violation> {
-        Ok(u32::from_be_bytes(self.take(4)?.try_into().expect("4 bytes")))
+        let b = self.take(4)?;
+        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }
 
     fn u64(&mut self) -> Result<u64, Violation> {
-        Ok(u64::from_be_bytes(self.take(8)?.try_into().expect("8 bytes")))
+        let b = self.take(8)?;
+        Ok(u64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
     }
 
     fn bytes(&mut self) -> Result<&'a [u8], Violation> {

@@ -181,6 +181,16 @@ impl Server {
         )?;
         let tls = tls::TlsMaterial::load(data_dir, &db, &root_key).await?;
         let rows = rows::RowKey::new(&root_key);
+        let ledgered: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM row_ledger").fetch_one(&db.pool).await?;
+        if db.setting(store::SETTING_ROWS_AUTHENTICATED).await?.is_none() && ledgered > 0 {
+            // The marker of the one-time sealing is gone but the ledger shows rows were sealed
+            // long ago: someone wants unsealed rows sealed now. Refuse rather than launder them.
+            return Err(ServerError::Internal(
+                "the data directory's marker of row authentication was removed while its row ledger holds \
+                 entries (edited behind the server's back); refusing to seal rows again"
+                    .into(),
+            ));
+        }
         if db.setting(store::SETTING_ROWS_AUTHENTICATED).await?.is_none() {
             // Once, for data directories from before row authentication: the rows as they are.
             let mut tx = db.begin().await?;
@@ -202,6 +212,12 @@ impl Server {
                 rows.seal(&mut tx, rows::Row::GatewayConfirmation(id)).await?;
             }
             tx.commit().await?;
+        }
+        if db.newly_applied.contains(&store::MIGRATION_ROW_LEDGER) {
+            let mut tx = db.begin().await?;
+            let entered = rows.anchor_unledgered(&mut tx).await?;
+            tx.commit().await?;
+            tracing::info!(rows = entered, "sealed rows entered in the new row ledger");
         }
         // Data directories made before gateways existed get their user CA and embedded gateway now.
         let user_ca = Self::ensure_user_ca(&db, &root_key).await?;

@@ -9,6 +9,13 @@
 //! Every write path reseals the row it changed, in the same transaction ([`RowKey::seal`]);
 //! every decision path checks the rows it reads ([`RowKey::check`]). The key never leaves the
 //! process: the database alone cannot forge a MAC.
+//!
+//! A MAC alone would accept an older sealed copy of a row put back (a revoked grant restored
+//! from a dump). So every seal is also an entry of the row ledger (`row_ledger`): the row, its
+//! new MAC, and a chain MAC over the previous entry's chain — and a row is current only if its
+//! MAC is the newest one the ledger holds for it (a row the ledger says exists must exist).
+//! Each security event records the ledger's head (`rows_seq`, `rows_head`) in the server's
+//! signed log, so cutting the ledger back is caught by `audit verify` too.
 
 use portcullis_crypto::SymmetricKey;
 use sqlx::{Row as _, SqliteConnection};
@@ -46,6 +53,25 @@ pub(crate) enum Row<'a> {
 }
 
 impl Row<'_> {
+    /// The row's name in the ledger.
+    pub(crate) fn ledger_key(&self) -> String {
+        match self {
+            Row::User(id) => format!("users/{id}"),
+            Row::Device(id) => format!("devices/{id}"),
+            Row::Gateway(id) => format!("gateways/{id}"),
+            Row::Policy(v) => format!("policy_sets/{v}"),
+            Row::SecurityKey(id) => format!("security_keys/{id}"),
+            Row::Confirmation(id) => format!("user_confirmations/{id}"),
+            Row::GatewayConfirmation(id) => format!("gateway_confirmations/{id}"),
+            Row::SessionAuthorization(id) => format!("session_authorizations/{id}"),
+            Row::Grant(id) => format!("grants/{id}"),
+            Row::Target(id) => format!("targets/{id}"),
+            Row::EnrolmentCode(hash) => format!("enrolment_codes/{hash}"),
+            Row::Review { request, approver } => format!("reviews/{request}/{approver}"),
+            Row::Challenge(id) => format!("webauthn_challenges/{id}"),
+        }
+    }
+
     fn describe(&self) -> String {
         match self {
             Row::User(id) => format!("user {id}"),
@@ -165,6 +191,9 @@ impl Row<'_> {
 
 pub(crate) struct RowKey(SymmetricKey);
 
+/// (seq, row, MAC or none for a deletion, chain) of one ledger entry.
+type LedgerEntry = (i64, String, Option<Vec<u8>>, Vec<u8>);
+
 impl RowKey {
     pub fn new(root: &SymmetricKey) -> Self {
         Self(root.derive("rows/mac/v1"))
@@ -197,15 +226,137 @@ impl RowKey {
         };
         let (_, update) = row.sql();
         row.bind(sqlx::query(update).bind(mac.to_vec())).execute(&mut *conn).await?;
+        self.ledger_append(conn, &row.ledger_key(), Some(&mac)).await
+    }
+
+    /// Notes in the ledger that the server deleted `row` (a lapsed ceremony).
+    pub async fn forget(&self, conn: &mut SqliteConnection, row: Row<'_>) -> Result<(), ServerError> {
+        self.ledger_append(conn, &row.ledger_key(), None).await
+    }
+
+    fn chain(&self, previous: &[u8], key: &str, mac: Option<&[u8]>) -> [u8; 32] {
+        self.0.mac(&[b"row-ledger/v1", previous, key.as_bytes(), mac.unwrap_or(b"deleted")])
+    }
+
+    async fn ledger_append(
+        &self,
+        conn: &mut SqliteConnection,
+        key: &str,
+        mac: Option<&[u8; 32]>,
+    ) -> Result<(), ServerError> {
+        let previous: Option<Vec<u8>> = sqlx::query_scalar("SELECT chain FROM row_ledger ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut *conn)
+            .await?;
+        let chain = self.chain(previous.as_deref().unwrap_or_default(), key, mac.map(|m| &m[..]));
+        sqlx::query("INSERT INTO row_ledger (row, mac, chain) VALUES (?, ?, ?)")
+            .bind(key)
+            .bind(mac.map(|m| m.to_vec()))
+            .bind(chain.to_vec())
+            .execute(&mut *conn)
+            .await?;
         Ok(())
+    }
+
+    /// The newest MAC the ledger holds for `key`: `None` if never sealed, `Some(None)` if the
+    /// server deleted it.
+    async fn ledger_latest(
+        &self,
+        conn: &mut SqliteConnection,
+        key: &str,
+    ) -> Result<Option<Option<Vec<u8>>>, ServerError> {
+        Ok(sqlx::query_scalar("SELECT mac FROM row_ledger WHERE row = ? ORDER BY seq DESC LIMIT 1")
+            .bind(key)
+            .fetch_optional(&mut *conn)
+            .await?)
+    }
+
+    /// Recomputes the whole chain: the first entry whose chain does not follow is named.
+    pub async fn ledger_problem(&self, conn: &mut SqliteConnection) -> Result<Option<String>, ServerError> {
+        let entries: Vec<LedgerEntry> =
+            sqlx::query_as("SELECT seq, row, mac, chain FROM row_ledger ORDER BY seq").fetch_all(&mut *conn).await?;
+        let mut previous: Vec<u8> = Vec::new();
+        for (seq, key, mac, chain) in entries {
+            let expected = self.chain(&previous, &key, mac.as_deref());
+            if !portcullis_crypto::constant_time_eq(&expected, &chain) {
+                return Ok(Some(format!(
+                    "entry {seq} of the row ledger ({key}) was changed or an entry before it removed"
+                )));
+            }
+            previous = chain;
+        }
+        Ok(None)
+    }
+
+    /// The ledger's chain at `seq` (hex), if that entry exists.
+    pub async fn ledger_chain_at(&self, conn: &mut SqliteConnection, seq: i64) -> Result<Option<String>, ServerError> {
+        let chain: Option<Vec<u8>> = sqlx::query_scalar("SELECT chain FROM row_ledger WHERE seq = ?")
+            .bind(seq)
+            .fetch_optional(&mut *conn)
+            .await?;
+        Ok(chain.map(hex::encode))
+    }
+
+    /// Enters every sealed row that is not in the ledger yet, as it is now — once, in the start
+    /// that creates the ledger.
+    pub async fn anchor_unledgered(&self, conn: &mut SqliteConnection) -> Result<u64, ServerError> {
+        let sealed: Vec<(String, Vec<u8>)> = sqlx::query_as(
+            "SELECT 'users/' || id, mac FROM users WHERE mac IS NOT NULL \
+             UNION ALL SELECT 'devices/' || id, mac FROM devices WHERE mac IS NOT NULL \
+             UNION ALL SELECT 'gateways/' || id, mac FROM gateways WHERE mac IS NOT NULL \
+             UNION ALL SELECT 'policy_sets/' || version, mac FROM policy_sets WHERE mac IS NOT NULL \
+             UNION ALL SELECT 'security_keys/' || id, mac FROM security_keys WHERE mac IS NOT NULL \
+             UNION ALL SELECT 'user_confirmations/' || user_id, mac FROM user_confirmations WHERE mac IS NOT NULL \
+             UNION ALL SELECT 'gateway_confirmations/' || gateway_id, mac FROM gateway_confirmations WHERE mac IS NOT NULL \
+             UNION ALL SELECT 'session_authorizations/' || id, mac FROM session_authorizations WHERE mac IS NOT NULL \
+             UNION ALL SELECT 'grants/' || id, mac FROM grants WHERE mac IS NOT NULL \
+             UNION ALL SELECT 'targets/' || id, mac FROM targets WHERE mac IS NOT NULL \
+             UNION ALL SELECT 'enrolment_codes/' || code_hash, mac FROM enrolment_codes WHERE mac IS NOT NULL \
+             UNION ALL SELECT 'reviews/' || request_id || '/' || approver_id, mac FROM reviews WHERE mac IS NOT NULL \
+             UNION ALL SELECT 'webauthn_challenges/' || id, mac FROM webauthn_challenges WHERE mac IS NOT NULL",
+        )
+        .fetch_all(&mut *conn)
+        .await?;
+        let mut entered = 0;
+        for (key, mac) in sealed {
+            if self.ledger_latest(conn, &key).await?.is_none() {
+                let Ok(mac) = <[u8; 32]>::try_from(mac) else { continue };
+                self.ledger_append(conn, &key, Some(&mac)).await?;
+                entered += 1;
+            }
+        }
+        Ok(entered)
     }
 
     /// Refuses a row whose content does not match its MAC (or that has none). A row that does
     /// not exist passes: callers decide what absence means.
     pub async fn check(&self, conn: &mut SqliteConnection, row: Row<'_>) -> Result<(), ServerError> {
+        let newest = self.ledger_latest(conn, &row.ledger_key()).await?;
         match self.material(conn, row).await? {
+            None if matches!(newest, Some(Some(_))) => {
+                tracing::error!(row = %row.describe(), "a row was deleted outside Portcullis; refusing");
+                Err(ServerError::Refused(
+                    "row_not_authentic",
+                    format!("{} was deleted outside Portcullis (the row ledger holds it); refusing", row.describe()),
+                ))
+            }
             None => Ok(()),
-            Some((mac, Some(stored))) if portcullis_crypto::constant_time_eq(&mac, &stored) => Ok(()),
+            Some((mac, Some(stored)))
+                if portcullis_crypto::constant_time_eq(&mac, &stored)
+                    && newest.as_ref().is_none_or(|n| n.as_deref() == Some(&mac[..])) =>
+            {
+                Ok(())
+            }
+            Some((mac, Some(stored))) if portcullis_crypto::constant_time_eq(&mac, &stored) => {
+                tracing::error!(row = %row.describe(), "an older copy of a row was put back; refusing it");
+                Err(ServerError::Refused(
+                    "row_not_authentic",
+                    format!(
+                        "{} is an older copy put back outside Portcullis (the row ledger holds a newer one); \
+                         refusing to trust it",
+                        row.describe()
+                    ),
+                ))
+            }
             Some(_) => {
                 tracing::error!(row = %row.describe(), "a row was changed outside Portcullis; refusing it");
                 Err(ServerError::Refused(
@@ -298,4 +449,36 @@ impl RowKey {
         }
         Ok(sealed)
     }
+}
+
+/// The row ledger's head now: (seq, chain as hex), for the security event being recorded.
+pub(crate) async fn ledger_head(conn: &mut SqliteConnection) -> Result<Option<(i64, String)>, ServerError> {
+    let head: Option<(i64, Vec<u8>)> = sqlx::query_as("SELECT seq, chain FROM row_ledger ORDER BY seq DESC LIMIT 1")
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(head.map(|(seq, chain)| (seq, hex::encode(chain))))
+}
+
+/// The row a ledger key names (`table/id`, reviews `reviews/request/approver`).
+pub(crate) fn row_of_ledger_key(key: &str) -> Option<Row<'_>> {
+    let (table, id) = key.split_once('/')?;
+    Some(match table {
+        "users" => Row::User(id),
+        "devices" => Row::Device(id),
+        "gateways" => Row::Gateway(id),
+        "policy_sets" => Row::Policy(id.parse().ok()?),
+        "security_keys" => Row::SecurityKey(id),
+        "user_confirmations" => Row::Confirmation(id),
+        "gateway_confirmations" => Row::GatewayConfirmation(id),
+        "session_authorizations" => Row::SessionAuthorization(id),
+        "grants" => Row::Grant(id),
+        "targets" => Row::Target(id),
+        "enrolment_codes" => Row::EnrolmentCode(id),
+        "reviews" => {
+            let (request, approver) = id.split_once('/')?;
+            Row::Review { request, approver }
+        }
+        "webauthn_challenges" => Row::Challenge(id),
+        _ => return None,
+    })
 }

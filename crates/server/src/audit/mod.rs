@@ -65,6 +65,9 @@ pub(super) struct EventRow {
     pub kind: String,
     pub detail: String,
     pub seq: Option<i64>,
+    /// The row ledger's head when the event was recorded (events from before the ledger: none).
+    pub rows_seq: Option<i64>,
+    pub rows_head: Option<String>,
 }
 
 /// A writer's log as the server holds it.
@@ -228,9 +231,12 @@ pub(crate) async fn record_event(
     kind: &str,
     detail: serde_json::Value,
 ) -> Result<(), ServerError> {
-    let payload = event_payload(now, actor, device_id, kind, &detail);
+    // The row ledger's head goes into the signed log with every event: the ledger cannot be
+    // cut back to before it unnoticed.
+    let rows = crate::rows::ledger_head(tx).await?;
+    let payload = event_payload(now, actor, device_id, kind, &detail, rows.as_ref());
     let seq = append_own(tx, keys, &payload, now).await?;
-    Store::insert_event(tx, now, actor, device_id, kind, &detail.to_string(), Some(seq)).await
+    Store::insert_event(tx, now, actor, device_id, kind, &detail.to_string(), Some(seq), rows.as_ref()).await
 }
 
 /// The record of a security event (the row must say the same).
@@ -240,8 +246,14 @@ pub(super) fn event_payload(
     device_id: Option<&str>,
     kind: &str,
     detail: &serde_json::Value,
+    rows: Option<&(i64, String)>,
 ) -> String {
-    serde_json::json!({ "kind": kind, "at": at, "actor": actor, "device_id": device_id, "detail": detail }).to_string()
+    let mut payload =
+        serde_json::json!({ "kind": kind, "at": at, "actor": actor, "device_id": device_id, "detail": detail });
+    if let Some((seq, head)) = rows {
+        payload["rows"] = serde_json::json!({ "seq": seq, "head": head });
+    }
+    payload.to_string()
 }
 
 /// Brings a data directory from before Merkle logs up to date, once, in one transaction:
@@ -305,13 +317,14 @@ pub(crate) async fn migrate(store: &Store, keys: &Keys<'_>, now: i64) -> Result<
         save_log(&mut tx, &writer, &frontier, None, now).await?;
     }
     let events: Vec<EventRow> = sqlx::query_as(
-        "SELECT id, at, actor, device_id, kind, detail, seq FROM server_events WHERE seq IS NULL ORDER BY id",
+        "SELECT id, at, actor, device_id, kind, detail, seq, rows_seq, rows_head FROM server_events \
+         WHERE seq IS NULL ORDER BY id",
     )
     .fetch_all(&mut *tx)
     .await?;
     for EventRow { id, at, actor, device_id: device, kind, detail, .. } in events {
         let detail: serde_json::Value = serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null);
-        let payload = event_payload(at, actor.as_deref(), device.as_deref(), &kind, &detail);
+        let payload = event_payload(at, actor.as_deref(), device.as_deref(), &kind, &detail, None);
         let seq = append_own(&mut tx, keys, &payload, now).await?;
         sqlx::query("UPDATE server_events SET seq = ?, detail = ? WHERE id = ?")
             .bind(seq as i64)

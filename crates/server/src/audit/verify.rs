@@ -245,12 +245,13 @@ async fn verify_rows(
         index,
         message,
     };
-    let rows: Vec<EventRow> =
-        sqlx::query_as("SELECT id, at, actor, device_id, kind, detail, seq FROM server_events ORDER BY id")
-            .fetch_all(pool)
-            .await?;
+    let rows: Vec<EventRow> = sqlx::query_as(
+        "SELECT id, at, actor, device_id, kind, detail, seq, rows_seq, rows_head FROM server_events ORDER BY id",
+    )
+    .fetch_all(pool)
+    .await?;
     let mut seen = std::collections::HashSet::new();
-    for EventRow { id, at, actor, device_id: device, kind, detail, seq } in rows {
+    for EventRow { id, at, actor, device_id: device, kind, detail, seq, rows_seq, rows_head } in rows {
         let Some(seq) = seq else {
             report.problems.push(server_problem(None, format!("security event {id} ({kind}) has no record")));
             return Ok(());
@@ -262,7 +263,9 @@ async fn verify_rows(
                 .fetch_optional(pool)
                 .await?;
         let detail: serde_json::Value = serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null);
-        let expected = event_payload(at, actor.as_deref(), device.as_deref(), &kind, &detail);
+        let rows = rows_seq.zip(rows_head);
+        let expected = event_payload(at, actor.as_deref(), device.as_deref(), &kind, &detail, rows.as_ref());
+
         let matches = match ct {
             Some(ct) => ring.open(pool, server_writer, seq as u64, &ct).await.map(|p| p == expected.as_bytes()),
             None => Ok(false),
@@ -443,6 +446,44 @@ async fn verify_decision_rows(
         .chain(codes.iter().map(|hash| Row::EnrolmentCode(hash)))
         .chain(reviews.iter().map(|(request, approver)| Row::Review { request, approver }))
         .chain(challenges.iter().map(|id| Row::Challenge(id)));
+    // The ledger: its chain intact, every anchor the signed log holds still in it, and no row it
+    // holds gone from the database.
+    let ledger_problem = |message: String| AuditProblem {
+        writer_id: server_writer.to_string(),
+        writer_name: "control server".into(),
+        index: None,
+        message,
+    };
+    if let Some(problem) = macs.ledger_problem(&mut conn).await? {
+        report.problems.push(ledger_problem(problem));
+    }
+    let anchors: Vec<(i64, i64, String)> = sqlx::query_as(
+        "SELECT seq, rows_seq, rows_head FROM server_events WHERE rows_seq IS NOT NULL ORDER BY seq DESC LIMIT 1",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    for (event_seq, ledger_seq, head) in anchors {
+        if macs.ledger_chain_at(&mut conn, ledger_seq).await?.as_deref() != Some(head.as_str()) {
+            report.problems.push(ledger_problem(format!(
+                "the row ledger was cut back or rewritten: record {event_seq} of the server's log anchors \
+                 its entry {ledger_seq}, which is gone or differs"
+            )));
+        }
+    }
+    let held: Vec<String> = sqlx::query_scalar(
+        "SELECT l.row FROM row_ledger l WHERE l.mac IS NOT NULL \
+         AND l.seq = (SELECT MAX(seq) FROM row_ledger m WHERE m.row = l.row) ORDER BY l.row",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    for key in &held {
+        if let Some(row) = crate::rows::row_of_ledger_key(key)
+            && let Err(e) = macs.check(&mut conn, row).await
+            && e.to_string().contains("deleted outside")
+        {
+            report.problems.push(ledger_problem(e.to_string()));
+        }
+    }
     for row in rows {
         if let Err(e) = macs.check(&mut conn, row).await {
             report.problems.push(AuditProblem {

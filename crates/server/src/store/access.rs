@@ -601,11 +601,15 @@ impl Store {
 
     pub(crate) async fn insert_challenge(&self, rows: &RowKey, c: &ChallengeRow) -> Result<(), ServerError> {
         let mut tx = self.begin().await?;
-        // Lapsed ceremonies are of no use to anyone.
-        sqlx::query("DELETE FROM webauthn_challenges WHERE expires_at < ?")
-            .bind(c.created_at - 3600)
-            .execute(&mut *tx)
-            .await?;
+        // Lapsed ceremonies are of no use to anyone (the ledger notes that the server removed them).
+        let lapsed: Vec<String> =
+            sqlx::query_scalar("DELETE FROM webauthn_challenges WHERE expires_at < ? RETURNING id")
+                .bind(c.created_at - 3600)
+                .fetch_all(&mut *tx)
+                .await?;
+        for id in &lapsed {
+            rows.forget(&mut tx, Row::Challenge(id)).await?;
+        }
         sqlx::query(
             "INSERT INTO webauthn_challenges (id, user_id, purpose, request_id, decision, key_name, state, created_at, \
              expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",

@@ -44,6 +44,9 @@ pub const MIGRATION_CONFIRMATIONS: i64 = 20261201000001;
 /// The migration that gave grants, targets and enrolment codes their MAC (existing rows are
 /// sealed in the start that applies it).
 pub const MIGRATION_ROW_MACS: i64 = 20261201000002;
+/// The migration that created the row ledger (rows sealed before it are entered in the start
+/// that applies it).
+pub const MIGRATION_ROW_LEDGER: i64 = 20261201000003;
 
 pub type Tx<'a> = Transaction<'a, Sqlite>;
 
@@ -641,6 +644,7 @@ impl Store {
 
     /// The searchable row of a security event; its record is `seq` of the server's own log
     /// (see `crate::audit::record_event`, the only caller).
+    #[allow(clippy::too_many_arguments)]
     pub async fn insert_event(
         tx: &mut Tx<'_>,
         now: i64,
@@ -649,16 +653,22 @@ impl Store {
         kind: &str,
         detail: &str,
         seq: Option<u64>,
+        rows: Option<&(i64, String)>,
     ) -> Result<(), ServerError> {
-        sqlx::query("INSERT INTO server_events (at, actor, device_id, kind, detail, seq) VALUES (?, ?, ?, ?, ?, ?)")
-            .bind(now)
-            .bind(actor)
-            .bind(device_id)
-            .bind(kind)
-            .bind(detail)
-            .bind(seq.map(|s| s as i64))
-            .execute(&mut **tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO server_events (at, actor, device_id, kind, detail, seq, rows_seq, rows_head) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(now)
+        .bind(actor)
+        .bind(device_id)
+        .bind(kind)
+        .bind(detail)
+        .bind(seq.map(|s| s as i64))
+        .bind(rows.map(|r| r.0))
+        .bind(rows.map(|r| r.1.clone()))
+        .execute(&mut **tx)
+        .await?;
         Ok(())
     }
 

@@ -893,4 +893,64 @@ async fn rows_from_before_their_mac_are_sealed_once_at_the_upgrade() {
     .unwrap();
     let report: AuditVerifyReport = call(&upgraded, &admin, "GET", "/v1/audit/verify", &()).await;
     assert!(report.problems.iter().any(|p| p.message.contains("grant planted")), "{:?}", report.problems);
+    // Removing the marker of the one-time sealing, to have the planted grant sealed at the next
+    // start, makes the server refuse to start instead.
+    sqlx::raw_sql("DELETE FROM server_settings WHERE name = 'rows_authenticated'").execute(&mut db).await.unwrap();
+    let refused = Server::open(r.dir.path(), &FixedPassphrase("pw".into()), Arc::new(SystemClock)).await;
+    let why = refused.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(why.contains("marker of row authentication was removed"), "{why}");
+}
+
+/// A MAC alone accepts an older sealed copy of a row: the row ledger does not. A revoked grant
+/// restored from an earlier copy (MAC and all) is refused; a row deleted is named; the ledger
+/// cut back to before the newest event's anchor is named too.
+#[tokio::test]
+async fn older_copies_of_rows_and_a_cut_back_ledger_are_caught() {
+    use portcullis_server::user_ca::random_ed25519;
+    let (r, code) = start().await;
+    let admin = enroll(&r, &code).await;
+    let alice = member(&r, &admin, "alice", &[Role::Requester], &[]).await;
+    let bob = member(&r, &admin, "bob", &[Role::Approver], &[]).await;
+    let _: TargetSummary = call(&r, &admin, "POST", "/v1/targets", &password_target(&admin, "web", b"pw")).await;
+    let request = approved(&r, &alice, &bob, "web").await;
+    let key = random_ed25519();
+    let certify = CertificateRequest { target: "web".into(), public_key: key.public_key().to_openssh().unwrap() };
+    let _: CertificateResponse = call(&r, &alice, "POST", "/v1/certificates", &certify).await;
+    let mut db = sqlx::SqliteConnection::connect(&format!("sqlite://{}", r.dir.path().join("server.db").display()))
+        .await
+        .unwrap();
+    let problems = || async {
+        let report: AuditVerifyReport = call(&r, &admin, "GET", "/v1/audit/verify", &()).await;
+        report.problems.into_iter().map(|p| p.message).collect::<Vec<_>>()
+    };
+    assert_eq!(problems().await, Vec::<String>::new());
+
+    // The live grant, MAC and all, kept aside; revoked; the old copy put back.
+    sqlx::raw_sql("CREATE TABLE kept AS SELECT * FROM grants").execute(&mut db).await.unwrap();
+    let _: RevokeOutcome =
+        call(&r, &bob, "POST", "/v1/revoke", &RevokeRequest { id: request.id.clone(), reason: None }).await;
+    sqlx::raw_sql("PRAGMA foreign_keys = OFF; DELETE FROM grants; INSERT INTO grants SELECT * FROM kept")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    let (status, code_now, message) = refused(&r, &alice, "POST", "/v1/certificates", &certify).await;
+    assert_eq!((status, code_now.as_str()), (403, "row_not_authentic"), "{message}");
+    assert!(message.contains("older copy"), "{message}");
+    assert!(problems().await.iter().any(|p| p.contains("older copy")));
+
+    // The target deleted behind the server's back: named.
+    sqlx::raw_sql("PRAGMA foreign_keys = OFF; CREATE TABLE kept_targets AS SELECT * FROM targets; DELETE FROM targets")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    assert!(problems().await.iter().any(|p| p.starts_with("target ") && p.contains("deleted outside")));
+    sqlx::raw_sql("INSERT INTO targets SELECT * FROM kept_targets").execute(&mut db).await.unwrap();
+
+    // The ledger cut back by its newest entries (with the grant put back as it was sealed
+    // before): the newest event's anchor is gone.
+    sqlx::raw_sql("DELETE FROM row_ledger WHERE seq > (SELECT MAX(seq) - 2 FROM row_ledger)")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    assert!(problems().await.iter().any(|p| p.contains("row ledger was cut back")), "{:?}", problems().await);
 }
