@@ -11,3 +11,7 @@ CREATE TABLE row_ledger (
 CREATE INDEX row_ledger_row ON row_ledger(row, seq);
 ALTER TABLE server_events ADD COLUMN rows_seq INTEGER;
 ALTER TABLE server_events ADD COLUMN rows_head TEXT;
+-- Separation-of-duty changes (a deleted one would lift a 24-hour bar) and server settings (the
+-- standalone owner, when session checks began) are ledger rows too.
+ALTER TABLE user_admin_changes ADD COLUMN mac BLOB;
+ALTER TABLE server_settings ADD COLUMN mac BLOB;

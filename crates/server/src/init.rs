@@ -82,16 +82,18 @@ pub async fn init(
     let roles = portcullis_proto::roles_to_string(&roles);
     Store::insert_user(&mut tx, &admin_id, &options.admin_name, &roles, now).await?;
     let rows = crate::rows::RowKey::new(&root);
+    // What the store's migrations wrote (when session checks began).
+    rows.seal_unsealed_changes_and_settings(&mut tx).await?;
     rows.seal(&mut tx, crate::rows::Row::User(&admin_id)).await?;
     if options.standalone {
-        Store::put_setting(&mut tx, crate::store::SETTING_STANDALONE_OWNER, &admin_id).await?;
+        Store::put_setting(&mut tx, &rows, crate::store::SETTING_STANDALONE_OWNER, &admin_id).await?;
     }
     let version = Store::insert_policy(&mut tx, portcullis_policy::DEFAULT_POLICIES, now, None).await?;
     rows.seal(&mut tx, crate::rows::Row::Policy(version)).await?;
-    Store::put_setting(&mut tx, crate::store::SETTING_ROWS_AUTHENTICATED, "1").await?;
+    Store::put_setting(&mut tx, &rows, crate::store::SETTING_ROWS_AUTHENTICATED, "1").await?;
     let rp_id =
         crate::webauthn::choose_rp_id(&options.tls_names, &portcullis_crypto::sha256_hex(tls.fingerprint.as_bytes()));
-    Store::put_setting(&mut tx, crate::store::SETTING_WEBAUTHN_RP_ID, &rp_id).await?;
+    Store::put_setting(&mut tx, &rows, crate::store::SETTING_WEBAUTHN_RP_ID, &rp_id).await?;
     let code = crate::api::issue_enrolment_code(&mut tx, &rows, &admin_id, &tls.fingerprint, now).await?;
     crate::audit::record_event(
         &mut tx,

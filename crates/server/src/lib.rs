@@ -181,8 +181,15 @@ impl Server {
         )?;
         let tls = tls::TlsMaterial::load(data_dir, &db, &root_key).await?;
         let rows = rows::RowKey::new(&root_key);
+        if db.newly_applied.contains(&store::MIGRATION_ROW_LEDGER) {
+            // Settings and separation-of-duty changes got their MAC column in this start: seal
+            // them as they are, before anything reads a setting.
+            let mut tx = db.begin().await?;
+            rows.seal_unsealed_changes_and_settings(&mut tx).await?;
+            tx.commit().await?;
+        }
         let ledgered: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM row_ledger").fetch_one(&db.pool).await?;
-        if db.setting(store::SETTING_ROWS_AUTHENTICATED).await?.is_none() && ledgered > 0 {
+        if db.setting(&rows, store::SETTING_ROWS_AUTHENTICATED).await?.is_none() && ledgered > 0 {
             // The marker of the one-time sealing is gone but the ledger shows rows were sealed
             // long ago: someone wants unsealed rows sealed now. Refuse rather than launder them.
             return Err(ServerError::Internal(
@@ -191,11 +198,11 @@ impl Server {
                     .into(),
             ));
         }
-        if db.setting(store::SETTING_ROWS_AUTHENTICATED).await?.is_none() {
+        if db.setting(&rows, store::SETTING_ROWS_AUTHENTICATED).await?.is_none() {
             // Once, for data directories from before row authentication: the rows as they are.
             let mut tx = db.begin().await?;
             let sealed = rows.seal_unsealed(&mut tx).await?;
-            store::Store::put_setting(&mut tx, store::SETTING_ROWS_AUTHENTICATED, "1").await?;
+            store::Store::put_setting(&mut tx, &rows, store::SETTING_ROWS_AUTHENTICATED, "1").await?;
             tx.commit().await?;
             tracing::info!(rows = sealed, "rows the server decides with are now authenticated");
         }
@@ -231,7 +238,7 @@ impl Server {
             tracing::info!(rows = sealed, "grants, targets and enrolment codes are now authenticated");
         }
         let policies = policy::Policies::load(&db, &rows, clock.now()).await?;
-        let relying_party = Self::ensure_relying_party(&db, &tls.fingerprint).await?;
+        let relying_party = Self::ensure_relying_party(&db, &rows, &tls.fingerprint).await?;
         let upgraded = audit::migrate(&db, &audit::Keys { root: &root_key, signing: &signing }, clock.now()).await?;
         if upgraded > 0 {
             tracing::info!(rows = upgraded, "the audit store now keeps Merkle logs and per-writer data keys");
@@ -281,14 +288,15 @@ impl Server {
     /// The WebAuthn relying party; data directories made before step-up get a synthetic id.
     async fn ensure_relying_party(
         db: &store::Store,
+        rows: &rows::RowKey,
         tls_fingerprint: &str,
     ) -> Result<webauthn::RelyingParty, ServerError> {
-        let rp_id = match db.setting(store::SETTING_WEBAUTHN_RP_ID).await? {
+        let rp_id = match db.setting(rows, store::SETTING_WEBAUTHN_RP_ID).await? {
             Some(id) => id,
             None => {
                 let id = webauthn::choose_rp_id(&[], &portcullis_crypto::sha256_hex(tls_fingerprint.as_bytes()));
                 let mut tx = db.begin().await?;
-                store::Store::put_setting(&mut tx, store::SETTING_WEBAUTHN_RP_ID, &id).await?;
+                store::Store::put_setting(&mut tx, rows, store::SETTING_WEBAUTHN_RP_ID, &id).await?;
                 tx.commit().await?;
                 id
             }

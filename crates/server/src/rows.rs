@@ -50,6 +50,14 @@ pub(crate) enum Row<'a> {
     },
     /// A WebAuthn ceremony: whose, for what, its state, until when, used or not.
     Challenge(&'a str),
+    /// A role, group or creation change of `user` by `actor` (separation of duties), by rowid.
+    AdminChange {
+        user: &'a str,
+        actor: &'a str,
+        id: i64,
+    },
+    /// A server setting (standalone owner, when session checks began, ...), by name.
+    Setting(&'a str),
 }
 
 impl Row<'_> {
@@ -69,6 +77,8 @@ impl Row<'_> {
             Row::EnrolmentCode(hash) => format!("enrolment_codes/{hash}"),
             Row::Review { request, approver } => format!("reviews/{request}/{approver}"),
             Row::Challenge(id) => format!("webauthn_challenges/{id}"),
+            Row::AdminChange { user, actor, id } => format!("user_admin_changes/{user}/{actor}/{id}"),
+            Row::Setting(name) => format!("server_settings/{name}"),
         }
     }
 
@@ -87,6 +97,8 @@ impl Row<'_> {
             Row::EnrolmentCode(hash) => format!("enrolment code {}…", &hash[..hash.len().min(12)]),
             Row::Review { request, approver } => format!("the review of request {request} by user {approver}"),
             Row::Challenge(id) => format!("security-key challenge {id}"),
+            Row::AdminChange { user, actor, id } => format!("change {id} of user {user} by {actor}"),
+            Row::Setting(name) => format!("setting {name}"),
         }
     }
 
@@ -164,6 +176,15 @@ impl Row<'_> {
                  COALESCE(CAST(used_at AS TEXT), ''), mac FROM webauthn_challenges WHERE id = ?",
                 "UPDATE webauthn_challenges SET mac = ? WHERE id = ?",
             ),
+            Row::AdminChange { .. } => (
+                "SELECT 'user_admin_changes', CAST(rowid AS TEXT), user_id, actor_id, CAST(at AS TEXT), change, mac \
+                 FROM user_admin_changes WHERE rowid = ?",
+                "UPDATE user_admin_changes SET mac = ? WHERE rowid = ?",
+            ),
+            Row::Setting(_) => (
+                "SELECT 'server_settings', name, value, mac FROM server_settings WHERE name = ?",
+                "UPDATE server_settings SET mac = ? WHERE name = ?",
+            ),
         }
     }
 
@@ -184,7 +205,8 @@ impl Row<'_> {
             | Row::EnrolmentCode(id)
             | Row::Challenge(id) => q.bind(id.to_string()),
             Row::Review { request, approver } => q.bind(request.to_string()).bind(approver.to_string()),
-            Row::Policy(v) => q.bind(v),
+            Row::Policy(v) | Row::AdminChange { id: v, .. } => q.bind(v),
+            Row::Setting(name) => q.bind(name.to_string()),
         }
     }
 }
@@ -296,6 +318,55 @@ impl RowKey {
         Ok(chain.map(hex::encode))
     }
 
+    /// Seals settings and separation-of-duty changes that have no MAC yet — in the start that
+    /// adds their MAC column, before anything reads a setting (and by `init`, for the setting
+    /// the store's migrations wrote).
+    pub async fn seal_unsealed_changes_and_settings(&self, conn: &mut SqliteConnection) -> Result<u64, ServerError> {
+        let mut sealed = 0;
+        let changes: Vec<(i64, String, String)> =
+            sqlx::query_as("SELECT rowid, user_id, actor_id FROM user_admin_changes WHERE mac IS NULL")
+                .fetch_all(&mut *conn)
+                .await?;
+        for (id, user, actor) in &changes {
+            self.seal(conn, Row::AdminChange { user, actor, id: *id }).await?;
+            sealed += 1;
+        }
+        for name in sqlx::query_scalar::<_, String>("SELECT name FROM server_settings WHERE mac IS NULL")
+            .fetch_all(&mut *conn)
+            .await?
+        {
+            self.seal(conn, Row::Setting(&name)).await?;
+            sealed += 1;
+        }
+        Ok(sealed)
+    }
+
+    /// Every change between `a` and `b` ever sealed must still be there and authentic: a
+    /// deleted one would lift a separation-of-duties bar.
+    pub async fn check_changes_between(
+        &self,
+        conn: &mut SqliteConnection,
+        a: &str,
+        b: &str,
+    ) -> Result<(), ServerError> {
+        for (user, actor) in [(a, b), (b, a)] {
+            let low = format!("user_admin_changes/{user}/{actor}/");
+            let high = format!("user_admin_changes/{user}/{actor}0");
+            let keys: Vec<String> =
+                sqlx::query_scalar("SELECT DISTINCT row FROM row_ledger WHERE row >= ? AND row < ?")
+                    .bind(&low)
+                    .bind(&high)
+                    .fetch_all(&mut *conn)
+                    .await?;
+            for key in &keys {
+                if let Some(row) = row_of_ledger_key(key) {
+                    self.check(conn, row).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Enters every sealed row that is not in the ledger yet, as it is now — once, in the start
     /// that creates the ledger.
     pub async fn anchor_unledgered(&self, conn: &mut SqliteConnection) -> Result<u64, ServerError> {
@@ -312,7 +383,10 @@ impl RowKey {
              UNION ALL SELECT 'targets/' || id, mac FROM targets WHERE mac IS NOT NULL \
              UNION ALL SELECT 'enrolment_codes/' || code_hash, mac FROM enrolment_codes WHERE mac IS NOT NULL \
              UNION ALL SELECT 'reviews/' || request_id || '/' || approver_id, mac FROM reviews WHERE mac IS NOT NULL \
-             UNION ALL SELECT 'webauthn_challenges/' || id, mac FROM webauthn_challenges WHERE mac IS NOT NULL",
+             UNION ALL SELECT 'webauthn_challenges/' || id, mac FROM webauthn_challenges WHERE mac IS NOT NULL \
+             UNION ALL SELECT 'user_admin_changes/' || user_id || '/' || actor_id || '/' || rowid, mac \
+             FROM user_admin_changes WHERE mac IS NOT NULL \
+             UNION ALL SELECT 'server_settings/' || name, mac FROM server_settings WHERE mac IS NOT NULL",
         )
         .fetch_all(&mut *conn)
         .await?;
@@ -479,6 +553,12 @@ pub(crate) fn row_of_ledger_key(key: &str) -> Option<Row<'_>> {
             Row::Review { request, approver }
         }
         "webauthn_challenges" => Row::Challenge(id),
+        "user_admin_changes" => {
+            let (user, rest) = id.split_once('/')?;
+            let (actor, rowid) = rest.split_once('/')?;
+            Row::AdminChange { user, actor, id: rowid.parse().ok()? }
+        }
+        "server_settings" => Row::Setting(id),
         _ => return None,
     })
 }

@@ -271,7 +271,7 @@ async fn separation_of_duties(
     request: &RequestRow,
     now: i64,
 ) -> Result<(), ServerError> {
-    let owner = state.db.setting(SETTING_STANDALONE_OWNER).await?;
+    let owner = state.db.setting(&state.rows, SETTING_STANDALONE_OWNER).await?;
     let lineage = load_lineage(state, &[&caller.user_id, &request.user_id]).await?;
     let refused = |m: String| Err(ServerError::Refused("separation_of_duties", m));
     match duties::lineage_bar(&lineage, &caller.user_id, &request.user_id, owner.as_deref()) {
@@ -305,7 +305,9 @@ async fn separation_of_duties(
         }
     }
     let since = now - duties::CHANGE_BAR_SECS;
-    if let Some((changed, what, at)) = state.db.change_between(&caller.user_id, &request.user_id, since).await? {
+    if let Some((changed, what, at)) =
+        state.db.change_between(&state.rows, &caller.user_id, &request.user_id, since).await?
+    {
         let ago = portcullis_policy::human_duration((now - at).max(0) as u64);
         return refused(if changed == request.user_id {
             format!(

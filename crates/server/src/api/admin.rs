@@ -82,7 +82,7 @@ pub async fn add_user(
     // puppet: its code goes to a second admin who confirms it (see `confirm_user`). The
     // standalone owner keeps the code: what they create never counts on their own requests
     // unless confirmed independently (see `crate::duties`), and they are the installation.
-    let owner = state.db.setting(crate::store::SETTING_STANDALONE_OWNER).await?;
+    let owner = state.db.setting(&state.rows, crate::store::SETTING_STANDALONE_OWNER).await?;
     let withheld =
         could_approve(&roles) && caller.has(Role::Requester) && owner.as_deref() != Some(caller.user_id.as_str());
     let mut tx = state.db.begin().await?;
@@ -91,7 +91,7 @@ pub async fn add_user(
     Store::set_created_by(&mut tx, &id, &caller.user_id).await?;
     Store::set_user_groups(&mut tx, &id, &group_ids).await?;
     state.rows.seal(&mut tx, Row::User(&id)).await?;
-    Store::record_user_change(&mut tx, &id, &caller.user_id, now, "created").await?;
+    Store::record_user_change(&mut tx, &state.rows, &id, &caller.user_id, now, "created").await?;
     let code = if withheld {
         None
     } else {
@@ -299,7 +299,7 @@ pub async fn set_roles(
     let mut tx = state.db.begin().await?;
     Store::set_user_roles(&mut tx, &user.id, &roles_to_string(&roles)).await?;
     state.rows.seal(&mut tx, Row::User(&user.id)).await?;
-    Store::record_user_change(&mut tx, &user.id, &caller.user_id, now, "roles").await?;
+    Store::record_user_change(&mut tx, &state.rows, &user.id, &caller.user_id, now, "roles").await?;
     let removed: Vec<Role> = before.iter().copied().filter(|r| !roles.contains(r)).collect();
     let outcome = if removed.contains(&Role::Requester) {
         end_access(&mut tx, &state.rows, &user.id, None, &caller.user_id, "requester role removed", now).await?
@@ -337,7 +337,7 @@ pub async fn set_groups(
     let ids = Store::group_ids(&mut tx, &groups).await?;
     Store::set_user_groups(&mut tx, &user.id, &ids).await?;
     state.rows.seal(&mut tx, Row::User(&user.id)).await?;
-    Store::record_user_change(&mut tx, &user.id, &caller.user_id, now, "groups").await?;
+    Store::record_user_change(&mut tx, &state.rows, &user.id, &caller.user_id, now, "groups").await?;
     state
         .record_event(
             &mut tx,

@@ -422,6 +422,8 @@ async fn check_session_start(
     if !found.is_empty() {
         return Ok(());
     }
+    // When checks began decides whether an unauthorised start may pass as a legacy one.
+    state.rows.check(&mut *tx, crate::rows::Row::Setting(crate::store::SETTING_SESSION_CHECKS_SINCE)).await?;
     let since: Option<String> = sqlx::query_scalar("SELECT value FROM server_settings WHERE name = ?")
         .bind(crate::store::SETTING_SESSION_CHECKS_SINCE)
         .fetch_optional(&mut **tx)

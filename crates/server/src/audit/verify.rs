@@ -431,6 +431,12 @@ async fn verify_decision_rows(
             .await?;
     let challenges: Vec<String> =
         sqlx::query_scalar("SELECT id FROM webauthn_challenges ORDER BY id").fetch_all(&mut *conn).await?;
+    let changes: Vec<(i64, String, String)> =
+        sqlx::query_as("SELECT rowid, user_id, actor_id FROM user_admin_changes ORDER BY rowid")
+            .fetch_all(&mut *conn)
+            .await?;
+    let settings: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM server_settings ORDER BY name").fetch_all(&mut *conn).await?;
     let rows = users
         .iter()
         .map(|id| Row::User(id))
@@ -445,7 +451,9 @@ async fn verify_decision_rows(
         .chain(targets.iter().map(|id| Row::Target(id)))
         .chain(codes.iter().map(|hash| Row::EnrolmentCode(hash)))
         .chain(reviews.iter().map(|(request, approver)| Row::Review { request, approver }))
-        .chain(challenges.iter().map(|id| Row::Challenge(id)));
+        .chain(challenges.iter().map(|id| Row::Challenge(id)))
+        .chain(changes.iter().map(|(id, user, actor)| Row::AdminChange { user, actor, id: *id }))
+        .chain(settings.iter().map(|name| Row::Setting(name)));
     // The ledger: its chain intact, every anchor the signed log holds still in it, and no row it
     // holds gone from the database.
     let ledger_problem = |message: String| AuditProblem {

@@ -124,20 +124,28 @@ impl Store {
 
     // ---- settings ----
 
-    pub async fn setting(&self, name: &str) -> Result<Option<String>, ServerError> {
+    /// A setting, refused if it was added, changed or deleted behind the server's back.
+    pub(crate) async fn setting(&self, rows: &RowKey, name: &str) -> Result<Option<String>, ServerError> {
+        let mut conn = self.pool.acquire().await?;
+        rows.check(&mut conn, Row::Setting(name)).await?;
         Ok(sqlx::query_scalar("SELECT value FROM server_settings WHERE name = ?")
             .bind(name)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *conn)
             .await?)
     }
 
-    pub async fn put_setting(tx: &mut Tx<'_>, name: &str, value: &str) -> Result<(), ServerError> {
+    pub(crate) async fn put_setting(
+        tx: &mut Tx<'_>,
+        rows: &RowKey,
+        name: &str,
+        value: &str,
+    ) -> Result<(), ServerError> {
         sqlx::query("INSERT INTO server_settings (name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value")
             .bind(name)
             .bind(value)
             .execute(&mut **tx)
             .await?;
-        Ok(())
+        rows.seal(tx, Row::Setting(name)).await
     }
 
     // ---- groups ----
@@ -230,31 +238,36 @@ impl Store {
             == 1)
     }
 
-    pub async fn record_user_change(
+    pub(crate) async fn record_user_change(
         tx: &mut Tx<'_>,
+        rows: &RowKey,
         user_id: &str,
         actor_id: &str,
         now: i64,
         change: &str,
     ) -> Result<(), ServerError> {
-        sqlx::query("INSERT INTO user_admin_changes (user_id, actor_id, at, change) VALUES (?, ?, ?, ?)")
-            .bind(user_id)
-            .bind(actor_id)
-            .bind(now)
-            .bind(change)
-            .execute(&mut **tx)
-            .await?;
-        Ok(())
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO user_admin_changes (user_id, actor_id, at, change) VALUES (?, ?, ?, ?) RETURNING rowid",
+        )
+        .bind(user_id)
+        .bind(actor_id)
+        .bind(now)
+        .bind(change)
+        .fetch_one(&mut **tx)
+        .await?;
+        rows.seal(tx, Row::AdminChange { user: user_id, actor: actor_id, id }).await
     }
 
     /// The latest role or group change between `a` and `b` (either changed the other) since
     /// `since`: `(changed user's id, change, at)`.
-    pub async fn change_between(
+    pub(crate) async fn change_between(
         &self,
+        rows: &RowKey,
         a: &str,
         b: &str,
         since: i64,
     ) -> Result<Option<(String, String, i64)>, ServerError> {
+        rows.check_changes_between(&mut *self.pool.acquire().await?, a, b).await?;
         Ok(sqlx::query_as(
             "SELECT user_id, change, at FROM user_admin_changes WHERE change != 'created' AND at > ?3 \
              AND ((user_id = ?1 AND actor_id = ?2) OR (user_id = ?2 AND actor_id = ?1)) ORDER BY at DESC LIMIT 1",

@@ -898,7 +898,7 @@ async fn rows_from_before_their_mac_are_sealed_once_at_the_upgrade() {
     sqlx::raw_sql("DELETE FROM server_settings WHERE name = 'rows_authenticated'").execute(&mut db).await.unwrap();
     let refused = Server::open(r.dir.path(), &FixedPassphrase("pw".into()), Arc::new(SystemClock)).await;
     let why = refused.err().map(|e| e.to_string()).unwrap_or_default();
-    assert!(why.contains("marker of row authentication was removed"), "{why}");
+    assert!(why.contains("setting rows_authenticated was deleted outside Portcullis"), "{why}");
 }
 
 /// A MAC alone accepts an older sealed copy of a row: the row ledger does not. A revoked grant

@@ -185,3 +185,36 @@ async fn changing_security_keys_needs_one_of_them() {
         call(&r, &admin, "GET", "/v1/audit/events?kind=security_key_removed,security_key_removed_by_admin", &()).await;
     assert_eq!(events.len(), 2, "{events:?}");
 }
+
+/// A role change bars the pair for a day; deleting that change in the database does not lift
+/// the bar — the review is refused as unauthentic instead — nor does rewriting the standalone
+/// owner setting change who the owner is.
+#[tokio::test]
+async fn deleting_a_duty_change_or_editing_a_setting_lifts_nothing() {
+    let (r, code) = start().await;
+    let admin = enroll(&r, &code).await;
+    let alice = member(&r, &admin, "alice", &[Role::Requester], &[]).await;
+    let bob = member(&r, &admin, "bob", &[Role::Approver, Role::Admin], &[]).await;
+    let _: TargetSummary = call(&r, &admin, "POST", "/v1/targets", &password_target(&admin, "web", b"pw")).await;
+    // bob changes alice's roles: for a day he may not review her requests.
+    let _: serde_json::Value = call(&r, &bob, "PUT", "/v1/users/alice/roles", &roles(&[Role::Requester])).await;
+    let request: AccessRequestView = call(&r, &alice, "POST", "/v1/requests", &ask("web", 600)).await;
+    barred(&r, &bob, &request.id, "changed").await;
+    use sqlx::Connection;
+    let mut db = sqlx::SqliteConnection::connect(&format!("sqlite://{}", r.dir.path().join("server.db").display()))
+        .await
+        .unwrap();
+    sqlx::raw_sql("DELETE FROM user_admin_changes WHERE change = 'roles'").execute(&mut db).await.unwrap();
+    let (status, code_now, message) = refused(&r, &bob, "POST", &review_path(&request.id), &APPROVE).await;
+    assert_eq!((status, code_now.as_str()), (403, "row_not_authentic"), "{message}");
+    assert!(message.contains("deleted outside Portcullis"), "{message}");
+    let report: AuditVerifyReport = call(&r, &admin, "GET", "/v1/audit/verify", &()).await;
+    assert!(report.problems.iter().any(|p| p.message.starts_with("change ")), "{:?}", report.problems);
+    // A setting planted: refused where it is read.
+    sqlx::raw_sql("INSERT INTO server_settings (name, value) VALUES ('standalone_owner', 'x')")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    let (status, code_now, _) = refused(&r, &bob, "POST", &review_path(&request.id), &APPROVE).await;
+    assert_eq!((status, code_now.as_str()), (403, "row_not_authentic"));
+}
