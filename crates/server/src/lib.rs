@@ -345,7 +345,10 @@ impl Server {
                 tx.commit().await?;
                 let host_key_line = user_ca::public_openssh(host_key.public_key());
                 db.gateway_contact(&id, None, Some(&host_key_line), None, now).await?;
-                rows.seal(&mut *db.pool.acquire().await?, rows::Row::Gateway(&id)).await?;
+                // The MAC and its ledger entry in one transaction.
+                let mut tx = db.begin().await?;
+                rows.seal(&mut tx, rows::Row::Gateway(&id)).await?;
+                tx.commit().await?;
                 id
             }
         };
@@ -360,7 +363,9 @@ impl Server {
             )
             .await?;
             db.set_gateway_sign_key(&id, &signing.public_key()).await?;
-            rows.seal(&mut *db.pool.acquire().await?, rows::Row::Gateway(&id)).await?;
+            let mut tx = db.begin().await?;
+            rows.seal(&mut tx, rows::Row::Gateway(&id)).await?;
+            tx.commit().await?;
         }
         let mut tx = db.begin().await?;
         store::Store::adopt_orphan_targets(&mut tx, rows, &id).await?;
