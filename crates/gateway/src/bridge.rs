@@ -274,10 +274,11 @@ impl Route {
             Err(_) => return None,
         };
         match verdict {
+            // What the gate made is recorded even while the channel is being ended (as its end
+            // is): an answer that arrives then must not take its request out of the record. The
+            // queue waits only on the recorder, never on the user.
             Ok(passed) => {
-                if !passed.records.is_empty()
-                    && self.unless_stopped(self.recorder.push(RecordEvent::Sftp(passed.records))).await != Some(true)
-                {
+                if !passed.records.is_empty() && !self.recorder.push(RecordEvent::Sftp(passed.records)).await {
                     self.kill.notify_one();
                     return None;
                 }
@@ -286,7 +287,7 @@ impl Route {
             Err(violation) => {
                 tracing::warn!(error = %violation, "sftp stream the gateway cannot follow; ending the session");
                 let refused = vec![Recorded::Operation(refused_operation(&violation))];
-                let _ = self.unless_stopped(self.recorder.push(RecordEvent::Sftp(refused))).await;
+                let _ = self.recorder.push(RecordEvent::Sftp(refused)).await;
                 self.violated.store(true, Ordering::SeqCst);
                 self.kill.notify_one();
                 None
