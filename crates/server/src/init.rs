@@ -83,7 +83,7 @@ pub async fn init(
     Store::insert_user(&mut tx, &admin_id, &options.admin_name, &roles, now).await?;
     let rows = crate::rows::RowKey::new(&root);
     // What the store's migrations wrote (when session checks began).
-    rows.seal_unsealed_changes_and_settings(&mut tx).await?;
+    rows.seal_unsealed(&mut tx, &["server_settings"]).await?;
     rows.seal(&mut tx, crate::rows::Row::User(&admin_id)).await?;
     if options.standalone {
         Store::put_setting(&mut tx, &rows, crate::store::SETTING_STANDALONE_OWNER, &admin_id).await?;

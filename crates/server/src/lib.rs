@@ -185,7 +185,7 @@ impl Server {
             // Settings and separation-of-duty changes got their MAC column in this start: seal
             // them as they are, before anything reads a setting.
             let mut tx = db.begin().await?;
-            rows.seal_unsealed_changes_and_settings(&mut tx).await?;
+            rows.seal_unsealed(&mut tx, &["user_admin_changes", "server_settings"]).await?;
             tx.commit().await?;
         }
         let ledgered: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM row_ledger").fetch_one(&db.pool).await?;
@@ -201,7 +201,8 @@ impl Server {
         if db.setting(&rows, store::SETTING_ROWS_AUTHENTICATED).await?.is_none() {
             // Once, for data directories from before row authentication: the rows as they are.
             let mut tx = db.begin().await?;
-            let sealed = rows.seal_unsealed(&mut tx).await?;
+            let sealed =
+                rows.seal_unsealed(&mut tx, &["users", "devices", "gateways", "policy_sets", "security_keys"]).await?;
             store::Store::put_setting(&mut tx, &rows, store::SETTING_ROWS_AUTHENTICATED, "1").await?;
             tx.commit().await?;
             tracing::info!(rows = sealed, "rows the server decides with are now authenticated");
@@ -233,7 +234,9 @@ impl Server {
             // Grants, targets and enrolment codes from before their MAC, as they are now (a row
             // inserted later, behind the server's back, stays unsealed and is refused).
             let mut tx = db.begin().await?;
-            let sealed = rows.seal_unsealed_grants_targets_codes(&mut tx).await?;
+            let sealed = rows
+                .seal_unsealed(&mut tx, &["grants", "targets", "enrolment_codes", "reviews", "webauthn_challenges"])
+                .await?;
             tx.commit().await?;
             tracing::info!(rows = sealed, "grants, targets and enrolment codes are now authenticated");
         }

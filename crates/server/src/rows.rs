@@ -318,29 +318,6 @@ impl RowKey {
         Ok(chain.map(hex::encode))
     }
 
-    /// Seals settings and separation-of-duty changes that have no MAC yet — in the start that
-    /// adds their MAC column, before anything reads a setting (and by `init`, for the setting
-    /// the store's migrations wrote).
-    pub async fn seal_unsealed_changes_and_settings(&self, conn: &mut SqliteConnection) -> Result<u64, ServerError> {
-        let mut sealed = 0;
-        let changes: Vec<(i64, String, String)> =
-            sqlx::query_as("SELECT rowid, user_id, actor_id FROM user_admin_changes WHERE mac IS NULL")
-                .fetch_all(&mut *conn)
-                .await?;
-        for (id, user, actor) in &changes {
-            self.seal(conn, Row::AdminChange { user, actor, id: *id }).await?;
-            sealed += 1;
-        }
-        for name in sqlx::query_scalar::<_, String>("SELECT name FROM server_settings WHERE mac IS NULL")
-            .fetch_all(&mut *conn)
-            .await?
-        {
-            self.seal(conn, Row::Setting(&name)).await?;
-            sealed += 1;
-        }
-        Ok(sealed)
-    }
-
     /// Every change between `a` and `b` ever sealed must still be there and authentic: a
     /// deleted one would lift a separation-of-duties bar.
     pub async fn check_changes_between(
@@ -370,32 +347,18 @@ impl RowKey {
     /// Enters every sealed row that is not in the ledger yet, as it is now — once, in the start
     /// that creates the ledger.
     pub async fn anchor_unledgered(&self, conn: &mut SqliteConnection) -> Result<u64, ServerError> {
-        let sealed: Vec<(String, Vec<u8>)> = sqlx::query_as(
-            "SELECT 'users/' || id, mac FROM users WHERE mac IS NOT NULL \
-             UNION ALL SELECT 'devices/' || id, mac FROM devices WHERE mac IS NOT NULL \
-             UNION ALL SELECT 'gateways/' || id, mac FROM gateways WHERE mac IS NOT NULL \
-             UNION ALL SELECT 'policy_sets/' || version, mac FROM policy_sets WHERE mac IS NOT NULL \
-             UNION ALL SELECT 'security_keys/' || id, mac FROM security_keys WHERE mac IS NOT NULL \
-             UNION ALL SELECT 'user_confirmations/' || user_id, mac FROM user_confirmations WHERE mac IS NOT NULL \
-             UNION ALL SELECT 'gateway_confirmations/' || gateway_id, mac FROM gateway_confirmations WHERE mac IS NOT NULL \
-             UNION ALL SELECT 'session_authorizations/' || id, mac FROM session_authorizations WHERE mac IS NOT NULL \
-             UNION ALL SELECT 'grants/' || id, mac FROM grants WHERE mac IS NOT NULL \
-             UNION ALL SELECT 'targets/' || id, mac FROM targets WHERE mac IS NOT NULL \
-             UNION ALL SELECT 'enrolment_codes/' || code_hash, mac FROM enrolment_codes WHERE mac IS NOT NULL \
-             UNION ALL SELECT 'reviews/' || request_id || '/' || approver_id, mac FROM reviews WHERE mac IS NOT NULL \
-             UNION ALL SELECT 'webauthn_challenges/' || id, mac FROM webauthn_challenges WHERE mac IS NOT NULL \
-             UNION ALL SELECT 'user_admin_changes/' || user_id || '/' || actor_id || '/' || rowid, mac \
-             FROM user_admin_changes WHERE mac IS NOT NULL \
-             UNION ALL SELECT 'server_settings/' || name, mac FROM server_settings WHERE mac IS NOT NULL",
-        )
-        .fetch_all(&mut *conn)
-        .await?;
         let mut entered = 0;
-        for (key, mac) in sealed {
-            if self.ledger_latest(conn, &key).await?.is_none() {
-                let Ok(mac) = <[u8; 32]>::try_from(mac) else { continue };
-                self.ledger_append(conn, &key, Some(&mac)).await?;
-                entered += 1;
+        for (table, key) in AUTHENTICATED_TABLES {
+            let sealed: Vec<(String, Vec<u8>)> =
+                sqlx::query_as(&format!("SELECT {key}, mac FROM {table} WHERE mac IS NOT NULL"))
+                    .fetch_all(&mut *conn)
+                    .await?;
+            for (key, mac) in sealed {
+                if self.ledger_latest(conn, &key).await?.is_none() {
+                    let Ok(mac) = <[u8; 32]>::try_from(mac) else { continue };
+                    self.ledger_append(conn, &key, Some(&mac)).await?;
+                    entered += 1;
+                }
             }
         }
         Ok(entered)
@@ -444,85 +407,57 @@ impl RowKey {
         }
     }
 
-    /// Seals every row that has no MAC yet — once, when a data directory from before row
-    /// authentication is first opened (those rows are trusted as they are at that moment).
-    pub async fn seal_unsealed(&self, conn: &mut SqliteConnection) -> Result<u64, ServerError> {
+    /// Seals the rows of `tables` that have no MAC yet, trusted as they are at that moment —
+    /// once, in the start that gives them their MAC (see the callers), and by `init` for what
+    /// the store's migrations wrote.
+    pub async fn seal_unsealed(&self, conn: &mut SqliteConnection, tables: &[&str]) -> Result<u64, ServerError> {
         let mut sealed = 0;
-        for id in
-            sqlx::query_scalar::<_, String>("SELECT id FROM users WHERE mac IS NULL").fetch_all(&mut *conn).await?
-        {
-            self.seal(conn, Row::User(&id)).await?;
-            sealed += 1;
-        }
-        for id in
-            sqlx::query_scalar::<_, String>("SELECT id FROM devices WHERE mac IS NULL").fetch_all(&mut *conn).await?
-        {
-            self.seal(conn, Row::Device(&id)).await?;
-            sealed += 1;
-        }
-        for id in
-            sqlx::query_scalar::<_, String>("SELECT id FROM gateways WHERE mac IS NULL").fetch_all(&mut *conn).await?
-        {
-            self.seal(conn, Row::Gateway(&id)).await?;
-            sealed += 1;
-        }
-        for v in sqlx::query_scalar::<_, i64>("SELECT version FROM policy_sets WHERE mac IS NULL")
-            .fetch_all(&mut *conn)
-            .await?
-        {
-            self.seal(conn, Row::Policy(v)).await?;
-            sealed += 1;
-        }
-        for id in sqlx::query_scalar::<_, String>("SELECT id FROM security_keys WHERE mac IS NULL")
-            .fetch_all(&mut *conn)
-            .await?
-        {
-            self.seal(conn, Row::SecurityKey(&id)).await?;
-            sealed += 1;
+        for key in ledger_keys(conn, tables, "mac IS NULL").await? {
+            if let Some(row) = row_of_ledger_key(&key) {
+                self.seal(conn, row).await?;
+                sealed += 1;
+            }
         }
         Ok(sealed)
     }
+}
 
-    /// Seals the rows of grants, targets, enrolment codes, reviews and challenges that have no
-    /// MAC yet — once, in the start that adds their MAC column (trusted as they are then).
-    pub async fn seal_unsealed_grants_targets_codes(&self, conn: &mut SqliteConnection) -> Result<u64, ServerError> {
-        let mut sealed = 0;
-        let reviews: Vec<(String, String)> =
-            sqlx::query_as("SELECT request_id, approver_id FROM reviews WHERE mac IS NULL")
-                .fetch_all(&mut *conn)
-                .await?;
-        for (request, approver) in &reviews {
-            self.seal(conn, Row::Review { request, approver }).await?;
-            sealed += 1;
-        }
-        for id in sqlx::query_scalar::<_, String>("SELECT id FROM webauthn_challenges WHERE mac IS NULL")
+/// Every table of authenticated rows, in the order verification reports them, with the SQL
+/// expression of a row's ledger key (what [`Row::ledger_key`] gives, and
+/// [`row_of_ledger_key`] reads back).
+pub(crate) const AUTHENTICATED_TABLES: &[(&str, &str)] = &[
+    ("users", "'users/' || id"),
+    ("devices", "'devices/' || id"),
+    ("gateways", "'gateways/' || id"),
+    ("policy_sets", "'policy_sets/' || version"),
+    ("security_keys", "'security_keys/' || id"),
+    ("user_confirmations", "'user_confirmations/' || user_id"),
+    ("gateway_confirmations", "'gateway_confirmations/' || gateway_id"),
+    ("session_authorizations", "'session_authorizations/' || id"),
+    ("grants", "'grants/' || id"),
+    ("targets", "'targets/' || id"),
+    ("enrolment_codes", "'enrolment_codes/' || code_hash"),
+    ("reviews", "'reviews/' || request_id || '/' || approver_id"),
+    ("webauthn_challenges", "'webauthn_challenges/' || id"),
+    ("user_admin_changes", "'user_admin_changes/' || user_id || '/' || actor_id || '/' || rowid"),
+    ("server_settings", "'server_settings/' || name"),
+];
+
+/// The ledger keys of the rows of `tables` (names from [`AUTHENTICATED_TABLES`]) matching
+/// `filter`, table by table in that order.
+pub(crate) async fn ledger_keys(
+    conn: &mut SqliteConnection,
+    tables: &[&str],
+    filter: &str,
+) -> Result<Vec<String>, ServerError> {
+    let mut keys = Vec::new();
+    for (table, key) in AUTHENTICATED_TABLES.iter().filter(|(t, _)| tables.contains(t)) {
+        let found: Vec<String> = sqlx::query_scalar(&format!("SELECT {key} FROM {table} WHERE {filter} ORDER BY 1"))
             .fetch_all(&mut *conn)
-            .await?
-        {
-            self.seal(conn, Row::Challenge(&id)).await?;
-            sealed += 1;
-        }
-        for id in
-            sqlx::query_scalar::<_, String>("SELECT id FROM grants WHERE mac IS NULL").fetch_all(&mut *conn).await?
-        {
-            self.seal(conn, Row::Grant(&id)).await?;
-            sealed += 1;
-        }
-        for id in
-            sqlx::query_scalar::<_, String>("SELECT id FROM targets WHERE mac IS NULL").fetch_all(&mut *conn).await?
-        {
-            self.seal(conn, Row::Target(&id)).await?;
-            sealed += 1;
-        }
-        for hash in sqlx::query_scalar::<_, String>("SELECT code_hash FROM enrolment_codes WHERE mac IS NULL")
-            .fetch_all(&mut *conn)
-            .await?
-        {
-            self.seal(conn, Row::EnrolmentCode(&hash)).await?;
-            sealed += 1;
-        }
-        Ok(sealed)
+            .await?;
+        keys.extend(found);
     }
+    Ok(keys)
 }
 
 /// The row ledger's head now: (seq, chain as hex), for the security event being recorded.

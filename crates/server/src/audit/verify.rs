@@ -406,54 +406,8 @@ async fn verify_decision_rows(
     use crate::rows::Row;
     let macs = crate::rows::RowKey::new(root);
     let mut conn = pool.acquire().await?;
-    let users: Vec<String> = sqlx::query_scalar("SELECT id FROM users ORDER BY id").fetch_all(&mut *conn).await?;
-    let devices: Vec<String> = sqlx::query_scalar("SELECT id FROM devices ORDER BY id").fetch_all(&mut *conn).await?;
-    let gateways: Vec<String> = sqlx::query_scalar("SELECT id FROM gateways ORDER BY id").fetch_all(&mut *conn).await?;
-    let policies: Vec<i64> =
-        sqlx::query_scalar("SELECT version FROM policy_sets ORDER BY version").fetch_all(&mut *conn).await?;
-    let keys: Vec<String> =
-        sqlx::query_scalar("SELECT id FROM security_keys ORDER BY id").fetch_all(&mut *conn).await?;
-    let confirmations: Vec<String> =
-        sqlx::query_scalar("SELECT user_id FROM user_confirmations ORDER BY user_id").fetch_all(&mut *conn).await?;
-    let gateway_confirmations: Vec<String> =
-        sqlx::query_scalar("SELECT gateway_id FROM gateway_confirmations ORDER BY gateway_id")
-            .fetch_all(&mut *conn)
-            .await?;
-    let authorizations: Vec<String> =
-        sqlx::query_scalar("SELECT id FROM session_authorizations ORDER BY id").fetch_all(&mut *conn).await?;
-    let grants: Vec<String> = sqlx::query_scalar("SELECT id FROM grants ORDER BY id").fetch_all(&mut *conn).await?;
-    let targets: Vec<String> = sqlx::query_scalar("SELECT id FROM targets ORDER BY id").fetch_all(&mut *conn).await?;
-    let codes: Vec<String> =
-        sqlx::query_scalar("SELECT code_hash FROM enrolment_codes ORDER BY code_hash").fetch_all(&mut *conn).await?;
-    let reviews: Vec<(String, String)> =
-        sqlx::query_as("SELECT request_id, approver_id FROM reviews ORDER BY request_id, approver_id")
-            .fetch_all(&mut *conn)
-            .await?;
-    let challenges: Vec<String> =
-        sqlx::query_scalar("SELECT id FROM webauthn_challenges ORDER BY id").fetch_all(&mut *conn).await?;
-    let changes: Vec<(i64, String, String)> =
-        sqlx::query_as("SELECT rowid, user_id, actor_id FROM user_admin_changes ORDER BY rowid")
-            .fetch_all(&mut *conn)
-            .await?;
-    let settings: Vec<String> =
-        sqlx::query_scalar("SELECT name FROM server_settings ORDER BY name").fetch_all(&mut *conn).await?;
-    let rows = users
-        .iter()
-        .map(|id| Row::User(id))
-        .chain(devices.iter().map(|id| Row::Device(id)))
-        .chain(gateways.iter().map(|id| Row::Gateway(id)))
-        .chain(policies.iter().map(|v| Row::Policy(*v)))
-        .chain(keys.iter().map(|id| Row::SecurityKey(id)))
-        .chain(confirmations.iter().map(|id| Row::Confirmation(id)))
-        .chain(gateway_confirmations.iter().map(|id| Row::GatewayConfirmation(id)))
-        .chain(authorizations.iter().map(|id| Row::SessionAuthorization(id)))
-        .chain(grants.iter().map(|id| Row::Grant(id)))
-        .chain(targets.iter().map(|id| Row::Target(id)))
-        .chain(codes.iter().map(|hash| Row::EnrolmentCode(hash)))
-        .chain(reviews.iter().map(|(request, approver)| Row::Review { request, approver }))
-        .chain(challenges.iter().map(|id| Row::Challenge(id)))
-        .chain(changes.iter().map(|(id, user, actor)| Row::AdminChange { user, actor, id: *id }))
-        .chain(settings.iter().map(|name| Row::Setting(name)));
+    let all: Vec<&str> = crate::rows::AUTHENTICATED_TABLES.iter().map(|(table, _)| *table).collect();
+    let keys = crate::rows::ledger_keys(&mut conn, &all, "1").await?;
     // The ledger: its chain intact, every anchor the signed log holds still in it, and no row it
     // holds gone from the database.
     let ledger_problem = |message: String| AuditProblem {
@@ -492,7 +446,7 @@ async fn verify_decision_rows(
             report.problems.push(ledger_problem(e.to_string()));
         }
     }
-    for row in rows {
+    for row in keys.iter().filter_map(|key| crate::rows::row_of_ledger_key(key)) {
         if let Err(e) = macs.check(&mut conn, row).await {
             report.problems.push(AuditProblem {
                 writer_id: match row {

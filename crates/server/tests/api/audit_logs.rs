@@ -750,24 +750,41 @@ async fn a_session_start_needs_the_servers_authorisation() {
     assert_eq!(sessions.len(), 1, "only the authorised session is listed: {sessions:?}");
 }
 
-/// Grants, targets and enrolment codes are decided with too: a revocation undone, a target moved
-/// behind the server's back, a used enrolment code made fresh again — each is refused, and
-/// verification names the row.
-#[tokio::test]
-async fn grants_targets_and_codes_changed_behind_the_servers_back_are_refused() {
-    use portcullis_server::user_ca::random_ed25519;
+/// A server where bob approved alice's request for "web" and she holds a certificate for it,
+/// with a connection to its database (to change it behind the server's back).
+struct Granted {
+    r: Running,
+    code: String,
+    admin: Device,
+    alice: Device,
+    bob: Device,
+    request: AccessRequestView,
+    certify: CertificateRequest,
+    db: sqlx::SqliteConnection,
+}
+
+async fn granted() -> Granted {
     let (r, code) = start().await;
     let admin = enroll(&r, &code).await;
     let alice = member(&r, &admin, "alice", &[Role::Requester], &[]).await;
     let bob = member(&r, &admin, "bob", &[Role::Approver], &[]).await;
     let _: TargetSummary = call(&r, &admin, "POST", "/v1/targets", &password_target(&admin, "web", b"pw")).await;
     let request = approved(&r, &alice, &bob, "web").await;
-    let key = random_ed25519();
+    let key = portcullis_server::user_ca::random_ed25519();
     let certify = CertificateRequest { target: "web".into(), public_key: key.public_key().to_openssh().unwrap() };
     let _: CertificateResponse = call(&r, &alice, "POST", "/v1/certificates", &certify).await;
-    let mut db = sqlx::SqliteConnection::connect(&format!("sqlite://{}", r.dir.path().join("server.db").display()))
+    let db = sqlx::SqliteConnection::connect(&format!("sqlite://{}", r.dir.path().join("server.db").display()))
         .await
         .unwrap();
+    Granted { r, code, admin, alice, bob, request, certify, db }
+}
+
+/// Grants, targets and enrolment codes are decided with too: a revocation undone, a target moved
+/// behind the server's back, a used enrolment code made fresh again — each is refused, and
+/// verification names the row.
+#[tokio::test]
+async fn grants_targets_and_codes_changed_behind_the_servers_back_are_refused() {
+    let Granted { r, code, admin, alice, bob, request, certify, mut db } = granted().await;
     let problems = || async {
         let report: AuditVerifyReport = call(&r, &admin, "GET", "/v1/audit/verify", &()).await;
         report.problems.into_iter().map(|p| p.message).collect::<Vec<_>>()
@@ -906,19 +923,7 @@ async fn rows_from_before_their_mac_are_sealed_once_at_the_upgrade() {
 /// cut back to before the newest event's anchor is named too.
 #[tokio::test]
 async fn older_copies_of_rows_and_a_cut_back_ledger_are_caught() {
-    use portcullis_server::user_ca::random_ed25519;
-    let (r, code) = start().await;
-    let admin = enroll(&r, &code).await;
-    let alice = member(&r, &admin, "alice", &[Role::Requester], &[]).await;
-    let bob = member(&r, &admin, "bob", &[Role::Approver], &[]).await;
-    let _: TargetSummary = call(&r, &admin, "POST", "/v1/targets", &password_target(&admin, "web", b"pw")).await;
-    let request = approved(&r, &alice, &bob, "web").await;
-    let key = random_ed25519();
-    let certify = CertificateRequest { target: "web".into(), public_key: key.public_key().to_openssh().unwrap() };
-    let _: CertificateResponse = call(&r, &alice, "POST", "/v1/certificates", &certify).await;
-    let mut db = sqlx::SqliteConnection::connect(&format!("sqlite://{}", r.dir.path().join("server.db").display()))
-        .await
-        .unwrap();
+    let Granted { r, admin, alice, bob, request, certify, mut db, .. } = granted().await;
     let problems = || async {
         let report: AuditVerifyReport = call(&r, &admin, "GET", "/v1/audit/verify", &()).await;
         report.problems.into_iter().map(|p| p.message).collect::<Vec<_>>()
