@@ -38,6 +38,7 @@ xauth                        | xvfb-run
 webkit2gtk-driver            | WebKitWebDriver: the GUI tests drive the real desktop binary
 procps                       | pgrep (tests: no child left running)
 bc                           | benchmark arithmetic (tests/bench*.sh)
+python3-venv                 | a virtual environment for paramiko from PyPI (the interop test)
 lintian                      | checks the .deb packages (tests/package.sh, the suite)
 dpkg-dev                     | dpkg-shlibdeps and dpkg-architecture for the .deb packages
 file                         | the Tauri bundler and lintian inspect binaries

@@ -779,6 +779,51 @@ fn targets_are_reached_with_aead_ciphers_and_a_fallback_is_recorded() {
     assert!(!show("modern-ok").contains("transport:"));
 }
 
+/// paramiko (Fabric, Ansible's paramiko connection) reaches a target through the gateway: it
+/// agrees on a key exchange it offers (the post-quantum hybrid or curve25519 under its libssh
+/// name), an AEAD or ETM transport, authenticates with the user's Portcullis certificate, runs a
+/// command and uploads a file over sftp — and both are in the recording.
+#[test]
+fn paramiko_connects_through_the_gateway() {
+    let python = paramiko_python();
+    let sshd = Sshd::start();
+    let world = World::new();
+    world.add_key_target("web", &sshd);
+    world.grant("web", "10m");
+    let raw = world.raw_ssh_files();
+    let upload_from = world.root.path().join("from-paramiko.txt");
+    std::fs::write(&upload_from, b"sent by paramiko\n").unwrap();
+    let upload_to = world.root.path().join("paramiko-upload.txt");
+    let out = std::process::Command::new(&python)
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/support/paramiko_client.py"))
+        .args([&raw.port.to_string(), "web", &raw.key, &raw.cert, &raw.host_key, "echo paramiko-ok"])
+        .args([upload_from.to_str().unwrap(), upload_to.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "paramiko failed: {stderr}");
+    let said: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(said["stdout"], "paramiko-ok\n", "{said}");
+    assert_eq!(said["status"], 0, "{said}");
+    assert_eq!(std::fs::read(&upload_to).unwrap(), b"sent by paramiko\n");
+    let kex = said["kex"].as_str().unwrap_or_default();
+    assert!(["mlkem768x25519-sha256", "curve25519-sha256@libssh.org", "curve25519-sha256"].contains(&kex), "{said}");
+    let cipher = said["cipher"].as_str().unwrap_or_default();
+    let mac = said["mac"].as_str().unwrap_or_default();
+    assert!(cipher.contains("gcm") || cipher.contains("chacha20") || mac.contains("-etm@openssh.com"), "{said}");
+    eprintln!("paramiko {} agreed on {kex}, {cipher}, {mac}", said["paramiko"]);
+
+    let command = world.ended_session_showing("echo paramiko-ok");
+    assert!(command.contains("echo paramiko-ok"), "the command is in the recording:\n{command}");
+    let upload = world.ended_session_showing(upload_to.to_str().unwrap());
+    assert!(upload.contains(&format!("17 bytes  sha256 {}", sha256_hex(b"sent by paramiko\n"))), "{upload}");
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(data))
+}
+
 /// The session list is an index of the records: a row edited in the database — the session
 /// moved to another user, its command or its end rewritten — is named by `audit verify`, field
 /// by field, and verification is clean again once the row says what the records say.

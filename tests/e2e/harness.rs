@@ -454,9 +454,18 @@ impl russh::client::Handler for Pinned {
     }
 }
 
+/// Where alice's `ssh-config` puts her key, certificate and the gateway's pinned host key.
+pub struct SshFiles {
+    pub port: u16,
+    pub key: String,
+    pub cert: String,
+    /// "TYPE BASE64"
+    pub host_key: String,
+}
+
 impl World {
-    /// alice's identity for a scripted SSH client (she must have a grant for the target).
-    pub fn raw_ssh(&self) -> RawSsh {
+    /// alice's key files for a scripted SSH client (she must have a grant for the target).
+    pub fn raw_ssh_files(&self) -> SshFiles {
         let config = self.root.path().join("raw-ssh-config");
         self.alice.run(&["ssh-config", "--out", config.to_str().unwrap()]).ok();
         let text = std::fs::read_to_string(&config).unwrap();
@@ -464,18 +473,72 @@ impl World {
             text.lines().find_map(|l| l.trim().strip_prefix(&format!("{name} "))).unwrap().trim_matches('"').to_string()
         };
         let known = std::fs::read_to_string(setting("UserKnownHostsFile")).unwrap();
-        let host_key = known.split_whitespace().skip(1).take(2).collect::<Vec<_>>().join(" ");
-        RawSsh {
+        SshFiles {
             port: setting("Port").parse().unwrap(),
-            key: russh::keys::PrivateKey::from_openssh(std::fs::read_to_string(setting("IdentityFile")).unwrap())
-                .unwrap(),
-            cert: russh::keys::Certificate::from_openssh(
-                std::fs::read_to_string(setting("CertificateFile")).unwrap().trim(),
-            )
-            .unwrap(),
-            host_key: russh::keys::PublicKey::from_openssh(&host_key).unwrap(),
+            key: setting("IdentityFile"),
+            cert: setting("CertificateFile"),
+            host_key: known.split_whitespace().skip(1).take(2).collect::<Vec<_>>().join(" "),
         }
     }
+
+    /// alice's identity for a scripted SSH client (she must have a grant for the target).
+    pub fn raw_ssh(&self) -> RawSsh {
+        let files = self.raw_ssh_files();
+        RawSsh {
+            port: files.port,
+            key: russh::keys::PrivateKey::from_openssh(std::fs::read_to_string(&files.key).unwrap()).unwrap(),
+            cert: russh::keys::Certificate::from_openssh(std::fs::read_to_string(&files.cert).unwrap().trim()).unwrap(),
+            host_key: russh::keys::PublicKey::from_openssh(&files.host_key).unwrap(),
+        }
+    }
+
+    /// `audit show` of the ended session that mentions `marker` (waiting up to 20 s for it).
+    #[track_caller]
+    pub fn ended_session_showing(&self, marker: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let list = self.bob.run(&["audit", "list"]).ok().stdout;
+            for id in list.lines().filter_map(|l| l.split_whitespace().next()).filter(|id| id.len() == 36) {
+                let shown = self.bob.run(&["audit", "show", id]).ok().stdout;
+                if shown.contains(marker) && !shown.contains("(open)") {
+                    return shown;
+                }
+            }
+            assert!(Instant::now() < deadline, "no ended session mentions {marker}:\n{list}");
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+}
+
+/// The version of paramiko the interop test pins (PyPI; Debian's 2.12 predates AEAD ciphers).
+const PARAMIKO: &str = "5.1.0";
+
+/// A Python with paramiko: a virtual environment under the target directory, made once (pip
+/// from PyPI) and reused by later runs.
+pub fn paramiko_python() -> PathBuf {
+    static MADE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = MADE.lock().unwrap_or_else(|e| e.into_inner());
+    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("paramiko-{PARAMIKO}"));
+    let python = venv.join("bin/python");
+    let has = |python: &Path| {
+        Command::new(python)
+            .args(["-c", &format!("import paramiko, sys; sys.exit(paramiko.__version__ != {PARAMIKO:?})")])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if has(&python) {
+        return python;
+    }
+    let _ = std::fs::remove_dir_all(&venv);
+    let made = Command::new("python3").args(["-m", "venv"]).arg(&venv).output().unwrap();
+    assert!(made.status.success(), "python3 -m venv: {}", String::from_utf8_lossy(&made.stderr));
+    let pip = Command::new(venv.join("bin/pip"))
+        .args(["install", "-q", "--disable-pip-version-check", &format!("paramiko=={PARAMIKO}")])
+        .output()
+        .unwrap();
+    assert!(pip.status.success(), "pip install paramiko: {}", String::from_utf8_lossy(&pip.stderr));
+    assert!(has(&python), "paramiko {PARAMIKO} is not importable from {}", venv.display());
+    python
 }
 
 impl RawSsh {

@@ -5,7 +5,7 @@
 //! real sshd's sftp-server.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
@@ -113,21 +113,6 @@ impl RawSftp {
     }
 }
 
-fn session_shown(world: &World, marker: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let list = world.bob.run(&["audit", "list"]).ok().stdout;
-        for id in list.lines().filter_map(|l| l.split_whitespace().next()).filter(|id| id.len() == 36) {
-            let shown = world.bob.run(&["audit", "show", id]).ok().stdout;
-            if shown.contains(marker) && !shown.contains("(open)") {
-                return shown;
-            }
-        }
-        assert!(Instant::now() < deadline, "no ended session mentions {marker}:\n{list}");
-        std::thread::sleep(Duration::from_millis(300));
-    }
-}
-
 #[test]
 fn sftp_is_recorded_request_by_request_and_fails_closed() {
     let sshd = Sshd::start();
@@ -168,7 +153,7 @@ fn sftp_is_recorded_request_by_request_and_fails_closed() {
         .unwrap();
     assert!(out.status.success(), "sftp: {}", String::from_utf8_lossy(&out.stderr));
     assert!(std::fs::symlink_metadata(at("soft")).unwrap().file_type().is_symlink());
-    let shown = session_shown(&world, &at("soft"));
+    let shown = world.ended_session_showing(&at("soft"));
     for wanted in [
         format!("8 bytes  sha256 {}  {}", hex::encode(Sha256::digest(b"payload\n")), at("up.txt")),
         format!("open         {}  [write,create,truncate]", at("up.txt")),
@@ -205,7 +190,7 @@ fn sftp_is_recorded_request_by_request_and_fails_closed() {
     assert!(said.contains("cannot record it; the session was stopped"), "{said}");
     std::thread::sleep(Duration::from_millis(300));
     assert!(!smuggled.exists(), "the upload after the unknown packet reached the target");
-    let shown = session_shown(&world, "type 99");
+    let shown = world.ended_session_showing("type 99");
     assert!(shown.contains("ended:      protocol_violation"), "{shown}");
     assert!(shown.contains("protocol_violation") && shown.contains("refused: sftp packet type 99"), "{shown}");
 
@@ -219,7 +204,7 @@ fn sftp_is_recorded_request_by_request_and_fails_closed() {
     });
     assert!(said.contains("cannot record"), "{said}");
     assert!(!relabelled.exists(), "the second OPEN reached the target");
-    let shown = session_shown(&world, "request id 7 reused");
+    let shown = world.ended_session_showing("request id 7 reused");
     assert!(shown.contains(&format!("open         {}", harmless.display())), "{shown}");
 
     // 200 files open at once (OpenSSH's handles from the 128th on are not UTF-8), written
@@ -262,7 +247,7 @@ fn sftp_is_recorded_request_by_request_and_fails_closed() {
     for (i, want) in contents.iter().enumerate() {
         assert_eq!(&std::fs::read(many.join(format!("f{i}"))).unwrap(), want, "f{i}");
     }
-    let shown = session_shown(&world, "marker-many");
+    let shown = world.ended_session_showing("marker-many");
     for (i, want) in contents.iter().enumerate() {
         let line = format!("sha256 {}  {}", hex::encode(Sha256::digest(want)), many.join(format!("f{i}")).display());
         assert!(shown.contains(&line), "{line:?} missing from:\n{shown}");

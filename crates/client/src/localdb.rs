@@ -107,6 +107,9 @@ impl LocalDb {
         let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
             .map_err(db_err)?
             .create_if_missing(true)
+            // New databases: large pages, because a gateway's records are mostly session chunks
+            // of tens of KiB (a quarter of the WAL frames and system calls of 4 KiB pages).
+            .page_size(32 * 1024)
             .journal_mode(SqliteJournalMode::Wal)
             // Full: a record the recorder wrote survives a crash of the machine, not just the app.
             .synchronous(SqliteSynchronous::Full)
@@ -255,13 +258,16 @@ impl LocalDb {
         max_records: i64,
         max_bytes: usize,
     ) -> Result<(Vec<(u64, Pending)>, Option<String>), ClientError> {
-        let rows: Vec<(i64, Vec<u8>, Option<Vec<u8>>)> =
-            sqlx::query_as("SELECT seq, payload, leaf FROM records WHERE uploaded_at IS NULL ORDER BY seq LIMIT ?")
+        // Sizes first (SQLite reads a blob's length without its pages), then only the records
+        // the batch takes: a bulk session's records are large, and reading a few hundred of them
+        // to upload a few dozen cost more than the upload.
+        let sizes: Vec<(i64, i64)> =
+            sqlx::query_as("SELECT seq, length(payload) FROM records WHERE uploaded_at IS NULL ORDER BY seq LIMIT ?")
                 .bind(max_records)
                 .fetch_all(&self.pool)
                 .await
                 .map_err(db_err)?;
-        let Some(first) = rows.first().map(|r| r.0) else {
+        let Some(first) = sizes.first().map(|r| r.0) else {
             let note: Option<String> =
                 sqlx::query_scalar("SELECT note FROM log_checkpoints ORDER BY size DESC LIMIT 1")
                     .fetch_optional(&self.pool)
@@ -269,34 +275,22 @@ impl LocalDb {
                     .map_err(db_err)?;
             return Ok((Vec::new(), note));
         };
-        let mut out = Vec::new();
+        let mut last = first;
         let mut bytes = 0;
-        for (seq, ct, leaf) in rows {
-            let seq = seq as u64;
-            let pending = match open_record(w.key, w.writer_id, seq, &ct) {
-                Ok(plain) => Pending::Payload(plain),
-                Err(e) => Pending::Lost {
-                    leaf: leaf.and_then(|l| <[u8; 32]>::try_from(l).ok()).map(portcullis_tlog::Hash),
-                    reason: e.to_string(),
-                },
-            };
-            bytes += match &pending {
-                Pending::Payload(p) => p.len(),
-                Pending::Lost { .. } => 64,
-            };
-            if !out.is_empty() && bytes > max_bytes {
+        for (i, (seq, len)) in sizes.iter().enumerate() {
+            bytes += (*len).max(64) as usize;
+            if i > 0 && bytes > max_bytes {
                 break;
             }
-            out.push((seq, pending));
+            last = *seq;
         }
-        let last = out.last().map(|r| r.0).unwrap_or(first as u64);
         // Cut at the newest checkpoint inside the batch; without one (the batch ended inside one
         // append), at the first checkpoint after it — an append is at most a few dozen records.
         let inside: Option<(i64, String)> = sqlx::query_as(
             "SELECT size, note FROM log_checkpoints WHERE size >= ? AND size <= ? ORDER BY size DESC LIMIT 1",
         )
         .bind(first)
-        .bind(last as i64)
+        .bind(last)
         .fetch_optional(&self.pool)
         .await
         .map_err(db_err)?;
@@ -305,37 +299,35 @@ impl LocalDb {
             None => {
                 let after: Option<(i64, String)> =
                     sqlx::query_as("SELECT size, note FROM log_checkpoints WHERE size > ? ORDER BY size LIMIT 1")
-                        .bind(last as i64)
+                        .bind(last)
                         .fetch_optional(&self.pool)
                         .await
                         .map_err(db_err)?;
-                let Some((size, note)) = after else {
-                    return Err(ClientError::Local(format!("no checkpoint covers record {last} of the local log")));
-                };
-                let more: Vec<(i64, Vec<u8>, Option<Vec<u8>>)> =
-                    sqlx::query_as("SELECT seq, payload, leaf FROM records WHERE seq > ? AND seq <= ? ORDER BY seq")
-                        .bind(last as i64)
-                        .bind(size)
-                        .fetch_all(&self.pool)
-                        .await
-                        .map_err(db_err)?;
-                for (seq, ct, leaf) in more {
-                    let seq = seq as u64;
-                    out.push((
-                        seq,
-                        match open_record(w.key, w.writer_id, seq, &ct) {
-                            Ok(plain) => Pending::Payload(plain),
-                            Err(e) => Pending::Lost {
-                                leaf: leaf.and_then(|l| <[u8; 32]>::try_from(l).ok()).map(portcullis_tlog::Hash),
-                                reason: e.to_string(),
-                            },
-                        },
-                    ));
-                }
-                (size, note)
+                after
+                    .ok_or_else(|| ClientError::Local(format!("no checkpoint covers record {last} of the local log")))?
             }
         };
-        out.retain(|(seq, _)| *seq <= size as u64);
+        let rows: Vec<(i64, Vec<u8>, Option<Vec<u8>>)> =
+            sqlx::query_as("SELECT seq, payload, leaf FROM records WHERE seq >= ? AND seq <= ? ORDER BY seq")
+                .bind(first)
+                .bind(size)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_err)?;
+        let out = rows
+            .into_iter()
+            .map(|(seq, ct, leaf)| {
+                let seq = seq as u64;
+                let pending = match open_record(w.key, w.writer_id, seq, &ct) {
+                    Ok(plain) => Pending::Payload(plain),
+                    Err(e) => Pending::Lost {
+                        leaf: leaf.and_then(|l| <[u8; 32]>::try_from(l).ok()).map(portcullis_tlog::Hash),
+                        reason: e.to_string(),
+                    },
+                };
+                (seq, pending)
+            })
+            .collect();
         Ok((out, Some(note)))
     }
 

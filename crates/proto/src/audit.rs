@@ -293,7 +293,10 @@ pub struct HostKeyMismatch {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct UploadRecord {
     pub seq: u64,
-    #[serde(default)]
+    /// The record's plaintext (JSON), sent as JSON in place rather than as a string of JSON:
+    /// neither side escapes or unescapes a bulk session's chunks. A string (older gateways)
+    /// is taken too.
+    #[serde(default, with = "inline_json")]
     pub payload: Option<String>,
     /// Base64 leaf hash; only for a record whose payload is lost.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -581,6 +584,68 @@ mod tests {
             let back: AuditPayload = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{json}: {e}"));
             assert_eq!(back, payload);
             assert!(json.contains(&format!("\"kind\":\"{}\"", payload.kind())));
+        }
+    }
+}
+
+/// [`UploadRecord::payload`] on the wire: the JSON text itself, byte for byte (its leaf hashes
+/// those bytes), or — from older writers, or a text that is not JSON — a JSON string of it.
+mod inline_json {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use serde_json::value::RawValue;
+
+    pub fn serialize<S: Serializer>(payload: &Option<String>, out: S) -> Result<S::Ok, S::Error> {
+        match payload {
+            None => out.serialize_none(),
+            Some(text) => match serde_json::from_str::<&RawValue>(text) {
+                // Only an object inline: a string or number would read back as a string's text.
+                Ok(raw) if text.starts_with('{') => out.serialize_some(raw),
+                _ => out.serialize_some(text),
+            },
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(input: D) -> Result<Option<String>, D::Error> {
+        let Some(raw) = Option::<Box<RawValue>>::deserialize(input)? else { return Ok(None) };
+        let text = raw.get();
+        if text.starts_with('"') {
+            serde_json::from_str::<String>(text).map(Some).map_err(serde::de::Error::custom)
+        } else {
+            Ok(Some(text.to_string()))
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use crate::UploadRecord;
+
+        fn round_trip(payload: Option<&str>) -> (String, Option<String>) {
+            let record =
+                UploadRecord { seq: 1, payload: payload.map(str::to_string), lost_leaf: None, lost_reason: None };
+            let wire = serde_json::to_string(&record).unwrap();
+            let back: UploadRecord = serde_json::from_str(&wire).unwrap();
+            (wire, back.payload)
+        }
+
+        #[test]
+        fn payloads_travel_inline_byte_for_byte_and_old_strings_are_read() {
+            let spaced = "{ \"kind\" :\"stream_chunk\",\n\"data\":\"q\\u00e9\" }";
+            for (payload, inline) in [
+                (Some(r#"{"kind":"session_end","reason":"a \"quoted\" reason"}"#), true),
+                (Some(spaced), true),
+                (Some("not json at all"), false),
+                (Some(r#""a string""#), false),
+                (Some("{ truncated"), false),
+                (None, false),
+            ] {
+                let (wire, back) = round_trip(payload);
+                assert_eq!(back.as_deref(), payload, "{wire}");
+                assert_eq!(wire.contains(&format!("\"payload\":{}", payload.unwrap_or("-"))), inline, "{wire}");
+            }
+            // What an older gateway sends: the payload as a string of JSON.
+            let old = r#"{"seq":3,"payload":"{\"kind\":\"session_start\"}"}"#;
+            let back: UploadRecord = serde_json::from_str(old).unwrap();
+            assert_eq!(back.payload.as_deref(), Some(r#"{"kind":"session_start"}"#));
         }
     }
 }

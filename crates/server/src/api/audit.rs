@@ -1,6 +1,6 @@
 //! Audit records uploaded by gateways, and the auditor's view of sessions.
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::{Extension, Json};
@@ -100,9 +100,21 @@ async fn session_payloads(state: &ServerState, session: &SessionRow) -> Result<V
     Ok(out)
 }
 
-async fn audited_session(state: &ServerState, caller: &Caller, id: &str) -> Result<SessionRow, ServerError> {
+/// Which writer's session an id means: sessions are keyed by (writer, id), and an id alone
+/// means the writer that used it first (a second writer using it raised `session_id_reused`).
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct SessionOf {
+    pub writer: Option<String>,
+}
+
+async fn audited_session(
+    state: &ServerState,
+    caller: &Caller,
+    id: &str,
+    of: &SessionOf,
+) -> Result<SessionRow, ServerError> {
     require_auditor(caller)?;
-    state.db.session(id).await?.ok_or_else(|| ServerError::NotFound(format!("no session {id}")))
+    state.db.session(id, of.writer.as_deref()).await?.ok_or_else(|| ServerError::NotFound(format!("no session {id}")))
 }
 
 async fn record_export(state: &ServerState, caller: &Caller, id: &str, kind: &str) -> Result<(), ServerError> {
@@ -156,8 +168,9 @@ pub async fn session_detail(
     State(state): AppState,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
+    Query(of): Query<SessionOf>,
 ) -> ApiResult<SessionDetail> {
-    let session = audited_session(&state, &caller, &id).await?;
+    let session = audited_session(&state, &caller, &id, &of).await?;
     let payloads = session_payloads(&state, &session).await?;
     let writer = state.db.gateway(&session.writer_id).await?.map(|g| g.name).unwrap_or_else(|| "device".into());
     let mut events = Vec::new();
@@ -201,8 +214,9 @@ pub async fn export_cast(
     State(state): AppState,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
+    Query(of): Query<SessionOf>,
 ) -> Result<impl IntoResponse, ServerError> {
-    let session = audited_session(&state, &caller, &id).await?;
+    let session = audited_session(&state, &caller, &id, &of).await?;
     let mut out = String::new();
     for payload in session_payloads(&state, &session).await? {
         match payload {
@@ -267,8 +281,9 @@ pub async fn session_bundle(
     State(state): AppState,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
+    Query(of): Query<SessionOf>,
 ) -> ApiResult<portcullis_tlog::bundle::Bundle> {
-    let session = audited_session(&state, &caller, &id).await?;
+    let session = audited_session(&state, &caller, &id, &of).await?;
     let bundle =
         crate::audit::session_bundle(&state.db, &state.root_key, &state.signing.public_key(), &session).await?;
     record_export(&state, &caller, &id, "session_bundle_exported").await?;

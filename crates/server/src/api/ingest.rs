@@ -489,10 +489,21 @@ async fn index_payload(
                 end_reason: None,
                 kind: if s.channel.is_empty() { "shell".into() } else { s.channel.clone() },
             };
+            let holders = Store::session_id_holders(tx, &s.session_id, writer_id).await?;
             Store::insert_session(tx, &row)
                 .await
                 .map_err(|_| ServerError::Conflict(format!("session {} already exists", s.session_id)))?;
-            None
+            // Kept under this writer (sessions are keyed by writer and id), but ids are random:
+            // one that another writer already used is a gateway making up or replaying sessions.
+            (!holders.is_empty()).then(|| {
+                event(
+                    "session_id_reused",
+                    serde_json::json!({ "session": s.session_id, "gateway": gateway, "writer_id": writer_id,
+                        "first_writer_id": holders[0], "user": s.user, "target": s.target,
+                        "message": format!("gateway {gateway} started a session under an id another writer already \
+                            used; the id alone shows the first, ?writer={writer_id} this one") }),
+                )
+            })
         }
         AuditPayload::SessionEnd(e) => {
             if !Store::end_session(tx, &e.session_id, writer_id, e.ended_at, e.exit_status, &e.reason).await? {
@@ -527,11 +538,13 @@ async fn index_payload(
             AuditPayload::FileTransfer(t) => t.at,
             AuditPayload::HostKeyMismatch(m) => m.at,
             AuditPayload::AccessRefused(r) => r.at,
+            AuditPayload::SessionStart(s) => s.started_at,
             _ => 0.0,
         };
         let actor = match &payload {
             AuditPayload::HostKeyMismatch(m) => m.user.clone(),
             AuditPayload::AccessRefused(r) => r.user.clone(),
+            AuditPayload::SessionStart(s) => Some(s.user.clone()),
             // A file transfer is its session's user's.
             AuditPayload::FileTransfer(t) => {
                 sqlx::query_scalar::<_, String>("SELECT user_name FROM sessions WHERE id = ? AND writer_id = ?")

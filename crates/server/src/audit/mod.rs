@@ -49,6 +49,7 @@ pub const ALARM_KINDS: &[&str] = &[
     "audit_server_behind",
     "audit_record_lost",
     "audit_upload_refused",
+    "session_id_reused",
 ];
 
 pub(super) fn tlog_err(e: portcullis_tlog::TlogError) -> ServerError {

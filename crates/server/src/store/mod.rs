@@ -195,6 +195,9 @@ impl Store {
     pub async fn open(path: &Path) -> Result<Self, ServerError> {
         let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
             .create_if_missing(true)
+            // New databases: 16 KiB pages, for the gateways' records of tens of KiB (existing
+            // ones keep theirs; SQLite fixes the page size when a database is created).
+            .page_size(16 * 1024)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
@@ -812,8 +815,24 @@ impl Store {
             .await?)
     }
 
-    pub async fn session(&self, id: &str) -> Result<Option<SessionRow>, ServerError> {
-        Ok(sqlx::query_as("SELECT * FROM sessions WHERE id = ?").bind(id).fetch_optional(&self.pool).await?)
+    /// A session by (writer, id); without a writer, the one that used the id first.
+    pub async fn session(&self, id: &str, writer_id: Option<&str>) -> Result<Option<SessionRow>, ServerError> {
+        Ok(sqlx::query_as(
+            "SELECT * FROM sessions WHERE id = ?1 AND (?2 IS NULL OR writer_id = ?2) ORDER BY rowid LIMIT 1",
+        )
+        .bind(id)
+        .bind(writer_id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// The writers, other than `writer_id`, that already hold a session with this id.
+    pub async fn session_id_holders(tx: &mut Tx<'_>, id: &str, writer_id: &str) -> Result<Vec<String>, ServerError> {
+        Ok(sqlx::query_scalar("SELECT writer_id FROM sessions WHERE id = ? AND writer_id <> ? ORDER BY rowid")
+            .bind(id)
+            .bind(writer_id)
+            .fetch_all(&mut **tx)
+            .await?)
     }
 
     /// (seq, encrypted payload) of a session's records, in order.

@@ -748,6 +748,44 @@ async fn a_session_start_needs_the_servers_authorisation() {
     assert_eq!(upload(&r, &other, &o.batch(1, 1)).await.status(), 403);
     let sessions: Vec<SessionSummary> = call(&r, &admin, "GET", "/v1/audit/sessions", &()).await;
     assert_eq!(sessions.len(), 1, "only the authorised session is listed: {sessions:?}");
+
+    // Sessions are keyed by (writer, id): a third gateway, with an authorisation of its own, starting a
+    // session under near's id neither takes nor shadows near's — it is kept as third's, with
+    // an alarm, and the id alone still means near's.
+    let third = gateway(&r, &admin, "third").await;
+    let db = AddTargetRequest { gateway: Some("third".into()), ..password_target(&admin, "db", b"pw") };
+    let _: TargetSummary = call(&r, &admin, "POST", "/v1/targets", &db).await;
+    approved(&r, &alice, &bob, "db").await;
+    let beat = GatewayHeartbeat { address: "127.0.0.1:2201".into(), ..beat };
+    let _: serde_json::Value = call(&r, &third, "POST", "/v1/gateway/heartbeat", &beat).await;
+    let certificate: CertificateResponse = call(
+        &r,
+        &alice,
+        "POST",
+        "/v1/certificates",
+        &CertificateRequest { target: "db".into(), public_key: key.public_key().to_openssh().unwrap() },
+    )
+    .await;
+    let ask =
+        SessionAuthorizationRequest { certificate: certificate.certificate.clone(), ssh_user: "db".into(), ..ask };
+    let ticket: SessionTicket = call(&r, &third, "POST", "/v1/gateway/sessions", &ask).await;
+    let mut t = Writer::new(&third);
+    t.append(session_start("11111111-1111-4111-8111-111111111111", "alice", "db", &ticket.session.grant_id));
+    assert_eq!(upload(&r, &third, &t.batch(1, 1)).await.status(), 200);
+    let alarm = alarms(&r, &admin).await;
+    assert!(
+        alarm.iter().any(|a| a.kind == "session_id_reused"
+            && a.detail["writer_id"] == third.id.as_str()
+            && a.detail["first_writer_id"] == near.id.as_str()),
+        "{alarm:?}"
+    );
+    let path = "/v1/audit/sessions/11111111-1111-4111-8111-111111111111";
+    let first: SessionDetail = call(&r, &admin, "GET", path, &()).await;
+    assert_eq!(first.summary.target, "web", "the id alone means the writer that used it first");
+    let second: SessionDetail = call(&r, &admin, "GET", &format!("{path}?writer={}", third.id), &()).await;
+    assert_eq!(second.summary.target, "db");
+    let sessions: Vec<SessionSummary> = call(&r, &admin, "GET", "/v1/audit/sessions", &()).await;
+    assert_eq!(sessions.len(), 2, "{sessions:?}");
 }
 
 /// A server where bob approved alice's request for "web" and she holds a certificate for it,
