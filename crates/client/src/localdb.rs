@@ -162,6 +162,7 @@ impl LocalDb {
                 )));
             }
             let mut seq = frontier.size();
+            let mut rows = Vec::with_capacity(payloads.len());
             for payload in payloads {
                 seq += 1;
                 let (leaf, head) = portcullis_tlog::leaf_of(w.writer_id, seq, payload.as_bytes())
@@ -169,16 +170,19 @@ impl LocalDb {
                 let ct = with_record_key(w.key, seq, |k| {
                     k.seal(&mut OsRng, payload.as_bytes(), &record_aad(w.writer_id, seq))
                 })?;
-                sqlx::query("INSERT INTO records (seq, kind, created_at, payload, leaf) VALUES (?, ?, ?, ?, ?)")
-                    .bind(seq as i64)
-                    .bind(&head.kind)
-                    .bind(now)
-                    .bind(ct)
-                    .bind(&leaf.0[..])
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(db_err)?;
                 frontier.append(leaf).map_err(|e| ClientError::Local(e.to_string()))?;
+                rows.push((seq, head.kind, ct, leaf));
+            }
+            // One statement for the whole append: each statement is a round trip to SQLite's
+            // worker thread.
+            for chunk in rows.chunks(64) {
+                let values = vec!["(?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+                let sql = format!("INSERT INTO records (seq, kind, created_at, payload, leaf) VALUES {values}");
+                let mut insert = sqlx::query(&sql);
+                for (seq, kind, ct, leaf) in chunk {
+                    insert = insert.bind(*seq as i64).bind(kind).bind(now).bind(ct).bind(&leaf.0[..]);
+                }
+                insert.execute(&mut *conn).await.map_err(db_err)?;
             }
             insert_checkpoint(&mut conn, w, &frontier).await?;
             Ok::<u64, ClientError>(seq)
@@ -252,11 +256,15 @@ impl LocalDb {
     /// checkpoint, with the writer's signed checkpoint at the last of them. A record that does
     /// not decrypt comes as its leaf alone ([`Pending::Lost`]). With nothing pending: no records
     /// and the newest checkpoint.
+    ///
+    /// `held`: plaintexts this process appended and still holds in memory — those records are
+    /// not read back and decrypted (a bulk session's records would otherwise cost that twice).
     pub async fn pending_batch(
         &self,
         w: &LogWriter<'_>,
         max_records: i64,
         max_bytes: usize,
+        mut held: std::collections::BTreeMap<u64, String>,
     ) -> Result<(Vec<(u64, Pending)>, Option<String>), ClientError> {
         // Sizes first (SQLite reads a blob's length without its pages), then only the records
         // the batch takes: a bulk session's records are large, and reading a few hundred of them
@@ -307,18 +315,28 @@ impl LocalDb {
                     .ok_or_else(|| ClientError::Local(format!("no checkpoint covers record {last} of the local log")))?
             }
         };
-        let rows: Vec<(i64, Vec<u8>, Option<Vec<u8>>)> =
-            sqlx::query_as("SELECT seq, payload, leaf FROM records WHERE seq >= ? AND seq <= ? ORDER BY seq")
-                .bind(first)
-                .bind(size)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(db_err)?;
+        let in_memory: Vec<u64> = held.range(first as u64..=size as u64).map(|(seq, _)| *seq).collect();
+        let in_memory = serde_json::to_string(&in_memory).map_err(|e| ClientError::Local(e.to_string()))?;
+        let rows: Vec<(i64, Option<Vec<u8>>, Option<Vec<u8>>)> = sqlx::query_as(
+            "SELECT seq, CASE WHEN seq IN (SELECT value FROM json_each(?3)) THEN NULL ELSE payload END, leaf \
+             FROM records WHERE seq >= ?1 AND seq <= ?2 ORDER BY seq",
+        )
+        .bind(first)
+        .bind(size)
+        .bind(in_memory)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
         let out = rows
             .into_iter()
             .map(|(seq, ct, leaf)| {
                 let seq = seq as u64;
-                let pending = match open_record(w.key, w.writer_id, seq, &ct) {
+                let opened = match (held.remove(&seq), ct) {
+                    (Some(plain), _) => Ok(plain),
+                    (None, Some(ct)) => open_record(w.key, w.writer_id, seq, &ct),
+                    (None, None) => Err(ClientError::Local(format!("local record {seq} has no payload"))),
+                };
+                let pending = match opened {
                     Ok(plain) => Pending::Payload(plain),
                     Err(e) => Pending::Lost {
                         leaf: leaf.and_then(|l| <[u8; 32]>::try_from(l).ok()).map(portcullis_tlog::Hash),
@@ -440,5 +458,58 @@ impl LocalDb {
         }
         open.retain(|id| !ended.contains(id));
         Ok(open)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use portcullis_crypto::identity::SigningIdentity;
+
+    fn record(n: usize) -> String {
+        format!(
+            r#"{{"kind":"stream_chunk","session_id":"s","stream":"stdin","offset":{n},"elapsed":0.0,"data":"{}"}}"#,
+            "A".repeat(n * 100)
+        )
+    }
+
+    /// An upload batch is what was appended, cut at a checkpoint within its byte budget; a
+    /// record that no longer decrypts goes as its leaf — unless this process still holds its
+    /// plaintext, which is then what goes up, and the damaged row is not read.
+    #[tokio::test]
+    async fn pending_batches_are_cut_at_checkpoints_and_use_held_plaintexts() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = LocalDb::open(&dir.path().join("local.db")).await.unwrap();
+        let key = SymmetricKey::generate(&mut OsRng);
+        let signer = SigningIdentity::generate(&mut OsRng);
+        let w = LogWriter { writer_id: "gw", key: &key, signer: &signer };
+        let records: Vec<String> = (1..=5).map(record).collect();
+        // Two appends: records 1–2 (one checkpoint), then 3–5 (another).
+        db.append_records(&w, &[&records[0], &records[1]], 1.0).await.unwrap();
+        db.append_records(&w, &[&records[2], &records[3], &records[4]], 2.0).await.unwrap();
+
+        let payloads = |batch: &[(u64, Pending)]| batch.iter().map(|(seq, _)| *seq).collect::<Vec<_>>();
+        let (all, note) = db.pending_batch(&w, 200, 1 << 20, BTreeMap::new()).await.unwrap();
+        assert!(note.is_some());
+        assert_eq!(payloads(&all), [1, 2, 3, 4, 5]);
+        for ((_, pending), sent) in all.iter().zip(&records) {
+            assert_eq!(pending, &Pending::Payload(sent.clone()));
+        }
+        // A budget of one record: the batch still ends at a checkpoint (record 2).
+        let (small, _) = db.pending_batch(&w, 200, 1, BTreeMap::new()).await.unwrap();
+        assert_eq!(payloads(&small), [1, 2]);
+
+        sqlx::query("UPDATE records SET payload = zeroblob(length(payload)) WHERE seq = 4")
+            .execute(&db.pool)
+            .await
+            .unwrap();
+        let (damaged, _) = db.pending_batch(&w, 200, 1 << 20, BTreeMap::new()).await.unwrap();
+        assert!(matches!(&damaged[3].1, Pending::Lost { leaf: Some(_), .. }), "{:?}", damaged[3]);
+        let held = BTreeMap::from([(4, records[3].clone()), (9, "not in this batch".to_string())]);
+        let (from_memory, _) = db.pending_batch(&w, 200, 1 << 20, held).await.unwrap();
+        assert_eq!(from_memory[3], (4, Pending::Payload(records[3].clone())));
+        assert_eq!(payloads(&from_memory), [1, 2, 3, 4, 5]);
     }
 }

@@ -4,6 +4,7 @@
 //! to the control server continuously: idempotent by (writer, sequence), in order, resumable
 //! after any outage or crash; the server countersigns each checkpoint it verified.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,7 +26,18 @@ pub struct RecordLog {
     /// The control server's key: its countersignatures on our checkpoints are checked with it.
     server_key: [u8; 32],
     appended: Notify,
+    /// What this process appended and the server has not acknowledged yet, in memory up to
+    /// [`HELD_BYTES`]: uploaded from here instead of read back and decrypted.
+    held: std::sync::Mutex<Held>,
 }
+
+#[derive(Default)]
+struct Held {
+    records: BTreeMap<u64, String>,
+    bytes: usize,
+}
+
+const HELD_BYTES: usize = 16 * 1024 * 1024;
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct SyncReport {
@@ -40,6 +52,10 @@ pub struct SyncReport {
 /// checkpoint, so an upload can always stop at a checkpoint.
 const MAX_APPEND: usize = 64;
 
+/// An upload batch: at most this many records, and about this many bytes.
+const BATCH_RECORDS: i64 = 200;
+const BATCH_BYTES: usize = 4 * 1024 * 1024;
+
 impl RecordLog {
     /// Opens the log at gateway start: records from before Merkle logs get their leaves, and
     /// sessions a previous run left open (it was killed) are ended here, before any new one.
@@ -50,7 +66,15 @@ impl RecordLog {
         signer: SigningIdentity,
         server_key: [u8; 32],
     ) -> Result<Self, String> {
-        let log = Self { db, key, writer_id: writer_id.to_string(), signer, server_key, appended: Notify::new() };
+        let log = Self {
+            db,
+            key,
+            writer_id: writer_id.to_string(),
+            signer,
+            server_key,
+            appended: Notify::new(),
+            held: Default::default(),
+        };
         let upgraded = log.db.upgrade_log(&log.writer()).await.map_err(|e| e.to_string())?;
         if upgraded > 0 {
             tracing::info!(records = upgraded, "the record log is now a Merkle log");
@@ -77,13 +101,53 @@ impl RecordLog {
         let jsons =
             payloads.iter().map(serde_json::to_string).collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
         let mut seq = 0;
-        for chunk in jsons.chunks(MAX_APPEND) {
+        let mut jsons = jsons.into_iter().peekable();
+        while jsons.peek().is_some() {
+            let chunk: Vec<String> = jsons.by_ref().take(MAX_APPEND).collect();
             let records: Vec<&str> = chunk.iter().map(String::as_str).collect();
             seq =
                 self.db.append_records(&self.writer(), &records, crate::now_f64()).await.map_err(|e| e.to_string())?;
+            self.hold(seq + 1 - chunk.len() as u64, chunk);
         }
         self.appended.notify_one();
         Ok(seq)
+    }
+
+    /// Keeps appended plaintexts (from sequence number `first` on) for the upload while there is room.
+    fn hold(&self, first: u64, records: Vec<String>) {
+        let Ok(mut held) = self.held.lock() else { return };
+        for (seq, json) in (first..).zip(records) {
+            if held.bytes + json.len() > HELD_BYTES {
+                break;
+            }
+            held.bytes += json.len();
+            held.records.insert(seq, json);
+        }
+    }
+
+    /// The oldest held plaintexts, about as many as an upload batch takes.
+    fn held_batch(&self) -> BTreeMap<u64, String> {
+        let Ok(held) = self.held.lock() else { return BTreeMap::new() };
+        let mut bytes = 0;
+        held.records
+            .iter()
+            .take(BATCH_RECORDS as usize)
+            .take_while(|(_, json)| {
+                bytes += json.len();
+                bytes <= BATCH_BYTES + json.len()
+            })
+            .map(|(seq, json)| (*seq, json.clone()))
+            .collect()
+    }
+
+    /// The server has the records through `seq`: they need not be held any more.
+    fn release_through(&self, seq: u64) {
+        if let Ok(mut held) = self.held.lock() {
+            let kept = held.records.split_off(&(seq + 1));
+            let freed: usize = held.records.values().map(String::len).sum();
+            held.records = kept;
+            held.bytes -= freed;
+        }
     }
 
     /// Sessions the log started but never ended (the gateway stopped under them): each gets
@@ -140,7 +204,9 @@ impl RecordLog {
         let mut announce = announce;
         let mut resends = 0;
         loop {
-            let (batch, note) = self.db.pending_batch(&self.writer(), 200, 4 * 1024 * 1024).await.map_err(local)?;
+            let held = self.held_batch();
+            let (batch, note) =
+                self.db.pending_batch(&self.writer(), BATCH_RECORDS, BATCH_BYTES, held).await.map_err(local)?;
             let Some(checkpoint) = note else { break };
             if batch.is_empty() && !announce {
                 break;
@@ -181,6 +247,7 @@ impl RecordLog {
                 )));
             }
             self.db.mark_uploaded_through(ack.stored_through, cosigned, crate::now_f64()).await.map_err(local)?;
+            self.release_through(ack.stored_through);
             report.duplicates += ack.duplicates;
             report.uploaded += count - ack.duplicates.min(count);
         }
