@@ -83,6 +83,9 @@ pub struct LogWriter<'a> {
     pub signer: &'a SigningIdentity,
 }
 
+/// (seq, ciphertext — none when the caller holds the plaintext, leaf) as read for an upload.
+type StoredRecord = (i64, Option<Vec<u8>>, Option<Vec<u8>>);
+
 /// A record waiting for upload.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Pending {
@@ -317,7 +320,7 @@ impl LocalDb {
         };
         let in_memory: Vec<u64> = held.range(first as u64..=size as u64).map(|(seq, _)| *seq).collect();
         let in_memory = serde_json::to_string(&in_memory).map_err(|e| ClientError::Local(e.to_string()))?;
-        let rows: Vec<(i64, Option<Vec<u8>>, Option<Vec<u8>>)> = sqlx::query_as(
+        let rows: Vec<StoredRecord> = sqlx::query_as(
             "SELECT seq, CASE WHEN seq IN (SELECT value FROM json_each(?3)) THEN NULL ELSE payload END, leaf \
              FROM records WHERE seq >= ?1 AND seq <= ?2 ORDER BY seq",
         )
