@@ -1,12 +1,12 @@
-use aes_gcm::aead::{Aead, KeyInit, Payload};
-use aes_gcm::{Aes256Gcm, Nonce};
 use rand_core::{CryptoRng, RngCore};
+use ring::aead::{AES_256_GCM, LessSafeKey, Nonce, UnboundKey};
 use zeroize::Zeroize;
 
 use crate::{CryptoError, Secret, SecretBytes};
 
 pub const KEY_LEN: usize = 32;
 const NONCE_LEN: usize = 12;
+const TAG_LEN: usize = 16;
 
 /// Associated data that names where a ciphertext lives. Parts are length-prefixed, so
 /// `("ab","c")` and `("a","bc")` differ.
@@ -98,34 +98,53 @@ impl SymmetricKey {
         crate::constant_time_eq(&self.mac(parts), tag)
     }
 
+    fn aead(&self) -> Result<LessSafeKey, CryptoError> {
+        UnboundKey::new(&AES_256_GCM, self.expose_bytes()).map(LessSafeKey::new).map_err(|_| CryptoError::BadKey)
+    }
+
     pub fn seal(
         &self,
         rng: &mut (impl CryptoRng + RngCore),
         plaintext: &[u8],
         aad: &Aad,
     ) -> Result<Vec<u8>, CryptoError> {
-        let cipher = Aes256Gcm::new_from_slice(self.expose_bytes()).map_err(|_| CryptoError::BadKey)?;
+        let key = self.aead()?;
         let mut nonce = [0u8; NONCE_LEN];
         rng.fill_bytes(&mut nonce);
-        let ct = cipher
-            .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad: aad.as_bytes() })
-            .map_err(|_| CryptoError::Encrypt)?;
-        let mut out = Vec::with_capacity(NONCE_LEN + ct.len());
+        let mut out = Vec::with_capacity(NONCE_LEN + plaintext.len() + TAG_LEN);
         out.extend_from_slice(&nonce);
-        out.extend_from_slice(&ct);
+        out.extend_from_slice(plaintext);
+        let tag = key
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(nonce),
+                ring::aead::Aad::from(aad.as_bytes()),
+                &mut out[NONCE_LEN..],
+            )
+            .map_err(|_| CryptoError::Encrypt)?;
+        out.extend_from_slice(tag.as_ref());
         Ok(out)
     }
 
     pub fn open(&self, sealed: &[u8], aad: &Aad) -> Result<SecretBytes, CryptoError> {
-        if sealed.len() < NONCE_LEN + 16 {
+        if sealed.len() < NONCE_LEN + TAG_LEN {
             return Err(CryptoError::Decrypt);
         }
-        let cipher = Aes256Gcm::new_from_slice(self.expose_bytes()).map_err(|_| CryptoError::BadKey)?;
+        let key = self.aead()?;
         let (nonce, ct) = sealed.split_at(NONCE_LEN);
-        cipher
-            .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad: aad.as_bytes() })
-            .map(Secret::new)
-            .map_err(|_| CryptoError::Decrypt)
+        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| CryptoError::Decrypt)?;
+        let mut buf = ct.to_vec();
+        match key.open_in_place(nonce, ring::aead::Aad::from(aad.as_bytes()), &mut buf) {
+            Ok(plain) => {
+                let len = plain.len();
+                buf.truncate(len);
+                Ok(Secret::new(buf))
+            }
+            Err(_) => {
+                // What is left in the buffer was never authenticated.
+                buf.zeroize();
+                Err(CryptoError::Decrypt)
+            }
+        }
     }
 }
 
@@ -179,6 +198,31 @@ mod tests {
         assert!(!key.verify_mac(&[b"users", b"adaadmin", b""], &tag));
         assert!(!a.verify_mac(&[b"users", b"ada", b"admin"], &tag));
         assert!(!key.verify_mac(&[b"users", b"ada", b"admin"], &tag[..31]));
+    }
+
+    /// Data sealed before (RustCrypto's aes-gcm) opens now, and what is sealed now opens
+    /// there: one format, `nonce || ciphertext || tag`, whichever implementation.
+    #[test]
+    fn the_sealed_format_is_standard_aes_256_gcm() {
+        use aes_gcm::aead::{Aead, KeyInit, Payload};
+        let key = SymmetricKey::generate(&mut OsRng);
+        let aad = Aad::for_field("records", "gw/1", 1, "payload");
+        let rust_crypto = aes_gcm::Aes256Gcm::new_from_slice(key.expose_bytes()).unwrap();
+        for len in [0, 1, 15, 16, 17, 4096, 100_003] {
+            let plain: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+            let ours = key.seal(&mut OsRng, &plain, &aad).unwrap();
+            let (nonce, ct) = ours.split_at(NONCE_LEN);
+            let opened = rust_crypto
+                .decrypt(aes_gcm::Nonce::from_slice(nonce), Payload { msg: ct, aad: aad.as_bytes() })
+                .unwrap();
+            assert_eq!(opened, plain);
+            let nonce = [9u8; NONCE_LEN];
+            let theirs = rust_crypto
+                .encrypt(aes_gcm::Nonce::from_slice(&nonce), Payload { msg: &plain, aad: aad.as_bytes() })
+                .unwrap();
+            let sealed = [&nonce[..], &theirs].concat();
+            assert_eq!(key.open(&sealed, &aad).unwrap().expose_secret(), &plain);
+        }
     }
 
     #[test]
