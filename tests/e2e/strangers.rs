@@ -312,7 +312,8 @@ fn strangers_cannot_exhaust_the_gateway() {
     let records_before = gateway_records(&world);
     let size_before = dir_size(&world.server.data);
     let name = format!("{}\u{1b}[2J{}", "x".repeat(10_000), "y".repeat(10_000));
-    let attempts = 300;
+    // PORTCULLIS_PREAUTH_ATTEMPTS measures more (the issue's figure is per 10,000).
+    let attempts: u32 = std::env::var("PORTCULLIS_PREAUTH_ATTEMPTS").ok().and_then(|n| n.parse().ok()).unwrap_or(300);
     let started = Instant::now();
     rt.block_on(async {
         for _ in 0..attempts {
@@ -333,7 +334,10 @@ fn strangers_cannot_exhaust_the_gateway() {
         "gateway: 2,000 idle connections closed within {closed_after:?} (descriptors {fds_before} → {fds_held} → \
          {fds_after}); {attempts} keyboard-interactive attempts wrote {written} records, data grew {grown} bytes"
     );
-    assert!((1..=10).contains(&written), "{written} records for {attempts} attempts");
+    // Aggregated per source: the 1st, 8th, 16th and 30th, then each power of two and each
+    // thousandth (with the count so far) — and at most 500 in an hour in all.
+    let bound = (4 + attempts.ilog2() + attempts / 1000) as i64;
+    assert!((1..=bound).contains(&written), "{written} records for {attempts} attempts");
     let events =
         world.audit_when(&["audit", "events", "--kind", "gateway_refused"], "the refusals", |out| out.contains("xxxx"));
     assert!(!events.contains('\u{1b}'), "an escape sequence reached the audit output");
