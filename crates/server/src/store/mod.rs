@@ -195,9 +195,6 @@ impl Store {
     pub async fn open(path: &Path) -> Result<Self, ServerError> {
         let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
             .create_if_missing(true)
-            // New databases: 16 KiB pages, for the gateways' records of tens of KiB (existing
-            // ones keep theirs; SQLite fixes the page size when a database is created).
-            .page_size(16 * 1024)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
