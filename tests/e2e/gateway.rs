@@ -779,6 +779,29 @@ fn targets_are_reached_with_aead_ciphers_and_a_fallback_is_recorded() {
     assert!(!show("modern-ok").contains("transport:"));
 }
 
+/// The control server's own failures stay in the log: a user whose session the server could
+/// not decide (here a table gone from its database behind its back) is told to try again, not
+/// what broke inside.
+#[test]
+fn internal_errors_stay_in_the_gateways_log() {
+    let sshd = Sshd::start();
+    let world = World::new();
+    world.add_key_target("web", &sshd);
+    world.grant("web", "10m");
+    let config = world.root.path().join("internal-config");
+    world.alice.run(&["ssh-config", "--out", config.to_str().unwrap()]).ok();
+    with_db(&world.server.data.join("server.db"), async |conn| {
+        sqlx::raw_sql("DROP TABLE session_authorizations").execute(conn).await.unwrap()
+    });
+    let out = stock_ssh(&config, &["web.portcullis", "true"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("could not check your access") && stderr.contains("try again"), "{stderr}");
+    assert!(!stderr.contains("no such table") && !stderr.contains("session_authorizations"), "{stderr}");
+    let log = String::from_utf8_lossy(&world.server.log()).into_owned();
+    assert!(log.contains("no such table"), "the gateway's log has what broke:\n{log}");
+}
+
 /// paramiko (Fabric, Ansible's paramiko connection) reaches a target through the gateway: it
 /// agrees on a key exchange it offers (the post-quantum hybrid or curve25519 under its libssh
 /// name), an AEAD or ETM transport, authenticates with the user's Portcullis certificate, runs a

@@ -143,7 +143,7 @@ impl RecordLog {
     /// The server has the records through `seq`: they need not be held any more.
     fn release_through(&self, seq: u64) {
         if let Ok(mut held) = self.held.lock() {
-            let kept = held.records.split_off(&(seq + 1));
+            let kept = held.records.split_off(&seq.saturating_add(1));
             let freed: usize = held.records.values().map(String::len).sum();
             held.records = kept;
             held.bytes -= freed;

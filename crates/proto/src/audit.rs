@@ -598,8 +598,9 @@ mod inline_json {
         match payload {
             None => out.serialize_none(),
             Some(text) => match serde_json::from_str::<&RawValue>(text) {
-                // Only an object inline: a string or number would read back as a string's text.
-                Ok(raw) if text.starts_with('{') => out.serialize_some(raw),
+                // Only an object inline, and only when it is the whole text (the leaf hashes
+                // every byte): a string or number would read back as a string's text.
+                Ok(raw) if text.starts_with('{') && raw.get().len() == text.len() => out.serialize_some(raw),
                 _ => out.serialize_some(text),
             },
         }
@@ -636,6 +637,7 @@ mod inline_json {
                 (Some("not json at all"), false),
                 (Some(r#""a string""#), false),
                 (Some("{ truncated"), false),
+                (Some("{\"kind\":\"x\"} \n"), false),
                 (None, false),
             ] {
                 let (wire, back) = round_trip(payload);

@@ -174,6 +174,11 @@ async fn requests_are_authenticated_and_replays_refused() {
     // Stale or future timestamps.
     let stale = signed(&r, &d, "GET", "/v1/me", b"", now() - 3600, &nonce()).send().await.unwrap();
     assert_eq!(error_code(stale).await, (403, "clock_skew".into()));
+    // The far ends of the clock are skew too, not an overflow (`now - time` at i64::MIN).
+    for extreme in [i64::MIN, i64::MIN + 1, i64::MAX] {
+        let far = signed(&r, &d, "GET", "/v1/me", b"", extreme, &nonce()).send().await.unwrap();
+        assert_eq!(error_code(far).await, (403, "clock_skew".into()), "time {extreme}");
+    }
 
     // A signature by another key, or over another path, does not verify.
     let forger = Device { id: d.id.clone(), key: SigningIdentity::generate(&mut OsRng), server: None };
