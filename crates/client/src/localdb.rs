@@ -179,8 +179,8 @@ impl LocalDb {
                 frontier.append(leaf).map_err(|e| ClientError::Local(e.to_string()))?;
                 rows.push((seq, head.kind, ct, leaf));
             }
-            // One statement for the whole append: each statement is a round trip to SQLite's
-            // worker thread.
+            // One statement per 64 records (a whole append from the gateway): each statement is
+            // a round trip to SQLite's worker thread.
             for chunk in rows.chunks(64) {
                 let values = vec!["(?, ?, ?, ?, ?)"; chunk.len()].join(", ");
                 let sql = format!("INSERT INTO records (seq, kind, created_at, payload, leaf) VALUES {values}");

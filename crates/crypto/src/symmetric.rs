@@ -114,13 +114,16 @@ impl SymmetricKey {
         let mut out = Vec::with_capacity(NONCE_LEN + plaintext.len() + TAG_LEN);
         out.extend_from_slice(&nonce);
         out.extend_from_slice(plaintext);
-        let tag = key
-            .seal_in_place_separate_tag(
-                Nonce::assume_unique_for_key(nonce),
-                ring::aead::Aad::from(aad.as_bytes()),
-                &mut out[NONCE_LEN..],
-            )
-            .map_err(|_| CryptoError::Encrypt)?;
+        let sealed = key.seal_in_place_separate_tag(
+            Nonce::assume_unique_for_key(nonce),
+            ring::aead::Aad::from(aad.as_bytes()),
+            &mut out[NONCE_LEN..],
+        );
+        let Ok(tag) = sealed else {
+            // The buffer still holds the plaintext.
+            out.zeroize();
+            return Err(CryptoError::Encrypt);
+        };
         out.extend_from_slice(tag.as_ref());
         Ok(out)
     }

@@ -686,6 +686,27 @@ fn session_start(id: &str, user: &str, target: &str, grant: &str) -> String {
     .unwrap()
 }
 
+/// `user`'s certificate for `target` (for `key`), and the session `gateway` was then allowed
+/// to open with it.
+async fn authorised(
+    r: &Running,
+    user: &Device,
+    gateway: &Device,
+    target: &str,
+    key: &russh::keys::PrivateKey,
+) -> (CertificateResponse, SessionTicket) {
+    let public_key = key.public_key().to_openssh().unwrap();
+    let certificate: CertificateResponse =
+        call(r, user, "POST", "/v1/certificates", &CertificateRequest { target: target.into(), public_key }).await;
+    let ask = SessionAuthorizationRequest {
+        certificate: certificate.certificate.clone(),
+        ssh_user: target.into(),
+        client_addr: "127.0.0.1:1".into(),
+    };
+    let ticket: SessionTicket = call(r, gateway, "POST", "/v1/gateway/sessions", &ask).await;
+    (certificate, ticket)
+}
+
 /// A gateway's word is not enough: a `SessionStart` is stored only against an authorisation the
 /// server gave that gateway for that user, target, login and grant. A compromised gateway
 /// making up a session for someone — or replaying another gateway's authorisation — is
@@ -710,20 +731,7 @@ async fn a_session_start_needs_the_servers_authorisation() {
     };
     let _: serde_json::Value = call(&r, &near, "POST", "/v1/gateway/heartbeat", &beat).await;
     let key = random_ed25519();
-    let certificate: CertificateResponse = call(
-        &r,
-        &alice,
-        "POST",
-        "/v1/certificates",
-        &CertificateRequest { target: "web".into(), public_key: key.public_key().to_openssh().unwrap() },
-    )
-    .await;
-    let ask = SessionAuthorizationRequest {
-        certificate: certificate.certificate.clone(),
-        ssh_user: "web".into(),
-        client_addr: "127.0.0.1:1".into(),
-    };
-    let ticket: SessionTicket = call(&r, &near, "POST", "/v1/gateway/sessions", &ask).await;
+    let (certificate, ticket) = authorised(&r, &alice, &near, "web", &key).await;
     let grant = ticket.session.grant_id.clone();
     assert_eq!(certificate.grant_id, grant);
 
@@ -758,17 +766,7 @@ async fn a_session_start_needs_the_servers_authorisation() {
     approved(&r, &alice, &bob, "db").await;
     let beat = GatewayHeartbeat { address: "127.0.0.1:2201".into(), ..beat };
     let _: serde_json::Value = call(&r, &third, "POST", "/v1/gateway/heartbeat", &beat).await;
-    let certificate: CertificateResponse = call(
-        &r,
-        &alice,
-        "POST",
-        "/v1/certificates",
-        &CertificateRequest { target: "db".into(), public_key: key.public_key().to_openssh().unwrap() },
-    )
-    .await;
-    let ask =
-        SessionAuthorizationRequest { certificate: certificate.certificate.clone(), ssh_user: "db".into(), ..ask };
-    let ticket: SessionTicket = call(&r, &third, "POST", "/v1/gateway/sessions", &ask).await;
+    let (_, ticket) = authorised(&r, &alice, &third, "db", &key).await;
     let mut t = Writer::new(&third);
     t.append(session_start("11111111-1111-4111-8111-111111111111", "alice", "db", &ticket.session.grant_id));
     assert_eq!(upload(&r, &third, &t.batch(1, 1)).await.status(), 200);
