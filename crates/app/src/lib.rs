@@ -189,6 +189,7 @@ impl AppCore {
                 extra_admin_roles: vec![Role::Approver, Role::Auditor, Role::Requester],
                 tls_names: vec![],
                 standalone: true,
+                database: None,
             },
             &pass,
             Arc::new(SystemClock),

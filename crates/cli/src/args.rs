@@ -160,6 +160,10 @@ pub enum ServerCommand {
         /// Extra DNS name or IP address for the TLS certificate (repeatable).
         #[arg(long = "tls-name")]
         tls_names: Vec<String>,
+        /// Keep the store in PostgreSQL: postgres://USER@HOST/DATABASE (what the URL leaves out
+        /// comes from PGHOST, PGUSER, PGPASSWORD, PGDATABASE, ~/.pgpass). Default: SQLite in --data.
+        #[arg(long, env = "PORTCULLIS_DATABASE")]
+        database: Option<String>,
     },
     /// Run the server, with its embedded gateway. Plain HTTP on loopback; TLS (required) on any
     /// other address.
@@ -189,6 +193,11 @@ pub enum ServerCommand {
         /// (like OpenSSH's LoginGraceTime).
         #[arg(long, default_value_t = 30)]
         ssh_login_grace: u64,
+        /// The PostgreSQL database (default: the one --data was initialised with, else SQLite).
+        /// Several `server run` on one database are replicas; gateways then run as their own
+        /// processes.
+        #[arg(long, env = "PORTCULLIS_DATABASE")]
+        database: Option<String>,
     },
     /// Check a data directory's audit logs end to end, offline, with the root key (run it before
     /// serving a restored or suspect database). Exits non-zero naming the writer and the first
@@ -196,6 +205,9 @@ pub enum ServerCommand {
     Verify {
         #[arg(long)]
         data: PathBuf,
+        /// The PostgreSQL database (default: the one --data was initialised with, else SQLite).
+        #[arg(long, env = "PORTCULLIS_DATABASE")]
+        database: Option<String>,
     },
 }
 

@@ -9,10 +9,17 @@ use crate::passphrase::Prompt;
 
 pub async fn run(cmd: ServerCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        ServerCommand::Init { data, admin, key_store, tls_names } => {
+        ServerCommand::Init { data, admin, key_store, tls_names, database } => {
             let outcome = portcullis_server::init(
                 &data,
-                InitOptions { key_store, admin_name: admin, extra_admin_roles: vec![], tls_names, standalone: false },
+                InitOptions {
+                    key_store,
+                    admin_name: admin,
+                    extra_admin_roles: vec![],
+                    tls_names,
+                    standalone: false,
+                    database,
+                },
                 &Prompt,
                 Arc::new(SystemClock),
             )
@@ -27,8 +34,8 @@ pub async fn run(cmd: ServerCommand) -> anyhow::Result<ExitCode> {
             println!("{}", outcome.admin_code);
             Ok(ExitCode::SUCCESS)
         }
-        ServerCommand::Verify { data } => {
-            let report = Server::verify_data(&data, &Prompt).await?;
+        ServerCommand::Verify { data, database } => {
+            let report = Server::verify_data(&data, database.as_deref(), &Prompt).await?;
             Ok(crate::audit::print_report(&report))
         }
         ServerCommand::Run {
@@ -40,11 +47,22 @@ pub async fn run(cmd: ServerCommand) -> anyhow::Result<ExitCode> {
             no_gateway,
             exec_record_limit,
             ssh_login_grace,
+            database,
         } => {
             let addr: std::net::SocketAddr =
                 listen.parse().with_context(|| format!("--listen {listen:?} is not an ADDR:PORT"))?;
             let use_tls = tls || portcullis_server::listen_needs_tls(&addr);
-            let server = Server::open(&data, &Prompt, Arc::new(SystemClock)).await?;
+            let server = Server::open_at(&data, database.as_deref(), &Prompt, Arc::new(SystemClock)).await?;
+            // Replicas share one database; an embedded gateway each would write one gateway's
+            // log from two places. With PostgreSQL, gateways are their own processes.
+            let replicable = server.database_kind() == portcullis_server::DatabaseKind::Postgres;
+            if replicable && !no_gateway {
+                println!(
+                    "Store: PostgreSQL. No embedded gateway: replicas share the database, so gateways run as their \
+                     own processes (`portcullis gateway add NAME`, then `portcullis gateway run` near the targets)"
+                );
+            }
+            let no_gateway = no_gateway || replicable;
             server.set_exec_record_limit(exec_record_limit);
             let listener =
                 tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;

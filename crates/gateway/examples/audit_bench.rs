@@ -98,6 +98,7 @@ async fn server(dir: &std::path::Path) -> (Server, String, SigningIdentity) {
         extra_admin_roles: vec![],
         tls_names: vec![],
         standalone: false,
+        database: None,
     };
     portcullis_server::init(dir, options, &pass, Arc::new(SystemClock)).await.unwrap();
     let server = Server::open(dir, &pass, Arc::new(SystemClock)).await.unwrap();
@@ -175,7 +176,7 @@ fn main() {
             next += n as u64;
         }
         let start = Instant::now();
-        let report = Server::verify_data(dir.path(), &FixedPassphrase("bench".into())).await.unwrap();
+        let report = Server::verify_data(dir.path(), None, &FixedPassphrase("bench".into())).await.unwrap();
         let took = start.elapsed().as_secs_f64();
         assert!(report.problems.is_empty(), "{:?}", report.problems);
         println!("verify (server verify --data): {} records in {took:.1} s ({:.0} records/s)", report.records, report.records as f64 / took);

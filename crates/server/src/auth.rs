@@ -160,7 +160,7 @@ pub async fn authenticate(
     let (mut req, (revoked, disabled, caller)) =
         verify_signed(&state, req, MAX_DEVICE_BODY_BYTES, DEVICE_BODY_SECS, |device_id| async move {
             let (device, user) = db.device_with_user(&device_id).await?.ok_or_else(unknown)?;
-            let mut conn = db.pool.acquire().await?;
+            let mut conn = db.conn().await?;
             rows_of.rows.check(&mut conn, Row::Device(&device.id)).await?;
             rows_of.rows.check(&mut conn, Row::User(&user.id)).await?;
             drop(conn);
@@ -197,7 +197,7 @@ pub async fn authenticate_gateway(
     let rows_of = state.clone();
     let (mut req, caller) = verify_signed(&state, req, MAX_BODY_BYTES, GATEWAY_BODY_SECS, |gateway_id| async move {
         let gateway = db.gateway(&gateway_id).await?.ok_or_else(unknown)?;
-        rows_of.rows.check(&mut *db.pool.acquire().await?, Row::Gateway(&gateway.id)).await?;
+        rows_of.rows.check(&mut db.conn().await?, Row::Gateway(&gateway.id)).await?;
         let (Some(sign), Some(seal)) = (gateway.sign_public_key, gateway.seal_public_key) else {
             return Err(unknown());
         };

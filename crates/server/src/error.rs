@@ -67,31 +67,18 @@ impl ServerError {
     }
 }
 
-impl From<sqlx::Error> for ServerError {
-    fn from(e: sqlx::Error) -> Self {
-        // SQLite's primary result codes: the disk is full (13), the database is read-only (8),
-        // an I/O error (10), it cannot be opened (14).
-        let primary =
-            e.as_database_error().and_then(|d| d.code()).and_then(|c| c.parse::<i32>().ok()).map(|c| c & 0xff);
-        if matches!(primary, Some(8 | 10 | 13 | 14)) {
-            tracing::error!(error = %e, "the store cannot write; refusing what must be recorded");
-            return ServerError::StoreUnavailable(format!(
-                "the audit store cannot record right now ({}); nothing that must be recorded can happen until it \
-                 can — ask the server's operator to free space or make the store writable",
-                match primary {
-                    Some(13) => "the disk is full",
-                    Some(8) => "it is read-only",
-                    _ => "a disk error",
-                }
-            ));
+impl From<portcullis_store::StoreError> for ServerError {
+    fn from(e: portcullis_store::StoreError) -> Self {
+        use portcullis_store::StoreError;
+        match e {
+            StoreError::Conflict(m) => ServerError::Conflict(m),
+            StoreError::NotFound(m) => ServerError::NotFound(m),
+            StoreError::NotAuthentic(m) => ServerError::Refused("row_not_authentic", m),
+            StoreError::Refused(code, m) => ServerError::Refused(code, m),
+            StoreError::Unavailable(m) => ServerError::StoreUnavailable(m),
+            StoreError::Outdated(m) | StoreError::BadLocation(m) => ServerError::BadRequest(m),
+            other => ServerError::Internal(other.to_string()),
         }
-        ServerError::Internal(format!("database: {e}"))
-    }
-}
-
-impl From<sqlx::migrate::MigrateError> for ServerError {
-    fn from(e: sqlx::migrate::MigrateError) -> Self {
-        ServerError::Internal(format!("database migration: {e}"))
     }
 }
 

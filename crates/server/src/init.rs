@@ -9,7 +9,7 @@ use portcullis_crypto::{OsRng, SymmetricKey};
 use portcullis_keystore::{PassphraseSource, Preference, StoreKind};
 use portcullis_proto::Role;
 
-use crate::store::{SECRET_SEALING, SECRET_SIGNING, Store};
+use crate::store::{Location, SECRET_SEALING, SECRET_SIGNING, Store, without_password};
 use crate::{Clock, ServerError, paths};
 
 pub struct InitOptions {
@@ -22,6 +22,9 @@ pub struct InitOptions {
     /// A desktop's own server: its owner created every other user, so creating a user does
     /// not bar the owner from approving that user's requests (changing roles or groups does).
     pub standalone: bool,
+    /// A PostgreSQL database (`postgres://...`) to keep the store in, instead of SQLite in the
+    /// data directory. It must hold no Portcullis server yet.
+    pub database: Option<String>,
 }
 
 pub struct InitOutcome {
@@ -38,6 +41,10 @@ pub async fn init(
     clock: Arc<dyn Clock>,
 ) -> Result<InitOutcome, ServerError> {
     portcullis_proto::check_name("user", &options.admin_name).map_err(ServerError::BadRequest)?;
+    let location = match &options.database {
+        Some(url) => Location::parse(url)?,
+        None => Location::Sqlite(data_dir.join(paths::DATABASE)),
+    };
     if data_dir.join(paths::DATABASE).exists() || data_dir.join(paths::ROOT_KEY).exists() {
         return Err(ServerError::Conflict(format!(
             "{} already holds a Portcullis server; refusing to overwrite it (start it with \
@@ -49,6 +56,24 @@ pub async fn init(
     portcullis_keystore::create_private_dir(data_dir)
         .map_err(|e| ServerError::BadRequest(format!("cannot create {}: {e}", data_dir.display())))?;
 
+    // A database that already holds a server is never taken over (its secrets stay sealed under
+    // another root key): refuse before anything is written.
+    let db = Store::open(&location).await?;
+    if db.server_secret_names().await?.next().is_some() {
+        db.close().await;
+        return Err(ServerError::Conflict(format!(
+            "{} already holds a Portcullis server; refusing to overwrite it (start a replica with \
+             `portcullis server run --data DIR --database URL`, using a copy of that server's data directory)",
+            location.describe()
+        )));
+    }
+    if let Location::Postgres(url) = &location {
+        // Which database this directory belongs to — without the password (that comes from
+        // `--database`, PGPASSWORD or ~/.pgpass at each start).
+        std::fs::write(data_dir.join(paths::DATABASE_URL), format!("{}\n", without_password(url)))
+            .map_err(|e| ServerError::Internal(format!("cannot write {}: {e}", paths::DATABASE_URL)))?;
+    }
+
     let root = SymmetricKey::generate(&mut OsRng);
     let key_store = portcullis_keystore::create(
         &data_dir.join(paths::ROOT_KEY),
@@ -59,7 +84,6 @@ pub async fn init(
         &mut OsRng,
     )?;
 
-    let db = Store::open(&data_dir.join(paths::DATABASE)).await?;
     let signing = SigningIdentity::generate(&mut OsRng);
     db.put_server_secret(&root, SECRET_SIGNING, signing.to_secret_bytes().expose_secret()).await?;
     db.put_server_secret(
@@ -106,7 +130,29 @@ pub async fn init(
     )
     .await?;
     tx.commit().await?;
-    db.pool.close().await;
+    db.close().await;
 
     Ok(InitOutcome { key_store, admin_name: options.admin_name, admin_code: code, tls_fingerprint: tls.fingerprint })
+}
+
+/// Where a data directory's store is: the `--database` given, else the PostgreSQL database it
+/// was initialised with, else SQLite inside it.
+pub fn database_location(data_dir: &Path, database: Option<&str>) -> Result<Location, ServerError> {
+    let recorded = match std::fs::read_to_string(data_dir.join(paths::DATABASE_URL)) {
+        Ok(url) => Some(url.trim().to_string()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(ServerError::Internal(format!("cannot read {}: {e}", paths::DATABASE_URL))),
+    };
+    match (database, recorded) {
+        (Some(url), _) if url.starts_with("sqlite://") => Err(ServerError::BadRequest(
+            "--database takes a PostgreSQL URL; a SQLite store is always the data directory's own server.db".into(),
+        )),
+        (Some(_), None) if data_dir.join(paths::DATABASE).exists() => Err(ServerError::BadRequest(format!(
+            "{} keeps its store in SQLite (server.db); --database would open another store",
+            data_dir.display()
+        ))),
+        (Some(url), _) => Ok(Location::parse(url)?),
+        (None, Some(url)) => Ok(Location::parse(&url)?),
+        (None, None) => Ok(Location::Sqlite(data_dir.join(paths::DATABASE))),
+    }
 }

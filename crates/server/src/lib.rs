@@ -20,7 +20,6 @@
 //! the gateway brokering one session).
 
 pub mod api;
-mod audit;
 mod auth;
 pub mod clock;
 mod duties;
@@ -30,13 +29,15 @@ pub mod limits;
 pub mod listen;
 pub mod live;
 mod policy;
-mod rows;
-mod store;
 pub mod tls;
 pub mod user_ca;
 pub mod webauthn;
 
+pub(crate) use portcullis_store as store;
+pub(crate) use portcullis_store::{audit, rows};
+
 pub use clock::{Clock, SystemClock};
+pub use portcullis_store::Kind as DatabaseKind;
 pub use error::ServerError;
 pub use init::{InitOptions, InitOutcome, init};
 
@@ -58,6 +59,9 @@ use russh::keys::{PrivateKey, PublicKey};
 pub(crate) mod paths {
     pub const ROOT_KEY: &str = "root.key.json";
     pub const DATABASE: &str = "server.db";
+    /// The PostgreSQL database a data directory was initialised with (its URL without a
+    /// password); absent for SQLite.
+    pub const DATABASE_URL: &str = "database.url";
     pub const TLS_CERT: &str = "tls-cert.pem";
 }
 
@@ -120,7 +124,7 @@ impl ServerState {
 
     /// Refuses `row` if it was added or changed behind the server's back (see [`rows`]).
     pub(crate) async fn check_row(&self, row: rows::Row<'_>) -> Result<(), ServerError> {
-        self.rows.check(&mut *self.db.pool.acquire().await?, row).await
+        Ok(self.rows.check(&mut self.db.conn().await?, row).await?)
     }
 
     /// Records a security event in the server's own audit log (in the caller's transaction).
@@ -133,7 +137,7 @@ impl ServerState {
         kind: &str,
         detail: serde_json::Value,
     ) -> Result<(), ServerError> {
-        audit::record_event(tx, &self.audit_keys(), now, actor, device_id, kind, detail).await
+        Ok(audit::record_event(tx, &self.audit_keys(), now, actor, device_id, kind, detail).await?)
     }
 }
 
@@ -157,22 +161,33 @@ pub struct Server {
 }
 
 impl Server {
-    /// Unlocks the root key and opens (and migrates) the database.
+    /// Unlocks the root key and opens (and migrates) the database the data directory names.
     pub async fn open(
         data_dir: &Path,
         passphrases: &dyn PassphraseSource,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, ServerError> {
-        let db_path = data_dir.join(paths::DATABASE);
-        if !db_path.exists() {
+        Self::open_at(data_dir, None, passphrases, clock).await
+    }
+
+    /// [`Server::open`] on the database `database` names (`postgres://...`), or else the one the
+    /// data directory was initialised with.
+    pub async fn open_at(
+        data_dir: &Path,
+        database: Option<&str>,
+        passphrases: &dyn PassphraseSource,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, ServerError> {
+        if !data_dir.join(paths::ROOT_KEY).exists() {
             return Err(ServerError::BadRequest(format!(
                 "{} is not a Portcullis data directory; run `portcullis server init --data {}` first",
                 data_dir.display(),
                 data_dir.display()
             )));
         }
+        let location = init::database_location(data_dir, database)?;
         let (root_key, _) = portcullis_keystore::unlock(&data_dir.join(paths::ROOT_KEY), "server-root", passphrases)?;
-        let db = store::Store::open(&db_path).await?;
+        let db = store::Store::open(&location).await?;
         let signing = SigningIdentity::from_secret_bytes(
             db.server_secret(&root_key, store::SECRET_SIGNING).await?.expose_secret(),
         )?;
@@ -188,7 +203,7 @@ impl Server {
             rows.seal_unsealed(&mut tx, &["user_admin_changes", "server_settings"]).await?;
             tx.commit().await?;
         }
-        let ledgered: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM row_ledger").fetch_one(&db.pool).await?;
+        let ledgered = rows::ledger_len(&mut db.conn().await?).await?;
         if db.setting(&rows, store::SETTING_ROWS_AUTHENTICATED).await?.is_none() && ledgered > 0 {
             // The marker of the one-time sealing is gone but the ledger shows rows were sealed
             // long ago: someone wants unsealed rows sealed now. Refuse rather than launder them.
@@ -211,11 +226,7 @@ impl Server {
             // Gateways enrolled before confirmations existed, carried over by that migration in
             // this very start (a row inserted later, behind the server's back, stays unsealed).
             let mut tx = db.begin().await?;
-            let carried: Vec<String> = sqlx::query_scalar(
-                "SELECT gateway_id FROM gateway_confirmations WHERE via = 'before_confirmations' AND mac IS NULL",
-            )
-            .fetch_all(&mut *tx)
-            .await?;
+            let carried = store::Store::carried_over_gateway_confirmations(&mut tx).await?;
             for id in &carried {
                 rows.seal(&mut tx, rows::Row::GatewayConfirmation(id)).await?;
             }
@@ -272,20 +283,21 @@ impl Server {
     /// it (`portcullis server verify --data DIR`): the same checks as `GET /v1/audit/verify`.
     pub async fn verify_data(
         data_dir: &Path,
+        database: Option<&str>,
         passphrases: &dyn PassphraseSource,
     ) -> Result<portcullis_proto::AuditVerifyReport, ServerError> {
-        let db_path = data_dir.join(paths::DATABASE);
-        if !db_path.exists() {
+        if !data_dir.join(paths::ROOT_KEY).exists() {
             return Err(ServerError::BadRequest(format!("{} is not a Portcullis data directory", data_dir.display())));
         }
+        let location = init::database_location(data_dir, database)?;
         let (root_key, _) = portcullis_keystore::unlock(&data_dir.join(paths::ROOT_KEY), "server-root", passphrases)?;
-        let db = store::Store::open_read_only(&db_path).await?;
+        let db = store::Store::open_read_only(&location).await?;
         let signing = SigningIdentity::from_secret_bytes(
             db.server_secret(&root_key, store::SECRET_SIGNING).await?.expose_secret(),
         )?;
         let report = audit::verify_all(&db, &root_key, &signing.public_key()).await;
-        db.pool.close().await;
-        report
+        db.close().await;
+        Ok(report?)
     }
 
     /// The WebAuthn relying party; data directories made before step-up get a synthetic id.
@@ -439,6 +451,11 @@ impl Server {
 
     pub fn router(&self) -> axum::Router {
         api::router(self.state.clone())
+    }
+
+    /// Which database the store is on.
+    pub fn database_kind(&self) -> DatabaseKind {
+        self.state.db.kind()
     }
 
     pub fn tls_fingerprint(&self) -> &str {

@@ -36,7 +36,7 @@ impl Policies {
             tx.commit().await?;
         }
         let row = db.current_policy().await?.ok_or_else(|| ServerError::Internal("no policy set stored".into()))?;
-        let authentic = rows.check(&mut *db.pool.acquire().await?, Row::Policy(row.version)).await;
+        let authentic = rows.check(&mut db.conn().await?, Row::Policy(row.version)).await;
         let set = match authentic {
             Err(e) => Err(format!("{e}; refusing all requests until an admin stores a policy set")),
             Ok(()) => PolicySet::compile(&row.text).map_err(|e| {

@@ -76,6 +76,7 @@ async fn start_as(extra_roles: Vec<Role>) -> (Running, String, Server) {
             extra_admin_roles: extra_roles,
             tls_names: vec![],
             standalone: false,
+            database: None,
         },
         &pass,
         Arc::new(SystemClock),

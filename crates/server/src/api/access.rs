@@ -245,7 +245,7 @@ async fn load_lineage(state: &crate::ServerState, start: &[&str]) -> Result<duti
             break; // what is missing reads as an unknown lineage: the review is barred
         }
         let Some((name, created_by, confirmation)) = state.db.lineage_facts(&id).await? else { continue };
-        let mut conn = state.db.pool.acquire().await?;
+        let mut conn = state.db.conn().await?;
         state.rows.check(&mut conn, crate::rows::Row::User(&id)).await?;
         let confirmation = match confirmation {
             Some((by, via)) => {
@@ -373,7 +373,7 @@ pub async fn review(
         .user_by_id(&request.user_id)
         .await?
         .ok_or_else(|| ServerError::Internal("the requester vanished".into()))?;
-    state.rows.check(&mut *state.db.pool.acquire().await?, crate::rows::Row::User(&requester.id)).await?;
+    state.rows.check(&mut state.db.conn().await?, crate::rows::Row::User(&requester.id)).await?;
     let missing: Vec<String> =
         csv_list(&request.approver_groups).into_iter().filter(|g| !approver.groups.contains(g)).collect();
     if !missing.is_empty() {
@@ -786,7 +786,7 @@ fn clock_time(unix: i64, state: &crate::ServerState) -> String {
 async fn no_grant(state: &crate::ServerState, caller: &Caller, target_id: &str, target: &str, now: i64) -> ServerError {
     let latest = match state.db.latest_request_for(&caller.user_id, target_id).await {
         Ok(latest) => latest,
-        Err(e) => return e,
+        Err(e) => return e.into(),
     };
     match latest.as_ref().map(|r| (r, status_at(r, now))) {
         None => ServerError::Refused(

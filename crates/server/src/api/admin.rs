@@ -189,7 +189,7 @@ pub async fn confirm_user(
 ) -> ApiResult<ConfirmUserResponse> {
     caller.require(Role::Admin)?;
     let user = user_named(&state, &name).await?;
-    let mut conn = state.db.pool.acquire().await?;
+    let mut conn = state.db.conn().await?;
     state.rows.check(&mut conn, Row::User(&user.id)).await?;
     drop(conn);
     let refused = |code: &'static str, m: String| Err(ServerError::Refused(code, m));

@@ -63,7 +63,7 @@ async fn sessions(state: &ServerState, only: Option<&str>) -> ApiResult<Vec<Sess
     let writers = state.db.gateways().await?;
     let name_of =
         |id: &str| writers.iter().find(|g| g.id == id).map(|g| g.name.clone()).unwrap_or_else(|| "device".into());
-    let logs = crate::audit::LogFacts::load(&state.db.pool).await?;
+    let logs = crate::audit::LogFacts::load(&state.db).await?;
     Ok(Json(
         state
             .db
@@ -84,7 +84,7 @@ async fn session_payloads(state: &ServerState, session: &SessionRow) -> Result<V
     let mut out = Vec::new();
     let mut ring = KeyRing::new(&state.root_key);
     for (seq, ct) in state.db.session_records(&session.writer_id, &session.id).await? {
-        let plain = ring.open(&state.db.pool, &session.writer_id, seq as u64, &ct).await.map_err(|why| {
+        let plain = ring.open(&state.db, &session.writer_id, seq as u64, &ct).await.map_err(|why| {
             ServerError::Refused(
                 "audit_record_invalid",
                 format!(

@@ -65,7 +65,7 @@ pub(crate) async fn gateway_confirmed(state: &ServerState, g: &GatewayRow) -> Re
     }
     let Some(key) = &g.sign_public_key else { return Ok(false) };
     let Some((_, _, confirmed_key)) = state.db.gateway_confirmation(&g.id).await? else { return Ok(false) };
-    state.rows.check(&mut *state.db.pool.acquire().await?, Row::GatewayConfirmation(&g.id)).await?;
+    state.rows.check(&mut state.db.conn().await?, Row::GatewayConfirmation(&g.id)).await?;
     Ok(confirmed_key.eq_ignore_ascii_case(&hex::encode(key)))
 }
 
@@ -101,7 +101,7 @@ pub async fn confirm(
 ) -> ApiResult<GatewaySummary> {
     caller.require(Role::Admin)?;
     let g = gateway_named(&state, &name).await?;
-    state.rows.check(&mut *state.db.pool.acquire().await?, Row::Gateway(&g.id)).await?;
+    state.rows.check(&mut state.db.conn().await?, Row::Gateway(&g.id)).await?;
     if g.embedded {
         return Err(ServerError::Conflict(
             "the embedded gateway runs inside the server and needs no confirmation".into(),
@@ -378,7 +378,7 @@ async fn authorize_checked(
         return Err(unconfirmed(&gateway));
     }
     // Fail closed: a gateway whose records the server refuses could not audit a new session.
-    if let Some((index, why)) = crate::audit::writer_refused(&state.db.pool, gateway_id).await? {
+    if let Some((index, why)) = crate::audit::writer_refused(&state.db, gateway_id).await? {
         return Err(refused(
             "audit_log_refused",
             format!(
@@ -538,10 +538,10 @@ pub async fn gateway_heartbeat(
             "this gateway's SSH host key differs from the one it enrolled with; enrol it again".into(),
         ));
     }
-    state
+    Ok(state
         .db
         .gateway_contact(gateway_id, Some(&beat.address), Some(&host_key), Some(beat.backlog), state.clock.now())
-        .await
+        .await?)
 }
 
 pub async fn heartbeat(
@@ -597,7 +597,7 @@ async fn holder_ended(state: &ServerState, claims: &GrantClaims) -> Result<Optio
     let Some((device, user)) = state.db.device_with_user(&claims.device_id).await? else {
         return Ok(Some("the device it was granted to is unknown".into()));
     };
-    let mut conn = state.db.pool.acquire().await?;
+    let mut conn = state.db.conn().await?;
     for row in [Row::Device(&device.id), Row::User(&user.id)] {
         if let Err(e) = state.rows.check(&mut conn, row).await {
             return Ok(Some(e.to_string()));

@@ -37,7 +37,7 @@ pub async fn ingest_records(
     }
     let gateway =
         state.db.gateway(writer_id).await?.ok_or_else(|| ServerError::Unauthorized("unknown gateway".into()))?;
-    state.rows.check(&mut *state.db.pool.acquire().await?, crate::rows::Row::Gateway(&gateway.id)).await?;
+    state.rows.check(&mut state.db.conn().await?, crate::rows::Row::Gateway(&gateway.id)).await?;
     let writer_key: [u8; 32] = gateway
         .sign_public_key
         .clone()
@@ -166,7 +166,7 @@ async fn append_batch(
             }
         };
         if seq <= held {
-            let stored = Store::record_leaf(tx, writer_id, seq).await.map_err(Err)?;
+            let stored = Store::record_leaf(tx, writer_id, seq).await.map_err(|e| Err(e.into()))?;
             if stored.as_deref() == Some(&leaf.0[..]) {
                 duplicates += 1;
                 continue;
@@ -197,7 +197,7 @@ async fn append_batch(
         }
         let epoch = portcullis_tlog::key_epoch(seq);
         if key.as_ref().is_none_or(|(e, _)| *e != epoch) {
-            key = Some((epoch, audit::data_key(tx, &state.root_key, writer_id, epoch, now).await.map_err(Err)?));
+            key = Some((epoch, audit::data_key(tx, &state.root_key, writer_id, epoch, now).await.map_err(|e| Err(e.into()))?));
         }
         let Some((_, data_key)) = &key else { unreachable!("set above") };
         match payload {
@@ -237,7 +237,7 @@ async fn append_batch(
         }
         frontier.append(leaf).map_err(|e| Err(ServerError::Internal(e.to_string())))?;
     }
-    Store::insert_records(tx, writer_id, &rows, now).await.map_err(Err)?;
+    Store::insert_records(tx, writer_id, &rows, now).await.map_err(|e| Err(e.into()))?;
     // The signed checkpoint must be exactly the tree the records make.
     if checkpoint.size > frontier.size() || (checkpoint.size == frontier.size() && checkpoint.root != frontier.root()) {
         return Err(Ok(refuse(
@@ -251,13 +251,7 @@ async fn append_batch(
         )));
     }
     // The checkpoint the server accepted at this size before, if any (a fork when roots differ).
-    let known: Option<Vec<u8>> =
-        sqlx::query_scalar("SELECT root FROM audit_checkpoints WHERE writer_id = ? AND size = ?")
-            .bind(writer_id)
-            .bind(checkpoint.size as i64)
-            .fetch_optional(&mut **tx)
-            .await
-            .map_err(|e| Err(e.into()))?;
+    let known = audit::checkpoint_root(tx, writer_id, checkpoint.size).await.map_err(|e| Err(e.into()))?;
     if checkpoint.size < frontier.size() {
         // A re-upload of what is stored (every record matched its stored leaf): acknowledged
         // with the newest countersigned checkpoint the server holds; nothing new is signed.
@@ -291,28 +285,18 @@ async fn append_batch(
     let note = portcullis_tlog::countersign(&batch.checkpoint, &state.signing)
         .map_err(|e| Err(ServerError::Internal(e.to_string())))?;
     if known.is_none() {
-        sqlx::query("INSERT INTO audit_checkpoints (writer_id, size, root, note, received_at) VALUES (?, ?, ?, ?, ?)")
-            .bind(writer_id)
-            .bind(checkpoint.size as i64)
-            .bind(&checkpoint.root.0[..])
-            .bind(&note)
-            .bind(now)
-            .execute(&mut **tx)
+        audit::insert_checkpoint(tx, writer_id, checkpoint.size, &checkpoint.root.0[..], &note, now)
             .await
             .map_err(|e| Err(e.into()))?;
     }
-    save_log(tx, writer_id, &frontier, Some(&note), now).await.map_err(Err)?;
+    save_log(tx, writer_id, &frontier, Some(&note), now).await.map_err(|e| Err(e.into()))?;
     Ok(Appended { size: frontier.size(), duplicates, note: Some(note), lost })
 }
 
 /// The newest checkpoint of the server's own log, for gateways to keep as witnesses.
 async fn own_checkpoint(state: &ServerState) -> Result<Option<String>, ServerError> {
     let own = audit::server_writer_id(&state.signing.public_key());
-    let note: Option<Option<String>> = sqlx::query_scalar("SELECT checkpoint FROM audit_logs WHERE writer_id = ?")
-        .bind(own)
-        .fetch_optional(&state.db.pool)
-        .await?;
-    Ok(note.flatten())
+    Ok(audit::newest_checkpoint(&state.db, &own).await?)
 }
 
 /// A gateway shows the newest checkpoint of the server's own log it was given: if the server now
@@ -330,11 +314,7 @@ async fn check_witness(
     let Ok(seen) = portcullis_tlog::verify_checkpoint(note, &own, &state.signing.public_key(), None) else {
         return Ok(());
     };
-    let size: Option<i64> = sqlx::query_scalar("SELECT size FROM audit_logs WHERE writer_id = ?")
-        .bind(&own)
-        .fetch_optional(&state.db.pool)
-        .await?;
-    let held = size.unwrap_or(0) as u64;
+    let held = audit::log_size(&state.db, &own).await?;
     if seen.size > held {
         let r = refuse(
             "audit_server_behind",
@@ -367,16 +347,7 @@ async fn record_alarm(state: &ServerState, writer_id: &str, gateway: &str, r: &R
     tracing::warn!(%gateway, kind = r.kind, index = r.index, message = %r.message, "audit alarm");
     let raised = async {
         let mut tx = state.db.begin().await?;
-        let recent: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM server_events WHERE kind = ? AND at > ? \
-             AND json_extract(detail, '$.writer_id') = ? AND json_extract(detail, '$.index') = ?",
-        )
-        .bind(r.kind)
-        .bind(now - 3600)
-        .bind(writer_id)
-        .bind(r.index as i64)
-        .fetch_one(&mut *tx)
-        .await?;
+        let recent = audit::alarms_raised_since(&mut tx, r.kind, now - 3600, writer_id, r.index).await?;
         if recent == 0 {
             state
                 .record_event(
@@ -424,24 +395,11 @@ async fn check_session_start(
     }
     // When checks began decides whether an unauthorised start may pass as a legacy one.
     state.rows.check(&mut *tx, crate::rows::Row::Setting(crate::store::SETTING_SESSION_CHECKS_SINCE)).await?;
-    let since: Option<String> = sqlx::query_scalar("SELECT value FROM server_settings WHERE name = ?")
-        .bind(crate::store::SETTING_SESSION_CHECKS_SINCE)
-        .fetch_optional(&mut **tx)
-        .await?;
+    let since = Store::setting_in(tx, crate::store::SETTING_SESSION_CHECKS_SINCE).await?;
     if let Some(since) = since.and_then(|v| v.parse::<i64>().ok()) {
-        let legacy: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM grants g JOIN users u ON u.id = g.user_id JOIN targets t ON t.id = g.target_id \
-             WHERE g.id = ? AND u.name = ? AND t.name = ? AND g.not_before < ? \
-             AND ? BETWEEN g.not_before - 300 AND g.not_after + 300",
-        )
-        .bind(&s.grant_id)
-        .bind(&s.user)
-        .bind(&s.target)
-        .bind(since)
-        .bind(s.started_at as i64)
-        .fetch_optional(&mut **tx)
-        .await?;
-        if legacy.is_some() {
+        let legacy =
+            Store::grant_covers(tx, &s.grant_id, &s.user, &s.target, since, s.started_at as i64).await?;
+        if legacy {
             return Ok(());
         }
     }
@@ -547,21 +505,12 @@ async fn index_payload(
             AuditPayload::SessionStart(s) => Some(s.user.clone()),
             // A file transfer is its session's user's.
             AuditPayload::FileTransfer(t) => {
-                sqlx::query_scalar::<_, String>("SELECT user_name FROM sessions WHERE id = ? AND writer_id = ?")
-                    .bind(&t.session_id)
-                    .bind(writer_id)
-                    .fetch_optional(&mut **tx)
-                    .await?
+Store::session_user(tx, writer_id, &t.session_id).await?
             }
             _ => None,
         };
         let actor_id = match actor {
-            Some(name) => {
-                sqlx::query_scalar::<_, String>("SELECT id FROM users WHERE name = ?")
-                    .bind(name)
-                    .fetch_optional(&mut **tx)
-                    .await?
-            }
+            Some(name) => Store::user_id_named(tx, &name).await?,
             None => None,
         };
         let detail = checked_report(tx, &payload, detail, at, state.clock.now()).await?;
@@ -589,8 +538,7 @@ async fn checked_report(
         _ => None,
     };
     if let Some(name) = target {
-        let known: Option<String> =
-            sqlx::query_scalar("SELECT id FROM targets WHERE name = ?").bind(name).fetch_optional(&mut **tx).await?;
+        let known = Store::target_id_named(tx, name).await?;
         if known.is_none() {
             problems.push(format!("no target is named {name:?}"));
         }

@@ -294,7 +294,7 @@ async fn own_keys(
 ) -> Result<Vec<crate::store::SecurityKeyRow>, ServerError> {
     let keys = state.db.security_keys(&caller.user_id).await?;
     for key in &keys {
-        state.rows.check(&mut *state.db.pool.acquire().await?, Row::SecurityKey(&key.id)).await?;
+        state.rows.check(&mut state.db.conn().await?, Row::SecurityKey(&key.id)).await?;
     }
     Ok(keys)
 }

@@ -201,7 +201,7 @@ async fn tampering_with_the_store_fails_verification_where_it_happened() {
 
     let verify = || async {
         let online: AuditVerifyReport = call(&r, &admin, "GET", "/v1/audit/verify", &()).await;
-        let offline = Server::verify_data(r.dir.path(), &FixedPassphrase("pw".into())).await.unwrap();
+        let offline = Server::verify_data(r.dir.path(), None, &FixedPassphrase("pw".into())).await.unwrap();
         assert_eq!(
             online.problems.iter().map(|p| (&p.writer_id, p.index)).collect::<Vec<_>>(),
             offline.problems.iter().map(|p| (&p.writer_id, p.index)).collect::<Vec<_>>()
@@ -342,11 +342,11 @@ async fn data_from_before_merkle_logs_is_upgraded_when_the_server_opens() {
         .await
         .unwrap();
     // Until upgraded, these rows are exactly what verification must not trust.
-    assert!(!Server::verify_data(dir, &pass).await.unwrap().problems.is_empty());
+    assert!(!Server::verify_data(dir, None, &pass).await.unwrap().problems.is_empty());
 
     let reopened = Server::open(dir, &pass, Arc::new(SystemClock)).await.unwrap();
     drop(reopened);
-    let report = Server::verify_data(dir, &pass).await.unwrap();
+    let report = Server::verify_data(dir, None, &pass).await.unwrap();
     assert!(report.problems.is_empty(), "{:?}", report.problems);
     let old = report.writers.iter().find(|x| x.writer_id == g.id).unwrap();
     assert_eq!((old.records, old.checkpoint_size), (1, None));

@@ -18,13 +18,15 @@
 //! signed log, so cutting the ledger back is caught by `audit verify` too.
 
 use portcullis_crypto::SymmetricKey;
-use sqlx::{Row as _, SqliteConnection};
+use sqlx::Row as _;
 
-use crate::ServerError;
+use crate::{Connection, on};
+
+use crate::StoreError;
 
 /// A row the server decides with.
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum Row<'a> {
+pub enum Row<'a> {
     /// A user with its roles, creator, disabled mark and group memberships (ids and names).
     User(&'a str),
     Device(&'a str),
@@ -62,7 +64,7 @@ pub(crate) enum Row<'a> {
 
 impl Row<'_> {
     /// The row's name in the ledger.
-    pub(crate) fn ledger_key(&self) -> String {
+    pub fn ledger_key(&self) -> String {
         match self {
             Row::User(id) => format!("users/{id}"),
             Row::Device(id) => format!("devices/{id}"),
@@ -109,89 +111,93 @@ impl Row<'_> {
                 "SELECT 'users', id, name, roles, COALESCE(created_by, ''), COALESCE(CAST(disabled_at AS TEXT), ''), \
                  COALESCE((SELECT group_concat(g.id || ':' || g.name, ',') FROM (SELECT g.id, g.name FROM user_groups ug \
                  JOIN groups g ON g.id = ug.group_id WHERE ug.user_id = users.id ORDER BY g.id) g), ''), mac \
-                 FROM users WHERE id = ?",
-                "UPDATE users SET mac = ? WHERE id = ?",
+                 FROM users WHERE id = $1",
+                "UPDATE users SET mac = $1 WHERE id = $2",
             ),
             Row::Device(_) => (
                 "SELECT 'devices', id, user_id, hex(sign_public_key), hex(seal_public_key), \
-                 COALESCE(CAST(revoked_at AS TEXT), ''), mac FROM devices WHERE id = ?",
-                "UPDATE devices SET mac = ? WHERE id = ?",
+                 COALESCE(CAST(revoked_at AS TEXT), ''), mac FROM devices WHERE id = $1",
+                "UPDATE devices SET mac = $1 WHERE id = $2",
             ),
             Row::Gateway(_) => (
                 "SELECT 'gateways', id, name, CAST(embedded AS TEXT), COALESCE(hex(sign_public_key), ''), \
                  COALESCE(hex(seal_public_key), ''), COALESCE(host_key, ''), COALESCE(CAST(revoked_at AS TEXT), ''), mac \
-                 FROM gateways WHERE id = ?",
-                "UPDATE gateways SET mac = ? WHERE id = ?",
+                 FROM gateways WHERE id = $1",
+                "UPDATE gateways SET mac = $1 WHERE id = $2",
             ),
             Row::Policy(_) => (
                 "SELECT 'policy_sets', CAST(version AS TEXT), text, COALESCE(created_by, ''), mac \
-                 FROM policy_sets WHERE version = ?",
-                "UPDATE policy_sets SET mac = ? WHERE version = ?",
+                 FROM policy_sets WHERE version = $1",
+                "UPDATE policy_sets SET mac = $1 WHERE version = $2",
             ),
             Row::SecurityKey(_) => (
                 "SELECT 'security_keys', id, user_id, credential_id, passkey, COALESCE(CAST(removed_at AS TEXT), ''), mac \
-                 FROM security_keys WHERE id = ?",
-                "UPDATE security_keys SET mac = ? WHERE id = ?",
+                 FROM security_keys WHERE id = $1",
+                "UPDATE security_keys SET mac = $1 WHERE id = $2",
             ),
             Row::Confirmation(_) => (
                 "SELECT 'user_confirmations', user_id, confirmed_by, via, CAST(at AS TEXT), mac \
-                 FROM user_confirmations WHERE user_id = ?",
-                "UPDATE user_confirmations SET mac = ? WHERE user_id = ?",
+                 FROM user_confirmations WHERE user_id = $1",
+                "UPDATE user_confirmations SET mac = $1 WHERE user_id = $2",
             ),
             Row::GatewayConfirmation(_) => (
                 "SELECT 'gateway_confirmations', gateway_id, COALESCE(confirmed_by, ''), via, sign_public_key, \
-                 CAST(at AS TEXT), mac FROM gateway_confirmations WHERE gateway_id = ?",
-                "UPDATE gateway_confirmations SET mac = ? WHERE gateway_id = ?",
+                 CAST(at AS TEXT), mac FROM gateway_confirmations WHERE gateway_id = $1",
+                "UPDATE gateway_confirmations SET mac = $1 WHERE gateway_id = $2",
             ),
             Row::SessionAuthorization(_) => (
                 "SELECT 'session_authorizations', id, writer_id, grant_id, user_name, target, login, \
-                 CAST(authorized_at AS TEXT), mac FROM session_authorizations WHERE id = ?",
-                "UPDATE session_authorizations SET mac = ? WHERE id = ?",
+                 CAST(authorized_at AS TEXT), mac FROM session_authorizations WHERE id = $1",
+                "UPDATE session_authorizations SET mac = $1 WHERE id = $2",
             ),
             Row::Grant(_) => (
                 "SELECT 'grants', id, request_id, user_id, device_id, target_id, CAST(not_before AS TEXT), \
-                 CAST(not_after AS TEXT), signed, COALESCE(CAST(revoked_at AS TEXT), ''), mac FROM grants WHERE id = ?",
-                "UPDATE grants SET mac = ? WHERE id = ?",
+                 CAST(not_after AS TEXT), signed, COALESCE(CAST(revoked_at AS TEXT), ''), mac FROM grants WHERE id = $1",
+                "UPDATE grants SET mac = $1 WHERE id = $2",
             ),
             Row::Target(_) => (
                 "SELECT 'targets', id, name, host, CAST(port AS TEXT), login, host_key, credential_kind, \
                  CAST(credential_version AS TEXT), hex(credential_data_key), hex(credential), created_by, \
-                 environment, tags, COALESCE(gateway_id, ''), mac FROM targets WHERE id = ?",
-                "UPDATE targets SET mac = ? WHERE id = ?",
+                 environment, tags, COALESCE(gateway_id, ''), mac FROM targets WHERE id = $1",
+                "UPDATE targets SET mac = $1 WHERE id = $2",
             ),
             Row::EnrolmentCode(_) => (
                 "SELECT 'enrolment_codes', code_hash, user_id, CAST(created_at AS TEXT), CAST(expires_at AS TEXT), \
-                 COALESCE(CAST(used_at AS TEXT), ''), mac FROM enrolment_codes WHERE code_hash = ?",
-                "UPDATE enrolment_codes SET mac = ? WHERE code_hash = ?",
+                 COALESCE(CAST(used_at AS TEXT), ''), mac FROM enrolment_codes WHERE code_hash = $1",
+                "UPDATE enrolment_codes SET mac = $1 WHERE code_hash = $2",
             ),
             Row::Review { .. } => (
                 "SELECT 'reviews', request_id, approver_id, COALESCE(device_id, ''), decision, COALESCE(reason, ''), \
                  CAST(at AS TEXT), COALESCE(source_ip, ''), policies, COALESCE(step_up, ''), mac \
-                 FROM reviews WHERE request_id = ? AND approver_id = ?",
-                "UPDATE reviews SET mac = ? WHERE request_id = ? AND approver_id = ?",
+                 FROM reviews WHERE request_id = $1 AND approver_id = $2",
+                "UPDATE reviews SET mac = $1 WHERE request_id = $2 AND approver_id = $3",
             ),
             Row::Challenge(_) => (
                 "SELECT 'webauthn_challenges', id, user_id, purpose, COALESCE(request_id, ''), COALESCE(decision, ''), \
                  COALESCE(key_name, ''), state, CAST(created_at AS TEXT), CAST(expires_at AS TEXT), \
-                 COALESCE(CAST(used_at AS TEXT), ''), mac FROM webauthn_challenges WHERE id = ?",
-                "UPDATE webauthn_challenges SET mac = ? WHERE id = ?",
+                 COALESCE(CAST(used_at AS TEXT), ''), mac FROM webauthn_challenges WHERE id = $1",
+                "UPDATE webauthn_challenges SET mac = $1 WHERE id = $2",
             ),
             Row::AdminChange { .. } => (
                 "SELECT 'user_admin_changes', CAST(rowid AS TEXT), user_id, actor_id, CAST(at AS TEXT), change, mac \
-                 FROM user_admin_changes WHERE rowid = ?",
-                "UPDATE user_admin_changes SET mac = ? WHERE rowid = ?",
+                 FROM user_admin_changes WHERE rowid = $1",
+                "UPDATE user_admin_changes SET mac = $1 WHERE rowid = $2",
             ),
             Row::Setting(_) => (
-                "SELECT 'server_settings', name, value, mac FROM server_settings WHERE name = ?",
-                "UPDATE server_settings SET mac = ? WHERE name = ?",
+                "SELECT 'server_settings', name, value, mac FROM server_settings WHERE name = $1",
+                "UPDATE server_settings SET mac = $1 WHERE name = $2",
             ),
         }
     }
 
-    fn bind<'q>(
+    fn bind<'q, DB: sqlx::Database>(
         &self,
-        q: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
-    ) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
+        q: sqlx::query::Query<'q, DB, DB::Arguments<'q>>,
+    ) -> sqlx::query::Query<'q, DB, DB::Arguments<'q>>
+    where
+        String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+        i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    {
         match *self {
             Row::User(id)
             | Row::Device(id)
@@ -211,7 +217,7 @@ impl Row<'_> {
     }
 }
 
-pub(crate) struct RowKey(SymmetricKey);
+pub struct RowKey(SymmetricKey);
 
 /// (seq, row, MAC or none for a deletion, chain) of one ledger entry.
 type LedgerEntry = (i64, String, Option<Vec<u8>>, Vec<u8>);
@@ -224,35 +230,40 @@ impl RowKey {
     /// (MAC over the row's content, the stored MAC); `None` when the row does not exist.
     async fn material(
         &self,
-        conn: &mut SqliteConnection,
+        conn: &mut dyn Connection,
         row: Row<'_>,
-    ) -> Result<Option<([u8; 32], Option<Vec<u8>>)>, ServerError> {
+    ) -> Result<Option<([u8; 32], Option<Vec<u8>>)>, StoreError> {
         let (select, _) = row.sql();
-        let Some(found) = row.bind(sqlx::query(select)).fetch_optional(&mut *conn).await? else {
-            return Ok(None);
-        };
-        let n = found.len();
-        let mut parts = Vec::with_capacity(n - 1);
-        for i in 0..n - 1 {
-            parts.push(found.try_get::<String, _>(i)?);
-        }
-        let stored: Option<Vec<u8>> = found.try_get(n - 1)?;
+        let found: Option<(Vec<String>, Option<Vec<u8>>)> = on!(conn, ex => {
+            match row.bind(sqlx::query(select)).fetch_optional(ex).await? {
+                None => None,
+                Some(found) => {
+                    let n = found.len();
+                    let mut parts = Vec::with_capacity(n - 1);
+                    for i in 0..n - 1 {
+                        parts.push(found.try_get::<String, _>(i)?);
+                    }
+                    Some((parts, found.try_get::<Option<Vec<u8>>, _>(n - 1)?))
+                }
+            }
+        });
+        let Some((parts, stored)) = found else { return Ok(None) };
         let refs: Vec<&[u8]> = parts.iter().map(|p| p.as_bytes()).collect();
         Ok(Some((self.0.mac(&refs), stored)))
     }
 
     /// Stores the MAC of the row as it is now (call after changing it, in the same transaction).
-    pub async fn seal(&self, conn: &mut SqliteConnection, row: Row<'_>) -> Result<(), ServerError> {
+    pub async fn seal(&self, conn: &mut dyn Connection, row: Row<'_>) -> Result<(), StoreError> {
         let Some((mac, _)) = self.material(conn, row).await? else {
-            return Err(ServerError::Internal(format!("{} vanished while being sealed", row.describe())));
+            return Err(StoreError::Internal(format!("{} vanished while being sealed", row.describe())));
         };
         let (_, update) = row.sql();
-        row.bind(sqlx::query(update).bind(mac.to_vec())).execute(&mut *conn).await?;
+        on!(conn, ex => row.bind(sqlx::query(update).bind(mac.to_vec())).execute(ex).await.map(|r| r.rows_affected()))?;
         self.ledger_append(conn, &row.ledger_key(), Some(&mac)).await
     }
 
     /// Notes in the ledger that the server deleted `row` (a lapsed ceremony).
-    pub async fn forget(&self, conn: &mut SqliteConnection, row: Row<'_>) -> Result<(), ServerError> {
+    pub async fn forget(&self, conn: &mut dyn Connection, row: Row<'_>) -> Result<(), StoreError> {
         self.ledger_append(conn, &row.ledger_key(), None).await
     }
 
@@ -262,20 +273,18 @@ impl RowKey {
 
     async fn ledger_append(
         &self,
-        conn: &mut SqliteConnection,
+        conn: &mut dyn Connection,
         key: &str,
         mac: Option<&[u8; 32]>,
-    ) -> Result<(), ServerError> {
-        let previous: Option<Vec<u8>> = sqlx::query_scalar("SELECT chain FROM row_ledger ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&mut *conn)
-            .await?;
+    ) -> Result<(), StoreError> {
+        let previous: Option<Vec<u8>> = on!(conn, ex => sqlx::query_scalar("SELECT chain FROM row_ledger ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(ex).await)?;
         let chain = self.chain(previous.as_deref().unwrap_or_default(), key, mac.map(|m| &m[..]));
-        sqlx::query("INSERT INTO row_ledger (row, mac, chain) VALUES (?, ?, ?)")
+        on!(conn, ex => sqlx::query("INSERT INTO row_ledger (row, mac, chain) VALUES ($1, $2, $3)")
             .bind(key)
             .bind(mac.map(|m| m.to_vec()))
             .bind(chain.to_vec())
-            .execute(&mut *conn)
-            .await?;
+            .execute(ex).await.map(|r| r.rows_affected()))?;
         Ok(())
     }
 
@@ -283,19 +292,18 @@ impl RowKey {
     /// server deleted it.
     async fn ledger_latest(
         &self,
-        conn: &mut SqliteConnection,
+        conn: &mut dyn Connection,
         key: &str,
-    ) -> Result<Option<Option<Vec<u8>>>, ServerError> {
-        Ok(sqlx::query_scalar("SELECT mac FROM row_ledger WHERE row = ? ORDER BY seq DESC LIMIT 1")
+    ) -> Result<Option<Option<Vec<u8>>>, StoreError> {
+        Ok(on!(conn, ex => sqlx::query_scalar("SELECT mac FROM row_ledger WHERE row = $1 ORDER BY seq DESC LIMIT 1")
             .bind(key)
-            .fetch_optional(&mut *conn)
-            .await?)
+            .fetch_optional(ex).await)?)
     }
 
     /// Recomputes the whole chain: the first entry whose chain does not follow is named.
-    pub async fn ledger_problem(&self, conn: &mut SqliteConnection) -> Result<Option<String>, ServerError> {
+    pub async fn ledger_problem(&self, conn: &mut dyn Connection) -> Result<Option<String>, StoreError> {
         let entries: Vec<LedgerEntry> =
-            sqlx::query_as("SELECT seq, row, mac, chain FROM row_ledger ORDER BY seq").fetch_all(&mut *conn).await?;
+            on!(conn, ex => sqlx::query_as("SELECT seq, row, mac, chain FROM row_ledger ORDER BY seq").fetch_all(ex).await)?;
         let mut previous: Vec<u8> = Vec::new();
         for (seq, key, mac, chain) in entries {
             let expected = self.chain(&previous, &key, mac.as_deref());
@@ -310,11 +318,10 @@ impl RowKey {
     }
 
     /// The ledger's chain at `seq` (hex), if that entry exists.
-    pub async fn ledger_chain_at(&self, conn: &mut SqliteConnection, seq: i64) -> Result<Option<String>, ServerError> {
-        let chain: Option<Vec<u8>> = sqlx::query_scalar("SELECT chain FROM row_ledger WHERE seq = ?")
+    pub async fn ledger_chain_at(&self, conn: &mut dyn Connection, seq: i64) -> Result<Option<String>, StoreError> {
+        let chain: Option<Vec<u8>> = on!(conn, ex => sqlx::query_scalar("SELECT chain FROM row_ledger WHERE seq = $1")
             .bind(seq)
-            .fetch_optional(&mut *conn)
-            .await?;
+            .fetch_optional(ex).await)?;
         Ok(chain.map(hex::encode))
     }
 
@@ -322,19 +329,18 @@ impl RowKey {
     /// deleted one would lift a separation-of-duties bar.
     pub async fn check_changes_between(
         &self,
-        conn: &mut SqliteConnection,
+        conn: &mut dyn Connection,
         a: &str,
         b: &str,
-    ) -> Result<(), ServerError> {
+    ) -> Result<(), StoreError> {
         for (user, actor) in [(a, b), (b, a)] {
             let low = format!("user_admin_changes/{user}/{actor}/");
             let high = format!("user_admin_changes/{user}/{actor}0");
             let keys: Vec<String> =
-                sqlx::query_scalar("SELECT DISTINCT row FROM row_ledger WHERE row >= ? AND row < ?")
+                on!(conn, ex => sqlx::query_scalar("SELECT DISTINCT row FROM row_ledger WHERE row >= $1 AND row < $2")
                     .bind(&low)
                     .bind(&high)
-                    .fetch_all(&mut *conn)
-                    .await?;
+                    .fetch_all(ex).await)?;
             for key in &keys {
                 if let Some(row) = row_of_ledger_key(key) {
                     self.check(conn, row).await?;
@@ -346,13 +352,12 @@ impl RowKey {
 
     /// Enters every sealed row that is not in the ledger yet, as it is now — once, in the start
     /// that creates the ledger.
-    pub async fn anchor_unledgered(&self, conn: &mut SqliteConnection) -> Result<u64, ServerError> {
+    pub async fn anchor_unledgered(&self, conn: &mut dyn Connection) -> Result<u64, StoreError> {
         let mut entered = 0;
         for (table, key) in AUTHENTICATED_TABLES {
             let sealed: Vec<(String, Vec<u8>)> =
-                sqlx::query_as(&format!("SELECT {key}, mac FROM {table} WHERE mac IS NOT NULL"))
-                    .fetch_all(&mut *conn)
-                    .await?;
+                on!(conn, ex => sqlx::query_as(&format!("SELECT {key}, mac FROM {table} WHERE mac IS NOT NULL"))
+                    .fetch_all(ex).await)?;
             for (key, mac) in sealed {
                 if self.ledger_latest(conn, &key).await?.is_none() {
                     let Ok(mac) = <[u8; 32]>::try_from(mac) else { continue };
@@ -366,14 +371,12 @@ impl RowKey {
 
     /// Refuses a row whose content does not match its MAC (or that has none). A row that does
     /// not exist passes: callers decide what absence means.
-    pub async fn check(&self, conn: &mut SqliteConnection, row: Row<'_>) -> Result<(), ServerError> {
+    pub async fn check(&self, conn: &mut dyn Connection, row: Row<'_>) -> Result<(), StoreError> {
         let newest = self.ledger_latest(conn, &row.ledger_key()).await?;
         match self.material(conn, row).await? {
             None if matches!(newest, Some(Some(_))) => {
                 tracing::error!(row = %row.describe(), "a row was deleted outside Portcullis; refusing");
-                Err(ServerError::Refused(
-                    "row_not_authentic",
-                    format!("{} was deleted outside Portcullis (the row ledger holds it); refusing", row.describe()),
+                Err(StoreError::NotAuthentic(format!("{} was deleted outside Portcullis (the row ledger holds it); refusing", row.describe()),
                 ))
             }
             None => Ok(()),
@@ -385,9 +388,7 @@ impl RowKey {
             }
             Some((mac, Some(stored))) if portcullis_crypto::constant_time_eq(&mac, &stored) => {
                 tracing::error!(row = %row.describe(), "an older copy of a row was put back; refusing it");
-                Err(ServerError::Refused(
-                    "row_not_authentic",
-                    format!(
+                Err(StoreError::NotAuthentic(format!(
                         "{} is an older copy put back outside Portcullis (the row ledger holds a newer one); \
                          refusing to trust it",
                         row.describe()
@@ -396,9 +397,7 @@ impl RowKey {
             }
             Some(_) => {
                 tracing::error!(row = %row.describe(), "a row was changed outside Portcullis; refusing it");
-                Err(ServerError::Refused(
-                    "row_not_authentic",
-                    format!(
+                Err(StoreError::NotAuthentic(format!(
                         "{} was changed outside Portcullis (its authentication does not match); refusing to trust it",
                         row.describe()
                     ),
@@ -410,7 +409,7 @@ impl RowKey {
     /// Seals the rows of `tables` that have no MAC yet, trusted as they are at that moment —
     /// once, in the start that gives them their MAC (see the callers), and by `init` for what
     /// the store's migrations wrote.
-    pub async fn seal_unsealed(&self, conn: &mut SqliteConnection, tables: &[&str]) -> Result<u64, ServerError> {
+    pub async fn seal_unsealed(&self, conn: &mut dyn Connection, tables: &[&str]) -> Result<u64, StoreError> {
         let mut sealed = 0;
         for key in ledger_keys(conn, tables, "mac IS NULL").await? {
             if let Some(row) = row_of_ledger_key(&key) {
@@ -425,7 +424,7 @@ impl RowKey {
 /// Every table of authenticated rows, in the order verification reports them, with the SQL
 /// expression of a row's ledger key (what [`Row::ledger_key`] gives, and
 /// [`row_of_ledger_key`] reads back).
-pub(crate) const AUTHENTICATED_TABLES: &[(&str, &str)] = &[
+pub const AUTHENTICATED_TABLES: &[(&str, &str)] = &[
     ("users", "'users/' || id"),
     ("devices", "'devices/' || id"),
     ("gateways", "'gateways/' || id"),
@@ -445,31 +444,29 @@ pub(crate) const AUTHENTICATED_TABLES: &[(&str, &str)] = &[
 
 /// The ledger keys of the rows of `tables` (names from [`AUTHENTICATED_TABLES`]) matching
 /// `filter`, table by table in that order.
-pub(crate) async fn ledger_keys(
-    conn: &mut SqliteConnection,
+pub async fn ledger_keys(
+    conn: &mut dyn Connection,
     tables: &[&str],
     filter: &str,
-) -> Result<Vec<String>, ServerError> {
+) -> Result<Vec<String>, StoreError> {
     let mut keys = Vec::new();
     for (table, key) in AUTHENTICATED_TABLES.iter().filter(|(t, _)| tables.contains(t)) {
-        let found: Vec<String> = sqlx::query_scalar(&format!("SELECT {key} FROM {table} WHERE {filter} ORDER BY 1"))
-            .fetch_all(&mut *conn)
-            .await?;
+        let found: Vec<String> = on!(conn, ex => sqlx::query_scalar(&format!("SELECT {key} FROM {table} WHERE {filter} ORDER BY 1"))
+            .fetch_all(ex).await)?;
         keys.extend(found);
     }
     Ok(keys)
 }
 
 /// The row ledger's head now: (seq, chain as hex), for the security event being recorded.
-pub(crate) async fn ledger_head(conn: &mut SqliteConnection) -> Result<Option<(i64, String)>, ServerError> {
-    let head: Option<(i64, Vec<u8>)> = sqlx::query_as("SELECT seq, chain FROM row_ledger ORDER BY seq DESC LIMIT 1")
-        .fetch_optional(&mut *conn)
-        .await?;
+pub async fn ledger_head(conn: &mut dyn Connection) -> Result<Option<(i64, String)>, StoreError> {
+    let head: Option<(i64, Vec<u8>)> = on!(conn, ex => sqlx::query_as("SELECT seq, chain FROM row_ledger ORDER BY seq DESC LIMIT 1")
+        .fetch_optional(ex).await)?;
     Ok(head.map(|(seq, chain)| (seq, hex::encode(chain))))
 }
 
 /// The row a ledger key names (`table/id`, reviews `reviews/request/approver`).
-pub(crate) fn row_of_ledger_key(key: &str) -> Option<Row<'_>> {
+pub fn row_of_ledger_key(key: &str) -> Option<Row<'_>> {
     let (table, id) = key.split_once('/')?;
     Some(match table {
         "users" => Row::User(id),
@@ -496,4 +493,9 @@ pub(crate) fn row_of_ledger_key(key: &str) -> Option<Row<'_>> {
         "server_settings" => Row::Setting(id),
         _ => return None,
     })
+}
+
+/// How many entries the row ledger holds.
+pub async fn ledger_len(conn: &mut dyn Connection) -> Result<i64, StoreError> {
+    Ok(on!(conn, ex => sqlx::query_scalar("SELECT COUNT(*) FROM row_ledger").fetch_one(ex).await)?)
 }

@@ -9,8 +9,8 @@ use portcullis_proto::{AuditProblem, AuditVerifyReport, WriterReport};
 use portcullis_tlog::{Frontier, Hash};
 
 use super::{EventRow, KeyRing, event_payload, server_writer_id, tlog_err};
-use crate::ServerError;
-use crate::store::Store;
+use crate::StoreError;
+use crate::{Store, on};
 
 /// A stored record, as verification reads it.
 #[derive(sqlx::FromRow)]
@@ -27,12 +27,12 @@ type WriterKeys = HashMap<String, (String, Result<Option<[u8; 32]>, String>)>;
 
 /// Public keys of the writers, to check their checkpoints — only from gateway rows whose
 /// authentication holds (a key swapped in the database would otherwise vouch for forged logs).
-async fn writer_keys(pool: &sqlx::SqlitePool, root: &SymmetricKey) -> Result<WriterKeys, ServerError> {
+async fn writer_keys(pool: &Store, root: &SymmetricKey) -> Result<WriterKeys, StoreError> {
     let rows: Vec<(String, String, Option<Vec<u8>>)> =
-        sqlx::query_as("SELECT id, name, sign_public_key FROM gateways").fetch_all(pool).await?;
+        on!(pool, ex => sqlx::query_as("SELECT id, name, sign_public_key FROM gateways").fetch_all(ex).await)?;
     let macs = crate::rows::RowKey::new(root);
     let mut out = HashMap::new();
-    let mut conn = pool.acquire().await?;
+    let mut conn = pool.conn().await?;
     for (id, name, key) in rows {
         let key = match macs.check(&mut conn, crate::rows::Row::Gateway(&id)).await {
             Ok(()) => Ok(key.and_then(|k| <[u8; 32]>::try_from(k).ok())),
@@ -49,18 +49,17 @@ const PAGE: i64 = 20_000;
 /// says; the leaves rebuild the stored tree and every stored checkpoint; the newest checkpoint
 /// carries a valid writer signature and the server's countersignature; the searchable rows
 /// (sessions, security events) agree with the records. Read-only.
-pub(crate) async fn verify_all(
+pub async fn verify_all(
     store: &Store,
     root: &SymmetricKey,
     server_key: &[u8; 32],
-) -> Result<AuditVerifyReport, ServerError> {
-    let pool = &store.pool;
+) -> Result<AuditVerifyReport, StoreError> {
+    let pool = store;
     let server_writer = server_writer_id(server_key);
     let names = writer_keys(pool, root).await?;
     let mut writers: Vec<String> =
-        sqlx::query_scalar("SELECT writer_id FROM audit_logs UNION SELECT DISTINCT writer_id FROM audit_records")
-            .fetch_all(pool)
-            .await?;
+        on!(pool, ex => sqlx::query_scalar("SELECT writer_id FROM audit_logs UNION SELECT DISTINCT writer_id FROM audit_records")
+            .fetch_all(ex).await)?;
     writers.sort_by_key(|w| (w != &server_writer, w.clone()));
     let mut report = AuditVerifyReport::default();
     let mut ring = KeyRing::new(root);
@@ -80,23 +79,21 @@ pub(crate) async fn verify_all(
         let mut lost = 0u64;
         let mut first_problem: Option<AuditProblem> = None;
         let checkpoints: HashMap<i64, Vec<u8>> =
-            sqlx::query_as::<_, (i64, Vec<u8>)>("SELECT size, root FROM audit_checkpoints WHERE writer_id = ?")
+            on!(pool, ex => sqlx::query_as::<_, (i64, Vec<u8>)>("SELECT size, root FROM audit_checkpoints WHERE writer_id = $1")
                 .bind(&writer)
-                .fetch_all(pool)
-                .await?
+                .fetch_all(ex).await)?
                 .into_iter()
                 .collect();
         let mut after = 0i64;
         'pages: loop {
-            let rows: Vec<StoredRecord> = sqlx::query_as(
+            let rows: Vec<StoredRecord> = on!(pool, ex => sqlx::query_as(
                 "SELECT seq, kind, session_id, payload_sha256, payload, leaf, lost FROM audit_records \
-                     WHERE writer_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+                     WHERE writer_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
             )
             .bind(&writer)
             .bind(after)
             .bind(PAGE)
-            .fetch_all(pool)
-            .await?;
+            .fetch_all(ex).await)?;
             let Some(last) = rows.last().map(|r| r.seq) else { break };
             after = last;
             for StoredRecord {
@@ -157,10 +154,9 @@ pub(crate) async fn verify_all(
             }
         }
         let state: Option<(i64, Vec<u8>, Option<String>)> =
-            sqlx::query_as("SELECT size, root, checkpoint FROM audit_logs WHERE writer_id = ?")
+            on!(pool, ex => sqlx::query_as("SELECT size, root, checkpoint FROM audit_logs WHERE writer_id = $1")
                 .bind(&writer)
-                .fetch_optional(pool)
-                .await?;
+                .fetch_optional(ex).await)?;
         let mut entry = WriterReport {
             writer_id: writer.clone(),
             name: name.clone(),
@@ -237,19 +233,18 @@ async fn verify_rows(
     ring: &mut KeyRing<'_>,
     server_writer: &str,
     report: &mut AuditVerifyReport,
-) -> Result<(), ServerError> {
-    let pool = &store.pool;
+) -> Result<(), StoreError> {
+    let pool = store;
     let server_problem = |index: Option<u64>, message: String| AuditProblem {
         writer_id: server_writer.to_string(),
         writer_name: "control server".into(),
         index,
         message,
     };
-    let rows: Vec<EventRow> = sqlx::query_as(
+    let rows: Vec<EventRow> = on!(pool, ex => sqlx::query_as(
         "SELECT id, at, actor, device_id, kind, detail, seq, rows_seq, rows_head FROM server_events ORDER BY id",
     )
-    .fetch_all(pool)
-    .await?;
+    .fetch_all(ex).await)?;
     let mut seen = std::collections::HashSet::new();
     for EventRow { id, at, actor, device_id: device, kind, detail, seq, rows_seq, rows_head } in rows {
         let Some(seq) = seq else {
@@ -257,11 +252,10 @@ async fn verify_rows(
             return Ok(());
         };
         let ct: Option<Vec<u8>> =
-            sqlx::query_scalar("SELECT payload FROM audit_records WHERE writer_id = ? AND seq = ? AND lost IS NULL")
+            on!(pool, ex => sqlx::query_scalar("SELECT payload FROM audit_records WHERE writer_id = $1 AND seq = $2 AND lost IS NULL")
                 .bind(server_writer)
                 .bind(seq)
-                .fetch_optional(pool)
-                .await?;
+                .fetch_optional(ex).await)?;
         let detail: serde_json::Value = serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null);
         let rows = rows_seq.zip(rows_head);
         let expected = event_payload(at, actor.as_deref(), device.as_deref(), &kind, &detail, rows.as_ref());
@@ -279,10 +273,9 @@ async fn verify_rows(
         }
         seen.insert(seq);
     }
-    let records: Vec<i64> = sqlx::query_scalar("SELECT seq FROM audit_records WHERE writer_id = ? ORDER BY seq")
+    let records: Vec<i64> = on!(pool, ex => sqlx::query_scalar("SELECT seq FROM audit_records WHERE writer_id = $1 ORDER BY seq")
         .bind(server_writer)
-        .fetch_all(pool)
-        .await?;
+        .fetch_all(ex).await)?;
     if let Some(missing) = records.into_iter().find(|s| !seen.contains(s)) {
         report.problems.push(server_problem(
             Some(missing as u64),
@@ -290,12 +283,11 @@ async fn verify_rows(
         ));
         return Ok(());
     }
-    let orphans: Vec<(String, String)> = sqlx::query_as(
+    let orphans: Vec<(String, String)> = on!(pool, ex => sqlx::query_as(
         "SELECT s.id, s.writer_id FROM sessions s WHERE NOT EXISTS (SELECT 1 FROM audit_records r \
          WHERE r.writer_id = s.writer_id AND r.session_id = s.id AND r.kind = 'session_start')",
     )
-    .fetch_all(pool)
-    .await?;
+    .fetch_all(ex).await)?;
     if let Some((session, writer)) = orphans.into_iter().next() {
         report.problems.push(AuditProblem {
             writer_id: writer,
@@ -328,26 +320,24 @@ struct SessionIndexRow {
 /// and login, under which grant, which command, when, and how it ended. An edited row (a session
 /// moved to another user, a command changed, an end rewritten) is named with the field.
 async fn verify_session_index(
-    pool: &sqlx::SqlitePool,
+    pool: &Store,
     ring: &mut KeyRing<'_>,
     report: &mut AuditVerifyReport,
-) -> Result<(), ServerError> {
+) -> Result<(), StoreError> {
     use portcullis_proto::AuditPayload;
-    let sessions: Vec<SessionIndexRow> = sqlx::query_as(
+    let sessions: Vec<SessionIndexRow> = on!(pool, ex => sqlx::query_as(
         "SELECT id, writer_id, user_name, target, login, grant_id, command, started_at, ended_at, exit_status, \
          end_reason, kind FROM sessions ORDER BY started_at, id",
     )
-    .fetch_all(pool)
-    .await?;
+    .fetch_all(ex).await)?;
     for row in sessions {
-        let records: Vec<(i64, Vec<u8>)> = sqlx::query_as(
-            "SELECT seq, payload FROM audit_records WHERE writer_id = ? AND session_id = ? \
+        let records: Vec<(i64, Vec<u8>)> = on!(pool, ex => sqlx::query_as(
+            "SELECT seq, payload FROM audit_records WHERE writer_id = $1 AND session_id = $2 \
              AND kind IN ('session_start', 'session_end') AND lost IS NULL ORDER BY seq",
         )
         .bind(&row.writer_id)
         .bind(&row.id)
-        .fetch_all(pool)
-        .await?;
+        .fetch_all(ex).await)?;
         let (mut start, mut end) = (None, None);
         for (seq, ct) in records {
             // A record that does not open is reported by the log check above.
@@ -398,14 +388,14 @@ async fn verify_session_index(
 /// Every row the server decides with must carry a valid MAC (see [`crate::rows`]): one added or
 /// changed behind the server's back is reported here, before anything uses it.
 async fn verify_decision_rows(
-    pool: &sqlx::SqlitePool,
+    pool: &Store,
     root: &SymmetricKey,
     server_writer: &str,
     report: &mut AuditVerifyReport,
-) -> Result<(), ServerError> {
+) -> Result<(), StoreError> {
     use crate::rows::Row;
     let macs = crate::rows::RowKey::new(root);
-    let mut conn = pool.acquire().await?;
+    let mut conn = pool.conn().await?;
     let all: Vec<&str> = crate::rows::AUTHENTICATED_TABLES.iter().map(|(table, _)| *table).collect();
     let keys = crate::rows::ledger_keys(&mut conn, &all, "1").await?;
     // The ledger: its chain intact, every anchor the signed log holds still in it, and no row it
@@ -419,11 +409,10 @@ async fn verify_decision_rows(
     if let Some(problem) = macs.ledger_problem(&mut conn).await? {
         report.problems.push(ledger_problem(problem));
     }
-    let anchors: Vec<(i64, i64, String)> = sqlx::query_as(
+    let anchors: Vec<(i64, i64, String)> = on!(conn, ex => sqlx::query_as(
         "SELECT seq, rows_seq, rows_head FROM server_events WHERE rows_seq IS NOT NULL ORDER BY seq DESC LIMIT 1",
     )
-    .fetch_all(&mut *conn)
-    .await?;
+    .fetch_all(ex).await)?;
     for (event_seq, ledger_seq, head) in anchors {
         if macs.ledger_chain_at(&mut conn, ledger_seq).await?.as_deref() != Some(head.as_str()) {
             report.problems.push(ledger_problem(format!(
@@ -432,12 +421,11 @@ async fn verify_decision_rows(
             )));
         }
     }
-    let held: Vec<String> = sqlx::query_scalar(
+    let held: Vec<String> = on!(conn, ex => sqlx::query_scalar(
         "SELECT l.row FROM row_ledger l WHERE l.mac IS NOT NULL \
          AND l.seq = (SELECT MAX(seq) FROM row_ledger m WHERE m.row = l.row) ORDER BY l.row",
     )
-    .fetch_all(&mut *conn)
-    .await?;
+    .fetch_all(ex).await)?;
     for key in &held {
         if let Some(row) = crate::rows::row_of_ledger_key(key)
             && let Err(e) = macs.check(&mut conn, row).await

@@ -7,46 +7,44 @@ use portcullis_crypto::SymmetricKey;
 use portcullis_tlog::{Frontier, Hash};
 
 use super::{KeyRing, tlog_err};
-use crate::ServerError;
-use crate::store::Store;
+use crate::StoreError;
+use crate::{Store, on};
 
 /// The offline evidence of one session: its records, each with an inclusion proof under the
 /// writer's newest countersigned checkpoint, and the public keys. Checked here first: a store
 /// that no longer matches its checkpoint exports nothing and says where.
-pub(crate) async fn session_bundle(
+pub async fn session_bundle(
     store: &Store,
     root: &SymmetricKey,
     server_key: &[u8; 32],
-    session: &crate::store::SessionRow,
-) -> Result<portcullis_tlog::bundle::Bundle, ServerError> {
+    session: &crate::SessionRow,
+) -> Result<portcullis_tlog::bundle::Bundle, StoreError> {
     use base64::Engine;
-    let pool = &store.pool;
+    let pool = store;
     let writer = &session.writer_id;
     let b64 = base64::engine::general_purpose::STANDARD;
     let gateway: Option<(String, Option<Vec<u8>>)> =
-        sqlx::query_as("SELECT name, sign_public_key FROM gateways WHERE id = ?")
+        on!(pool, ex => sqlx::query_as("SELECT name, sign_public_key FROM gateways WHERE id = $1")
             .bind(writer)
-            .fetch_optional(pool)
-            .await?;
+            .fetch_optional(ex).await)?;
     let (name, Some(writer_key)) = gateway.unwrap_or_default() else {
-        return Err(ServerError::Conflict(format!("the writer of session {} has no signing key", session.id)));
+        return Err(StoreError::Conflict(format!("the writer of session {} has no signing key", session.id)));
     };
     let writer_key: [u8; 32] =
-        writer_key.try_into().map_err(|_| ServerError::Internal("malformed writer key".into()))?;
-    crate::rows::RowKey::new(root).check(&mut *pool.acquire().await?, crate::rows::Row::Gateway(writer)).await?;
-    let note: Option<Option<String>> = sqlx::query_scalar("SELECT checkpoint FROM audit_logs WHERE writer_id = ?")
+        writer_key.try_into().map_err(|_| StoreError::Internal("malformed writer key".into()))?;
+    crate::rows::RowKey::new(root).check(&mut pool.conn().await?, crate::rows::Row::Gateway(writer)).await?;
+    let note: Option<Option<String>> = on!(pool, ex => sqlx::query_scalar("SELECT checkpoint FROM audit_logs WHERE writer_id = $1")
         .bind(writer)
-        .fetch_optional(pool)
-        .await?;
+        .fetch_optional(ex).await)?;
     let Some(note) = note.flatten() else {
-        return Err(ServerError::Conflict(format!(
+        return Err(StoreError::Conflict(format!(
             "the log of session {}'s gateway has no countersigned checkpoint yet; try again once it has synced",
             session.id
         )));
     };
     let invalid = |index: Option<u64>, why: String| {
         let at = index.map(|i| format!(" at record {i}")).unwrap_or_default();
-        ServerError::Refused("audit_record_invalid", format!("the log of {name} does not verify{at}: {why}"))
+        StoreError::Refused("audit_record_invalid", format!("the log of {name} does not verify{at}: {why}"))
     };
     let checkpoint = portcullis_tlog::verify_checkpoint(&note, writer, &writer_key, Some(server_key))
         .map_err(|e| invalid(None, e.to_string()))?;
@@ -54,11 +52,10 @@ pub(crate) async fn session_bundle(
         return Err(invalid(None, "the newest checkpoint is not countersigned".into()));
     }
     let leaves: Vec<(i64, Option<Vec<u8>>)> =
-        sqlx::query_as("SELECT seq, leaf FROM audit_records WHERE writer_id = ? AND seq <= ? ORDER BY seq")
+        on!(pool, ex => sqlx::query_as("SELECT seq, leaf FROM audit_records WHERE writer_id = $1 AND seq <= $2 ORDER BY seq")
             .bind(writer)
             .bind(checkpoint.size as i64)
-            .fetch_all(pool)
-            .await?;
+            .fetch_all(ex).await)?;
     let mut tree = portcullis_tlog::MemoryTree::new();
     for (seq, leaf) in leaves {
         if seq as u64 != tree.size() + 1 {
@@ -72,14 +69,13 @@ pub(crate) async fn session_bundle(
     if tree.size() != checkpoint.size || tree.root_at(checkpoint.size).map_err(tlog_err)? != checkpoint.root {
         return Err(invalid(None, "the stored records do not rebuild the signed checkpoint".into()));
     }
-    let rows: Vec<(i64, Vec<u8>, Vec<u8>)> = sqlx::query_as(
-        "SELECT seq, payload, leaf FROM audit_records WHERE writer_id = ? AND session_id = ? AND seq <= ? ORDER BY seq",
+    let rows: Vec<(i64, Vec<u8>, Vec<u8>)> = on!(pool, ex => sqlx::query_as(
+        "SELECT seq, payload, leaf FROM audit_records WHERE writer_id = $1 AND session_id = $2 AND seq <= $3 ORDER BY seq",
     )
     .bind(writer)
     .bind(&session.id)
     .bind(checkpoint.size as i64)
-    .fetch_all(pool)
-    .await?;
+    .fetch_all(ex).await)?;
     let mut ring = KeyRing::new(root);
     let mut records = Vec::new();
     for (seq, ct, leaf) in rows {
@@ -110,16 +106,16 @@ pub(crate) async fn session_bundle(
 /// Marks `writer`'s uploads refused from `index` (a fork, rollback, inconsistent or bad
 /// checkpoint, a refused record): until an upload continues its log again, no new session opens
 /// through it. Kept outside the refused upload's transaction, which rolled back.
-pub(crate) async fn mark_refused(
+pub async fn mark_refused(
     store: &Store,
     writer: &str,
     index: u64,
     why: &str,
     now: i64,
-) -> Result<(), ServerError> {
-    sqlx::query(
+) -> Result<(), StoreError> {
+    on!(store, ex => sqlx::query(
         "INSERT INTO audit_logs (writer_id, size, root, frontier, updated_at, refused_index, refused_reason) \
-         VALUES (?, 0, ?, x'', ?, ?, ?) ON CONFLICT (writer_id) DO UPDATE SET \
+         VALUES ($1, 0, $2, x'', $3, $4, $5) ON CONFLICT (writer_id) DO UPDATE SET \
          refused_index = excluded.refused_index, refused_reason = excluded.refused_reason",
     )
     .bind(writer)
@@ -127,33 +123,31 @@ pub(crate) async fn mark_refused(
     .bind(now)
     .bind(index as i64)
     .bind(why)
-    .execute(&store.pool)
-    .await?;
+    .execute(ex).await.map(|r| r.rows_affected()))?;
     Ok(())
 }
 
 /// Writers whose uploads stay refused: (first bad index, why).
-pub(crate) async fn refused_writers(pool: &sqlx::SqlitePool) -> Result<HashMap<String, (u64, String)>, ServerError> {
-    let rows: Vec<(String, i64, Option<String>)> = sqlx::query_as(
+pub async fn refused_writers(pool: &Store) -> Result<HashMap<String, (u64, String)>, StoreError> {
+    let rows: Vec<(String, i64, Option<String>)> = on!(pool, ex => sqlx::query_as(
         "SELECT writer_id, refused_index, refused_reason FROM audit_logs WHERE refused_index IS NOT NULL",
     )
-    .fetch_all(pool)
-    .await?;
+    .fetch_all(ex).await)?;
     Ok(rows.into_iter().map(|(w, i, why)| (w, (i as u64, why.unwrap_or_default()))).collect())
 }
 
 /// Whether `writer`'s uploads stay refused (see [`mark_refused`]).
-pub(crate) async fn writer_refused(
-    pool: &sqlx::SqlitePool,
+pub async fn writer_refused(
+    pool: &Store,
     writer: &str,
-) -> Result<Option<(u64, String)>, ServerError> {
+) -> Result<Option<(u64, String)>, StoreError> {
     Ok(refused_writers(pool).await?.remove(writer))
 }
 
 /// What the sessions list needs to say where each recording stands, read once per listing:
 /// per writer the records covered by its newest countersigned checkpoint, the records lost at
 /// the gateway, the uploads refused and not since overcome; per session its records' range.
-pub(crate) struct LogFacts {
+pub struct LogFacts {
     covered: HashMap<String, u64>,
     lost: HashMap<String, Vec<(u64, String)>>,
     refused: HashMap<String, (u64, String)>,
@@ -161,34 +155,31 @@ pub(crate) struct LogFacts {
 }
 
 impl LogFacts {
-    pub async fn load(pool: &sqlx::SqlitePool) -> Result<Self, ServerError> {
+    pub async fn load(pool: &Store) -> Result<Self, StoreError> {
         let covered: Vec<(String, i64)> =
-            sqlx::query_as("SELECT writer_id, size FROM audit_logs WHERE checkpoint IS NOT NULL")
-                .fetch_all(pool)
-                .await?;
+            on!(pool, ex => sqlx::query_as("SELECT writer_id, size FROM audit_logs WHERE checkpoint IS NOT NULL")
+                .fetch_all(ex).await)?;
         let mut lost: HashMap<String, Vec<(u64, String)>> = HashMap::new();
-        for (w, seq, why) in sqlx::query_as::<_, (String, i64, String)>(
+        for (w, seq, why) in on!(pool, ex => sqlx::query_as::<_, (String, i64, String)>(
             "SELECT writer_id, seq, lost FROM audit_records WHERE lost IS NOT NULL",
         )
-        .fetch_all(pool)
-        .await?
+        .fetch_all(ex).await)?
         {
             lost.entry(w).or_default().push((seq as u64, why));
         }
         let refused = refused_writers(pool).await?;
-        let ranges = sqlx::query_as::<_, (String, String, i64, i64)>(
+        let ranges = on!(pool, ex => sqlx::query_as::<_, (String, String, i64, i64)>(
             "SELECT writer_id, session_id, MIN(seq), MAX(seq) FROM audit_records WHERE session_id IS NOT NULL \
              GROUP BY writer_id, session_id",
         )
-        .fetch_all(pool)
-        .await?
+        .fetch_all(ex).await)?
         .into_iter()
         .map(|(w, s, lo, hi)| ((w, s), (lo as u64, hi as u64)))
         .collect();
         Ok(Self { covered: covered.into_iter().map(|(w, s)| (w, s as u64)).collect(), lost, refused, ranges })
     }
 
-    pub fn recording_state(&self, s: &crate::store::SessionRow) -> portcullis_proto::RecordingState {
+    pub fn recording_state(&self, s: &crate::SessionRow) -> portcullis_proto::RecordingState {
         use portcullis_proto::RecordingState;
         let Some(&(lo, hi)) = self.ranges.get(&(s.writer_id.clone(), s.id.clone())) else {
             return RecordingState::Failed("the session is listed but none of its records is stored".into());

@@ -1,20 +1,28 @@
-//! The server's SQLite store. All SQL of the server lives here.
-
-use std::path::Path;
-use std::str::FromStr;
+//! The server's store: one facade (`Store`, `Tx`) over SQLite (the embedded default) and
+//! PostgreSQL (for teams). All SQL of the server lives in this crate; each query is written once
+//! and compiled for both backends (see `backend`).
+//!
+//! Contract: callers get typed rows and typed operations, never a pool or a query. Rows that
+//! decisions read are authenticated here (`rows`): a row changed behind the server's back is
+//! refused, whichever backend holds it.
 
 use portcullis_crypto::{Aad, OsRng, SecretBytes, SymmetricKey};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Sqlite, SqlitePool, Transaction};
 
-use crate::ServerError;
-use crate::rows::{Row, RowKey};
+mod backend;
+pub(crate) use backend::on;
+pub use backend::{Backend, Conn, Connection, Kind, Location, Store, Tx, redact_url, without_password};
 
+mod error;
+pub use error::StoreError;
+
+pub mod audit;
 mod access;
 mod gateways;
+pub mod rows;
+use rows::{Row, RowKey};
 pub use access::{
-    ChallengeRow, SETTING_ROWS_AUTHENTICATED, SETTING_SESSION_CHECKS_SINCE, SETTING_STANDALONE_OWNER,
-    SETTING_WEBAUTHN_RP_ID, SecurityKeyRow, UserDetailRow,
+    ChallengeRow, DeviceDetailRow, GroupRow, PolicyRow, ReviewRow, SETTING_ROWS_AUTHENTICATED,
+    SETTING_SESSION_CHECKS_SINCE, SETTING_STANDALONE_OWNER, SETTING_WEBAUTHN_RP_ID, SecurityKeyRow, UserDetailRow,
 };
 pub use gateways::GatewayRow;
 
@@ -30,14 +38,7 @@ pub const SECRET_EMBEDDED_GATEWAY_LOCAL_KEY: &str = "embedded_gateway_local_key"
 /// The embedded gateway's Ed25519 key: signs its log's checkpoints.
 pub const SECRET_EMBEDDED_GATEWAY_SIGNING_KEY: &str = "embedded_gateway_signing_key";
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/server-sqlite");
 
-#[derive(Clone)]
-pub struct Store {
-    pub pool: SqlitePool,
-    /// Migrations this open applied (upgrades that need the root key finish in `Server::open`).
-    pub newly_applied: Vec<i64>,
-}
 
 /// The migration that introduced gateway confirmations (carried-over rows are sealed after it).
 pub const MIGRATION_CONFIRMATIONS: i64 = 20261201000001;
@@ -48,7 +49,7 @@ pub const MIGRATION_ROW_MACS: i64 = 20261201000002;
 /// that applies it).
 pub const MIGRATION_ROW_LEDGER: i64 = 20261201000003;
 
-pub type Tx<'a> = Transaction<'a, Sqlite>;
+
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct UserRow {
@@ -192,142 +193,96 @@ fn secret_aad(name: &str) -> Aad {
 }
 
 impl Store {
-    pub async fn open(path: &Path) -> Result<Self, ServerError> {
-        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .foreign_keys(true)
-            .busy_timeout(std::time::Duration::from_secs(10));
-        // One writer at a time is what SQLite does anyway; a single connection also rules out
-        // deferred-transaction upgrade deadlocks (SQLITE_BUSY without waiting).
-        let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await?;
-        let before: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
-            .fetch_all(&pool)
-            .await
-            .unwrap_or_default();
-        MIGRATOR.run(&pool).await?;
-        let newly_applied: Vec<i64> = MIGRATOR.iter().map(|m| m.version).filter(|v| !before.contains(v)).collect();
-        if newly_applied.contains(&MIGRATION_CONFIRMATIONS) {
-            // Sessions started before this moment predate authorisation records.
-            let now =
-                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-            sqlx::query("INSERT OR IGNORE INTO server_settings (name, value) VALUES (?, ?)")
-                .bind(SETTING_SESSION_CHECKS_SINCE)
-                .bind(now.to_string())
-                .execute(&pool)
-                .await?;
-        }
-        Ok(Self { pool, newly_applied })
-    }
-
-    /// Opens a data directory's database for reading only, without migrating it (offline
-    /// verification must not change what it checks).
-    pub async fn open_read_only(path: &Path) -> Result<Self, ServerError> {
-        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?.read_only(true);
-        let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await?;
-        let applied: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations").fetch_one(&pool).await?;
-        if applied < MIGRATOR.iter().count() as i64 {
-            return Err(ServerError::BadRequest(
-                "this data directory is from an older version; start the server once to upgrade it, then verify".into(),
-            ));
-        }
-        Ok(Self { pool, newly_applied: Vec::new() })
-    }
-
-    pub async fn begin(&self) -> Result<Tx<'_>, ServerError> {
-        Ok(self.pool.begin().await?)
-    }
-
-    pub async fn put_server_secret(&self, root: &SymmetricKey, name: &str, value: &[u8]) -> Result<(), ServerError> {
+    pub async fn put_server_secret(&self, root: &SymmetricKey, name: &str, value: &[u8]) -> Result<(), StoreError> {
         let ct = root.seal(&mut OsRng, value, &secret_aad(name))?;
-        sqlx::query("INSERT INTO server_secrets (name, ciphertext) VALUES (?, ?)")
+        on!(self, ex => sqlx::query("INSERT INTO server_secrets (name, ciphertext) VALUES ($1, $2)")
             .bind(name)
             .bind(ct)
-            .execute(&self.pool)
-            .await?;
+            .execute(ex).await.map(|r| r.rows_affected()))?;
         Ok(())
     }
 
-    pub async fn server_secret(&self, root: &SymmetricKey, name: &str) -> Result<SecretBytes, ServerError> {
-        self.server_secret_opt(root, name)
-            .await?
-            .ok_or_else(|| ServerError::Internal(format!("server secret {name} is missing")))
+    /// The names of the server secrets stored (none: no server was initialised here).
+    pub async fn server_secret_names(&self) -> Result<std::vec::IntoIter<String>, StoreError> {
+        let names: Vec<String> =
+            on!(self, ex => sqlx::query_scalar("SELECT name FROM server_secrets ORDER BY name").fetch_all(ex).await)?;
+        Ok(names.into_iter())
     }
 
-    pub async fn server_secret_opt(&self, root: &SymmetricKey, name: &str) -> Result<Option<SecretBytes>, ServerError> {
-        let ct: Option<Vec<u8>> = sqlx::query_scalar("SELECT ciphertext FROM server_secrets WHERE name = ?")
+    pub async fn server_secret(&self, root: &SymmetricKey, name: &str) -> Result<SecretBytes, StoreError> {
+        self.server_secret_opt(root, name)
+            .await?
+            .ok_or_else(|| StoreError::Internal(format!("server secret {name} is missing")))
+    }
+
+    pub async fn server_secret_opt(&self, root: &SymmetricKey, name: &str) -> Result<Option<SecretBytes>, StoreError> {
+        let ct: Option<Vec<u8>> = on!(self, ex => sqlx::query_scalar("SELECT ciphertext FROM server_secrets WHERE name = $1")
             .bind(name)
-            .fetch_optional(&self.pool)
-            .await?;
+            .fetch_optional(ex).await)?;
         ct.map(|ct| root.open(&ct, &secret_aad(name)).map_err(Into::into)).transpose()
     }
 
     // ---- users and enrolment ----
 
-    pub async fn insert_user(tx: &mut Tx<'_>, id: &str, name: &str, roles: &str, now: i64) -> Result<(), ServerError> {
-        let result = sqlx::query("INSERT INTO users (id, name, roles, created_at) VALUES (?, ?, ?, ?)")
+    pub async fn insert_user(tx: &mut Tx<'_>, id: &str, name: &str, roles: &str, now: i64) -> Result<(), StoreError> {
+        let result = on!(tx, ex => sqlx::query("INSERT INTO users (id, name, roles, created_at) VALUES ($1, $2, $3, $4)")
             .bind(id)
             .bind(name)
             .bind(roles)
             .bind(now)
-            .execute(&mut **tx)
-            .await;
+            .execute(ex).await.map(|r| r.rows_affected()));
         match result {
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                Err(ServerError::Conflict(format!("a user named {name:?} already exists")))
+                Err(StoreError::Conflict(format!("a user named {name:?} already exists")))
             }
             other => other.map(|_| ()).map_err(Into::into),
         }
     }
 
-    pub(crate) async fn insert_enrolment_code(
+    pub async fn insert_enrolment_code(
         tx: &mut Tx<'_>,
         rows: &RowKey,
         code_hash: &str,
         user_id: &str,
         now: i64,
         expires_at: i64,
-    ) -> Result<(), ServerError> {
-        sqlx::query("INSERT INTO enrolment_codes (code_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)")
+    ) -> Result<(), StoreError> {
+        on!(tx, ex => sqlx::query("INSERT INTO enrolment_codes (code_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
             .bind(code_hash)
             .bind(user_id)
             .bind(now)
             .bind(expires_at)
-            .execute(&mut **tx)
-            .await?;
+            .execute(ex).await.map(|r| r.rows_affected()))?;
         rows.seal(tx, Row::EnrolmentCode(code_hash)).await
     }
 
     /// Marks an unused, unexpired code as used and returns its user; `None` otherwise. A code
     /// row added or changed behind the server's back (a fresh code for an admin, a used one
     /// made unused) is refused.
-    pub(crate) async fn consume_enrolment_code(
+    pub async fn consume_enrolment_code(
         tx: &mut Tx<'_>,
         rows: &RowKey,
         code_hash: &str,
         now: i64,
-    ) -> Result<Option<UserRow>, ServerError> {
+    ) -> Result<Option<UserRow>, StoreError> {
         rows.check(tx, Row::EnrolmentCode(code_hash)).await?;
-        let user_id: Option<String> = sqlx::query_scalar(
-            "UPDATE enrolment_codes SET used_at = ?1 WHERE code_hash = ?2 AND used_at IS NULL AND expires_at > ?1 \
+        let user_id: Option<String> = on!(tx, ex => sqlx::query_scalar(
+            "UPDATE enrolment_codes SET used_at = $1 WHERE code_hash = $2 AND used_at IS NULL AND expires_at > $1 \
              RETURNING user_id",
         )
         .bind(now)
         .bind(code_hash)
-        .fetch_optional(&mut **tx)
-        .await?;
+        .fetch_optional(ex).await)?;
         let Some(user_id) = user_id else { return Ok(None) };
         rows.seal(tx, Row::EnrolmentCode(code_hash)).await?;
-        Ok(sqlx::query_as("SELECT id, name, roles, disabled_at FROM users WHERE id = ?")
+        Ok(on!(tx, ex => sqlx::query_as("SELECT id, name, roles, disabled_at FROM users WHERE id = $1")
             .bind(user_id)
-            .fetch_optional(&mut **tx)
-            .await?)
+            .fetch_optional(ex).await)?)
     }
 
-    pub async fn insert_device(tx: &mut Tx<'_>, device: &DeviceRow, name: &str, now: i64) -> Result<(), ServerError> {
-        sqlx::query(
-            "INSERT INTO devices (id, user_id, name, sign_public_key, seal_public_key, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+    pub async fn insert_device(tx: &mut Tx<'_>, device: &DeviceRow, name: &str, now: i64) -> Result<(), StoreError> {
+        on!(tx, ex => sqlx::query(
+            "INSERT INTO devices (id, user_id, name, sign_public_key, seal_public_key, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(&device.id)
         .bind(&device.user_id)
@@ -335,23 +290,20 @@ impl Store {
         .bind(&device.sign_public_key)
         .bind(&device.seal_public_key)
         .bind(now)
-        .execute(&mut **tx)
-        .await?;
+        .execute(ex).await.map(|r| r.rows_affected()))?;
         Ok(())
     }
 
-    pub async fn device_with_user(&self, device_id: &str) -> Result<Option<(DeviceRow, UserRow)>, ServerError> {
-        let device: Option<DeviceRow> = sqlx::query_as(
-            "SELECT id, user_id, sign_public_key, seal_public_key, revoked_at FROM devices WHERE id = ?",
+    pub async fn device_with_user(&self, device_id: &str) -> Result<Option<(DeviceRow, UserRow)>, StoreError> {
+        let device: Option<DeviceRow> = on!(self, ex => sqlx::query_as(
+            "SELECT id, user_id, sign_public_key, seal_public_key, revoked_at FROM devices WHERE id = $1",
         )
         .bind(device_id)
-        .fetch_optional(&self.pool)
-        .await?;
+        .fetch_optional(ex).await)?;
         let Some(device) = device else { return Ok(None) };
-        let user: UserRow = sqlx::query_as("SELECT id, name, roles, disabled_at FROM users WHERE id = ?")
+        let user: UserRow = on!(self, ex => sqlx::query_as("SELECT id, name, roles, disabled_at FROM users WHERE id = $1")
             .bind(&device.user_id)
-            .fetch_one(&self.pool)
-            .await?;
+            .fetch_one(ex).await)?;
         Ok(Some((device, user)))
     }
 
@@ -362,34 +314,32 @@ impl Store {
         nonce: &str,
         now: i64,
         expires_at: i64,
-    ) -> Result<bool, ServerError> {
+    ) -> Result<bool, StoreError> {
         let mut tx = self.begin().await?;
-        sqlx::query("DELETE FROM request_nonces WHERE expires_at < ?").bind(now).execute(&mut *tx).await?;
-        let inserted = sqlx::query(
-            "INSERT INTO request_nonces (device_id, nonce, expires_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+        on!(tx, ex => sqlx::query("DELETE FROM request_nonces WHERE expires_at < $1").bind(now).execute(ex).await.map(|r| r.rows_affected()))?;
+        let inserted = on!(tx, ex => sqlx::query(
+            "INSERT INTO request_nonces (device_id, nonce, expires_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
         )
         .bind(device_id)
         .bind(nonce)
         .bind(expires_at)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        .execute(ex).await.map(|r| r.rows_affected()))?;
         tx.commit().await?;
         Ok(inserted == 1)
     }
 
     // ---- targets ----
 
-    pub(crate) async fn insert_target(
+    pub async fn insert_target(
         tx: &mut Tx<'_>,
         rows: &RowKey,
         t: &TargetRow,
         created_by: &str,
-    ) -> Result<(), ServerError> {
-        let result = sqlx::query(
+    ) -> Result<(), StoreError> {
+        let result = on!(tx, ex => sqlx::query(
             "INSERT INTO targets (id, name, host, port, login, host_key, credential_kind, credential_version, \
              credential_data_key, credential, created_by, created_at, environment, tags, description, gateway_id) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
         )
         .bind(&t.id)
         .bind(&t.name)
@@ -407,22 +357,21 @@ impl Store {
         .bind(&t.tags)
         .bind(&t.description)
         .bind(&t.gateway_id)
-        .execute(&mut **tx)
-        .await;
+        .execute(ex).await.map(|r| r.rows_affected()));
         match result {
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                return Err(ServerError::Conflict(format!("a target named {:?} already exists", t.name)));
+                return Err(StoreError::Conflict(format!("a target named {:?} already exists", t.name)));
             }
-            other => other.map_err(ServerError::from)?,
+            other => other.map_err(StoreError::from)?,
         };
         rows.seal(tx, Row::Target(&t.id)).await
     }
 
-    pub(crate) async fn update_target(tx: &mut Tx<'_>, rows: &RowKey, t: &TargetRow) -> Result<(), ServerError> {
-        sqlx::query(
-            "UPDATE targets SET host = ?, port = ?, login = ?, host_key = ?, credential_kind = ?, \
-             credential_version = ?, credential_data_key = ?, credential = ?, environment = ?, tags = ?, \
-             description = ?, gateway_id = ? WHERE id = ?",
+    pub async fn update_target(tx: &mut Tx<'_>, rows: &RowKey, t: &TargetRow) -> Result<(), StoreError> {
+        on!(tx, ex => sqlx::query(
+            "UPDATE targets SET host = $1, port = $2, login = $3, host_key = $4, credential_kind = $5, \
+             credential_version = $6, credential_data_key = $7, credential = $8, environment = $9, tags = $10, \
+             description = $11, gateway_id = $12 WHERE id = $13",
         )
         .bind(&t.host)
         .bind(t.port)
@@ -437,17 +386,16 @@ impl Store {
         .bind(&t.description)
         .bind(&t.gateway_id)
         .bind(&t.id)
-        .execute(&mut **tx)
-        .await?;
+        .execute(ex).await.map(|r| r.rows_affected()))?;
         rows.seal(tx, Row::Target(&t.id)).await
     }
 
-    pub async fn targets(&self) -> Result<Vec<TargetRow>, ServerError> {
-        Ok(sqlx::query_as(&format!("{TARGET_SELECT} ORDER BY t.name")).fetch_all(&self.pool).await?)
+    pub async fn targets(&self) -> Result<Vec<TargetRow>, StoreError> {
+        Ok(on!(self, ex => sqlx::query_as(&format!("{TARGET_SELECT} ORDER BY t.name")).fetch_all(ex).await)?)
     }
 
-    pub async fn target_by_name(&self, name: &str) -> Result<Option<TargetRow>, ServerError> {
-        Ok(sqlx::query_as(&format!("{TARGET_SELECT} WHERE t.name = ?")).bind(name).fetch_optional(&self.pool).await?)
+    pub async fn target_by_name(&self, name: &str) -> Result<Option<TargetRow>, StoreError> {
+        Ok(on!(self, ex => sqlx::query_as(&format!("{TARGET_SELECT} WHERE t.name = $1")).bind(name).fetch_optional(ex).await)?)
     }
 
     pub async fn mark_target_used(
@@ -455,34 +403,32 @@ impl Store {
         target_id: &str,
         user_id: &str,
         now: i64,
-    ) -> Result<(), ServerError> {
-        sqlx::query("UPDATE targets SET last_used_at = ?, last_used_by = ? WHERE id = ?")
+    ) -> Result<(), StoreError> {
+        on!(tx, ex => sqlx::query("UPDATE targets SET last_used_at = $1, last_used_by = $2 WHERE id = $3")
             .bind(now)
             .bind(user_id)
             .bind(target_id)
-            .execute(&mut **tx)
-            .await?;
+            .execute(ex).await.map(|r| r.rows_affected()))?;
         Ok(())
     }
 
     /// (target id, user name, not_after) of every live grant.
-    pub async fn live_grants(&self, now: i64) -> Result<Vec<(String, String, i64)>, ServerError> {
-        Ok(sqlx::query_as(
+    pub async fn live_grants(&self, now: i64) -> Result<Vec<(String, String, i64)>, StoreError> {
+        Ok(on!(self, ex => sqlx::query_as(
             "SELECT g.target_id, u.name, g.not_after FROM grants g JOIN users u ON u.id = g.user_id \
-             WHERE g.revoked_at IS NULL AND g.not_before <= ?1 AND g.not_after > ?1 ORDER BY g.not_after",
+             WHERE g.revoked_at IS NULL AND g.not_before <= $1 AND g.not_after > $1 ORDER BY g.not_after",
         )
         .bind(now)
-        .fetch_all(&self.pool)
-        .await?)
+        .fetch_all(ex).await)?)
     }
 
     // ---- requests and grants ----
 
-    pub async fn insert_request(tx: &mut Tx<'_>, r: &RequestRow) -> Result<(), ServerError> {
-        sqlx::query(
+    pub async fn insert_request(tx: &mut Tx<'_>, r: &RequestRow) -> Result<(), StoreError> {
+        on!(tx, ex => sqlx::query(
             "INSERT INTO access_requests (id, user_id, device_id, target_id, duration_secs, reason, status, created_at, \
              expires_at, source_ip, approvals_needed, approver_groups, permitted_by, policy_version) \
-             VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9, $10, $11, $12, $13)",
         )
         .bind(&r.id)
         .bind(&r.user_id)
@@ -497,34 +443,31 @@ impl Store {
         .bind(&r.approver_groups)
         .bind(&r.permitted_by)
         .bind(r.policy_version)
-        .execute(&mut **tx)
-        .await?;
+        .execute(ex).await.map(|r| r.rows_affected()))?;
         Ok(())
     }
 
-    pub async fn request(&self, id: &str) -> Result<Option<RequestRow>, ServerError> {
-        Ok(sqlx::query_as(&format!("{REQUEST_SELECT} WHERE r.id = ?")).bind(id).fetch_optional(&self.pool).await?)
+    pub async fn request(&self, id: &str) -> Result<Option<RequestRow>, StoreError> {
+        Ok(on!(self, ex => sqlx::query_as(&format!("{REQUEST_SELECT} WHERE r.id = $1")).bind(id).fetch_optional(ex).await)?)
     }
 
     /// Requests visible to a caller: all of them, or those of one user.
-    pub async fn requests(&self, only_user: Option<&str>) -> Result<Vec<RequestRow>, ServerError> {
-        Ok(sqlx::query_as(&format!(
-            "{REQUEST_SELECT} WHERE (?1 IS NULL OR r.user_id = ?1) ORDER BY r.created_at DESC, r.id LIMIT 500"
+    pub async fn requests(&self, only_user: Option<&str>) -> Result<Vec<RequestRow>, StoreError> {
+        Ok(on!(self, ex => sqlx::query_as(&format!(
+            "{REQUEST_SELECT} WHERE ($1 IS NULL OR r.user_id = $1) ORDER BY r.created_at DESC, r.id LIMIT 500"
         ))
         .bind(only_user)
-        .fetch_all(&self.pool)
-        .await?)
+        .fetch_all(ex).await)?)
     }
 
     /// The most recent request of a user for a target, to explain a refused connection.
-    pub async fn latest_request_for(&self, user_id: &str, target_id: &str) -> Result<Option<RequestRow>, ServerError> {
-        Ok(sqlx::query_as(&format!(
-            "{REQUEST_SELECT} WHERE r.user_id = ? AND r.target_id = ? ORDER BY r.created_at DESC, r.rowid DESC LIMIT 1"
+    pub async fn latest_request_for(&self, user_id: &str, target_id: &str) -> Result<Option<RequestRow>, StoreError> {
+        Ok(on!(self, ex => sqlx::query_as(&format!(
+            "{REQUEST_SELECT} WHERE r.user_id = $1 AND r.target_id = $2 ORDER BY r.created_at DESC, r.rowid DESC LIMIT 1"
         ))
         .bind(user_id)
         .bind(target_id)
-        .fetch_optional(&self.pool)
-        .await?)
+        .fetch_optional(ex).await)?)
     }
 
     /// Moves a pending request to `status`; false if it was no longer pending (a racing review).
@@ -535,24 +478,22 @@ impl Store {
         decided_by: &str,
         now: i64,
         reason: Option<&str>,
-    ) -> Result<bool, ServerError> {
-        let n = sqlx::query(
-            "UPDATE access_requests SET status = ?, decided_by = ?, decided_at = ?, decision_reason = ? \
-             WHERE id = ? AND status = 'pending'",
+    ) -> Result<bool, StoreError> {
+        let n = on!(tx, ex => sqlx::query(
+            "UPDATE access_requests SET status = $1, decided_by = $2, decided_at = $3, decision_reason = $4 \
+             WHERE id = $5 AND status = 'pending'",
         )
         .bind(status)
         .bind(decided_by)
         .bind(now)
         .bind(reason)
         .bind(id)
-        .execute(&mut **tx)
-        .await?
-        .rows_affected();
+        .execute(ex).await.map(|r| r.rows_affected()))?;
         Ok(n == 1)
     }
 
     #[allow(clippy::too_many_arguments)]
-    pub(crate) async fn insert_grant(
+    pub async fn insert_grant(
         tx: &mut Tx<'_>,
         rows: &RowKey,
         id: &str,
@@ -560,10 +501,10 @@ impl Store {
         not_before: i64,
         not_after: i64,
         signed: &str,
-    ) -> Result<(), ServerError> {
-        sqlx::query(
+    ) -> Result<(), StoreError> {
+        on!(tx, ex => sqlx::query(
             "INSERT INTO grants (id, request_id, user_id, device_id, target_id, not_before, not_after, signed) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(id)
         .bind(&request.id)
@@ -573,46 +514,42 @@ impl Store {
         .bind(not_before)
         .bind(not_after)
         .bind(signed)
-        .execute(&mut **tx)
-        .await?;
+        .execute(ex).await.map(|r| r.rows_affected()))?;
         rows.seal(tx, Row::Grant(id)).await
     }
 
-    pub async fn grant(&self, id: &str) -> Result<Option<GrantRow>, ServerError> {
-        Ok(sqlx::query_as(
-            "SELECT id, request_id, not_after, signed, revoked_at, revoke_reason FROM grants WHERE id = ?",
+    pub async fn grant(&self, id: &str) -> Result<Option<GrantRow>, StoreError> {
+        Ok(on!(self, ex => sqlx::query_as(
+            "SELECT id, request_id, not_after, signed, revoked_at, revoke_reason FROM grants WHERE id = $1",
         )
         .bind(id)
-        .fetch_optional(&self.pool)
-        .await?)
+        .fetch_optional(ex).await)?)
     }
 
-    pub async fn grant_for_request(&self, request_id: &str) -> Result<Option<GrantRow>, ServerError> {
-        Ok(sqlx::query_as(
-            "SELECT id, request_id, not_after, signed, revoked_at, revoke_reason FROM grants WHERE request_id = ?",
+    pub async fn grant_for_request(&self, request_id: &str) -> Result<Option<GrantRow>, StoreError> {
+        Ok(on!(self, ex => sqlx::query_as(
+            "SELECT id, request_id, not_after, signed, revoked_at, revoke_reason FROM grants WHERE request_id = $1",
         )
         .bind(request_id)
-        .fetch_optional(&self.pool)
-        .await?)
+        .fetch_optional(ex).await)?)
     }
 
     /// Ends every live grant for a target early (its address, login or host key changed).
-    pub(crate) async fn void_live_grants(
+    pub async fn void_live_grants(
         tx: &mut Tx<'_>,
         rows: &RowKey,
         target_id: &str,
         now: i64,
         reason: &str,
-    ) -> Result<u64, ServerError> {
-        let ids: Vec<String> = sqlx::query_scalar(
-            "UPDATE grants SET revoked_at = ?1, revoke_reason = ?2 WHERE target_id = ?3 AND revoked_at IS NULL \
-             AND not_after > ?1 RETURNING id",
+    ) -> Result<u64, StoreError> {
+        let ids: Vec<String> = on!(tx, ex => sqlx::query_scalar(
+            "UPDATE grants SET revoked_at = $1, revoke_reason = $2 WHERE target_id = $3 AND revoked_at IS NULL \
+             AND not_after > $1 RETURNING id",
         )
         .bind(now)
         .bind(reason)
         .bind(target_id)
-        .fetch_all(&mut **tx)
-        .await?;
+        .fetch_all(ex).await)?;
         for id in &ids {
             rows.seal(tx, Row::Grant(id)).await?;
         }
@@ -626,18 +563,17 @@ impl Store {
         device_id: &str,
         target_id: &str,
         now: i64,
-    ) -> Result<Option<GrantRow>, ServerError> {
-        Ok(sqlx::query_as(
+    ) -> Result<Option<GrantRow>, StoreError> {
+        Ok(on!(self, ex => sqlx::query_as(
             "SELECT id, request_id, not_after, signed, revoked_at, revoke_reason FROM grants \
-             WHERE user_id = ? AND device_id = ? AND target_id = ? AND revoked_at IS NULL \
-             AND not_before <= ?4 AND not_after > ?4 ORDER BY not_after DESC LIMIT 1",
+             WHERE user_id = $1 AND device_id = $2 AND target_id = $3 AND revoked_at IS NULL \
+             AND not_before <= $4 AND not_after > $4 ORDER BY not_after DESC LIMIT 1",
         )
         .bind(user_id)
         .bind(device_id)
         .bind(target_id)
         .bind(now)
-        .fetch_optional(&self.pool)
-        .await?)
+        .fetch_optional(ex).await)?)
     }
 
     // ---- audit ----
@@ -654,10 +590,10 @@ impl Store {
         detail: &str,
         seq: Option<u64>,
         rows: Option<&(i64, String)>,
-    ) -> Result<(), ServerError> {
-        sqlx::query(
+    ) -> Result<(), StoreError> {
+        on!(tx, ex => sqlx::query(
             "INSERT INTO server_events (at, actor, device_id, kind, detail, seq, rows_seq, rows_head) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(now)
         .bind(actor)
@@ -667,52 +603,57 @@ impl Store {
         .bind(seq.map(|s| s as i64))
         .bind(rows.map(|r| r.0))
         .bind(rows.map(|r| r.1.clone()))
-        .execute(&mut **tx)
-        .await?;
+        .execute(ex).await.map(|r| r.rows_affected()))?;
         Ok(())
     }
 
     /// Events matching `q`, newest first; `actor` is resolved to the user name.
-    pub async fn events(&self, q: &portcullis_proto::EventQuery) -> Result<Vec<EventRow>, ServerError> {
-        let mut sql = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-            "SELECT e.id, e.at, u.name AS actor, e.device_id, e.kind, e.detail FROM server_events e \
-             LEFT JOIN users u ON u.id = e.actor WHERE 1 = 1",
-        );
-        if let Some(kinds) = &q.kind {
-            sql.push(" AND e.kind IN (");
-            let mut list = sql.separated(", ");
-            for kind in kinds.split(',').map(str::trim).filter(|k| !k.is_empty()) {
-                list.push_bind(kind.to_string());
+    pub async fn events(&self, q: &portcullis_proto::EventQuery) -> Result<Vec<EventRow>, StoreError> {
+        // The one dialect difference here: reading a field of the JSON detail.
+        let gateway_of_detail = match self.kind() {
+            Kind::Sqlite => "json_extract(e.detail, '$.gateway')",
+            Kind::Postgres => "(e.detail::jsonb ->> 'gateway')",
+        };
+        Ok(on!(self, ex => {
+            let mut sql = sqlx::QueryBuilder::new(
+                "SELECT e.id, e.at, u.name AS actor, e.device_id, e.kind, e.detail FROM server_events e \
+                 LEFT JOIN users u ON u.id = e.actor WHERE 1 = 1",
+            );
+            if let Some(kinds) = &q.kind {
+                sql.push(" AND e.kind IN (");
+                let mut list = sql.separated(", ");
+                for kind in kinds.split(',').map(str::trim).filter(|k| !k.is_empty()) {
+                    list.push_bind(kind.to_string());
+                }
+                sql.push(")");
             }
-            sql.push(")");
-        }
-        if let Some(actor) = &q.actor {
-            sql.push(" AND u.name = ").push_bind(actor.clone());
-        }
-        if let Some(gateway) = &q.gateway {
-            sql.push(" AND json_extract(e.detail, '$.gateway') = ").push_bind(gateway.clone());
-        }
-        if let Some(since) = q.since {
-            sql.push(" AND e.at >= ").push_bind(since);
-        }
-        if let Some(until) = q.until {
-            sql.push(" AND e.at <= ").push_bind(until);
-        }
-        if let Some(before) = q.before {
-            sql.push(" AND e.id < ").push_bind(before);
-        }
-        let limit = q.limit.unwrap_or(100).clamp(1, portcullis_proto::MAX_EVENTS_PAGE);
-        sql.push(" ORDER BY e.id DESC LIMIT ").push_bind(i64::from(limit));
-        Ok(sql.build_query_as().fetch_all(&self.pool).await?)
+            if let Some(actor) = &q.actor {
+                sql.push(" AND u.name = ").push_bind(actor.clone());
+            }
+            if let Some(gateway) = &q.gateway {
+                sql.push(" AND ").push(gateway_of_detail).push(" = ").push_bind(gateway.clone());
+            }
+            if let Some(since) = q.since {
+                sql.push(" AND e.at >= ").push_bind(since);
+            }
+            if let Some(until) = q.until {
+                sql.push(" AND e.at <= ").push_bind(until);
+            }
+            if let Some(before) = q.before {
+                sql.push(" AND e.id < ").push_bind(before);
+            }
+            let limit = q.limit.unwrap_or(100).clamp(1, portcullis_proto::MAX_EVENTS_PAGE);
+            sql.push(" ORDER BY e.id DESC LIMIT ").push_bind(i64::from(limit));
+            sql.build_query_as().fetch_all(ex).await
+        })?)
     }
 
     /// The leaf of a stored record.
-    pub async fn record_leaf(tx: &mut Tx<'_>, writer_id: &str, seq: u64) -> Result<Option<Vec<u8>>, ServerError> {
-        Ok(sqlx::query_scalar("SELECT leaf FROM audit_records WHERE writer_id = ? AND seq = ?")
+    pub async fn record_leaf(tx: &mut Tx<'_>, writer_id: &str, seq: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(on!(tx, ex => sqlx::query_scalar("SELECT leaf FROM audit_records WHERE writer_id = $1 AND seq = $2")
             .bind(writer_id)
             .bind(seq as i64)
-            .fetch_optional(&mut **tx)
-            .await?
+            .fetch_optional(ex).await)?
             .flatten())
     }
 
@@ -722,32 +663,34 @@ impl Store {
         writer_id: &str,
         rows: &[NewRecord],
         now: i64,
-    ) -> Result<(), ServerError> {
+    ) -> Result<(), StoreError> {
         for chunk in rows.chunks(200) {
-            let mut sql = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-                "INSERT INTO audit_records (writer_id, seq, kind, session_id, payload_sha256, payload, received_at, \
-                 leaf, lost) ",
-            );
-            sql.push_values(chunk, |mut row, r| {
-                row.push_bind(writer_id)
-                    .push_bind(r.seq as i64)
-                    .push_bind(&r.kind)
-                    .push_bind(&r.session_id)
-                    .push_bind(&r.payload_sha256)
-                    .push_bind(&r.payload)
-                    .push_bind(now)
-                    .push_bind(&r.leaf.0[..])
-                    .push_bind(&r.lost);
-            });
-            sql.build().execute(&mut **tx).await?;
+            on!(tx, ex => {
+                let mut sql = sqlx::QueryBuilder::new(
+                    "INSERT INTO audit_records (writer_id, seq, kind, session_id, payload_sha256, payload, received_at, \
+                     leaf, lost) ",
+                );
+                sql.push_values(chunk, |mut row, r| {
+                    row.push_bind(writer_id)
+                        .push_bind(r.seq as i64)
+                        .push_bind(&r.kind)
+                        .push_bind(&r.session_id)
+                        .push_bind(&r.payload_sha256)
+                        .push_bind(&r.payload)
+                        .push_bind(now)
+                        .push_bind(&r.leaf.0[..])
+                        .push_bind(&r.lost);
+                });
+                sql.build().execute(ex).await.map(|r| r.rows_affected())
+            })?;
         }
         Ok(())
     }
 
-    pub async fn insert_session(tx: &mut Tx<'_>, s: &SessionRow) -> Result<(), ServerError> {
-        sqlx::query(
+    pub async fn insert_session(tx: &mut Tx<'_>, s: &SessionRow) -> Result<(), StoreError> {
+        on!(tx, ex => sqlx::query(
             "INSERT INTO sessions (id, writer_id, user_name, target, login, grant_id, command, started_at, kind) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(&s.id)
         .bind(&s.writer_id)
@@ -758,8 +701,7 @@ impl Store {
         .bind(&s.command)
         .bind(s.started_at)
         .bind(&s.kind)
-        .execute(&mut **tx)
-        .await?;
+        .execute(ex).await.map(|r| r.rows_affected()))?;
         Ok(())
     }
 
@@ -770,75 +712,67 @@ impl Store {
         ended_at: f64,
         exit_status: Option<u32>,
         reason: &str,
-    ) -> Result<bool, ServerError> {
-        let n = sqlx::query(
-            "UPDATE sessions SET ended_at = ?, exit_status = ?, end_reason = ? WHERE id = ? AND writer_id = ? AND ended_at IS NULL",
+    ) -> Result<bool, StoreError> {
+        let n = on!(tx, ex => sqlx::query(
+            "UPDATE sessions SET ended_at = $1, exit_status = $2, end_reason = $3 WHERE id = $4 AND writer_id = $5 AND ended_at IS NULL",
         )
         .bind(ended_at)
         .bind(exit_status.map(i64::from))
         .bind(reason)
         .bind(id)
         .bind(writer_id)
-        .execute(&mut **tx)
-        .await?
-        .rows_affected();
+        .execute(ex).await.map(|r| r.rows_affected()))?;
         Ok(n == 1)
     }
 
     /// Latest first; all of them, or one user's.
-    pub async fn sessions(&self, only_user: Option<&str>) -> Result<Vec<SessionRow>, ServerError> {
-        Ok(sqlx::query_as(
-            "SELECT * FROM sessions WHERE (?1 IS NULL OR user_name = ?1) ORDER BY started_at DESC LIMIT 1000",
+    pub async fn sessions(&self, only_user: Option<&str>) -> Result<Vec<SessionRow>, StoreError> {
+        Ok(on!(self, ex => sqlx::query_as(
+            "SELECT * FROM sessions WHERE ($1 IS NULL OR user_name = $1) ORDER BY started_at DESC LIMIT 1000",
         )
         .bind(only_user)
-        .fetch_all(&self.pool)
-        .await?)
+        .fetch_all(ex).await)?)
     }
 
     /// Sessions of a grant the server has not seen end.
-    pub async fn open_sessions_of_grant(&self, grant_id: &str) -> Result<u32, ServerError> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sessions WHERE grant_id = ? AND ended_at IS NULL")
+    pub async fn open_sessions_of_grant(&self, grant_id: &str) -> Result<u32, StoreError> {
+        let n: i64 = on!(self, ex => sqlx::query_scalar("SELECT COUNT(*) FROM sessions WHERE grant_id = $1 AND ended_at IS NULL")
             .bind(grant_id)
-            .fetch_one(&self.pool)
-            .await?;
+            .fetch_one(ex).await)?;
         Ok(n.max(0) as u32)
     }
 
     /// Sessions a grant opened, in order.
-    pub async fn sessions_of_grant(&self, grant_id: &str) -> Result<Vec<SessionRow>, ServerError> {
-        Ok(sqlx::query_as("SELECT * FROM sessions WHERE grant_id = ? ORDER BY started_at")
+    pub async fn sessions_of_grant(&self, grant_id: &str) -> Result<Vec<SessionRow>, StoreError> {
+        Ok(on!(self, ex => sqlx::query_as("SELECT * FROM sessions WHERE grant_id = $1 ORDER BY started_at")
             .bind(grant_id)
-            .fetch_all(&self.pool)
-            .await?)
+            .fetch_all(ex).await)?)
     }
 
     /// A session by (writer, id); without a writer, the one that used the id first.
-    pub async fn session(&self, id: &str, writer_id: Option<&str>) -> Result<Option<SessionRow>, ServerError> {
-        Ok(sqlx::query_as(
-            "SELECT * FROM sessions WHERE id = ?1 AND (?2 IS NULL OR writer_id = ?2) ORDER BY rowid LIMIT 1",
+    pub async fn session(&self, id: &str, writer_id: Option<&str>) -> Result<Option<SessionRow>, StoreError> {
+        Ok(on!(self, ex => sqlx::query_as(
+            "SELECT * FROM sessions WHERE id = $1 AND ($2 IS NULL OR writer_id = $2) ORDER BY rowid LIMIT 1",
         )
         .bind(id)
         .bind(writer_id)
-        .fetch_optional(&self.pool)
-        .await?)
+        .fetch_optional(ex).await)?)
     }
 
     /// The writers, other than `writer_id`, that already hold a session with this id.
-    pub async fn session_id_holders(tx: &mut Tx<'_>, id: &str, writer_id: &str) -> Result<Vec<String>, ServerError> {
-        Ok(sqlx::query_scalar("SELECT writer_id FROM sessions WHERE id = ? AND writer_id <> ? ORDER BY rowid")
+    pub async fn session_id_holders(tx: &mut Tx<'_>, id: &str, writer_id: &str) -> Result<Vec<String>, StoreError> {
+        Ok(on!(tx, ex => sqlx::query_scalar("SELECT writer_id FROM sessions WHERE id = $1 AND writer_id <> $2 ORDER BY rowid")
             .bind(id)
             .bind(writer_id)
-            .fetch_all(&mut **tx)
-            .await?)
+            .fetch_all(ex).await)?)
     }
 
     /// (seq, encrypted payload) of a session's records, in order.
-    pub async fn session_records(&self, writer_id: &str, session_id: &str) -> Result<Vec<(i64, Vec<u8>)>, ServerError> {
-        Ok(sqlx::query_as("SELECT seq, payload FROM audit_records WHERE writer_id = ? AND session_id = ? ORDER BY seq")
+    pub async fn session_records(&self, writer_id: &str, session_id: &str) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
+        Ok(on!(self, ex => sqlx::query_as("SELECT seq, payload FROM audit_records WHERE writer_id = $1 AND session_id = $2 ORDER BY seq")
             .bind(writer_id)
             .bind(session_id)
-            .fetch_all(&self.pool)
-            .await?)
+            .fetch_all(ex).await)?)
     }
 }
 
@@ -855,4 +789,15 @@ pub fn record_aad(writer_id: &str, seq: u64) -> Aad {
 /// AAD of a target's credential at rest.
 pub fn credential_aad(target_id: &str, version: i64) -> Aad {
     Aad::for_field("targets", target_id, version as u32, "credential")
+}
+
+impl Store {
+    /// The user a writer's session ran as.
+    pub async fn session_user(tx: &mut Tx<'_>, writer_id: &str, session_id: &str) -> Result<Option<String>, StoreError> {
+        Ok(on!(tx, ex => sqlx::query_scalar("SELECT user_name FROM sessions WHERE id = $1 AND writer_id = $2")
+            .bind(session_id)
+            .bind(writer_id)
+            .fetch_optional(ex)
+            .await)?)
+    }
 }

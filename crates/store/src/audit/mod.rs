@@ -14,18 +14,18 @@ use portcullis_crypto::identity::SigningIdentity;
 use portcullis_crypto::{Aad, OsRng, SymmetricKey};
 use portcullis_tlog::{Frontier, Hash};
 
-use crate::ServerError;
-use crate::store::{Store, Tx, record_aad};
+use crate::StoreError;
+use crate::{Store, Tx, on, record_aad};
 
 mod evidence;
 mod verify;
 
-pub(crate) use evidence::{LogFacts, mark_refused, session_bundle, writer_refused};
-pub(crate) use verify::verify_all;
+pub use evidence::{LogFacts, mark_refused, session_bundle, writer_refused};
+pub use verify::verify_all;
 
 /// The keys the audit store needs: the root key (wraps data keys) and the server's signing key
 /// (signs its own log's checkpoints, countersigns the gateways').
-pub(crate) struct Keys<'a> {
+pub struct Keys<'a> {
     pub root: &'a SymmetricKey,
     pub signing: &'a SigningIdentity,
 }
@@ -52,13 +52,13 @@ pub const ALARM_KINDS: &[&str] = &[
     "session_id_reused",
 ];
 
-pub(super) fn tlog_err(e: portcullis_tlog::TlogError) -> ServerError {
-    ServerError::Internal(e.to_string())
+pub fn tlog_err(e: portcullis_tlog::TlogError) -> StoreError {
+    StoreError::Internal(e.to_string())
 }
 
 /// A security event's searchable row.
 #[derive(sqlx::FromRow)]
-pub(super) struct EventRow {
+pub struct EventRow {
     pub id: i64,
     pub at: i64,
     pub actor: Option<String>,
@@ -72,17 +72,16 @@ pub(super) struct EventRow {
 }
 
 /// A writer's log as the server holds it.
-pub(crate) struct LogState {
+pub struct LogState {
     pub frontier: Frontier,
     pub checkpoint: Option<String>,
 }
 
-pub(crate) async fn load_log(tx: &mut Tx<'_>, writer_id: &str) -> Result<LogState, ServerError> {
+pub async fn load_log(tx: &mut Tx<'_>, writer_id: &str) -> Result<LogState, StoreError> {
     let row: Option<(i64, Vec<u8>, Option<String>)> =
-        sqlx::query_as("SELECT size, frontier, checkpoint FROM audit_logs WHERE writer_id = ?")
+        on!(tx, ex => sqlx::query_as("SELECT size, frontier, checkpoint FROM audit_logs WHERE writer_id = $1")
             .bind(writer_id)
-            .fetch_optional(&mut **tx)
-            .await?;
+            .fetch_optional(ex).await)?;
     Ok(match row {
         Some((size, frontier, checkpoint)) => {
             LogState { frontier: Frontier::from_bytes(size as u64, &frontier).map_err(tlog_err)?, checkpoint }
@@ -91,15 +90,15 @@ pub(crate) async fn load_log(tx: &mut Tx<'_>, writer_id: &str) -> Result<LogStat
     })
 }
 
-pub(crate) async fn save_log(
+pub async fn save_log(
     tx: &mut Tx<'_>,
     writer_id: &str,
     frontier: &Frontier,
     checkpoint: Option<&str>,
     now: i64,
-) -> Result<(), ServerError> {
-    sqlx::query(
-        "INSERT INTO audit_logs (writer_id, size, root, frontier, checkpoint, updated_at) VALUES (?, ?, ?, ?, ?, ?) \
+) -> Result<(), StoreError> {
+    on!(tx, ex => sqlx::query(
+        "INSERT INTO audit_logs (writer_id, size, root, frontier, checkpoint, updated_at) VALUES ($1, $2, $3, $4, $5, $6) \
          ON CONFLICT (writer_id) DO UPDATE SET size = excluded.size, root = excluded.root, \
          frontier = excluded.frontier, checkpoint = excluded.checkpoint, updated_at = excluded.updated_at, \
          refused_index = NULL, refused_reason = NULL",
@@ -110,8 +109,7 @@ pub(crate) async fn save_log(
     .bind(frontier.to_bytes())
     .bind(checkpoint)
     .bind(now)
-    .execute(&mut **tx)
-    .await?;
+    .execute(ex).await.map(|r| r.rows_affected()))?;
     Ok(())
 }
 
@@ -121,40 +119,38 @@ fn data_key_aad(writer_id: &str, epoch: u64) -> Aad {
 
 /// The data key of `writer_id`'s records in `epoch`, made (and wrapped by the root key) on
 /// first use inside the caller's transaction — so a key exists exactly when records under it do.
-pub(crate) async fn data_key(
+pub async fn data_key(
     tx: &mut Tx<'_>,
     root: &SymmetricKey,
     writer_id: &str,
     epoch: u64,
     now: i64,
-) -> Result<SymmetricKey, ServerError> {
+) -> Result<SymmetricKey, StoreError> {
     let aad = data_key_aad(writer_id, epoch);
     let wrapped: Option<Vec<u8>> =
-        sqlx::query_scalar("SELECT wrapped FROM audit_data_keys WHERE writer_id = ? AND epoch = ?")
+        on!(tx, ex => sqlx::query_scalar("SELECT wrapped FROM audit_data_keys WHERE writer_id = $1 AND epoch = $2")
             .bind(writer_id)
             .bind(epoch as i64)
-            .fetch_optional(&mut **tx)
-            .await?;
+            .fetch_optional(ex).await)?;
     if let Some(wrapped) = wrapped {
         let raw = root.open(&wrapped, &aad).map_err(|_| {
-            ServerError::Internal(format!("the data key of writer {writer_id}, epoch {epoch}, does not unwrap"))
+            StoreError::Internal(format!("the data key of writer {writer_id}, epoch {epoch}, does not unwrap"))
         })?;
         return Ok(SymmetricKey::from_slice(raw.expose_secret())?);
     }
     let key = SymmetricKey::generate(&mut OsRng);
     let wrapped = root.seal(&mut OsRng, key.expose_bytes(), &aad)?;
-    sqlx::query("INSERT INTO audit_data_keys (writer_id, epoch, wrapped, created_at) VALUES (?, ?, ?, ?)")
+    on!(tx, ex => sqlx::query("INSERT INTO audit_data_keys (writer_id, epoch, wrapped, created_at) VALUES ($1, $2, $3, $4)")
         .bind(writer_id)
         .bind(epoch as i64)
         .bind(wrapped)
         .bind(now)
-        .execute(&mut **tx)
-        .await?;
+        .execute(ex).await.map(|r| r.rows_affected()))?;
     Ok(key)
 }
 
 /// Data keys of one writer, unwrapped as they are needed (one per epoch), read-only.
-pub(crate) struct KeyRing<'a> {
+pub struct KeyRing<'a> {
     root: &'a SymmetricKey,
     keys: HashMap<(String, u64), SymmetricKey>,
 }
@@ -166,7 +162,7 @@ impl<'a> KeyRing<'a> {
 
     pub async fn open(
         &mut self,
-        pool: &sqlx::SqlitePool,
+        pool: &Store,
         writer_id: &str,
         seq: u64,
         ct: &[u8],
@@ -175,11 +171,10 @@ impl<'a> KeyRing<'a> {
         let slot = (writer_id.to_string(), epoch);
         if !self.keys.contains_key(&slot) {
             let wrapped: Option<Vec<u8>> =
-                sqlx::query_scalar("SELECT wrapped FROM audit_data_keys WHERE writer_id = ? AND epoch = ?")
+                on!(pool, ex => sqlx::query_scalar("SELECT wrapped FROM audit_data_keys WHERE writer_id = $1 AND epoch = $2")
                     .bind(writer_id)
                     .bind(epoch as i64)
-                    .fetch_optional(pool)
-                    .await
+                    .fetch_optional(ex).await)
                     .map_err(|e| e.to_string())?;
             let wrapped = wrapped.ok_or_else(|| format!("the data key of epoch {epoch} is missing"))?;
             let raw = self
@@ -198,14 +193,14 @@ impl<'a> KeyRing<'a> {
 
 /// Appends one record to the server's own log and signs the new checkpoint, in the caller's
 /// transaction: an event is durable exactly when its record and checkpoint are.
-pub(crate) async fn append_own(tx: &mut Tx<'_>, keys: &Keys<'_>, payload: &str, now: i64) -> Result<u64, ServerError> {
+pub async fn append_own(tx: &mut Tx<'_>, keys: &Keys<'_>, payload: &str, now: i64) -> Result<u64, StoreError> {
     let writer = server_writer_id(&keys.signing.public_key());
     let mut log = load_log(tx, &writer).await?;
     let seq = log.frontier.size() + 1;
     let (leaf, head) = portcullis_tlog::leaf_of(&writer, seq, payload.as_bytes()).map_err(tlog_err)?;
     let key = data_key(tx, keys.root, &writer, portcullis_tlog::key_epoch(seq), now).await?;
     let ct = key.seal(&mut OsRng, payload.as_bytes(), &record_aad(&writer, seq))?;
-    let row = crate::store::NewRecord {
+    let row = crate::NewRecord {
         seq,
         kind: head.kind,
         session_id: None,
@@ -223,7 +218,7 @@ pub(crate) async fn append_own(tx: &mut Tx<'_>, keys: &Keys<'_>, payload: &str, 
 
 /// Records a security event: a record of the server's own log, and the searchable row that
 /// names it.
-pub(crate) async fn record_event(
+pub async fn record_event(
     tx: &mut Tx<'_>,
     keys: &Keys<'_>,
     now: i64,
@@ -231,7 +226,7 @@ pub(crate) async fn record_event(
     device_id: Option<&str>,
     kind: &str,
     detail: serde_json::Value,
-) -> Result<(), ServerError> {
+) -> Result<(), StoreError> {
     // The row ledger's head goes into the signed log with every event: the ledger cannot be
     // cut back to before it unnoticed.
     let rows = crate::rows::ledger_head(tx).await?;
@@ -241,7 +236,7 @@ pub(crate) async fn record_event(
 }
 
 /// The record of a security event (the row must say the same).
-pub(super) fn event_payload(
+pub fn event_payload(
     at: i64,
     actor: Option<&str>,
     device_id: Option<&str>,
@@ -261,12 +256,11 @@ pub(super) fn event_payload(
 /// records sealed under the root key are re-sealed under their writer's data key and get
 /// leaves; each writer's log state is rebuilt from them; events without a record become
 /// records of the server's own log. Returns how many rows moved.
-pub(crate) async fn migrate(store: &Store, keys: &Keys<'_>, now: i64) -> Result<u64, ServerError> {
+pub async fn migrate(store: &Store, keys: &Keys<'_>, now: i64) -> Result<u64, StoreError> {
     let mut tx = store.begin().await?;
     let old: Vec<(String, i64, Vec<u8>)> =
-        sqlx::query_as("SELECT writer_id, seq, payload FROM audit_records WHERE leaf IS NULL ORDER BY writer_id, seq")
-            .fetch_all(&mut *tx)
-            .await?;
+        on!(tx, ex => sqlx::query_as("SELECT writer_id, seq, payload FROM audit_records WHERE leaf IS NULL ORDER BY writer_id, seq")
+            .fetch_all(ex).await)?;
     let mut moved = 0u64;
     let mut touched: Vec<String> = Vec::new();
     for (writer, seq, ct) in &old {
@@ -287,14 +281,13 @@ pub(crate) async fn migrate(store: &Store, keys: &Keys<'_>, now: i64) -> Result<
                 Some("did not decrypt when the store was upgraded"),
             ),
         };
-        sqlx::query("UPDATE audit_records SET leaf = ?, payload = ?, lost = ? WHERE writer_id = ? AND seq = ?")
+        on!(tx, ex => sqlx::query("UPDATE audit_records SET leaf = $1, payload = $2, lost = $3 WHERE writer_id = $4 AND seq = $5")
             .bind(&leaf.0[..])
             .bind(sealed)
             .bind(lost)
             .bind(writer)
             .bind(seq as i64)
-            .execute(&mut *tx)
-            .await?;
+            .execute(ex).await.map(|r| r.rows_affected()))?;
         if !touched.contains(writer) {
             touched.push(writer.clone());
         }
@@ -302,14 +295,13 @@ pub(crate) async fn migrate(store: &Store, keys: &Keys<'_>, now: i64) -> Result<
     }
     for writer in touched {
         let leaves: Vec<(i64, Vec<u8>)> =
-            sqlx::query_as("SELECT seq, leaf FROM audit_records WHERE writer_id = ? ORDER BY seq")
+            on!(tx, ex => sqlx::query_as("SELECT seq, leaf FROM audit_records WHERE writer_id = $1 ORDER BY seq")
                 .bind(&writer)
-                .fetch_all(&mut *tx)
-                .await?;
+                .fetch_all(ex).await)?;
         let mut frontier = Frontier::new();
         for (seq, leaf) in leaves {
             if seq as u64 != frontier.size() + 1 {
-                return Err(ServerError::Internal(format!("writer {writer}'s records miss {}", frontier.size() + 1)));
+                return Err(StoreError::Internal(format!("writer {writer}'s records miss {}", frontier.size() + 1)));
             }
             frontier.append(Hash(leaf.try_into().unwrap_or([0; 32]))).map_err(tlog_err)?;
         }
@@ -317,24 +309,101 @@ pub(crate) async fn migrate(store: &Store, keys: &Keys<'_>, now: i64) -> Result<
         // signed by the writer, must match this state.
         save_log(&mut tx, &writer, &frontier, None, now).await?;
     }
-    let events: Vec<EventRow> = sqlx::query_as(
+    let events: Vec<EventRow> = on!(tx, ex => sqlx::query_as(
         "SELECT id, at, actor, device_id, kind, detail, seq, rows_seq, rows_head FROM server_events \
          WHERE seq IS NULL ORDER BY id",
     )
-    .fetch_all(&mut *tx)
-    .await?;
+    .fetch_all(ex).await)?;
     for EventRow { id, at, actor, device_id: device, kind, detail, .. } in events {
         let detail: serde_json::Value = serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null);
         let payload = event_payload(at, actor.as_deref(), device.as_deref(), &kind, &detail, None);
         let seq = append_own(&mut tx, keys, &payload, now).await?;
-        sqlx::query("UPDATE server_events SET seq = ?, detail = ? WHERE id = ?")
+        on!(tx, ex => sqlx::query("UPDATE server_events SET seq = $1, detail = $2 WHERE id = $3")
             .bind(seq as i64)
             .bind(detail.to_string())
             .bind(id)
-            .execute(&mut *tx)
-            .await?;
+            .execute(ex).await.map(|r| r.rows_affected()))?;
         moved += 1;
     }
     tx.commit().await?;
     Ok(moved)
+}
+
+/// The root of the checkpoint the server accepted for `writer_id` at `size`, if any.
+pub async fn checkpoint_root(tx: &mut Tx<'_>, writer_id: &str, size: u64) -> Result<Option<Vec<u8>>, StoreError> {
+    Ok(on!(tx, ex => sqlx::query_scalar("SELECT root FROM audit_checkpoints WHERE writer_id = $1 AND size = $2")
+        .bind(writer_id)
+        .bind(size as i64)
+        .fetch_optional(ex)
+        .await)?)
+}
+
+/// Keeps a countersigned checkpoint of `writer_id` (the first one accepted at its size).
+pub async fn insert_checkpoint(
+    tx: &mut Tx<'_>,
+    writer_id: &str,
+    size: u64,
+    root: &[u8],
+    note: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    on!(tx, ex => sqlx::query(
+        "INSERT INTO audit_checkpoints (writer_id, size, root, note, received_at) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(writer_id)
+    .bind(size as i64)
+    .bind(root)
+    .bind(note)
+    .bind(now)
+    .execute(ex)
+    .await
+    .map(|r| r.rows_affected()))?;
+    Ok(())
+}
+
+/// The newest checkpoint (signed note) the server holds for a writer's log.
+pub async fn newest_checkpoint(store: &Store, writer_id: &str) -> Result<Option<String>, StoreError> {
+    let note: Option<Option<String>> =
+        on!(store, ex => sqlx::query_scalar("SELECT checkpoint FROM audit_logs WHERE writer_id = $1")
+            .bind(writer_id)
+            .fetch_optional(ex)
+            .await)?;
+    Ok(note.flatten())
+}
+
+/// How many records the server holds for a writer's log (0 for none).
+pub async fn log_size(store: &Store, writer_id: &str) -> Result<u64, StoreError> {
+    let size: Option<i64> = on!(store, ex => sqlx::query_scalar("SELECT size FROM audit_logs WHERE writer_id = $1")
+        .bind(writer_id)
+        .fetch_optional(ex)
+        .await)?;
+    Ok(size.unwrap_or(0).max(0) as u64)
+}
+
+/// Alarms of `kind` about record `index` of `writer_id`'s log raised after `since`.
+pub async fn alarms_raised_since(
+    tx: &mut Tx<'_>,
+    kind: &str,
+    since: i64,
+    writer_id: &str,
+    index: u64,
+) -> Result<i64, StoreError> {
+    // The one dialect difference here: reading fields of the JSON detail.
+    let sql = match tx.kind() {
+        crate::Kind::Sqlite => {
+            "SELECT COUNT(*) FROM server_events WHERE kind = $1 AND at > $2 \
+             AND json_extract(detail, '$.writer_id') = $3 AND json_extract(detail, '$.index') = $4"
+        }
+        crate::Kind::Postgres => {
+            "SELECT COUNT(*) FROM server_events WHERE kind = $1 AND at > $2 \
+             AND (detail::jsonb ->> 'writer_id') = $3 AND (detail::jsonb -> 'index') = to_jsonb($4::bigint)"
+        }
+    };
+    Ok(on!(tx, ex => sqlx::query_scalar(sql)
+        .bind(kind)
+        .bind(since)
+        .bind(writer_id)
+        .bind(index as i64)
+        .fetch_one(ex)
+        .await)?)
 }

@@ -1,0 +1,373 @@
+//! The two backends behind one facade: where the store lives, its pool, transactions and
+//! connections, and the `on!` macro that runs one query text on whichever backend is open.
+//!
+//! Every query is written once (placeholders `$1`, `$2`, ... which both SQLite and PostgreSQL
+//! read) and compiled for both backends: `on!` expands its body once per backend, so a query
+//! that does not type-check on one of them fails to compile.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgConnection, PgPool, Postgres, Sqlite, SqliteConnection, SqlitePool, Transaction};
+
+use crate::StoreError;
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/server-sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/server-postgres");
+
+/// PostgreSQL advisory lock every writing transaction takes first: writes are serialised across
+/// replicas exactly as SQLite serialises them (`BEGIN IMMEDIATE`). The server's own log, the
+/// row ledger's chain and each writer's log are sequences that one writer at a time extends.
+const WRITE_LOCK: i64 = 0x706f_7274_6375_6c6c; // "portcull"
+
+/// One value per backend.
+pub enum Backend<S, P> {
+    Sqlite(S),
+    Postgres(P),
+}
+
+/// Which backend a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Sqlite,
+    Postgres,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Sqlite => "sqlite",
+            Kind::Postgres => "postgres",
+        }
+    }
+}
+
+/// Where a server's store lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// A SQLite file (the embedded default: `server.db` in the data directory).
+    Sqlite(PathBuf),
+    /// A PostgreSQL database: a `postgres://` URL; what it leaves out comes from the usual
+    /// `PGHOST`, `PGPORT`, `PGUSER`, `PGPASSWORD`, `PGDATABASE` variables.
+    Postgres(String),
+}
+
+impl Location {
+    /// A `--database` value: `postgres://...` / `postgresql://...`, or `sqlite://PATH`.
+    pub fn parse(value: &str) -> Result<Self, StoreError> {
+        if value.starts_with("postgres://") || value.starts_with("postgresql://") {
+            PgConnectOptions::from_str(value)
+                .map_err(|e| StoreError::BadLocation(format!("{}: {e}", redact_url(value))))?;
+            Ok(Location::Postgres(value.to_string()))
+        } else if let Some(path) = value.strip_prefix("sqlite://") {
+            Ok(Location::Sqlite(PathBuf::from(path)))
+        } else {
+            Err(StoreError::BadLocation(format!(
+                "{} is not a database URL: use postgres://USER@HOST/DATABASE (or sqlite://PATH)",
+                redact_url(value)
+            )))
+        }
+    }
+
+    /// For messages and logs: never the password.
+    pub fn describe(&self) -> String {
+        match self {
+            Location::Sqlite(path) => format!("SQLite {}", path.display()),
+            Location::Postgres(url) => format!("PostgreSQL {}", redact_url(url)),
+        }
+    }
+}
+
+/// A URL with its password (if any) replaced by `***`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let (authority, tail) = match rest.find(['/', '?']) {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            let hidden = if userinfo.contains(':') { ":***" } else { "" };
+            format!("{scheme}://{user}{hidden}@{host}{tail}")
+        }
+        None => url.to_string(),
+    }
+}
+
+/// A URL without its password, to write down (the password comes from the environment).
+pub fn without_password(url: &str) -> String {
+    redact_url(url).replacen(":***@", "@", 1)
+}
+
+#[derive(Clone)]
+pub(crate) enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// The server's store: a pool on one of the two backends.
+#[derive(Clone)]
+pub struct Store {
+    pub(crate) pool: Pool,
+    /// Migrations this open applied (upgrades that need the root key finish in `Server::open`).
+    pub newly_applied: Vec<i64>,
+}
+
+/// A writing transaction. Dropped without [`Tx::commit`], it rolls back.
+pub enum Tx<'a> {
+    Sqlite(Transaction<'a, Sqlite>),
+    Postgres(Transaction<'a, Postgres>),
+}
+
+/// A connection from the pool, for reads that must see one state (several statements).
+pub enum Conn {
+    Sqlite(sqlx::pool::PoolConnection<Sqlite>),
+    Postgres(sqlx::pool::PoolConnection<Postgres>),
+}
+
+/// A transaction or a connection: what a run of statements executes on.
+pub trait Connection: Send {
+    fn db(&mut self) -> Backend<&mut SqliteConnection, &mut PgConnection>;
+}
+
+impl Connection for Tx<'_> {
+    fn db(&mut self) -> Backend<&mut SqliteConnection, &mut PgConnection> {
+        match self {
+            Tx::Sqlite(tx) => Backend::Sqlite(&mut **tx),
+            Tx::Postgres(tx) => Backend::Postgres(&mut **tx),
+        }
+    }
+}
+
+impl Conn {
+    pub(crate) fn db(&mut self) -> Backend<&mut SqliteConnection, &mut PgConnection> {
+        Connection::db(self)
+    }
+}
+
+impl Connection for Conn {
+    fn db(&mut self) -> Backend<&mut SqliteConnection, &mut PgConnection> {
+        match self {
+            Conn::Sqlite(c) => Backend::Sqlite(&mut **c),
+            Conn::Postgres(c) => Backend::Postgres(&mut **c),
+        }
+    }
+}
+
+impl Tx<'_> {
+    pub(crate) fn db(&mut self) -> Backend<&mut SqliteConnection, &mut PgConnection> {
+        Connection::db(self)
+    }
+
+    pub async fn commit(self) -> Result<(), StoreError> {
+        match self {
+            Tx::Sqlite(tx) => tx.commit().await?,
+            Tx::Postgres(tx) => tx.commit().await?,
+        }
+        Ok(())
+    }
+
+    pub fn kind(&self) -> Kind {
+        match self {
+            Tx::Sqlite(_) => Kind::Sqlite,
+            Tx::Postgres(_) => Kind::Postgres,
+        }
+    }
+}
+
+/// Runs `$body` with `$c` bound to the backend's executor of `$db` (a [`Store`]: its pool; a
+/// [`Tx`], [`Conn`] or `&mut dyn Connection`: its connection). The body is compiled once per
+/// backend.
+macro_rules! on {
+    ($db:expr, $c:ident => $body:expr) => {
+        match $db.db() {
+            $crate::Backend::Sqlite($c) => $body,
+            $crate::Backend::Postgres($c) => $body,
+        }
+    };
+}
+pub(crate) use on;
+
+fn sqlite_options(path: &Path) -> Result<SqliteConnectOptions, StoreError> {
+    Ok(SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .foreign_keys(true)
+        .busy_timeout(Duration::from_secs(10)))
+}
+
+fn postgres_options(url: &str) -> Result<PgConnectOptions, StoreError> {
+    PgConnectOptions::from_str(url).map_err(|e| StoreError::BadLocation(format!("{}: {e}", redact_url(url))))
+}
+
+impl Store {
+    pub(crate) fn db(&self) -> Backend<&SqlitePool, &PgPool> {
+        match &self.pool {
+            Pool::Sqlite(p) => Backend::Sqlite(p),
+            Pool::Postgres(p) => Backend::Postgres(p),
+        }
+    }
+
+    pub fn kind(&self) -> Kind {
+        match self.pool {
+            Pool::Sqlite(_) => Kind::Sqlite,
+            Pool::Postgres(_) => Kind::Postgres,
+        }
+    }
+
+    /// Opens the store, creating (SQLite) and migrating it.
+    pub async fn open(location: &Location) -> Result<Self, StoreError> {
+        let (pool, migrator) = match location {
+            Location::Sqlite(path) => {
+                // Writers queue on SQLite's lock (`BEGIN IMMEDIATE`, see `begin`); readers
+                // run beside them (WAL).
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(4)
+                    .connect_with(sqlite_options(path)?.create_if_missing(true))
+                    .await?;
+                (Pool::Sqlite(pool), &SQLITE_MIGRATIONS)
+            }
+            Location::Postgres(url) => {
+                let pool = PgPoolOptions::new()
+                    .max_connections(16)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect_with(postgres_options(url)?)
+                    .await
+                    .map_err(|e| StoreError::unreachable(location, e))?;
+                (Pool::Postgres(pool), &POSTGRES_MIGRATIONS)
+            }
+        };
+        let mut store = Self { pool, newly_applied: Vec::new() };
+        let before = store.applied_migrations().await.unwrap_or_default();
+        match &store.pool {
+            // Two replicas starting at once: sqlx's migrator takes PostgreSQL's advisory lock.
+            Pool::Sqlite(p) => migrator.run(p).await?,
+            Pool::Postgres(p) => migrator.run(p).await?,
+        }
+        store.newly_applied = migrator.iter().map(|m| m.version).filter(|v| !before.contains(v)).collect();
+        Ok(store)
+    }
+
+    /// Opens a store for reading only, without migrating it (offline verification must not
+    /// change what it checks).
+    pub async fn open_read_only(location: &Location) -> Result<Self, StoreError> {
+        let (pool, migrator) = match location {
+            Location::Sqlite(path) => {
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .connect_with(sqlite_options(path)?.read_only(true))
+                    .await?;
+                (Pool::Sqlite(pool), &SQLITE_MIGRATIONS)
+            }
+            Location::Postgres(url) => {
+                let options = postgres_options(url)?.options([("default_transaction_read_only", "on")]);
+                let pool = PgPoolOptions::new()
+                    .max_connections(2)
+                    .connect_with(options)
+                    .await
+                    .map_err(|e| StoreError::unreachable(location, e))?;
+                (Pool::Postgres(pool), &POSTGRES_MIGRATIONS)
+            }
+        };
+        let store = Self { pool, newly_applied: Vec::new() };
+        let applied = store.applied_migrations().await?;
+        if migrator.iter().any(|m| !applied.contains(&m.version)) {
+            return Err(StoreError::Outdated(
+                "this store is from an older version; start the server once to upgrade it, then verify".into(),
+            ));
+        }
+        Ok(store)
+    }
+
+    async fn applied_migrations(&self) -> Result<Vec<i64>, StoreError> {
+        Ok(on!(self, ex => sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success").fetch_all(ex).await)?)
+    }
+
+    /// Whether the database answers and every migration this build knows is applied (for
+    /// `/readyz`).
+    pub async fn ready(&self) -> Result<(), StoreError> {
+        let applied = self.applied_migrations().await?;
+        let migrator = match self.kind() {
+            Kind::Sqlite => &SQLITE_MIGRATIONS,
+            Kind::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        match migrator.iter().find(|m| !applied.contains(&m.version)) {
+            Some(m) => Err(StoreError::Outdated(format!("migration {} is not applied", m.version))),
+            None => Ok(()),
+        }
+    }
+
+    /// A writing transaction. Writers are serialised (see [`WRITE_LOCK`]), so a transaction
+    /// that reads a sequence's head and extends it never races another.
+    pub async fn begin(&self) -> Result<Tx<'static>, StoreError> {
+        match &self.pool {
+            // Deferred transactions that read and then write fail with SQLITE_BUSY when another
+            // connection wrote in between; IMMEDIATE takes the write lock first (and waits).
+            Pool::Sqlite(p) => Ok(Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?)),
+            Pool::Postgres(p) => {
+                let mut tx = p.begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(WRITE_LOCK).execute(&mut *tx).await?;
+                Ok(Tx::Postgres(tx))
+            }
+        }
+    }
+
+    /// A connection of the pool (several reads in a row).
+    pub async fn conn(&self) -> Result<Conn, StoreError> {
+        Ok(match &self.pool {
+            Pool::Sqlite(p) => Conn::Sqlite(p.acquire().await?),
+            Pool::Postgres(p) => Conn::Postgres(p.acquire().await?),
+        })
+    }
+
+    /// (connections open, of which idle), for metrics.
+    pub fn pool_use(&self) -> (u32, u32) {
+        match &self.pool {
+            Pool::Sqlite(p) => (p.size(), p.num_idle() as u32),
+            Pool::Postgres(p) => (p.size(), p.num_idle() as u32),
+        }
+    }
+
+    pub async fn close(&self) {
+        match &self.pool {
+            Pool::Sqlite(p) => p.close().await,
+            Pool::Postgres(p) => p.close().await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_written_down_url_has_no_password() {
+        assert_eq!(without_password("postgres://pc:s3cret@db:5432/pc"), "postgres://pc@db:5432/pc");
+        assert_eq!(without_password("postgres://db/pc"), "postgres://db/pc");
+        assert_eq!(without_password("postgres://a:b:c@db/pc"), "postgres://a@db/pc");
+    }
+
+    #[test]
+    fn locations_parse_and_never_show_a_password() {
+        let cases: &[(&str, Option<&str>)] = &[
+            ("postgres://portcullis:hunter2@db.internal:5432/pc", Some("PostgreSQL postgres://portcullis:***@db.internal:5432/pc")),
+            ("postgresql://db/pc?sslmode=require", Some("PostgreSQL postgresql://db/pc?sslmode=require")),
+            ("postgres://", Some("PostgreSQL postgres://")),
+            ("postgres://u@h/d", Some("PostgreSQL postgres://u@h/d")),
+            ("sqlite:///var/lib/pc/server.db", Some("SQLite /var/lib/pc/server.db")),
+            ("mysql://root:pw@h/d", None),
+            ("/var/lib/server.db", None),
+        ];
+        for (input, expected) in cases {
+            match (Location::parse(input), expected) {
+                (Ok(location), Some(expected)) => assert_eq!(&location.describe(), expected, "{input}"),
+                (Err(e), None) => assert!(!e.to_string().contains("pw@"), "{input}: {e}"),
+                (got, expected) => panic!("{input}: got {:?}, expected {expected:?}", got.map(|l| l.describe())),
+            }
+        }
+    }
+}
