@@ -37,9 +37,9 @@ pub(crate) use portcullis_store as store;
 pub(crate) use portcullis_store::{audit, rows};
 
 pub use clock::{Clock, SystemClock};
-pub use portcullis_store::Kind as DatabaseKind;
 pub use error::ServerError;
 pub use init::{InitOptions, InitOutcome, init};
+pub use portcullis_store::Kind as DatabaseKind;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

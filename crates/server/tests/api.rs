@@ -14,8 +14,54 @@ use portcullis_keystore::{FixedPassphrase, Preference};
 use portcullis_proto::*;
 use portcullis_server::{InitOptions, Server, SystemClock};
 
+#[path = "../../../tests/support/postgres.rs"]
+mod postgres;
+
+/// The store a test's server keeps its data in. Tests written with [`on_both_backends!`] run
+/// once on each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+tokio::task_local! {
+    static BACKEND: Backend;
+}
+
+/// The backend of the running test (SQLite for tests that run on one only).
+fn backend() -> Backend {
+    BACKEND.try_with(|b| *b).unwrap_or(Backend::Sqlite)
+}
+
+/// A test run twice: `NAME::sqlite` and `NAME::postgres` (a fresh database on the test
+/// process's PostgreSQL cluster).
+macro_rules! on_both_backends {
+    ($(#[$attr:meta])* async fn $name:ident() $body:block) => {
+        $(#[$attr])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn body() $body
+
+            #[tokio::test]
+            async fn sqlite() {
+                crate::BACKEND.scope(crate::Backend::Sqlite, body()).await
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                crate::BACKEND.scope(crate::Backend::Postgres, body()).await
+            }
+        }
+    };
+}
+
 struct Running {
     dir: tempfile::TempDir,
+    /// The PostgreSQL database, when the test runs on it.
+    database: Option<String>,
     url: String,
     http: reqwest::Client,
     /// Seconds the server's clock (and the devices' signing time) runs ahead of the real one.
@@ -34,6 +80,26 @@ impl portcullis_server::Clock for ShiftedClock {
 impl Running {
     fn now(&self) -> i64 {
         now() + self.offset.load(Ordering::SeqCst)
+    }
+
+    /// What makes the tamper connection ignore foreign keys (an attacker is not bound by them).
+    fn foreign_keys_off(&self) -> &'static str {
+        match self.database {
+            None => "PRAGMA foreign_keys = OFF;",
+            Some(_) => "SET session_replication_role = replica;",
+        }
+    }
+
+    /// A connection to the server's database that bypasses the server, as an attacker on the
+    /// host (or a DBA) would have. Statements use `$1` placeholders (both backends read them).
+    async fn tamper(&self) -> sqlx::AnyConnection {
+        use sqlx::Connection;
+        sqlx::any::install_default_drivers();
+        let url = match &self.database {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}", self.dir.path().join("server.db").display()),
+        };
+        sqlx::AnyConnection::connect(&url).await.unwrap()
     }
 }
 
@@ -68,6 +134,10 @@ async fn start_with_server() -> (Running, String, Server) {
 async fn start_as(extra_roles: Vec<Role>) -> (Running, String, Server) {
     let dir = tempfile::tempdir().unwrap();
     let pass = FixedPassphrase("pw".into());
+    let database = match backend() {
+        Backend::Sqlite => None,
+        Backend::Postgres => Some(postgres::Cluster::shared().fresh_database()),
+    };
     let outcome = portcullis_server::init(
         dir.path(),
         InitOptions {
@@ -76,7 +146,7 @@ async fn start_as(extra_roles: Vec<Role>) -> (Running, String, Server) {
             extra_admin_roles: extra_roles,
             tls_names: vec![],
             standalone: false,
-            database: None,
+            database: database.clone(),
         },
         &pass,
         Arc::new(SystemClock),
@@ -98,7 +168,7 @@ async fn start_as(extra_roles: Vec<Role>) -> (Running, String, Server) {
     let serving = server.clone();
     tokio::spawn(async move { serving.serve(listener, false, std::future::pending()).await });
     let _ = rustls::crypto::ring::default_provider().install_default();
-    (Running { dir, url, http: reqwest::Client::new(), offset }, outcome.admin_code, server)
+    (Running { dir, database, url, http: reqwest::Client::new(), offset }, outcome.admin_code, server)
 }
 
 async fn enroll(r: &Running, code: &str) -> Device {
@@ -157,7 +227,7 @@ async fn error_code(resp: reqwest::Response) -> (u16, String) {
     (status, body.code)
 }
 
-#[tokio::test]
+on_both_backends! {
 async fn requests_are_authenticated_and_replays_refused() {
     let (r, code) = start().await;
     let d = enroll(&r, &code).await;
@@ -216,6 +286,7 @@ async fn requests_are_authenticated_and_replays_refused() {
         .await
         .unwrap();
     assert_eq!(error_code(reuse).await, (403, "invalid_code".into()));
+}
 }
 
 fn chunk(session: &str, text: &str) -> String {
@@ -328,7 +399,7 @@ async fn approved(r: &Running, who: &Device, approver: &Device, target: &str) ->
     req
 }
 
-#[tokio::test]
+on_both_backends! {
 async fn device_and_gateway_keys_only_open_their_own_routes() {
     let (r, code) = start().await;
     let admin = enroll(&r, &code).await;
@@ -356,10 +427,11 @@ async fn device_and_gateway_keys_only_open_their_own_routes() {
     assert!(again.iter().any(|x| x.name == "near" && x.enrolled_at.is_some()));
     assert!(again.iter().any(|x| x.embedded && x.name == "embedded"));
 }
+}
 
+on_both_backends! {
 /// Invariant 3: every route a device may call, called by a requester's device holding a live
 /// grant for a target whose credential is the canary: no answer carries the credential.
-#[tokio::test]
 async fn no_device_route_answers_with_a_credential() {
     let (r, code) = start().await;
     let admin = enroll(&r, &code).await;
@@ -450,6 +522,7 @@ async fn no_device_route_answers_with_a_credential() {
         "a device route answered with the credential (base64)"
     );
 }
+}
 
 /// The router's device routes and [`portcullis_server::api::DEVICE_ROUTES`] are the same list,
 /// so the canary test above covers every route a device can reach.
@@ -477,12 +550,10 @@ fn device_routes_are_all_listed() {
 /// The user CA's private key, read from the data directory with the root key — what only the
 /// server's owner holds. Tests use it to sign certificates the server never issued.
 async fn user_ca_of(r: &Running) -> portcullis_server::user_ca::UserCa {
-    use sqlx::Connection;
     let dir = r.dir.path();
     let (root, _) =
         portcullis_keystore::unlock(&dir.join("root.key.json"), "server-root", &FixedPassphrase("pw".into())).unwrap();
-    let mut db =
-        sqlx::SqliteConnection::connect(&format!("sqlite://{}", dir.join("server.db").display())).await.unwrap();
+    let mut db = r.tamper().await;
     let ct: Vec<u8> = sqlx::query_scalar("SELECT ciphertext FROM server_secrets WHERE name = 'user_ca'")
         .fetch_one(&mut db)
         .await
@@ -492,9 +563,9 @@ async fn user_ca_of(r: &Running) -> portcullis_server::user_ca::UserCa {
     portcullis_server::user_ca::UserCa::from_openssh(std::str::from_utf8(text.expose_secret()).unwrap()).unwrap()
 }
 
+on_both_backends! {
 /// Only a certificate this server issued, for this key and a live grant of its principal, on
 /// the grant's target, through the target's gateway, opens a session — each refusal says why.
-#[tokio::test]
 async fn gateways_are_told_to_refuse_every_certificate_but_the_right_one() {
     use portcullis_server::user_ca::random_ed25519;
     let (r, code, server) = start_with_server().await;
@@ -634,6 +705,7 @@ async fn gateways_are_told_to_refuse_every_certificate_but_the_right_one() {
     let events: Vec<ServerEvent> = call(&r, &admin, "GET", "/v1/audit/events", &()).await;
     assert!(events.iter().filter(|e| e.kind == "session_refused").count() >= 10, "{events:?}");
 }
+}
 
 /// An enrolled user `name` with `roles` and `groups`, created by `admin`.
 async fn member(r: &Running, admin: &Device, name: &str, roles: &[Role], groups: &[&str]) -> Device {
@@ -665,7 +737,7 @@ permit (principal, action == Portcullis::Action::"approve", resource)
 when { principal.roles.contains("approver") };
 "#;
 
-#[tokio::test]
+on_both_backends! {
 async fn policies_decide_requests_and_how_many_approve() {
     let (r, code, _server) = start_with_server().await;
     let admin = enroll(&r, &code).await;
@@ -787,8 +859,9 @@ async fn policies_decide_requests_and_how_many_approve() {
     let (_, code, _) = refused(&r, &carol, "POST", &format!("/v1/requests/{}/review", lapsing.id), &APPROVE).await;
     assert_eq!(code, "request_expired");
 }
+}
 
-#[tokio::test]
+on_both_backends! {
 async fn two_approvers_racing_for_the_last_approval_make_one_grant() {
     let (r, code, _server) = start_with_server().await;
     let admin = enroll(&r, &code).await;
@@ -812,8 +885,9 @@ async fn two_approvers_racing_for_the_last_approval_make_one_grant() {
         assert_eq!(story.request.approvals, 1);
     }
 }
+}
 
-#[tokio::test]
+on_both_backends! {
 async fn separation_of_duties_and_revoking_people_end_their_access() {
     let (r, code, server) = start_as(vec![Role::Approver]).await;
     let admin = enroll(&r, &code).await;
@@ -896,6 +970,7 @@ async fn separation_of_duties_and_revoking_people_end_their_access() {
         let e = events.iter().find(|e| e.kind == kind).unwrap_or_else(|| panic!("no {kind} event"));
         assert!(e.actor.is_some(), "{kind} has no actor");
     }
+}
 }
 
 mod keys {
@@ -1034,7 +1109,7 @@ permit (principal, action == Portcullis::Action::"approve", resource)
 when { principal.roles.contains("approver") };
 "#;
 
-#[tokio::test]
+on_both_backends! {
 async fn step_up_approvals_need_a_fresh_assertion_from_the_approvers_own_key() {
     let (r, code, server) = start_with_server().await;
     assert!(server.webauthn_rp_id().ends_with(".internal"), "{}", server.webauthn_rp_id());
@@ -1171,6 +1246,7 @@ async fn step_up_approvals_need_a_fresh_assertion_from_the_approvers_own_key() {
     for kind in ["security_key_added", "security_key_removed", "policy_changed"] {
         assert!(events.iter().any(|e| e.kind == kind && e.actor.is_some()), "no {kind} event with an actor");
     }
+}
 }
 
 /// Benchmark (not a test; `bash tests/bench_access.sh`): from an approver starting an approval

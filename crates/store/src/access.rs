@@ -1,9 +1,9 @@
 //! Policies, groups, users' roles and groups, reviews, revocation and the facts separation of
 //! duties reads.
 
-use crate::{Store, Tx, UserRow, on};
 use crate::StoreError;
 use crate::rows::{Row, RowKey};
+use crate::{Store, Tx, UserRow, on};
 
 /// Setting: the user who owns a standalone (desktop) server.
 pub const SETTING_STANDALONE_OWNER: &str = "standalone_owner";
@@ -93,7 +93,7 @@ pub struct ChallengeRow {
 }
 
 const USER_DETAIL_SELECT: &str = "SELECT u.id, u.name, u.roles, \
-     COALESCE((SELECT group_concat(g.name, ',') FROM user_groups ug JOIN groups g ON g.id = ug.group_id \
+     COALESCE((SELECT string_agg(g.name, ',' ORDER BY g.name) FROM user_groups ug JOIN groups g ON g.id = ug.group_id \
                WHERE ug.user_id = u.id), '') AS groups, \
      u.created_at, c.name AS created_by, u.disabled_at, cf.name AS confirmed_by FROM users u \
      LEFT JOIN users c ON c.id = u.created_by LEFT JOIN user_confirmations uc ON uc.user_id = u.id \
@@ -131,12 +131,7 @@ impl Store {
             .fetch_optional(ex).await)?)
     }
 
-    pub async fn put_setting(
-        tx: &mut Tx<'_>,
-        rows: &RowKey,
-        name: &str,
-        value: &str,
-    ) -> Result<(), StoreError> {
+    pub async fn put_setting(tx: &mut Tx<'_>, rows: &RowKey, name: &str, value: &str) -> Result<(), StoreError> {
         on!(tx, ex => sqlx::query("INSERT INTO server_settings (name, value) VALUES ($1, $2) ON CONFLICT(name) DO UPDATE SET value = excluded.value")
             .bind(name)
             .bind(value)
@@ -163,7 +158,7 @@ impl Store {
 
     pub async fn groups(&self) -> Result<Vec<GroupRow>, StoreError> {
         Ok(on!(self, ex => sqlx::query_as(
-            "SELECT g.name, g.created_at, COALESCE((SELECT group_concat(u.name, ',') FROM user_groups ug \
+            "SELECT g.name, g.created_at, COALESCE((SELECT string_agg(u.name, ',' ORDER BY u.name) FROM user_groups ug \
              JOIN users u ON u.id = ug.user_id WHERE ug.group_id = g.id), '') AS members FROM groups g ORDER BY g.name",
         )
         .fetch_all(ex).await)?)
@@ -173,8 +168,7 @@ impl Store {
     pub async fn group_ids(tx: &mut Tx<'_>, names: &[String]) -> Result<Vec<String>, StoreError> {
         let mut ids = Vec::with_capacity(names.len());
         for name in names {
-            let id: Option<String> =
-                on!(tx, ex => sqlx::query_scalar("SELECT id FROM groups WHERE name = $1").bind(name).fetch_optional(ex).await)?;
+            let id: Option<String> = on!(tx, ex => sqlx::query_scalar("SELECT id FROM groups WHERE name = $1").bind(name).fetch_optional(ex).await)?;
             ids.push(id.ok_or_else(|| {
                 StoreError::NotFound(format!("no group named {name:?}; create it with `portcullis group add {name}`"))
             })?);
@@ -206,7 +200,9 @@ impl Store {
     }
 
     pub async fn user_by_id(&self, id: &str) -> Result<Option<UserDetailRow>, StoreError> {
-        Ok(on!(self, ex => sqlx::query_as(&format!("{USER_DETAIL_SELECT} WHERE u.id = $1")).bind(id).fetch_optional(ex).await)?)
+        Ok(
+            on!(self, ex => sqlx::query_as(&format!("{USER_DETAIL_SELECT} WHERE u.id = $1")).bind(id).fetch_optional(ex).await)?,
+        )
     }
 
     pub async fn set_created_by(tx: &mut Tx<'_>, user_id: &str, by: &str) -> Result<(), StoreError> {
@@ -273,8 +269,7 @@ impl Store {
         &self,
         user_id: &str,
     ) -> Result<Option<(String, Option<String>, Option<(String, String)>)>, StoreError> {
-        let Some((name, created_by)): Option<(String, Option<String>)> =
-            on!(self, ex => sqlx::query_as("SELECT name, created_by FROM users WHERE id = $1")
+        let Some((name, created_by)): Option<(String, Option<String>)> = on!(self, ex => sqlx::query_as("SELECT name, created_by FROM users WHERE id = $1")
                 .bind(user_id)
                 .fetch_optional(ex).await)?
         else {
@@ -304,7 +299,9 @@ impl Store {
 
     /// Ids and roles of users not disabled.
     pub async fn active_users(&self) -> Result<Vec<(String, String)>, StoreError> {
-        Ok(on!(self, ex => sqlx::query_as("SELECT id, roles FROM users WHERE disabled_at IS NULL").fetch_all(ex).await)?)
+        Ok(
+            on!(self, ex => sqlx::query_as("SELECT id, roles FROM users WHERE disabled_at IS NULL").fetch_all(ex).await)?,
+        )
     }
 
     pub async fn live_devices_of(&self, user_id: &str) -> Result<i64, StoreError> {
@@ -409,8 +406,7 @@ impl Store {
     /// Approvals of a request; a review added or changed behind the server's back (a planted
     /// approval) is refused, so it can never complete an N-of-M.
     pub async fn approvals_in(tx: &mut Tx<'_>, rows: &RowKey, request_id: &str) -> Result<i64, StoreError> {
-        let approvers: Vec<String> =
-            on!(tx, ex => sqlx::query_scalar("SELECT approver_id FROM reviews WHERE request_id = $1 AND decision = 'approve'")
+        let approvers: Vec<String> = on!(tx, ex => sqlx::query_scalar("SELECT approver_id FROM reviews WHERE request_id = $1 AND decision = 'approve'")
                 .bind(request_id)
                 .fetch_all(ex).await)?;
         for approver in &approvers {
@@ -578,8 +574,7 @@ impl Store {
     pub async fn insert_challenge(&self, rows: &RowKey, c: &ChallengeRow) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
         // Lapsed ceremonies are of no use to anyone (the ledger notes that the server removed them).
-        let lapsed: Vec<String> =
-            on!(tx, ex => sqlx::query_scalar("DELETE FROM webauthn_challenges WHERE expires_at < $1 RETURNING id")
+        let lapsed: Vec<String> = on!(tx, ex => sqlx::query_scalar("DELETE FROM webauthn_challenges WHERE expires_at < $1 RETURNING id")
                 .bind(c.created_at - 3600)
                 .fetch_all(ex).await)?;
         for id in &lapsed {
@@ -605,7 +600,9 @@ impl Store {
     }
 
     pub async fn challenge(&self, id: &str) -> Result<Option<ChallengeRow>, StoreError> {
-        Ok(on!(self, ex => sqlx::query_as("SELECT * FROM webauthn_challenges WHERE id = $1").bind(id).fetch_optional(ex).await)?)
+        Ok(
+            on!(self, ex => sqlx::query_as("SELECT * FROM webauthn_challenges WHERE id = $1").bind(id).fetch_optional(ex).await)?,
+        )
     }
 
     /// Marks a challenge used; false if it already was (single use). A challenge whose row was

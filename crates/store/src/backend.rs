@@ -201,7 +201,10 @@ fn sqlite_options(path: &Path) -> Result<SqliteConnectOptions, StoreError> {
 }
 
 fn postgres_options(url: &str) -> Result<PgConnectOptions, StoreError> {
-    PgConnectOptions::from_str(url).map_err(|e| StoreError::BadLocation(format!("{}: {e}", redact_url(url))))
+    Ok(PgConnectOptions::from_str(url)
+        .map_err(|e| StoreError::BadLocation(format!("{}: {e}", redact_url(url))))?
+        // PostgreSQL's notices ("relation already exists, skipping") are not the operator's concern.
+        .options([("client_min_messages", "warning")]))
 }
 
 impl Store {
@@ -249,6 +252,18 @@ impl Store {
             Pool::Postgres(p) => migrator.run(p).await?,
         }
         store.newly_applied = migrator.iter().map(|m| m.version).filter(|v| !before.contains(v)).collect();
+        if store.kind() == Kind::Sqlite && store.newly_applied.contains(&crate::MIGRATION_CONFIRMATIONS) {
+            // Sessions started before this moment predate authorisation records. (PostgreSQL
+            // stores began with authorisations: their migration says 0.)
+            let now =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+            on!(store, ex => sqlx::query("INSERT INTO server_settings (name, value) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                .bind(crate::SETTING_SESSION_CHECKS_SINCE)
+                .bind(now.to_string())
+                .execute(ex)
+                .await
+                .map(|r| r.rows_affected()))?;
+        }
         Ok(store)
     }
 
@@ -284,7 +299,9 @@ impl Store {
     }
 
     async fn applied_migrations(&self) -> Result<Vec<i64>, StoreError> {
-        Ok(on!(self, ex => sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success").fetch_all(ex).await)?)
+        Ok(
+            on!(self, ex => sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success").fetch_all(ex).await)?,
+        )
     }
 
     /// Whether the database answers and every migration this build knows is applied (for
@@ -354,7 +371,10 @@ mod tests {
     #[test]
     fn locations_parse_and_never_show_a_password() {
         let cases: &[(&str, Option<&str>)] = &[
-            ("postgres://portcullis:hunter2@db.internal:5432/pc", Some("PostgreSQL postgres://portcullis:***@db.internal:5432/pc")),
+            (
+                "postgres://portcullis:hunter2@db.internal:5432/pc",
+                Some("PostgreSQL postgres://portcullis:***@db.internal:5432/pc"),
+            ),
             ("postgresql://db/pc?sslmode=require", Some("PostgreSQL postgresql://db/pc?sslmode=require")),
             ("postgres://", Some("PostgreSQL postgres://")),
             ("postgres://u@h/d", Some("PostgreSQL postgres://u@h/d")),

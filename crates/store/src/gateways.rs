@@ -1,9 +1,9 @@
 //! Gateways, their enrolment codes and contact, and the user certificates issued for gateways
 //! to check.
 
-use crate::{Store, Tx, on};
 use crate::StoreError;
 use crate::rows::{Row, RowKey};
+use crate::{Store, Tx, on};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct GatewayRow {
@@ -21,7 +21,7 @@ pub struct GatewayRow {
     pub revoked_at: Option<i64>,
 }
 
-const GATEWAY_SELECT: &str = "SELECT id, name, embedded, sign_public_key, seal_public_key, host_key, address, \
+const GATEWAY_SELECT: &str = "SELECT id, name, (embedded <> 0) AS embedded, sign_public_key, seal_public_key, host_key, address, \
      created_at, enrolled_at, last_contact_at, backlog, revoked_at FROM gateways";
 
 impl Store {
@@ -80,9 +80,11 @@ impl Store {
         &self,
         gateway_id: &str,
     ) -> Result<Option<(Option<String>, String, String)>, StoreError> {
-        Ok(on!(self, ex => sqlx::query_as("SELECT confirmed_by, via, sign_public_key FROM gateway_confirmations WHERE gateway_id = $1")
+        Ok(
+            on!(self, ex => sqlx::query_as("SELECT confirmed_by, via, sign_public_key FROM gateway_confirmations WHERE gateway_id = $1")
             .bind(gateway_id)
-            .fetch_optional(ex).await)?)
+            .fetch_optional(ex).await)?,
+        )
     }
 
     pub async fn insert_gateway_confirmation(
@@ -109,16 +111,18 @@ impl Store {
         Ok(on!(self, ex => sqlx::query_scalar("SELECT created_by FROM gateways WHERE id = $1")
             .bind(gateway_id)
             .fetch_optional(ex).await)?
-            .flatten())
+        .flatten())
     }
 
     /// False if it was already revoked.
     pub async fn revoke_gateway(tx: &mut Tx<'_>, gateway_id: &str, now: i64) -> Result<bool, StoreError> {
-        Ok(on!(tx, ex => sqlx::query("UPDATE gateways SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL AND embedded = 0")
+        Ok(
+            on!(tx, ex => sqlx::query("UPDATE gateways SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL AND embedded = 0")
             .bind(now)
             .bind(gateway_id)
             .execute(ex).await.map(|r| r.rows_affected()))?
-            == 1)
+                == 1,
+        )
     }
 
     /// Ids of the targets reached through a gateway.
@@ -136,11 +140,10 @@ impl Store {
         created_by: Option<&str>,
         now: i64,
     ) -> Result<(), StoreError> {
-        let result =
-            on!(tx, ex => sqlx::query("INSERT INTO gateways (id, name, embedded, created_at, created_by) VALUES ($1, $2, $3, $4, $5)")
+        let result = on!(tx, ex => sqlx::query("INSERT INTO gateways (id, name, embedded, created_at, created_by) VALUES ($1, $2, $3, $4, $5)")
                 .bind(id)
                 .bind(name)
-                .bind(embedded)
+                .bind(i64::from(embedded))
                 .bind(now)
                 .bind(created_by)
                 .execute(ex).await.map(|r| r.rows_affected()));
@@ -162,15 +165,21 @@ impl Store {
     }
 
     pub async fn gateways(&self) -> Result<Vec<GatewayRow>, StoreError> {
-        Ok(on!(self, ex => sqlx::query_as(&format!("{GATEWAY_SELECT} ORDER BY embedded DESC, name")).fetch_all(ex).await)?)
+        Ok(
+            on!(self, ex => sqlx::query_as(&format!("{GATEWAY_SELECT} ORDER BY embedded DESC, name")).fetch_all(ex).await)?,
+        )
     }
 
     pub async fn gateway(&self, id: &str) -> Result<Option<GatewayRow>, StoreError> {
-        Ok(on!(self, ex => sqlx::query_as(&format!("{GATEWAY_SELECT} WHERE id = $1")).bind(id).fetch_optional(ex).await)?)
+        Ok(
+            on!(self, ex => sqlx::query_as(&format!("{GATEWAY_SELECT} WHERE id = $1")).bind(id).fetch_optional(ex).await)?,
+        )
     }
 
     pub async fn gateway_by_name(&self, name: &str) -> Result<Option<GatewayRow>, StoreError> {
-        Ok(on!(self, ex => sqlx::query_as(&format!("{GATEWAY_SELECT} WHERE name = $1")).bind(name).fetch_optional(ex).await)?)
+        Ok(
+            on!(self, ex => sqlx::query_as(&format!("{GATEWAY_SELECT} WHERE name = $1")).bind(name).fetch_optional(ex).await)?,
+        )
     }
 
     pub async fn embedded_gateway(&self) -> Result<Option<GatewayRow>, StoreError> {
@@ -178,13 +187,8 @@ impl Store {
     }
 
     /// Targets created before gateways existed are reached through the embedded one.
-    pub async fn adopt_orphan_targets(
-        tx: &mut Tx<'_>,
-        rows: &RowKey,
-        embedded_id: &str,
-    ) -> Result<(), StoreError> {
-        let adopted: Vec<String> =
-            on!(tx, ex => sqlx::query_scalar("UPDATE targets SET gateway_id = $1 WHERE gateway_id IS NULL RETURNING id")
+    pub async fn adopt_orphan_targets(tx: &mut Tx<'_>, rows: &RowKey, embedded_id: &str) -> Result<(), StoreError> {
+        let adopted: Vec<String> = on!(tx, ex => sqlx::query_scalar("UPDATE targets SET gateway_id = $1 WHERE gateway_id IS NULL RETURNING id")
                 .bind(embedded_id)
                 .fetch_all(ex).await)?;
         for id in &adopted {
@@ -194,7 +198,9 @@ impl Store {
     }
 
     pub async fn gateway_target_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        Ok(on!(self, ex => sqlx::query_as("SELECT gateway_id, COUNT(*) FROM targets GROUP BY gateway_id").fetch_all(ex).await)?)
+        Ok(
+            on!(self, ex => sqlx::query_as("SELECT gateway_id, COUNT(*) FROM targets GROUP BY gateway_id").fetch_all(ex).await)?,
+        )
     }
 
     pub async fn insert_gateway_code(

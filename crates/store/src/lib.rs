@@ -15,16 +15,16 @@ pub use backend::{Backend, Conn, Connection, Kind, Location, Store, Tx, redact_u
 mod error;
 pub use error::StoreError;
 
-pub mod audit;
 mod access;
+pub mod audit;
 mod gateways;
 pub mod rows;
-use rows::{Row, RowKey};
 pub use access::{
     ChallengeRow, DeviceDetailRow, GroupRow, PolicyRow, ReviewRow, SETTING_ROWS_AUTHENTICATED,
     SETTING_SESSION_CHECKS_SINCE, SETTING_STANDALONE_OWNER, SETTING_WEBAUTHN_RP_ID, SecurityKeyRow, UserDetailRow,
 };
 pub use gateways::GatewayRow;
+use rows::{Row, RowKey};
 
 pub const SECRET_SIGNING: &str = "signing_key";
 pub const SECRET_SEALING: &str = "sealing_key";
@@ -38,8 +38,6 @@ pub const SECRET_EMBEDDED_GATEWAY_LOCAL_KEY: &str = "embedded_gateway_local_key"
 /// The embedded gateway's Ed25519 key: signs its log's checkpoints.
 pub const SECRET_EMBEDDED_GATEWAY_SIGNING_KEY: &str = "embedded_gateway_signing_key";
 
-
-
 /// The migration that introduced gateway confirmations (carried-over rows are sealed after it).
 pub const MIGRATION_CONFIRMATIONS: i64 = 20261201000001;
 /// The migration that gave grants, targets and enrolment codes their MAC (existing rows are
@@ -48,8 +46,6 @@ pub const MIGRATION_ROW_MACS: i64 = 20261201000002;
 /// The migration that created the row ledger (rows sealed before it are entered in the start
 /// that applies it).
 pub const MIGRATION_ROW_LEDGER: i64 = 20261201000003;
-
-
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct UserRow {
@@ -395,15 +391,12 @@ impl Store {
     }
 
     pub async fn target_by_name(&self, name: &str) -> Result<Option<TargetRow>, StoreError> {
-        Ok(on!(self, ex => sqlx::query_as(&format!("{TARGET_SELECT} WHERE t.name = $1")).bind(name).fetch_optional(ex).await)?)
+        Ok(
+            on!(self, ex => sqlx::query_as(&format!("{TARGET_SELECT} WHERE t.name = $1")).bind(name).fetch_optional(ex).await)?,
+        )
     }
 
-    pub async fn mark_target_used(
-        tx: &mut Tx<'_>,
-        target_id: &str,
-        user_id: &str,
-        now: i64,
-    ) -> Result<(), StoreError> {
+    pub async fn mark_target_used(tx: &mut Tx<'_>, target_id: &str, user_id: &str, now: i64) -> Result<(), StoreError> {
         on!(tx, ex => sqlx::query("UPDATE targets SET last_used_at = $1, last_used_by = $2 WHERE id = $3")
             .bind(now)
             .bind(user_id)
@@ -448,7 +441,9 @@ impl Store {
     }
 
     pub async fn request(&self, id: &str) -> Result<Option<RequestRow>, StoreError> {
-        Ok(on!(self, ex => sqlx::query_as(&format!("{REQUEST_SELECT} WHERE r.id = $1")).bind(id).fetch_optional(ex).await)?)
+        Ok(
+            on!(self, ex => sqlx::query_as(&format!("{REQUEST_SELECT} WHERE r.id = $1")).bind(id).fetch_optional(ex).await)?,
+        )
     }
 
     /// Requests visible to a caller: all of them, or those of one user.
@@ -654,7 +649,7 @@ impl Store {
             .bind(writer_id)
             .bind(seq as i64)
             .fetch_optional(ex).await)?
-            .flatten())
+        .flatten())
     }
 
     /// Inserts a writer's records, many rows per statement (one round trip to SQLite each).
@@ -761,18 +756,22 @@ impl Store {
 
     /// The writers, other than `writer_id`, that already hold a session with this id.
     pub async fn session_id_holders(tx: &mut Tx<'_>, id: &str, writer_id: &str) -> Result<Vec<String>, StoreError> {
-        Ok(on!(tx, ex => sqlx::query_scalar("SELECT writer_id FROM sessions WHERE id = $1 AND writer_id <> $2 ORDER BY rowid")
+        Ok(
+            on!(tx, ex => sqlx::query_scalar("SELECT writer_id FROM sessions WHERE id = $1 AND writer_id <> $2 ORDER BY rowid")
             .bind(id)
             .bind(writer_id)
-            .fetch_all(ex).await)?)
+            .fetch_all(ex).await)?,
+        )
     }
 
     /// (seq, encrypted payload) of a session's records, in order.
     pub async fn session_records(&self, writer_id: &str, session_id: &str) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
-        Ok(on!(self, ex => sqlx::query_as("SELECT seq, payload FROM audit_records WHERE writer_id = $1 AND session_id = $2 ORDER BY seq")
+        Ok(
+            on!(self, ex => sqlx::query_as("SELECT seq, payload FROM audit_records WHERE writer_id = $1 AND session_id = $2 ORDER BY seq")
             .bind(writer_id)
             .bind(session_id)
-            .fetch_all(ex).await)?)
+            .fetch_all(ex).await)?,
+        )
     }
 }
 
@@ -793,7 +792,11 @@ pub fn credential_aad(target_id: &str, version: i64) -> Aad {
 
 impl Store {
     /// The user a writer's session ran as.
-    pub async fn session_user(tx: &mut Tx<'_>, writer_id: &str, session_id: &str) -> Result<Option<String>, StoreError> {
+    pub async fn session_user(
+        tx: &mut Tx<'_>,
+        writer_id: &str,
+        session_id: &str,
+    ) -> Result<Option<String>, StoreError> {
         Ok(on!(tx, ex => sqlx::query_scalar("SELECT user_name FROM sessions WHERE id = $1 AND writer_id = $2")
             .bind(session_id)
             .bind(writer_id)

@@ -109,8 +109,8 @@ impl Row<'_> {
         match self {
             Row::User(_) => (
                 "SELECT 'users', id, name, roles, COALESCE(created_by, ''), COALESCE(CAST(disabled_at AS TEXT), ''), \
-                 COALESCE((SELECT group_concat(g.id || ':' || g.name, ',') FROM (SELECT g.id, g.name FROM user_groups ug \
-                 JOIN groups g ON g.id = ug.group_id WHERE ug.user_id = users.id ORDER BY g.id) g), ''), mac \
+                 COALESCE((SELECT string_agg(g.id || ':' || g.name, ',' ORDER BY g.id) FROM user_groups ug \
+                 JOIN groups g ON g.id = ug.group_id WHERE ug.user_id = users.id), ''), mac \
                  FROM users WHERE id = $1",
                 "UPDATE users SET mac = $1 WHERE id = $2",
             ),
@@ -290,11 +290,7 @@ impl RowKey {
 
     /// The newest MAC the ledger holds for `key`: `None` if never sealed, `Some(None)` if the
     /// server deleted it.
-    async fn ledger_latest(
-        &self,
-        conn: &mut dyn Connection,
-        key: &str,
-    ) -> Result<Option<Option<Vec<u8>>>, StoreError> {
+    async fn ledger_latest(&self, conn: &mut dyn Connection, key: &str) -> Result<Option<Option<Vec<u8>>>, StoreError> {
         Ok(on!(conn, ex => sqlx::query_scalar("SELECT mac FROM row_ledger WHERE row = $1 ORDER BY seq DESC LIMIT 1")
             .bind(key)
             .fetch_optional(ex).await)?)
@@ -302,8 +298,7 @@ impl RowKey {
 
     /// Recomputes the whole chain: the first entry whose chain does not follow is named.
     pub async fn ledger_problem(&self, conn: &mut dyn Connection) -> Result<Option<String>, StoreError> {
-        let entries: Vec<LedgerEntry> =
-            on!(conn, ex => sqlx::query_as("SELECT seq, row, mac, chain FROM row_ledger ORDER BY seq").fetch_all(ex).await)?;
+        let entries: Vec<LedgerEntry> = on!(conn, ex => sqlx::query_as("SELECT seq, row, mac, chain FROM row_ledger ORDER BY seq").fetch_all(ex).await)?;
         let mut previous: Vec<u8> = Vec::new();
         for (seq, key, mac, chain) in entries {
             let expected = self.chain(&previous, &key, mac.as_deref());
@@ -327,17 +322,11 @@ impl RowKey {
 
     /// Every change between `a` and `b` ever sealed must still be there and authentic: a
     /// deleted one would lift a separation-of-duties bar.
-    pub async fn check_changes_between(
-        &self,
-        conn: &mut dyn Connection,
-        a: &str,
-        b: &str,
-    ) -> Result<(), StoreError> {
+    pub async fn check_changes_between(&self, conn: &mut dyn Connection, a: &str, b: &str) -> Result<(), StoreError> {
         for (user, actor) in [(a, b), (b, a)] {
             let low = format!("user_admin_changes/{user}/{actor}/");
             let high = format!("user_admin_changes/{user}/{actor}0");
-            let keys: Vec<String> =
-                on!(conn, ex => sqlx::query_scalar("SELECT DISTINCT row FROM row_ledger WHERE row >= $1 AND row < $2")
+            let keys: Vec<String> = on!(conn, ex => sqlx::query_scalar("SELECT DISTINCT row FROM row_ledger WHERE row >= $1 AND row < $2")
                     .bind(&low)
                     .bind(&high)
                     .fetch_all(ex).await)?;
@@ -355,8 +344,7 @@ impl RowKey {
     pub async fn anchor_unledgered(&self, conn: &mut dyn Connection) -> Result<u64, StoreError> {
         let mut entered = 0;
         for (table, key) in AUTHENTICATED_TABLES {
-            let sealed: Vec<(String, Vec<u8>)> =
-                on!(conn, ex => sqlx::query_as(&format!("SELECT {key}, mac FROM {table} WHERE mac IS NOT NULL"))
+            let sealed: Vec<(String, Vec<u8>)> = on!(conn, ex => sqlx::query_as(&format!("SELECT {key}, mac FROM {table} WHERE mac IS NOT NULL"))
                     .fetch_all(ex).await)?;
             for (key, mac) in sealed {
                 if self.ledger_latest(conn, &key).await?.is_none() {
@@ -376,8 +364,10 @@ impl RowKey {
         match self.material(conn, row).await? {
             None if matches!(newest, Some(Some(_))) => {
                 tracing::error!(row = %row.describe(), "a row was deleted outside Portcullis; refusing");
-                Err(StoreError::NotAuthentic(format!("{} was deleted outside Portcullis (the row ledger holds it); refusing", row.describe()),
-                ))
+                Err(StoreError::NotAuthentic(format!(
+                    "{} was deleted outside Portcullis (the row ledger holds it); refusing",
+                    row.describe()
+                )))
             }
             None => Ok(()),
             Some((mac, Some(stored)))
@@ -389,19 +379,17 @@ impl RowKey {
             Some((mac, Some(stored))) if portcullis_crypto::constant_time_eq(&mac, &stored) => {
                 tracing::error!(row = %row.describe(), "an older copy of a row was put back; refusing it");
                 Err(StoreError::NotAuthentic(format!(
-                        "{} is an older copy put back outside Portcullis (the row ledger holds a newer one); \
+                    "{} is an older copy put back outside Portcullis (the row ledger holds a newer one); \
                          refusing to trust it",
-                        row.describe()
-                    ),
-                ))
+                    row.describe()
+                )))
             }
             Some(_) => {
                 tracing::error!(row = %row.describe(), "a row was changed outside Portcullis; refusing it");
                 Err(StoreError::NotAuthentic(format!(
-                        "{} was changed outside Portcullis (its authentication does not match); refusing to trust it",
-                        row.describe()
-                    ),
-                ))
+                    "{} was changed outside Portcullis (its authentication does not match); refusing to trust it",
+                    row.describe()
+                )))
             }
         }
     }
@@ -444,11 +432,7 @@ pub const AUTHENTICATED_TABLES: &[(&str, &str)] = &[
 
 /// The ledger keys of the rows of `tables` (names from [`AUTHENTICATED_TABLES`]) matching
 /// `filter`, table by table in that order.
-pub async fn ledger_keys(
-    conn: &mut dyn Connection,
-    tables: &[&str],
-    filter: &str,
-) -> Result<Vec<String>, StoreError> {
+pub async fn ledger_keys(conn: &mut dyn Connection, tables: &[&str], filter: &str) -> Result<Vec<String>, StoreError> {
     let mut keys = Vec::new();
     for (table, key) in AUTHENTICATED_TABLES.iter().filter(|(t, _)| tables.contains(t)) {
         let found: Vec<String> = on!(conn, ex => sqlx::query_scalar(&format!("SELECT {key} FROM {table} WHERE {filter} ORDER BY 1"))

@@ -197,7 +197,10 @@ async fn append_batch(
         }
         let epoch = portcullis_tlog::key_epoch(seq);
         if key.as_ref().is_none_or(|(e, _)| *e != epoch) {
-            key = Some((epoch, audit::data_key(tx, &state.root_key, writer_id, epoch, now).await.map_err(|e| Err(e.into()))?));
+            key = Some((
+                epoch,
+                audit::data_key(tx, &state.root_key, writer_id, epoch, now).await.map_err(|e| Err(e.into()))?,
+            ));
         }
         let Some((_, data_key)) = &key else { unreachable!("set above") };
         match payload {
@@ -397,8 +400,7 @@ async fn check_session_start(
     state.rows.check(&mut *tx, crate::rows::Row::Setting(crate::store::SETTING_SESSION_CHECKS_SINCE)).await?;
     let since = Store::setting_in(tx, crate::store::SETTING_SESSION_CHECKS_SINCE).await?;
     if let Some(since) = since.and_then(|v| v.parse::<i64>().ok()) {
-        let legacy =
-            Store::grant_covers(tx, &s.grant_id, &s.user, &s.target, since, s.started_at as i64).await?;
+        let legacy = Store::grant_covers(tx, &s.grant_id, &s.user, &s.target, since, s.started_at as i64).await?;
         if legacy {
             return Ok(());
         }
@@ -504,9 +506,7 @@ async fn index_payload(
             AuditPayload::AccessRefused(r) => r.user.clone(),
             AuditPayload::SessionStart(s) => Some(s.user.clone()),
             // A file transfer is its session's user's.
-            AuditPayload::FileTransfer(t) => {
-Store::session_user(tx, writer_id, &t.session_id).await?
-            }
+            AuditPayload::FileTransfer(t) => Store::session_user(tx, writer_id, &t.session_id).await?,
             _ => None,
         };
         let actor_id = match actor {

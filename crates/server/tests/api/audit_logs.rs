@@ -61,7 +61,7 @@ fn server_key(admin: &Device) -> [u8; 32] {
     b64().decode(&admin.server.as_ref().unwrap().sign_public_key).unwrap().try_into().unwrap()
 }
 
-#[tokio::test]
+on_both_backends! {
 async fn uploads_continue_the_writers_signed_log_and_every_bad_one_is_an_alarm() {
     let (r, code) = start().await;
     let admin = enroll(&r, &code).await;
@@ -176,11 +176,12 @@ async fn uploads_continue_the_writers_signed_log_and_every_bad_one_is_an_alarm()
     let mine = report.writers.iter().find(|x| x.writer_id == g.id).unwrap();
     assert_eq!((mine.records, mine.lost, mine.checkpoint_size, mine.countersigned), (5, 1, Some(5), true));
 }
+}
 
+on_both_backends! {
 /// Someone with write access to the database edits it behind the server's back: each change is
 /// caught by `audit verify` and by the offline check, naming the writer and the first bad record;
 /// undoing it makes both pass again.
-#[tokio::test]
 async fn tampering_with_the_store_fails_verification_where_it_happened() {
     let (r, code) = start().await;
     let admin = enroll(&r, &code).await;
@@ -191,8 +192,7 @@ async fn tampering_with_the_store_fails_verification_where_it_happened() {
     }
     let ack: UploadAck = upload(&r, &g, &w.batch(1, 4)).await.json().await.unwrap();
     assert_eq!(ack.stored_through, 4);
-    let path = r.dir.path().join("server.db");
-    let mut db = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+    let mut db = r.tamper().await;
     let server_writer: String = sqlx::query_scalar("SELECT writer_id FROM audit_logs WHERE writer_id LIKE 'server-%'")
         .fetch_one(&mut db)
         .await
@@ -214,7 +214,7 @@ async fn tampering_with_the_store_fails_verification_where_it_happened() {
     let sw = server_writer.as_str();
     // (what, the change, its undo, the writer and index the first problem must name)
     // One flipped byte in a stored record's ciphertext.
-    let original: Vec<u8> = sqlx::query_scalar("SELECT payload FROM audit_records WHERE writer_id = ? AND seq = 2")
+    let original: Vec<u8> = sqlx::query_scalar("SELECT payload FROM audit_records WHERE writer_id = $1 AND seq = 2")
         .bind(gid)
         .fetch_one(&mut db)
         .await
@@ -222,7 +222,7 @@ async fn tampering_with_the_store_fails_verification_where_it_happened() {
     let mut flipped = original.clone();
     flipped[20] ^= 0x04;
     for (payload, expected) in [(&flipped, Some((gid, Some(2)))), (&original, None)] {
-        sqlx::query("UPDATE audit_records SET payload = ? WHERE writer_id = ? AND seq = 2")
+        sqlx::query("UPDATE audit_records SET payload = $1 WHERE writer_id = $2 AND seq = 2")
             .bind(payload)
             .bind(gid)
             .execute(&mut db)
@@ -263,8 +263,14 @@ async fn tampering_with_the_store_fails_verification_where_it_happened() {
         ),
         (
             "an altered security event",
-            format!("UPDATE server_events SET detail = json_set(detail, '$.admin', 'mallory') WHERE id = {event_id}"),
-            format!("UPDATE server_events SET detail = json_set(detail, '$.admin', 'admin') WHERE id = {event_id}"),
+            format!(
+                "UPDATE server_events SET detail = replace(detail, '\"admin\":\"admin\"', '\"admin\":\"mallory\"') \
+                 WHERE id = {event_id}"
+            ),
+            format!(
+                "UPDATE server_events SET detail = replace(detail, '\"admin\":\"mallory\"', '\"admin\":\"admin\"') \
+                 WHERE id = {event_id}"
+            ),
             sw,
             Some(1),
         ),
@@ -299,7 +305,7 @@ async fn tampering_with_the_store_fails_verification_where_it_happened() {
     // A session listed that no gateway recorded.
     sqlx::query(
         "INSERT INTO sessions (id, writer_id, user_name, target, login, grant_id, started_at, kind) \
-         VALUES ('forged', ?, 'admin', 'web', 'root', 'g', 0, 'shell')",
+         VALUES ('forged', $1, 'admin', 'web', 'root', 'g', 0, 'shell')",
     )
     .bind(gid)
     .execute(&mut db)
@@ -307,6 +313,7 @@ async fn tampering_with_the_store_fails_verification_where_it_happened() {
     .unwrap();
     let problems = verify().await;
     assert!(problems.iter().any(|p| p.message.contains("session forged")), "{problems:?}");
+}
 }
 
 /// Rows written the way the version before Merkle logs wrote them (a record sealed under the
@@ -329,7 +336,7 @@ async fn data_from_before_merkle_logs_is_upgraded_when_the_server_opens() {
     let aad = portcullis_crypto::Aad::for_field("audit_records", &format!("{}/1", g.id), 1, "payload");
     sqlx::query(
         "INSERT INTO audit_records (writer_id, seq, kind, session_id, payload_sha256, payload, received_at) \
-         VALUES (?, 1, 'session_chunk', 's', ?, ?, 0)",
+         VALUES ($1, 1, 'session_chunk', 's', $2, $3, 0)",
     )
     .bind(&g.id)
     .bind(portcullis_crypto::sha256_hex(w.payloads[0].as_bytes()))
@@ -351,7 +358,7 @@ async fn data_from_before_merkle_logs_is_upgraded_when_the_server_opens() {
     let old = report.writers.iter().find(|x| x.writer_id == g.id).unwrap();
     assert_eq!((old.records, old.checkpoint_size), (1, None));
     // The record is no longer under the root key.
-    let ct: Vec<u8> = sqlx::query_scalar("SELECT payload FROM audit_records WHERE writer_id = ? AND seq = 1")
+    let ct: Vec<u8> = sqlx::query_scalar("SELECT payload FROM audit_records WHERE writer_id = $1 AND seq = 1")
         .bind(&g.id)
         .fetch_one(&mut db)
         .await
@@ -366,10 +373,10 @@ async fn data_from_before_merkle_logs_is_upgraded_when_the_server_opens() {
     assert_eq!((old.records, old.checkpoint_size, old.countersigned), (2, Some(2), true));
 }
 
+on_both_backends! {
 /// Rows the server decides with, changed or added behind its back, are refused — not trusted —
 /// and work again once put back: a role added to a user, a device added for the admin, a group
 /// membership added, a security key added, a gateway's key swapped, the policy set rewritten.
-#[tokio::test]
 async fn rows_changed_behind_the_servers_back_are_refused() {
     let (r, code) = start().await;
     let admin = enroll(&r, &code).await;
@@ -393,9 +400,7 @@ async fn rows_changed_behind_the_servers_back_are_refused() {
     let bob = enroll(&r, added.enrolment_code.as_deref().unwrap()).await;
     let _: serde_json::Value = call(&r, &admin, "POST", "/v1/groups", &serde_json::json!({ "name": "ops" })).await;
     let g = gateway(&r, &admin, "near").await;
-    let mut db = sqlx::SqliteConnection::connect(&format!("sqlite://{}", r.dir.path().join("server.db").display()))
-        .await
-        .unwrap();
+    let mut db = r.tamper().await;
     let me = |d: &Device| {
         let body = Vec::new();
         signed(&r, d, "GET", "/v1/me", &body, r.now(), &nonce())
@@ -434,7 +439,7 @@ async fn rows_changed_behind_the_servers_back_are_refused() {
         Device { id: uuid::Uuid::new_v4().to_string(), key: SigningIdentity::generate(&mut OsRng), server: None };
     sqlx::query(
         "INSERT INTO devices (id, user_id, name, sign_public_key, seal_public_key, created_at) \
-         SELECT ?, id, 'laptop', ?, ?, 0 FROM users WHERE name = 'admin'",
+         SELECT $1, id, 'laptop', $2, $3, 0 FROM users WHERE name = 'admin'",
     )
     .bind(&attacker.id)
     .bind(attacker.key.public_key().to_vec())
@@ -475,7 +480,7 @@ async fn rows_changed_behind_the_servers_back_are_refused() {
 
     // A gateway's checkpoint key swapped: its uploads are refused and verification says why.
     let stranger = SigningIdentity::generate(&mut OsRng);
-    sqlx::query("UPDATE gateways SET sign_public_key = ? WHERE name = 'near'")
+    sqlx::query("UPDATE gateways SET sign_public_key = $1 WHERE name = 'near'")
         .bind(stranger.public_key().to_vec())
         .execute(&mut db)
         .await
@@ -507,17 +512,24 @@ async fn rows_changed_behind_the_servers_back_are_refused() {
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { reopened.serve(listener, false, std::future::pending()).await });
     let second =
-        Running { dir: tempfile::tempdir().unwrap(), url, http: reqwest::Client::new(), offset: r.offset.clone() };
+        Running {
+            dir: tempfile::tempdir().unwrap(),
+            database: None,
+            url,
+            http: reqwest::Client::new(),
+            offset: r.offset.clone(),
+        };
     let body = serde_json::to_vec(&CreateAccessRequest { target: "web".into(), duration_secs: 60, reason: "x".into() })
         .unwrap();
     let refused = signed(&second, &alice, "POST", "/v1/requests", &body, r.now(), &nonce()).send().await.unwrap();
     assert_eq!(error_code(refused).await, (403, "policy_unusable".into()));
 }
+}
 
+on_both_backends! {
 /// The event log stays useful: a flood of bad enrolment codes is limited (429) and recorded in
 /// aggregate; what a gateway reports is checked (target known, time not ahead) and dated when
 /// received; the server filters and pages events.
-#[tokio::test]
 async fn the_event_log_stays_useful() {
     let (r, code) = start().await;
     let admin = enroll(&r, &code).await;
@@ -607,12 +619,13 @@ async fn the_event_log_stays_useful() {
     let old: Vec<ServerEvent> = call(&r, &admin, "GET", "/v1/audit/events?until=1", &()).await;
     assert!(old.is_empty());
 }
+}
 
+on_both_backends! {
 /// Gateways keep the newest checkpoint of the server's own log they were shown; when the
 /// server's events are cut back to an older state (a restored database), the next upload that
 /// shows a newer one raises `audit_server_behind` naming the server's log and the first event
 /// it lacks.
-#[tokio::test]
 async fn gateways_witness_the_servers_own_log() {
     let (r, code) = start().await;
     let admin = enroll(&r, &code).await;
@@ -620,8 +633,7 @@ async fn gateways_witness_the_servers_own_log() {
     let mut w = Writer::new(&g);
     w.append(chunk("s", "one"));
     w.append(chunk("s", "two"));
-    let path = r.dir.path().join("server.db");
-    let mut db = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+    let mut db = r.tamper().await;
     // The server's own log as it stands now: what a backup would hold.
     sqlx::raw_sql("CREATE TABLE older AS SELECT * FROM audit_logs WHERE writer_id LIKE 'server-%'")
         .execute(&mut db)
@@ -663,6 +675,7 @@ async fn gateways_witness_the_servers_own_log() {
             && a.detail["index"].as_i64().is_some_and(|i| i > older)),
         "{raised:?}"
     );
+}
 }
 
 fn session_start(id: &str, user: &str, target: &str, grant: &str) -> String {
@@ -707,11 +720,11 @@ async fn authorised(
     (certificate, ticket)
 }
 
+on_both_backends! {
 /// A gateway's word is not enough: a `SessionStart` is stored only against an authorisation the
 /// server gave that gateway for that user, target, login and grant. A compromised gateway
 /// making up a session for someone — or replaying another gateway's authorisation — is
 /// refused, with an alarm.
-#[tokio::test]
 async fn a_session_start_needs_the_servers_authorisation() {
     use portcullis_server::user_ca::random_ed25519;
     let (r, code, _server) = start_as(vec![Role::Auditor]).await;
@@ -785,6 +798,7 @@ async fn a_session_start_needs_the_servers_authorisation() {
     let sessions: Vec<SessionSummary> = call(&r, &admin, "GET", "/v1/audit/sessions", &()).await;
     assert_eq!(sessions.len(), 2, "{sessions:?}");
 }
+}
 
 /// A server where bob approved alice's request for "web" and she holds a certificate for it,
 /// with a connection to its database (to change it behind the server's back).
@@ -796,7 +810,7 @@ struct Granted {
     bob: Device,
     request: AccessRequestView,
     certify: CertificateRequest,
-    db: sqlx::SqliteConnection,
+    db: sqlx::AnyConnection,
 }
 
 async fn granted() -> Granted {
@@ -809,16 +823,14 @@ async fn granted() -> Granted {
     let key = portcullis_server::user_ca::random_ed25519();
     let certify = CertificateRequest { target: "web".into(), public_key: key.public_key().to_openssh().unwrap() };
     let _: CertificateResponse = call(&r, &alice, "POST", "/v1/certificates", &certify).await;
-    let db = sqlx::SqliteConnection::connect(&format!("sqlite://{}", r.dir.path().join("server.db").display()))
-        .await
-        .unwrap();
+    let db = r.tamper().await;
     Granted { r, code, admin, alice, bob, request, certify, db }
 }
 
+on_both_backends! {
 /// Grants, targets and enrolment codes are decided with too: a revocation undone, a target moved
 /// behind the server's back, a used enrolment code made fresh again — each is refused, and
 /// verification names the row.
-#[tokio::test]
 async fn grants_targets_and_codes_changed_behind_the_servers_back_are_refused() {
     let Granted { r, code, admin, alice, bob, request, certify, mut db } = granted().await;
     let problems = || async {
@@ -880,7 +892,7 @@ async fn grants_targets_and_codes_changed_behind_the_servers_back_are_refused() 
     let pending: AccessRequestView = call(&r, &alice, "POST", "/v1/requests", &ask("web", 600)).await;
     sqlx::query(
         "INSERT INTO reviews (request_id, approver_id, decision, at, policies) \
-         SELECT ?, id, 'approve', 0, 'approvers' FROM users WHERE name = 'carol'",
+         SELECT $1, id, 'approve', 0, 'approvers' FROM users WHERE name = 'carol'",
     )
     .bind(&pending.id)
     .execute(&mut db)
@@ -892,6 +904,7 @@ async fn grants_targets_and_codes_changed_behind_the_servers_back_are_refused() 
     assert_eq!((status, code_now.as_str()), (403, "row_not_authentic"));
     assert!(problems().await.iter().any(|p| p.starts_with("the review of request ") && p.contains("changed outside")));
     let _ = carol;
+}
 }
 
 /// A data directory from before grants, targets and codes had a MAC: the first start that adds
@@ -925,17 +938,20 @@ async fn rows_from_before_their_mac_are_sealed_once_at_the_upgrade() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { reopened.serve(listener, false, std::future::pending()).await });
-    let upgraded =
-        Running { dir: tempfile::tempdir().unwrap(), url, http: reqwest::Client::new(), offset: r.offset.clone() };
+    let upgraded = Running {
+        dir: tempfile::tempdir().unwrap(),
+        database: None,
+        url,
+        http: reqwest::Client::new(),
+        offset: r.offset.clone(),
+    };
     let key = portcullis_server::user_ca::random_ed25519();
     let certify = CertificateRequest { target: "web".into(), public_key: key.public_key().to_openssh().unwrap() };
     let _: CertificateResponse = call(&upgraded, &alice, "POST", "/v1/certificates", &certify).await;
     let report: AuditVerifyReport = call(&upgraded, &admin, "GET", "/v1/audit/verify", &()).await;
     assert!(report.problems.is_empty(), "{:?}", report.problems);
     // A grant planted after the upgrade has no MAC: verification names it.
-    let mut db = sqlx::SqliteConnection::connect(&format!("sqlite://{}", r.dir.path().join("server.db").display()))
-        .await
-        .unwrap();
+    let mut db = r.tamper().await;
     sqlx::raw_sql(
         "PRAGMA foreign_keys = OFF; \
          INSERT INTO grants (id, request_id, user_id, device_id, target_id, not_before, not_after, signed) \
@@ -954,10 +970,10 @@ async fn rows_from_before_their_mac_are_sealed_once_at_the_upgrade() {
     assert!(why.contains("setting rows_authenticated was deleted outside Portcullis"), "{why}");
 }
 
+on_both_backends! {
 /// A MAC alone accepts an older sealed copy of a row: the row ledger does not. A revoked grant
 /// restored from an earlier copy (MAC and all) is refused; a row deleted is named; the ledger
 /// cut back to before the newest event's anchor is named too.
-#[tokio::test]
 async fn older_copies_of_rows_and_a_cut_back_ledger_are_caught() {
     let Granted { r, admin, alice, bob, request, certify, mut db, .. } = granted().await;
     let problems = || async {
@@ -970,7 +986,7 @@ async fn older_copies_of_rows_and_a_cut_back_ledger_are_caught() {
     sqlx::raw_sql("CREATE TABLE kept AS SELECT * FROM grants").execute(&mut db).await.unwrap();
     let _: RevokeOutcome =
         call(&r, &bob, "POST", "/v1/revoke", &RevokeRequest { id: request.id.clone(), reason: None }).await;
-    sqlx::raw_sql("PRAGMA foreign_keys = OFF; DELETE FROM grants; INSERT INTO grants SELECT * FROM kept")
+    sqlx::raw_sql(&format!("{} DELETE FROM grants; INSERT INTO grants SELECT * FROM kept", r.foreign_keys_off()))
         .execute(&mut db)
         .await
         .unwrap();
@@ -980,7 +996,10 @@ async fn older_copies_of_rows_and_a_cut_back_ledger_are_caught() {
     assert!(problems().await.iter().any(|p| p.contains("older copy")));
 
     // The target deleted behind the server's back: named.
-    sqlx::raw_sql("PRAGMA foreign_keys = OFF; CREATE TABLE kept_targets AS SELECT * FROM targets; DELETE FROM targets")
+    sqlx::raw_sql(&format!(
+        "{} CREATE TABLE kept_targets AS SELECT * FROM targets; DELETE FROM targets",
+        r.foreign_keys_off()
+    ))
         .execute(&mut db)
         .await
         .unwrap();
@@ -994,4 +1013,5 @@ async fn older_copies_of_rows_and_a_cut_back_ledger_are_caught() {
         .await
         .unwrap();
     assert!(problems().await.iter().any(|p| p.contains("row ledger was cut back")), "{:?}", problems().await);
+}
 }

@@ -30,7 +30,7 @@ async fn barred(r: &Running, who: &Device, request: &str, why: &str) {
     assert!(code == "separation_of_duties" && message.contains(why), "{code}: {message}");
 }
 
-#[tokio::test]
+on_both_backends! {
 async fn accounts_an_admin_made_never_approve_that_admin() {
     let (r, code, _server) = start_as(vec![Role::Requester, Role::Auditor]).await;
     let admin = enroll(&r, &code).await;
@@ -113,11 +113,12 @@ async fn accounts_an_admin_made_never_approve_that_admin() {
     let next: AccessRequestView = call(&r, &admin, "POST", "/v1/requests", &ask("web", 600)).await;
     barred(&r, &solo, &next.id, "admin changed your groups").await;
 }
+}
 
+on_both_backends! {
 /// One security key, one person: an authenticator answering with a credential id already
 /// registered to someone else (a cloned or hostile key) is refused; the same id for the same
 /// person's second name is webauthn's own business (excluded at registration).
-#[tokio::test]
 async fn a_security_key_serves_one_person_only() {
     let (r, code) = start().await;
     let admin = enroll(&r, &code).await;
@@ -135,11 +136,12 @@ async fn a_security_key_serves_one_person_only() {
     let (status, text) = keys::register_claiming(&r, &dave, &mut keys::token(), "dave-key", &other).await;
     assert_eq!(status, 200, "{text}");
 }
+}
 
+on_both_backends! {
 /// Once a user has a key, their keys change only with one of them (or an admin, for a lost
 /// one): malware holding an approver's device key cannot register its own key to answer
 /// step-ups, nor remove the owner's.
-#[tokio::test]
 async fn changing_security_keys_needs_one_of_them() {
     let (r, code) = start().await;
     let admin = enroll(&r, &code).await;
@@ -185,11 +187,12 @@ async fn changing_security_keys_needs_one_of_them() {
         call(&r, &admin, "GET", "/v1/audit/events?kind=security_key_removed,security_key_removed_by_admin", &()).await;
     assert_eq!(events.len(), 2, "{events:?}");
 }
+}
 
+on_both_backends! {
 /// A role change bars the pair for a day; deleting that change in the database does not lift
 /// the bar — the review is refused as unauthentic instead — nor does rewriting the standalone
 /// owner setting change who the owner is.
-#[tokio::test]
 async fn deleting_a_duty_change_or_editing_a_setting_lifts_nothing() {
     let (r, code) = start().await;
     let admin = enroll(&r, &code).await;
@@ -200,10 +203,7 @@ async fn deleting_a_duty_change_or_editing_a_setting_lifts_nothing() {
     let _: serde_json::Value = call(&r, &bob, "PUT", "/v1/users/alice/roles", &roles(&[Role::Requester])).await;
     let request: AccessRequestView = call(&r, &alice, "POST", "/v1/requests", &ask("web", 600)).await;
     barred(&r, &bob, &request.id, "changed").await;
-    use sqlx::Connection;
-    let mut db = sqlx::SqliteConnection::connect(&format!("sqlite://{}", r.dir.path().join("server.db").display()))
-        .await
-        .unwrap();
+    let mut db = r.tamper().await;
     sqlx::raw_sql("DELETE FROM user_admin_changes WHERE change = 'roles'").execute(&mut db).await.unwrap();
     let (status, code_now, message) = refused(&r, &bob, "POST", &review_path(&request.id), &APPROVE).await;
     assert_eq!((status, code_now.as_str()), (403, "row_not_authentic"), "{message}");
@@ -217,4 +217,5 @@ async fn deleting_a_duty_change_or_editing_a_setting_lifts_nothing() {
         .unwrap();
     let (status, code_now, _) = refused(&r, &bob, "POST", &review_path(&request.id), &APPROVE).await;
     assert_eq!((status, code_now.as_str()), (403, "row_not_authentic"));
+}
 }

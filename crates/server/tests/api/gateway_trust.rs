@@ -20,7 +20,7 @@ fn edit(gateway: Option<&str>, credential: Option<Sealed>) -> UpdateTargetReques
     }
 }
 
-#[tokio::test]
+on_both_backends! {
 async fn a_gateway_move_needs_the_credential_and_a_second_admins_confirmation() {
     let (r, code, _server) = start_as(vec![Role::Auditor]).await;
     let admin = enroll(&r, &code).await;
@@ -85,4 +85,5 @@ async fn a_gateway_move_needs_the_credential_and_a_second_admins_confirmation() 
     assert_eq!(code, "bad_request", "a revoked gateway takes no target");
     let listed: Vec<GatewaySummary> = call(&r, &admin, "GET", "/v1/gateways", &()).await;
     assert!(listed.iter().find(|g| g.name == "rogue").unwrap().revoked_at.is_some());
+}
 }

@@ -23,8 +23,7 @@ pub async fn session_bundle(
     let pool = store;
     let writer = &session.writer_id;
     let b64 = base64::engine::general_purpose::STANDARD;
-    let gateway: Option<(String, Option<Vec<u8>>)> =
-        on!(pool, ex => sqlx::query_as("SELECT name, sign_public_key FROM gateways WHERE id = $1")
+    let gateway: Option<(String, Option<Vec<u8>>)> = on!(pool, ex => sqlx::query_as("SELECT name, sign_public_key FROM gateways WHERE id = $1")
             .bind(writer)
             .fetch_optional(ex).await)?;
     let (name, Some(writer_key)) = gateway.unwrap_or_default() else {
@@ -51,8 +50,7 @@ pub async fn session_bundle(
     if !checkpoint.countersigned {
         return Err(invalid(None, "the newest checkpoint is not countersigned".into()));
     }
-    let leaves: Vec<(i64, Option<Vec<u8>>)> =
-        on!(pool, ex => sqlx::query_as("SELECT seq, leaf FROM audit_records WHERE writer_id = $1 AND seq <= $2 ORDER BY seq")
+    let leaves: Vec<(i64, Option<Vec<u8>>)> = on!(pool, ex => sqlx::query_as("SELECT seq, leaf FROM audit_records WHERE writer_id = $1 AND seq <= $2 ORDER BY seq")
             .bind(writer)
             .bind(checkpoint.size as i64)
             .fetch_all(ex).await)?;
@@ -106,13 +104,7 @@ pub async fn session_bundle(
 /// Marks `writer`'s uploads refused from `index` (a fork, rollback, inconsistent or bad
 /// checkpoint, a refused record): until an upload continues its log again, no new session opens
 /// through it. Kept outside the refused upload's transaction, which rolled back.
-pub async fn mark_refused(
-    store: &Store,
-    writer: &str,
-    index: u64,
-    why: &str,
-    now: i64,
-) -> Result<(), StoreError> {
+pub async fn mark_refused(store: &Store, writer: &str, index: u64, why: &str, now: i64) -> Result<(), StoreError> {
     on!(store, ex => sqlx::query(
         "INSERT INTO audit_logs (writer_id, size, root, frontier, updated_at, refused_index, refused_reason) \
          VALUES ($1, 0, $2, x'', $3, $4, $5) ON CONFLICT (writer_id) DO UPDATE SET \
@@ -137,10 +129,7 @@ pub async fn refused_writers(pool: &Store) -> Result<HashMap<String, (u64, Strin
 }
 
 /// Whether `writer`'s uploads stay refused (see [`mark_refused`]).
-pub async fn writer_refused(
-    pool: &Store,
-    writer: &str,
-) -> Result<Option<(u64, String)>, StoreError> {
+pub async fn writer_refused(pool: &Store, writer: &str) -> Result<Option<(u64, String)>, StoreError> {
     Ok(refused_writers(pool).await?.remove(writer))
 }
 
@@ -156,8 +145,7 @@ pub struct LogFacts {
 
 impl LogFacts {
     pub async fn load(pool: &Store) -> Result<Self, StoreError> {
-        let covered: Vec<(String, i64)> =
-            on!(pool, ex => sqlx::query_as("SELECT writer_id, size FROM audit_logs WHERE checkpoint IS NOT NULL")
+        let covered: Vec<(String, i64)> = on!(pool, ex => sqlx::query_as("SELECT writer_id, size FROM audit_logs WHERE checkpoint IS NOT NULL")
                 .fetch_all(ex).await)?;
         let mut lost: HashMap<String, Vec<(u64, String)>> = HashMap::new();
         for (w, seq, why) in on!(pool, ex => sqlx::query_as::<_, (String, i64, String)>(

@@ -78,8 +78,7 @@ pub struct LogState {
 }
 
 pub async fn load_log(tx: &mut Tx<'_>, writer_id: &str) -> Result<LogState, StoreError> {
-    let row: Option<(i64, Vec<u8>, Option<String>)> =
-        on!(tx, ex => sqlx::query_as("SELECT size, frontier, checkpoint FROM audit_logs WHERE writer_id = $1")
+    let row: Option<(i64, Vec<u8>, Option<String>)> = on!(tx, ex => sqlx::query_as("SELECT size, frontier, checkpoint FROM audit_logs WHERE writer_id = $1")
             .bind(writer_id)
             .fetch_optional(ex).await)?;
     Ok(match row {
@@ -127,8 +126,7 @@ pub async fn data_key(
     now: i64,
 ) -> Result<SymmetricKey, StoreError> {
     let aad = data_key_aad(writer_id, epoch);
-    let wrapped: Option<Vec<u8>> =
-        on!(tx, ex => sqlx::query_scalar("SELECT wrapped FROM audit_data_keys WHERE writer_id = $1 AND epoch = $2")
+    let wrapped: Option<Vec<u8>> = on!(tx, ex => sqlx::query_scalar("SELECT wrapped FROM audit_data_keys WHERE writer_id = $1 AND epoch = $2")
             .bind(writer_id)
             .bind(epoch as i64)
             .fetch_optional(ex).await)?;
@@ -160,13 +158,7 @@ impl<'a> KeyRing<'a> {
         Self { root, keys: HashMap::new() }
     }
 
-    pub async fn open(
-        &mut self,
-        pool: &Store,
-        writer_id: &str,
-        seq: u64,
-        ct: &[u8],
-    ) -> Result<Vec<u8>, String> {
+    pub async fn open(&mut self, pool: &Store, writer_id: &str, seq: u64, ct: &[u8]) -> Result<Vec<u8>, String> {
         let epoch = portcullis_tlog::key_epoch(seq);
         let slot = (writer_id.to_string(), epoch);
         if !self.keys.contains_key(&slot) {
@@ -258,8 +250,7 @@ pub fn event_payload(
 /// records of the server's own log. Returns how many rows moved.
 pub async fn migrate(store: &Store, keys: &Keys<'_>, now: i64) -> Result<u64, StoreError> {
     let mut tx = store.begin().await?;
-    let old: Vec<(String, i64, Vec<u8>)> =
-        on!(tx, ex => sqlx::query_as("SELECT writer_id, seq, payload FROM audit_records WHERE leaf IS NULL ORDER BY writer_id, seq")
+    let old: Vec<(String, i64, Vec<u8>)> = on!(tx, ex => sqlx::query_as("SELECT writer_id, seq, payload FROM audit_records WHERE leaf IS NULL ORDER BY writer_id, seq")
             .fetch_all(ex).await)?;
     let mut moved = 0u64;
     let mut touched: Vec<String> = Vec::new();
@@ -294,8 +285,7 @@ pub async fn migrate(store: &Store, keys: &Keys<'_>, now: i64) -> Result<u64, St
         moved += 1;
     }
     for writer in touched {
-        let leaves: Vec<(i64, Vec<u8>)> =
-            on!(tx, ex => sqlx::query_as("SELECT seq, leaf FROM audit_records WHERE writer_id = $1 ORDER BY seq")
+        let leaves: Vec<(i64, Vec<u8>)> = on!(tx, ex => sqlx::query_as("SELECT seq, leaf FROM audit_records WHERE writer_id = $1 ORDER BY seq")
                 .bind(&writer)
                 .fetch_all(ex).await)?;
         let mut frontier = Frontier::new();
@@ -363,8 +353,7 @@ pub async fn insert_checkpoint(
 
 /// The newest checkpoint (signed note) the server holds for a writer's log.
 pub async fn newest_checkpoint(store: &Store, writer_id: &str) -> Result<Option<String>, StoreError> {
-    let note: Option<Option<String>> =
-        on!(store, ex => sqlx::query_scalar("SELECT checkpoint FROM audit_logs WHERE writer_id = $1")
+    let note: Option<Option<String>> = on!(store, ex => sqlx::query_scalar("SELECT checkpoint FROM audit_logs WHERE writer_id = $1")
             .bind(writer_id)
             .fetch_optional(ex)
             .await)?;

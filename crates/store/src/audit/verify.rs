@@ -57,8 +57,7 @@ pub async fn verify_all(
     let pool = store;
     let server_writer = server_writer_id(server_key);
     let names = writer_keys(pool, root).await?;
-    let mut writers: Vec<String> =
-        on!(pool, ex => sqlx::query_scalar("SELECT writer_id FROM audit_logs UNION SELECT DISTINCT writer_id FROM audit_records")
+    let mut writers: Vec<String> = on!(pool, ex => sqlx::query_scalar("SELECT writer_id FROM audit_logs UNION SELECT DISTINCT writer_id FROM audit_records")
             .fetch_all(ex).await)?;
     writers.sort_by_key(|w| (w != &server_writer, w.clone()));
     let mut report = AuditVerifyReport::default();
@@ -153,8 +152,7 @@ pub async fn verify_all(
                 }
             }
         }
-        let state: Option<(i64, Vec<u8>, Option<String>)> =
-            on!(pool, ex => sqlx::query_as("SELECT size, root, checkpoint FROM audit_logs WHERE writer_id = $1")
+        let state: Option<(i64, Vec<u8>, Option<String>)> = on!(pool, ex => sqlx::query_as("SELECT size, root, checkpoint FROM audit_logs WHERE writer_id = $1")
                 .bind(&writer)
                 .fetch_optional(ex).await)?;
         let mut entry = WriterReport {
@@ -251,8 +249,7 @@ async fn verify_rows(
             report.problems.push(server_problem(None, format!("security event {id} ({kind}) has no record")));
             return Ok(());
         };
-        let ct: Option<Vec<u8>> =
-            on!(pool, ex => sqlx::query_scalar("SELECT payload FROM audit_records WHERE writer_id = $1 AND seq = $2 AND lost IS NULL")
+        let ct: Option<Vec<u8>> = on!(pool, ex => sqlx::query_scalar("SELECT payload FROM audit_records WHERE writer_id = $1 AND seq = $2 AND lost IS NULL")
                 .bind(server_writer)
                 .bind(seq)
                 .fetch_optional(ex).await)?;
@@ -397,7 +394,7 @@ async fn verify_decision_rows(
     let macs = crate::rows::RowKey::new(root);
     let mut conn = pool.conn().await?;
     let all: Vec<&str> = crate::rows::AUTHENTICATED_TABLES.iter().map(|(table, _)| *table).collect();
-    let keys = crate::rows::ledger_keys(&mut conn, &all, "1").await?;
+    let keys = crate::rows::ledger_keys(&mut conn, &all, "TRUE").await?;
     // The ledger: its chain intact, every anchor the signed log holds still in it, and no row it
     // holds gone from the database.
     let ledger_problem = |message: String| AuditProblem {
