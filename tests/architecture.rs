@@ -43,7 +43,14 @@ fn crates_respect_their_contracts() {
         // A user's device has no code that talks to a target: the client never depends on the
         // gateway (the target side lives there), nor on the server.
         ("portcullis-client", &["axum", "portcullis-server", "portcullis-gateway", "russh-sftp", "tauri"]),
-        ("portcullis-server", &["reqwest", "portcullis-client", "portcullis-gateway", "portcullis-app", "tauri"]),
+        // The server's SQL, pools and transactions live in the store crate only.
+        (
+            "portcullis-server",
+            &["sqlx", "reqwest", "portcullis-client", "portcullis-gateway", "portcullis-app", "tauri"],
+        ),
+        ("portcullis-store", &["axum", "reqwest", "russh", "tauri", "portcullis-server", "portcullis-client"]),
+        ("portcullis-app", &["sqlx"]),
+        ("portcullis-cli", &["sqlx"]),
         ("portcullis-gateway", &["portcullis-app", "axum", "tauri"]),
         ("portcullis-client", &["portcullis-app"]),
     ];
@@ -81,6 +88,44 @@ fn crates_respect_their_contracts() {
         );
     }
     assert!(shell.contains("portcullis-app"));
+}
+
+/// No SQL outside the store crate (and the client's own local database): no `sqlx`, no query
+/// text in the server, the gateway, the desktop core, the CLI or the shell. Tests may edit a
+/// database behind the server's back; the code under test may not bypass its store.
+#[test]
+fn the_servers_sql_lives_in_the_store_crate() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    // Query text as it appears in code: upper-case keywords followed by a space.
+    let query = ["SELECT ", "INSERT INTO ", "DELETE FROM ", "CREATE TABLE ", "BEGIN IMMEDIATE"];
+    let mut checked = 0;
+    for dir in ["crates/server/src", "crates/gateway/src", "crates/app/src", "crates/cli/src", "src-tauri/src"] {
+        let mut stack = vec![root.join(dir)];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    stack.push(path);
+                    continue;
+                }
+                if path.extension().is_none_or(|e| e != "rs") {
+                    continue;
+                }
+                let text = std::fs::read_to_string(&path).unwrap();
+                checked += 1;
+                for (n, line) in text.lines().enumerate() {
+                    let code = line.split("//").next().unwrap_or("");
+                    assert!(
+                        !code.contains("sqlx::") && !query.iter().any(|q| code.contains(q)),
+                        "{}:{}: SQL outside the store crate: {line}",
+                        path.display(),
+                        n + 1
+                    );
+                }
+            }
+        }
+    }
+    assert!(checked > 50, "the sources were not found");
 }
 
 /// The UI talks to the host through `ui/src/ipc/` only, so it can run against a mock host.
@@ -274,10 +319,16 @@ fn the_tools_the_tests_run_come_from_listed_packages() {
         ("file", "file"),
         ("node", "nodejs"),
     ];
+    // PostgreSQL's server programs live off the PATH, in /usr/lib/postgresql/VERSION/bin.
+    let postgres = ["initdb", "postgres", "psql"];
+    let tools = tools.iter().copied().chain(postgres.iter().map(|t| (*t, "postgresql")));
     for (tool, listed) in tools {
         assert!(packages.iter().any(|p| p == listed), "tests/setup.sh does not list {listed} ({tool})");
         let out = std::process::Command::new("sh")
-            .args(["-c", &format!("command -v {tool} || ls /usr/sbin/{tool}")])
+            .args([
+                "-c",
+                &format!("command -v {tool} || ls /usr/sbin/{tool} || ls -d /usr/lib/postgresql/*/bin/{tool} | sort -V | tail -n 1"),
+            ])
             .output()
             .unwrap();
         let path = String::from_utf8_lossy(&out.stdout).trim().to_string();

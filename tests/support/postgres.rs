@@ -17,6 +17,9 @@ pub struct Cluster {
     /// Holds the data directory and the log.
     pub dir: PathBuf,
     _tmp: tempfile::TempDir,
+    /// Runs PostgreSQL and stops it once this process is gone (never waited for: it outlives
+    /// every test of the process).
+    _watchdog: std::process::Child,
 }
 
 /// The directory of the newest installed PostgreSQL's server programs (Debian puts them in
@@ -83,7 +86,7 @@ impl Cluster {
             dir = dir.display(),
             me = std::process::id(),
         );
-        as_postgres(std::path::Path::new("/bin/sh"))
+        let watchdog = as_postgres(std::path::Path::new("/bin/sh"))
             .args(["-c", &script])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -99,7 +102,7 @@ impl Cluster {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        Cluster { port, dir, _tmp: tmp }
+        Cluster { port, dir, _tmp: tmp, _watchdog: watchdog }
     }
 
     pub fn url(&self, database: &str) -> String {

@@ -6,7 +6,7 @@
 //! (loopback) or TLS (rustls, self-signed certificate generated at init). The desktop app can
 //! run the same server in-process.
 //!
-//! Contract: depends on crypto, proto, keystore, sqlx, axum, rustls. No state lives only in
+//! Contract: depends on crypto, proto, keystore, store (all SQL is there), axum, rustls. No state lives only in
 //! memory that another replica would need (nonces, grants, requests are all in the database).
 //!
 //! The server also holds the **user CA** ([`user_ca`]): it signs short-lived certificates that
@@ -257,6 +257,7 @@ impl Server {
         if upgraded > 0 {
             tracing::info!(rows = upgraded, "the audit store now keeps Merkle logs and per-writer data keys");
         }
+        let live = live::Bus::start(db.clone()).await?;
         Ok(Self {
             state: Arc::new(ServerState {
                 db,
@@ -265,7 +266,7 @@ impl Server {
                 sealing,
                 tls,
                 clock,
-                live: live::Bus::default(),
+                live,
                 user_ca,
                 embedded_gateway_id,
                 exec_record_limit: AtomicU64::new(portcullis_proto::DEFAULT_EXEC_RECORD_LIMIT),

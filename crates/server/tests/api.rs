@@ -109,6 +109,8 @@ mod audit_logs;
 mod duties;
 #[path = "api/gateway_trust.rs"]
 mod gateway_trust;
+#[path = "api/replicas.rs"]
+mod replicas;
 
 struct Device {
     id: String,
@@ -723,6 +725,7 @@ fn ask(target: &str, secs: u64) -> CreateAccessRequest {
 }
 
 const APPROVE: ReviewRequest = ReviewRequest { decision: Decision::Approve, reason: None, step_up: None };
+const DENY: ReviewRequest = ReviewRequest { decision: Decision::Deny, reason: None, step_up: None };
 
 /// The README's first worked example, served for real: prod needs two approvals from dbas.
 const PROD_TWO_DBAS: &str = r#"

@@ -426,7 +426,8 @@ impl Store {
 
     // ---- revocation ----
 
-    /// Withdraws a pending request or marks an approved one revoked; false if it was neither.
+    /// Withdraws a pending request; false if it was no longer pending (approved meanwhile: its
+    /// grant is what to revoke).
     pub async fn revoke_request(
         tx: &mut Tx<'_>,
         request_id: &str,
@@ -436,7 +437,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         Ok(on!(tx, ex => sqlx::query(
             "UPDATE access_requests SET status = 'revoked', revoked_at = $1, revoked_by = $2, revoke_reason = $3 \
-             WHERE id = $4 AND status IN ('pending', 'approved')",
+             WHERE id = $4 AND status = 'pending'",
         )
         .bind(now)
         .bind(by)

@@ -18,6 +18,7 @@ pub use error::StoreError;
 mod access;
 pub mod audit;
 mod gateways;
+pub mod live;
 pub mod rows;
 pub use access::{
     ChallengeRow, DeviceDetailRow, GroupRow, PolicyRow, ReviewRow, SETTING_ROWS_AUTHENTICATED,
@@ -438,6 +439,14 @@ impl Store {
         .bind(r.policy_version)
         .execute(ex).await.map(|r| r.rows_affected()))?;
         Ok(())
+    }
+
+    /// A request as the transaction sees it (after the write lock: no other writer can change
+    /// it until this one commits).
+    pub async fn request_in(tx: &mut Tx<'_>, id: &str) -> Result<Option<RequestRow>, StoreError> {
+        Ok(
+            on!(tx, ex => sqlx::query_as(&format!("{REQUEST_SELECT} WHERE r.id = $1")).bind(id).fetch_optional(ex).await)?,
+        )
     }
 
     pub async fn request(&self, id: &str) -> Result<Option<RequestRow>, StoreError> {

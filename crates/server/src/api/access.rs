@@ -210,7 +210,7 @@ pub async fn create_request(
         .await?;
     tx.commit().await?;
     let created = view(&row, now);
-    state.live.publish(LiveEvent::RequestCreated { request: created.clone() }, &row.user_id);
+    state.live.publish(LiveEvent::RequestCreated { request: created.clone() }, &row.user_id).await;
     Ok(Json(created))
 }
 
@@ -509,7 +509,7 @@ pub async fn review(
     } else {
         LiveEvent::RequestDecided { request: reviewed.clone() }
     };
-    state.live.publish(event, &updated.user_id);
+    state.live.publish(event, &updated.user_id).await;
     Ok(Json(reviewed))
 }
 
@@ -543,8 +543,13 @@ pub async fn revoke(
         )));
     }
     let now = state.clock.now();
-    let status = status_at(&request, now);
     let mut tx = state.db.begin().await?;
+    // Decided on the request as it is now, inside the transaction: an approval that committed
+    // since it was read above made a grant, and that grant is what must end.
+    let request = Store::request_in(&mut tx, &request.id)
+        .await?
+        .ok_or_else(|| ServerError::NotFound(format!("no request or grant with id {}", req.id)))?;
+    let status = status_at(&request, now);
     let ended = match status {
         RequestStatus::Pending => Store::revoke_request(&mut tx, &request.id, now, &caller.user_id, &reason).await?,
         RequestStatus::Approved => match &request.grant_id {
@@ -582,7 +587,7 @@ pub async fn revoke(
     let updated =
         state.db.request(&request.id).await?.ok_or_else(|| ServerError::Internal("request vanished".into()))?;
     let revoked = view(&updated, now);
-    state.live.publish(LiveEvent::RequestUpdated { request: revoked.clone() }, &updated.user_id);
+    state.live.publish(LiveEvent::RequestUpdated { request: revoked.clone() }, &updated.user_id).await;
     Ok(Json(RevokeOutcome { request: revoked, sessions_ended }))
 }
 

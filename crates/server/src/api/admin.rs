@@ -274,9 +274,9 @@ async fn end_access(
 }
 
 /// After the transaction that ended access committed: wake the gateways, close the streams.
-fn announce_access_ended(state: &crate::ServerState, user_id: &str, device_id: Option<&str>) {
+async fn announce_access_ended(state: &crate::ServerState, user_id: &str, device_id: Option<&str>) {
     state.revocations.notify_waiters();
-    state.live.close_streams(user_id, device_id);
+    state.live.close_streams(user_id, device_id).await;
 }
 
 pub async fn set_roles(
@@ -319,7 +319,7 @@ pub async fn set_roles(
         .await?;
     tx.commit().await?;
     // Any role change closes the user's live streams: they reconnect with what they may see now.
-    announce_access_ended(&state, &user.id, None);
+    announce_access_ended(&state, &user.id, None).await;
     Ok(Json(outcome))
 }
 
@@ -381,7 +381,7 @@ pub async fn disable_user(
         )
         .await?;
     tx.commit().await?;
-    announce_access_ended(&state, &user.id, None);
+    announce_access_ended(&state, &user.id, None).await;
     Ok(Json(outcome))
 }
 
@@ -479,7 +479,7 @@ pub async fn revoke_device(
         )
         .await?;
     tx.commit().await?;
-    announce_access_ended(&state, &device.user_id, Some(&id));
+    announce_access_ended(&state, &device.user_id, Some(&id)).await;
     Ok(Json(outcome))
 }
 

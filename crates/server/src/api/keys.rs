@@ -158,10 +158,13 @@ pub async fn finish_registration(
         )
         .await?;
     tx.commit().await?;
-    state.live.tell_user(
-        LiveEvent::SecurityKeysChanged { change: "added".into(), key: name.clone(), by: caller.user_name.clone() },
-        &caller.user_id,
-    );
+    state
+        .live
+        .tell_user(
+            LiveEvent::SecurityKeysChanged { change: "added".into(), key: name.clone(), by: caller.user_name.clone() },
+            &caller.user_id,
+        )
+        .await;
     Ok(Json(SecurityKeyView { id, name, created_at: now, last_used_at: None }))
 }
 
@@ -244,10 +247,13 @@ async fn remove_key(
         )
         .await?;
     tx.commit().await?;
-    state.live.tell_user(
-        LiveEvent::SecurityKeysChanged { change: "removed".into(), key: found.name.clone(), by: removed_by },
-        owner,
-    );
+    state
+        .live
+        .tell_user(
+            LiveEvent::SecurityKeysChanged { change: "removed".into(), key: found.name.clone(), by: removed_by },
+            owner,
+        )
+        .await;
     let found = found.clone();
     Ok(Json(SecurityKeyView {
         id: found.id,

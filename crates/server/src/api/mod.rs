@@ -126,6 +126,8 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate_gateway));
     let open = Router::new()
         .route("/v1/health", get(health))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/v1/enroll", post(enroll))
         .route("/v1/gateway/enroll", post(gateways::enroll))
         .route_layer(middleware::from_fn(crate::auth::bounded_open_body));
@@ -135,6 +137,28 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .merge(gateway_signed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
+}
+
+/// Liveness for a load balancer or an orchestrator: the process answers.
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// Readiness: the database answers and holds every migration this build knows (a replica
+/// started against a database another version migrated, or one it cannot reach, is taken out of
+/// rotation). Says why, without the database's address.
+async fn readyz(State(state): AppState) -> (axum::http::StatusCode, String) {
+    match state.db.ready().await {
+        Ok(()) => (axum::http::StatusCode::OK, "ready\n".into()),
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready");
+            let why = match e {
+                crate::store::StoreError::Outdated(why) => why,
+                _ => "the database does not answer".into(),
+            };
+            (axum::http::StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n"))
+        }
+    }
 }
 
 async fn health() -> Json<serde_json::Value> {

@@ -9,18 +9,18 @@ use sqlx::Connection;
 use super::*;
 
 /// The writer side of a gateway's log, held by the test: its records and tree.
-struct Writer<'a> {
+pub(crate) struct Writer<'a> {
     gateway: &'a Device,
     payloads: Vec<String>,
     tree: MemoryTree,
 }
 
 impl<'a> Writer<'a> {
-    fn new(gateway: &'a Device) -> Self {
+    pub(crate) fn new(gateway: &'a Device) -> Self {
         Self { gateway, payloads: Vec::new(), tree: MemoryTree::new() }
     }
 
-    fn append(&mut self, payload: String) -> u64 {
+    pub(crate) fn append(&mut self, payload: String) -> u64 {
         let seq = self.payloads.len() as u64 + 1;
         let (leaf, _) = portcullis_tlog::leaf_of(&self.gateway.id, seq, payload.as_bytes()).unwrap();
         self.tree.push(leaf).unwrap();
@@ -38,7 +38,7 @@ impl<'a> Writer<'a> {
     }
 
     /// Records `from..=to` with the checkpoint at `to`.
-    fn batch(&self, from: u64, to: u64) -> UploadBatch {
+    pub(crate) fn batch(&self, from: u64, to: u64) -> UploadBatch {
         UploadBatch {
             server_witnessed: None,
             records: (from..=to).map(|s| self.record(s)).collect(),
@@ -48,7 +48,7 @@ impl<'a> Writer<'a> {
     }
 }
 
-async fn upload(r: &Running, g: &Device, batch: &UploadBatch) -> reqwest::Response {
+pub(crate) async fn upload(r: &Running, g: &Device, batch: &UploadBatch) -> reqwest::Response {
     let body = serde_json::to_vec(batch).unwrap();
     signed(r, g, "POST", "/v1/gateway/records", &body, now(), &nonce()).send().await.unwrap()
 }
