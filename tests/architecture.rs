@@ -318,6 +318,7 @@ fn the_tools_the_tests_run_come_from_listed_packages() {
         ("dpkg-shlibdeps", "dpkg-dev"),
         ("file", "file"),
         ("node", "nodejs"),
+        ("systemd-analyze", "systemd"),
     ];
     // PostgreSQL's server programs live off the PATH, in /usr/lib/postgresql/VERSION/bin.
     let postgres = ["initdb", "postgres", "psql"];
@@ -342,5 +343,47 @@ fn the_tools_the_tests_run_come_from_listed_packages() {
             "{tool} ({}) belongs to {owner:?}, which {listed} does not bring: is it installed by hand?",
             real.display()
         );
+    }
+}
+
+/// The systemd units a team deploys (`deploy/`) and the package's unit pass `systemd-analyze
+/// verify` (against this build's binary) and keep their hardening: their own user, a read-only
+/// system, no new privileges, no capabilities, a state directory.
+#[test]
+fn the_systemd_units_verify_and_stay_hardened() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let dir = tempfile::tempdir().unwrap();
+    let units = [
+        ("deploy/portcullis-server.service", true),
+        ("deploy/portcullis-gateway.service", true),
+        ("crates/cli/packaging/portcullis-server.service", false),
+    ];
+    let mut paths = Vec::new();
+    for (unit, team) in units {
+        let text = std::fs::read_to_string(root.join(unit)).unwrap();
+        for line in ["NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes", "UMask=0077"] {
+            assert!(text.lines().any(|l| l == line), "{unit} lacks {line}");
+        }
+        assert!(text.lines().any(|l| l.starts_with("User=portcullis")), "{unit} runs as root");
+        if team {
+            for line in ["CapabilityBoundingSet=", "PrivateDevices=yes", "RestrictNamespaces=yes"] {
+                assert!(text.lines().any(|l| l == line), "{unit} lacks {line}");
+            }
+            assert!(text.lines().any(|l| l.starts_with("StateDirectory=portcullis")), "{unit}: no state directory");
+        }
+        // Verified against the binary this build made (the unit names the installed one).
+        let local = text.replace("/usr/bin/portcullis", env!("CARGO_BIN_EXE_portcullis"));
+        let path = dir.path().join(std::path::Path::new(unit).file_name().unwrap());
+        std::fs::write(&path, local).unwrap();
+        paths.push(path);
+    }
+    for path in paths {
+        let out = std::process::Command::new("systemd-analyze")
+            .args(["verify", "--man=no"])
+            .arg(&path)
+            .output()
+            .expect("systemd-analyze (package systemd): run bash tests/setup.sh");
+        let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success() && said.trim().is_empty(), "{}: {said}", path.display());
     }
 }

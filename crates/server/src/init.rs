@@ -56,10 +56,16 @@ pub async fn init(
     portcullis_keystore::create_private_dir(data_dir)
         .map_err(|e| ServerError::BadRequest(format!("cannot create {}: {e}", data_dir.display())))?;
 
-    // A database that already holds a server is never taken over (its secrets stay sealed under
-    // another root key): refuse before anything is written.
-    let db = Store::open(&location).await?;
-    if db.server_secret_names().await?.next().is_some() {
+    // A PostgreSQL database that already holds a server is never taken over (its secrets stay
+    // sealed under another root key): refused before anything is written. (A SQLite store is
+    // new: server.db did not exist, checked above.)
+    let early = match &location {
+        Location::Postgres(_) => Some(Store::open(&location).await?),
+        Location::Sqlite(_) => None,
+    };
+    if let Some(db) = &early
+        && db.server_secret_names().await?.next().is_some()
+    {
         db.close().await;
         return Err(ServerError::Conflict(format!(
             "{} already holds a Portcullis server; refusing to overwrite it (start a replica with \
@@ -84,6 +90,10 @@ pub async fn init(
         &mut OsRng,
     )?;
 
+    let db = match early {
+        Some(db) => db,
+        None => Store::open(&location).await?,
+    };
     let signing = SigningIdentity::generate(&mut OsRng);
     db.put_server_secret(&root, SECRET_SIGNING, signing.to_secret_bytes().expose_secret()).await?;
     db.put_server_secret(

@@ -11,6 +11,9 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+// A connection whose commit failed (a full disk) comes back still counted inside its transaction
+// (`is_in_transaction`): the pool closes it rather than hand it out again.
+use sqlx::Connection as _;
 use sqlx::{PgConnection, PgPool, Postgres, Sqlite, SqliteConnection, SqlitePool, Transaction};
 
 use crate::StoreError;
@@ -230,6 +233,7 @@ impl Store {
                 // run beside them (WAL).
                 let pool = SqlitePoolOptions::new()
                     .max_connections(4)
+                    .after_release(|conn, _| Box::pin(async move { Ok(!conn.is_in_transaction()) }))
                     .connect_with(sqlite_options(path)?.create_if_missing(true))
                     .await?;
                 (Pool::Sqlite(pool), &SQLITE_MIGRATIONS)
@@ -238,6 +242,7 @@ impl Store {
                 let pool = PgPoolOptions::new()
                     .max_connections(16)
                     .acquire_timeout(Duration::from_secs(10))
+                    .after_release(|conn, _| Box::pin(async move { Ok(!conn.is_in_transaction()) }))
                     .connect_with(postgres_options(url)?)
                     .await
                     .map_err(|e| StoreError::unreachable(location, e))?;
