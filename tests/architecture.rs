@@ -387,3 +387,110 @@ fn the_systemd_units_verify_and_stay_hardened() {
         assert!(out.status.success() && said.trim().is_empty(), "{}: {said}", path.display());
     }
 }
+
+/// `deploy/compose.yaml` checked offline (no Docker on the build machines): it is YAML with
+/// only Compose's top-level keys; PostgreSQL, a one-shot init, two replicas and a gateway; every
+/// dependency, healthy-condition and volume it names exists; the replicas share one PostgreSQL
+/// database and a read-only data directory, without embedded gateways; every `portcullis`
+/// command line in it parses with this build's binary.
+#[test]
+fn the_compose_file_is_valid_and_runs_replicas() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let out = std::process::Command::new("python3")
+        .args(["-c", "import json, sys, yaml; json.dump(yaml.safe_load(open(sys.argv[1])), sys.stdout)"])
+        .arg(root.join("deploy/compose.yaml"))
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "not YAML (python3-yaml: bash tests/setup.sh): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let compose: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let top = compose.as_object().unwrap();
+    for key in top.keys() {
+        assert!(
+            ["name", "services", "volumes", "networks", "secrets", "configs"].contains(&key.as_str())
+                || key.starts_with("x-"),
+            "compose.yaml: {key} is not a Compose top-level key"
+        );
+    }
+    let services = top["services"].as_object().unwrap();
+    let names: BTreeSet<&str> = services.keys().map(String::as_str).collect();
+    assert_eq!(names, BTreeSet::from(["postgres", "init", "server-a", "server-b", "gateway"]));
+    let volumes = top["volumes"].as_object().unwrap();
+    let mut published = BTreeSet::new();
+    for (name, service) in services {
+        assert!(service["image"].is_string(), "{name} has no image");
+        match &service["depends_on"] {
+            serde_json::Value::Object(deps) => {
+                for (dep, how) in deps {
+                    assert!(services.contains_key(dep), "{name} depends on a missing service {dep}");
+                    let condition = how["condition"].as_str().unwrap_or("service_started");
+                    assert!(
+                        ["service_started", "service_healthy", "service_completed_successfully"].contains(&condition),
+                        "{name}: {condition}"
+                    );
+                    if condition == "service_healthy" {
+                        assert!(
+                            services[dep]["healthcheck"].is_object(),
+                            "{name} waits for {dep} to be healthy: no check"
+                        );
+                    }
+                }
+            }
+            serde_json::Value::Array(deps) => {
+                for dep in deps {
+                    assert!(services.contains_key(dep.as_str().unwrap()), "{name} depends on a missing {dep}");
+                }
+            }
+            _ => {}
+        }
+        for mount in service["volumes"].as_array().into_iter().flatten() {
+            let volume = mount.as_str().unwrap().split(':').next().unwrap();
+            assert!(volumes.contains_key(volume), "{name} mounts an undeclared volume {volume}");
+        }
+        for port in service["ports"].as_array().into_iter().flatten() {
+            let host = port.as_str().unwrap().split(':').next().unwrap().to_string();
+            assert!(published.insert(host.clone()), "two services publish port {host}");
+        }
+        if service["image"] == "portcullis" {
+            let args: Vec<String> = match &service["command"] {
+                serde_json::Value::Array(args) if service["entrypoint"].is_null() => {
+                    args.iter().map(|a| a.as_str().unwrap().to_string()).collect()
+                }
+                // A shell line (the one-shot init): the portcullis command in it.
+                serde_json::Value::Array(line) => {
+                    let line = line[0].as_str().unwrap();
+                    let at = line.find("/usr/bin/portcullis ").expect("the init line runs portcullis");
+                    line[at + "/usr/bin/portcullis ".len()..].split_whitespace().map(String::from).collect()
+                }
+                other => panic!("{name}: command {other}"),
+            };
+            let parsed = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+                .args(&args)
+                .arg("--help")
+                .env_remove("PORTCULLIS_DATABASE")
+                .output()
+                .unwrap();
+            assert!(
+                parsed.status.success(),
+                "{name}: `portcullis {}` does not parse: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&parsed.stderr)
+            );
+        }
+    }
+    for replica in ["server-a", "server-b"] {
+        let s = &services[replica];
+        let database = s["environment"]["PORTCULLIS_DATABASE"].as_str().unwrap_or("");
+        let userinfo = database.split("://").nth(1).and_then(|r| r.split_once('@')).map_or("", |(u, _)| u);
+        assert!(!userinfo.contains(':'), "{replica}: the database URL carries a password");
+        assert!(database.starts_with("postgres://"), "{replica} is not on PostgreSQL");
+        let command: Vec<&str> = s["command"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+        assert!(command.contains(&"--no-gateway"), "{replica} would run an embedded gateway");
+        let data = s["volumes"][0].as_str().unwrap();
+        assert!(data.starts_with("server-data:") && data.ends_with(":ro"), "{replica}: {data}");
+    }
+    assert_eq!(services["server-a"]["environment"], services["server-b"]["environment"], "one database for both");
+}

@@ -39,6 +39,7 @@ webkit2gtk-driver            | WebKitWebDriver: the GUI tests drive the real des
 procps                       | pgrep (tests: no child left running)
 bc                           | benchmark arithmetic (tests/bench*.sh)
 python3-venv                 | a virtual environment for paramiko from PyPI (the interop test)
+python3-yaml                 | reads deploy/compose.yaml to check it offline (no Docker here)
 systemd                      | systemd-analyze verify checks the units in deploy/ and the package
 postgresql                   | tests of the PostgreSQL store: a throwaway cluster (initdb, postgres, psql)
 lintian                      | checks the .deb packages (tests/package.sh, the suite)
