@@ -198,6 +198,11 @@ pub enum ServerCommand {
         /// processes.
         #[arg(long, env = "PORTCULLIS_DATABASE")]
         database: Option<String>,
+        /// A proxy (address or network, repeatable) whose X-Forwarded-For names the client: rate
+        /// limits, request records and source-network policies then see the client. From any
+        /// other peer the header is ignored.
+        #[arg(long = "trusted-proxy")]
+        trusted_proxies: Vec<String>,
     },
     /// Check a data directory's audit logs end to end, offline, with the root key (run it before
     /// serving a restored or suspect database). Exits non-zero naming the writer and the first

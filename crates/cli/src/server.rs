@@ -48,7 +48,10 @@ pub async fn run(cmd: ServerCommand) -> anyhow::Result<ExitCode> {
             exec_record_limit,
             ssh_login_grace,
             database,
+            trusted_proxies,
         } => {
+            let trusted_proxies =
+                portcullis_server::client_addr::parse_proxies(&trusted_proxies).map_err(anyhow::Error::msg)?;
             let addr: std::net::SocketAddr =
                 listen.parse().with_context(|| format!("--listen {listen:?} is not an ADDR:PORT"))?;
             let use_tls = tls || portcullis_server::listen_needs_tls(&addr);
@@ -64,6 +67,7 @@ pub async fn run(cmd: ServerCommand) -> anyhow::Result<ExitCode> {
             }
             let no_gateway = no_gateway || replicable;
             server.set_exec_record_limit(exec_record_limit);
+            server.set_trusted_proxies(trusted_proxies);
             let listener =
                 tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
             let local = listener.local_addr()?;

@@ -6,7 +6,8 @@
 //!    into a table of the same shape, same pragmas (WAL, synchronous FULL).
 //! 2. Ingest at the server on one core (a current-thread runtime): checkpoint signature, leaf
 //!    recomputation and consistency with the held tree, parse and index, seal under the
-//!    writer's data key, insert, countersign.
+//!    writer's data key, insert, countersign — on SQLite and on PostgreSQL (a throwaway
+//!    cluster on loopback, started here), rounds alternating in the same run.
 //! 3. `server verify --data` over a log of `verify_records` records.
 //!
 //! Usage: audit_bench [records-per-round] [rounds] [verify-records]
@@ -23,6 +24,9 @@ use portcullis_keystore::{FixedPassphrase, Preference};
 use portcullis_proto::{AuditPayload, SessionChunk, UploadBatch, UploadRecord};
 use portcullis_server::{InitOptions, Server, SystemClock};
 use sqlx::Connection;
+
+#[path = "../../../tests/support/postgres.rs"]
+mod postgres;
 
 const BATCH: usize = 64;
 
@@ -89,8 +93,9 @@ async fn raw_round(dir: &std::path::Path, records: &[String]) -> f64 {
     records.len() as f64 / start.elapsed().as_secs_f64()
 }
 
-/// A server with its embedded gateway's identity (the writer the uploads come from).
-async fn server(dir: &std::path::Path) -> (Server, String, SigningIdentity) {
+/// A server with its embedded gateway's identity (the writer the uploads come from); its store
+/// in `database` (PostgreSQL), or SQLite in `dir`.
+async fn server(dir: &std::path::Path, database: Option<String>) -> (Server, String, SigningIdentity) {
     let pass = FixedPassphrase("bench".into());
     let options = InitOptions {
         key_store: Preference::Passphrase,
@@ -98,7 +103,7 @@ async fn server(dir: &std::path::Path) -> (Server, String, SigningIdentity) {
         extra_admin_roles: vec![],
         tls_names: vec![],
         standalone: false,
-        database: None,
+        database,
     };
     portcullis_server::init(dir, options, &pass, Arc::new(SystemClock)).await.unwrap();
     let server = Server::open(dir, &pass, Arc::new(SystemClock)).await.unwrap();
@@ -158,17 +163,29 @@ fn main() {
         let (a, r) = (median(appends), median(raws));
         println!("append (gateway log): {a:.0} records/s; raw SQLite insert of the same blobs: {r:.0} records/s; ratio {:.2}", a / r);
 
-        // Ingest and verify on one server (current-thread runtime: one core).
+        // Ingest on one core (current-thread runtime), SQLite and PostgreSQL rounds alternating.
+        let pg_dir = tempfile::tempdir().unwrap();
+        let (pg, pg_writer, pg_key) =
+            server(pg_dir.path(), Some(postgres::Cluster::shared().fresh_database())).await;
+        let mut pg_tree = portcullis_tlog::Frontier::new();
+        let mut pg_rates = Vec::new();
         let dir = tempfile::tempdir().unwrap();
-        let (server, writer, key) = server(dir.path()).await;
+        let (server, writer, key) = server(dir.path(), None).await;
         let mut tree = portcullis_tlog::Frontier::new();
         let mut rates = Vec::new();
         let mut next = 1;
         for _ in 0..rounds {
             rates.push(ingest(&server, &writer, &key, &mut tree, next, &records).await);
+            pg_rates.push(ingest(&pg, &pg_writer, &pg_key, &mut pg_tree, next, &records).await);
             next += records.len() as u64;
         }
-        println!("ingest (server, one core, full verification): {:.0} records/s", median(rates));
+        let (sqlite_rate, pg_rate) = (median(rates), median(pg_rates));
+        println!("ingest (server, one core, full verification): SQLite {sqlite_rate:.0} records/s");
+        println!(
+            "ingest on PostgreSQL (loopback, same run): {pg_rate:.0} records/s; ratio to SQLite {:.2}",
+            pg_rate / sqlite_rate
+        );
+        drop(pg);
         // Fill up to `verify_records`, then verify the whole data directory offline.
         while (next as usize) <= verify_records {
             let n = (verify_records + 1 - next as usize).min(records.len());

@@ -21,6 +21,7 @@
 
 pub mod api;
 mod auth;
+pub mod client_addr;
 pub mod clock;
 mod duties;
 mod error;
@@ -86,6 +87,8 @@ pub struct ServerState {
     pub(crate) rows: rows::RowKey,
     /// Failed enrolments per source: rate limit and aggregation.
     pub(crate) failures: limits::FailureLimiter,
+    /// Proxies whose `X-Forwarded-For` is believed (see [`client_addr`]); none by default.
+    pub(crate) trusted_proxies: std::sync::RwLock<Vec<ipnet::IpNet>>,
 }
 
 impl ServerState {
@@ -94,8 +97,18 @@ impl ServerState {
     }
 
     /// Refuses `source` before it tries another code when it failed too often this hour.
-    pub(crate) fn check_failures(&self, what: &'static str, source: std::net::IpAddr) -> Result<(), ServerError> {
-        match self.failures.blocked(what, source, self.clock.now()) {
+    /// (Known here first: a source this replica limited costs no database read.)
+    pub(crate) async fn check_failures(&self, what: &'static str, source: std::net::IpAddr) -> Result<(), ServerError> {
+        let now = self.clock.now();
+        let wait = match self.failures.blocked(what, source, now) {
+            Some(wait) => Some(wait),
+            None => self
+                .db
+                .failure_window(what, &limits::source_name(source))
+                .await?
+                .and_then(|(failures, start)| limits::wait_for(failures, start, now)),
+        };
+        match wait {
             Some(wait) => Err(ServerError::TooMany(format!(
                 "too many failed attempts from {source}; try again in {} minutes",
                 (wait + 59) / 60
@@ -112,7 +125,11 @@ impl ServerState {
         source: std::net::IpAddr,
     ) -> Result<(), ServerError> {
         let now = self.clock.now();
-        if let limits::Failure::Record { attempts, since, limited } = self.failures.failed(what, source, now) {
+        let shared = self
+            .db
+            .count_failure(what, &limits::source_name(source), now, limits::WINDOW_SECS, limits::MAX_SOURCES as i64)
+            .await?;
+        if let limits::Failure::Record { attempts, since, limited } = self.failures.counted(what, source, now, shared) {
             let mut tx = self.db.begin().await?;
             let detail = serde_json::json!({ "source": source.to_string(), "attempts": attempts, "since": since,
                 "rate_limited": limited });
@@ -275,6 +292,7 @@ impl Server {
                 revocations: Arc::new(tokio::sync::Notify::new()),
                 rows,
                 failures: limits::FailureLimiter::default(),
+                trusted_proxies: std::sync::RwLock::new(Vec::new()),
             }),
             data_dir: data_dir.to_path_buf(),
         })
@@ -415,6 +433,14 @@ impl Server {
     }
 
     /// How much of an exec session's stdin and stdout gateways record in full (each).
+    /// The proxies (addresses or networks) whose `X-Forwarded-For` names the client: rate
+    /// limits, request records and policies then see the client, not the proxy.
+    pub fn set_trusted_proxies(&self, proxies: Vec<ipnet::IpNet>) {
+        if let Ok(mut trusted) = self.state.trusted_proxies.write() {
+            *trusted = proxies;
+        }
+    }
+
     pub fn set_exec_record_limit(&self, bytes: u64) {
         self.state.exec_record_limit.store(bytes, Ordering::Relaxed);
     }

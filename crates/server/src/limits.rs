@@ -8,8 +8,11 @@
 //! forgotten first), and at most [`MAX_RECORDED_PER_HOUR`] failure events are written per hour
 //! across all sources (the counts go on; the next event after the budget carries them).
 //!
-//! The counters live in this process's memory (a second replica counts on its own); the events
-//! they produce are in the audit log like any other.
+//! The count that decides is shared by every replica (the store's `failure_windows`, one
+//! statement per failure): a source limited at one replica is limited at all of them, and a
+//! flood spread over replicas counts once. This process keeps a copy of each window it saw, so
+//! a source it already limited is refused without asking the database, and its own budget of
+//! events per hour (each replica writes at most that many).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -67,13 +70,21 @@ impl FailureLimiter {
     /// Seconds until `source` may try `what` again; `None`: it may now.
     pub fn blocked(&self, what: &'static str, source: IpAddr, now: i64) -> Option<i64> {
         let source = crate::listen::source_key(source);
-        self.with(|state| match state.windows.get(&(what, source)) {
-            Some(w) if now - w.start < WINDOW_SECS && w.failures >= MAX_FAILURES => Some(w.start + WINDOW_SECS - now),
-            _ => None,
-        })
+        self.with(|state| state.windows.get(&(what, source)).and_then(|w| wait_for(w.failures, w.start, now)))
     }
 
+    /// One more failure, counted here only (the shared count: [`FailureLimiter::counted`]).
     pub fn failed(&self, what: &'static str, source: IpAddr, now: i64) -> Failure {
+        self.count(what, source, now, None)
+    }
+
+    /// One more failure, whose shared count (failures in the window, its start) the store
+    /// returned: kept as this process's copy of the window, and decided on.
+    pub fn counted(&self, what: &'static str, source: IpAddr, now: i64, shared: (u64, i64)) -> Failure {
+        self.count(what, source, now, Some(shared))
+    }
+
+    fn count(&self, what: &'static str, source: IpAddr, now: i64, shared: Option<(u64, i64)>) -> Failure {
         let source = crate::listen::source_key(source);
         self.with(|state| {
             let windows = &mut state.windows;
@@ -85,11 +96,17 @@ impl FailureLimiter {
                 }
             }
             let w = windows.entry((what, source)).or_insert(Window { start: now, failures: 0 });
-            if now - w.start >= WINDOW_SECS {
-                *w = Window { start: now, failures: 0 };
+            match shared {
+                Some((failures, start)) => *w = Window { start, failures },
+                None => {
+                    if now - w.start >= WINDOW_SECS {
+                        *w = Window { start: now, failures: 0 };
+                    }
+                    w.failures += 1;
+                }
             }
-            w.failures += 1;
             let n = w.failures;
+            // (Replicas counting at once each see their own number, so exactly one sees the limit.)
             let limited = n == MAX_FAILURES;
             let since = w.start;
             if !(n == 1 || limited || (n.is_power_of_two() && n >= 8) || n % 1000 == 0) {
@@ -106,6 +123,16 @@ impl FailureLimiter {
             Failure::Record { attempts: n, since, limited }
         })
     }
+}
+
+/// How `source` is named in the shared count (an IPv4 address or an IPv6 /64).
+pub fn source_name(source: IpAddr) -> String {
+    crate::listen::source_key(source).to_string()
+}
+
+/// Seconds until a window of `failures` that started at `start` lets its source try again.
+pub fn wait_for(failures: u64, start: i64, now: i64) -> Option<i64> {
+    (now - start < WINDOW_SECS && failures >= MAX_FAILURES).then(|| start + WINDOW_SECS - now)
 }
 
 #[cfg(test)]
@@ -129,6 +156,17 @@ mod tests {
         assert_eq!(limiter.blocked("enrol", a, 1100), Some(1000 + WINDOW_SECS - 1100));
         assert_eq!(limiter.blocked("enrol", b, 1100), None);
         assert_eq!(limiter.blocked("gateway", a, 1100), None);
+        // Counts from the shared store (another replica counted the first 29): the 30th here
+        // is the one that limits, and the source is refused here from then on.
+        let c: IpAddr = "192.0.2.3".parse().unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        assert_eq!(limiter.counted("enrol", c, 1200, (29, 1150)), Failure::Counted);
+        assert_eq!(limiter.blocked("enrol", c, 1201), None);
+        assert_eq!(
+            limiter.counted("enrol", c, 1202, (MAX_FAILURES, 1150)),
+            Failure::Record { attempts: MAX_FAILURES, since: 1150, limited: true }
+        );
+        assert_eq!(limiter.blocked("enrol", c, 1203), Some(1150 + WINDOW_SECS - 1203));
+        assert_eq!(wait_for(MAX_FAILURES - 1, 1150, 1203), None);
         // The hour over: a fresh window.
         assert_eq!(limiter.blocked("enrol", a, 1000 + WINDOW_SECS), None);
         assert_eq!(

@@ -1318,3 +1318,98 @@ permit (principal, action == Portcullis::Action::"approve", resource in Portcull
     println!("approval -> requester's live stream, without step-up (baseline): median {p50:.1} ms, p90 {p90:.1} ms");
     println!("ratio (median): {:.2}x", k50 / p50);
 }
+
+/// Load: `BENCH_DEVICES` devices (200) each holding a live stream and making `BENCH_CALLS`
+/// signed calls (reads of their requests and of themselves; every fifth a new request, which
+/// also goes to every approver's stream), all at once, against one server on loopback —
+/// SQLite, PostgreSQL, and PostgreSQL with two replicas (devices alternate) — in one run.
+/// Prints p50 and p99 latency of the calls, and the median and p99 time from an approval to the
+/// requester's live event across replicas.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "benchmark: run by tests/bench_load.sh"]
+async fn bench_load_devices_and_live_streams() {
+    let devices: usize = std::env::var("BENCH_DEVICES").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
+    let calls: usize = std::env::var("BENCH_CALLS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
+    let percentile = |v: &mut Vec<f64>, p: f64| {
+        v.sort_by(f64::total_cmp);
+        v[((v.len() as f64 - 1.0) * p).round() as usize]
+    };
+    for (label, backend, replicas) in [
+        ("SQLite", Backend::Sqlite, 1),
+        ("PostgreSQL", Backend::Postgres, 1),
+        ("PostgreSQL, two replicas", Backend::Postgres, 2),
+    ] {
+        BACKEND
+            .scope(backend, async {
+                let (a, code) = start().await;
+                let b = if replicas == 2 { Some(replicas::replica(&a).await) } else { None };
+                let at = |i: usize| if i % 2 == 1 { b.as_ref().unwrap_or(&a) } else { &a };
+                let admin = enroll(&a, &code).await;
+                let approver = member(&a, &admin, "approver", &[Role::Approver], &[]).await;
+                let _: TargetSummary =
+                    call(&a, &admin, "POST", "/v1/targets", &password_target(&admin, "web", b"pw")).await;
+                let mut people = Vec::new();
+                for i in 0..devices {
+                    people.push(member(&a, &admin, &format!("user{i}"), &[Role::Requester], &[]).await);
+                }
+                let mut streams = Vec::new();
+                for (i, d) in people.iter().enumerate() {
+                    let r = at(i);
+                    let mut live = signed(r, d, "GET", "/v1/live", b"", r.now(), &nonce()).send().await.unwrap();
+                    assert_eq!(live.status(), 200);
+                    live.chunk().await.unwrap();
+                    streams.push(live);
+                }
+                let started = std::time::Instant::now();
+                let mut tasks = Vec::new();
+                for (i, d) in people.iter().enumerate() {
+                    let r = at(i);
+                    tasks.push(async move {
+                        let mut latencies = Vec::with_capacity(calls);
+                        for c in 0..calls {
+                            let (method, path, body) = match c % 5 {
+                                4 => ("POST", "/v1/requests", serde_json::to_vec(&ask("web", 600)).unwrap()),
+                                n if n % 2 == 0 => ("GET", "/v1/requests", Vec::new()),
+                                _ => ("GET", "/v1/me", Vec::new()),
+                            };
+                            let t = std::time::Instant::now();
+                            let resp = signed(r, d, method, path, &body, r.now(), &nonce()).send().await.unwrap();
+                            assert!(resp.status().is_success(), "{method} {path}: {}", resp.status());
+                            resp.bytes().await.unwrap();
+                            latencies.push(t.elapsed().as_secs_f64() * 1000.0);
+                        }
+                        latencies
+                    });
+                }
+                let mut all: Vec<f64> = futures_util::future::join_all(tasks).await.into_iter().flatten().collect();
+                let took = started.elapsed().as_secs_f64();
+                let n = all.len();
+                let (p50, p99) = (percentile(&mut all, 0.5), percentile(&mut all, 0.99));
+                println!(
+                    "load, {label}: {devices} devices with live streams, {n} calls in {took:.1} s ({:.0}/s): \
+                     p50 {p50:.1} ms, p99 {p99:.1} ms",
+                    n as f64 / took
+                );
+                // Approval at one replica -> the requester's live event at the other.
+                if replicas == 2 {
+                    let (requester, live) = (&people[0], &mut streams[0]);
+                    let mut delays = Vec::new();
+                    for _ in 0..40 {
+                        let req: AccessRequestView = call(&a, requester, "POST", "/v1/requests", &ask("web", 60)).await;
+                        let t = std::time::Instant::now();
+                        let path = format!("/v1/requests/{}/review", req.id);
+                        let _: AccessRequestView = call(at(1), &approver, "POST", &path, &APPROVE).await;
+                        let mut seen = String::new();
+                        while !seen.lines().any(|l| l.contains("request_decided") && l.contains(&req.id)) {
+                            seen.push_str(&String::from_utf8_lossy(&live.chunk().await.unwrap().unwrap()));
+                        }
+                        delays.push(t.elapsed().as_secs_f64() * 1000.0);
+                    }
+                    let (m, p) = (percentile(&mut delays, 0.5), percentile(&mut delays, 0.99));
+                    println!("approval at one replica -> the requester's live event at the other: median {m:.1} ms, p99 {p:.1} ms");
+                }
+                drop(streams);
+            })
+            .await;
+    }
+}

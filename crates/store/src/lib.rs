@@ -18,6 +18,7 @@ pub use error::StoreError;
 mod access;
 pub mod audit;
 mod gateways;
+pub mod limits;
 pub mod live;
 pub mod rows;
 pub use access::{

@@ -3,9 +3,9 @@
 //! by the Cedar policies in force ([`crate::policy`]); the fixed rules around them (nobody
 //! reviews their own request, separation of duties) hold whatever the policies say.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
-use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::{Extension, Json};
 use portcullis_crypto::OsRng;
 use portcullis_policy::{ApprovalQuery, RequestQuery};
@@ -36,13 +36,6 @@ pub(crate) async fn target_named(state: &crate::ServerState, name: &str) -> Resu
     Ok(target)
 }
 
-/// The caller's address as policies see it (an IPv4 peer on a dual-stack socket as IPv4).
-pub(crate) fn source_ip(addr: &SocketAddr) -> IpAddr {
-    match addr.ip() {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(v6)),
-        v4 => v4,
-    }
-}
 
 /// The status a person should see: a pending request past its deadline is expired; an
 /// approved one whose grant ended early is revoked.
@@ -123,7 +116,7 @@ pub(crate) async fn requestable(
 pub async fn create_request(
     State(state): AppState,
     Extension(caller): Extension<Caller>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    crate::client_addr::ClientAddr(client): crate::client_addr::ClientAddr,
     Json(req): Json<CreateAccessRequest>,
 ) -> ApiResult<AccessRequestView> {
     caller.require(Role::Requester)?;
@@ -136,7 +129,7 @@ pub async fn create_request(
     let reason = check_free_text("reason", &req.reason, 2000).map_err(ServerError::BadRequest)?;
     let target = target_named(&state, &req.target).await?;
     let now = state.clock.now();
-    let from = source_ip(&peer);
+    let from = client;
     let who = caller_person(&state, &caller).await?;
     let loaded = state.policies.current();
     let decision = loaded
@@ -328,7 +321,7 @@ async fn separation_of_duties(
 pub async fn review(
     State(state): AppState,
     Extension(caller): Extension<Caller>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    crate::client_addr::ClientAddr(client): crate::client_addr::ClientAddr,
     Path(id): Path<String>,
     Json(req): Json<ReviewRequest>,
 ) -> ApiResult<AccessRequestView> {
@@ -387,7 +380,7 @@ pub async fn review(
             ),
         ));
     }
-    let from = source_ip(&peer);
+    let from = client;
     let loaded = state.policies.current();
     let decision = loaded
         .usable()?

@@ -3,9 +3,8 @@
 //! pending requests, tells gateways to end their sessions and closes their live streams.
 
 use crate::rows::Row;
-use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{Path, State};
 use axum::{Extension, Json};
 use portcullis_policy::{PolicyError, PolicySet, RequestQuery};
 use portcullis_proto::{
@@ -583,7 +582,7 @@ pub async fn set_policy(
 pub async fn test_policy(
     State(state): AppState,
     Extension(caller): Extension<Caller>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    crate::client_addr::ClientAddr(client): crate::client_addr::ClientAddr,
     Json(req): Json<PolicyTestRequest>,
 ) -> ApiResult<PolicyTestResult> {
     caller.require(Role::Admin)?;
@@ -597,7 +596,7 @@ pub async fn test_policy(
     };
     let source_ip = match req.source_ip.as_deref().map(str::trim).filter(|a| !a.is_empty()) {
         Some(ip) => ip.parse().map_err(|_| ServerError::BadRequest(format!("--from {ip:?} is not an IP address")))?,
-        None => super::access::source_ip(&peer),
+        None => client,
     };
     if req.duration_secs == 0 {
         return Err(ServerError::BadRequest("the duration must be at least one second".into()));

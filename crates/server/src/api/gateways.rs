@@ -4,7 +4,7 @@
 //! remote gateway's X25519 key for that one connection).
 
 use crate::rows::Row;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{Path, State};
 use axum::{Extension, Json};
 use portcullis_crypto::identity::seal_to;
 use portcullis_crypto::{OsRng, SecretBytes, envelope};
@@ -239,14 +239,14 @@ fn check_host_key(line: &str) -> Result<PublicKey, ServerError> {
 
 pub async fn enroll(
     State(state): AppState,
-    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    crate::client_addr::ClientAddr(client): crate::client_addr::ClientAddr,
     Json(req): Json<GatewayEnrollRequest>,
 ) -> ApiResult<GatewayEnrollResponse> {
     let invalid =
         || ServerError::Refused("invalid_code", "gateway enrolment code is invalid, expired or already used".into());
-    state.check_failures("gateway_enrol", peer.ip())?;
+    state.check_failures("gateway_enrol", client).await?;
     let Ok(code) = EnrolmentCode::parse(&req.code) else {
-        state.record_failure("gateway_enrol", "gateway_enrolment_refused", peer.ip()).await?;
+        state.record_failure("gateway_enrol", "gateway_enrolment_refused", client).await?;
         return Err(invalid());
     };
     let sign = decode_key("sign_public_key", &req.sign_public_key)?;
@@ -256,7 +256,7 @@ pub async fn enroll(
     let mut tx = state.db.begin().await?;
     let Some(gateway_id) = Store::consume_gateway_code(&mut tx, &code.secret_hash(), now).await? else {
         drop(tx);
-        state.record_failure("gateway_enrol", "gateway_enrolment_refused", peer.ip()).await?;
+        state.record_failure("gateway_enrol", "gateway_enrolment_refused", client).await?;
         return Err(invalid());
     };
     let host_key_line = host_key.to_openssh().map_err(|e| ServerError::Internal(e.to_string()))?;

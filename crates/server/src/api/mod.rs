@@ -14,7 +14,7 @@ pub use vault::add_target;
 
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::routing::{delete, get, post, put};
 use axum::{Extension, Json, Router, middleware};
 use base64::Engine;
@@ -201,13 +201,13 @@ pub(crate) fn decode_key(name: &str, b64_key: &str) -> Result<Vec<u8>, ServerErr
 
 async fn enroll(
     State(state): AppState,
-    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    crate::client_addr::ClientAddr(client): crate::client_addr::ClientAddr,
     Json(req): Json<EnrollRequest>,
 ) -> ApiResult<EnrollResponse> {
     let invalid = || ServerError::Refused("invalid_code", "enrolment code is invalid, expired or already used".into());
-    state.check_failures("enrol", peer.ip())?;
+    state.check_failures("enrol", client).await?;
     let Ok(code) = EnrolmentCode::parse(&req.code) else {
-        state.record_failure("enrol", "enrolment_refused", peer.ip()).await?;
+        state.record_failure("enrol", "enrolment_refused", client).await?;
         return Err(invalid());
     };
     let sign_public_key = decode_key("sign_public_key", &req.sign_public_key)?;
@@ -217,7 +217,7 @@ async fn enroll(
     let mut tx = state.db.begin().await?;
     let Some(user) = Store::consume_enrolment_code(&mut tx, &state.rows, &code.secret_hash(), now).await? else {
         drop(tx);
-        state.record_failure("enrol", "enrolment_refused", peer.ip()).await?;
+        state.record_failure("enrol", "enrolment_refused", client).await?;
         return Err(invalid());
     };
     let device = DeviceRow {

@@ -1,8 +1,7 @@
 //! Targets (admin) and the target list (everyone enrolled).
 
-use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{Path, State};
 use axum::{Extension, Json};
 use portcullis_crypto::SecretBytes;
 use portcullis_crypto::{OsRng, envelope};
@@ -337,7 +336,7 @@ pub async fn update_target(
 pub async fn list_targets(
     State(state): AppState,
     Extension(caller): Extension<Caller>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    crate::client_addr::ClientAddr(client): crate::client_addr::ClientAddr,
 ) -> ApiResult<Vec<TargetSummary>> {
     let grants = state.db.live_grants(state.clock.now()).await?;
     let targets = state.db.targets().await?;
@@ -347,7 +346,7 @@ pub async fn list_targets(
     let own: Vec<_> = grants.into_iter().filter(|(_, user, _)| *user == caller.user_name).collect();
     // A target they hold a grant on stays listed even when they could not ask for it again now.
     let (held, others): (Vec<_>, Vec<_>) = targets.into_iter().partition(|t| own.iter().any(|g| g.0 == t.id));
-    let mut visible = super::access::requestable(&state, &caller, super::access::source_ip(&peer), others).await?;
+    let mut visible = super::access::requestable(&state, &caller, client, others).await?;
     visible.extend(held);
     visible.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(Json(visible.iter().map(|t| requester_view(summary(t, &own))).collect()))

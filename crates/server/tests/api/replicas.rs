@@ -7,7 +7,7 @@ use super::audit_logs::{Writer, upload};
 use super::*;
 
 /// Another replica of `r`'s server: the same data directory and database, its own listener.
-async fn replica(r: &Running) -> Running {
+pub(crate) async fn replica(r: &Running) -> Running {
     let server = Server::open(r.dir.path(), &FixedPassphrase("pw".into()), Arc::new(ShiftedClock(r.offset.clone())))
         .await
         .unwrap();
@@ -250,5 +250,79 @@ async fn readiness_follows_the_database() {
     assert!(why.contains("migration 20261201000005 is not applied"), "{why}");
     assert!(!why.contains("127.0.0.1") && !why.contains("postgres://"), "{why}");
     assert_eq!(get("/healthz").await.unwrap().status(), 200, "alive, just not ready");
+}
+}
+
+on_both_backends! {
+/// Bad enrolment codes spread over both replicas count once: the source is limited at both
+/// when the total reaches the limit, not at twice the limit.
+async fn failed_enrolments_count_once_across_replicas() {
+    let (a, _code) = start().await;
+    let b = replica(&a).await;
+    let bad = |r: &Running, i: u32| {
+        r.http.post(format!("{}/v1/enroll", r.url)).json(&EnrollRequest {
+            code: format!("pc1-{:032x}-{}", i, "0".repeat(32)),
+            device_name: "guess".into(),
+            sign_public_key: b64().encode([1u8; 32]),
+            seal_public_key: b64().encode([2u8; 32]),
+        })
+    };
+    let limit = 30;
+    for i in 0..limit {
+        let r = if i % 2 == 0 { &a } else { &b };
+        let status = bad(r, i).send().await.unwrap().status().as_u16();
+        assert!(status == 401 || status == 403 || status == 400, "attempt {i}: {status}");
+    }
+    for (name, r) in [("a", &a), ("b", &b)] {
+        let status = bad(r, 99).send().await.unwrap().status().as_u16();
+        assert_eq!(status, 429, "replica {name} still lets the source guess after {limit} failures in all");
+    }
+}
+}
+
+on_both_backends! {
+/// `X-Forwarded-For` names the client only when a configured proxy sent it: a stranger rotating
+/// forged addresses in the header is limited as the one peer it is; behind a trusted proxy,
+/// each client is limited on its own and its requests are recorded with its address — and the
+/// entries a client forged ahead of the proxy's are ignored.
+async fn forwarded_for_is_believed_only_from_trusted_proxies() {
+    let (r, code, server) = start_with_server().await;
+    // Enrolled first: the flood below limits this peer (loopback) for the hour.
+    let admin = enroll(&r, &code).await;
+    let alice = member(&r, &admin, "alice", &[Role::Requester], &[]).await;
+    let bad = |forwarded: String| {
+        r.http.post(format!("{}/v1/enroll", r.url)).header("X-Forwarded-For", forwarded).json(&EnrollRequest {
+            code: format!("pc1-{}-{}", "1".repeat(32), "0".repeat(32)),
+            device_name: "guess".into(),
+            sign_public_key: b64().encode([1u8; 32]),
+            seal_public_key: b64().encode([2u8; 32]),
+        })
+    };
+    for i in 0..30 {
+        assert_ne!(bad(format!("203.0.113.{i}")).send().await.unwrap().status(), 429, "attempt {i}");
+    }
+    assert_eq!(bad("198.51.100.200".into()).send().await.unwrap().status(), 429, "a forged header bypassed the limit");
+
+    // The peer (loopback) becomes a trusted proxy: the header now names the client.
+    server.set_trusted_proxies(portcullis_server::client_addr::parse_proxies(&["127.0.0.1".into()]).unwrap());
+    for i in 0..30 {
+        let forged_ahead = format!("192.0.2.{i}, 198.51.100.7");
+        assert_ne!(bad(forged_ahead).send().await.unwrap().status(), 429, "attempt {i}");
+    }
+    assert_eq!(bad("198.51.100.7".into()).send().await.unwrap().status(), 429, "the client behind the proxy");
+    assert_ne!(bad("198.51.100.8".into()).send().await.unwrap().status(), 429, "another client behind it");
+
+    // A request is recorded with the client's address.
+    let _: TargetSummary = call(&r, &admin, "POST", "/v1/targets", &password_target(&admin, "web", b"pw")).await;
+    let body = serde_json::to_vec(&ask("web", 600)).unwrap();
+    let resp = signed(&r, &alice, "POST", "/v1/requests", &body, r.now(), &nonce())
+        .header("X-Forwarded-For", "6.6.6.6, 198.51.100.9")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let created: AccessRequestView = resp.json().await.unwrap();
+    let story: RequestDetail = call(&r, &alice, "GET", &format!("/v1/requests/{}", created.id), &()).await;
+    assert_eq!(story.source_ip.as_deref(), Some("198.51.100.9"));
 }
 }
