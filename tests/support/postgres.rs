@@ -1,7 +1,8 @@
 //! A real PostgreSQL for tests: one throwaway cluster per test process (`initdb` + `postgres`
 //! into a temporary directory, trust authentication on a loopback port), and a fresh database
 //! per test. The cluster stops when the test process is gone, however it ends: a watchdog
-//! beside it polls the process and shuts PostgreSQL down.
+//! beside it polls the process, shuts PostgreSQL down and removes its directory (the
+//! `TempDir` lives in a static, which is never dropped).
 
 #![allow(dead_code)]
 
@@ -80,7 +81,7 @@ impl Cluster {
             "'{postgres}' -D '{data}' -p {port} -k '{dir}' -c listen_addresses=127.0.0.1 -c fsync=off \
              -c max_connections=400 -c shared_buffers=64MB >'{dir}/postgres.log' 2>&1 & pg=$!; \
              while [ -d /proc/{me} ] && kill -0 $pg 2>/dev/null; do sleep 0.5; done; \
-             kill -INT $pg 2>/dev/null; wait $pg",
+             kill -INT $pg 2>/dev/null; wait $pg; rm -rf '{dir}'",
             postgres = bin.join("postgres").display(),
             data = data.display(),
             dir = dir.display(),

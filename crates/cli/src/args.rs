@@ -203,6 +203,11 @@ pub enum ServerCommand {
         /// other peer the header is ignored.
         #[arg(long = "trusted-proxy")]
         trusted_proxies: Vec<String>,
+        /// Serve Prometheus metrics at http://ADDR/metrics (a loopback address; off by default):
+        /// requests by route and status, latency, live streams, ingest, sessions and upload
+        /// backlog per gateway, the database pool.
+        #[arg(long)]
+        metrics_listen: Option<String>,
     },
     /// Check a data directory's audit logs end to end, offline, with the root key (run it before
     /// serving a restored or suspect database). Exits non-zero naming the writer and the first

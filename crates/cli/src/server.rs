@@ -49,6 +49,7 @@ pub async fn run(cmd: ServerCommand) -> anyhow::Result<ExitCode> {
             ssh_login_grace,
             database,
             trusted_proxies,
+            metrics_listen,
         } => {
             let trusted_proxies =
                 portcullis_server::client_addr::parse_proxies(&trusted_proxies).map_err(anyhow::Error::msg)?;
@@ -95,6 +96,25 @@ pub async fn run(cmd: ServerCommand) -> anyhow::Result<ExitCode> {
                 let running = gateway.spawn(gateway_listener, advertise.clone()).map_err(anyhow::Error::msg)?;
                 println!("Portcullis gateway (embedded) listening on {gateway_local}; users connect to {advertise}");
                 Some(running)
+            };
+            let _metrics = match metrics_listen {
+                Some(at) => {
+                    let addr: std::net::SocketAddr =
+                        at.parse().with_context(|| format!("--metrics-listen {at:?} is not an ADDR:PORT"))?;
+                    anyhow::ensure!(
+                        addr.ip().is_loopback(),
+                        "--metrics-listen takes a loopback address ({addr} is not): scrape it through an agent or a \
+                         tunnel on this host"
+                    );
+                    let handle = portcullis_server::metrics::install()?;
+                    let listener = tokio::net::TcpListener::bind(addr)
+                        .await
+                        .with_context(|| format!("metrics cannot listen on {addr}"))?;
+                    println!("Metrics at http://{}/metrics", listener.local_addr()?);
+                    let serving = server.clone();
+                    Some(tokio::spawn(async move { serving.serve_metrics(listener, handle, shutdown_signal()).await }))
+                }
+                None => None,
             };
             tracing::info!(%local, tls = use_tls, "serving");
             server.serve(listener, use_tls, shutdown_signal()).await?;

@@ -29,6 +29,7 @@ pub mod init;
 pub mod limits;
 pub mod listen;
 pub mod live;
+pub mod metrics;
 mod policy;
 pub mod tls;
 pub mod user_ca;
@@ -478,6 +479,30 @@ impl Server {
 
     pub fn router(&self) -> axum::Router {
         api::router(self.state.clone())
+    }
+
+    /// Serves `GET /metrics` (Prometheus) on `listener`, which must be on loopback, until
+    /// `shutdown`; `handle` is this process's exporter ([`metrics::install`]).
+    pub async fn serve_metrics(
+        &self,
+        listener: tokio::net::TcpListener,
+        handle: metrics_exporter_prometheus::PrometheusHandle,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
+        let local = listener.local_addr().map_err(|e| ServerError::Internal(e.to_string()))?;
+        if !local.ip().is_loopback() {
+            return Err(ServerError::BadRequest(format!(
+                "refusing to serve metrics on {local}: --metrics-listen takes a loopback address (scrape it \
+                 through an agent or a tunnel on this host)"
+            )));
+        }
+        let app = axum::Router::new()
+            .route("/metrics", axum::routing::get(metrics::scrape))
+            .with_state((self.state.clone(), handle));
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(|e| ServerError::Internal(format!("metrics listener: {e}")))
     }
 
     /// Which database the store is on.

@@ -234,6 +234,12 @@ pub async fn stream(
                 _ => None,
             })
         });
+    // Counted open while the stream lives (the guard goes with it).
+    let open = crate::metrics::LiveStreamOpen::new();
+    let events = events.map(move |e| {
+        let _open = &open;
+        e
+    });
     // A first event tells the client the subscription is live.
     let hello = futures_util::stream::once(async { Ok(Event::default().event("ready").data("{}")) });
     Sse::new(hello.chain(events)).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))

@@ -109,6 +109,8 @@ mod audit_logs;
 mod duties;
 #[path = "api/gateway_trust.rs"]
 mod gateway_trust;
+#[path = "api/metrics.rs"]
+mod metrics;
 #[path = "api/replicas.rs"]
 mod replicas;
 

@@ -320,3 +320,15 @@ impl Store {
         .await)?)
     }
 }
+
+impl Store {
+    /// Per gateway: (name, sessions it has not reported ended, upload backlog it last reported).
+    pub async fn gateway_facts(&self) -> Result<Vec<(String, i64, i64)>, StoreError> {
+        Ok(on!(self, ex => sqlx::query_as(
+            "SELECT g.name, (SELECT COUNT(*) FROM sessions s WHERE s.writer_id = g.id AND s.ended_at IS NULL), \
+             g.backlog FROM gateways g WHERE g.revoked_at IS NULL ORDER BY g.name",
+        )
+        .fetch_all(ex)
+        .await)?)
+    }
+}

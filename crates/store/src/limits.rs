@@ -45,8 +45,7 @@ impl Store {
 
     /// `source`'s current window at `what`: (failures, start).
     pub async fn failure_window(&self, what: &str, source: &str) -> Result<Option<(u64, i64)>, StoreError> {
-        let found: Option<(i64, i64)> =
-            on!(self, ex => sqlx::query_as("SELECT failures, start FROM failure_windows WHERE what = $1 AND source = $2")
+        let found: Option<(i64, i64)> = on!(self, ex => sqlx::query_as("SELECT failures, start FROM failure_windows WHERE what = $1 AND source = $2")
                 .bind(what)
                 .bind(source)
                 .fetch_optional(ex)

@@ -36,7 +36,6 @@ pub(crate) async fn target_named(state: &crate::ServerState, name: &str) -> Resu
     Ok(target)
 }
 
-
 /// The status a person should see: a pending request past its deadline is expired; an
 /// approved one whose grant ended early is revoked.
 pub(crate) fn status_at(r: &RequestRow, now: i64) -> RequestStatus {

@@ -104,6 +104,8 @@ pub async fn ingest_records(
                     .await?;
             }
             tx.commit().await?;
+            let stored = (batch.records.len() as u64).saturating_sub(duplicates);
+            metrics::counter!(crate::metrics::RECORDS_INGESTED).increment(stored);
             Ok(UploadAck {
                 stored_through: size,
                 duplicates,

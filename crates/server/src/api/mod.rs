@@ -136,6 +136,7 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .merge(device_signed)
         .merge(gateway_signed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(crate::metrics::track))
         .with_state(state)
 }
 

@@ -1,6 +1,5 @@
 //! Targets (admin) and the target list (everyone enrolled).
 
-
 use axum::extract::{Path, State};
 use axum::{Extension, Json};
 use portcullis_crypto::SecretBytes;
