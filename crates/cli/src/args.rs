@@ -43,9 +43,11 @@ pub enum Command {
     Server(ServerCommand),
     /// Enrol this device as the user an enrolment code was issued for.
     Enroll {
-        /// Server URL: http://127.0.0.1:PORT (loopback) or https://HOST:PORT.
-        #[arg(long)]
-        server: String,
+        /// Server URL: http://127.0.0.1:PORT (loopback) or https://HOST:PORT. Repeat it (or
+        /// separate with commas) for each replica of a team's server: calls move to the next
+        /// one when one stops answering.
+        #[arg(long = "server", required = true, value_delimiter = ',')]
+        server: Vec<String>,
         /// One-time enrolment code (it also pins the server's TLS certificate).
         #[arg(long)]
         code: String,
@@ -237,8 +239,9 @@ pub enum GatewayCommand {
     /// On the gateway machine: enrol this machine as the gateway a code was issued for. Its
     /// state lives under $PORTCULLIS_HOME.
     Enroll {
-        #[arg(long)]
-        server: String,
+        /// The server's URL; repeat it (or separate with commas) for each replica.
+        #[arg(long = "server", required = true, value_delimiter = ',')]
+        server: Vec<String>,
         #[arg(long)]
         code: String,
         /// Where to keep the gateway's local key: auto, keyring or passphrase.

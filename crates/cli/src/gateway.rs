@@ -72,7 +72,8 @@ pub async fn run(home: &Path, cmd: GatewayCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         GatewayCommand::Enroll { server, code, key_store } => {
-            let (file, kind) = portcullis_gateway::identity::enroll(home, &server, &code, key_store, &Prompt).await?;
+            let (file, kind) =
+                portcullis_gateway::identity::enroll(home, &server.join(","), &code, key_store, &Prompt).await?;
             println!(
                 "Enrolled this machine as gateway {} of {}; its keys are in: {kind}. Start it with `portcullis gateway run --listen ADDR:PORT`.",
                 file.name, file.server_url

@@ -87,7 +87,7 @@ async fn run(home: std::path::PathBuf, command: Command) -> anyhow::Result<ExitC
     match command {
         Command::Server(cmd) => server::run(cmd).await,
         Command::Enroll { server, code, device_name, key_store } => {
-            vault::enroll(&home, &server, &code, device_name, key_store).await
+            vault::enroll(&home, &server.join(","), &code, device_name, key_store).await
         }
         Command::Whoami => vault::whoami(&home).await,
         Command::User(UserCommand::Add { name, roles, groups }) => vault::add_user(&home, &name, &roles, &groups).await,

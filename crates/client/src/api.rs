@@ -73,10 +73,18 @@ pub enum Pin {
     Prefix(String),
 }
 
-/// Cheap to clone: clones share the HTTP connection pool and the device key.
+/// Cheap to clone: clones share the HTTP connection pool, the device key and which of the
+/// server's replicas answers now.
+///
+/// A server URL may be a comma-separated list of one server's replicas (they share one TLS
+/// certificate, so one pin holds for all). A call goes to the replica that answered last; when
+/// it cannot be reached the next is tried — for any call when the connection could not be made
+/// (nothing reached the server), for reads also when it timed out. A write whose answer was lost
+/// is not sent again: it may have happened, and the caller is told.
 #[derive(Clone)]
 pub struct ApiClient {
-    base: reqwest::Url,
+    bases: Arc<[reqwest::Url]>,
+    current: Arc<std::sync::atomic::AtomicUsize>,
     http: reqwest::Client,
     signer: Option<Arc<(String, SigningIdentity)>>,
 }
@@ -104,8 +112,25 @@ fn is_loopback_host(url: &reqwest::Url) -> bool {
 
 impl ApiClient {
     pub fn new(server_url: &str, pin: Pin) -> Result<Self, ClientError> {
-        let base = reqwest::Url::parse(server_url.trim_end_matches('/'))
-            .map_err(|e| ClientError::Input(format!("invalid server URL {server_url:?}: {e}")))?;
+        let mut bases = Vec::new();
+        for url in server_urls(server_url) {
+            let base =
+                reqwest::Url::parse(url).map_err(|e| ClientError::Input(format!("invalid server URL {url:?}: {e}")))?;
+            match base.scheme() {
+                "https" => {}
+                "http" if is_loopback_host(&base) => {}
+                "http" => {
+                    return Err(ClientError::Input(format!(
+                        "refusing plain http to {url}: only loopback servers may use http; use https"
+                    )));
+                }
+                other => return Err(ClientError::Input(format!("unsupported URL scheme {other:?}"))),
+            }
+            bases.push(base);
+        }
+        if bases.is_empty() {
+            return Err(ClientError::Input("no server URL given".into()));
+        }
         // reqwest builds a TLS stack even for http URLs; give it ring (already in the tree)
         // as the process default. Failing means another provider is installed, which is fine.
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -114,18 +139,18 @@ impl ApiClient {
             .timeout(std::time::Duration::from_secs(120))
             .no_proxy()
             .user_agent(concat!("portcullis/", env!("CARGO_PKG_VERSION")));
-        let builder = match base.scheme() {
-            "https" => builder.use_preconfigured_tls(pinned_tls_config(pin)?),
-            "http" if is_loopback_host(&base) => builder,
-            "http" => {
-                return Err(ClientError::Input(format!(
-                    "refusing plain http to {server_url}: only loopback servers may use http; use https"
-                )));
-            }
-            other => return Err(ClientError::Input(format!("unsupported URL scheme {other:?}"))),
+        let builder = if bases.iter().any(|b| b.scheme() == "https") {
+            builder.use_preconfigured_tls(pinned_tls_config(pin)?)
+        } else {
+            builder
         };
         let http = builder.build().map_err(|e| ClientError::Local(format!("HTTP client: {e}")))?;
-        Ok(Self { base, http, signer: None })
+        Ok(Self { bases: bases.into(), current: Arc::default(), http, signer: None })
+    }
+
+    /// The replica calls go to now.
+    pub fn server(&self) -> &reqwest::Url {
+        &self.bases[self.current.load(std::sync::atomic::Ordering::Relaxed) % self.bases.len()]
     }
 
     pub fn signed_by(mut self, device_id: String, key: SigningIdentity) -> Self {
@@ -149,39 +174,66 @@ impl ApiClient {
         path_and_query: &str,
         body: Option<&B>,
     ) -> Result<reqwest::Response, ClientError> {
-        let url = self
-            .base
-            .join(path_and_query)
-            .map_err(|e| ClientError::Input(format!("bad path {path_and_query}: {e}")))?;
         let body = match body {
             Some(b) => serde_json::to_vec(b).map_err(|e| ClientError::Local(e.to_string()))?,
             None => Vec::new(),
         };
-        let mut request = self.http.request(method.clone(), url.clone());
-        if !body.is_empty() {
-            request = request.header(reqwest::header::CONTENT_TYPE, "application/json");
-        }
-        if let Some(signer) = &self.signer {
+        // Signed once: the signature covers the path, not the host, so every replica checks it
+        // (and its nonce is spent once, whichever replica first receives it).
+        let first = self.bases[0]
+            .join(path_and_query)
+            .map_err(|e| ClientError::Input(format!("bad path {path_and_query}: {e}")))?;
+        let signed = self.signer.as_ref().map(|signer| {
             let (device_id, key) = signer.as_ref();
             let time = crate::now_secs();
             let nonce = hex::encode(portcullis_crypto::random_bytes::<16>(&mut portcullis_crypto::OsRng));
-            let signed_path = match url.query() {
-                Some(q) => format!("{}?{}", url.path(), q),
-                None => url.path().to_string(),
+            let signed_path = match first.query() {
+                Some(q) => format!("{}?{}", first.path(), q),
+                None => first.path().to_string(),
             };
             let input = request_signing_input(method.as_str(), &signed_path, time, &nonce, &body);
             let signature = base64::engine::general_purpose::STANDARD.encode(key.sign(&input));
-            request = request
-                .header(HEADER_DEVICE, device_id)
-                .header(HEADER_TIME, time.to_string())
-                .header(HEADER_NONCE, nonce)
-                .header(HEADER_SIGNATURE, signature);
+            (device_id.clone(), time, nonce, signature)
+        });
+        let start = self.current.load(std::sync::atomic::Ordering::Relaxed);
+        let mut last_error = None;
+        for step in 0..self.bases.len() {
+            let at = (start + step) % self.bases.len();
+            let url = self.bases[at]
+                .join(path_and_query)
+                .map_err(|e| ClientError::Input(format!("bad path {path_and_query}: {e}")))?;
+            let mut request = self.http.request(method.clone(), url);
+            if !body.is_empty() {
+                request = request.header(reqwest::header::CONTENT_TYPE, "application/json");
+            }
+            if let Some((device_id, time, nonce, signature)) = &signed {
+                request = request
+                    .header(HEADER_DEVICE, device_id)
+                    .header(HEADER_TIME, time.to_string())
+                    .header(HEADER_NONCE, nonce)
+                    .header(HEADER_SIGNATURE, signature);
+            }
+            // Live subscriptions stay open; everything else has the client's 120 s limit.
+            if path_and_query == LIVE_PATH {
+                request = request.timeout(std::time::Duration::from_secs(7 * 24 * 3600));
+            }
+            match request.body(body.clone()).send().await {
+                Ok(response) => {
+                    self.current.store(at, std::sync::atomic::Ordering::Relaxed);
+                    return self.answer(response).await;
+                }
+                // Nothing reached this replica, or a read that may be asked again: the next one.
+                Err(e) if e.is_connect() || (method == reqwest::Method::GET && e.is_timeout()) => {
+                    tracing::debug!(replica = %self.bases[at], error = %e, "server replica unreachable; trying the next");
+                    last_error = Some(self.unreachable_at(at, e));
+                }
+                Err(e) => return Err(self.unreachable_at(at, e)),
+            }
         }
-        // Live subscriptions stay open; everything else has the client's 120 s limit.
-        if path_and_query == LIVE_PATH {
-            request = request.timeout(std::time::Duration::from_secs(7 * 24 * 3600));
-        }
-        let response = request.body(body).send().await.map_err(|e| self.unreachable(e))?;
+        Err(last_error.unwrap_or_else(|| ClientError::Input("no server URL given".into())))
+    }
+
+    async fn answer(&self, response: reqwest::Response) -> Result<reqwest::Response, ClientError> {
         let status = response.status();
         if status.is_success() {
             return Ok(response);
@@ -198,13 +250,17 @@ impl ApiClient {
     }
 
     fn unreachable(&self, e: reqwest::Error) -> ClientError {
+        self.unreachable_at(self.current.load(std::sync::atomic::Ordering::Relaxed) % self.bases.len(), e)
+    }
+
+    fn unreachable_at(&self, at: usize, e: reqwest::Error) -> ClientError {
         let mut detail = e.to_string();
         let mut source = std::error::Error::source(&e);
         while let Some(s) = source {
             detail = format!("{detail}: {s}");
             source = s.source();
         }
-        ClientError::Unreachable { url: self.base.to_string(), detail }
+        ClientError::Unreachable { url: self.bases[at].to_string(), detail }
     }
 
     /// A signed POST to `path` (the gateway's calls use it too).
@@ -512,6 +568,11 @@ fn check_session_id(id: &str) -> Result<(), ClientError> {
 }
 
 /// rustls configuration that trusts exactly the pinned certificate.
+/// The URLs of a server value: one URL, or a comma-separated list of its replicas.
+pub fn server_urls(value: &str) -> impl Iterator<Item = &str> {
+    value.split(',').map(|u| u.trim().trim_end_matches('/')).filter(|u| !u.is_empty())
+}
+
 fn pinned_tls_config(pin: Pin) -> Result<rustls::ClientConfig, ClientError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier = Arc::new(PinnedCertVerifier { pin, provider: provider.clone() });

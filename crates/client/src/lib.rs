@@ -125,7 +125,7 @@ impl Device {
         db.put_secret(&local_key, "signing_key", signing.to_secret_bytes().expose_secret()).await?;
         db.put_secret(&local_key, "sealing_key", sealing.to_secret_bytes().expose_secret()).await?;
         let config = DeviceConfig {
-            server_url: server_url.trim_end_matches('/').to_string(),
+            server_url: api::server_urls(server_url).collect::<Vec<_>>().join(","),
             server: response.server,
             user_id: response.user_id,
             user_name: response.user_name,

@@ -94,7 +94,7 @@ pub async fn enroll(
     let host_key_text = portcullis_server::user_ca::to_openssh_secret(&host_key).map_err(local)?;
     db.put_secret(&local_key, "host_key", host_key_text.expose_secret().as_bytes()).await?;
     let file = GatewayFile {
-        server_url: server_url.trim_end_matches('/').to_string(),
+        server_url: portcullis_client::api::server_urls(server_url).collect::<Vec<_>>().join(","),
         server: response.server,
         gateway_id: response.gateway_id,
         name: response.name,

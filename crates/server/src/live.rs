@@ -235,7 +235,7 @@ pub async fn stream(
             })
         });
     // Counted open while the stream lives (the guard goes with it).
-    let open = crate::metrics::LiveStreamOpen::new();
+    let open = crate::metrics::LiveStreamOpen::open();
     let events = events.map(move |e| {
         let _open = &open;
         e

@@ -57,7 +57,7 @@ pub async fn track(request: Request, next: Next) -> Response {
 pub struct LiveStreamOpen;
 
 impl LiveStreamOpen {
-    pub fn new() -> Self {
+    pub fn open() -> Self {
         metrics::gauge!(LIVE_STREAMS).increment(1.0);
         LiveStreamOpen
     }

@@ -326,3 +326,39 @@ async fn forwarded_for_is_believed_only_from_trusted_proxies() {
     assert_eq!(story.source_ip.as_deref(), Some("198.51.100.9"));
 }
 }
+
+on_both_backends! {
+/// A device that knows a server's replicas moves to the next when one does not answer: reads
+/// and writes go on through the replica that does, signed once (the signature covers the path,
+/// not the host), and the client keeps using the replica that answered.
+async fn a_device_moves_to_the_replica_that_answers() {
+    let (a, code) = start().await;
+    let b = replica(&a).await;
+    let admin = enroll(&a, &code).await;
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let client = portcullis_client::api::ApiClient::new(
+        &format!("{dead}, {}/", b.url),
+        portcullis_client::api::Pin::Full(String::new()),
+    )
+    .unwrap()
+    .signed_by(admin.id.clone(), SigningIdentity::from_secret_bytes(admin.key.to_secret_bytes().expose_secret()).unwrap());
+    let me = client.me().await.unwrap();
+    assert_eq!(me.user_name, "admin");
+    assert_eq!(client.server().as_str().trim_end_matches('/'), b.url, "the replica that answered is kept");
+    let added = client
+        .add_user(&AddUserRequest { name: "carol".into(), roles: vec![Role::Requester], groups: vec![] })
+        .await
+        .unwrap();
+    assert!(added.enrolment_code.is_some());
+    let users: Vec<UserView> = call(&a, &admin, "GET", "/v1/users", &()).await;
+    assert_eq!(users.iter().filter(|u| u.name == "carol").count(), 1, "the write happened once");
+    // Every replica gone: the error names the last one tried.
+    let alone = portcullis_client::api::ApiClient::new(&dead, portcullis_client::api::Pin::Full(String::new())).unwrap();
+    let err = alone.me().await.unwrap_err();
+    assert!(err.is_unreachable(), "{err}");
+}
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
