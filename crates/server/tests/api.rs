@@ -206,9 +206,23 @@ fn signed(
     time: i64,
     nonce: &str,
 ) -> reqwest::RequestBuilder {
+    signed_through(&r.http, r, d, method, path, body, time, nonce)
+}
+
+/// [`signed`], sent through `http` (a client of its own: another source address).
+#[allow(clippy::too_many_arguments)]
+fn signed_through(
+    http: &reqwest::Client,
+    r: &Running,
+    d: &Device,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    time: i64,
+    nonce: &str,
+) -> reqwest::RequestBuilder {
     let sig = d.key.sign(&request_signing_input(method, path, time, nonce, body));
-    r.http
-        .request(method.parse().unwrap(), format!("{}{}", r.url, path))
+    http.request(method.parse().unwrap(), format!("{}{}", r.url, path))
         .header(HEADER_DEVICE, &d.id)
         .header(HEADER_TIME, time.to_string())
         .header(HEADER_NONCE, nonce)
@@ -1354,28 +1368,48 @@ async fn bench_load_devices_and_live_streams() {
                 for i in 0..devices {
                     people.push(member(&a, &admin, &format!("user{i}"), &[Role::Requester], &[]).await);
                 }
+                // Each device from a loopback address of its own, as devices on a network are (the
+                // listener caps connections per source address).
+                let clients: Vec<reqwest::Client> = (0..devices)
+                    .map(|i| {
+                        let ip = std::net::Ipv4Addr::new(127, 0, 1 + (i / 250) as u8, 1 + (i % 250) as u8);
+                        reqwest::Client::builder().local_address(std::net::IpAddr::V4(ip)).build().unwrap()
+                    })
+                    .collect();
                 let mut streams = Vec::new();
                 for (i, d) in people.iter().enumerate() {
                     let r = at(i);
-                    let mut live = signed(r, d, "GET", "/v1/live", b"", r.now(), &nonce()).send().await.unwrap();
+                    let mut live =
+                        signed_through(&clients[i], r, d, "GET", "/v1/live", b"", r.now(), &nonce()).send().await.unwrap();
                     assert_eq!(live.status(), 200);
                     live.chunk().await.unwrap();
                     streams.push(live);
                 }
+                // Flat out (every device's next call as soon as its last is answered: the
+                // server's throughput), then paced (each device every 500 ms, spread: latency at
+                // an offered 400 calls/s).
+                for pace in [None, Some(std::time::Duration::from_millis(500))] {
                 let started = std::time::Instant::now();
                 let mut tasks = Vec::new();
                 for (i, d) in people.iter().enumerate() {
                     let r = at(i);
+                    let http = &clients[i];
                     tasks.push(async move {
                         let mut latencies = Vec::with_capacity(calls);
+                        let first = std::time::Instant::now()
+                            + pace.map_or(std::time::Duration::ZERO, |p| p * i as u32 / devices as u32);
                         for c in 0..calls {
+                            if let Some(p) = pace {
+                                tokio::time::sleep_until((first + p * c as u32).into()).await;
+                            }
                             let (method, path, body) = match c % 5 {
                                 4 => ("POST", "/v1/requests", serde_json::to_vec(&ask("web", 600)).unwrap()),
                                 n if n % 2 == 0 => ("GET", "/v1/requests", Vec::new()),
                                 _ => ("GET", "/v1/me", Vec::new()),
                             };
                             let t = std::time::Instant::now();
-                            let resp = signed(r, d, method, path, &body, r.now(), &nonce()).send().await.unwrap();
+                            let resp =
+                                signed_through(http, r, d, method, path, &body, r.now(), &nonce()).send().await.unwrap();
                             assert!(resp.status().is_success(), "{method} {path}: {}", resp.status());
                             resp.bytes().await.unwrap();
                             latencies.push(t.elapsed().as_secs_f64() * 1000.0);
@@ -1387,11 +1421,13 @@ async fn bench_load_devices_and_live_streams() {
                 let took = started.elapsed().as_secs_f64();
                 let n = all.len();
                 let (p50, p99) = (percentile(&mut all, 0.5), percentile(&mut all, 0.99));
+                let how = if pace.is_some() { "paced, each device every 500 ms" } else { "flat out" };
                 println!(
-                    "load, {label}: {devices} devices with live streams, {n} calls in {took:.1} s ({:.0}/s): \
+                    "load, {label}, {how}: {devices} devices with live streams, {n} calls in {took:.1} s ({:.0}/s): \
                      p50 {p50:.1} ms, p99 {p99:.1} ms",
                     n as f64 / took
                 );
+                }
                 // Approval at one replica -> the requester's live event at the other.
                 if replicas == 2 {
                     let (requester, live) = (&people[0], &mut streams[0]);
