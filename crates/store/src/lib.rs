@@ -317,7 +317,7 @@ impl Store {
         // once. Expired nonces are deleted now and then (a request that old fails its time
         // check before its nonce is looked at).
         static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        if CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 64 == 0 {
+        if CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed).is_multiple_of(64) {
             on!(self, ex => sqlx::query("DELETE FROM request_nonces WHERE expires_at < $1").bind(now).execute(ex).await.map(|r| r.rows_affected()))?;
         }
         let inserted = on!(self, ex => sqlx::query(
