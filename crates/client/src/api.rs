@@ -174,6 +174,17 @@ impl ApiClient {
         path_and_query: &str,
         body: Option<&B>,
     ) -> Result<reqwest::Response, ClientError> {
+        self.send_with(method, path_and_query, body, None).await
+    }
+
+    /// [`ApiClient::send`] with one more header (not signed: only `Last-Event-ID` uses it).
+    async fn send_with<B: Serialize>(
+        &self,
+        method: reqwest::Method,
+        path_and_query: &str,
+        body: Option<&B>,
+        extra: Option<(&'static str, &str)>,
+    ) -> Result<reqwest::Response, ClientError> {
         let body = match body {
             Some(b) => serde_json::to_vec(b).map_err(|e| ClientError::Local(e.to_string()))?,
             None => Vec::new(),
@@ -205,6 +216,9 @@ impl ApiClient {
             let mut request = self.http.request(method.clone(), url);
             if !body.is_empty() {
                 request = request.header(reqwest::header::CONTENT_TYPE, "application/json");
+            }
+            if let Some((name, value)) = extra {
+                request = request.header(name, value);
             }
             if let Some((device_id, time, nonce, signature)) = &signed {
                 request = request
@@ -461,37 +475,50 @@ impl ApiClient {
         self.call::<(), _>(reqwest::Method::GET, "/v1/sessions", None).await
     }
 
-    /// One live subscription; ends when the connection does. See [`ApiClient::watch`].
+    /// One live subscription; ends when the connection does. With `after` (the id of the last
+    /// event seen, from any replica), the server first sends what came since. Yields each update
+    /// with its event id. See [`ApiClient::watch`].
     pub async fn live(
         &self,
-    ) -> Result<impl futures_util::Stream<Item = Result<LiveUpdate, ClientError>> + use<>, ClientError> {
+        after: Option<&str>,
+    ) -> Result<impl futures_util::Stream<Item = Result<(Option<String>, LiveUpdate), ClientError>> + use<>, ClientError>
+    {
         use eventsource_stream::Eventsource;
         use futures_util::StreamExt;
-        let response = self.send::<()>(reqwest::Method::GET, LIVE_PATH, None).await?;
+        let extra = after.map(|id| ("last-event-id", id));
+        let response = self.send_with::<()>(reqwest::Method::GET, LIVE_PATH, None, extra).await?;
         Ok(response.bytes_stream().eventsource().filter_map(|item| {
             std::future::ready(match item {
-                Ok(event) if event.event == "ready" => Some(Ok(LiveUpdate::Connected)),
-                Ok(event) => serde_json::from_str::<LiveEvent>(&event.data).ok().map(|e| Ok(LiveUpdate::Event(e))),
+                Ok(event) if event.event == "ready" => Some(Ok((None, LiveUpdate::Connected))),
+                Ok(event) => {
+                    let id = (!event.id.is_empty()).then(|| event.id.clone());
+                    serde_json::from_str::<LiveEvent>(&event.data).ok().map(|e| Ok((id, LiveUpdate::Event(e))))
+                }
                 Err(e) => Some(Err(ClientError::Unreachable { url: String::new(), detail: e.to_string() })),
             })
         }))
     }
 
     /// Follows live events until the receiver is dropped, reconnecting with backoff (1 s to
-    /// 30 s). Yields `Connected` after each (re)connection so callers can reload.
+    /// 30 s) — to the next replica when one is gone — with the last event id it saw, so what was
+    /// published meanwhile arrives after `Connected` (which still lets callers reload).
     pub fn watch(&self) -> tokio::sync::mpsc::Receiver<LiveUpdate> {
         use futures_util::StreamExt;
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         let api = self.clone();
         tokio::spawn(async move {
             let mut backoff = std::time::Duration::from_secs(1);
+            let mut last_seen: Option<String> = None;
             loop {
-                let reason = match api.live().await {
+                let reason = match api.live(last_seen.as_deref()).await {
                     Ok(stream) => {
                         let mut stream = std::pin::pin!(stream);
                         loop {
                             match stream.next().await {
-                                Some(Ok(update)) => {
+                                Some(Ok((id, update))) => {
+                                    if id.is_some() {
+                                        last_seen = id;
+                                    }
                                     if matches!(update, LiveUpdate::Connected) {
                                         backoff = std::time::Duration::from_secs(1);
                                     }

@@ -362,3 +362,57 @@ async fn a_device_moves_to_the_replica_that_answers() {
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
+
+on_both_backends! {
+/// The device's own live client: each event comes with its id, and a subscription opened at
+/// the other replica with the last id seen starts with what was published meanwhile.
+async fn a_device_resubscribing_elsewhere_gets_what_it_missed() {
+    let (a, code) = start().await;
+    let b = replica(&a).await;
+    let admin = enroll(&a, &code).await;
+    let alice = member(&a, &admin, "alice", &[Role::Requester], &[]).await;
+    let _: TargetSummary = call(&a, &admin, "POST", "/v1/targets", &password_target(&admin, "web", b"pw")).await;
+    let as_alice = |url: &str| {
+        portcullis_client::api::ApiClient::new(url, portcullis_client::api::Pin::Full(String::new()))
+            .unwrap()
+            .signed_by(alice.id.clone(), SigningIdentity::from_secret_bytes(alice.key.to_secret_bytes().expose_secret()).unwrap())
+    };
+    let at_a = as_alice(&a.url);
+    let stream = at_a.live(None).await.unwrap();
+    let mut stream = std::pin::pin!(stream);
+    let (_, first) = next(&mut stream).await;
+    assert!(matches!(first, portcullis_client::api::LiveUpdate::Connected));
+    let seen: AccessRequestView = call(&a, &alice, "POST", "/v1/requests", &ask("web", 600)).await;
+    let (id, update) = next(&mut stream).await;
+    assert!(matches!(&update, portcullis_client::api::LiveUpdate::Event(LiveEvent::RequestCreated { request }) if request.id == seen.id));
+    let id = id.expect("events carry their id");
+    drop(stream);
+    let missed: AccessRequestView = call(&a, &alice, "POST", "/v1/requests", &ask("web", 300)).await;
+    let at_b = as_alice(&b.url);
+    let stream = at_b.live(Some(&id)).await.unwrap();
+    let mut stream = std::pin::pin!(stream);
+    let (_, first) = next(&mut stream).await;
+    assert!(matches!(first, portcullis_client::api::LiveUpdate::Connected));
+    let (_, update) = next(&mut stream).await;
+    match update {
+        portcullis_client::api::LiveUpdate::Event(LiveEvent::RequestCreated { request }) => {
+            assert_eq!(request.id, missed.id, "the first event after reconnecting is the one missed")
+        }
+        other => panic!("expected the missed request, got {other:?}"),
+    }
+}
+}
+
+/// The next item of a live subscription (within 10 s).
+async fn next<S, T, E>(stream: &mut S) -> T
+where
+    S: futures_util::Stream<Item = Result<T, E>> + Unpin,
+    E: std::fmt::Debug,
+{
+    use futures_util::StreamExt;
+    tokio::time::timeout(std::time::Duration::from_secs(10), stream.next())
+        .await
+        .expect("no live update within 10 s")
+        .expect("the subscription ended")
+        .unwrap()
+}
