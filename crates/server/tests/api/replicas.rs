@@ -377,16 +377,18 @@ async fn a_device_resubscribing_elsewhere_gets_what_it_missed() {
             .unwrap()
             .signed_by(alice.id.clone(), SigningIdentity::from_secret_bytes(alice.key.to_secret_bytes().expose_secret()).unwrap())
     };
-    let at_a = as_alice(&a.url);
-    let stream = at_a.live(None).await.unwrap();
-    let mut stream = std::pin::pin!(stream);
-    let (_, first) = next(&mut stream).await;
-    assert!(matches!(first, portcullis_client::api::LiveUpdate::Connected));
-    let seen: AccessRequestView = call(&a, &alice, "POST", "/v1/requests", &ask("web", 600)).await;
-    let (id, update) = next(&mut stream).await;
-    assert!(matches!(&update, portcullis_client::api::LiveUpdate::Event(LiveEvent::RequestCreated { request }) if request.id == seen.id));
-    let id = id.expect("events carry their id");
-    drop(stream);
+    // The first subscription, closed at the end of this block.
+    let id = {
+        let at_a = as_alice(&a.url);
+        let stream = at_a.live(None).await.unwrap();
+        let mut stream = std::pin::pin!(stream);
+        let (_, first) = next(&mut stream).await;
+        assert!(matches!(first, portcullis_client::api::LiveUpdate::Connected));
+        let seen: AccessRequestView = call(&a, &alice, "POST", "/v1/requests", &ask("web", 600)).await;
+        let (id, update) = next(&mut stream).await;
+        assert!(matches!(&update, portcullis_client::api::LiveUpdate::Event(LiveEvent::RequestCreated { request }) if request.id == seen.id));
+        id.expect("events carry their id")
+    };
     let missed: AccessRequestView = call(&a, &alice, "POST", "/v1/requests", &ask("web", 300)).await;
     let at_b = as_alice(&b.url);
     let stream = at_b.live(Some(&id)).await.unwrap();
