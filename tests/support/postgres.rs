@@ -146,6 +146,7 @@ impl Cluster {
     }
 }
 
-fn free_port() -> u16 {
+/// A free loopback port (also for tests that need one nothing listens on).
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }

@@ -335,7 +335,7 @@ async fn a_device_moves_to_the_replica_that_answers() {
     let (a, code) = start().await;
     let b = replica(&a).await;
     let admin = enroll(&a, &code).await;
-    let dead = format!("http://127.0.0.1:{}", free_port());
+    let dead = format!("http://127.0.0.1:{}", super::postgres::free_port());
     let client = portcullis_client::api::ApiClient::new(
         &format!("{dead}, {}/", b.url),
         portcullis_client::api::Pin::Full(String::new()),
@@ -357,10 +357,6 @@ async fn a_device_moves_to_the_replica_that_answers() {
     let err = alone.me().await.unwrap_err();
     assert!(err.is_unreachable(), "{err}");
 }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 on_both_backends! {
