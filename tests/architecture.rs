@@ -51,7 +51,24 @@ fn crates_respect_their_contracts() {
         ("portcullis-store", &["axum", "reqwest", "russh", "tauri", "portcullis-server", "portcullis-client"]),
         ("portcullis-app", &["sqlx"]),
         ("portcullis-cli", &["sqlx"]),
-        ("portcullis-gateway", &["portcullis-app", "axum", "tauri"]),
+        // A gateway is a small process near the targets: it owns its control-plane interface
+        // and knows neither the server nor a device's code (the embedded gateway is glue).
+        (
+            "portcullis-gateway",
+            &[
+                "portcullis-app",
+                "portcullis-server",
+                "portcullis-client",
+                "portcullis-store",
+                "portcullis-policy",
+                "axum",
+                "tauri",
+            ],
+        ),
+        ("portcullis-link", &["portcullis-server", "portcullis-client", "portcullis-gateway", "axum", "sqlx"]),
+        ("portcullis-sshcert", &["sqlx", "tokio", "reqwest", "axum"]),
+        ("portcullis-guard", &["sqlx", "reqwest", "axum", "russh"]),
+        ("portcullis-localdb", &["reqwest", "axum", "russh", "portcullis-server", "portcullis-client"]),
         ("portcullis-client", &["portcullis-app"]),
     ];
     for (krate, banned) in forbidden {
@@ -90,8 +107,86 @@ fn crates_respect_their_contracts() {
     assert!(shell.contains("portcullis-app"));
 }
 
-/// No SQL outside the store crate (and the client's own local database): no `sqlx`, no query
-/// text in the server, the gateway, the desktop core, the CLI or the shell. Tests may edit a
+/// Every package a workspace member needs to build (normal edges, followed through the
+/// resolved graph; features unified over the workspace, so this over-approximates).
+fn built_for(package: &str) -> BTreeSet<String> {
+    let out = std::process::Command::new(env!("CARGO"))
+        .args(["metadata", "--format-version", "1", "--manifest-path"])
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../../Cargo.toml"))
+        .output()
+        .expect("cargo metadata");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: BTreeMap<&str, &str> = meta["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["id"].as_str().unwrap(), p["name"].as_str().unwrap()))
+        .collect();
+    let nodes: BTreeMap<&str, Vec<&str>> = meta["resolve"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            let normal = n["deps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|d| d["dep_kinds"].as_array().unwrap().iter().any(|k| k["kind"].is_null()))
+                .map(|d| d["pkg"].as_str().unwrap())
+                .collect();
+            (n["id"].as_str().unwrap(), normal)
+        })
+        .collect();
+    let start = names.iter().find(|(_, n)| **n == package).map(|(id, _)| *id).expect("package in the workspace");
+    let mut seen = BTreeSet::new();
+    let mut stack = vec![start];
+    while let Some(id) = stack.pop() {
+        if seen.insert(id) {
+            stack.extend(nodes.get(id).into_iter().flatten().copied());
+        }
+    }
+    seen.iter().map(|id| names[id].to_string()).collect()
+}
+
+/// A gateway-only build compiles none of the control server: no HTTP server framework, no
+/// policy engine, no WebAuthn, no server store — and no device code.
+#[test]
+fn a_gateway_build_has_none_of_the_control_server() {
+    let built = built_for("portcullis-gateway");
+    assert!(built.contains("russh") && built.contains("portcullis-localdb"), "the closure was not computed: {built:?}");
+    for banned in [
+        "axum",
+        "cedar-policy",
+        "webauthn-rs",
+        "portcullis-server",
+        "portcullis-store",
+        "portcullis-policy",
+        "portcullis-client",
+        "metrics-exporter-prometheus",
+    ] {
+        assert!(!built.contains(banned), "a gateway build compiles {banned} (see ARCHITECTURE.md)");
+    }
+    // And a device build carries no record-log code: the client takes the local database
+    // without its `records` feature.
+    let out = std::process::Command::new(env!("CARGO"))
+        .args(["metadata", "--format-version", "1", "--no-deps", "--manifest-path"])
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../../Cargo.toml"))
+        .output()
+        .expect("cargo metadata");
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let client = meta["packages"].as_array().unwrap().iter().find(|p| p["name"] == "portcullis-client").unwrap();
+    let localdb =
+        client["dependencies"].as_array().unwrap().iter().find(|d| d["name"] == "portcullis-localdb").unwrap();
+    assert!(
+        !localdb["features"].as_array().unwrap().iter().any(|f| f == "records"),
+        "a device must not build the gateway's record log"
+    );
+}
+
+/// No SQL outside the store crate (and the local database of a device or gateway,
+/// `portcullis-localdb`): no `sqlx`, no query text in the server, the gateway, the client, the
+/// glue, the desktop core, the CLI or the shell. Tests may edit a
 /// database behind the server's back; the code under test may not bypass its store.
 #[test]
 fn the_servers_sql_lives_in_the_store_crate() {
@@ -99,7 +194,16 @@ fn the_servers_sql_lives_in_the_store_crate() {
     // Query text as it appears in code: upper-case keywords followed by a space.
     let query = ["SELECT ", "INSERT INTO ", "DELETE FROM ", "CREATE TABLE ", "BEGIN IMMEDIATE"];
     let mut checked = 0;
-    for dir in ["crates/server/src", "crates/gateway/src", "crates/app/src", "crates/cli/src", "src-tauri/src"] {
+    for dir in [
+        "crates/server/src",
+        "crates/gateway/src",
+        "crates/client/src",
+        "crates/link/src",
+        "crates/embedded/src",
+        "crates/app/src",
+        "crates/cli/src",
+        "src-tauri/src",
+    ] {
         let mut stack = vec![root.join(dir)];
         while let Some(dir) = stack.pop() {
             for entry in std::fs::read_dir(&dir).unwrap().flatten() {

@@ -7,6 +7,6 @@
 # Usage: bash tests/bench_audit.sh [RECORDS_PER_ROUND] [ROUNDS] [VERIFY_RECORDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release -q -p portcullis-gateway --features bench --example audit_bench
+cargo build --release -q -p portcullis-embedded --features bench --example audit_bench
 # One core: the whole process (the async runtime and SQLite's worker thread) pinned to CPU 0.
 taskset -c 0 target/release/examples/audit_bench  "${1:-20000}" "${2:-5}" "${3:-1000000}"

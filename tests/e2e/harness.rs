@@ -46,6 +46,32 @@ pub struct ServerProcess {
     pub extra_args: Vec<String>,
 }
 
+/// The gateway-only binary (`portcullis-gateway`, none of the control server's code): built
+/// beside `portcullis` when the whole workspace's tests are built (the gateway package's own
+/// test needs it), as `bash tests/run.sh` does. Refused when missing or older than the
+/// gateway's sources, so a partial build cannot test a stale gateway.
+pub fn gateway_bin() -> PathBuf {
+    let bin = Path::new(BIN).with_file_name("portcullis-gateway");
+    let built = std::fs::metadata(&bin).and_then(|m| m.modified()).unwrap_or_else(|_| {
+        panic!("{} is missing: build the workspace's tests (cargo test --workspace --no-run)", bin.display())
+    });
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    for dir in ["gateway", "localdb", "link", "sshcert", "guard", "proto", "crypto", "tlog", "keystore"] {
+        let mut stack = vec![root.join("crates").join(dir).join("src")];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if entry.metadata().and_then(|m| m.modified()).is_ok_and(|m| m > built) {
+                    panic!("{} is older than {}: build the workspace's tests again", bin.display(), path.display());
+                }
+            }
+        }
+    }
+    bin
+}
+
 pub fn base_command(rust_log: &str) -> Command {
     env_command(BIN, rust_log)
 }
@@ -146,9 +172,9 @@ impl GatewayProcess {
         transcript: &Transcript,
     ) -> Self {
         let home = root.join(format!("gateway-{name}"));
-        let out = base_command(rust_log)
+        let out = env_command(&gateway_bin().to_string_lossy(), rust_log)
             .env("PORTCULLIS_HOME", &home)
-            .args(["gateway", "enroll", "--server", server_url, "--code", code])
+            .args(["enroll", "--server", server_url, "--code", code])
             .output()
             .unwrap();
         transcript.add(&out.stdout);
@@ -165,9 +191,9 @@ impl GatewayProcess {
 
     pub fn start(&mut self) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
-        let child = base_command(&self.rust_log)
+        let child = env_command(&gateway_bin().to_string_lossy(), &self.rust_log)
             .env("PORTCULLIS_HOME", &self.home)
-            .args(["gateway", "run", "--listen", &format!("127.0.0.1:{}", self.port)])
+            .args(["run", "--listen", &format!("127.0.0.1:{}", self.port)])
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()

@@ -120,7 +120,7 @@ impl AppCore {
         })
         .await?;
         let address = listener.local_addr().map_err(|e| AppError::internal(e.to_string()))?;
-        let gateway = portcullis_gateway::Gateway::embedded(server).await.map_err(AppError::internal)?;
+        let gateway = portcullis_embedded::gateway(server).await.map_err(AppError::internal)?;
         let running = gateway.spawn(listener, address.to_string()).map_err(AppError::internal)?;
         Ok((EmbeddedParts { _server: api, _gateway: running }, url))
     }

@@ -237,29 +237,11 @@ pub enum GatewayCommand {
     /// refuses its uploads and session checks from now on (what it recorded stays verifiable).
     Revoke { name: String },
     /// On the gateway machine: enrol this machine as the gateway a code was issued for. Its
-    /// state lives under $PORTCULLIS_HOME.
-    Enroll {
-        /// The server's URL; repeat it (or separate with commas) for each replica.
-        #[arg(long = "server", required = true, value_delimiter = ',')]
-        server: Vec<String>,
-        #[arg(long)]
-        code: String,
-        /// Where to keep the gateway's local key: auto, keyring or passphrase.
-        #[arg(long, env = "PORTCULLIS_KEY_STORE", default_value = "auto")]
-        key_store: Preference,
-    },
-    /// On the gateway machine: serve users and record their sessions.
-    Run {
-        #[arg(long)]
-        listen: String,
-        /// The HOST:PORT users are told to connect to (default: the listen address).
-        #[arg(long)]
-        advertise: Option<String>,
-        /// Seconds a connection gets to authenticate before it is closed (like OpenSSH's
-        /// LoginGraceTime).
-        #[arg(long, default_value_t = 30)]
-        ssh_login_grace: u64,
-    },
+    /// state lives under $PORTCULLIS_HOME. (`portcullis-gateway enroll` does the same.)
+    Enroll(portcullis_gateway::command::EnrollArgs),
+    /// On the gateway machine: serve users and record their sessions. (`portcullis-gateway
+    /// run` does the same without the control server's code.)
+    Run(portcullis_gateway::command::RunArgs),
 }
 
 #[derive(Subcommand, Debug)]

@@ -1,12 +1,11 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use portcullis_proto::AddGatewayRequest;
 
 use crate::args::GatewayCommand;
+use crate::open_device;
 use crate::passphrase::Prompt;
-use crate::{open_device, server};
 
 pub async fn run(home: &Path, cmd: GatewayCommand) -> anyhow::Result<ExitCode> {
     match cmd {
@@ -71,31 +70,12 @@ pub async fn run(home: &Path, cmd: GatewayCommand) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        GatewayCommand::Enroll { server, code, key_store } => {
-            let (file, kind) =
-                portcullis_gateway::identity::enroll(home, &server.join(","), &code, key_store, &Prompt).await?;
-            println!(
-                "Enrolled this machine as gateway {} of {}; its keys are in: {kind}. Start it with `portcullis gateway run --listen ADDR:PORT`.",
-                file.name, file.server_url
-            );
-            println!("{}", file.gateway_id);
+        GatewayCommand::Enroll(args) => {
+            portcullis_gateway::command::enroll(home, args, &Prompt, "portcullis gateway").await?;
             Ok(ExitCode::SUCCESS)
         }
-        GatewayCommand::Run { listen, advertise, ssh_login_grace } => {
-            let (gateway, file, _) = portcullis_gateway::identity::open(home, &Prompt).await?;
-            let gateway = gateway.with_limits(server::login_grace(ssh_login_grace));
-            let addr: std::net::SocketAddr =
-                listen.parse().with_context(|| format!("--listen {listen:?} is not an ADDR:PORT"))?;
-            let listener =
-                tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
-            let local = listener.local_addr()?;
-            let advertise = advertise.unwrap_or_else(|| server::advertised(local));
-            let host_key = gateway.host_key_openssh();
-            let _running = gateway.spawn(listener, advertise.clone()).map_err(anyhow::Error::msg)?;
-            println!("Portcullis gateway {} listening on {local} (users connect to {advertise})", file.name);
-            println!("Host key: {host_key}");
-            tracing::info!(%local, "gateway serving");
-            server::shutdown_signal().await;
+        GatewayCommand::Run(args) => {
+            portcullis_gateway::command::run(home, args, &Prompt).await.map_err(anyhow::Error::msg)?;
             Ok(ExitCode::SUCCESS)
         }
     }

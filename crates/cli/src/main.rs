@@ -21,23 +21,6 @@ use args::{
 };
 use portcullis_proto::TargetFilter;
 
-fn init_tracing(default: &str) {
-    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    // russh's trace output includes packet contents (an SSH password travels inside one):
-    // never let it below info, whatever RUST_LOG says.
-    for directive in ["russh=info", "russh_keys=info", "internal_russh_forked_ssh_key=info"] {
-        if let Ok(d) = directive.parse() {
-            filter = filter.add_directive(d);
-        }
-    }
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let home = cli.home.unwrap_or_else(portcullis_client::default_home);
@@ -45,11 +28,9 @@ fn main() -> ExitCode {
         print!("{}", first_steps(&home));
         return ExitCode::SUCCESS;
     };
-    let serving = matches!(
-        &command,
-        Command::Server(args::ServerCommand::Run { .. }) | Command::Gateway(GatewayCommand::Run { .. })
-    );
-    init_tracing(if serving { "info" } else { "warn" });
+    let serving =
+        matches!(&command, Command::Server(args::ServerCommand::Run { .. }) | Command::Gateway(GatewayCommand::Run(_)));
+    portcullis_gateway::command::init_tracing(if serving { "info" } else { "warn" });
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

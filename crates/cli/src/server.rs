@@ -84,7 +84,7 @@ pub async fn run(cmd: ServerCommand) -> anyhow::Result<ExitCode> {
                 let gateway_addr: std::net::SocketAddr = gateway_listen
                     .parse()
                     .with_context(|| format!("--gateway-listen {gateway_listen:?} is not an ADDR:PORT"))?;
-                let gateway = portcullis_gateway::Gateway::embedded(&server)
+                let gateway = portcullis_embedded::gateway(&server)
                     .await
                     .map_err(anyhow::Error::msg)?
                     .with_limits(login_grace(ssh_login_grace));
@@ -124,36 +124,4 @@ pub async fn run(cmd: ServerCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// The gateway's limits with `--ssh-login-grace` seconds to authenticate.
-pub fn login_grace(secs: u64) -> portcullis_gateway::SshLimits {
-    portcullis_gateway::SshLimits { login_grace: std::time::Duration::from_secs(secs.max(1)), ..Default::default() }
-}
-
-/// What users are told to connect to: the listen address, or — when it is a wildcard — the
-/// same port on the control server's host (an empty host).
-pub fn advertised(local: std::net::SocketAddr) -> String {
-    if local.ip().is_unspecified() {
-        format!(":{}", local.port())
-    } else if local.is_ipv6() {
-        format!("[{}]:{}", local.ip(), local.port())
-    } else {
-        local.to_string()
-    }
-}
-
-pub async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => return std::future::pending().await,
-        };
-        tokio::select! {
-            _ = ctrl_c => {},
-            _ = term.recv() => {},
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
-}
+pub use portcullis_gateway::command::{advertised, login_grace, shutdown_signal};

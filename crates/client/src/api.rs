@@ -1,9 +1,6 @@
-//! The API client: device-signed requests over HTTP (loopback only) or TLS with a pinned
-//! certificate fingerprint.
+//! The device's API client: the server's routes, called over the signed, pinned link
+//! (`portcullis-link`), and its live subscription.
 
-use std::sync::Arc;
-
-use base64::Engine;
 use portcullis_crypto::identity::SigningIdentity;
 use portcullis_proto::{
     AccessChangeOutcome, AddGroupRequest, Decision, DeviceView, GroupView, KeyChallenge, KeyRegistrationFinish,
@@ -12,13 +9,13 @@ use portcullis_proto::{
 };
 use portcullis_proto::{
     AccessRequestView, AddGatewayRequest, AddGatewayResponse, AddTargetRequest, AddUserRequest, AddUserResponse,
-    ApiError, CertificateRequest, CertificateResponse, CreateAccessRequest, EnrollRequest, EnrollResponse,
-    GatewayEnrollRequest, GatewayEnrollResponse, GatewaySummary, HEADER_DEVICE, HEADER_NONCE, HEADER_SIGNATURE,
-    HEADER_TIME, LiveEvent, ReviewRequest, ServerEvent, SessionDetail, SessionSummary, TargetSummary,
-    UpdateTargetRequest, WhoAmI, request_signing_input,
+    CertificateRequest, CertificateResponse, CreateAccessRequest, EnrollRequest, EnrollResponse, GatewaySummary,
+    LiveEvent, ReviewRequest, ServerEvent, SessionDetail, SessionSummary, TargetSummary, UpdateTargetRequest, WhoAmI,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+
+pub use portcullis_link::{Link, LinkError, Pin, server_urls};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -48,6 +45,23 @@ pub enum ClientError {
     Gateway(String),
 }
 
+impl From<portcullis_localdb::LocalDbError> for ClientError {
+    fn from(e: portcullis_localdb::LocalDbError) -> Self {
+        ClientError::Local(e.0)
+    }
+}
+
+impl From<LinkError> for ClientError {
+    fn from(e: LinkError) -> Self {
+        match e {
+            LinkError::Api { status, code, message } => ClientError::Api { status, code, message },
+            LinkError::Unreachable { url, detail } => ClientError::Unreachable { url, detail },
+            LinkError::Input(m) => ClientError::Input(m),
+            LinkError::Local(m) => ClientError::Local(m),
+        }
+    }
+}
+
 impl ClientError {
     /// The server's machine-readable refusal code, if this is one.
     pub fn api_code(&self) -> Option<&str> {
@@ -64,29 +78,11 @@ impl ClientError {
 
 const LIVE_PATH: &str = "/v1/live";
 
-/// What the client trusts as the server's TLS certificate.
-#[derive(Clone, Debug)]
-pub enum Pin {
-    /// The full SHA-256 fingerprint (hex), pinned at enrolment.
-    Full(String),
-    /// The prefix carried by an enrolment code.
-    Prefix(String),
-}
-
-/// Cheap to clone: clones share the HTTP connection pool, the device key and which of the
-/// server's replicas answers now.
-///
-/// A server URL may be a comma-separated list of one server's replicas (they share one TLS
-/// certificate, so one pin holds for all). A call goes to the replica that answered last; when
-/// it cannot be reached the next is tried — for any call when the connection could not be made
-/// (nothing reached the server), for reads also when it timed out. A write whose answer was lost
-/// is not sent again: it may have happened, and the caller is told.
+/// The device's API: its routes over the signed [`Link`] (cheap to clone: clones share the
+/// link, its HTTP connections and which replica answers now).
 #[derive(Clone)]
 pub struct ApiClient {
-    bases: Arc<[reqwest::Url]>,
-    current: Arc<std::sync::atomic::AtomicUsize>,
-    http: reqwest::Client,
-    signer: Option<Arc<(String, SigningIdentity)>>,
+    link: Link,
 }
 
 /// What a live subscription yields.
@@ -101,61 +97,18 @@ pub enum LiveUpdate {
     Disconnected(String),
 }
 
-fn is_loopback_host(url: &reqwest::Url) -> bool {
-    match url.host() {
-        Some(url::Host::Domain(d)) => d == "localhost",
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    }
-}
-
 impl ApiClient {
     pub fn new(server_url: &str, pin: Pin) -> Result<Self, ClientError> {
-        let mut bases = Vec::new();
-        for url in server_urls(server_url) {
-            let base =
-                reqwest::Url::parse(url).map_err(|e| ClientError::Input(format!("invalid server URL {url:?}: {e}")))?;
-            match base.scheme() {
-                "https" => {}
-                "http" if is_loopback_host(&base) => {}
-                "http" => {
-                    return Err(ClientError::Input(format!(
-                        "refusing plain http to {url}: only loopback servers may use http; use https"
-                    )));
-                }
-                other => return Err(ClientError::Input(format!("unsupported URL scheme {other:?}"))),
-            }
-            bases.push(base);
-        }
-        if bases.is_empty() {
-            return Err(ClientError::Input("no server URL given".into()));
-        }
-        // reqwest builds a TLS stack even for http URLs; give it ring (already in the tree)
-        // as the process default. Failing means another provider is installed, which is fine.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let builder = reqwest::Client::builder()
-            .connect_timeout(std::time::Duration::from_secs(5))
-            .timeout(std::time::Duration::from_secs(120))
-            .no_proxy()
-            .user_agent(concat!("portcullis/", env!("CARGO_PKG_VERSION")));
-        let builder = if bases.iter().any(|b| b.scheme() == "https") {
-            builder.use_preconfigured_tls(pinned_tls_config(pin)?)
-        } else {
-            builder
-        };
-        let http = builder.build().map_err(|e| ClientError::Local(format!("HTTP client: {e}")))?;
-        Ok(Self { bases: bases.into(), current: Arc::default(), http, signer: None })
+        Ok(Self { link: Link::new(server_url, pin)? })
     }
 
     /// The replica calls go to now.
     pub fn server(&self) -> &reqwest::Url {
-        &self.bases[self.current.load(std::sync::atomic::Ordering::Relaxed) % self.bases.len()]
+        self.link.server()
     }
 
-    pub fn signed_by(mut self, device_id: String, key: SigningIdentity) -> Self {
-        self.signer = Some(Arc::new((device_id, key)));
-        self
+    pub fn signed_by(self, device_id: String, key: SigningIdentity) -> Self {
+        Self { link: self.link.signed_by(device_id, key) }
     }
 
     async fn call<B: Serialize, T: DeserializeOwned>(
@@ -164,8 +117,7 @@ impl ApiClient {
         path_and_query: &str,
         body: Option<&B>,
     ) -> Result<T, ClientError> {
-        let bytes = self.send(method, path_and_query, body).await?.bytes().await.map_err(|e| self.unreachable(e))?;
-        serde_json::from_slice(&bytes).map_err(|e| ClientError::Local(format!("unexpected server response: {e}")))
+        Ok(self.link.call(method, path_and_query, body).await?)
     }
 
     async fn send<B: Serialize>(
@@ -174,112 +126,11 @@ impl ApiClient {
         path_and_query: &str,
         body: Option<&B>,
     ) -> Result<reqwest::Response, ClientError> {
-        self.send_with(method, path_and_query, body, None).await
-    }
-
-    /// [`ApiClient::send`] with one more header (not signed: only `Last-Event-ID` uses it).
-    async fn send_with<B: Serialize>(
-        &self,
-        method: reqwest::Method,
-        path_and_query: &str,
-        body: Option<&B>,
-        extra: Option<(&'static str, &str)>,
-    ) -> Result<reqwest::Response, ClientError> {
-        let body = match body {
-            Some(b) => serde_json::to_vec(b).map_err(|e| ClientError::Local(e.to_string()))?,
-            None => Vec::new(),
-        };
-        // Signed once: the signature covers the path, not the host, so every replica checks it
-        // (and its nonce is spent once, whichever replica first receives it).
-        let first = self.bases[0]
-            .join(path_and_query)
-            .map_err(|e| ClientError::Input(format!("bad path {path_and_query}: {e}")))?;
-        let signed = self.signer.as_ref().map(|signer| {
-            let (device_id, key) = signer.as_ref();
-            let time = crate::now_secs();
-            let nonce = hex::encode(portcullis_crypto::random_bytes::<16>(&mut portcullis_crypto::OsRng));
-            let signed_path = match first.query() {
-                Some(q) => format!("{}?{}", first.path(), q),
-                None => first.path().to_string(),
-            };
-            let input = request_signing_input(method.as_str(), &signed_path, time, &nonce, &body);
-            let signature = base64::engine::general_purpose::STANDARD.encode(key.sign(&input));
-            (device_id.clone(), time, nonce, signature)
-        });
-        let start = self.current.load(std::sync::atomic::Ordering::Relaxed);
-        let mut last_error = None;
-        for step in 0..self.bases.len() {
-            let at = (start + step) % self.bases.len();
-            let url = self.bases[at]
-                .join(path_and_query)
-                .map_err(|e| ClientError::Input(format!("bad path {path_and_query}: {e}")))?;
-            let mut request = self.http.request(method.clone(), url);
-            if !body.is_empty() {
-                request = request.header(reqwest::header::CONTENT_TYPE, "application/json");
-            }
-            if let Some((name, value)) = extra {
-                request = request.header(name, value);
-            }
-            if let Some((device_id, time, nonce, signature)) = &signed {
-                request = request
-                    .header(HEADER_DEVICE, device_id)
-                    .header(HEADER_TIME, time.to_string())
-                    .header(HEADER_NONCE, nonce)
-                    .header(HEADER_SIGNATURE, signature);
-            }
-            // Live subscriptions stay open; everything else has the client's 120 s limit.
-            if path_and_query == LIVE_PATH {
-                request = request.timeout(std::time::Duration::from_secs(7 * 24 * 3600));
-            }
-            match request.body(body.clone()).send().await {
-                Ok(response) => {
-                    self.current.store(at, std::sync::atomic::Ordering::Relaxed);
-                    return self.answer(response).await;
-                }
-                // Nothing reached this replica, or a read that may be asked again: the next one.
-                Err(e) if e.is_connect() || (method == reqwest::Method::GET && e.is_timeout()) => {
-                    tracing::debug!(replica = %self.bases[at], error = %e, "server replica unreachable; trying the next");
-                    last_error = Some(self.unreachable_at(at, e));
-                }
-                Err(e) => return Err(self.unreachable_at(at, e)),
-            }
-        }
-        Err(last_error.unwrap_or_else(|| ClientError::Input("no server URL given".into())))
-    }
-
-    async fn answer(&self, response: reqwest::Response) -> Result<reqwest::Response, ClientError> {
-        let status = response.status();
-        if status.is_success() {
-            return Ok(response);
-        }
-        let text = response.text().await.unwrap_or_default();
-        Err(match serde_json::from_str::<ApiError>(&text) {
-            Ok(e) => ClientError::Api { status: status.as_u16(), code: e.code, message: e.message },
-            Err(_) => ClientError::Api {
-                status: status.as_u16(),
-                code: "http".into(),
-                message: format!("server answered {status}"),
-            },
-        })
+        Ok(self.link.send(method, path_and_query, body).await?)
     }
 
     fn unreachable(&self, e: reqwest::Error) -> ClientError {
-        self.unreachable_at(self.current.load(std::sync::atomic::Ordering::Relaxed) % self.bases.len(), e)
-    }
-
-    fn unreachable_at(&self, at: usize, e: reqwest::Error) -> ClientError {
-        let mut detail = e.to_string();
-        let mut source = std::error::Error::source(&e);
-        while let Some(s) = source {
-            detail = format!("{detail}: {s}");
-            source = s.source();
-        }
-        ClientError::Unreachable { url: self.bases[at].to_string(), detail }
-    }
-
-    /// A signed POST to `path` (the gateway's calls use it too).
-    pub async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, ClientError> {
-        self.call(reqwest::Method::POST, path, Some(body)).await
+        self.link.unreachable(e).into()
     }
 
     pub async fn enroll(&self, req: &EnrollRequest) -> Result<EnrollResponse, ClientError> {
@@ -438,10 +289,6 @@ impl ApiClient {
         self.call(reqwest::Method::POST, "/v1/certificates", Some(req)).await
     }
 
-    pub async fn gateway_enroll(&self, req: &GatewayEnrollRequest) -> Result<GatewayEnrollResponse, ClientError> {
-        self.call(reqwest::Method::POST, "/v1/gateway/enroll", Some(req)).await
-    }
-
     pub async fn add_gateway(&self, req: &AddGatewayRequest) -> Result<AddGatewayResponse, ClientError> {
         self.call(reqwest::Method::POST, "/v1/gateways", Some(req)).await
     }
@@ -461,7 +308,7 @@ impl ApiClient {
     }
 
     pub async fn session_detail(&self, session_id: &str) -> Result<SessionDetail, ClientError> {
-        check_session_id(session_id)?;
+        check_id(session_id, "session")?;
         self.call::<(), _>(reqwest::Method::GET, &format!("/v1/audit/sessions/{session_id}"), None).await
     }
 
@@ -486,7 +333,10 @@ impl ApiClient {
         use eventsource_stream::Eventsource;
         use futures_util::StreamExt;
         let extra = after.map(|id| ("last-event-id", id));
-        let response = self.send_with::<()>(reqwest::Method::GET, LIVE_PATH, None, extra).await?;
+        let response = self
+            .link
+            .send_with::<()>(reqwest::Method::GET, LIVE_PATH, None, extra, Some(portcullis_link::LONG_LIVED))
+            .await?;
         Ok(response.bytes_stream().eventsource().filter_map(|item| {
             std::future::ready(match item {
                 Ok(event) if event.event == "ready" => Some(Ok((None, LiveUpdate::Connected))),
@@ -574,92 +424,16 @@ impl ApiClient {
 
     /// A session's offline-verifiable bundle.
     pub async fn session_bundle(&self, session_id: &str) -> Result<portcullis_tlog::bundle::Bundle, ClientError> {
-        check_session_id(session_id)?;
+        check_id(session_id, "session")?;
         self.call::<(), _>(reqwest::Method::GET, &format!("/v1/audit/sessions/{session_id}/bundle"), None).await
     }
 
     /// The session as asciicast v2 text.
     pub async fn export_cast(&self, session_id: &str) -> Result<String, ClientError> {
-        check_session_id(session_id)?;
+        check_id(session_id, "session")?;
         let response =
             self.send::<()>(reqwest::Method::GET, &format!("/v1/audit/sessions/{session_id}/cast"), None).await?;
         response.text().await.map_err(|e| self.unreachable(e))
-    }
-}
-
-fn check_session_id(id: &str) -> Result<(), ClientError> {
-    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
-        return Err(ClientError::Input(format!("{id:?} is not a session id")));
-    }
-    Ok(())
-}
-
-/// rustls configuration that trusts exactly the pinned certificate.
-/// The URLs of a server value: one URL, or a comma-separated list of its replicas.
-pub fn server_urls(value: &str) -> impl Iterator<Item = &str> {
-    value.split(',').map(|u| u.trim().trim_end_matches('/')).filter(|u| !u.is_empty())
-}
-
-fn pinned_tls_config(pin: Pin) -> Result<rustls::ClientConfig, ClientError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = Arc::new(PinnedCertVerifier { pin, provider: provider.clone() });
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| ClientError::Local(format!("TLS configuration: {e}")))?
-        .dangerous()
-        .with_custom_certificate_verifier(verifier)
-        .with_no_client_auth())
-}
-
-#[derive(Debug)]
-struct PinnedCertVerifier {
-    pin: Pin,
-    provider: Arc<rustls::crypto::CryptoProvider>,
-}
-
-impl rustls::client::danger::ServerCertVerifier for PinnedCertVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &rustls::pki_types::CertificateDer<'_>,
-        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
-        _server_name: &rustls::pki_types::ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        let fingerprint = portcullis_crypto::sha256_hex(end_entity.as_ref());
-        let ok = match &self.pin {
-            Pin::Full(expected) => portcullis_crypto::constant_time_eq(fingerprint.as_bytes(), expected.as_bytes()),
-            Pin::Prefix(prefix) => fingerprint.starts_with(prefix.as_str()),
-        };
-        if ok {
-            Ok(rustls::client::danger::ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::General(format!(
-                "server certificate {fingerprint} does not match the pinned fingerprint"
-            )))
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
     }
 }
 

@@ -4,20 +4,19 @@
 //!   one-time code, pins the server (TLS fingerprint, signing and sealing keys) and stores the
 //!   private keys encrypted under the device's local key (OS keyring or passphrase).
 //! * [`Device::open`] unlocks an enrolled device; [`Device::api`] is the signed API client.
-//! * The local database ([`localdb`]) holds the device's private keys encrypted (and, for a
-//!   gateway process that uses this crate, its record log).
+//! * The local database (`portcullis-localdb`, without its record log) holds the device's
+//!   private keys encrypted.
 //! * [`ssh`] runs a session through the gateway with a short-lived certificate the server
 //!   issues for an ephemeral key; [`sshconfig`] writes an OpenSSH config so the user's own
 //!   `ssh`, `scp`, `sftp` and `rsync` do the same.
 //!
-//! Contract: no Tauri, no GUI, no terminal handling. Depends on crypto, proto, keystore, sqlx,
-//! reqwest (rustls), russh (the client side only). **Architecture Invariant:** no credential
+//! Contract: no Tauri, no GUI, no terminal handling. Depends on crypto, proto, keystore, localdb,
+//! link (signed HTTPS), russh (the client side only). **Architecture Invariant:** no credential
 //! ever reaches this crate: no API answers a device with one, and nothing here could use one
 //! (it has no code that talks to a target).
 
 pub mod api;
 mod config;
-pub mod localdb;
 pub mod security_key;
 pub mod ssh;
 pub mod sshconfig;
@@ -121,7 +120,7 @@ impl Device {
             passphrases,
             &mut OsRng,
         )?;
-        let db = localdb::LocalDb::open(&home.join(paths::DATABASE)).await?;
+        let db = portcullis_localdb::LocalDb::open(&home.join(paths::DATABASE)).await?;
         db.put_secret(&local_key, "signing_key", signing.to_secret_bytes().expose_secret()).await?;
         db.put_secret(&local_key, "sealing_key", sealing.to_secret_bytes().expose_secret()).await?;
         let config = DeviceConfig {
@@ -166,7 +165,7 @@ impl Device {
         }
         let (local_key, key_store) =
             portcullis_keystore::unlock(&home.join(paths::LOCAL_KEY), "device-local", passphrases)?;
-        let db = localdb::LocalDb::open(&home.join(paths::DATABASE)).await?;
+        let db = portcullis_localdb::LocalDb::open(&home.join(paths::DATABASE)).await?;
         let signing = SigningIdentity::from_secret_bytes(db.secret(&local_key, "signing_key").await?.expose_secret())?;
         drop(db);
         let api = ApiClient::new(&config.server_url, api::Pin::Full(config.server.tls_fingerprint.clone()))?.signed_by(

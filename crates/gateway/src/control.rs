@@ -1,15 +1,21 @@
-//! The gateway's link to the control server: authorise a connection (and receive the target's
-//! credential for it), upload records, report where it listens. In-process for the embedded
-//! gateway; signed HTTPS with the gateway's own key for a gateway process near the targets.
+//! The gateway's link to the control server, as an interface the gateway owns: authorise a
+//! connection (and receive the target's credential for it), upload records, ask whether grants
+//! still stand, report where it listens. [`RemoteControl`] is signed HTTPS with the gateway's
+//! own key, for a gateway process near the targets; the embedded gateway's in-process
+//! implementation lives where server and gateway meet (`portcullis-embedded`), so this crate
+//! never depends on the server.
 
-use portcullis_client::{ApiClient, ClientError};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
 use portcullis_crypto::SecretBytes;
 use portcullis_crypto::identity::SealingIdentity;
+use portcullis_link::{Link, LinkError};
 use portcullis_proto::{
     AuthorizedSession, GatewayHeartbeat, GrantStandingRequest, GrantStandingResponse, INFO_GATEWAY_CREDENTIAL,
     SessionAuthorizationRequest, SessionTicket, UploadAck, UploadBatch,
 };
-use portcullis_server::{Server, ServerError};
 
 /// Why the control server could not be used.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -29,83 +35,67 @@ pub enum ControlError {
 /// A connection the control server allowed (the credential to broker it travels beside it).
 pub type Authorized = AuthorizedSession;
 
-pub enum ControlPlane {
-    /// The gateway runs inside the control server's process.
-    Embedded { server: Server, gateway_id: String },
-    /// A gateway process: signed calls with its key; credentials arrive sealed to `sealing`.
-    Remote { api: ApiClient, sealing: SealingIdentity },
-}
+/// What a call to the control plane returns.
+pub type ControlFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, ControlError>> + Send + 'a>>;
 
-fn from_server(e: ServerError) -> ControlError {
-    match e {
-        ServerError::Refused(_, message)
-        | ServerError::Forbidden(message)
-        | ServerError::NotFound(message)
-        | ServerError::StoreUnavailable(message) => ControlError::Refused(message),
-        ServerError::Unauthorized(message) if message.contains(portcullis_proto::GATEWAY_REVOKED) => {
-            ControlError::NotTrusted(message)
-        }
-        other => ControlError::Failed(other.to_string()),
-    }
-}
-
-fn from_client(e: ClientError) -> ControlError {
-    match e {
-        ClientError::Unreachable { detail, .. } => ControlError::Unreachable(detail),
-        ClientError::Api { status: 403 | 404 | 503, message, .. } => ControlError::Refused(message),
-        ClientError::Api { status: 401, message, .. } if message.contains(portcullis_proto::GATEWAY_REVOKED) => {
-            ControlError::NotTrusted(message)
-        }
-        other => ControlError::Failed(other.to_string()),
-    }
-}
-
-impl ControlPlane {
-    pub async fn authorize(
-        &self,
-        req: &SessionAuthorizationRequest,
-    ) -> Result<(Authorized, SecretBytes), ControlError> {
-        match self {
-            ControlPlane::Embedded { server, gateway_id } => {
-                let a = server.authorize_session(gateway_id, req).await.map_err(from_server)?;
-                Ok((a.session, a.credential))
-            }
-            ControlPlane::Remote { api, sealing } => {
-                let t: SessionTicket = api.post("/v1/gateway/sessions", req).await.map_err(from_client)?;
-                let credential =
-                    sealing
-                        .open(&t.credential, INFO_GATEWAY_CREDENTIAL, t.session.ticket_id.as_bytes())
-                        .map_err(|_| ControlError::Failed("the credential was not sealed to this gateway".into()))?;
-                Ok((t.session, credential))
-            }
-        }
-    }
-
-    pub async fn upload(&self, batch: &UploadBatch) -> Result<UploadAck, ControlError> {
-        match self {
-            ControlPlane::Embedded { server, gateway_id } => {
-                server.ingest_records(gateway_id, batch).await.map_err(from_server)
-            }
-            ControlPlane::Remote { api, .. } => api.post("/v1/gateway/records", batch).await.map_err(from_client),
-        }
-    }
-
+/// Everything a gateway asks of the control server. Implementations decide nothing themselves:
+/// the control server does; they carry the question and its answer.
+pub trait ControlPlane: Send + Sync + 'static {
+    /// May this connection open a session? If so, the target's credential for it.
+    fn authorize<'a>(&'a self, req: &'a SessionAuthorizationRequest) -> ControlFuture<'a, (Authorized, SecretBytes)>;
+    /// One batch of the record log; the answer says how far it is stored.
+    fn upload<'a>(&'a self, batch: &'a UploadBatch) -> ControlFuture<'a, UploadAck>;
     /// Which grants behind running sessions no longer hold.
-    pub async fn grant_standing(&self, req: &GrantStandingRequest) -> Result<GrantStandingResponse, ControlError> {
-        match self {
-            ControlPlane::Embedded { server, .. } => server.grant_standing(req).await.map_err(from_server),
-            ControlPlane::Remote { api, .. } => api.post("/v1/gateway/standing", req).await.map_err(from_client),
+    fn grant_standing<'a>(&'a self, req: &'a GrantStandingRequest) -> ControlFuture<'a, GrantStandingResponse>;
+    /// Where the gateway listens and how far behind its uploads are.
+    fn heartbeat<'a>(&'a self, beat: &'a GatewayHeartbeat) -> ControlFuture<'a, ()>;
+    /// A signal raised the moment a grant may have been revoked, when the control plane can
+    /// give one (in-process); otherwise grants are polled.
+    fn revocations(&self) -> Option<Arc<tokio::sync::Notify>> {
+        None
+    }
+}
+
+/// A gateway process: signed calls with its key; credentials arrive sealed to `sealing`.
+pub struct RemoteControl {
+    pub link: Link,
+    pub sealing: SealingIdentity,
+}
+
+fn from_link(e: LinkError) -> ControlError {
+    match e {
+        LinkError::Unreachable { detail, .. } => ControlError::Unreachable(detail),
+        LinkError::Api { status: 403 | 404 | 503, message, .. } => ControlError::Refused(message),
+        LinkError::Api { status: 401, message, .. } if message.contains(portcullis_proto::GATEWAY_REVOKED) => {
+            ControlError::NotTrusted(message)
         }
+        other => ControlError::Failed(other.to_string()),
+    }
+}
+
+impl ControlPlane for RemoteControl {
+    fn authorize<'a>(&'a self, req: &'a SessionAuthorizationRequest) -> ControlFuture<'a, (Authorized, SecretBytes)> {
+        Box::pin(async move {
+            let t: SessionTicket = self.link.post("/v1/gateway/sessions", req).await.map_err(from_link)?;
+            let credential = self
+                .sealing
+                .open(&t.credential, INFO_GATEWAY_CREDENTIAL, t.session.ticket_id.as_bytes())
+                .map_err(|_| ControlError::Failed("the credential was not sealed to this gateway".into()))?;
+            Ok((t.session, credential))
+        })
     }
 
-    pub async fn heartbeat(&self, beat: &GatewayHeartbeat) -> Result<(), ControlError> {
-        match self {
-            ControlPlane::Embedded { server, gateway_id } => {
-                server.gateway_heartbeat(gateway_id, beat).await.map_err(from_server)
-            }
-            ControlPlane::Remote { api, .. } => {
-                api.post::<_, serde_json::Value>("/v1/gateway/heartbeat", beat).await.map(|_| ()).map_err(from_client)
-            }
-        }
+    fn upload<'a>(&'a self, batch: &'a UploadBatch) -> ControlFuture<'a, UploadAck> {
+        Box::pin(async move { self.link.post("/v1/gateway/records", batch).await.map_err(from_link) })
+    }
+
+    fn grant_standing<'a>(&'a self, req: &'a GrantStandingRequest) -> ControlFuture<'a, GrantStandingResponse> {
+        Box::pin(async move { self.link.post("/v1/gateway/standing", req).await.map_err(from_link) })
+    }
+
+    fn heartbeat<'a>(&'a self, beat: &'a GatewayHeartbeat) -> ControlFuture<'a, ()> {
+        Box::pin(async move {
+            self.link.post::<_, serde_json::Value>("/v1/gateway/heartbeat", beat).await.map(|_| ()).map_err(from_link)
+        })
     }
 }

@@ -12,13 +12,16 @@
 //!   encrypted record log ([`log`]) before it reaches the target, and uploaded continuously. A
 //!   session that cannot be recorded does not run.
 //!
-//! Contract: depends on crypto, proto, server (the user-CA checks and the in-process control
-//! plane of the embedded gateway), client (signed API client and the encrypted local database),
-//! russh and russh-sftp. Nothing here prints, logs or serialises a credential.
+//! Contract: depends on crypto, proto, tlog, sshcert (the user-certificate checks), guard
+//! (listener limits), link (signed HTTPS to the control server), localdb (the encrypted record
+//! log), russh and russh-sftp — never on the server or the client: it owns its control-plane
+//! interface ([`ControlPlane`]), and the embedded gateway's in-process implementation is glue
+//! (`portcullis-embedded`). Nothing here prints, logs or serialises a credential.
 //! **Architecture Invariant:** the client crate never depends on this one: a user's device has
 //! no code path that could use a target credential.
 
 pub mod bridge;
+pub mod command;
 pub mod control;
 pub mod identity;
 pub mod log;
@@ -39,7 +42,7 @@ use russh::keys::ssh_key::Fingerprint;
 use russh::keys::{Algorithm, HashAlg, PrivateKey, PublicKey};
 use russh::{MethodKind, MethodSet, Preferred, SshId, cipher, compression, kex};
 
-pub use control::{Authorized, ControlError, ControlPlane};
+pub use control::{Authorized, ControlError, ControlFuture, ControlPlane, RemoteControl};
 pub use log::RecordLog;
 
 /// Who the gateway is.
@@ -71,13 +74,13 @@ impl Default for SshLimits {
 
 pub struct Inner {
     pub(crate) config: GatewayConfig,
-    pub(crate) control: Arc<ControlPlane>,
+    pub(crate) control: Arc<dyn ControlPlane>,
     pub(crate) log: Arc<RecordLog>,
     pub(crate) ca_fingerprint: Fingerprint,
     /// Whether the grants behind running sessions still hold.
     pub(crate) standing: Arc<standing::Standing>,
     /// Refusals before authentication, counted per source: recorded in aggregate.
-    pub(crate) refusals: portcullis_server::limits::FailureLimiter,
+    pub(crate) refusals: portcullis_guard::failures::FailureLimiter,
 }
 
 /// The algorithms offered to users: the post-quantum hybrid ML-KEM-768 + X25519 key exchange
@@ -122,24 +125,8 @@ impl Drop for RunningGateway {
 }
 
 impl Gateway {
-    /// The gateway inside a control server's process (`server run`, the standalone desktop
-    /// app); its record log lives in the server's data directory.
-    pub async fn embedded(server: &portcullis_server::Server) -> Result<Self, String> {
-        let identity = server.embedded_gateway().await.map_err(|e| e.to_string())?;
-        let db = portcullis_client::localdb::LocalDb::open(&server.data_dir().join("gateway.db"))
-            .await
-            .map_err(|e| e.to_string())?;
-        let log = RecordLog::open(db, identity.local_key, &identity.id, identity.signing, identity.server_key).await?;
-        let config = GatewayConfig {
-            id: identity.id.clone(),
-            name: identity.name,
-            host_key: identity.host_key,
-            user_ca: identity.user_ca,
-        };
-        Ok(Self::new(config, ControlPlane::Embedded { server: server.clone(), gateway_id: identity.id }, log))
-    }
-
-    pub fn new(config: GatewayConfig, control: ControlPlane, log: RecordLog) -> Self {
+    /// A gateway asking `control`, recording into `log`.
+    pub fn new(config: GatewayConfig, control: impl ControlPlane, log: RecordLog) -> Self {
         let ssh = russh::server::Config {
             server_id: SshId::Standard(Cow::Borrowed("SSH-2.0-Portcullis_gateway")),
             methods: MethodSet::from(&[MethodKind::PublicKey, MethodKind::KeyboardInteractive][..]),
@@ -195,21 +182,18 @@ impl Gateway {
             advertise,
             self.host_key_openssh(),
         ));
-        let wake = match self.inner.control.as_ref() {
-            ControlPlane::Embedded { server, .. } => Some(server.revocations()),
-            ControlPlane::Remote { .. } => None,
-        };
+        let wake = self.inner.control.revocations();
         let standing =
             tokio::spawn(standing::check_forever(self.inner.standing.clone(), self.inner.control.clone(), wake));
         let inner = self.inner.clone();
         let ssh = self.ssh.clone();
         let limits = self.limits;
         let serve = tokio::spawn(async move {
-            let connections = portcullis_server::listen::Connections::default();
-            let mut refusals = portcullis_server::listen::RefusalLog::default();
+            let connections = portcullis_guard::connections::Connections::default();
+            let mut refusals = portcullis_guard::connections::RefusalLog::default();
             let mut backoff = Duration::ZERO;
             loop {
-                let (stream, peer) = portcullis_server::listen::accept(&listener, &mut backoff).await;
+                let (stream, peer) = portcullis_guard::connections::accept(&listener, &mut backoff).await;
                 let slot = match connections.admit(peer.ip(), limits.total, limits.per_source) {
                     Ok(slot) => slot,
                     Err(why) => {

@@ -8,10 +8,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use portcullis_client::ClientError;
-use portcullis_client::localdb::{LocalDb, LogWriter, Pending};
 use portcullis_crypto::SymmetricKey;
 use portcullis_crypto::identity::SigningIdentity;
+use portcullis_localdb::LocalDb;
+use portcullis_localdb::records::{LogWriter, Pending};
 use portcullis_proto::{AuditPayload, GatewayHeartbeat, UploadBatch, UploadRecord};
 use tokio::sync::Notify;
 
@@ -198,8 +198,8 @@ impl RecordLog {
     /// a checkpoint. With `announce`, tells the server the log's checkpoint even when nothing
     /// is pending (at start: a server restored from a backup, or a log restored from one, is
     /// noticed at once).
-    pub async fn sync_once(&self, control: &ControlPlane, announce: bool) -> Result<SyncReport, ControlError> {
-        let local = |e: ClientError| ControlError::Failed(format!("record log: {e}"));
+    pub async fn sync_once(&self, control: &dyn ControlPlane, announce: bool) -> Result<SyncReport, ControlError> {
+        let local = |e: portcullis_localdb::LocalDbError| ControlError::Failed(format!("record log: {e}"));
         let mut report = SyncReport::default();
         let mut announce = announce;
         let mut resends = 0;
@@ -294,7 +294,7 @@ impl RecordSink for Arc<RecordLog> {
 /// Uploads new records within moments of their writing (and retries with backoff while the
 /// control server is away), and tells the server where the gateway listens and how far behind
 /// it is, every few seconds.
-pub async fn sync_forever(log: Arc<RecordLog>, control: Arc<ControlPlane>, address: String, host_key: String) {
+pub async fn sync_forever(log: Arc<RecordLog>, control: Arc<dyn ControlPlane>, address: String, host_key: String) {
     let mut backoff = Duration::from_secs(1);
     let mut last_beat = None::<tokio::time::Instant>;
     let mut announced = false;
@@ -302,7 +302,7 @@ pub async fn sync_forever(log: Arc<RecordLog>, control: Arc<ControlPlane>, addre
         // Tell the server the log's checkpoint at start and with every heartbeat, even with
         // nothing to send: a server restored from a backup learns at once what it is missing.
         let announce = !announced || last_beat.is_none_or(|t| t.elapsed() >= Duration::from_secs(10));
-        let synced = log.sync_once(&control, announce).await;
+        let synced = log.sync_once(control.as_ref(), announce).await;
         if synced.is_ok() {
             announced = true;
         }

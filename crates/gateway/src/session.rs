@@ -399,8 +399,7 @@ impl Handler for Connection {
     async fn auth_openssh_certificate(&mut self, user: &str, certificate: &Certificate) -> Result<Auth, Self::Error> {
         let now = crate::now_f64() as u64;
         self.user = certificate.valid_principals().first().cloned();
-        if let Err(e) = portcullis_server::user_ca::check_user_certificate(certificate, &self.inner.ca_fingerprint, now)
-        {
+        if let Err(e) = portcullis_sshcert::check_user_certificate(certificate, &self.inner.ca_fingerprint, now) {
             return Ok(self.reject_with_reason(e.to_string()));
         }
         self.certified = true;
@@ -460,7 +459,7 @@ impl Handler for Connection {
                 // (the 1st, 8th, 16th… in the hour, with the count), within an hourly budget.
                 let source = self.peer_ip.unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
                 let now = now_f64() as i64;
-                if let portcullis_server::limits::Failure::Record { attempts, .. } =
+                if let portcullis_guard::failures::Failure::Record { attempts, .. } =
                     self.inner.refusals.failed("ssh_auth", source, now)
                 {
                     self.refused_counting("certificate", Some(user.to_string()), reason.clone(), Some(attempts)).await;

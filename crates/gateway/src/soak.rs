@@ -140,7 +140,7 @@ pub async fn run(gateway: Gateway, plan: Plan) -> Result<(), String> {
     // and upload until nothing is pending.
     sync.abort();
     loop {
-        match log.sync_once(&gateway.inner.control, true).await {
+        match log.sync_once(gateway.inner.control.as_ref(), true).await {
             Ok(report) if report.pending == 0 => return Ok(()),
             Ok(_) => {}
             Err(e) => {

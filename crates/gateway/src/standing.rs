@@ -56,7 +56,7 @@ impl Standing {
 
 /// Checks the followed grants forever; `wake` (the embedded server's revocation signal)
 /// triggers a check at once.
-pub async fn check_forever(standing: Arc<Standing>, control: Arc<ControlPlane>, wake: Option<Arc<Notify>>) {
+pub async fn check_forever(standing: Arc<Standing>, control: Arc<dyn ControlPlane>, wake: Option<Arc<Notify>>) {
     loop {
         let pause = tokio::time::sleep(CHECK_EVERY);
         match &wake {

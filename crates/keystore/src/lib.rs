@@ -10,6 +10,9 @@
 //! one key file it is given. Passphrases come from a [`PassphraseSource`] the shell supplies
 //! (terminal, environment, GUI dialog); they are never taken from command-line arguments.
 
+#[cfg(feature = "terminal")]
+pub mod terminal;
+
 use std::path::Path;
 
 use portcullis_crypto::passphrase::{self, KdfParams, PassphraseWrappedKey};

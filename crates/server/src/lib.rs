@@ -26,13 +26,13 @@ pub mod clock;
 mod duties;
 mod error;
 pub mod init;
-pub mod limits;
+pub use portcullis_guard::failures as limits;
 pub mod listen;
 pub mod live;
 pub mod metrics;
 mod policy;
 pub mod tls;
-pub mod user_ca;
+pub use portcullis_sshcert as user_ca;
 pub mod webauthn;
 
 pub(crate) use portcullis_store as store;

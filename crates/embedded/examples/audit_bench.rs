@@ -17,10 +17,11 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use portcullis_client::localdb::{LocalDb, LogWriter};
 use portcullis_crypto::identity::SigningIdentity;
 use portcullis_crypto::{OsRng, SymmetricKey};
 use portcullis_keystore::{FixedPassphrase, Preference};
+use portcullis_localdb::LocalDb;
+use portcullis_localdb::records::LogWriter;
 use portcullis_proto::{AuditPayload, SessionChunk, UploadBatch, UploadRecord};
 use portcullis_server::{InitOptions, Server, SystemClock};
 use sqlx::Connection;

@@ -1,23 +1,12 @@
-//! The local database of a device or gateway (SQLite, WAL): private keys and the writer's
-//! audit log, encrypted under the local key with associated data that binds each value to its
-//! row. The log is a Merkle log: every record has a leaf, every append a signed checkpoint.
-
-use std::path::Path;
-use std::str::FromStr;
+//! The writer's audit log in the local database (a gateway's): records sealed under the local
+//! key with associated data that binds each to its sequence number, as a Merkle log — every
+//! record has a leaf, every append a signed checkpoint.
 
 use portcullis_crypto::identity::SigningIdentity;
-use portcullis_crypto::{Aad, OsRng, SecretBytes, SymmetricKey};
+use portcullis_crypto::{Aad, OsRng, SymmetricKey};
 use portcullis_proto::AuditPayload;
-use sqlx::SqlitePool;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
-use crate::ClientError;
-
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/client");
-
-pub struct LocalDb {
-    pool: SqlitePool,
-}
+use crate::{LocalDb, LocalDbError, db_err};
 
 fn record_aad(device_id: &str, seq: u64) -> Aad {
     Aad::for_field("records", &format!("{device_id}/{seq}"), 1, "payload")
@@ -33,11 +22,11 @@ fn with_record_key<T>(local: &SymmetricKey, seq: u64, f: impl FnOnce(&SymmetricK
     }
 }
 
-fn open_record(key: &SymmetricKey, writer_id: &str, seq: u64, ct: &[u8]) -> Result<String, ClientError> {
+fn open_record(key: &SymmetricKey, writer_id: &str, seq: u64, ct: &[u8]) -> Result<String, LocalDbError> {
     let plain = with_record_key(key, seq, |k| k.open(ct, &record_aad(writer_id, seq)))
-        .map_err(|_| ClientError::Local(format!("local record {seq} fails verification (tampered or moved)")))?;
+        .map_err(|_| LocalDbError(format!("local record {seq} fails verification (tampered or moved)")))?;
     String::from_utf8(plain.expose_secret().clone())
-        .map_err(|_| ClientError::Local(format!("local record {seq} is not UTF-8")))
+        .map_err(|_| LocalDbError(format!("local record {seq} is not UTF-8")))
 }
 
 /// The leaf of a record whose plaintext is gone: over its ciphertext, so it is still one value.
@@ -45,7 +34,7 @@ fn lost_leaf(writer_id: &str, seq: u64, ct: &[u8]) -> portcullis_tlog::Hash {
     portcullis_tlog::leaf_hash(writer_id, seq, "lost", None, &portcullis_crypto::sha256(ct))
 }
 
-async fn latest_frontier(conn: &mut sqlx::SqliteConnection) -> Result<portcullis_tlog::Frontier, ClientError> {
+async fn latest_frontier(conn: &mut sqlx::SqliteConnection) -> Result<portcullis_tlog::Frontier, LocalDbError> {
     let row: Option<(i64, Vec<u8>)> =
         sqlx::query_as("SELECT size, frontier FROM log_checkpoints ORDER BY size DESC LIMIT 1")
             .fetch_optional(&mut *conn)
@@ -53,7 +42,7 @@ async fn latest_frontier(conn: &mut sqlx::SqliteConnection) -> Result<portcullis
             .map_err(db_err)?;
     match row {
         Some((size, bytes)) => portcullis_tlog::Frontier::from_bytes(size as u64, &bytes)
-            .map_err(|e| ClientError::Local(format!("the local log's checkpoint: {e}"))),
+            .map_err(|e| LocalDbError(format!("the local log's checkpoint: {e}"))),
         None => Ok(portcullis_tlog::Frontier::new()),
     }
 }
@@ -62,9 +51,9 @@ async fn insert_checkpoint(
     conn: &mut sqlx::SqliteConnection,
     w: &LogWriter<'_>,
     frontier: &portcullis_tlog::Frontier,
-) -> Result<(), ClientError> {
+) -> Result<(), LocalDbError> {
     let note = portcullis_tlog::sign_checkpoint(w.writer_id, frontier.size(), frontier.root(), w.signer)
-        .map_err(|e| ClientError::Local(e.to_string()))?;
+        .map_err(|e| LocalDbError(e.to_string()))?;
     sqlx::query("INSERT OR REPLACE INTO log_checkpoints (size, note, frontier) VALUES (?, ?, ?)")
         .bind(frontier.size() as i64)
         .bind(note)
@@ -97,61 +86,11 @@ pub enum Pending {
     },
 }
 
-fn secret_aad(name: &str) -> Aad {
-    Aad::for_field("device_secrets", name, 1, "ciphertext")
-}
-
-fn db_err(e: sqlx::Error) -> ClientError {
-    ClientError::Local(format!("local database: {e}"))
-}
-
 impl LocalDb {
-    pub async fn open(path: &Path) -> Result<Self, ClientError> {
-        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
-            .map_err(db_err)?
-            .create_if_missing(true)
-            // New databases: 16 KiB pages. A bulk session's records are chunks of tens of KiB
-            // (measured: 256 MiB of exec input costs the gateway ~20% less CPU than with 4 KiB
-            // pages); larger pages made each small append (a keystroke chunk a second) write
-            // too much WAL. The WAL is checkpointed at 4 MiB, as with SQLite's default.
-            .page_size(16 * 1024)
-            .pragma("wal_autocheckpoint", "256")
-            .journal_mode(SqliteJournalMode::Wal)
-            // Full: a record the recorder wrote survives a crash of the machine, not just the app.
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(std::time::Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await.map_err(db_err)?;
-        MIGRATOR.run(&pool).await.map_err(|e| ClientError::Local(format!("local database migration: {e}")))?;
-        Ok(Self { pool })
-    }
-
-    pub async fn put_secret(&self, key: &SymmetricKey, name: &str, value: &[u8]) -> Result<(), ClientError> {
-        let ct = key.seal(&mut OsRng, value, &secret_aad(name))?;
-        sqlx::query("INSERT INTO device_secrets (name, ciphertext) VALUES (?, ?)")
-            .bind(name)
-            .bind(ct)
-            .execute(&self.pool)
-            .await
-            .map_err(db_err)?;
-        Ok(())
-    }
-
-    pub async fn secret(&self, key: &SymmetricKey, name: &str) -> Result<SecretBytes, ClientError> {
-        let ct: Vec<u8> = sqlx::query_scalar("SELECT ciphertext FROM device_secrets WHERE name = ?")
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err)?
-            .ok_or_else(|| ClientError::Local(format!("device secret {name} is missing")))?;
-        key.open(&ct, &secret_aad(name)).map_err(|_| {
-            ClientError::Local(format!("device secret {name} does not decrypt: wrong key or tampered database"))
-        })
-    }
-
     /// Appends `payloads` (record JSON, in order) in one transaction — one durable write for
     /// the lot — as leaves of the writer's Merkle log, and signs a checkpoint at the new size in
     /// the same transaction. Returns the sequence number of the last one.
-    pub async fn append_records(&self, w: &LogWriter<'_>, payloads: &[&str], now: f64) -> Result<u64, ClientError> {
+    pub async fn append_records(&self, w: &LogWriter<'_>, payloads: &[&str], now: f64) -> Result<u64, LocalDbError> {
         // Several processes of one writer append concurrently: take SQLite's write lock before
         // reading the log's size, so no two records share a sequence number.
         let mut conn = self.pool.acquire().await.map_err(db_err)?;
@@ -161,7 +100,7 @@ impl LocalDb {
             let last: Option<i64> =
                 sqlx::query_scalar("SELECT MAX(seq) FROM records").fetch_one(&mut *conn).await.map_err(db_err)?;
             if last.unwrap_or(0) as u64 != frontier.size() {
-                return Err(ClientError::Local(format!(
+                return Err(LocalDbError(format!(
                     "the local log holds {} records but its last checkpoint covers {}",
                     last.unwrap_or(0),
                     frontier.size()
@@ -172,11 +111,11 @@ impl LocalDb {
             for payload in payloads {
                 seq += 1;
                 let (leaf, head) = portcullis_tlog::leaf_of(w.writer_id, seq, payload.as_bytes())
-                    .map_err(|e| ClientError::Local(format!("record {seq}: {e}")))?;
+                    .map_err(|e| LocalDbError(format!("record {seq}: {e}")))?;
                 let ct = with_record_key(w.key, seq, |k| {
                     k.seal(&mut OsRng, payload.as_bytes(), &record_aad(w.writer_id, seq))
                 })?;
-                frontier.append(leaf).map_err(|e| ClientError::Local(e.to_string()))?;
+                frontier.append(leaf).map_err(|e| LocalDbError(e.to_string()))?;
                 rows.push((seq, head.kind, ct, leaf));
             }
             // One statement per 64 records (a whole append from the gateway): each statement is
@@ -191,7 +130,7 @@ impl LocalDb {
                 insert.execute(&mut *conn).await.map_err(db_err)?;
             }
             insert_checkpoint(&mut conn, w, &frontier).await?;
-            Ok::<u64, ClientError>(seq)
+            Ok::<u64, LocalDbError>(seq)
         }
         .await;
         let end = if appended.is_ok() { "COMMIT" } else { "ROLLBACK" };
@@ -204,7 +143,7 @@ impl LocalDb {
     /// Records written before logs were Merkle logs get their leaves, and the log its first
     /// checkpoint. A record that no longer decrypts gets a leaf over its ciphertext (kind
     /// `lost`), so it is reported instead of stopping the log. Returns how many were upgraded.
-    pub async fn upgrade_log(&self, w: &LogWriter<'_>) -> Result<u64, ClientError> {
+    pub async fn upgrade_log(&self, w: &LogWriter<'_>) -> Result<u64, LocalDbError> {
         let mut conn = self.pool.acquire().await.map_err(db_err)?;
         sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await.map_err(db_err)?;
         let upgraded = async {
@@ -224,7 +163,7 @@ impl LocalDb {
             for (seq, ct, leaf) in rows {
                 let seq = seq as u64;
                 if seq != frontier.size() + 1 {
-                    return Err(ClientError::Local(format!("the local log misses record {}", frontier.size() + 1)));
+                    return Err(LocalDbError(format!("the local log misses record {}", frontier.size() + 1)));
                 }
                 let leaf = match leaf.and_then(|l| <[u8; 32]>::try_from(l).ok()) {
                     Some(l) => portcullis_tlog::Hash(l),
@@ -244,11 +183,11 @@ impl LocalDb {
                         leaf
                     }
                 };
-                frontier.append(leaf).map_err(|e| ClientError::Local(e.to_string()))?;
+                frontier.append(leaf).map_err(|e| LocalDbError(e.to_string()))?;
             }
             sqlx::query("DELETE FROM log_checkpoints").execute(&mut *conn).await.map_err(db_err)?;
             insert_checkpoint(&mut conn, w, &frontier).await?;
-            Ok::<u64, ClientError>(missing as u64)
+            Ok::<u64, LocalDbError>(missing as u64)
         }
         .await;
         let end = if upgraded.is_ok() { "COMMIT" } else { "ROLLBACK" };
@@ -271,7 +210,7 @@ impl LocalDb {
         max_records: i64,
         max_bytes: usize,
         mut held: std::collections::BTreeMap<u64, String>,
-    ) -> Result<(Vec<(u64, Pending)>, Option<String>), ClientError> {
+    ) -> Result<(Vec<(u64, Pending)>, Option<String>), LocalDbError> {
         // Sizes first (SQLite reads a blob's length without its pages), then only the records
         // the batch takes: a bulk session's records are large, and reading a few hundred of them
         // to upload a few dozen cost more than the upload.
@@ -317,12 +256,11 @@ impl LocalDb {
                         .fetch_optional(&self.pool)
                         .await
                         .map_err(db_err)?;
-                after
-                    .ok_or_else(|| ClientError::Local(format!("no checkpoint covers record {last} of the local log")))?
+                after.ok_or_else(|| LocalDbError(format!("no checkpoint covers record {last} of the local log")))?
             }
         };
         let in_memory: Vec<u64> = held.range(first as u64..=size as u64).map(|(seq, _)| *seq).collect();
-        let in_memory = serde_json::to_string(&in_memory).map_err(|e| ClientError::Local(e.to_string()))?;
+        let in_memory = serde_json::to_string(&in_memory).map_err(|e| LocalDbError(e.to_string()))?;
         let rows: Vec<StoredRecord> = sqlx::query_as(
             "SELECT seq, CASE WHEN seq IN (SELECT value FROM json_each(?3)) THEN NULL ELSE payload END, leaf \
              FROM records WHERE seq >= ?1 AND seq <= ?2 ORDER BY seq",
@@ -340,7 +278,7 @@ impl LocalDb {
                 let opened = match (held.remove(&seq), ct) {
                     (Some(plain), _) => Ok(plain),
                     (None, Some(ct)) => open_record(w.key, w.writer_id, seq, &ct),
-                    (None, None) => Err(ClientError::Local(format!("local record {seq} has no payload"))),
+                    (None, None) => Err(LocalDbError(format!("local record {seq} has no payload"))),
                 };
                 let pending = match opened {
                     Ok(plain) => Pending::Payload(plain),
@@ -356,7 +294,7 @@ impl LocalDb {
     }
 
     /// The server stored everything through `seq` and countersigned the checkpoint there.
-    pub async fn mark_uploaded_through(&self, seq: u64, cosigned: Option<&str>, now: f64) -> Result<(), ClientError> {
+    pub async fn mark_uploaded_through(&self, seq: u64, cosigned: Option<&str>, now: f64) -> Result<(), LocalDbError> {
         let mut tx = self.pool.begin().await.map_err(db_err)?;
         sqlx::query("UPDATE records SET uploaded_at = ? WHERE seq <= ? AND uploaded_at IS NULL")
             .bind(now)
@@ -376,7 +314,7 @@ impl LocalDb {
     }
 
     /// The server asked for everything from `seq` again (it was restored from a backup).
-    pub async fn mark_pending_from(&self, seq: u64) -> Result<u64, ClientError> {
+    pub async fn mark_pending_from(&self, seq: u64) -> Result<u64, LocalDbError> {
         let done = sqlx::query("UPDATE records SET uploaded_at = NULL WHERE seq >= ?")
             .bind(seq as i64)
             .execute(&self.pool)
@@ -386,7 +324,7 @@ impl LocalDb {
     }
 
     /// Keeps `note` (a checkpoint of `log`, verified by the caller) if it is the newest seen.
-    pub async fn witness(&self, log: &str, size: u64, note: &str) -> Result<(), ClientError> {
+    pub async fn witness(&self, log: &str, size: u64, note: &str) -> Result<(), LocalDbError> {
         sqlx::query(
             "INSERT INTO witnessed (log, size, note) VALUES (?, ?, ?) \
              ON CONFLICT (log) DO UPDATE SET size = excluded.size, note = excluded.note WHERE excluded.size >= size",
@@ -400,7 +338,7 @@ impl LocalDb {
         Ok(())
     }
 
-    pub async fn witnessed(&self, log: &str) -> Result<Option<String>, ClientError> {
+    pub async fn witnessed(&self, log: &str) -> Result<Option<String>, LocalDbError> {
         sqlx::query_scalar("SELECT note FROM witnessed WHERE log = ?")
             .bind(log)
             .fetch_optional(&self.pool)
@@ -409,7 +347,7 @@ impl LocalDb {
     }
 
     /// The newest checkpoint the server countersigned.
-    pub async fn latest_cosigned(&self) -> Result<Option<String>, ClientError> {
+    pub async fn latest_cosigned(&self) -> Result<Option<String>, LocalDbError> {
         sqlx::query_scalar("SELECT cosigned FROM log_checkpoints WHERE cosigned IS NOT NULL ORDER BY size DESC LIMIT 1")
             .fetch_optional(&self.pool)
             .await
@@ -417,14 +355,14 @@ impl LocalDb {
     }
 
     /// How many records the log holds (its size).
-    pub async fn log_size(&self) -> Result<u64, ClientError> {
+    pub async fn log_size(&self) -> Result<u64, LocalDbError> {
         let n: Option<i64> =
             sqlx::query_scalar("SELECT MAX(seq) FROM records").fetch_one(&self.pool).await.map_err(db_err)?;
         Ok(n.unwrap_or(0) as u64)
     }
 
     /// How many records of `kind` the log holds (the kind is stored beside each record).
-    pub async fn count_kind(&self, kind: &str) -> Result<u64, ClientError> {
+    pub async fn count_kind(&self, kind: &str) -> Result<u64, LocalDbError> {
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM records WHERE kind = ?")
             .bind(kind)
             .fetch_one(&self.pool)
@@ -433,7 +371,7 @@ impl LocalDb {
         Ok(n as u64)
     }
 
-    pub async fn pending_count(&self) -> Result<u64, ClientError> {
+    pub async fn pending_count(&self) -> Result<u64, LocalDbError> {
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM records WHERE uploaded_at IS NULL")
             .fetch_one(&self.pool)
             .await
@@ -442,7 +380,7 @@ impl LocalDb {
     }
 
     /// Sessions this log started and never ended (their writer stopped under them), in order.
-    pub async fn open_sessions(&self, key: &SymmetricKey, writer_id: &str) -> Result<Vec<String>, ClientError> {
+    pub async fn open_sessions(&self, key: &SymmetricKey, writer_id: &str) -> Result<Vec<String>, LocalDbError> {
         let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as(
             "SELECT seq, payload FROM records WHERE kind IN ('session_start', 'session_end') ORDER BY seq",
         )
@@ -454,7 +392,7 @@ impl LocalDb {
         for (seq, ct) in rows {
             // A record that no longer decrypts is reported when it is uploaded; here it is skipped.
             let Ok(json) = open_record(key, writer_id, seq as u64, &ct) else { continue };
-            match serde_json::from_str(&json).map_err(|e| ClientError::Local(format!("local record {seq}: {e}")))? {
+            match serde_json::from_str(&json).map_err(|e| LocalDbError(format!("local record {seq}: {e}")))? {
                 AuditPayload::SessionStart(s) => open.push(s.session_id),
                 AuditPayload::SessionEnd(e) => {
                     ended.insert(e.session_id);

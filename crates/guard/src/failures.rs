@@ -69,7 +69,7 @@ impl FailureLimiter {
 
     /// Seconds until `source` may try `what` again; `None`: it may now.
     pub fn blocked(&self, what: &'static str, source: IpAddr, now: i64) -> Option<i64> {
-        let source = crate::listen::source_key(source);
+        let source = crate::source_key(source);
         self.with(|state| state.windows.get(&(what, source)).and_then(|w| wait_for(w.failures, w.start, now)))
     }
 
@@ -85,7 +85,7 @@ impl FailureLimiter {
     }
 
     fn count(&self, what: &'static str, source: IpAddr, now: i64, shared: Option<(u64, i64)>) -> Failure {
-        let source = crate::listen::source_key(source);
+        let source = crate::source_key(source);
         self.with(|state| {
             let windows = &mut state.windows;
             if windows.len() >= MAX_SOURCES && !windows.contains_key(&(what, source)) {
@@ -127,7 +127,7 @@ impl FailureLimiter {
 
 /// How `source` is named in the shared count (an IPv4 address or an IPv6 /64).
 pub fn source_name(source: IpAddr) -> String {
-    crate::listen::source_key(source).to_string()
+    crate::source_key(source).to_string()
 }
 
 /// Seconds until a window of `failures` that started at `start` lets its source try again.
