@@ -22,26 +22,26 @@ const EVENTS: u64 = 4096;
 /// 20 × 4,098 records it plans), late enough that the backup lacks most of what follows.
 const BACKUP_AT: i64 = 4_096;
 
-struct Rng(u64);
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         (self.0 >> 33) % n
     }
 }
 
-fn finished(writer: &mut Background) -> bool {
+pub(crate) fn finished(writer: &mut Background) -> bool {
     matches!(writer.0.try_wait(), Ok(Some(status)) if status.success())
 }
 
-fn kill(writer: &mut Background) {
+pub(crate) fn kill(writer: &mut Background) {
     let _ = writer.0.kill();
     let _ = writer.0.wait();
 }
 
 /// `PORTCULLIS_FAULT_SEED` when set, else a fresh one; printed either way.
-fn seed() -> u64 {
+pub(crate) fn seed() -> u64 {
     let seed = match std::env::var("PORTCULLIS_FAULT_SEED") {
         Ok(text) => text.trim().parse().unwrap_or_else(|_| panic!("PORTCULLIS_FAULT_SEED={text:?} is not a number")),
         Err(_) => u64::from_le_bytes(rand::random::<[u8; 8]>()),
@@ -72,7 +72,7 @@ fn verified(world: &World, writer: &str, records: u64, root: &str) -> String {
 }
 
 /// Everything the gateway committed is on the server once: same count, no gap, same root.
-fn nothing_lost_or_doubled(world: &World, gateway: &GatewayProcess) -> (i64, String) {
+pub(crate) fn nothing_lost_or_doubled(world: &World, gateway: &GatewayProcess) -> (i64, String) {
     let db = gateway.database();
     let deadline = Instant::now() + Duration::from_secs(60);
     while unsent_records(&db) > 0 {
@@ -80,7 +80,7 @@ fn nothing_lost_or_doubled(world: &World, gateway: &GatewayProcess) -> (i64, Str
         std::thread::sleep(Duration::from_millis(200));
     }
     let written = gateway_records(&db);
-    let (count, max) = server_records(&world.server, &gateway.id());
+    let (count, max) = world.server.records_of(&gateway.id());
     assert_eq!((count, max), (written, written), "the server holds each of the gateway's {written} records once");
     let (size, root) = gateway_root(&db);
     assert_eq!(size as i64, written);
@@ -233,7 +233,7 @@ fn killed_at_random_the_audit_trail_loses_and_doubles_nothing() {
 }
 
 /// The certificate file `ssh-config` writes for alice's grant to `target`.
-fn alice_certificate(world: &World, target: &str) -> std::path::PathBuf {
+pub(crate) fn alice_certificate(world: &World, target: &str) -> std::path::PathBuf {
     let config = world.root.path().join("soak-ssh-config");
     world.alice.run(&["ssh-config", "--out", config.to_str().unwrap()]).ok();
     let text = std::fs::read_to_string(&config).unwrap();

@@ -44,6 +44,8 @@ pub struct ServerProcess {
     rust_log: String,
     /// More `server run` arguments, e.g. `--exec-record-limit`.
     pub extra_args: Vec<String>,
+    /// The PostgreSQL database it runs on (`server init --database`); SQLite in `data` if none.
+    pub database: Option<String>,
 }
 
 /// The gateway-only binary (`portcullis-gateway`, none of the control server's code): built
@@ -89,8 +91,18 @@ fn env_command(program: &str, rust_log: &str) -> Command {
 
 impl ServerProcess {
     pub fn init(root: &Path, rust_log: &str, transcript: &Transcript) -> ServerProcess {
+        Self::init_on(root, rust_log, transcript, None)
+    }
+
+    /// `server init` on PostgreSQL (`database`) or, without one, on SQLite in the data directory.
+    pub fn init_on(root: &Path, rust_log: &str, transcript: &Transcript, database: Option<&str>) -> ServerProcess {
         let data = root.join("server");
-        let out = base_command(rust_log).args(["server", "init", "--data"]).arg(&data).output().unwrap();
+        let mut init = base_command(rust_log);
+        init.args(["server", "init", "--data"]).arg(&data);
+        if let Some(url) = database {
+            init.args(["--database", url]);
+        }
+        let out = init.output().unwrap();
         transcript.add(&out.stdout);
         transcript.add(&out.stderr);
         assert!(out.status.success(), "server init failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -107,6 +119,41 @@ impl ServerProcess {
             child: None,
             rust_log: rust_log.to_string(),
             extra_args: Vec::new(),
+            database: database.map(str::to_string),
+        }
+    }
+
+    /// Another replica of this server: the same data directory and database, its own port and
+    /// log (not started).
+    pub fn replica(&self, name: &str) -> ServerProcess {
+        assert!(self.database.is_some(), "replicas share a PostgreSQL database");
+        ServerProcess {
+            data: self.data.clone(),
+            port: free_port(),
+            gateway_port: free_port(),
+            url: String::new(),
+            tls: false,
+            admin_code: self.admin_code.clone(),
+            log: self.log.with_file_name(format!("{name}.log")),
+            child: None,
+            rust_log: self.rust_log.clone(),
+            extra_args: self.extra_args.clone(),
+            database: self.database.clone(),
+        }
+    }
+
+    /// (records, highest sequence number) the server holds of `writer`'s log.
+    pub fn records_of(&self, writer: &str) -> (i64, i64) {
+        match &self.database {
+            Some(url) => {
+                let row = crate::postgres::Cluster::shared().psql(
+                    url,
+                    &format!("SELECT COUNT(*) || ' ' || COALESCE(MAX(seq), 0) FROM audit_records WHERE writer_id = '{writer}'"),
+                );
+                let mut it = row.split(' ').map(|n| n.parse::<i64>().unwrap());
+                (it.next().unwrap(), it.next().unwrap())
+            }
+            None => crate::gateway::server_records(self, writer),
         }
     }
 
@@ -114,19 +161,20 @@ impl ServerProcess {
         self.tls = tls;
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
         let mut cmd = base_command(&self.rust_log);
-        cmd.args(["server", "run", "--data"])
-            .arg(&self.data)
-            .args(["--listen", &format!("127.0.0.1:{}", self.port)])
-            .args(["--gateway-listen", &format!("127.0.0.1:{}", self.gateway_port)])
-            .args(&self.extra_args)
-            .stdout(log.try_clone().unwrap())
-            .stderr(log);
+        cmd.args(["server", "run", "--data"]).arg(&self.data).args(["--listen", &format!("127.0.0.1:{}", self.port)]);
+        // On PostgreSQL (replicas) there is no embedded gateway: gateways are their own processes.
+        if self.database.is_none() {
+            cmd.args(["--gateway-listen", &format!("127.0.0.1:{}", self.gateway_port)]);
+        }
+        cmd.args(&self.extra_args).stdout(log.try_clone().unwrap()).stderr(log);
         if tls {
             cmd.arg("--tls");
         }
         self.child = Some(cmd.spawn().unwrap());
         wait_for_port(self.port, "portcullis server");
-        wait_for_port(self.gateway_port, "the embedded gateway");
+        if self.database.is_none() {
+            wait_for_port(self.gateway_port, "the embedded gateway");
+        }
         self.url = format!("{}://127.0.0.1:{}", if tls { "https" } else { "http" }, self.port);
     }
 
@@ -360,6 +408,8 @@ pub struct World {
     pub transcript: Transcript,
     /// A second admin (made on first use): confirms gateways the first admin added.
     second_admin: std::sync::OnceLock<User>,
+    /// The second replica of a team's server (`World::team`): same database, its own process.
+    pub replica: Option<ServerProcess>,
 }
 
 impl World {
@@ -378,22 +428,63 @@ impl World {
         let mut server = ServerProcess::init(root.path(), rust_log, &transcript);
         server.extra_args = server_args.iter().map(|a| a.to_string()).collect();
         server.start(tls);
-        let admin = User::new(root.path(), "admin", rust_log, &transcript);
-        admin.run(&["enroll", "--server", &server.url, "--code", &server.admin_code]).ok();
-        let alice = User::new(root.path(), "alice", rust_log, &transcript);
-        let bob = User::new(root.path(), "bob", rust_log, &transcript);
-        let code = admin.run(&["user", "add", "alice", "--role", "requester"]).ok().last_line();
-        alice.run(&["enroll", "--server", &server.url, "--code", &code]).ok();
-        let code = admin.run(&["user", "add", "bob", "--role", "approver", "--role", "auditor"]).ok().last_line();
-        bob.run(&["enroll", "--server", &server.url, "--code", &code]).ok();
-        World { root, server, admin, alice, bob, transcript, second_admin: Default::default() }
+        Self::people(root, transcript, server, None, rust_log)
+    }
+
+    /// A team's server: two replicas (`server`, `replica`) of one PostgreSQL database, plain
+    /// HTTP on loopback. The admin, alice and the gateways know them in the order A, B; bob and
+    /// the second admin in the order B, A — so requests go to A and approvals to B.
+    pub fn team(rust_log: &str) -> World {
+        let root = tempfile::tempdir().unwrap();
+        let transcript = Transcript::default();
+        let database = crate::postgres::Cluster::shared().fresh_database();
+        let mut a = ServerProcess::init_on(root.path(), rust_log, &transcript, Some(&database));
+        let mut b = a.replica("server-b");
+        a.start(false);
+        b.start(false);
+        Self::people(root, transcript, a, Some(b), rust_log)
+    }
+
+    fn people(
+        root: tempfile::TempDir,
+        transcript: Transcript,
+        server: ServerProcess,
+        replica: Option<ServerProcess>,
+        rust_log: &str,
+    ) -> World {
+        let world = World {
+            admin: User::new(root.path(), "admin", rust_log, &transcript),
+            alice: User::new(root.path(), "alice", rust_log, &transcript),
+            bob: User::new(root.path(), "bob", rust_log, &transcript),
+            root,
+            server,
+            transcript,
+            second_admin: Default::default(),
+            replica,
+        };
+        let urls = world.urls(false);
+        world.admin.run(&["enroll", "--server", &urls, "--code", &world.server.admin_code]).ok();
+        let code = world.admin.run(&["user", "add", "alice", "--role", "requester"]).ok().last_line();
+        world.alice.run(&["enroll", "--server", &urls, "--code", &code]).ok();
+        let code = world.admin.run(&["user", "add", "bob", "--role", "approver", "--role", "auditor"]).ok().last_line();
+        world.bob.run(&["enroll", "--server", &world.urls(true), "--code", &code]).ok();
+        world
+    }
+
+    /// The server's URL, or its replicas' (B first when `b_first`).
+    pub fn urls(&self, b_first: bool) -> String {
+        match &self.replica {
+            None => self.server.url.clone(),
+            Some(b) if b_first => format!("{},{}", b.url, self.server.url),
+            Some(b) => format!("{},{}", self.server.url, b.url),
+        }
     }
 
     pub fn second_admin(&self) -> &User {
         self.second_admin.get_or_init(|| {
             let ben = User::new(self.root.path(), "ben", "warn", &self.transcript);
             let code = self.admin.run(&["user", "add", "ben", "--role", "admin"]).ok().last_line();
-            ben.run(&["enroll", "--server", &self.server.url, "--code", &code]).ok();
+            ben.run(&["enroll", "--server", &self.urls(true), "--code", &code]).ok();
             ben
         })
     }
@@ -402,7 +493,8 @@ impl World {
     /// second admin, as a team does it.
     pub fn enrol_gateway(&self, name: &str) -> GatewayProcess {
         let code = self.admin.run(&["gateway", "add", name]).ok().last_line();
-        let gateway = GatewayProcess::enroll(self.root.path(), name, &self.server.url, &code, "warn", &self.transcript);
+        let gateway =
+            GatewayProcess::enroll(self.root.path(), name, &self.urls(false), &code, "warn", &self.transcript);
         self.second_admin().run(&["gateway", "confirm", name]).ok();
         gateway
     }

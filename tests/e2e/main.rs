@@ -8,7 +8,10 @@ mod faults;
 mod gateway;
 mod harness;
 mod packages;
+#[path = "../support/postgres.rs"]
+mod postgres;
 mod readme;
+mod replicas;
 mod sftp;
 mod strangers;
 

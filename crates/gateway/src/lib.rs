@@ -190,11 +190,12 @@ impl Gateway {
         let limits = self.limits;
         let serve = tokio::spawn(async move {
             let connections = portcullis_guard::connections::Connections::default();
+            let total = portcullis_guard::connection_budget(limits.total);
             let mut refusals = portcullis_guard::connections::RefusalLog::default();
             let mut backoff = Duration::ZERO;
             loop {
                 let (stream, peer) = portcullis_guard::connections::accept(&listener, &mut backoff).await;
-                let slot = match connections.admit(peer.ip(), limits.total, limits.per_source) {
+                let slot = match connections.admit(peer.ip(), total, limits.per_source) {
                     Ok(slot) => slot,
                     Err(why) => {
                         refusals.note(peer, why);
@@ -205,10 +206,7 @@ impl Gateway {
                 let admitted = session::Admitted::new(tokio::sync::watch::channel(None).0);
                 let handler = session::Connection::new(inner.clone(), Some(peer), admitted.clone());
                 let ssh = ssh.clone();
-                tokio::spawn(async move {
-                    let _slot = slot;
-                    serve_connection(ssh, stream, handler, peer, admitted, limits.login_grace).await;
-                });
+                tokio::spawn(serve_connection(ssh, stream, handler, peer, admitted, limits.login_grace, slot));
             }
         });
         Ok(RunningGateway { address, tasks: vec![serve, sync, standing] })
@@ -216,7 +214,8 @@ impl Gateway {
 }
 
 /// One user connection: the SSH handshake and authentication must finish within `grace`, or
-/// the connection is closed (a stranger holding it open idle, or trickling, gets nothing).
+/// the connection is closed (a stranger holding it open idle, or trickling, gets nothing);
+/// until it authenticates, it is also closed when its slot goes to a newcomer (at the cap).
 /// Once admitted, the connection lives only as long as its grant: when it is revoked or runs
 /// out the connection itself is closed — not only its channels (an idle OpenSSH ControlMaster
 /// would otherwise stay up).
@@ -227,9 +226,14 @@ async fn serve_connection(
     peer: std::net::SocketAddr,
     admitted: session::Admitted,
     grace: Duration,
+    slot: portcullis_guard::connections::Slot,
 ) {
     let deadline = tokio::time::Instant::now() + grace;
-    let mut running = match tokio::time::timeout_at(deadline, russh::server::run_stream(ssh, stream, handler)).await {
+    let started = tokio::select! {
+        started = tokio::time::timeout_at(deadline, russh::server::run_stream(ssh, stream, handler)) => started,
+        _ = slot.evicted() => return tracing::debug!(%peer, "closed for a newcomer before its SSH handshake"),
+    };
+    let mut running = match started {
         Ok(Ok(running)) => running,
         Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "gateway handshake failed"),
         Err(_) => return tracing::debug!(%peer, "no SSH identification within the login grace time"),
@@ -245,16 +249,18 @@ async fn serve_connection(
         }
         _ = tokio::time::sleep_until(deadline) => {}
         _ = waiting.wait_for(Option::is_some) => {}
+        _ = slot.evicted() => {}
     }
     let admission = admitted.borrow().clone();
     let Some((mut verdict, not_after)) = admission else {
-        tracing::debug!(%peer, "not authenticated within the login grace time; closing");
+        tracing::debug!(%peer, "not authenticated within the login grace time (or its slot went to a newcomer); closing");
         let _ = handle
             .disconnect(russh::Disconnect::ByApplication, "authentication took too long".into(), "en".into())
             .await;
         let _ = tokio::time::timeout(Duration::from_secs(2), &mut running).await;
         return;
     };
+    slot.settle();
     let until = std::time::UNIX_EPOCH + Duration::from_secs(not_after.max(0) as u64);
     let expiry = tokio::time::sleep(until.duration_since(std::time::SystemTime::now()).unwrap_or(Duration::ZERO));
     let goodbye = tokio::select! {

@@ -2,7 +2,7 @@
 //! address (IPv6 by /64), given back when dropped; accept errors backed off instead of spun
 //! on; refusals logged in aggregate.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -22,19 +22,39 @@ pub fn source_key(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// Connections told to close for a newcomer that may still hold their slot: beyond this many,
+/// newcomers are refused (bounds how far the count can run over `total` meanwhile).
+const MAX_EVICTING: usize = 64;
+
 #[derive(Default)]
 struct Open {
     total: usize,
     by_source: HashMap<IpAddr, usize>,
+    next_id: u64,
+    /// Open connections that have not proved themselves yet (no finished handshake), oldest
+    /// first: at the cap, the oldest of them makes room for a newcomer.
+    unsettled: BTreeMap<u64, Arc<tokio::sync::Notify>>,
+    /// Told to close, slot not given back yet.
+    evicting: BTreeSet<u64>,
 }
 
 /// Counts open connections; a [`Slot`] is one, given back when dropped.
+///
+/// At the cap, a newcomer is not simply refused — that would let strangers holding connections
+/// open (a slowloris flood from many addresses) lock every real client out until their
+/// deadlines. Instead the oldest connection that has not settled (finished its TLS handshake,
+/// or authenticated) is told to close and the newcomer takes its place, as a web server drops
+/// idle keep-alive connections when it runs short. A settled connection is never evicted; when
+/// every open connection is settled, newcomers are refused.
 #[derive(Clone, Default)]
 pub struct Connections(Arc<Mutex<Open>>);
 
+/// One admitted connection; closes itself when told to ([`Slot::evicted`]) until it settles.
 pub struct Slot {
     connections: Connections,
     source: IpAddr,
+    id: u64,
+    evict: Arc<tokio::sync::Notify>,
 }
 
 impl Connections {
@@ -45,23 +65,32 @@ impl Connections {
         }
     }
 
-    /// A slot for one more connection from `ip` (at most `total` open, `per_source` from one
-    /// source), or why not.
+    /// A slot for one more connection from `ip` (at most `total` open — see the type's
+    /// eviction rule —, `per_source` from one source), or why not.
     pub fn admit(&self, ip: IpAddr, total: usize, per_source: usize) -> Result<Slot, &'static str> {
         let source = source_key(ip);
-        self.with(|open| {
-            if open.total >= total {
-                return Err("the server has too many open connections");
-            }
-            let from = open.by_source.entry(source).or_insert(0);
-            if *from >= per_source {
+        let evict = Arc::new(tokio::sync::Notify::new());
+        let id = self.with(|open| {
+            if open.by_source.get(&source).copied().unwrap_or(0) >= per_source {
                 return Err("too many open connections from your address");
             }
-            *from += 1;
+            if open.total - open.evicting.len() >= total {
+                if open.evicting.len() >= MAX_EVICTING {
+                    return Err("the server has too many open connections");
+                }
+                let Some((oldest, signal)) = open.unsettled.pop_first() else {
+                    return Err("the server has too many open connections");
+                };
+                signal.notify_one();
+                open.evicting.insert(oldest);
+            }
+            *open.by_source.entry(source).or_insert(0) += 1;
             open.total += 1;
-            Ok(())
+            open.next_id += 1;
+            open.unsettled.insert(open.next_id, evict.clone());
+            Ok(open.next_id)
         })?;
-        Ok(Slot { connections: self.clone(), source })
+        Ok(Slot { connections: self.clone(), source, id, evict })
     }
 
     pub fn open(&self) -> usize {
@@ -69,10 +98,25 @@ impl Connections {
     }
 }
 
+impl Slot {
+    /// The connection proved itself (its handshake finished, or it authenticated): from now on
+    /// it is never evicted for a newcomer.
+    pub fn settle(&self) {
+        self.connections.with(|open| open.unsettled.remove(&self.id));
+    }
+
+    /// Resolves once the slot was given to a newcomer: the connection must close.
+    pub async fn evicted(&self) {
+        self.evict.notified().await
+    }
+}
+
 impl Drop for Slot {
     fn drop(&mut self) {
         self.connections.with(|open| {
             open.total -= 1;
+            open.unsettled.remove(&self.id);
+            open.evicting.remove(&self.id);
             if let Some(n) = open.by_source.get_mut(&self.source) {
                 *n -= 1;
                 if *n == 0 {
@@ -131,13 +175,53 @@ mod tests {
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         let b: IpAddr = "10.0.0.2".parse().unwrap();
         let first = c.admit(a, 3, 2).unwrap();
-        let _second = c.admit(a, 3, 2).unwrap();
+        let second = c.admit(a, 3, 2).unwrap();
         assert_eq!(c.admit(a, 3, 2).err(), Some("too many open connections from your address"));
-        let _third = c.admit(b, 3, 2).unwrap();
-        assert_eq!(c.admit(b, 3, 2).err(), Some("the server has too many open connections"));
+        let third = c.admit(b, 3, 2).unwrap();
+        for slot in [&first, &second, &third] {
+            slot.settle();
+        }
+        assert_eq!(c.admit(b, 3, 2).err(), Some("the server has too many open connections"), "all settled: refused");
         drop(first);
         assert_eq!(c.open(), 2);
         assert!(c.admit(a, 3, 2).is_ok());
+    }
+
+    /// At the cap the oldest unsettled connection makes room; settled ones never do; a
+    /// connection told to close counts until it gives its slot back, within a bound.
+    #[tokio::test]
+    async fn at_the_cap_the_oldest_unsettled_connection_makes_room() {
+        let c = Connections::default();
+        let ip = |n: u8| IpAddr::from([10, 0, 0, n]);
+        let settled = c.admit(ip(1), 3, 10).unwrap();
+        settled.settle();
+        let oldest = c.admit(ip(2), 3, 10).unwrap();
+        let younger = c.admit(ip(3), 3, 10).unwrap();
+        let newcomer = c.admit(ip(4), 3, 10).expect("room is made for a newcomer");
+        tokio::time::timeout(Duration::from_secs(1), oldest.evicted()).await.expect("the oldest unsettled is told");
+        assert_eq!(c.open(), 4, "it counts until it closes");
+        drop(oldest);
+        assert_eq!(c.open(), 3);
+        newcomer.settle();
+        younger.settle();
+        assert_eq!(c.admit(ip(5), 3, 10).err(), Some("the server has too many open connections"));
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), settled.evicted()).await.is_err(),
+            "a settled connection is never evicted"
+        );
+
+        // A flood whose evicted connections do not close: at most MAX_EVICTING over the cap.
+        let c = Connections::default();
+        let mut held = Vec::new();
+        let mut refused = 0;
+        for n in 0..(10 + MAX_EVICTING + 50) {
+            match c.admit(IpAddr::from([10, 1, (n / 200) as u8, (n % 200) as u8]), 10, 10) {
+                Ok(slot) => held.push(slot),
+                Err(_) => refused += 1,
+            }
+        }
+        assert_eq!(c.open(), 10 + MAX_EVICTING);
+        assert_eq!(refused, 50);
     }
 
     #[test]

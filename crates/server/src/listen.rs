@@ -43,6 +43,10 @@ pub async fn serve(
 ) -> Result<(), ServerError> {
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let connections = Connections::default();
+    let total = portcullis_guard::connection_budget(limits.total);
+    if total < limits.total {
+        tracing::warn!(wanted = limits.total, total, "the open-files limit caps how many connections are served");
+    }
     let mut shutdown = std::pin::pin!(shutdown);
     let mut backoff = Duration::ZERO;
     let mut refusals = RefusalLog::default();
@@ -51,7 +55,7 @@ pub async fn serve(
             _ = &mut shutdown => return Ok(()),
             accepted = accept(&listener, &mut backoff) => accepted,
         };
-        let slot = match connections.admit(peer.ip(), limits.total, limits.per_source) {
+        let slot = match connections.admit(peer.ip(), total, limits.per_source) {
             Ok(slot) => slot,
             Err(why) => {
                 refusals.note(peer, why);
@@ -69,17 +73,31 @@ pub async fn serve(
             router.clone().layer(axum::Extension(axum::extract::ConnectInfo(peer))),
         );
         tokio::spawn(async move {
-            let _slot = slot;
             let mut http = hyper::server::conn::http1::Builder::new();
             http.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(limits.headers);
             let served = match acceptor {
-                None => http.serve_connection(hyper_util::rt::TokioIo::new(tcp), service).await,
-                Some(acceptor) => match tokio::time::timeout(limits.handshake, acceptor.accept(tcp)).await {
-                    Ok(Ok(tls)) => http.serve_connection(hyper_util::rt::TokioIo::new(tls), service).await,
-                    Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                    Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
-                },
+                None => {
+                    // Plain HTTP is loopback only: nothing to prove.
+                    slot.settle();
+                    http.serve_connection(hyper_util::rt::TokioIo::new(tcp), service).await
+                }
+                Some(acceptor) => {
+                    // Until its handshake is done a connection may be closed for a newcomer.
+                    let handshake = tokio::select! {
+                        done = tokio::time::timeout(limits.handshake, acceptor.accept(tcp)) => done,
+                        _ = slot.evicted() => return tracing::debug!(%peer, "closed for a newcomer before its TLS handshake"),
+                    };
+                    match handshake {
+                        Ok(Ok(tls)) => {
+                            slot.settle();
+                            http.serve_connection(hyper_util::rt::TokioIo::new(tls), service).await
+                        }
+                        Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                }
             };
+            drop(slot);
             if let Err(e) = served {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
