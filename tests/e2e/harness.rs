@@ -431,17 +431,17 @@ impl World {
         Self::people(root, transcript, server, None, rust_log)
     }
 
-    /// A team's server: two replicas (`server`, `replica`) of one PostgreSQL database, plain
-    /// HTTP on loopback. The admin, alice and the gateways know them in the order A, B; bob and
+    /// A team's server: two replicas (`server`, `replica`) of one PostgreSQL database (with
+    /// TLS when `tls`, else plain HTTP on loopback). The admin, alice and the gateways know them in the order A, B; bob and
     /// the second admin in the order B, A — so requests go to A and approvals to B.
-    pub fn team(rust_log: &str) -> World {
+    pub fn team(rust_log: &str, tls: bool) -> World {
         let root = tempfile::tempdir().unwrap();
         let transcript = Transcript::default();
         let database = crate::postgres::Cluster::shared().fresh_database();
         let mut a = ServerProcess::init_on(root.path(), rust_log, &transcript, Some(&database));
         let mut b = a.replica("server-b");
-        a.start(false);
-        b.start(false);
+        a.start(tls);
+        b.start(tls);
         Self::people(root, transcript, a, Some(b), rust_log)
     }
 

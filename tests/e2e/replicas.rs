@@ -40,7 +40,7 @@ fn line_with(lines: &mpsc::Receiver<String>, needle: &str, within: Duration) -> 
 #[test]
 fn two_replicas_serve_one_team_and_a_session_outlives_the_replica_that_authorised_it() {
     let sshd = Sshd::start();
-    let mut world = World::team("warn");
+    let mut world = World::team("warn", false);
     let mut gateway = world.enrol_gateway("near");
     gateway.start();
     world.add_target_with("db", sshd.port, &sshd.user_key, &sshd.host_key_pub, &["--gateway", "near"]).ok();
@@ -96,7 +96,7 @@ fn replicas_killed_in_the_middle_of_upload_batches_lose_and_double_nothing() {
     const SESSIONS: u64 = 16;
     const EVENTS: u64 = 4096;
     let sshd = Sshd::start();
-    let mut world = World::team("warn");
+    let mut world = World::team("warn", false);
     let mut gateway = world.enrol_gateway("soak");
     gateway.start();
     world.add_target_with("soak", sshd.port, &sshd.user_key, &sshd.host_key_pub, &["--gateway", "soak"]).ok();

@@ -1,8 +1,10 @@
-//! Strangers cannot exhaust the real server over TLS: 1,000 slowloris connections are closed
-//! by the handshake deadline, 100 that finish the handshake and then trickle half a request are
-//! closed by the header deadline, 200 strangers with made-up signatures and 16 MB bodies are
-//! refused before their bodies are read, and all the while a real client is answered within a
-//! second and the server's memory stays bounded.
+//! Strangers cannot exhaust the real server over TLS, on SQLite and as a replica on PostgreSQL:
+//! 1,000 slowloris connections are closed by the handshake deadline, 100 that finish the
+//! handshake and then trickle half a request are closed by the header deadline, 10,000 idle
+//! connections from 40 addresses take no slot a real client needs, 200 strangers with made-up
+//! signatures and 16 MB bodies and one with a 1 GiB body are refused before their bodies are
+//! read, and all the while a real client — a new connection each time — is answered within a
+//! second and the server's memory stays within 96 MiB of idle.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -52,7 +54,8 @@ async fn still_open_at<S: tokio::io::AsyncRead + Unpin>(streams: &mut [S], deadl
     open
 }
 
-/// Times `GET /v1/health` until `stop`, every 50 ms.
+/// Times `GET /v1/health` until `stop`, every 50 ms (with `http` from [`fresh_connections`],
+/// each on a new connection: a newcomer must get in whatever strangers hold).
 async fn latencies(http: reqwest::Client, url: String, stop: Arc<AtomicBool>) -> Vec<Duration> {
     let mut out = Vec::new();
     while !stop.load(Ordering::SeqCst) || out.len() < 10 {
@@ -120,15 +123,59 @@ async fn half_request(
     tls
 }
 
+/// A client that opens a new TLS connection for every request.
+fn fresh_connections() -> reqwest::Client {
+    reqwest::Client::builder().danger_accept_invalid_certs(true).pool_max_idle_per_host(0).build().unwrap()
+}
+
 #[test]
 fn strangers_cannot_exhaust_the_server() {
+    strangers_cannot_exhaust(World::custom("warn", true, &[]));
+}
+
+#[test]
+fn strangers_cannot_exhaust_a_replica_on_postgres() {
+    strangers_cannot_exhaust(World::team("warn", true));
+}
+
+/// A stranger's 1 GiB body under forged device headers, streamed: (its answer — 0 when the
+/// connection was closed under it —, the bytes the server let it send, how long it took).
+async fn forged_gigabyte(url: String) -> (u16, u64, Duration) {
+    use futures_util::StreamExt;
+    const GIB: u64 = 1 << 30;
+    let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = sent.clone();
+    let chunk = bytes::Bytes::from(vec![b'x'; 1 << 20]);
+    let body = futures_util::stream::iter(0..1024).map(move |_| {
+        counter.fetch_add(chunk.len() as u64, Ordering::SeqCst);
+        Ok::<_, std::io::Error>(chunk.clone())
+    });
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let started = Instant::now();
+    let answer = fresh_connections()
+        .post(url)
+        .header(reqwest::header::CONTENT_LENGTH, GIB)
+        .header(portcullis_proto::HEADER_DEVICE, "00000000-0000-0000-0000-00000000ffff")
+        .header(portcullis_proto::HEADER_TIME, now.to_string())
+        .header(portcullis_proto::HEADER_NONCE, "forged-nonce-gigabyte")
+        .header(portcullis_proto::HEADER_SIGNATURE, "AAAA")
+        .header("x-forwarded-for", "127.0.0.1")
+        .body(reqwest::Body::wrap_stream(body))
+        .send()
+        .await;
+    let status = answer.map(|r| r.status().as_u16()).unwrap_or(0);
+    (status, sent.load(Ordering::SeqCst), started.elapsed())
+}
+
+fn strangers_cannot_exhaust(world: World) {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let world = World::custom("warn", true, &[]);
+    // The 10,000 idle connections are this process's descriptors too.
+    assert!(portcullis_guard::connection_budget(20_000) >= 11_500, "too few open files allowed for the test");
     let pid = world.server.pid();
     let port = world.server.port;
     let health = format!("{}/v1/health", world.server.url);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let http = reqwest::Client::builder().danger_accept_invalid_certs(true).build().unwrap();
+    let http = fresh_connections();
 
     let (idle_rss, _) = memory_kib(pid);
     let idle = rt.block_on(async {
@@ -170,12 +217,22 @@ fn strangers_cannot_exhaust_the_server() {
         all
     });
 
-    // Meanwhile 200 strangers with made-up device headers each send a 16 MB body, and the real
-    // client keeps asking.
+    // Meanwhile 10,000 idle connections from 40 addresses (250 each) that never send a byte,
+    // 200 strangers with made-up device headers each send a 16 MB body, one streams a 1 GiB
+    // body, and the real client keeps asking.
     let body = bytes::Bytes::from(vec![b'x'; 16 * 1024 * 1024]);
-    let (under_load, refused) = rt.block_on(async {
+    let (under_load, refused, idle_held, gigabyte) = rt.block_on(async {
         let stop = Arc::new(AtomicBool::new(false));
         let client = tokio::spawn(latencies(http.clone(), health.clone(), stop.clone()));
+        let mut idle = Vec::new();
+        for i in 0..10_000u32 {
+            let source =
+                SocketAddr::from((Ipv4Addr::new(127, 0, 1 + (i / 250 / 200) as u8, 1 + (i / 250 % 200) as u8), 0));
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind(source).unwrap();
+            idle.push(socket.connect(SocketAddr::from(([127, 0, 0, 1], port))).await.unwrap());
+        }
+        let gigabyte = tokio::spawn(forged_gigabyte(format!("{}/v1/requests", world.server.url)));
         let mut strangers = Vec::new();
         for i in 0..200 {
             let (http, body) = (http.clone(), body.clone());
@@ -202,15 +259,22 @@ fn strangers_cannot_exhaust_the_server() {
         for s in strangers {
             refused.push(s.await.unwrap());
         }
+        let gigabyte = gigabyte.await.unwrap();
         tokio::time::sleep(Duration::from_millis(500)).await;
         stop.store(true, Ordering::SeqCst);
-        (client.await.unwrap(), refused)
+        let held = idle.len();
+        (client.await.unwrap(), refused, held, gigabyte)
     });
     let (after_rss, peak_rss) = memory_kib(pid);
     assert!(refused.iter().all(|s| *s == 401 || *s == 0), "a stranger was let through: {refused:?}");
     assert!(refused.contains(&401), "no stranger was told why: {refused:?}");
+    let (gigabyte_status, gigabyte_sent, gigabyte_took) = gigabyte;
+    assert!(gigabyte_status == 401 || gigabyte_status == 0, "the forged 1 GiB request got {gigabyte_status}");
+    assert!(gigabyte_sent < 64 << 20, "the server read {gigabyte_sent} bytes of a forged 1 GiB body");
+    assert!(gigabyte_took < Duration::from_secs(10), "the forged 1 GiB request was held {gigabyte_took:?}");
 
-    // The slowloris connections are closed by the handshake deadline (10 s).
+    // The slowloris connections are closed by the handshake deadline (10 s), or sooner when
+    // newcomers needed their slots.
     let still_open = rt.block_on(still_open_at(&mut loris, loris_opened + Duration::from_secs(20)));
     let closed_after = loris_opened.elapsed();
     assert_eq!(still_open, 0, "slowloris connections outlived the handshake deadline");
@@ -222,9 +286,11 @@ fn strangers_cannot_exhaust_the_server() {
     let (p50_idle, p99_idle) = (percentile(idle.clone(), 0.5), percentile(idle, 0.99));
     let (p50_load, p99_load) = (percentile(under_load.clone(), 0.5), percentile(under_load, 0.99));
     eprintln!(
-        "server memory: idle {idle_rss} KiB, after {after_rss} KiB, peak {peak_rss} KiB; real client p50/p99: idle \
-         {p50_idle:?}/{p99_idle:?}, under load {p50_load:?}/{p99_load:?}; 1,000 slowloris closed within {closed_after:?}, 100 half \
-         requests within {trickles_closed_after:?}"
+        "server ({}) memory: idle {idle_rss} KiB, after {after_rss} KiB, peak {peak_rss} KiB; real client (a new TLS \
+         connection each) p50/p99: idle {p50_idle:?}/{p99_idle:?}, under load {p50_load:?}/{p99_load:?}; 1,000 slowloris \
+         closed within {closed_after:?}, 100 half requests within {trickles_closed_after:?}; {idle_held} idle connections \
+         held; forged 1 GiB body: {gigabyte_status} after {gigabyte_sent} bytes in {gigabyte_took:?}",
+        if world.replica.is_some() { "PostgreSQL replica" } else { "SQLite" }
     );
     assert!(p99_load < Duration::from_secs(1), "the real client waited {p99_load:?} under load");
     assert!(peak_rss < idle_rss + 96 * 1024, "the server grew from {idle_rss} KiB to a peak of {peak_rss} KiB");

@@ -23,17 +23,20 @@ pub fn source_key(ip: IpAddr) -> IpAddr {
 }
 
 /// Connections told to close for a newcomer that may still hold their slot: beyond this many,
-/// newcomers are refused (bounds how far the count can run over `total` meanwhile).
-const MAX_EVICTING: usize = 64;
+/// newcomers are refused (bounds how far the count can run over `total` meanwhile). Generous:
+/// under a flood on a busy machine an evicted task may wait a while to run and let go, and an
+/// evicted connection holds little (nothing but its socket, if it never spoke).
+const MAX_EVICTING: usize = 1024;
 
 #[derive(Default)]
 struct Open {
     total: usize,
     by_source: HashMap<IpAddr, usize>,
     next_id: u64,
-    /// Open connections that have not proved themselves yet (no finished handshake), oldest
-    /// first: at the cap, the oldest of them makes room for a newcomer.
-    unsettled: BTreeMap<u64, Arc<tokio::sync::Notify>>,
+    /// Open connections that have not proved themselves yet (no finished handshake) by
+    /// (whether they have sent anything, age): at the cap, the first makes room for a newcomer
+    /// — the oldest that has sent nothing, else the oldest still in its handshake.
+    unsettled: BTreeMap<(bool, u64), Arc<tokio::sync::Notify>>,
     /// Told to close, slot not given back yet.
     evicting: BTreeSet<u64>,
 }
@@ -55,6 +58,7 @@ pub struct Slot {
     source: IpAddr,
     id: u64,
     evict: Arc<tokio::sync::Notify>,
+    spoke: std::sync::atomic::AtomicBool,
 }
 
 impl Connections {
@@ -78,7 +82,7 @@ impl Connections {
                 if open.evicting.len() >= MAX_EVICTING {
                     return Err("the server has too many open connections");
                 }
-                let Some((oldest, signal)) = open.unsettled.pop_first() else {
+                let Some(((_, oldest), signal)) = open.unsettled.pop_first() else {
                     return Err("the server has too many open connections");
                 };
                 signal.notify_one();
@@ -87,10 +91,10 @@ impl Connections {
             *open.by_source.entry(source).or_insert(0) += 1;
             open.total += 1;
             open.next_id += 1;
-            open.unsettled.insert(open.next_id, evict.clone());
+            open.unsettled.insert((false, open.next_id), evict.clone());
             Ok(open.next_id)
         })?;
-        Ok(Slot { connections: self.clone(), source, id, evict })
+        Ok(Slot { connections: self.clone(), source, id, evict, spoke: Default::default() })
     }
 
     pub fn open(&self) -> usize {
@@ -102,7 +106,25 @@ impl Slot {
     /// The connection proved itself (its handshake finished, or it authenticated): from now on
     /// it is never evicted for a newcomer.
     pub fn settle(&self) {
-        self.connections.with(|open| open.unsettled.remove(&self.id));
+        let key = self.key();
+        self.connections.with(|open| open.unsettled.remove(&key));
+    }
+
+    /// The connection sent its first bytes (it is in its handshake): it goes after every
+    /// silent one when room must be made. A real client speaks at once; an idle stranger never.
+    pub fn spoke(&self) {
+        if self.spoke.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
+        self.connections.with(|open| {
+            if let Some(signal) = open.unsettled.remove(&(false, self.id)) {
+                open.unsettled.insert((true, self.id), signal);
+            }
+        });
+    }
+
+    fn key(&self) -> (bool, u64) {
+        (self.spoke.load(std::sync::atomic::Ordering::Relaxed), self.id)
     }
 
     /// Resolves once the slot was given to a newcomer: the connection must close.
@@ -113,9 +135,10 @@ impl Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
+        let key = self.key();
         self.connections.with(|open| {
             open.total -= 1;
-            open.unsettled.remove(&self.id);
+            open.unsettled.remove(&key);
             open.evicting.remove(&self.id);
             if let Some(n) = open.by_source.get_mut(&self.source) {
                 *n -= 1;
@@ -209,6 +232,15 @@ mod tests {
             tokio::time::timeout(Duration::from_millis(50), settled.evicted()).await.is_err(),
             "a settled connection is never evicted"
         );
+
+        // One that spoke goes after every silent one, even younger ones.
+        let c = Connections::default();
+        let speaking = c.admit(ip(1), 2, 10).unwrap();
+        speaking.spoke();
+        let silent = c.admit(ip(2), 2, 10).unwrap();
+        let _newcomer = c.admit(ip(3), 2, 10).unwrap();
+        tokio::time::timeout(Duration::from_secs(1), silent.evicted()).await.expect("the silent one makes room");
+        assert!(tokio::time::timeout(Duration::from_millis(50), speaking.evicted()).await.is_err());
 
         // A flood whose evicted connections do not close: at most MAX_EVICTING over the cap.
         let c = Connections::default();

@@ -67,41 +67,68 @@ pub async fn serve(
             }
         };
         let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
-        // Handlers see the caller's address (policies use it).
-        let service = hyper_util::service::TowerToHyperService::new(
-            router.clone().layer(axum::Extension(axum::extract::ConnectInfo(peer))),
-        );
-        tokio::spawn(async move {
-            let mut http = hyper::server::conn::http1::Builder::new();
-            http.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(limits.headers);
-            let served = match acceptor {
-                None => {
-                    // Plain HTTP is loopback only: nothing to prove.
-                    slot.settle();
-                    http.serve_connection(hyper_util::rt::TokioIo::new(tcp), service).await
-                }
-                Some(acceptor) => {
-                    // Until its handshake is done a connection may be closed for a newcomer.
-                    let handshake = tokio::select! {
-                        done = tokio::time::timeout(limits.handshake, acceptor.accept(tcp)) => done,
-                        _ = slot.evicted() => return tracing::debug!(%peer, "closed for a newcomer before its TLS handshake"),
-                    };
-                    match handshake {
-                        Ok(Ok(tls)) => {
-                            slot.settle();
-                            http.serve_connection(hyper_util::rt::TokioIo::new(tls), service).await
-                        }
-                        Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                        Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
-                    }
-                }
-            };
-            drop(slot);
-            if let Err(e) = served {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
+        tokio::spawn(connection(tcp, peer, slot, acceptor.clone(), router.clone(), limits));
+    }
+}
+
+/// One connection. Until the client has sent its first byte it costs only its socket and this
+/// small task (an idle stranger holds nothing more); the TLS state and the HTTP connection are
+/// made after that, on the heap, and — until the handshake is done — the connection is closed
+/// when its slot goes to a newcomer.
+async fn connection(
+    tcp: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+    slot: Slot,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    router: axum::Router,
+    limits: ConnectionLimits,
+) {
+    let deadline = tokio::time::Instant::now() + limits.handshake;
+    let Some(acceptor) = acceptor else {
+        // Plain HTTP is loopback only: nothing to prove.
+        slot.settle();
+        return serve_http(tcp, peer, router, limits.headers).await;
+    };
+    // (`peek`, not `readable`: readiness may be reported before any byte is there.)
+    let mut byte = [0u8; 1];
+    let first_byte = tokio::select! {
+        peeked = tokio::time::timeout_at(deadline, tcp.peek(&mut byte)) => peeked,
+        _ = slot.evicted() => return tracing::debug!(%peer, "closed for a newcomer before it sent anything"),
+    };
+    if !matches!(first_byte, Ok(Ok(1))) {
+        return tracing::debug!(%peer, "nothing sent within the handshake deadline");
+    }
+    slot.spoke();
+    Box::pin(async move {
+        let handshake = tokio::select! {
+            done = tokio::time::timeout_at(deadline, acceptor.accept(tcp)) => done,
+            _ = slot.evicted() => return tracing::debug!(%peer, "closed for a newcomer before its TLS handshake"),
+        };
+        match handshake {
+            Ok(Ok(tls)) => {
+                slot.settle();
+                serve_http(tls, peer, router, limits.headers).await
             }
-        });
+            Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+        }
+    })
+    .await
+}
+
+/// HTTP/1.1 on an established stream, with the header deadline (which also closes a
+/// connection idle between requests).
+async fn serve_http<S>(stream: S, peer: std::net::SocketAddr, router: axum::Router, headers: Duration)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    // Handlers see the caller's address (policies use it).
+    let service =
+        hyper_util::service::TowerToHyperService::new(router.layer(axum::Extension(axum::extract::ConnectInfo(peer))));
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(headers);
+    if let Err(e) = Box::pin(http.serve_connection(hyper_util::rt::TokioIo::new(stream), service)).await {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
 }
 

@@ -157,6 +157,7 @@ impl Store {
 
     /// The embedded gateway's checkpoint key (it signs no API calls: it runs in-process).
     pub async fn set_gateway_sign_key(&self, id: &str, key: &[u8]) -> Result<(), StoreError> {
+        let _turn = self.sqlite_turn().await;
         on!(self, ex => sqlx::query("UPDATE gateways SET sign_public_key = $1 WHERE id = $2 AND embedded = 1")
             .bind(key)
             .bind(id)
@@ -267,6 +268,7 @@ impl Store {
         backlog: Option<u64>,
         now: i64,
     ) -> Result<(), StoreError> {
+        let _turn = self.sqlite_turn().await;
         on!(self, ex => sqlx::query(
             "UPDATE gateways SET last_contact_at = $1, address = COALESCE($2, address), \
              host_key = COALESCE($3, host_key), backlog = COALESCE($4, backlog) WHERE id = $5",

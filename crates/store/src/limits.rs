@@ -16,6 +16,7 @@ impl Store {
         window_secs: i64,
         max_sources: i64,
     ) -> Result<(u64, i64), StoreError> {
+        let _turn = self.sqlite_turn().await;
         let (failures, start): (i64, i64) = on!(self, ex => sqlx::query_as(
             "INSERT INTO failure_windows (what, source, start, failures) VALUES ($1, $2, $3, 1) \
              ON CONFLICT (what, source) DO UPDATE SET \
