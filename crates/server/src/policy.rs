@@ -35,6 +35,12 @@ impl Policies {
             rows.seal(&mut tx, Row::Policy(version)).await?;
             tx.commit().await?;
         }
+        let loaded = Self::read(db, rows).await?;
+        Ok(Self { current: RwLock::new(Arc::new(loaded)), time_zone, time_zone_name })
+    }
+
+    /// The newest stored set, checked and compiled.
+    async fn read(db: &Store, rows: &RowKey) -> Result<Loaded, ServerError> {
         let row = db.current_policy().await?.ok_or_else(|| ServerError::Internal("no policy set stored".into()))?;
         let authentic = rows.check(&mut db.conn().await?, Row::Policy(row.version)).await;
         let set = match authentic {
@@ -44,9 +50,25 @@ impl Policies {
                 format!("the policy set in force (version {}) does not compile: {e}", row.version)
             }),
         };
-        Ok(Self { current: RwLock::new(Arc::new(Loaded { version: row.version, set })), time_zone, time_zone_name })
+        Ok(Loaded { version: row.version, set })
     }
 
+    /// The set in force now, for a decision: the store says which version that is (another
+    /// replica may have stored a newer one a moment ago), and this replica's compiled copy is
+    /// used while it is that version, else the newer one is loaded first.
+    pub async fn in_force(&self, db: &Store, rows: &RowKey) -> Result<Arc<Loaded>, ServerError> {
+        let cached = self.current();
+        if db.policy_version().await? == Some(cached.version) {
+            return Ok(cached);
+        }
+        let loaded = Arc::new(Self::read(db, rows).await?);
+        if loaded.version > self.current().version {
+            self.install(loaded.clone());
+        }
+        Ok(loaded)
+    }
+
+    /// This replica's copy (see [`Policies::in_force`] for decisions).
     pub fn current(&self) -> Arc<Loaded> {
         match self.current.read() {
             Ok(guard) => guard.clone(),
@@ -55,7 +77,10 @@ impl Policies {
     }
 
     pub fn replace(&self, version: i64, set: PolicySet) {
-        let loaded = Arc::new(Loaded { version, set: Ok(set) });
+        self.install(Arc::new(Loaded { version, set: Ok(set) }))
+    }
+
+    fn install(&self, loaded: Arc<Loaded>) {
         match self.current.write() {
             Ok(mut guard) => *guard = loaded,
             Err(poisoned) => *poisoned.into_inner() = loaded,

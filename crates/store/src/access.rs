@@ -110,6 +110,11 @@ impl Store {
         .fetch_optional(ex).await)?)
     }
 
+    /// The newest stored policy version (one index lookup: asked before every decision).
+    pub async fn policy_version(&self) -> Result<Option<i64>, StoreError> {
+        Ok(on!(self, ex => sqlx::query_scalar("SELECT MAX(version) FROM policy_sets").fetch_one(ex).await)?)
+    }
+
     pub async fn insert_policy(tx: &mut Tx<'_>, text: &str, now: i64, by: Option<&str>) -> Result<i64, StoreError> {
         Ok(on!(tx, ex => sqlx::query_scalar(
             "INSERT INTO policy_sets (text, created_at, created_by) VALUES ($1, $2, $3) RETURNING version",

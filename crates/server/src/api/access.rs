@@ -92,7 +92,7 @@ pub(crate) async fn requestable(
     targets: Vec<TargetRow>,
 ) -> Result<Vec<TargetRow>, ServerError> {
     let who = caller_person(state, caller).await?;
-    let loaded = state.policies.current();
+    let loaded = state.policies.in_force(&state.db, &state.rows).await?;
     let Ok(policies) = loaded.usable() else { return Ok(Vec::new()) };
     let now = state.clock.now();
     Ok(targets
@@ -130,7 +130,7 @@ pub async fn create_request(
     let now = state.clock.now();
     let from = client;
     let who = caller_person(&state, &caller).await?;
-    let loaded = state.policies.current();
+    let loaded = state.policies.in_force(&state.db, &state.rows).await?;
     let decision = loaded
         .usable()?
         .decide_request(&RequestQuery {
@@ -380,7 +380,7 @@ pub async fn review(
         ));
     }
     let from = client;
-    let loaded = state.policies.current();
+    let loaded = state.policies.in_force(&state.db, &state.rows).await?;
     let decision = loaded
         .usable()?
         .decide_approval(&ApprovalQuery {

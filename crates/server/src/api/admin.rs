@@ -551,7 +551,7 @@ pub async fn set_policy(
         )
     })?;
     let now = state.clock.now();
-    let before = state.policies.current().version;
+    let before = state.policies.in_force(&state.db, &state.rows).await?.version;
     let mut tx = state.db.begin().await?;
     let version = Store::insert_policy(&mut tx, &req.text, now, Some(&caller.user_id)).await?;
     state.rows.seal(&mut tx, Row::Policy(version)).await?;
@@ -602,7 +602,7 @@ pub async fn test_policy(
         return Err(ServerError::BadRequest("the duration must be at least one second".into()));
     }
     let draft;
-    let loaded = state.policies.current();
+    let loaded = state.policies.in_force(&state.db, &state.rows).await?;
     let set = match req.text.as_deref() {
         Some(text) => {
             draft = compile(text).map_err(|e| {

@@ -83,6 +83,38 @@ async fn a_request_replayed_at_the_other_replica_is_refused() {
 }
 
 on_both_backends! {
+/// A policy stored through one replica decides at the other from the next request on: each
+/// replica asks the store which version is in force before it decides, so a tightened policy
+/// cannot be slipped past at a replica that still holds the old one.
+async fn a_policy_stored_at_one_replica_decides_at_the_other_at_once() {
+    let (a, code) = start().await;
+    let b = replica(&a).await;
+    let admin = enroll(&a, &code).await;
+    let alice = member(&a, &admin, "alice", &[Role::Requester], &[]).await;
+    let _: TargetSummary = call(&a, &admin, "POST", "/v1/targets", &password_target(&admin, "web", b"pw")).await;
+    // B has decided under the default set: it holds a compiled copy.
+    let _: AccessRequestView = call(&b, &alice, "POST", "/v1/requests", &ask("web", 3 * 3600)).await;
+    let short = r#"
+@id("short-only")
+permit (principal, action == Portcullis::Action::"request", resource)
+when { principal.roles.contains("requester") && context.duration <= duration("1h") };
+
+@id("approvers-approve")
+permit (principal, action == Portcullis::Action::"approve", resource)
+when { principal.roles.contains("approver") };
+"#;
+    let set: PolicyView = call(&a, &admin, "PUT", "/v1/policy", &PolicyText { text: short.into() }).await;
+    let (_, code, message) = refused(&b, &alice, "POST", "/v1/requests", &ask("web", 3 * 3600)).await;
+    assert_eq!(code, "policy_denied", "{message}");
+    assert!(message.contains("short-only") || message.contains("1h"), "{message}");
+    let allowed: AccessRequestView = call(&b, &alice, "POST", "/v1/requests", &ask("web", 600)).await;
+    let detail: portcullis_proto::RequestDetail =
+        call(&b, &alice, "GET", &format!("/v1/requests/{}", allowed.id), &()).await;
+    assert_eq!(detail.policy_version, Some(set.version), "B decided under the version A stored");
+}
+}
+
+on_both_backends! {
 /// Approvals racing at both replicas make one grant; an approval racing a withdrawal leaves no
 /// usable grant when the withdrawal is the one that counts.
 async fn approvals_and_withdrawals_at_both_replicas_decide_once() {
