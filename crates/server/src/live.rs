@@ -88,9 +88,26 @@ impl Bus {
         }
     }
 
-    /// Nobody listening is fine.
-    pub async fn publish(&self, event: LiveEvent, requester_id: &str) {
-        self.append(Published::Event { event, requester_id: requester_id.to_string() }).await
+    /// Publishes `event` with the change `tx` makes: it goes out if and only if `tx` commits
+    /// (no event for a change rolled back, none lost to a crash between commit and publish),
+    /// and it costs no transaction of its own. Call [`Bus::published`] after the commit.
+    pub async fn publish_in(
+        &self,
+        tx: &mut crate::store::Tx<'_>,
+        event: LiveEvent,
+        requester_id: &str,
+    ) -> Result<(), crate::ServerError> {
+        let published = Published::Event { event, requester_id: requester_id.to_string() };
+        let payload = serde_json::to_string(&published).map_err(|e| crate::ServerError::Internal(e.to_string()))?;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+        Store::publish_live_in(tx, &payload, now).await?;
+        Ok(())
+    }
+
+    /// Wakes this replica's reader after a commit that published (the others are woken by the
+    /// database, or poll).
+    pub fn published(&self) {
+        self.inner.published.notify_one()
     }
 
     /// To one user's devices only.

@@ -1412,20 +1412,28 @@ async fn bench_load_devices_and_live_streams() {
                                 signed_through(http, r, d, method, path, &body, r.now(), &nonce()).send().await.unwrap();
                             assert!(resp.status().is_success(), "{method} {path}: {}", resp.status());
                             resp.bytes().await.unwrap();
-                            latencies.push(t.elapsed().as_secs_f64() * 1000.0);
+                            latencies.push((c % 5 == 4, t.elapsed().as_secs_f64() * 1000.0));
                         }
                         latencies
                     });
                 }
-                let mut all: Vec<f64> = futures_util::future::join_all(tasks).await.into_iter().flatten().collect();
+                let tagged: Vec<(bool, f64)> =
+                    futures_util::future::join_all(tasks).await.into_iter().flatten().collect();
                 let took = started.elapsed().as_secs_f64();
-                let n = all.len();
+                let n = tagged.len();
+                let mut all: Vec<f64> = tagged.iter().map(|(_, ms)| *ms).collect();
+                let mut writes: Vec<f64> = tagged.iter().filter(|(w, _)| *w).map(|(_, ms)| *ms).collect();
+                let mut reads: Vec<f64> = tagged.iter().filter(|(w, _)| !*w).map(|(_, ms)| *ms).collect();
                 let (p50, p99) = (percentile(&mut all, 0.5), percentile(&mut all, 0.99));
                 let how = if pace.is_some() { "paced, each device every 500 ms" } else { "flat out" };
                 println!(
                     "load, {label}, {how}: {devices} devices with live streams, {n} calls in {took:.1} s ({:.0}/s): \
-                     p50 {p50:.1} ms, p99 {p99:.1} ms",
-                    n as f64 / took
+                     p50 {p50:.1} ms, p99 {p99:.1} ms (reads p50 {:.1} / p99 {:.1}, new requests p50 {:.1} / p99 {:.1})",
+                    n as f64 / took,
+                    percentile(&mut reads, 0.5),
+                    percentile(&mut reads, 0.99),
+                    percentile(&mut writes, 0.5),
+                    percentile(&mut writes, 0.99),
                 );
                 }
                 // Approval at one replica -> the requester's live event at the other.

@@ -348,10 +348,10 @@ impl Store {
                 let turn = turn.clone().lock_owned().await;
                 Ok(Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?, turn))
             }
+            // BEGIN and the lock in one round trip (a simple query of two statements): the
+            // write lock is held for as few round trips as the transaction needs.
             Pool::Postgres(p) => {
-                let mut tx = p.begin().await?;
-                sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(WRITE_LOCK).execute(&mut *tx).await?;
-                Ok(Tx::Postgres(tx))
+                Ok(Tx::Postgres(p.begin_with(format!("BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})")).await?))
             }
         }
     }

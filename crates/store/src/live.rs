@@ -1,9 +1,10 @@
 //! The live-event outbox: the table every replica's live streams read (see the migration
-//! `live_events`). Publishing appends a row under the write lock (so the order of `seq` is the
+//! `live_events`). Publishing appends a row under the write lock — in the transaction of the
+//! change it tells of, where there is one — (so the order of `seq` is the
 //! order in which rows become visible, and a reader that saw `seq` never misses a smaller one);
 //! a replica reads what is newer than the last row it saw.
 
-use crate::{Backend, Store, StoreError, on};
+use crate::{Backend, Store, StoreError, Tx, on};
 
 /// The PostgreSQL channel that wakes replicas when an event is published.
 const CHANNEL: &str = "portcullis_live";
@@ -12,9 +13,17 @@ const CHANNEL: &str = "portcullis_live";
 const KEEP_SECS: i64 = 3600;
 
 impl Store {
-    /// Appends an event (JSON); its sequence number.
+    /// Appends an event (JSON) in a transaction of its own; its sequence number.
     pub async fn publish_live(&self, payload: &str, now: i64) -> Result<i64, StoreError> {
         let mut tx = self.begin().await?;
+        let seq = Self::publish_live_in(&mut tx, payload, now).await?;
+        tx.commit().await?;
+        Ok(seq)
+    }
+
+    /// Appends an event (JSON) to `tx`: it is published if and when `tx` commits — with the
+    /// change it tells of, never without it (a transactional outbox).
+    pub async fn publish_live_in(tx: &mut Tx<'_>, payload: &str, now: i64) -> Result<i64, StoreError> {
         let seq: i64 = on!(tx, ex => sqlx::query_scalar("INSERT INTO live_events (at, payload) VALUES ($1, $2) RETURNING seq")
             .bind(now)
             .bind(payload)
@@ -27,7 +36,6 @@ impl Store {
             // Delivered when the transaction commits; a hint only (the table is the truth).
             sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL).bind(seq.to_string()).execute(ex).await?;
         }
-        tx.commit().await?;
         Ok(seq)
     }
 

@@ -200,9 +200,10 @@ pub async fn create_request(
             "policy_version": loaded.version }),
         )
         .await?;
-    tx.commit().await?;
     let created = view(&row, now);
-    state.live.publish(LiveEvent::RequestCreated { request: created.clone() }, &row.user_id).await;
+    state.live.publish_in(&mut tx, LiveEvent::RequestCreated { request: created.clone() }, &row.user_id).await?;
+    tx.commit().await?;
+    state.live.published();
     Ok(Json(created))
 }
 
@@ -493,15 +494,17 @@ pub async fn review(
             "step_up": step_up_evidence.is_some(), "source_ip": from.to_string() }),
     )
     .await?;
-    tx.commit().await?;
-    let updated = state.db.request(&id).await?.ok_or_else(|| ServerError::Internal("request vanished".into()))?;
+    let updated =
+        Store::request_in(&mut tx, &id).await?.ok_or_else(|| ServerError::Internal("request vanished".into()))?;
     let reviewed = view(&updated, now);
     let event = if reviewed.status == RequestStatus::Pending {
         LiveEvent::RequestUpdated { request: reviewed.clone() }
     } else {
         LiveEvent::RequestDecided { request: reviewed.clone() }
     };
-    state.live.publish(event, &updated.user_id).await;
+    state.live.publish_in(&mut tx, event, &updated.user_id).await?;
+    tx.commit().await?;
+    state.live.published();
     Ok(Json(reviewed))
 }
 
@@ -570,16 +573,18 @@ pub async fn revoke(
             "target": request.target, "reason": reason }),
         )
         .await?;
+    let updated = Store::request_in(&mut tx, &request.id)
+        .await?
+        .ok_or_else(|| ServerError::Internal("request vanished".into()))?;
+    let revoked = view(&updated, now);
+    state.live.publish_in(&mut tx, LiveEvent::RequestUpdated { request: revoked.clone() }, &updated.user_id).await?;
     tx.commit().await?;
+    state.live.published();
     state.revocations.notify_waiters();
     let sessions_ended = match &request.grant_id {
         Some(grant) if status == RequestStatus::Approved => state.db.open_sessions_of_grant(grant).await?,
         _ => 0,
     };
-    let updated =
-        state.db.request(&request.id).await?.ok_or_else(|| ServerError::Internal("request vanished".into()))?;
-    let revoked = view(&updated, now);
-    state.live.publish(LiveEvent::RequestUpdated { request: revoked.clone() }, &updated.user_id).await;
     Ok(Json(RevokeOutcome { request: revoked, sessions_ended }))
 }
 
