@@ -85,8 +85,8 @@ fn two_replicas_serve_one_team_and_a_session_outlives_the_replica_that_authorise
     assert!(after.stdout.contains("second-42"), "{}", after.stdout);
 }
 
-/// The gateway uploads through batches of a soak while the test kills one replica or the other
-/// at random moments (one always stays up) and brings it back: every record the gateway
+/// The gateway uploads through batches of a soak while the test kills one replica and then the
+/// other, at random moments (one always stays up), and brings it back: every record the gateway
 /// committed is on the server once, and the log verifies.
 #[cfg(feature = "soak")]
 #[test]
@@ -121,7 +121,8 @@ fn replicas_killed_in_the_middle_of_upload_batches_lose_and_double_nothing() {
             match down.take() {
                 Some(which) => replicas.into_iter().nth(which).unwrap().start(false),
                 None => {
-                    let which = rng.below(2) as usize;
+                    // In turn, so both replicas die mid-upload; when is random.
+                    let which = ((kills[0] + kills[1]) % 2) as usize;
                     replicas.into_iter().nth(which).unwrap().stop();
                     kills[which] += 1;
                     down = Some(which);
