@@ -5,14 +5,22 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+/// The workspace's `cargo metadata` (resolved graph included), read once per test run.
+fn metadata() -> &'static serde_json::Value {
+    static META: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
+    META.get_or_init(|| {
+        let out = std::process::Command::new(env!("CARGO"))
+            .args(["metadata", "--format-version", "1", "--manifest-path"])
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../../Cargo.toml"))
+            .output()
+            .expect("cargo metadata");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    })
+}
+
 fn normal_deps() -> BTreeMap<String, BTreeSet<String>> {
-    let out = std::process::Command::new(env!("CARGO"))
-        .args(["metadata", "--format-version", "1", "--manifest-path"])
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../../Cargo.toml"))
-        .output()
-        .expect("cargo metadata");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let meta = metadata();
     let mut deps = BTreeMap::new();
     for package in meta["packages"].as_array().unwrap() {
         let name = package["name"].as_str().unwrap();
@@ -110,13 +118,7 @@ fn crates_respect_their_contracts() {
 /// Every package a workspace member needs to build (normal edges, followed through the
 /// resolved graph; features unified over the workspace, so this over-approximates).
 fn built_for(package: &str) -> BTreeSet<String> {
-    let out = std::process::Command::new(env!("CARGO"))
-        .args(["metadata", "--format-version", "1", "--manifest-path"])
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../../Cargo.toml"))
-        .output()
-        .expect("cargo metadata");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let meta = metadata();
     let names: BTreeMap<&str, &str> = meta["packages"]
         .as_array()
         .unwrap()
@@ -169,13 +171,7 @@ fn a_gateway_build_has_none_of_the_control_server() {
     }
     // And a device build carries no record-log code: the client takes the local database
     // without its `records` feature.
-    let out = std::process::Command::new(env!("CARGO"))
-        .args(["metadata", "--format-version", "1", "--no-deps", "--manifest-path"])
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../../Cargo.toml"))
-        .output()
-        .expect("cargo metadata");
-    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let client = meta["packages"].as_array().unwrap().iter().find(|p| p["name"] == "portcullis-client").unwrap();
+    let client = metadata()["packages"].as_array().unwrap().iter().find(|p| p["name"] == "portcullis-client").unwrap();
     let localdb =
         client["dependencies"].as_array().unwrap().iter().find(|d| d["name"] == "portcullis-localdb").unwrap();
     assert!(

@@ -53,25 +53,24 @@ pub struct ServerProcess {
 /// test needs it), as `bash tests/run.sh` does. Refused when missing or older than the
 /// gateway's sources, so a partial build cannot test a stale gateway.
 pub fn gateway_bin() -> PathBuf {
-    let bin = Path::new(BIN).with_file_name("portcullis-gateway");
-    let built = std::fs::metadata(&bin).and_then(|m| m.modified()).unwrap_or_else(|_| {
-        panic!("{} is missing: build the workspace's tests (cargo test --workspace --no-run)", bin.display())
-    });
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    for dir in ["gateway", "localdb", "link", "sshcert", "guard", "proto", "crypto", "tlog", "keystore"] {
-        let mut stack = vec![root.join("crates").join(dir).join("src")];
-        while let Some(dir) = stack.pop() {
-            for entry in std::fs::read_dir(&dir).unwrap().flatten() {
-                let path = entry.path();
-                if path.is_dir() {
-                    stack.push(path);
-                } else if entry.metadata().and_then(|m| m.modified()).is_ok_and(|m| m > built) {
-                    panic!("{} is older than {}: build the workspace's tests again", bin.display(), path.display());
+    static CHECKED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    CHECKED
+        .get_or_init(|| {
+            let bin = Path::new(BIN).with_file_name("portcullis-gateway");
+            let built = std::fs::metadata(&bin).and_then(|m| m.modified()).unwrap_or_else(|_| {
+                panic!("{} is missing: build the workspace's tests (cargo test --workspace --no-run)", bin.display())
+            });
+            let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+            for dir in ["gateway", "localdb", "link", "sshcert", "guard", "proto", "crypto", "tlog", "keystore"] {
+                for path in files_under(&root.join("crates").join(dir).join("src")) {
+                    if std::fs::metadata(&path).and_then(|m| m.modified()).is_ok_and(|m| m > built) {
+                        panic!("{} is older than {}: build the workspace's tests again", bin.display(), path.display());
+                    }
                 }
             }
-        }
-    }
-    bin
+            bin
+        })
+        .clone()
 }
 
 pub fn base_command(rust_log: &str) -> Command {
@@ -757,6 +756,11 @@ impl LineReader {
             }
         }
         panic!("no line containing {needle:?} within {within:?}; saw: {seen:?}");
+    }
+
+    /// Waits for the child to exit.
+    pub fn wait(&mut self) -> std::process::ExitStatus {
+        self.child.wait().unwrap()
     }
 
     pub fn lines_within(&mut self, within: Duration) -> Vec<String> {

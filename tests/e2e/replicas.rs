@@ -2,37 +2,9 @@
 //! enrolled with both, a real sshd target. Requests reach replica A, approvals replica B; a
 //! replica dies under a running session and in the middle of upload batches.
 
-use std::io::{BufRead, Read};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::harness::*;
-
-/// The lines a child prints, as they come.
-fn lines_of(stream: impl Read + Send + 'static) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stream).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    rx
-}
-
-#[track_caller]
-fn line_with(lines: &mpsc::Receiver<String>, needle: &str, within: Duration) -> String {
-    let deadline = Instant::now() + within;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match lines.recv_timeout(left) {
-            Ok(line) if line.contains(needle) => return line,
-            Ok(_) => {}
-            Err(_) => panic!("no line with {needle:?} within {within:?}"),
-        }
-    }
-}
 
 /// Request through A, approval through B, the requester's live stream on A sees the grant; a
 /// session authorised through A runs on when A is killed, its recording reaches B, and the
@@ -45,27 +17,25 @@ fn two_replicas_serve_one_team_and_a_session_outlives_the_replica_that_authorise
     gateway.start();
     world.add_target_with("db", sshd.port, &sshd.user_key, &sshd.host_key_pub, &["--gateway", "near"]).ok();
 
-    let mut watch = world.alice.spawn(&["watch"]);
-    let events = lines_of(watch.stdout.take().unwrap());
-    line_with(&events, "connected", Duration::from_secs(10));
+    let mut events = LineReader::spawn(world.alice.spawn(&["watch"]));
+    events.expect("connected", Duration::from_secs(10));
     let id = world.alice.run(&["request", "db", "--duration", "30m", "--reason", "replicas"]).ok().last_line();
-    line_with(&events, &format!("new request {id}"), Duration::from_secs(10));
+    events.expect(&format!("new request {id}"), Duration::from_secs(10));
     let asked = Instant::now();
     world.bob.run(&["approve", &id]).ok();
-    let decided = line_with(&events, &format!("request {id} from alice for db was approved"), Duration::from_secs(10));
+    let decided = events.expect(&format!("request {id} from alice for db was approved"), Duration::from_secs(10));
     eprintln!("approval at replica B to the requester's live event at replica A: {:?}", asked.elapsed());
     assert!(decided.contains("by bob"), "{decided}");
-    let _ = watch.kill();
-    let _ = watch.wait();
+    drop(events);
 
     // The session: authorised through A (the gateway's first replica), then A dies under it.
-    let mut session = world.alice.spawn(&["ssh", "db", "--", "echo started; sleep 4; echo after-$((6*7))"]);
-    let output = lines_of(session.stdout.take().unwrap());
-    line_with(&output, "started", Duration::from_secs(20));
+    let mut session =
+        LineReader::spawn(world.alice.spawn(&["ssh", "db", "--", "echo started; sleep 4; echo after-$((6*7))"]));
+    session.expect("started", Duration::from_secs(20));
     world.server.stop();
     let killed = Instant::now();
-    line_with(&output, "after-42", Duration::from_secs(20));
-    let status = session.wait().unwrap();
+    session.expect("after-42", Duration::from_secs(20));
+    let status = session.wait();
     assert!(status.success(), "the session ended badly after replica A died: {status:?}");
     assert!(killed.elapsed() >= Duration::from_secs(2), "the session did not outlive the replica by much");
 

@@ -138,6 +138,16 @@ fn strangers_cannot_exhaust_a_replica_on_postgres() {
     strangers_cannot_exhaust(World::team("warn", true));
 }
 
+/// A request signed by nobody: made-up device `n`, the time now, a fresh nonce, a bad signature.
+fn forged(request: reqwest::RequestBuilder, n: u32) -> reqwest::RequestBuilder {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    request
+        .header(portcullis_proto::HEADER_DEVICE, format!("00000000-0000-0000-0000-{n:012}"))
+        .header(portcullis_proto::HEADER_TIME, now.to_string())
+        .header(portcullis_proto::HEADER_NONCE, format!("stranger-nonce-{n:08}"))
+        .header(portcullis_proto::HEADER_SIGNATURE, "AAAA")
+}
+
 /// A stranger's 1 GiB body under forged device headers, streamed: (its answer — 0 when the
 /// connection was closed under it —, the bytes the server let it send, how long it took).
 async fn forged_gigabyte(url: String) -> (u16, u64, Duration) {
@@ -150,15 +160,9 @@ async fn forged_gigabyte(url: String) -> (u16, u64, Duration) {
         counter.fetch_add(chunk.len() as u64, Ordering::SeqCst);
         Ok::<_, std::io::Error>(chunk.clone())
     });
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
     let started = Instant::now();
-    let answer = fresh_connections()
-        .post(url)
+    let answer = forged(fresh_connections().post(url), 0xffff)
         .header(reqwest::header::CONTENT_LENGTH, GIB)
-        .header(portcullis_proto::HEADER_DEVICE, "00000000-0000-0000-0000-00000000ffff")
-        .header(portcullis_proto::HEADER_TIME, now.to_string())
-        .header(portcullis_proto::HEADER_NONCE, "forged-nonce-gigabyte")
-        .header(portcullis_proto::HEADER_SIGNATURE, "AAAA")
         .header("x-forwarded-for", "127.0.0.1")
         .body(reqwest::Body::wrap_stream(body))
         .send()
@@ -238,16 +242,7 @@ fn strangers_cannot_exhaust(world: World) {
             let (http, body) = (http.clone(), body.clone());
             let url = format!("{}/v1/requests", world.server.url);
             strangers.push(tokio::spawn(async move {
-                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
-                let sent = http
-                    .post(url)
-                    .header(portcullis_proto::HEADER_DEVICE, format!("00000000-0000-0000-0000-{i:012}"))
-                    .header(portcullis_proto::HEADER_TIME, now.to_string())
-                    .header(portcullis_proto::HEADER_NONCE, format!("stranger-nonce-{i:08}"))
-                    .header(portcullis_proto::HEADER_SIGNATURE, "AAAA")
-                    .body(body)
-                    .send()
-                    .await;
+                let sent = forged(http.post(url), i).body(body).send().await;
                 // Refused at the headers: a 401, or the connection closed under the unread body.
                 match sent {
                     Ok(r) => r.status().as_u16(),

@@ -75,11 +75,10 @@ impl Bus {
     }
 
     async fn append(&self, published: Published) {
-        let payload = match serde_json::to_string(&published) {
+        let (payload, now) = match encoded(&published) {
             Ok(p) => p,
             Err(e) => return tracing::error!(error = %e, "a live event does not serialise"),
         };
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
         match self.store.publish_live(&payload, now).await {
             Ok(_) => self.inner.published.notify_one(),
             // What changed is committed; a client that misses the event sees it at its next
@@ -98,8 +97,7 @@ impl Bus {
         requester_id: &str,
     ) -> Result<(), crate::ServerError> {
         let published = Published::Event { event, requester_id: requester_id.to_string() };
-        let payload = serde_json::to_string(&published).map_err(|e| crate::ServerError::Internal(e.to_string()))?;
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+        let (payload, now) = encoded(&published).map_err(|e| crate::ServerError::Internal(e.to_string()))?;
         Store::publish_live_in(tx, &payload, now).await?;
         Ok(())
     }
@@ -119,6 +117,12 @@ impl Bus {
     pub async fn close_streams(&self, user_id: &str, device_id: Option<&str>) {
         self.append(Published::Close { user_id: user_id.to_string(), device_id: device_id.map(String::from) }).await
     }
+}
+
+/// An outbox row: the event's JSON and when it was published.
+fn encoded(published: &Published) -> Result<(String, i64), serde_json::Error> {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    Ok((serde_json::to_string(published)?, now))
 }
 
 /// Reads the outbox after `seen` and fans each new event out to this replica's streams.
