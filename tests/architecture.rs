@@ -69,6 +69,7 @@ fn crates_respect_their_contracts() {
                 "portcullis-client",
                 "portcullis-store",
                 "portcullis-policy",
+                "portcullis-vault",
                 "axum",
                 "tauri",
             ],
@@ -78,6 +79,11 @@ fn crates_respect_their_contracts() {
         ("portcullis-guard", &["sqlx", "reqwest", "axum", "russh"]),
         ("portcullis-localdb", &["reqwest", "axum", "russh", "portcullis-server", "portcullis-client"]),
         ("portcullis-client", &["portcullis-app"]),
+        // The vault's model is pure: kinds, validation, sealing and masking, no IO.
+        (
+            "portcullis-vault",
+            &["sqlx", "tokio", "reqwest", "axum", "keyring", "tauri", "portcullis-server", "portcullis-client"],
+        ),
     ];
     for (krate, banned) in forbidden {
         let have = deps.get(*krate).unwrap_or_else(|| panic!("{krate} missing from the workspace"));

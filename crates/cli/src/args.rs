@@ -76,6 +76,11 @@ pub enum Command {
     /// Manage and list targets.
     #[command(subcommand)]
     Target(TargetCommand),
+    /// Typed secrets in the vault (passwords, SSH keys, API tokens, database credentials, TLS
+    /// certificates, cloud keys, OAuth tokens, notes), with versions. Admins write; values are
+    /// sealed before they leave this process and no command prints one.
+    #[command(subcommand)]
+    Secret(SecretCommand),
     /// Ask for access to a target (prints the request id), or `request show ID`: the whole
     /// story of a request, from the request to its sessions.
     Request(RequestArgs),
@@ -505,4 +510,158 @@ pub enum AuditCommand {
     },
     /// Alarms: gaps, forks, rollbacks, refused uploads, records lost at a gateway.
     Alarms,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SecretCommand {
+    /// Add a secret (admin). The value comes from standard input or a file, never from an
+    /// argument: `--value-stdin`, `--value-file F`, or `--field K=@FILE` (`K=@-`: stdin) per
+    /// field; public fields may be given inline (`--field host=db1`). Fields by type:
+    /// password: password, username, url; ssh-key: private_key, passphrase; api-token: token,
+    /// url, username; database: password, engine, host, port, user, database; tls: private_key,
+    /// certificate (or one PEM file with both); cloud-key: secret, provider, key_id, region;
+    /// oauth-token: access_token, refresh_token, expires_at, token_url, client_id; note: text.
+    Add(SecretAdd),
+    /// List secrets (metadata only), by name, optionally filtered.
+    List(SecretList),
+    /// One secret's metadata and public facts (a certificate's subject, names and expiry).
+    Show { name: String },
+    /// Change a secret's metadata, or give it a new value (a new version; fields not given keep
+    /// their current value).
+    Edit(SecretEdit),
+    /// A secret's versions: who made each, when and why (admins and auditors).
+    History { name: String },
+    /// Make an old version current again, as a new version (admin). Nobody sees either value.
+    Restore {
+        name: String,
+        version: i64,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Remove a secret (admin): it stops being listed or used; its history stays.
+    Remove {
+        name: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Delete a removed secret and all its versions for good (admin; recorded).
+    Purge {
+        name: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+}
+
+/// Where a value comes from (add and edit).
+#[derive(Args, Debug)]
+pub struct SecretValueArgs {
+    /// Read the main field (the password, key, token, text...) from standard input.
+    #[arg(long)]
+    pub value_stdin: bool,
+    /// Read the main field from a file.
+    #[arg(long)]
+    pub value_file: Option<PathBuf>,
+    /// A field: K=@FILE, K=@- (standard input), or K=TEXT for a public field (repeatable).
+    #[arg(long = "field")]
+    pub fields: Vec<String>,
+    /// Refused: a value on the command line ends up in shell history and `ps`.
+    #[arg(long, hide = true)]
+    pub value: Option<String>,
+    /// Refused, like --value.
+    #[arg(long, hide = true)]
+    pub password: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct SecretAdd {
+    pub name: String,
+    /// password, ssh-key, api-token, database, tls, cloud-key, oauth-token or note.
+    #[arg(long = "type")]
+    pub kind: String,
+    #[command(flatten)]
+    pub value: SecretValueArgs,
+    /// Environment, e.g. prod or staging.
+    #[arg(long = "env", default_value = "")]
+    pub environment: String,
+    /// A folder path, e.g. payments/prod.
+    #[arg(long, default_value = "")]
+    pub folder: String,
+    /// A tag (repeatable).
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    #[arg(long, default_value = "")]
+    pub description: String,
+    /// The user responsible for it.
+    #[arg(long, default_value = "")]
+    pub owner: String,
+    /// It may be checked out and shown to a person under a grant.
+    #[arg(long)]
+    pub revealable: bool,
+    /// When it must be replaced: RFC 3339, or from now (90d). Default: what the value says (a
+    /// certificate's expiry).
+    #[arg(long)]
+    pub expires: Option<String>,
+    /// Versions kept (1-100; older ones are destroyed, their history stays).
+    #[arg(long)]
+    pub keep: Option<i64>,
+    /// Why (kept in its history).
+    #[arg(long, default_value = "")]
+    pub reason: String,
+}
+
+#[derive(Args, Debug)]
+pub struct SecretEdit {
+    pub name: String,
+    #[command(flatten)]
+    pub value: SecretValueArgs,
+    #[arg(long = "env")]
+    pub environment: Option<String>,
+    #[arg(long)]
+    pub folder: Option<String>,
+    /// Replace the tags (repeatable).
+    #[arg(long = "tag")]
+    pub tags: Option<Vec<String>>,
+    #[arg(long)]
+    pub description: Option<String>,
+    #[arg(long)]
+    pub owner: Option<String>,
+    /// true or false: whether it may be checked out and shown under a grant.
+    #[arg(long)]
+    pub revealable: Option<bool>,
+    /// A new expiry (RFC 3339 or from now, 90d), or `none` to go back to the value's own.
+    #[arg(long)]
+    pub expires: Option<String>,
+    #[arg(long)]
+    pub keep: Option<i64>,
+    #[arg(long, default_value = "")]
+    pub reason: String,
+}
+
+#[derive(Args, Debug)]
+pub struct SecretList {
+    /// Only this type.
+    #[arg(long = "type")]
+    pub kind: Option<String>,
+    #[arg(long = "env")]
+    pub environment: Option<String>,
+    /// This folder and those under it.
+    #[arg(long)]
+    pub folder: Option<String>,
+    #[arg(long)]
+    pub tag: Option<String>,
+    /// Words to find in the name, folder, tags or description (never in values).
+    #[arg(long)]
+    pub search: Option<String>,
+    /// Only those expiring within this long (30d), or already expired.
+    #[arg(long)]
+    pub expiring: Option<String>,
+    /// Removed secrets too.
+    #[arg(long)]
+    pub removed: bool,
+    /// At most this many (default: all).
+    #[arg(long)]
+    pub limit: Option<u32>,
+    /// One JSON object per line instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }

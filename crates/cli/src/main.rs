@@ -7,6 +7,7 @@ mod args;
 mod audit;
 mod gateway;
 mod passphrase;
+mod secrets;
 mod server;
 mod ssh;
 mod vault;
@@ -17,7 +18,7 @@ use clap::Parser;
 
 use args::{
     AuditCommand, Cli, Command, DeviceCommand, GatewayCommand, GroupCommand, KeyCommand, PolicyCommand, RequestShow,
-    TargetCommand, UserCommand,
+    SecretCommand, TargetCommand, UserCommand,
 };
 use portcullis_proto::TargetFilter;
 
@@ -92,6 +93,16 @@ async fn run(home: std::path::PathBuf, command: Command) -> anyhow::Result<ExitC
         }
         Command::Target(TargetCommand::Show { name }) => vault::show_target(&home, &name).await,
         Command::Target(TargetCommand::Edit(edit)) => vault::edit_target(&home, edit).await,
+        Command::Secret(SecretCommand::Add(add)) => secrets::add(&home, add).await,
+        Command::Secret(SecretCommand::List(list)) => secrets::list(&home, list).await,
+        Command::Secret(SecretCommand::Show { name }) => secrets::show(&home, &name).await,
+        Command::Secret(SecretCommand::Edit(edit)) => secrets::edit(&home, edit).await,
+        Command::Secret(SecretCommand::History { name }) => secrets::history(&home, &name).await,
+        Command::Secret(SecretCommand::Restore { name, version, reason }) => {
+            secrets::restore(&home, &name, version, reason).await
+        }
+        Command::Secret(SecretCommand::Remove { name, reason }) => secrets::remove(&home, &name, false, reason).await,
+        Command::Secret(SecretCommand::Purge { name, reason }) => secrets::remove(&home, &name, true, reason).await,
         Command::Request(req) => match (req.show, req.target, req.duration, req.reason) {
             (Some(RequestShow::Show { id }), ..) => access::show(&home, &id).await,
             (None, Some(target), Some(duration), Some(reason)) => {

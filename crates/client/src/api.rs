@@ -12,6 +12,7 @@ use portcullis_proto::{
     CertificateRequest, CertificateResponse, CreateAccessRequest, EnrollRequest, EnrollResponse, GatewaySummary,
     LiveEvent, ReviewRequest, ServerEvent, SessionDetail, SessionSummary, TargetSummary, UpdateTargetRequest, WhoAmI,
 };
+use portcullis_vault::wire;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -264,6 +265,56 @@ impl ApiClient {
     pub async fn update_target(&self, name: &str, req: &UpdateTargetRequest) -> Result<TargetSummary, ClientError> {
         portcullis_proto::check_name("target", name).map_err(ClientError::Input)?;
         self.call(reqwest::Method::PUT, &format!("/v1/targets/{name}"), Some(req)).await
+    }
+
+    pub async fn add_secret(&self, req: &wire::AddSecretRequest) -> Result<wire::SecretView, ClientError> {
+        self.call(reqwest::Method::POST, "/v1/secrets", Some(req)).await
+    }
+
+    pub async fn edit_secret(
+        &self,
+        name: &str,
+        req: &wire::EditSecretRequest,
+    ) -> Result<wire::SecretView, ClientError> {
+        portcullis_proto::check_name("secret", name).map_err(ClientError::Input)?;
+        self.call(reqwest::Method::PUT, &format!("/v1/secrets/{name}"), Some(req)).await
+    }
+
+    /// One page of the secrets matching `query`.
+    pub async fn secrets(&self, query: &wire::SecretQuery) -> Result<wire::SecretPage, ClientError> {
+        let query = serde_urlencoded::to_string(query).map_err(|e| ClientError::Input(e.to_string()))?;
+        self.call::<(), _>(reqwest::Method::GET, &format!("/v1/secrets?{query}"), None).await
+    }
+
+    pub async fn secret(&self, name: &str) -> Result<wire::SecretView, ClientError> {
+        portcullis_proto::check_name("secret", name).map_err(ClientError::Input)?;
+        self.call::<(), _>(reqwest::Method::GET, &format!("/v1/secrets/{name}"), None).await
+    }
+
+    pub async fn secret_history(&self, name: &str) -> Result<Vec<wire::SecretVersionView>, ClientError> {
+        portcullis_proto::check_name("secret", name).map_err(ClientError::Input)?;
+        self.call::<(), _>(reqwest::Method::GET, &format!("/v1/secrets/{name}/history"), None).await
+    }
+
+    pub async fn restore_secret(
+        &self,
+        name: &str,
+        req: &wire::RestoreSecretRequest,
+    ) -> Result<wire::SecretView, ClientError> {
+        portcullis_proto::check_name("secret", name).map_err(ClientError::Input)?;
+        self.call(reqwest::Method::POST, &format!("/v1/secrets/{name}/restore"), Some(req)).await
+    }
+
+    /// `remove` (soft) or `purge` (for good) a secret.
+    pub async fn drop_secret(
+        &self,
+        name: &str,
+        purge: bool,
+        req: &wire::RemoveSecretRequest,
+    ) -> Result<serde_json::Value, ClientError> {
+        portcullis_proto::check_name("secret", name).map_err(ClientError::Input)?;
+        let action = if purge { "purge" } else { "remove" };
+        self.call(reqwest::Method::POST, &format!("/v1/secrets/{name}/{action}"), Some(req)).await
     }
 
     pub async fn targets(&self) -> Result<Vec<TargetSummary>, ClientError> {

@@ -198,11 +198,22 @@ impl Device {
     /// Seals `credential` to the pinned server key for target `name`: it leaves this process
     /// only in that form.
     fn seal_credential(&self, name: &str, credential: &SecretBytes) -> Result<Sealed, ClientError> {
+        self.seal_to_server(INFO_TARGET_CREDENTIAL, name, credential.expose_secret())
+    }
+
+    /// `plaintext` sealed to the pinned server key, bound to `info` and `name`.
+    fn seal_to_server(&self, info: &[u8], name: &str, plaintext: &[u8]) -> Result<Sealed, ClientError> {
         let b64 = base64::engine::general_purpose::STANDARD;
         let server_key = b64
             .decode(&self.config.server.seal_public_key)
             .map_err(|_| ClientError::ServerIdentity("pinned sealing key is malformed".into()))?;
-        Ok(seal_to(&server_key, credential.expose_secret(), INFO_TARGET_CREDENTIAL, name.as_bytes(), &mut OsRng)?)
+        Ok(seal_to(&server_key, plaintext, info, name.as_bytes(), &mut OsRng)?)
+    }
+
+    /// A secret value's fields sealed to the server for secret `name` (nothing else can open it).
+    pub fn seal_secret(&self, name: &str, fields: &[(String, SecretBytes)]) -> Result<Sealed, ClientError> {
+        let encoded = portcullis_vault::wire::encode_fields(fields.iter().map(|(n, v)| (n.as_str(), v)));
+        self.seal_to_server(portcullis_vault::wire::INFO_SECRET_VALUE, name, encoded.expose_secret())
     }
 
     /// Edits `target` (by name); with `credential`, rotates the credential too.

@@ -113,6 +113,8 @@ mod gateway_trust;
 mod metrics;
 #[path = "api/replicas.rs"]
 mod replicas;
+#[path = "api/secrets.rs"]
+mod secrets;
 
 struct Device {
     id: String,
@@ -467,6 +469,10 @@ async fn no_device_route_answers_with_a_credential() {
     let target = password_target(&admin, "web", canary.as_bytes());
     let _: TargetSummary = call(&r, &admin, "POST", "/v1/targets", &target).await;
     let req = approved(&r, &alice, &bob, "web").await;
+    // A vault secret whose value is the canary too (revealable only through check-out, never
+    // through these routes).
+    let _: portcullis_vault::wire::SecretView =
+        call(&r, &admin, "POST", "/v1/secrets", &secrets::password_secret(&admin, "vaulted", &canary, "admin")).await;
 
     // Every device route, with plausible bodies, as the grant holder and as an admin.
     let key_line = {
@@ -486,7 +492,8 @@ async fn no_device_route_answers_with_a_credential() {
     let mut answers = String::new();
     let mut called = 0;
     for (method, template) in portcullis_server::api::DEVICE_ROUTES {
-        let path = template.replace("{name}", "web").replace("{id}", &req.id);
+        let name = if template.starts_with("/v1/secrets/") { "vaulted" } else { "web" };
+        let path = template.replace("{name}", name).replace("{id}", &req.id);
         let body: Vec<u8> = match (*method, *template) {
             ("POST", "/v1/users") => serde_json::to_vec(&user("carol", vec![Role::Requester])).unwrap(),
             ("POST", "/v1/targets") => {
@@ -516,6 +523,19 @@ async fn no_device_route_answers_with_a_credential() {
                 serde_json::to_vec(&CertificateRequest { target: "web".into(), public_key: key_line.clone() }).unwrap()
             }
             ("POST", "/v1/gateways") => serde_json::to_vec(&AddGatewayRequest { name: "gw".into() }).unwrap(),
+            ("POST", "/v1/secrets") => {
+                serde_json::to_vec(&secrets::password_secret(&admin, "vaulted2", &canary, "admin")).unwrap()
+            }
+            ("PUT", "/v1/secrets/{name}") => serde_json::to_vec(&portcullis_vault::wire::EditSecretRequest {
+                description: Some("edited".into()),
+                ..Default::default()
+            })
+            .unwrap(),
+            ("POST", "/v1/secrets/{name}/restore") => {
+                serde_json::to_vec(&portcullis_vault::wire::RestoreSecretRequest { version: 1, reason: String::new() })
+                    .unwrap()
+            }
+            ("POST", "/v1/secrets/{name}/remove" | "/v1/secrets/{name}/purge") => b"{}".to_vec(),
             _ => Vec::new(),
         };
         for device in [&alice, &admin, &bob] {

@@ -23,6 +23,7 @@ pub mod live;
 mod requests;
 pub mod rows;
 mod secrets;
+mod server_secrets;
 mod sessions;
 mod users;
 mod vault;
@@ -33,6 +34,7 @@ pub use access::{
 pub use events::EventRow;
 pub use gateways::GatewayRow;
 pub use requests::{GrantRow, RequestRow};
+pub use secrets::{SecretFilter, SecretRow, SecretVersionRow};
 pub use sessions::{NewRecord, SessionRow, record_aad};
 pub use users::{DeviceRow, UserRow, csv_list};
 pub use vault::{TargetRow, credential_aad};

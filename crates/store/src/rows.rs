@@ -45,6 +45,9 @@ pub enum Row<'a> {
     Target(&'a str),
     /// An enrolment code, by the hash of its secret: whose, until when, used or not.
     EnrolmentCode(&'a str),
+    /// A vault secret: its name, kind, policy facts (environment, folder, tags), whether it may
+    /// be revealed, its current version, expiry and removal.
+    Secret(&'a str),
     /// One approver's review of a request: the decision, when, the policies and step-up.
     Review {
         request: &'a str,
@@ -76,6 +79,7 @@ impl Row<'_> {
             Row::SessionAuthorization(id) => format!("session_authorizations/{id}"),
             Row::Grant(id) => format!("grants/{id}"),
             Row::Target(id) => format!("targets/{id}"),
+            Row::Secret(id) => format!("secrets/{id}"),
             Row::EnrolmentCode(hash) => format!("enrolment_codes/{hash}"),
             Row::Review { request, approver } => format!("reviews/{request}/{approver}"),
             Row::Challenge(id) => format!("webauthn_challenges/{id}"),
@@ -96,6 +100,7 @@ impl Row<'_> {
             Row::SessionAuthorization(id) => format!("session authorisation {id}"),
             Row::Grant(id) => format!("grant {id}"),
             Row::Target(id) => format!("target {id}"),
+            Row::Secret(id) => format!("secret {id}"),
             Row::EnrolmentCode(hash) => format!("enrolment code {}…", &hash[..hash.len().min(12)]),
             Row::Review { request, approver } => format!("the review of request {request} by user {approver}"),
             Row::Challenge(id) => format!("security-key challenge {id}"),
@@ -161,6 +166,13 @@ impl Row<'_> {
                  environment, tags, COALESCE(gateway_id, ''), mac FROM targets WHERE id = $1",
                 "UPDATE targets SET mac = $1 WHERE id = $2",
             ),
+            Row::Secret(_) => (
+                "SELECT 'secrets', id, name, kind, environment, folder, tags, description, owner, \
+                 CAST(revealable AS TEXT), COALESCE(CAST(expires_at AS TEXT), ''), facts, CAST(current_version AS TEXT), \
+                 CAST(versions_kept AS TEXT), created_by, COALESCE(CAST(removed_at AS TEXT), ''), mac \
+                 FROM secrets WHERE id = $1",
+                "UPDATE secrets SET mac = $1 WHERE id = $2",
+            ),
             Row::EnrolmentCode(_) => (
                 "SELECT 'enrolment_codes', code_hash, user_id, CAST(created_at AS TEXT), CAST(expires_at AS TEXT), \
                  COALESCE(CAST(used_at AS TEXT), ''), mac FROM enrolment_codes WHERE code_hash = $1",
@@ -208,6 +220,7 @@ impl Row<'_> {
             | Row::SessionAuthorization(id)
             | Row::Grant(id)
             | Row::Target(id)
+            | Row::Secret(id)
             | Row::EnrolmentCode(id)
             | Row::Challenge(id) => q.bind(id.to_string()),
             Row::Review { request, approver } => q.bind(request.to_string()).bind(approver.to_string()),
@@ -423,6 +436,7 @@ pub const AUTHENTICATED_TABLES: &[(&str, &str)] = &[
     ("session_authorizations", "'session_authorizations/' || id"),
     ("grants", "'grants/' || id"),
     ("targets", "'targets/' || id"),
+    ("secrets", "'secrets/' || id"),
     ("enrolment_codes", "'enrolment_codes/' || code_hash"),
     ("reviews", "'reviews/' || request_id || '/' || approver_id"),
     ("webauthn_challenges", "'webauthn_challenges/' || id"),
@@ -463,6 +477,7 @@ pub fn row_of_ledger_key(key: &str) -> Option<Row<'_>> {
         "session_authorizations" => Row::SessionAuthorization(id),
         "grants" => Row::Grant(id),
         "targets" => Row::Target(id),
+        "secrets" => Row::Secret(id),
         "enrolment_codes" => Row::EnrolmentCode(id),
         "reviews" => {
             let (request, approver) = id.split_once('/')?;

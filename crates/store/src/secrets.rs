@@ -1,43 +1,269 @@
-//! The server's own secrets (signing, sealing, TLS, user CA, the embedded gateway's keys),
-//! each sealed under the root key with AAD naming it.
+//! Vault secrets: the metadata row (authenticated) and one row per version (its envelope).
+//! Values are sealed by the caller (`portcullis_vault::seal`); this module stores bytes.
 
-use crate::{Store, StoreError, on};
-use portcullis_crypto::{Aad, OsRng, SecretBytes, SymmetricKey};
+use crate::rows::{Row, RowKey};
+use crate::{Store, StoreError, Tx, on};
 
-fn secret_aad(name: &str) -> Aad {
-    Aad::for_field("server_secrets", name, 1, "ciphertext")
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SecretRow {
+    pub id: String,
+    pub name: String,
+    pub kind: String,
+    pub environment: String,
+    pub folder: String,
+    /// `,a,b,` (empty: none).
+    pub tags: String,
+    pub description: String,
+    pub owner: String,
+    pub revealable: i64,
+    pub expires_at: Option<i64>,
+    pub facts: String,
+    pub current_version: i64,
+    pub versions_kept: i64,
+    pub created_by: String,
+    pub created_at: i64,
+    pub updated_by: String,
+    pub updated_at: i64,
+    pub removed_at: Option<i64>,
+    /// Resolved to names when read.
+    pub created_by_name: String,
+    pub updated_by_name: String,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SecretVersionRow {
+    pub version: i64,
+    pub facts: String,
+    pub created_by: String,
+    pub created_at: i64,
+    pub reason: String,
+    pub restored_from: Option<i64>,
+    pub destroyed_at: Option<i64>,
+}
+
+/// What a list asks for; every filter is optional. Pages are by name.
+#[derive(Debug, Clone, Default)]
+pub struct SecretFilter {
+    pub kind: Option<String>,
+    pub environment: Option<String>,
+    /// This folder and those under it.
+    pub folder: Option<String>,
+    pub tag: Option<String>,
+    /// Lowercased words, each of which must appear in the searchable text.
+    pub words: Vec<String>,
+    pub expiring_before: Option<i64>,
+    pub removed: bool,
+    pub after: Option<String>,
+    pub limit: i64,
+}
+
+const SECRET_SELECT: &str = "SELECT s.id, s.name, s.kind, s.environment, s.folder, s.tags, s.description, s.owner, \
+     s.revealable, s.expires_at, s.facts, s.current_version, s.versions_kept, s.created_by, s.created_at, s.updated_by, \
+     s.updated_at, s.removed_at, c.name AS created_by_name, u.name AS updated_by_name FROM secrets s \
+     JOIN users c ON c.id = s.created_by JOIN users u ON u.id = s.updated_by";
+
+/// The text search reads: name, folder, tags and description, lowercased.
+pub fn searchable(row: &SecretRow) -> String {
+    format!("{} {} {} {}", row.name, row.folder, row.tags.replace(',', " "), row.description).to_lowercase()
+}
+
+/// `%`, `_` and `\` taken literally in a LIKE pattern (with `ESCAPE '\'`).
+fn like_literal(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
 }
 
 impl Store {
-    pub async fn put_server_secret(&self, root: &SymmetricKey, name: &str, value: &[u8]) -> Result<(), StoreError> {
-        let ct = root.seal(&mut OsRng, value, &secret_aad(name))?;
-        let _turn = self.sqlite_turn().await;
-        on!(self, ex => sqlx::query("INSERT INTO server_secrets (name, ciphertext) VALUES ($1, $2)")
-            .bind(name)
-            .bind(ct)
-            .execute(ex).await.map(|r| r.rows_affected()))?;
+    pub async fn insert_secret(tx: &mut Tx<'_>, rows: &RowKey, s: &SecretRow) -> Result<(), StoreError> {
+        let result = on!(tx, ex => sqlx::query(
+            "INSERT INTO secrets (id, name, kind, environment, folder, tags, description, owner, revealable, expires_at, \
+             facts, current_version, versions_kept, search, created_by, created_at, updated_by, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
+        )
+        .bind(&s.id)
+        .bind(&s.name)
+        .bind(&s.kind)
+        .bind(&s.environment)
+        .bind(&s.folder)
+        .bind(&s.tags)
+        .bind(&s.description)
+        .bind(&s.owner)
+        .bind(s.revealable)
+        .bind(s.expires_at)
+        .bind(&s.facts)
+        .bind(s.current_version)
+        .bind(s.versions_kept)
+        .bind(searchable(s))
+        .bind(&s.created_by)
+        .bind(s.created_at)
+        .bind(&s.updated_by)
+        .bind(s.updated_at)
+        .execute(ex).await.map(|r| r.rows_affected()));
+        match result {
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                return Err(StoreError::Conflict(format!("a secret named {:?} already exists", s.name)));
+            }
+            other => other.map_err(StoreError::from)?,
+        };
+        rows.seal(tx, Row::Secret(&s.id)).await
+    }
+
+    /// Stores the row's metadata as it is now (its version, expiry, facts, removal).
+    pub async fn update_secret(tx: &mut Tx<'_>, rows: &RowKey, s: &SecretRow) -> Result<(), StoreError> {
+        on!(tx, ex => sqlx::query(
+            "UPDATE secrets SET environment = $1, folder = $2, tags = $3, description = $4, owner = $5, revealable = $6, \
+             expires_at = $7, facts = $8, current_version = $9, versions_kept = $10, search = $11, updated_by = $12, \
+             updated_at = $13, removed_at = $14, removed_by = CASE WHEN $14 IS NULL THEN NULL ELSE $12 END WHERE id = $15",
+        )
+        .bind(&s.environment)
+        .bind(&s.folder)
+        .bind(&s.tags)
+        .bind(&s.description)
+        .bind(&s.owner)
+        .bind(s.revealable)
+        .bind(s.expires_at)
+        .bind(&s.facts)
+        .bind(s.current_version)
+        .bind(s.versions_kept)
+        .bind(searchable(s))
+        .bind(&s.updated_by)
+        .bind(s.updated_at)
+        .bind(s.removed_at)
+        .bind(&s.id)
+        .execute(ex).await.map(|r| r.rows_affected()))?;
+        rows.seal(tx, Row::Secret(&s.id)).await
+    }
+
+    /// Stores version `version` of secret `id` with its envelope.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn insert_secret_version(
+        tx: &mut Tx<'_>,
+        id: &str,
+        version: i64,
+        envelope: &portcullis_crypto::envelope::Envelope,
+        facts: &str,
+        by: &str,
+        at: i64,
+        reason: &str,
+        restored_from: Option<i64>,
+    ) -> Result<(), StoreError> {
+        on!(tx, ex => sqlx::query(
+            "INSERT INTO secret_versions (secret_id, version, data_key, ciphertext, facts, created_by, created_at, reason, \
+             restored_from) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(id)
+        .bind(version)
+        .bind(&envelope.wrapped_data_key)
+        .bind(&envelope.ciphertext)
+        .bind(facts)
+        .bind(by)
+        .bind(at)
+        .bind(reason)
+        .bind(restored_from)
+        .execute(ex).await.map(|r| r.rows_affected()))?;
         Ok(())
     }
 
-    /// The names of the server secrets stored (none: no server was initialised here).
-    pub async fn server_secret_names(&self) -> Result<std::vec::IntoIter<String>, StoreError> {
-        let names: Vec<String> =
-            on!(self, ex => sqlx::query_scalar("SELECT name FROM server_secrets ORDER BY name").fetch_all(ex).await)?;
-        Ok(names.into_iter())
+    /// Destroys the envelopes of versions older than the newest `kept` (their history stays).
+    pub async fn destroy_old_secret_versions(
+        tx: &mut Tx<'_>,
+        id: &str,
+        current: i64,
+        kept: i64,
+        at: i64,
+    ) -> Result<u64, StoreError> {
+        Ok(on!(tx, ex => sqlx::query(
+            "UPDATE secret_versions SET data_key = NULL, ciphertext = NULL, destroyed_at = $1 \
+             WHERE secret_id = $2 AND version <= $3 AND destroyed_at IS NULL",
+        )
+        .bind(at)
+        .bind(id)
+        .bind(current - kept)
+        .execute(ex).await.map(|r| r.rows_affected()))?)
     }
 
-    pub async fn server_secret(&self, root: &SymmetricKey, name: &str) -> Result<SecretBytes, StoreError> {
-        self.server_secret_opt(root, name)
-            .await?
-            .ok_or_else(|| StoreError::Internal(format!("server secret {name} is missing")))
+    /// The envelope of one version (`None`: no such version, or destroyed).
+    pub async fn secret_envelope(
+        tx: &mut Tx<'_>,
+        id: &str,
+        version: i64,
+    ) -> Result<Option<portcullis_crypto::envelope::Envelope>, StoreError> {
+        type Parts = (Option<Vec<u8>>, Option<Vec<u8>>);
+        let found: Option<Parts> = on!(tx, ex => sqlx::query_as(
+            "SELECT data_key, ciphertext FROM secret_versions WHERE secret_id = $1 AND version = $2",
+        )
+        .bind(id)
+        .bind(version)
+        .fetch_optional(ex).await)?;
+        Ok(match found {
+            Some((Some(wrapped_data_key), Some(ciphertext))) => {
+                Some(portcullis_crypto::envelope::Envelope { wrapped_data_key, ciphertext })
+            }
+            _ => None,
+        })
     }
 
-    pub async fn server_secret_opt(&self, root: &SymmetricKey, name: &str) -> Result<Option<SecretBytes>, StoreError> {
-        let ct: Option<Vec<u8>> = on!(self, ex => sqlx::query_scalar("SELECT ciphertext FROM server_secrets WHERE name = $1")
+    pub async fn secret_by_name(&self, name: &str) -> Result<Option<SecretRow>, StoreError> {
+        Ok(on!(self, ex => sqlx::query_as(&format!("{SECRET_SELECT} WHERE s.name = $1"))
             .bind(name)
-            .fetch_optional(ex).await)?;
-        ct.map(|ct| root.open(&ct, &secret_aad(name)).map_err(Into::into)).transpose()
+            .fetch_optional(ex).await)?)
     }
 
-    // ---- users and enrolment ----
+    /// [`Store::secret_by_name`] inside a write transaction (what the change is decided on).
+    pub async fn secret_by_name_in(tx: &mut Tx<'_>, name: &str) -> Result<Option<SecretRow>, StoreError> {
+        Ok(on!(tx, ex => sqlx::query_as(&format!("{SECRET_SELECT} WHERE s.name = $1"))
+            .bind(name)
+            .fetch_optional(ex).await)?)
+    }
+
+    /// A secret's versions, newest first; `creator` names resolved.
+    pub async fn secret_versions(&self, id: &str) -> Result<Vec<SecretVersionRow>, StoreError> {
+        Ok(on!(self, ex => sqlx::query_as(
+            "SELECT v.version, v.facts, u.name AS created_by, v.created_at, v.reason, v.restored_from, v.destroyed_at \
+             FROM secret_versions v JOIN users u ON u.id = v.created_by WHERE v.secret_id = $1 ORDER BY v.version DESC",
+        )
+        .bind(id)
+        .fetch_all(ex).await)?)
+    }
+
+    /// Deletes a secret and every version (an admin's purge; the caller records it).
+    pub async fn purge_secret(tx: &mut Tx<'_>, rows: &RowKey, id: &str) -> Result<(), StoreError> {
+        on!(tx, ex => sqlx::query("DELETE FROM secret_versions WHERE secret_id = $1").bind(id).execute(ex).await.map(|r| r.rows_affected()))?;
+        on!(tx, ex => sqlx::query("DELETE FROM secrets WHERE id = $1").bind(id).execute(ex).await.map(|r| r.rows_affected()))?;
+        rows.forget(tx, Row::Secret(id)).await
+    }
+
+    /// One page of secrets by name.
+    pub async fn list_secrets(&self, f: &SecretFilter) -> Result<Vec<SecretRow>, StoreError> {
+        Ok(on!(self, ex => {
+            let mut sql = sqlx::QueryBuilder::new(SECRET_SELECT);
+            sql.push(" WHERE 1 = 1");
+            if !f.removed {
+                sql.push(" AND s.removed_at IS NULL");
+            }
+            if let Some(kind) = &f.kind {
+                sql.push(" AND s.kind = ").push_bind(kind.clone());
+            }
+            if let Some(env) = &f.environment {
+                sql.push(" AND s.environment = ").push_bind(env.clone());
+            }
+            if let Some(folder) = &f.folder {
+                sql.push(" AND (s.folder = ").push_bind(folder.clone());
+                sql.push(" OR s.folder LIKE ").push_bind(format!("{}/%", like_literal(folder))).push(" ESCAPE '\\')");
+            }
+            if let Some(tag) = &f.tag {
+                sql.push(" AND s.tags LIKE ").push_bind(format!("%,{},%", like_literal(tag))).push(" ESCAPE '\\'");
+            }
+            for word in &f.words {
+                sql.push(" AND s.search LIKE ").push_bind(format!("%{}%", like_literal(word))).push(" ESCAPE '\\'");
+            }
+            if let Some(before) = f.expiring_before {
+                sql.push(" AND s.expires_at IS NOT NULL AND s.expires_at <= ").push_bind(before);
+            }
+            if let Some(after) = &f.after {
+                sql.push(" AND s.name > ").push_bind(after.clone());
+            }
+            sql.push(" ORDER BY s.name LIMIT ").push_bind(f.limit);
+            sql.build_query_as::<SecretRow>().fetch_all(ex).await
+        })?)
+    }
 }

@@ -6,6 +6,7 @@ mod audit;
 mod gateways;
 mod ingest;
 mod keys;
+mod secrets;
 mod vault;
 
 pub use gateways::{Authorization, authorize_session, gateway_heartbeat, grant_standing};
@@ -50,6 +51,14 @@ pub const DEVICE_ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/targets"),
     ("POST", "/v1/targets"),
     ("PUT", "/v1/targets/{name}"),
+    ("GET", "/v1/secrets"),
+    ("POST", "/v1/secrets"),
+    ("GET", "/v1/secrets/{name}"),
+    ("PUT", "/v1/secrets/{name}"),
+    ("GET", "/v1/secrets/{name}/history"),
+    ("POST", "/v1/secrets/{name}/restore"),
+    ("POST", "/v1/secrets/{name}/remove"),
+    ("POST", "/v1/secrets/{name}/purge"),
     ("GET", "/v1/requests"),
     ("POST", "/v1/requests"),
     ("GET", "/v1/requests/{id}"),
@@ -94,6 +103,12 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/v1/policy/test", post(admin::test_policy))
         .route("/v1/targets", get(vault::list_targets).post(vault::add_target))
         .route("/v1/targets/{name}", put(vault::update_target))
+        .route("/v1/secrets", get(secrets::list).post(secrets::add))
+        .route("/v1/secrets/{name}", get(secrets::show).put(secrets::edit))
+        .route("/v1/secrets/{name}/history", get(secrets::history))
+        .route("/v1/secrets/{name}/restore", post(secrets::restore))
+        .route("/v1/secrets/{name}/remove", post(secrets::remove))
+        .route("/v1/secrets/{name}/purge", post(secrets::purge))
         .route("/v1/requests", get(access::list_requests).post(access::create_request))
         .route("/v1/requests/{id}", get(access::request_detail))
         .route("/v1/requests/{id}/review", post(access::review))

@@ -85,6 +85,12 @@ pub async fn add_target(
     let tags = fields.tags;
     let credential = open_credential(&state, req.credential_kind, &req.credential, &req.name)?;
     let (gateway_id, gateway) = gateway_for(&state, req.gateway.as_deref()).await?;
+    if state.db.secret_by_name(&req.name).await?.is_some() {
+        return Err(ServerError::Conflict(format!(
+            "a secret is named {:?}: a target and a secret cannot share a name (requests name either)",
+            req.name
+        )));
+    }
 
     let now = state.clock.now();
     let id = uuid::Uuid::new_v4().to_string();

@@ -1,0 +1,362 @@
+//! Typed secrets over the real HTTP API: versions and restore without reveal, validation of
+//! every kind's bad input, paging and search, and rows edited behind the server's back.
+
+use super::*;
+use portcullis_crypto::SecretBytes;
+use portcullis_vault::SecretKind;
+use portcullis_vault::wire::*;
+
+/// `fields` sealed to the server for secret `name`, as the CLI seals them.
+pub fn sealed_fields(admin: &Device, name: &str, fields: &[(&str, &[u8])]) -> Sealed {
+    let seal_key = b64().decode(&admin.server.clone().unwrap().seal_public_key).unwrap();
+    let owned: Vec<(String, SecretBytes)> =
+        fields.iter().map(|(n, v)| (n.to_string(), SecretBytes::from(v.to_vec()))).collect();
+    let encoded = encode_fields(owned.iter().map(|(n, v)| (n.as_str(), v)));
+    portcullis_crypto::identity::seal_to(
+        &seal_key,
+        encoded.expose_secret(),
+        INFO_SECRET_VALUE,
+        name.as_bytes(),
+        &mut OsRng,
+    )
+    .unwrap()
+}
+
+fn add_request(admin: &Device, name: &str, kind: SecretKind, fields: &[(&str, &[u8])]) -> AddSecretRequest {
+    AddSecretRequest {
+        name: name.into(),
+        kind,
+        meta: SecretMeta::default(),
+        reason: "first".into(),
+        value: sealed_fields(admin, name, fields),
+    }
+}
+
+/// A revealable password secret whose user name is `username`.
+pub fn password_secret(admin: &Device, name: &str, password: &str, username: &str) -> AddSecretRequest {
+    let mut req = add_request(
+        admin,
+        name,
+        SecretKind::Password,
+        &[("password", password.as_bytes()), ("username", username.as_bytes())],
+    );
+    req.meta.revealable = true;
+    req.meta.environment = "prod".into();
+    req
+}
+
+fn edit_value(admin: &Device, name: &str, fields: &[(&str, &[u8])], reason: &str) -> EditSecretRequest {
+    EditSecretRequest { value: Some(sealed_fields(admin, name, fields)), reason: reason.into(), ..Default::default() }
+}
+
+/// Whether the server's database holds `needle` anywhere (raw, or hex as PostgreSQL prints bytes).
+async fn database_holds(r: &Running, needle: &str) -> bool {
+    match backend() {
+        Backend::Sqlite => std::fs::read_dir(r.dir.path()).unwrap().any(|entry| {
+            let path = entry.unwrap().path();
+            let is_db = path.file_name().unwrap().to_string_lossy().starts_with("server.db");
+            is_db && std::fs::read(&path).unwrap().windows(needle.len()).any(|w| w == needle.as_bytes())
+        }),
+        Backend::Postgres => {
+            let mut db = r.tamper().await;
+            let tables: Vec<String> = sqlx::query_scalar(
+                "SELECT CAST(table_name AS TEXT) FROM information_schema.tables WHERE table_schema = 'public'",
+            )
+            .fetch_all(&mut db)
+            .await
+            .unwrap();
+            let hex_needle = hex::encode(needle);
+            for table in tables {
+                let rows: Vec<String> = sqlx::query_scalar(&format!("SELECT CAST(t AS TEXT) FROM {table} t"))
+                    .fetch_all(&mut db)
+                    .await
+                    .unwrap();
+                if rows.iter().any(|row| row.contains(needle) || row.contains(&hex_needle)) {
+                    return true;
+                }
+            }
+            false
+        }
+    }
+}
+
+on_both_backends! {
+/// Every change keeps a version with who, when and why; restore makes an old value current as
+/// a new version on the server (the one restoring never sees it); versions past the number kept
+/// lose their value and keep their history; no value is ever in the database in plaintext.
+async fn secrets_keep_their_versions_and_restore_without_revealing() {
+    let (r, code) = start().await;
+    let admin = enroll(&r, &code).await;
+    let first = format!("canary-v1-{}", hex::encode(portcullis_crypto::random_bytes::<8>(&mut OsRng)));
+    let second = format!("canary-v2-{}", hex::encode(portcullis_crypto::random_bytes::<8>(&mut OsRng)));
+    let added: SecretView = call(&r, &admin, "POST", "/v1/secrets", &password_secret(&admin, "billing-db", &first, "alice")).await;
+    assert_eq!((added.version, added.kind, added.revealable), (1, SecretKind::Password, true));
+    assert_eq!(added.facts.fields.get("username").map(String::as_str), Some("alice"));
+
+    let edited: SecretView = call(
+        &r,
+        &admin,
+        "PUT",
+        "/v1/secrets/billing-db",
+        &edit_value(&admin, "billing-db", &[("password", second.as_bytes()), ("username", b"bob")], "rotated by hand"),
+    )
+    .await;
+    assert_eq!(edited.version, 2);
+    assert_eq!(edited.facts.fields.get("username").map(String::as_str), Some("bob"));
+    // Metadata alone keeps the version.
+    let meta = EditSecretRequest { folder: Some("payments/prod".into()), tags: Some(vec!["pci".into()]), ..Default::default() };
+    let moved: SecretView = call(&r, &admin, "PUT", "/v1/secrets/billing-db", &meta).await;
+    assert_eq!((moved.version, moved.folder.as_str(), moved.tags.clone()), (2, "payments/prod", vec!["pci".to_string()]));
+
+    let restored: SecretView = call(
+        &r,
+        &admin,
+        "POST",
+        "/v1/secrets/billing-db/restore",
+        &RestoreSecretRequest { version: 1, reason: "v2 broke billing".into() },
+    )
+    .await;
+    assert_eq!(restored.version, 3);
+    // Version 1's fields are current again (its user name says so; its password is sealed with it).
+    assert_eq!(restored.facts.fields.get("username").map(String::as_str), Some("alice"));
+    let history: Vec<SecretVersionView> = call(&r, &admin, "GET", "/v1/secrets/billing-db/history", &()).await;
+    let summary: Vec<(i64, bool, &str, Option<i64>, &str)> = history
+        .iter()
+        .map(|v| (v.version, v.current, v.reason.as_str(), v.restored_from, v.created_by.as_str()))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (3, true, "v2 broke billing", Some(1), "admin"),
+            (2, false, "rotated by hand", None, "admin"),
+            (1, false, "first", None, "admin"),
+        ]
+    );
+    let text = serde_json::to_string(&history).unwrap();
+    assert!(!text.contains(&first) && !text.contains(&second));
+
+    // Keep two: older values are destroyed, their history stays, and they cannot be restored.
+    let keep = EditSecretRequest { versions_kept: Some(2), ..Default::default() };
+    let _: SecretView = call(&r, &admin, "PUT", "/v1/secrets/billing-db", &keep).await;
+    let history: Vec<SecretVersionView> = call(&r, &admin, "GET", "/v1/secrets/billing-db/history", &()).await;
+    let destroyed: Vec<i64> = history.iter().filter(|v| v.destroyed_at.is_some()).map(|v| v.version).collect();
+    assert_eq!(destroyed, vec![1]);
+    let (status, _, message) = refused(
+        &r,
+        &admin,
+        "POST",
+        "/v1/secrets/billing-db/restore",
+        &RestoreSecretRequest { version: 1, reason: String::new() },
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert!(message.contains("destroyed past the 2 versions kept"), "{message}");
+    let (status, _, message) = refused(
+        &r,
+        &admin,
+        "POST",
+        "/v1/secrets/billing-db/restore",
+        &RestoreSecretRequest { version: 3, reason: String::new() },
+    )
+    .await;
+    assert_eq!((status, message.as_str()), (400, "version 3 is already the current one"));
+
+    // Remove, then purge: gone for good, and recorded.
+    let (status, _, _) = refused(&r, &admin, "POST", "/v1/secrets/billing-db/purge", &RemoveSecretRequest::default()).await;
+    assert_eq!(status, 409);
+    let removed: SecretView = call(&r, &admin, "POST", "/v1/secrets/billing-db/remove", &RemoveSecretRequest::default()).await;
+    assert!(removed.removed_at.is_some());
+    let page: SecretPage = call(&r, &admin, "GET", "/v1/secrets", &()).await;
+    assert!(page.items.is_empty());
+    let page: SecretPage = call(&r, &admin, "GET", "/v1/secrets?removed=true", &()).await;
+    assert_eq!(page.items.len(), 1);
+    assert!(!database_holds(&r, &first).await && !database_holds(&r, &second).await, "a value in plaintext");
+    let _: serde_json::Value = call(&r, &admin, "POST", "/v1/secrets/billing-db/purge", &RemoveSecretRequest::default()).await;
+    let (status, _, _) = refused(&r, &admin, "GET", "/v1/secrets/billing-db", &()).await;
+    assert_eq!(status, 404);
+    let events: Vec<ServerEvent> = call(&r, &admin, "GET", "/v1/audit/events?kind=secret_added,secret_changed,secret_restored,secret_removed,secret_purged", &()).await;
+    let mut kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    kinds.sort();
+    assert_eq!(kinds, vec!["secret_added", "secret_changed", "secret_changed", "secret_changed", "secret_purged", "secret_removed", "secret_restored"]);
+}
+}
+
+fn tls_pair(name: &str) -> (String, String) {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut params = rcgen::CertificateParams::new(vec![name.into()]).unwrap();
+    params.distinguished_name.push(rcgen::DnType::CommonName, name);
+    let cert = params.self_signed(&key).unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
+on_both_backends! {
+/// Each kind's bad input is refused with a reason and stores nothing; only admins write, and a
+/// requester sees what to choose by, not a secret's facts.
+async fn bad_secrets_are_refused_and_nothing_is_stored() {
+    let (r, code) = start().await;
+    let admin = enroll(&r, &code).await;
+    let (cert, key) = tls_pair("api.example.com");
+    let (_, other_key) = tls_pair("api.example.com");
+    let big = vec![b'x'; portcullis_vault::MAX_VALUE_BYTES + 1];
+    let cases: Vec<(AddSecretRequest, u16, &str)> = vec![
+        (add_request(&admin, "pw", SecretKind::Password, &[("password", b"\xff\xfe\xfd")]), 400, "not UTF-8"),
+        (add_request(&admin, "pw", SecretKind::Password, &[("password", &big)]), 400, "at most 65536 bytes"),
+        (add_request(&admin, "pw", SecretKind::Password, &[("pin", b"1234")]), 400, "has no field \"pin\""),
+        (add_request(&admin, "pw", SecretKind::ApiToken, &[("url", b"https://x")]), 400, "needs its token"),
+        (
+            add_request(&admin, "cert", SecretKind::Tls, &[("certificate", cert.as_bytes()), ("private_key", other_key.as_bytes())]),
+            400,
+            "does not match the certificate",
+        ),
+        (
+            add_request(&admin, "cert", SecretKind::Tls, &[("certificate", b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"), ("private_key", key.as_bytes())]),
+            400,
+            "does not parse",
+        ),
+        (add_request(&admin, "key", SecretKind::SshKey, &[("private_key", b"ssh-rsa AAAA")]), 400, "not an OpenSSH private key"),
+        (add_request(&admin, "bad name!", SecretKind::Note, &[("text", b"x")]), 400, "invalid secret name"),
+        (add_request(&admin, "web", SecretKind::Note, &[("text", b"hello")]), 409, "cannot share a name"),
+    ];
+    let _: TargetSummary = call(&r, &admin, "POST", "/v1/targets", &password_target(&admin, "web", b"pw")).await;
+    for (req, status, why) in cases {
+        let (got, _, message) = refused(&r, &admin, "POST", "/v1/secrets", &req).await;
+        assert_eq!(got, status, "{}: {message}", req.name);
+        assert!(message.contains(why), "{}: {message:?} should say {why:?}", req.name);
+    }
+    // Sealed for another name: the server cannot be made to file it under this one.
+    let mut moved = add_request(&admin, "one", SecretKind::Note, &[("text", b"hello")]);
+    moved.value = sealed_fields(&admin, "other", &[("text", b"hello")]);
+    let (status, _, message) = refused(&r, &admin, "POST", "/v1/secrets", &moved).await;
+    assert_eq!(status, 400, "{message}");
+    // Bad metadata.
+    for (meta, why) in [
+        (SecretMeta { folder: "a//b".into(), ..Default::default() }, "invalid folder"),
+        (SecretMeta { owner: "nobody".into(), ..Default::default() }, "no user named"),
+        (SecretMeta { versions_kept: Some(0), ..Default::default() }, "versions kept must be from 1 to 100"),
+        (SecretMeta { description: "two\nlines".into(), ..Default::default() }, "one line"),
+    ] {
+        let mut req = add_request(&admin, "meta", SecretKind::Note, &[("text", b"hello")]);
+        req.meta = meta;
+        let (_, _, message) = refused(&r, &admin, "POST", "/v1/secrets", &req).await;
+        assert!(message.contains(why), "{message}");
+    }
+    let page: SecretPage = call(&r, &admin, "GET", "/v1/secrets", &()).await;
+    assert!(page.items.is_empty(), "a refused secret was stored");
+
+    // A good TLS secret (one combined PEM file) shows its certificate's facts.
+    let combined = format!("{cert}{key}");
+    let tls: SecretView = call(&r, &admin, "POST", "/v1/secrets", &add_request(&admin, "api-cert", SecretKind::Tls, &[("private_key", combined.as_bytes())])).await;
+    let facts = tls.facts.certificate.clone().unwrap();
+    assert_eq!((facts.subject.as_str(), facts.names.clone()), ("CN=api.example.com", vec!["api.example.com".to_string()]));
+    assert_eq!(tls.expires_at, Some(facts.not_after));
+
+    // Only admins write; a requester lists names and expiry, not facts, and no history.
+    let alice = member(&r, &admin, "alice", &[Role::Requester], &[]).await;
+    let (status, _, _) = refused(&r, &alice, "POST", "/v1/secrets", &add_request(&admin, "mine", SecretKind::Note, &[("text", b"hello")])).await;
+    assert_eq!(status, 403);
+    let (status, _, _) = refused(&r, &alice, "PUT", "/v1/secrets/api-cert", &EditSecretRequest { description: Some("x".into()), ..Default::default() }).await;
+    assert_eq!(status, 403);
+    let seen: SecretView = call(&r, &alice, "GET", "/v1/secrets/api-cert", &()).await;
+    assert!(seen.facts.certificate.is_none() && seen.facts.fields.is_empty());
+    assert_eq!(seen.expires_at, Some(facts.not_after));
+    let (status, _, _) = refused(&r, &alice, "GET", "/v1/secrets/api-cert/history", &()).await;
+    assert_eq!(status, 403);
+}
+}
+
+on_both_backends! {
+/// 120 secrets in folders with tags: pages by name, filters and search over name, folder, tags
+/// and description (never values) — each page in order, none twice, none missed.
+async fn secrets_are_listed_in_pages_and_searched_by_their_metadata() {
+    let (r, code) = start().await;
+    let admin = enroll(&r, &code).await;
+    for i in 0..120 {
+        let mut req = add_request(&admin, &format!("svc-{i:03}"), SecretKind::ApiToken, &[("token", format!("tok-needle-{i}").as_bytes())]);
+        req.meta.folder = if i % 2 == 0 { "team/a".into() } else { "team/b/deep".into() };
+        req.meta.tags = if i % 3 == 0 { vec!["ci".into()] } else { vec![] };
+        req.meta.environment = if i % 4 == 0 { "prod".into() } else { "dev".into() };
+        req.meta.description = if i == 77 { "The Payments gateway's key".into() } else { String::new() };
+        req.meta.expires_at = if i % 10 == 0 { Some(now() + 86_400) } else { None };
+        let _: SecretView = call(&r, &admin, "POST", "/v1/secrets", &req).await;
+    }
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let path = match &after {
+            Some(a) => format!("/v1/secrets?limit=50&after={a}"),
+            None => "/v1/secrets?limit=50".into(),
+        };
+        let page: SecretPage = call(&r, &admin, "GET", &path, &()).await;
+        assert!(page.items.len() <= 50);
+        seen.extend(page.items.iter().map(|s| s.name.clone()));
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    let all: Vec<String> = (0..120).map(|i| format!("svc-{i:03}")).collect();
+    assert_eq!(seen, all);
+    let count = |path: &str| {
+        let path = path.to_string();
+        let (r, admin) = (&r, &admin);
+        async move {
+            let page: SecretPage = call(r, admin, "GET", &path, &()).await;
+            page.items.len()
+        }
+    };
+    assert_eq!(count("/v1/secrets?folder=team/b&limit=500").await, 60);
+    assert_eq!(count("/v1/secrets?folder=team&limit=500").await, 120);
+    assert_eq!(count("/v1/secrets?folder=tea&limit=500").await, 0);
+    assert_eq!(count("/v1/secrets?tag=ci&limit=500").await, 40);
+    assert_eq!(count("/v1/secrets?env=prod&tag=ci&limit=500").await, 10);
+    assert_eq!(count("/v1/secrets?kind=api-token&limit=500").await, 120);
+    assert_eq!(count("/v1/secrets?kind=tls&limit=500").await, 0);
+    assert_eq!(count("/v1/secrets?search=PAYMENTS%20key").await, 1);
+    assert_eq!(count("/v1/secrets?search=svc-07").await, 10);
+    assert_eq!(count("/v1/secrets?search=deep%20svc-01").await, 5);
+    assert_eq!(count("/v1/secrets?search=%25").await, 0);
+    assert_eq!(count("/v1/secrets?search=needle").await, 0, "search must never read values");
+    assert_eq!(count("/v1/secrets?expiring_within=172800").await, 12);
+}
+}
+
+on_both_backends! {
+/// A secret's row changed in the database (made revealable, its version wound back) is refused
+/// where it is read; a version's ciphertext moved to another secret does not open.
+async fn secret_rows_changed_behind_the_servers_back_are_refused() {
+    let (r, code) = start().await;
+    let admin = enroll(&r, &code).await;
+    let mut req = password_secret(&admin, "a", "password-of-a", "x");
+    req.meta.revealable = false;
+    let a: SecretView = call(&r, &admin, "POST", "/v1/secrets", &req).await;
+    let b: SecretView = call(&r, &admin, "POST", "/v1/secrets", &password_secret(&admin, "b", "password-of-b", "y")).await;
+    let _: SecretView = call(&r, &admin, "PUT", "/v1/secrets/b", &edit_value(&admin, "b", &[("password", b"password-b2")], "")).await;
+
+    let mut db = r.tamper().await;
+    sqlx::query("UPDATE secrets SET revealable = 1 WHERE id = $1").bind(&a.id).execute(&mut db).await.unwrap();
+    let (status, code, _) = refused(&r, &admin, "GET", "/v1/secrets/a", &()).await;
+    assert_eq!((status, code.as_str()), (403, "row_not_authentic"));
+    sqlx::query("UPDATE secrets SET revealable = 0 WHERE id = $1").bind(&a.id).execute(&mut db).await.unwrap();
+    let _: SecretView = call(&r, &admin, "GET", "/v1/secrets/a", &()).await;
+
+    // b's version 1 replaced by a's version 1 (same version number, another secret).
+    let (key, ct): (Vec<u8>, Vec<u8>) =
+        sqlx::query_as("SELECT data_key, ciphertext FROM secret_versions WHERE secret_id = $1 AND version = 1")
+            .bind(&a.id)
+            .fetch_one(&mut db)
+            .await
+            .unwrap();
+    sqlx::query("UPDATE secret_versions SET data_key = $1, ciphertext = $2 WHERE secret_id = $3 AND version = 1")
+        .bind(key)
+        .bind(ct)
+        .bind(&b.id)
+        .execute(&mut db)
+        .await
+        .unwrap();
+    let (status, code, _) =
+        refused(&r, &admin, "POST", "/v1/secrets/b/restore", &RestoreSecretRequest { version: 1, reason: String::new() }).await;
+    assert_eq!((status, code.as_str()), (403, "row_not_authentic"));
+    let after: SecretView = call(&r, &admin, "GET", "/v1/secrets/b", &()).await;
+    assert_eq!(after.version, 2, "a refused restore changed nothing");
+}
+}

@@ -1,0 +1,229 @@
+//! The secrets API's requests and answers. A value travels only sealed (HPKE to the server's
+//! key, [`INFO_SECRET_VALUE`], the secret's name as associated data) and as the field encoding
+//! of [`encode_fields`]; no answer type has a field that could hold one.
+
+use portcullis_crypto::identity::Sealed;
+use serde::{Deserialize, Serialize};
+
+use crate::{Facts, SecretBytes, SecretKind, VaultError, invalid};
+
+/// HPKE info of a secret value sealed to the server.
+pub const INFO_SECRET_VALUE: &[u8] = b"portcullis/v1/secret-value";
+/// Versions kept when the admin does not say (HashiCorp Vault's default too).
+pub const DEFAULT_VERSIONS_KEPT: i64 = 10;
+/// The most versions a secret may keep.
+pub const MAX_VERSIONS_KEPT: i64 = 100;
+/// The most items one page of the list holds.
+pub const MAX_PAGE: u32 = 500;
+
+/// `POST /v1/secrets`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AddSecretRequest {
+    pub name: String,
+    pub kind: SecretKind,
+    #[serde(default)]
+    pub meta: SecretMeta,
+    /// Why (kept in the version's history).
+    #[serde(default)]
+    pub reason: String,
+    /// The fields ([`encode_fields`]) sealed to the server for this name.
+    pub value: Sealed,
+}
+
+/// What an admin says about a secret besides its value.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct SecretMeta {
+    #[serde(default)]
+    pub environment: String,
+    /// A path of labels separated by `/` (`payments/prod`), empty for the top.
+    #[serde(default)]
+    pub folder: String,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub description: String,
+    /// The user responsible for it (empty: nobody named).
+    #[serde(default)]
+    pub owner: String,
+    /// When it must be replaced (Unix seconds); by default what the value says (a
+    /// certificate's not-after, a token's expiry).
+    #[serde(default)]
+    pub expires_at: Option<i64>,
+    /// Whether it may be checked out and shown to a person under a grant.
+    #[serde(default)]
+    pub revealable: bool,
+    /// Versions kept (older ones are destroyed, their history stays).
+    #[serde(default)]
+    pub versions_kept: Option<i64>,
+}
+
+/// `PUT /v1/secrets/{name}`: what changes (`None`: unchanged). A new value makes a new version.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct EditSecretRequest {
+    #[serde(default)]
+    pub environment: Option<String>,
+    #[serde(default)]
+    pub folder: Option<String>,
+    #[serde(default)]
+    pub tags: Option<Vec<String>>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// `Some(None)` clears an expiry set by hand (the value's own then applies).
+    #[serde(default)]
+    pub expires_at: Option<Option<i64>>,
+    #[serde(default)]
+    pub revealable: Option<bool>,
+    #[serde(default)]
+    pub versions_kept: Option<i64>,
+    #[serde(default)]
+    pub reason: String,
+    #[serde(default)]
+    pub value: Option<Sealed>,
+}
+
+/// `POST /v1/secrets/{name}/restore`: make an old version current again, as a new version. The
+/// one restoring never sees either value.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RestoreSecretRequest {
+    pub version: i64,
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// `POST /v1/secrets/{name}/remove` and `/purge`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct RemoveSecretRequest {
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// A secret as anyone who may list it sees it: metadata and public facts, never its value.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct SecretView {
+    pub id: String,
+    pub name: String,
+    pub kind: SecretKind,
+    pub environment: String,
+    pub folder: String,
+    pub tags: Vec<String>,
+    pub description: String,
+    pub owner: String,
+    pub revealable: bool,
+    /// The expiry in force: the admin's, or the value's own.
+    pub expires_at: Option<i64>,
+    pub version: i64,
+    pub versions_kept: i64,
+    pub facts: Facts,
+    pub created_at: i64,
+    pub created_by: String,
+    pub updated_at: i64,
+    pub updated_by: String,
+    pub removed_at: Option<i64>,
+}
+
+/// One version in a secret's history: who made it, when, why — never its value.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct SecretVersionView {
+    pub version: i64,
+    pub created_at: i64,
+    pub created_by: String,
+    pub reason: String,
+    /// The version this one restored.
+    pub restored_from: Option<i64>,
+    /// The value's facts at that version (a certificate's expiry then).
+    pub facts: Facts,
+    /// Destroyed past the versions kept: its history stays, its value is gone.
+    pub destroyed_at: Option<i64>,
+    pub current: bool,
+}
+
+/// `GET /v1/secrets?...`: one page, by name.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct SecretQuery {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<SecretKind>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<String>,
+    /// This folder and the folders under it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub folder: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    /// Words that must all appear in the name, folder, tags or description (never the value).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search: Option<String>,
+    /// Only those whose expiry is within this many seconds (or past).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expiring_within: Option<i64>,
+    /// Removed ones too.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub removed: bool,
+    /// The page after this name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SecretPage {
+    pub items: Vec<SecretView>,
+    /// Pass as `after` for the next page; `None`: this was the last.
+    pub next: Option<String>,
+}
+
+/// The fields of a value as they travel sealed: per field, a length-prefixed name and value.
+pub fn encode_fields<'a>(fields: impl IntoIterator<Item = (&'a str, &'a SecretBytes)>) -> SecretBytes {
+    let mut out = Vec::new();
+    for (name, value) in fields {
+        out.extend_from_slice(&(name.len() as u16).to_be_bytes());
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(&(value.expose_secret().len() as u32).to_be_bytes());
+        out.extend_from_slice(value.expose_secret());
+    }
+    SecretBytes::from(out)
+}
+
+/// The inverse of [`encode_fields`]; refuses a truncated or malformed encoding.
+pub fn decode_fields(bytes: &[u8]) -> Result<Vec<(String, SecretBytes)>, VaultError> {
+    let broken = || invalid("the value's fields are malformed");
+    let mut fields = Vec::new();
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let (len, tail) = rest.split_first_chunk::<2>().ok_or_else(broken)?;
+        let len = u16::from_be_bytes(*len) as usize;
+        let name = tail.get(..len).ok_or_else(broken)?;
+        let tail = &tail[len..];
+        let (vlen, tail) = tail.split_first_chunk::<4>().ok_or_else(broken)?;
+        let vlen = u32::from_be_bytes(*vlen) as usize;
+        let value = tail.get(..vlen).ok_or_else(broken)?;
+        rest = &tail[vlen..];
+        let name = std::str::from_utf8(name).map_err(|_| broken())?;
+        fields.push((name.to_string(), SecretBytes::from(value.to_vec())));
+    }
+    Ok(fields)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_round_trip_and_truncations_are_refused() {
+        let a = SecretBytes::from(b"pw".to_vec());
+        let b = SecretBytes::from(vec![0u8, 1, 2]);
+        let encoded = encode_fields([("password", &a), ("username", &b)]);
+        let back = decode_fields(encoded.expose_secret()).unwrap();
+        assert_eq!(back.len(), 2);
+        assert_eq!(back[0].0, "password");
+        assert_eq!(back[1].1.expose_secret(), &vec![0u8, 1, 2]);
+        for cut in 1..encoded.expose_secret().len() {
+            let truncated = &encoded.expose_secret()[..cut];
+            if cut != 2 + 8 + 4 + 2 {
+                assert!(decode_fields(truncated).is_err(), "cut at {cut}");
+            }
+        }
+    }
+}
