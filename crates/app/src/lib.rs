@@ -302,7 +302,7 @@ impl AppCore {
         duration_secs: u64,
         reason: &str,
     ) -> Result<RequestView, AppError> {
-        let req = CreateAccessRequest { target: target.into(), duration_secs, reason: reason.into() };
+        let req = CreateAccessRequest { target: target.into(), duration_secs, reason: reason.into(), access: None };
         Ok(self.device().await?.api().create_request(&req).await?.into())
     }
 

@@ -25,6 +25,7 @@ pub async fn request(home: &Path, target: &str, duration: &str, reason: &str) ->
             target: target.into(),
             duration_secs: duration.as_secs(),
             reason: reason.into(),
+            access: None,
         })
         .await?;
     let approvers = approvals_needed(&created);

@@ -317,6 +317,30 @@ impl ApiClient {
         self.call(reqwest::Method::POST, &format!("/v1/secrets/{name}/{action}"), Some(req)).await
     }
 
+    pub async fn checkout_secret(
+        &self,
+        name: &str,
+        req: &wire::CheckoutRequest,
+    ) -> Result<wire::Released, ClientError> {
+        portcullis_proto::check_name("secret", name).map_err(ClientError::Input)?;
+        self.call(reqwest::Method::POST, &format!("/v1/secrets/{name}/checkout"), Some(req)).await
+    }
+
+    pub async fn checkin_secret(&self, name: &str) -> Result<wire::CheckinOutcome, ClientError> {
+        portcullis_proto::check_name("secret", name).map_err(ClientError::Input)?;
+        self.call(reqwest::Method::POST, &format!("/v1/secrets/{name}/checkin"), Some(&())).await
+    }
+
+    pub async fn use_secret(&self, name: &str, req: &wire::UseRequest) -> Result<wire::Released, ClientError> {
+        portcullis_proto::check_name("secret", name).map_err(ClientError::Input)?;
+        self.call(reqwest::Method::POST, &format!("/v1/secrets/{name}/use"), Some(req)).await
+    }
+
+    pub async fn secret_used(&self, name: &str, req: &wire::UseEnded) -> Result<serde_json::Value, ClientError> {
+        portcullis_proto::check_name("secret", name).map_err(ClientError::Input)?;
+        self.call(reqwest::Method::POST, &format!("/v1/secrets/{name}/used"), Some(req)).await
+    }
+
     pub async fn targets(&self) -> Result<Vec<TargetSummary>, ClientError> {
         self.call::<(), _>(reqwest::Method::GET, "/v1/targets", None).await
     }

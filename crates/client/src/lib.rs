@@ -54,6 +54,8 @@ pub struct Device {
     config: DeviceConfig,
     key_store: StoreKind,
     signing: SigningIdentity,
+    /// Opens what the server releases to this device (a checked-out or used secret).
+    sealing: SealingIdentity,
     api: ApiClient,
 }
 
@@ -137,7 +139,7 @@ impl Device {
             config.device_id.clone(),
             SigningIdentity::from_secret_bytes(signing.to_secret_bytes().expose_secret())?,
         );
-        Ok(Device { home: home.to_path_buf(), config, key_store, signing, api })
+        Ok(Device { home: home.to_path_buf(), config, key_store, signing, sealing, api })
     }
 
     pub async fn open(home: &Path, passphrases: &dyn PassphraseSource) -> Result<Device, ClientError> {
@@ -167,12 +169,13 @@ impl Device {
             portcullis_keystore::unlock(&home.join(paths::LOCAL_KEY), "device-local", passphrases)?;
         let db = portcullis_localdb::LocalDb::open(&home.join(paths::DATABASE)).await?;
         let signing = SigningIdentity::from_secret_bytes(db.secret(&local_key, "signing_key").await?.expose_secret())?;
+        let sealing = SealingIdentity::from_secret_bytes(db.secret(&local_key, "sealing_key").await?.expose_secret())?;
         drop(db);
         let api = ApiClient::new(&config.server_url, api::Pin::Full(config.server.tls_fingerprint.clone()))?.signed_by(
             config.device_id.clone(),
             SigningIdentity::from_secret_bytes(signing.to_secret_bytes().expose_secret())?,
         );
-        Ok(Device { home: home.to_path_buf(), config, key_store, signing, api })
+        Ok(Device { home: home.to_path_buf(), config, key_store, signing, sealing, api })
     }
 
     pub fn config(&self) -> &DeviceConfig {
@@ -214,6 +217,43 @@ impl Device {
     pub fn seal_secret(&self, name: &str, fields: &[(String, SecretBytes)]) -> Result<Sealed, ClientError> {
         let encoded = portcullis_vault::wire::encode_fields(fields.iter().map(|(n, v)| (n.as_str(), v)));
         self.seal_to_server(portcullis_vault::wire::INFO_SECRET_VALUE, name, encoded.expose_secret())
+    }
+
+    /// Opens a value the server released to this device: its fields.
+    pub fn open_released(
+        &self,
+        released: &portcullis_vault::wire::Released,
+    ) -> Result<Vec<(String, SecretBytes)>, ClientError> {
+        let plain = self
+            .sealing
+            .open(&released.value, portcullis_vault::wire::INFO_SECRET_RELEASE, released.id.as_bytes())
+            .map_err(|_| ClientError::ServerIdentity("a released secret did not open with this device's key".into()))?;
+        portcullis_vault::wire::decode_fields(plain.expose_secret()).map_err(|e| ClientError::Input(e.to_string()))
+    }
+
+    /// Checks `name` out (or reveals it again under the same check-out): its release and fields.
+    pub async fn checkout(
+        &self,
+        name: &str,
+        purpose: portcullis_vault::wire::RevealPurpose,
+        to: &str,
+    ) -> Result<(portcullis_vault::wire::Released, Vec<(String, SecretBytes)>), ClientError> {
+        let released =
+            self.api.checkout_secret(name, &portcullis_vault::wire::CheckoutRequest { purpose, to: to.into() }).await?;
+        let fields = self.open_released(&released)?;
+        Ok((released, fields))
+    }
+
+    /// Fetches `name` for a process running `command` (under a grant to use it).
+    pub async fn use_secret(
+        &self,
+        name: &str,
+        command: &str,
+    ) -> Result<(portcullis_vault::wire::Released, Vec<(String, SecretBytes)>), ClientError> {
+        let released =
+            self.api.use_secret(name, &portcullis_vault::wire::UseRequest { command: command.into() }).await?;
+        let fields = self.open_released(&released)?;
+        Ok((released, fields))
     }
 
     /// Edits `target` (by name); with `credential`, rotates the credential too.

@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use portcullis_policy::{DEFAULT_POLICIES, Person, PolicySet, RequestQuery, TargetFacts};
+use portcullis_policy::{Access, DEFAULT_POLICIES, Person, PolicySet, RequestQuery, TargetFacts};
 
 /// `n` policies in the shapes admins write: per-environment and per-group permits with duration
 /// caps and approvals, a few office-hours rules and network forbids.
@@ -32,12 +32,18 @@ fn many_policies(n: usize) -> String {
 
 fn median_and_p99(set: &PolicySet, decisions: usize) -> (f64, f64) {
     let user = Person { name: "alice".into(), roles: vec!["requester".into()], groups: vec!["team-4".into()] };
-    let target = TargetFacts { name: "host-6".into(), environment: "env-4".into(), tags: vec!["tag-5".into()] };
+    let target = TargetFacts {
+        name: "host-6".into(),
+        environment: "env-4".into(),
+        tags: vec!["tag-5".into()],
+        ..Default::default()
+    };
     let mut samples = Vec::with_capacity(decisions);
     for i in 0..decisions {
         let q = RequestQuery {
             user: &user,
             target: &target,
+            access: Access::Ssh,
             duration_secs: 1800 + (i as u64 % 7),
             source_ip: "10.6.1.2".parse().unwrap_or(std::net::Ipv4Addr::LOCALHOST.into()),
             at: jiff::Timestamp::now(),

@@ -2,8 +2,9 @@
 //! how many approvals does it need and from whom; may this approver approve it, and must they
 //! prove presence with a security key.
 //!
-//! Contract: pure. Depends on `cedar-policy` and `jiff` (calendar arithmetic); no IO, no clock,
-//! no database: the caller passes the facts (who, what, when, from where, in which time zone).
+//! Contract: pure. Depends on `cedar-policy`, `jiff` (calendar arithmetic) and `proto` (the
+//! `Access` vocabulary); no IO, no clock, no database: the caller passes the facts (who, what,
+//! when, from where, in which time zone).
 //!
 //! **Architecture Invariant:** a policy set is only ever used after it parsed, validated in
 //! strict mode against [`SCHEMA`] and its annotations checked ([`PolicySet::compile`]); an
@@ -13,9 +14,13 @@
 //! Vocabulary (kept stable: the server's checks and users' policies use these names):
 //! - entities `Portcullis::User` (in `Portcullis::Group`; attributes `name`, `roles`),
 //!   `Portcullis::Group`, `Portcullis::Target` (in `Portcullis::Environment`; attributes `name`,
-//!   `environment`, `tags`), `Portcullis::Environment`; all identified by name;
-//! - actions `Portcullis::Action::"request"` (principal the requester) and
-//!   `Portcullis::Action::"approve"` (principal the approver; `context.requester` the requester);
+//!   `environment`, `tags`), `Portcullis::Secret` (in `Portcullis::Environment`; attributes
+//!   `name`, `environment`, `tags`, `kind`, `folder`), `Portcullis::Environment`; all identified
+//!   by name;
+//! - actions `Portcullis::Action::"request"` (SSH access to a target), `"checkout"` (a secret
+//!   shown to its requester) and `"use"` (a secret injected into a process) — principal the
+//!   requester — and `Portcullis::Action::"approve"` (principal the approver; `context.requester`
+//!   the requester, `context.access` what was asked: `ssh`, `checkout` or `use`);
 //! - context `duration`, `source_ip`, `now`, `weekday` (1 = Monday … 7 = Sunday), `time_of_day`
 //!   (since local midnight in the server's time zone);
 //! - annotations `@id("…")`, `@approvals("N")`, `@approvers("GROUP")`, `@step_up("webauthn")`.
@@ -38,6 +43,9 @@ namespace Portcullis {
   entity Environment;
   entity User in [Group] { name: String, roles: Set<String> };
   entity Target in [Environment] { name: String, environment: String, tags: Set<String> };
+  entity Secret in [Environment] {
+    name: String, environment: String, tags: Set<String>, kind: String, folder: String
+  };
 
   action "request" appliesTo {
     principal: [User],
@@ -51,11 +59,36 @@ namespace Portcullis {
     }
   };
 
+  action "checkout" appliesTo {
+    principal: [User],
+    resource: [Secret],
+    context: {
+      duration: duration,
+      source_ip: ipaddr,
+      now: datetime,
+      weekday: Long,
+      time_of_day: duration,
+    }
+  };
+
+  action "use" appliesTo {
+    principal: [User],
+    resource: [Secret],
+    context: {
+      duration: duration,
+      source_ip: ipaddr,
+      now: datetime,
+      weekday: Long,
+      time_of_day: duration,
+    }
+  };
+
   action "approve" appliesTo {
     principal: [User],
-    resource: [Target],
+    resource: [Target, Secret],
     context: {
       requester: User,
+      access: String,
       duration: duration,
       source_ip: ipaddr,
       now: datetime,
@@ -67,16 +100,34 @@ namespace Portcullis {
 "#;
 
 /// What a fresh server enforces: today's behaviour before policies existed. Any requester may
-/// ask for any target for up to 8 hours; one approval by any approver (never their own request:
-/// the server enforces that whatever the policy says).
-pub const DEFAULT_POLICIES: &str = r#"// Portcullis default policies: any requester may ask for any target for up to 8 hours,
-// and one approval from any approver grants it.
+/// ask for any target, or to check out or use any secret, for up to 8 hours; one approval by
+/// any approver (never their own request: the server enforces that whatever the policy says).
+pub const DEFAULT_POLICIES: &str = r#"// Portcullis default policies: any requester may ask for any target, or to check out or use
+// any secret, for up to 8 hours, and one approval from any approver grants it.
 
 @id("requesters-up-to-8h")
 @approvals("1")
 permit (
   principal,
   action == Portcullis::Action::"request",
+  resource
+)
+when { principal.roles.contains("requester") && context.duration <= duration("8h") };
+
+@id("requesters-check-out-up-to-8h")
+@approvals("1")
+permit (
+  principal,
+  action == Portcullis::Action::"checkout",
+  resource
+)
+when { principal.roles.contains("requester") && context.duration <= duration("8h") };
+
+@id("requesters-use-up-to-8h")
+@approvals("1")
+permit (
+  principal,
+  action == Portcullis::Action::"use",
   resource
 )
 when { principal.roles.contains("requester") && context.duration <= duration("8h") };
@@ -183,7 +234,7 @@ pub struct PolicySet {
     names: HashMap<PolicyId, String>,
 }
 
-const ACTIONS: [&str; 2] = ["request", "approve"];
+const ACTIONS: [&str; 4] = ["request", "checkout", "use", "approve"];
 
 /// Could `policy` apply to `action`?
 fn scope_allows_action(policy: &Policy, action: &EntityUid) -> bool {
@@ -402,14 +453,23 @@ impl PolicySet {
             }
             let by = permitted(low)?.unwrap_or_default();
             return Ok(format!(
-                "you asked for {asked}; the longest access to {} policy {} allows you now is {}",
-                q.target.name,
+                "you asked for {asked}; the longest {} policy {} allows you now is {}",
+                match q.access {
+                    Access::Ssh => format!("access to {}", q.target.name),
+                    Access::Checkout => format!("check-out of {}", q.target.name),
+                    Access::Use => format!("use of {}", q.target.name),
+                },
                 quoted(&by.iter().map(|id| self.name(id)).collect::<Vec<_>>()),
                 human_duration(low)
             ));
         }
+        let what = match q.access {
+            Access::Ssh => "request",
+            Access::Checkout => "check out",
+            Access::Use => "use",
+        };
         Ok(format!(
-            "no policy permits {} to request {} for {asked} now (at {} on {}, from {})",
+            "no policy permits {} to {what} {} for {asked} now (at {} on {}, from {})",
             q.user.name,
             q.target.name,
             q.at.to_zoned(q.time_zone.clone()).strftime("%H:%M %Z"),
@@ -419,15 +479,17 @@ impl PolicySet {
     }
 
     fn evaluate_request(&self, q: &RequestQuery<'_>, duration_secs: u64) -> Result<Outcome, PolicyError> {
+        check_access(q.access, q.target)?;
         let context = time_context(duration_secs, q.source_ip, q.at, &q.time_zone, None)?;
         let entities = vec![user_entity(q.user)?, target_entity(q.target)?];
-        self.evaluate(uid("User", &q.user.name)?, "request", q.target, context, entities)
+        self.evaluate(uid("User", &q.user.name)?, action_of(q.access), q.target, context, entities)
     }
 
     /// May `q.approver` approve `q.requester`'s request for `q.target`? With a security key?
     pub fn decide_approval(&self, q: &ApprovalQuery<'_>) -> Result<ApprovalDecision, PolicyError> {
+        check_access(q.access, q.target)?;
         let requester = uid("User", &q.requester.name)?;
-        let context = time_context(q.duration_secs, q.source_ip, q.at, &q.time_zone, Some(requester))?;
+        let context = time_context(q.duration_secs, q.source_ip, q.at, &q.time_zone, Some((requester, q.access)))?;
         let mut entities = vec![user_entity(q.approver)?, target_entity(q.target)?];
         if q.requester.name != q.approver.name {
             entities.push(user_entity(q.requester)?);
@@ -463,7 +525,7 @@ impl PolicySet {
             .ok_or_else(|| PolicyError::Facts(format!("no policy slice for {action}")))?;
         // The facts are built here to the schema's shape (the tests check it against the
         // schema), so they are not validated again on every decision.
-        let request = Request::new(principal, uid("Action", action)?, uid("Target", &target.name)?, context, None)
+        let request = Request::new(principal, uid("Action", action)?, resource_uid(target)?, context, None)
             .map_err(|e| PolicyError::Facts(e.to_string()))?;
         let entities = Entities::from_entities(entities, None).map_err(|e| PolicyError::Facts(e.to_string()))?;
         let response = Authorizer::new().is_authorized(&request, slice, &entities);
@@ -513,17 +575,35 @@ fn user_entity(user: &Person) -> Result<Entity, PolicyError> {
     Entity::new(uid("User", &user.name)?, attrs, parents).map_err(|e| PolicyError::Facts(e.to_string()))
 }
 
+/// `Portcullis::Target::"name"` or `Portcullis::Secret::"name"`.
+fn resource_uid(target: &TargetFacts) -> Result<EntityUid, PolicyError> {
+    uid(if target.secret.is_some() { "Secret" } else { "Target" }, &target.name)
+}
+
+/// SSH access is to targets, check-out and use to secrets: anything else is a caller's bug.
+fn check_access(access: Access, target: &TargetFacts) -> Result<(), PolicyError> {
+    if (access == Access::Ssh) == target.secret.is_none() {
+        Ok(())
+    } else {
+        Err(PolicyError::Facts(format!("{} does not apply to {}", access.as_str(), target.name)))
+    }
+}
+
 fn target_entity(target: &TargetFacts) -> Result<Entity, PolicyError> {
-    let attrs = HashMap::from([
+    let mut attrs = HashMap::from([
         ("name".to_string(), RestrictedExpression::new_string(target.name.clone())),
         ("environment".to_string(), RestrictedExpression::new_string(target.environment.clone())),
         ("tags".to_string(), string_set(&target.tags)),
     ]);
+    if let Some(secret) = &target.secret {
+        attrs.insert("kind".to_string(), RestrictedExpression::new_string(secret.kind.clone()));
+        attrs.insert("folder".to_string(), RestrictedExpression::new_string(secret.folder.clone()));
+    }
     let mut parents = HashSet::new();
     if !target.environment.is_empty() {
         parents.insert(uid("Environment", &target.environment)?);
     }
-    Entity::new(uid("Target", &target.name)?, attrs, parents).map_err(|e| PolicyError::Facts(e.to_string()))
+    Entity::new(resource_uid(target)?, attrs, parents).map_err(|e| PolicyError::Facts(e.to_string()))
 }
 
 /// The context both actions share: duration, source address, the instant and the local
@@ -533,7 +613,7 @@ fn time_context(
     source_ip: IpAddr,
     at: Timestamp,
     time_zone: &TimeZone,
-    requester: Option<EntityUid>,
+    requester: Option<(EntityUid, Access)>,
 ) -> Result<Context, PolicyError> {
     let local = at.to_zoned(time_zone.clone());
     let since_midnight = i64::from(local.hour()) * 3600 + i64::from(local.minute()) * 60 + i64::from(local.second());
@@ -544,8 +624,9 @@ fn time_context(
         ("weekday".to_string(), RestrictedExpression::new_long(i64::from(local.weekday().to_monday_one_offset()))),
         ("time_of_day".to_string(), RestrictedExpression::new_duration(format!("{since_midnight}s"))),
     ];
-    if let Some(requester) = requester {
+    if let Some((requester, access)) = requester {
         pairs.push(("requester".to_string(), RestrictedExpression::new_entity_uid(requester)));
+        pairs.push(("access".to_string(), RestrictedExpression::new_string(access.as_str().to_string())));
     }
     Context::from_pairs(pairs).map_err(|e| PolicyError::Facts(e.to_string()))
 }
@@ -558,18 +639,39 @@ pub struct Person {
     pub groups: Vec<String>,
 }
 
-/// A target as policies see it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A target — or, with `secret`, a vault secret — as policies see it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TargetFacts {
     pub name: String,
     pub environment: String,
     pub tags: Vec<String>,
+    pub secret: Option<SecretAttrs>,
+}
+
+/// What a secret has besides a target's facts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SecretAttrs {
+    /// `password`, `ssh-key`, `tls`, … (the vault's kinds).
+    pub kind: String,
+    pub folder: String,
+}
+
+pub use portcullis_proto::Access;
+
+/// The Cedar action that decides `access`.
+fn action_of(access: Access) -> &'static str {
+    match access {
+        Access::Ssh => "request",
+        Access::Checkout => "checkout",
+        Access::Use => "use",
+    }
 }
 
 /// Someone asks for access.
 pub struct RequestQuery<'a> {
     pub user: &'a Person,
     pub target: &'a TargetFacts,
+    pub access: Access,
     pub duration_secs: u64,
     /// As the server sees the caller.
     pub source_ip: IpAddr,
@@ -583,6 +685,7 @@ pub struct ApprovalQuery<'a> {
     pub approver: &'a Person,
     pub requester: &'a Person,
     pub target: &'a TargetFacts,
+    pub access: Access,
     pub duration_secs: u64,
     /// The approver's address.
     pub source_ip: IpAddr,

@@ -9,7 +9,7 @@ fn person(name: &str, roles: &[&str], groups: &[&str]) -> Person {
 }
 
 fn target(name: &str, environment: &str) -> TargetFacts {
-    TargetFacts { name: name.into(), environment: environment.into(), tags: vec!["linux".into()] }
+    TargetFacts { name: name.into(), environment: environment.into(), tags: vec!["linux".into()], ..Default::default() }
 }
 
 fn at(rfc3339: &str) -> Timestamp {
@@ -65,6 +65,7 @@ fn request(
     set.decide_request(&RequestQuery {
         user,
         target: t,
+        access: Access::Ssh,
         duration_secs: secs,
         source_ip: ip(from),
         at: at(when),
@@ -100,6 +101,7 @@ fn default_policies_reproduce_the_fixed_roles() {
             approver,
             requester: &alice,
             target: &web,
+            access: Access::Ssh,
             duration_secs: 3600,
             source_ip: ip("::1"),
             at: at(now),
@@ -152,6 +154,7 @@ fn worked_examples_decide_by_group_environment_time_and_network() {
             approver,
             requester: &eng,
             target: t,
+            access: Access::Ssh,
             duration_secs: 3600,
             source_ip: ip("10.9.9.9"),
             at: at("2026-11-26T10:00:00Z"),
@@ -179,7 +182,8 @@ permit (principal, action == Portcullis::Action::"request", resource) when { res
 "#;
     let set = PolicySet::compile(text).unwrap();
     let u = person("u", &["requester"], &[]);
-    let pci = TargetFacts { name: "card".into(), environment: "".into(), tags: vec!["pci".into()] };
+    let pci =
+        TargetFacts { name: "card".into(), environment: "".into(), tags: vec!["pci".into()], ..Default::default() };
     let d = request(&set, &u, &pci, 60, "2026-11-26T10:00:00Z", "10.0.0.1", "UTC");
     assert_eq!(d.approvals, 3);
     assert_eq!(d.policies, vec!["one", "three", "two"]);
@@ -293,22 +297,34 @@ fn decision_facts_match_the_schema() {
     let schema = schema().unwrap();
     let user = person("u", &["requester"], &["g"]);
     let other = person("v", &["approver"], &[]);
-    let t = target("web", "prod");
+    let web = target("web", "prod");
+    let vault = TargetFacts {
+        secret: Some(SecretAttrs { kind: "password".into(), folder: "a/b".into() }),
+        ..target("billing-db", "prod")
+    };
     let at = at("2026-11-26T10:00:00Z");
-    for action in ACTIONS {
-        let requester = (action == "approve").then(|| uid("User", "v").unwrap());
+    let cases = [
+        ("request", &web, Access::Ssh),
+        ("checkout", &vault, Access::Checkout),
+        ("use", &vault, Access::Use),
+        ("approve", &web, Access::Ssh),
+        ("approve", &vault, Access::Checkout),
+    ];
+    for (action, t, access) in cases {
+        let requester = (action == "approve").then(|| (uid("User", "v").unwrap(), access));
         let context = time_context(60, ip("10.0.0.1"), at, &TimeZone::UTC, requester).unwrap();
-        let entities = vec![user_entity(&user).unwrap(), user_entity(&other).unwrap(), target_entity(&t).unwrap()];
+        let entities = vec![user_entity(&user).unwrap(), user_entity(&other).unwrap(), target_entity(t).unwrap()];
         Entities::from_entities(entities, Some(&schema)).unwrap();
         Request::new(
             uid("User", "u").unwrap(),
             uid("Action", action).unwrap(),
-            uid("Target", "web").unwrap(),
+            resource_uid(t).unwrap(),
             context,
             Some(&schema),
         )
         .unwrap_or_else(|e| panic!("{action}: {e}"));
     }
+    assert_eq!(ACTIONS.len(), 4, "every action is covered above");
 }
 
 /// Slicing by environment and action must not change a decision.
@@ -322,6 +338,7 @@ fn slices_decide_like_the_whole_set() {
             let q = RequestQuery {
                 user: &eng,
                 target: &t,
+                access: Access::Ssh,
                 duration_secs: secs,
                 source_ip: ip("10.0.0.1"),
                 at: at("2026-11-26T10:00:00Z"),
@@ -345,5 +362,115 @@ fn slices_decide_like_the_whole_set() {
             reason.sort_by_key(|id| set.name(id));
             assert_eq!(sliced.reason, reason, "{env} {secs}");
         }
+    }
+}
+
+/// Secrets: check-out and use are their own actions on `Portcullis::Secret`, decided by kind,
+/// folder, environment and tags; approvals can tell check-out from use; SSH access never
+/// applies to a secret nor check-out to a target.
+#[test]
+fn secrets_are_decided_by_their_own_actions_and_facts() {
+    const SECRETS: &str = r#"
+@id("ci-uses-prod-tokens")
+@approvals("2")
+@approvers("leads")
+permit (principal in Portcullis::Group::"ci", action == Portcullis::Action::"use",
+        resource in Portcullis::Environment::"prod")
+when { resource.kind == "api-token" && context.duration <= duration("1h") };
+
+@id("dbas-check-out-db-passwords")
+permit (principal in Portcullis::Group::"dbas", action == Portcullis::Action::"checkout", resource)
+when { resource.kind == "database" || resource.tags.contains("db") };
+
+@id("never-pci")
+forbid (principal, action in [Portcullis::Action::"checkout", Portcullis::Action::"use"], resource)
+when { resource.folder like "pci/*" };
+
+@id("leads-approve-check-outs-with-a-key")
+@step_up("webauthn")
+permit (principal in Portcullis::Group::"leads", action == Portcullis::Action::"approve", resource)
+when { context.access == "checkout" };
+
+@id("leads-approve-the-rest")
+permit (principal in Portcullis::Group::"leads", action == Portcullis::Action::"approve", resource)
+when { context.access != "checkout" };
+"#;
+    let set = PolicySet::compile(SECRETS).unwrap();
+    let secret = |name: &str, env: &str, kind: &str, folder: &str| TargetFacts {
+        secret: Some(SecretAttrs { kind: kind.into(), folder: folder.into() }),
+        tags: vec![],
+        ..target(name, env)
+    };
+    let token = secret("deploy-token", "prod", "api-token", "deploy");
+    let db = secret("billing-db", "prod", "database", "billing");
+    let card = secret("card-db", "prod", "database", "pci/cards");
+    let runner = person("runner", &["requester"], &["ci"]);
+    let dba = person("dana", &["requester"], &["dbas"]);
+    let lead = person("lee", &["approver"], &["leads"]);
+    let decide = |user: &Person, t: &TargetFacts, access: Access, secs: u64| {
+        set.decide_request(&RequestQuery {
+            user,
+            target: t,
+            access,
+            duration_secs: secs,
+            source_ip: ip("10.0.0.5"),
+            at: at("2026-11-26T10:00:00Z"),
+            time_zone: TimeZone::UTC,
+        })
+    };
+    type Case<'a> = (&'a Person, &'a TargetFacts, Access, u64, bool, &'a str);
+    let cases: [Case; 7] = [
+        (&runner, &token, Access::Use, 1800, true, "ci-uses-prod-tokens"),
+        (&runner, &token, Access::Use, 7200, false, "longest use of deploy-token"),
+        (&runner, &token, Access::Checkout, 60, false, "no policy permits runner to check out deploy-token"),
+        (&runner, &db, Access::Use, 60, false, "no policy permits runner to use billing-db"),
+        (&dba, &db, Access::Checkout, 60, true, "dbas-check-out-db-passwords"),
+        (&dba, &card, Access::Checkout, 60, false, "forbidden by policy \"never-pci\""),
+        (&dba, &token, Access::Checkout, 60, false, "no policy permits dana"),
+    ];
+    for (user, t, access, secs, allowed, why) in cases {
+        let d = decide(user, t, access, secs).unwrap();
+        assert_eq!(d.allowed, allowed, "{} {} {}: {d:?}", user.name, access.as_str(), t.name);
+        let said = if allowed { d.policies.join(",") } else { d.why.clone().unwrap_or_default() };
+        assert!(said.contains(why), "{} {} {}: {said:?} should say {why:?}", user.name, access.as_str(), t.name);
+    }
+    let granted = decide(&runner, &token, Access::Use, 1800).unwrap();
+    assert_eq!((granted.approvals, granted.approver_groups.clone()), (2, vec!["leads".to_string()]));
+    // A secret asked for as SSH access, or a target to check out: refused as a caller's error.
+    assert!(decide(&dba, &db, Access::Ssh, 60).is_err());
+    assert!(decide(&dba, &target("web", "prod"), Access::Checkout, 60).is_err());
+
+    let approve = |t: &TargetFacts, access: Access| {
+        set.decide_approval(&ApprovalQuery {
+            approver: &lead,
+            requester: &dba,
+            target: t,
+            access,
+            duration_secs: 60,
+            source_ip: ip("10.0.0.9"),
+            at: at("2026-11-26T10:00:00Z"),
+            time_zone: TimeZone::UTC,
+        })
+        .unwrap()
+    };
+    let checkout = approve(&db, Access::Checkout);
+    assert!(checkout.allowed && checkout.step_up, "{checkout:?}");
+    let used = approve(&token, Access::Use);
+    assert!(used.allowed && !used.step_up, "{used:?}");
+    // The defaults let requesters ask to check out or use any secret, with one approval.
+    let defaults = PolicySet::compile(DEFAULT_POLICIES).unwrap();
+    for access in [Access::Checkout, Access::Use] {
+        let d = defaults
+            .decide_request(&RequestQuery {
+                user: &runner,
+                target: &db,
+                access,
+                duration_secs: 3600,
+                source_ip: ip("10.0.0.5"),
+                at: at("2026-11-26T10:00:00Z"),
+                time_zone: TimeZone::UTC,
+            })
+            .unwrap();
+        assert!(d.allowed && d.approvals == 1, "{d:?}");
     }
 }

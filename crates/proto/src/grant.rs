@@ -23,6 +23,14 @@ pub struct GrantClaims {
     pub host_key_fingerprint: String,
     #[serde(default)]
     pub credential_version: i64,
+    /// SSH access to the target (the default, left out of older grants), or a secret
+    /// (`target_id`/`target_name` then name the secret) to check out or use.
+    #[serde(default, skip_serializing_if = "is_ssh")]
+    pub access: crate::Access,
+}
+
+fn is_ssh(access: &crate::Access) -> bool {
+    *access == crate::Access::Ssh
 }
 
 /// The exact signed bytes travel with the signature, so verification never depends on
@@ -115,6 +123,7 @@ mod tests {
             issued_at: 100,
             host_key_fingerprint: "SHA256:x".into(),
             credential_version: 1,
+            access: crate::Access::Ssh,
         }
     }
 

@@ -316,9 +316,45 @@ pub fn check_label(kind: &str, label: &str) -> Result<(), String> {
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct CreateAccessRequest {
+    /// A target's name, or a secret's.
     pub target: String,
     pub duration_secs: u64,
     pub reason: String,
+    /// What is asked for; a secret's default is `checkout` when it may be revealed, else `use`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<Access>,
+}
+
+/// What a request asks for and its grant allows: an SSH session on a target, or a secret
+/// checked out (shown to its requester) or used (injected into a process by `portcullis run`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Access {
+    #[default]
+    Ssh,
+    Checkout,
+    Use,
+}
+
+impl Access {
+    pub const ALL: [Access; 3] = [Access::Ssh, Access::Checkout, Access::Use];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Access::Ssh => "ssh",
+            Access::Checkout => "checkout",
+            Access::Use => "use",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Access> {
+        Access::ALL.into_iter().find(|a| a.as_str() == s)
+    }
+
+    /// Whether it is to a secret (check-out or use) rather than a target.
+    pub fn is_secret(self) -> bool {
+        self != Access::Ssh
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -354,7 +390,10 @@ impl RequestStatus {
 pub struct AccessRequestView {
     pub id: String,
     pub requester: String,
+    /// The target's or the secret's name.
     pub target: String,
+    #[serde(default)]
+    pub access: Access,
     pub duration_secs: u64,
     pub reason: String,
     pub status: RequestStatus,

@@ -99,7 +99,22 @@ pub fn person(user: &UserDetailRow) -> Person {
 }
 
 pub fn target_facts(target: &TargetRow) -> TargetFacts {
-    TargetFacts { name: target.name.clone(), environment: target.environment.clone(), tags: csv_list(&target.tags) }
+    TargetFacts {
+        name: target.name.clone(),
+        environment: target.environment.clone(),
+        tags: csv_list(&target.tags),
+        ..Default::default()
+    }
+}
+
+/// A vault secret as policies see it (`Portcullis::Secret`).
+pub fn secret_facts(secret: &crate::store::SecretRow) -> TargetFacts {
+    TargetFacts {
+        name: secret.name.clone(),
+        environment: secret.environment.clone(),
+        tags: csv_list(&secret.tags),
+        secret: Some(portcullis_policy::SecretAttrs { kind: secret.kind.clone(), folder: secret.folder.clone() }),
+    }
 }
 
 /// A Unix time as the policy engine's instant.

@@ -121,6 +121,8 @@ struct Device {
     key: SigningIdentity,
     /// What the enrolment answer said about the server (devices only).
     server: Option<ServerIdentity>,
+    /// The device's X25519 key (devices enrolled by [`enroll`]): opens what is released to it.
+    seal: Option<SealingIdentity>,
 }
 
 fn b64() -> base64::engine::GeneralPurpose {
@@ -195,7 +197,7 @@ async fn enroll(r: &Running, code: &str) -> Device {
         .json()
         .await
         .unwrap();
-    Device { id: resp.device_id, key, server: Some(resp.server) }
+    Device { id: resp.device_id, key, server: Some(resp.server), seal: Some(seal) }
 }
 
 /// A signed request; `time` and `nonce` are chosen by the test.
@@ -272,7 +274,7 @@ async fn requests_are_authenticated_and_replays_refused() {
     }
 
     // A signature by another key, or over another path, does not verify.
-    let forger = Device { id: d.id.clone(), key: SigningIdentity::generate(&mut OsRng), server: None };
+    let forger = Device { id: d.id.clone(), key: SigningIdentity::generate(&mut OsRng), server: None, seal: None };
     let forged = signed(&r, &forger, "GET", "/v1/me", b"", now(), &nonce()).send().await.unwrap();
     assert_eq!(error_code(forged).await, (401, "unauthorized".into()));
     let sig = d.key.sign(&request_signing_input("GET", "/v1/targets", now(), "x".repeat(32).as_str(), b""));
@@ -378,7 +380,7 @@ async fn unconfirmed_gateway(r: &Running, admin: &Device, name: &str) -> Device 
         .await
         .unwrap();
     assert!(resp.user_ca.starts_with("ssh-ed25519 "));
-    Device { id: resp.gateway_id, key, server: None }
+    Device { id: resp.gateway_id, key, server: None, seal: None }
 }
 
 const HOST_KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHjB9qE3HBVGfD3cY0XkQkQZK3tMh4cD0wQJ1K6pNq5z host";
@@ -411,7 +413,7 @@ async fn approved(r: &Running, who: &Device, approver: &Device, target: &str) ->
         who,
         "POST",
         "/v1/requests",
-        &CreateAccessRequest { target: target.into(), duration_secs: 600, reason: "test".into() },
+        &CreateAccessRequest { target: target.into(), duration_secs: 600, reason: "test".into(), access: None },
     )
     .await;
     let review = ReviewRequest { decision: Decision::Approve, reason: None, step_up: None };
@@ -513,7 +515,7 @@ async fn no_device_route_answers_with_a_credential() {
             })
             .unwrap(),
             ("POST", "/v1/requests") => {
-                serde_json::to_vec(&CreateAccessRequest { target: "web".into(), duration_secs: 60, reason: "x".into() })
+                serde_json::to_vec(&CreateAccessRequest { target: "web".into(), duration_secs: 60, reason: "x".into(), access: None })
                     .unwrap()
             }
             ("POST", "/v1/requests/{id}/review") => {
@@ -757,7 +759,7 @@ async fn member(r: &Running, admin: &Device, name: &str, roles: &[Role], groups:
 }
 
 fn ask(target: &str, secs: u64) -> CreateAccessRequest {
-    CreateAccessRequest { target: target.into(), duration_secs: secs, reason: "deploy the fix".into() }
+    CreateAccessRequest { target: target.into(), duration_secs: secs, reason: "deploy the fix".into(), access: None }
 }
 
 const APPROVE: ReviewRequest = ReviewRequest { decision: Decision::Approve, reason: None, step_up: None };

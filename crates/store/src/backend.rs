@@ -384,6 +384,82 @@ impl Store {
 mod tests {
     use super::*;
 
+    /// The migration that lets requests and grants name secrets rebuilds both tables in SQLite:
+    /// every row comes back with its rowid, what references them still resolves, and the new
+    /// rules hold (a target or a secret, never both; SSH access only to a target).
+    #[tokio::test]
+    async fn the_secret_access_rebuild_keeps_every_request_grant_and_reference() {
+        const REBUILD: i64 = 20261202000002;
+        let dir = tempfile::tempdir().unwrap();
+        let before = dir.path().join("before");
+        std::fs::create_dir(&before).unwrap();
+        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations/server-sqlite");
+        for entry in std::fs::read_dir(&source).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            let version: i64 = name.split('_').next().unwrap().parse().unwrap();
+            if version < REBUILD {
+                std::fs::copy(&path, before.join(&name)).unwrap();
+            }
+        }
+        let options = sqlite_options(&dir.path().join("s.db")).unwrap().create_if_missing(true);
+        let pool = SqlitePool::connect_with(options).await.unwrap();
+        sqlx::migrate::Migrator::new(before.as_path()).await.unwrap().run(&pool).await.unwrap();
+        for statement in [
+            "INSERT INTO users (id, name, roles, created_at) VALUES ('u1', 'alice', 'requester', 1), ('u2', 'bob', 'approver', 1)",
+            "INSERT INTO devices (id, user_id, name, sign_public_key, seal_public_key, created_at) VALUES ('d1', 'u1', 'x', x'00', x'00', 1)",
+            "INSERT INTO targets (id, name, host, port, login, host_key, credential_kind, credential_version, \
+             credential_data_key, credential, created_by, created_at) VALUES ('t1', 'web', 'h', 22, 'root', 'k', 'password', 1, x'00', x'00', 'u2', 1)",
+            "INSERT INTO access_requests (id, user_id, device_id, target_id, duration_secs, reason, status, created_at, \
+             expires_at, approvals_needed) VALUES ('r0', 'u1', 'd1', 't1', 60, 'x', 'denied', 1, 2, 1), \
+             ('r1', 'u1', 'd1', 't1', 60, 'y', 'approved', 3, 4, 2)",
+            "INSERT INTO reviews (request_id, approver_id, decision, at) VALUES ('r1', 'u2', 'approve', 3)",
+            "INSERT INTO grants (id, request_id, user_id, device_id, target_id, not_before, not_after, signed, mac) \
+             VALUES ('g1', 'r1', 'u1', 'd1', 't1', 3, 63, '{}', x'0102')",
+            "INSERT INTO user_certificates (serial, grant_id, key_fingerprint, issued_at, valid_before) VALUES (7, 'g1', 'f', 3, 63)",
+            "INSERT INTO session_authorizations (id, writer_id, grant_id, user_name, target, login, authorized_at) \
+             VALUES ('s1', 'w', 'g1', 'alice', 'web', 'root', 3)",
+        ] {
+            sqlx::query(statement).execute(&pool).await.unwrap_or_else(|e| panic!("{statement}: {e}"));
+        }
+        let rowids =
+            "SELECT group_concat(id || ':' || rowid, ',') FROM (SELECT id, rowid FROM access_requests ORDER BY id)";
+        let before_rowids: String = sqlx::query_scalar(rowids).fetch_one(&pool).await.unwrap();
+
+        SQLITE_MIGRATIONS.run(&pool).await.unwrap();
+        let after_rowids: String = sqlx::query_scalar(rowids).fetch_one(&pool).await.unwrap();
+        assert_eq!(after_rowids, before_rowids);
+        let grant: (String, String, Vec<u8>, String) =
+            sqlx::query_as("SELECT request_id, target_id, mac, access FROM grants WHERE id = 'g1'")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert_eq!(grant, ("r1".into(), "t1".into(), vec![1, 2], "ssh".into()));
+        let orphans: Vec<(String,)> =
+            sqlx::query_as("SELECT \"table\" FROM pragma_foreign_key_check").fetch_all(&pool).await.unwrap();
+        assert!(orphans.is_empty(), "{orphans:?}");
+        let joined: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM session_authorizations s JOIN grants g ON g.id = s.grant_id \
+             JOIN user_certificates c ON c.grant_id = g.id JOIN reviews v ON v.request_id = g.request_id",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!(joined, 1);
+        // The new rules: a request names a target or a secret, and SSH access is to a target.
+        let both = sqlx::query(
+            "INSERT INTO access_requests (id, user_id, device_id, target_id, secret_id, access, duration_secs, reason, \
+             status, created_at, expires_at) VALUES ('r2', 'u1', 'd1', 't1', NULL, 'use', 60, 'x', 'pending', 5, 6)",
+        )
+        .execute(&pool)
+        .await;
+        assert!(both.is_err(), "SSH's target with access `use` was accepted");
+        let orphan = sqlx::query("INSERT INTO user_certificates (serial, grant_id, key_fingerprint, issued_at, valid_before) VALUES (8, 'nope', 'f', 3, 63)")
+            .execute(&pool)
+            .await;
+        assert!(orphan.is_err(), "foreign keys are enforced again after the rebuild");
+    }
+
     #[test]
     fn a_written_down_url_has_no_password() {
         assert_eq!(without_password("postgres://pc:s3cret@db:5432/pc"), "postgres://pc@db:5432/pc");

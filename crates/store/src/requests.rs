@@ -9,8 +9,12 @@ pub struct RequestRow {
     pub user_id: String,
     pub requester: String,
     pub device_id: String,
+    /// The target's id — or, for a request to check out or use a secret, the secret's.
     pub target_id: String,
+    /// The target's or the secret's name.
     pub target: String,
+    /// `ssh`, `checkout` or `use` (`portcullis_proto::Access`).
+    pub access: String,
     pub duration_secs: i64,
     pub reason: String,
     pub status: String,
@@ -45,23 +49,40 @@ pub struct GrantRow {
     pub revoke_reason: Option<String>,
 }
 
-pub(crate) const REQUEST_SELECT: &str = "SELECT r.id, r.user_id, u.name AS requester, r.device_id, r.target_id, t.name AS target, \
+pub(crate) const REQUEST_SELECT: &str = "SELECT r.id, r.user_id, u.name AS requester, r.device_id, \
+     COALESCE(r.target_id, r.secret_id) AS target_id, COALESCE(t.name, s.name) AS target, r.access, \
      r.duration_secs, r.reason, r.status, r.created_at, r.expires_at, d.name AS decided_by, r.decided_at, \
      r.decision_reason, g.not_after AS grant_not_after, g.id AS grant_id, r.source_ip, \
      (SELECT COUNT(*) FROM reviews v WHERE v.request_id = r.id AND v.decision = 'approve') AS approvals, \
      r.approvals_needed, r.approver_groups, r.permitted_by, r.policy_version, \
      COALESCE(g.revoked_at, r.revoked_at) AS revoked_at, COALESCE(gu.name, ru.name) AS revoked_by, \
      COALESCE(g.revoke_reason, r.revoke_reason) AS revoke_reason \
-     FROM access_requests r JOIN users u ON u.id = r.user_id JOIN targets t ON t.id = r.target_id \
+     FROM access_requests r JOIN users u ON u.id = r.user_id LEFT JOIN targets t ON t.id = r.target_id \
+     LEFT JOIN secrets s ON s.id = r.secret_id \
      LEFT JOIN users d ON d.id = r.decided_by LEFT JOIN grants g ON g.request_id = r.id \
      LEFT JOIN users gu ON gu.id = g.revoked_by LEFT JOIN users ru ON ru.id = r.revoked_by";
+
+impl RequestRow {
+    /// Whether it is for a secret (check-out or use) rather than SSH access to a target.
+    pub fn is_for_secret(&self) -> bool {
+        self.access != "ssh"
+    }
+
+    fn target_column(&self) -> Option<&str> {
+        (!self.is_for_secret()).then_some(self.target_id.as_str())
+    }
+
+    fn secret_column(&self) -> Option<&str> {
+        self.is_for_secret().then_some(self.target_id.as_str())
+    }
+}
 
 impl Store {
     /// (target id, user name, not_after) of every live grant.
     pub async fn live_grants(&self, now: i64) -> Result<Vec<(String, String, i64)>, StoreError> {
         Ok(on!(self, ex => sqlx::query_as(
             "SELECT g.target_id, u.name, g.not_after FROM grants g JOIN users u ON u.id = g.user_id \
-             WHERE g.revoked_at IS NULL AND g.not_before <= $1 AND g.not_after > $1 ORDER BY g.not_after",
+             WHERE g.target_id IS NOT NULL AND g.revoked_at IS NULL AND g.not_before <= $1 AND g.not_after > $1 ORDER BY g.not_after",
         )
         .bind(now)
         .fetch_all(ex).await)?)
@@ -72,13 +93,13 @@ impl Store {
     pub async fn insert_request(tx: &mut Tx<'_>, r: &RequestRow) -> Result<(), StoreError> {
         on!(tx, ex => sqlx::query(
             "INSERT INTO access_requests (id, user_id, device_id, target_id, duration_secs, reason, status, created_at, \
-             expires_at, source_ip, approvals_needed, approver_groups, permitted_by, policy_version) \
-             VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9, $10, $11, $12, $13)",
+             expires_at, source_ip, approvals_needed, approver_groups, permitted_by, policy_version, secret_id, access) \
+             VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9, $10, $11, $12, $13, $14, $15)",
         )
         .bind(&r.id)
         .bind(&r.user_id)
         .bind(&r.device_id)
-        .bind(&r.target_id)
+        .bind(r.target_column())
         .bind(r.duration_secs)
         .bind(&r.reason)
         .bind(r.created_at)
@@ -88,6 +109,8 @@ impl Store {
         .bind(&r.approver_groups)
         .bind(&r.permitted_by)
         .bind(r.policy_version)
+        .bind(r.secret_column())
+        .bind(&r.access)
         .execute(ex).await.map(|r| r.rows_affected()))?;
         Ok(())
     }
@@ -115,13 +138,20 @@ impl Store {
         .fetch_all(ex).await)?)
     }
 
-    /// The most recent request of a user for a target, to explain a refused connection.
-    pub async fn latest_request_for(&self, user_id: &str, target_id: &str) -> Result<Option<RequestRow>, StoreError> {
+    /// The most recent request of a user for `access` to a target or secret, to explain a refusal.
+    pub async fn latest_request_for(
+        &self,
+        user_id: &str,
+        target_id: &str,
+        access: &str,
+    ) -> Result<Option<RequestRow>, StoreError> {
         Ok(on!(self, ex => sqlx::query_as(&format!(
-            "{REQUEST_SELECT} WHERE r.user_id = $1 AND r.target_id = $2 ORDER BY r.created_at DESC, r.rowid DESC LIMIT 1"
+            "{REQUEST_SELECT} WHERE r.user_id = $1 AND COALESCE(r.target_id, r.secret_id) = $2 AND r.access = $3 \
+             ORDER BY r.created_at DESC, r.rowid DESC LIMIT 1"
         ))
         .bind(user_id)
         .bind(target_id)
+        .bind(access)
         .fetch_optional(ex).await)?)
     }
 
@@ -158,17 +188,19 @@ impl Store {
         signed: &str,
     ) -> Result<(), StoreError> {
         on!(tx, ex => sqlx::query(
-            "INSERT INTO grants (id, request_id, user_id, device_id, target_id, not_before, not_after, signed) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO grants (id, request_id, user_id, device_id, target_id, not_before, not_after, signed, \
+             secret_id, access) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(id)
         .bind(&request.id)
         .bind(&request.user_id)
         .bind(&request.device_id)
-        .bind(&request.target_id)
+        .bind(request.target_column())
         .bind(not_before)
         .bind(not_after)
         .bind(signed)
+        .bind(request.secret_column())
+        .bind(&request.access)
         .execute(ex).await.map(|r| r.rows_affected()))?;
         rows.seal(tx, Row::Grant(id)).await
     }
@@ -221,12 +253,34 @@ impl Store {
     ) -> Result<Option<GrantRow>, StoreError> {
         Ok(on!(self, ex => sqlx::query_as(
             "SELECT id, request_id, not_after, signed, revoked_at, revoke_reason FROM grants \
-             WHERE user_id = $1 AND device_id = $2 AND target_id = $3 AND revoked_at IS NULL \
+             WHERE user_id = $1 AND device_id = $2 AND target_id = $3 AND access = 'ssh' AND revoked_at IS NULL \
              AND not_before <= $4 AND not_after > $4 ORDER BY not_after DESC LIMIT 1",
         )
         .bind(user_id)
         .bind(device_id)
         .bind(target_id)
+        .bind(now)
+        .fetch_optional(ex).await)?)
+    }
+
+    /// The live grant (latest expiry first) of a user's device to check out or use a secret.
+    pub async fn active_secret_grant(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        secret_id: &str,
+        access: &str,
+        now: i64,
+    ) -> Result<Option<GrantRow>, StoreError> {
+        Ok(on!(self, ex => sqlx::query_as(
+            "SELECT id, request_id, not_after, signed, revoked_at, revoke_reason FROM grants \
+             WHERE user_id = $1 AND device_id = $2 AND secret_id = $3 AND access = $4 AND revoked_at IS NULL \
+             AND not_before <= $5 AND not_after > $5 ORDER BY not_after DESC LIMIT 1",
+        )
+        .bind(user_id)
+        .bind(device_id)
+        .bind(secret_id)
+        .bind(access)
         .bind(now)
         .fetch_optional(ex).await)?)
     }

@@ -48,6 +48,8 @@ pub enum Row<'a> {
     /// A vault secret: its name, kind, policy facts (environment, folder, tags), whether it may
     /// be revealed, its current version, expiry and removal.
     Secret(&'a str),
+    /// A secret's check-out: whose, under which grant, which version, until when, how it ended.
+    Checkout(&'a str),
     /// One approver's review of a request: the decision, when, the policies and step-up.
     Review {
         request: &'a str,
@@ -80,6 +82,7 @@ impl Row<'_> {
             Row::Grant(id) => format!("grants/{id}"),
             Row::Target(id) => format!("targets/{id}"),
             Row::Secret(id) => format!("secrets/{id}"),
+            Row::Checkout(id) => format!("secret_checkouts/{id}"),
             Row::EnrolmentCode(hash) => format!("enrolment_codes/{hash}"),
             Row::Review { request, approver } => format!("reviews/{request}/{approver}"),
             Row::Challenge(id) => format!("webauthn_challenges/{id}"),
@@ -101,6 +104,7 @@ impl Row<'_> {
             Row::Grant(id) => format!("grant {id}"),
             Row::Target(id) => format!("target {id}"),
             Row::Secret(id) => format!("secret {id}"),
+            Row::Checkout(id) => format!("check-out {id}"),
             Row::EnrolmentCode(hash) => format!("enrolment code {}…", &hash[..hash.len().min(12)]),
             Row::Review { request, approver } => format!("the review of request {request} by user {approver}"),
             Row::Challenge(id) => format!("security-key challenge {id}"),
@@ -156,7 +160,8 @@ impl Row<'_> {
                 "UPDATE session_authorizations SET mac = $1 WHERE id = $2",
             ),
             Row::Grant(_) => (
-                "SELECT 'grants', id, request_id, user_id, device_id, target_id, CAST(not_before AS TEXT), \
+                "SELECT 'grants', id, request_id, user_id, device_id, \
+                 COALESCE(target_id, 'secret:' || secret_id || '/' || access), CAST(not_before AS TEXT), \
                  CAST(not_after AS TEXT), signed, COALESCE(CAST(revoked_at AS TEXT), ''), mac FROM grants WHERE id = $1",
                 "UPDATE grants SET mac = $1 WHERE id = $2",
             ),
@@ -172,6 +177,12 @@ impl Row<'_> {
                  CAST(versions_kept AS TEXT), created_by, COALESCE(CAST(removed_at AS TEXT), ''), mac \
                  FROM secrets WHERE id = $1",
                 "UPDATE secrets SET mac = $1 WHERE id = $2",
+            ),
+            Row::Checkout(_) => (
+                "SELECT 'secret_checkouts', id, secret_id, grant_id, user_id, device_id, CAST(version AS TEXT), \
+                 CAST(checked_out_at AS TEXT), CAST(until AS TEXT), COALESCE(CAST(checked_in_at AS TEXT), ''), \
+                 COALESCE(ended_by, ''), mac FROM secret_checkouts WHERE id = $1",
+                "UPDATE secret_checkouts SET mac = $1 WHERE id = $2",
             ),
             Row::EnrolmentCode(_) => (
                 "SELECT 'enrolment_codes', code_hash, user_id, CAST(created_at AS TEXT), CAST(expires_at AS TEXT), \
@@ -221,6 +232,7 @@ impl Row<'_> {
             | Row::Grant(id)
             | Row::Target(id)
             | Row::Secret(id)
+            | Row::Checkout(id)
             | Row::EnrolmentCode(id)
             | Row::Challenge(id) => q.bind(id.to_string()),
             Row::Review { request, approver } => q.bind(request.to_string()).bind(approver.to_string()),
@@ -437,6 +449,7 @@ pub const AUTHENTICATED_TABLES: &[(&str, &str)] = &[
     ("grants", "'grants/' || id"),
     ("targets", "'targets/' || id"),
     ("secrets", "'secrets/' || id"),
+    ("secret_checkouts", "'secret_checkouts/' || id"),
     ("enrolment_codes", "'enrolment_codes/' || code_hash"),
     ("reviews", "'reviews/' || request_id || '/' || approver_id"),
     ("webauthn_challenges", "'webauthn_challenges/' || id"),
@@ -478,6 +491,7 @@ pub fn row_of_ledger_key(key: &str) -> Option<Row<'_>> {
         "grants" => Row::Grant(id),
         "targets" => Row::Target(id),
         "secrets" => Row::Secret(id),
+        "secret_checkouts" => Row::Checkout(id),
         "enrolment_codes" => Row::EnrolmentCode(id),
         "reviews" => {
             let (request, approver) = id.split_once('/')?;

@@ -41,6 +41,24 @@ pub struct SecretVersionRow {
     pub destroyed_at: Option<i64>,
 }
 
+/// A check-out of a secret, with the state of the grant it was made under.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct CheckoutRow {
+    pub id: String,
+    pub secret_id: String,
+    pub grant_id: String,
+    pub user_id: String,
+    pub device_id: String,
+    pub version: i64,
+    pub checked_out_at: i64,
+    pub until: i64,
+    pub checked_in_at: Option<i64>,
+    pub ended_by: Option<String>,
+    /// Resolved when read.
+    pub holder: String,
+    pub grant_revoked_at: Option<i64>,
+}
+
 /// What a list asks for; every filter is optional. Pages are by name.
 #[derive(Debug, Clone, Default)]
 pub struct SecretFilter {
@@ -225,11 +243,76 @@ impl Store {
         .fetch_all(ex).await)?)
     }
 
-    /// Deletes a secret and every version (an admin's purge; the caller records it).
-    pub async fn purge_secret(tx: &mut Tx<'_>, rows: &RowKey, id: &str) -> Result<(), StoreError> {
+    /// An admin's purge (the caller records it): every version's value is destroyed; the secret
+    /// and its history are deleted too unless requests name it (their story stays whole: the
+    /// removed secret's metadata then stays, with no value). True when the rows were deleted.
+    pub async fn purge_secret(tx: &mut Tx<'_>, rows: &RowKey, id: &str, at: i64) -> Result<bool, StoreError> {
+        let requested: Option<i64> = on!(tx, ex => sqlx::query_scalar(
+            "SELECT 1 FROM access_requests WHERE secret_id = $1 LIMIT 1",
+        )
+        .bind(id)
+        .fetch_optional(ex).await)?;
+        if requested.is_some() {
+            on!(tx, ex => sqlx::query(
+                "UPDATE secret_versions SET data_key = NULL, ciphertext = NULL, destroyed_at = $1 \
+                 WHERE secret_id = $2 AND destroyed_at IS NULL",
+            )
+            .bind(at)
+            .bind(id)
+            .execute(ex).await.map(|r| r.rows_affected()))?;
+            return Ok(false);
+        }
         on!(tx, ex => sqlx::query("DELETE FROM secret_versions WHERE secret_id = $1").bind(id).execute(ex).await.map(|r| r.rows_affected()))?;
         on!(tx, ex => sqlx::query("DELETE FROM secrets WHERE id = $1").bind(id).execute(ex).await.map(|r| r.rows_affected()))?;
-        rows.forget(tx, Row::Secret(id)).await
+        rows.forget(tx, Row::Secret(id)).await?;
+        Ok(true)
+    }
+
+    /// The check-out of `secret_id` not checked in yet, if any (the newest).
+    pub async fn open_checkout_in(tx: &mut Tx<'_>, secret_id: &str) -> Result<Option<CheckoutRow>, StoreError> {
+        Ok(on!(tx, ex => sqlx::query_as(
+            "SELECT c.id, c.secret_id, c.grant_id, c.user_id, c.device_id, c.version, c.checked_out_at, c.until, \
+             c.checked_in_at, c.ended_by, u.name AS holder, g.revoked_at AS grant_revoked_at FROM secret_checkouts c \
+             JOIN users u ON u.id = c.user_id JOIN grants g ON g.id = c.grant_id \
+             WHERE c.secret_id = $1 AND c.checked_in_at IS NULL ORDER BY c.checked_out_at DESC LIMIT 1",
+        )
+        .bind(secret_id)
+        .fetch_optional(ex).await)?)
+    }
+
+    pub async fn insert_checkout(tx: &mut Tx<'_>, rows: &RowKey, c: &CheckoutRow) -> Result<(), StoreError> {
+        on!(tx, ex => sqlx::query(
+            "INSERT INTO secret_checkouts (id, secret_id, grant_id, user_id, device_id, version, checked_out_at, until) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&c.id)
+        .bind(&c.secret_id)
+        .bind(&c.grant_id)
+        .bind(&c.user_id)
+        .bind(&c.device_id)
+        .bind(c.version)
+        .bind(c.checked_out_at)
+        .bind(c.until)
+        .execute(ex).await.map(|r| r.rows_affected()))?;
+        rows.seal(tx, Row::Checkout(&c.id)).await
+    }
+
+    /// Ends a check-out (`checkin`, `grant_ended`, `revoked`).
+    pub async fn end_checkout(
+        tx: &mut Tx<'_>,
+        rows: &RowKey,
+        id: &str,
+        at: i64,
+        ended_by: &str,
+    ) -> Result<(), StoreError> {
+        on!(tx, ex => sqlx::query(
+            "UPDATE secret_checkouts SET checked_in_at = $1, ended_by = $2 WHERE id = $3 AND checked_in_at IS NULL",
+        )
+        .bind(at)
+        .bind(ended_by)
+        .bind(id)
+        .execute(ex).await.map(|r| r.rows_affected()))?;
+        rows.seal(tx, Row::Checkout(id)).await
     }
 
     /// One page of secrets by name.

@@ -174,8 +174,66 @@ pub struct SecretPage {
     pub next: Option<String>,
 }
 
+/// HPKE info of a secret value released to a device (check-out or use).
+pub const INFO_SECRET_RELEASE: &[u8] = b"portcullis/v1/secret-release";
+
+/// Why a checked-out value is released: each reveal and each copy is its own audit event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RevealPurpose {
+    Reveal,
+    Copy,
+}
+
+/// `POST /v1/secrets/{name}/checkout`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CheckoutRequest {
+    pub purpose: RevealPurpose,
+    /// Where the client says it shows the value: `terminal`, `pipe` (with `--allow-pipe`) or
+    /// `desktop`. Recorded as said.
+    pub to: String,
+}
+
+/// `POST /v1/secrets/{name}/use`: a process is about to get the value.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct UseRequest {
+    /// The command line, for the audit (at most 4 KiB).
+    pub command: String,
+}
+
+/// A value released to the caller's device: sealed to its X25519 key, bound to `id`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Released {
+    /// The check-out's or the use's id (the associated data of `value`).
+    pub id: String,
+    pub secret: String,
+    pub kind: SecretKind,
+    pub version: i64,
+    /// When the grant it was released under ends.
+    pub until: i64,
+    /// The fields ([`encode_fields`]), sealed with [`INFO_SECRET_RELEASE`].
+    pub value: Sealed,
+}
+
+/// `POST /v1/secrets/{name}/used`: how the process the value went to ended.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct UseEnded {
+    pub id: String,
+    pub exit_status: Option<i32>,
+    pub signal: Option<String>,
+}
+
+/// `POST /v1/secrets/{name}/checkin`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CheckinOutcome {
+    pub secret: String,
+    /// The current version after the check-in (higher when it was rotated).
+    pub version: i64,
+    pub rotated: bool,
+}
+
 /// The fields of a value as they travel sealed: per field, a length-prefixed name and value.
-pub fn encode_fields<'a>(fields: impl IntoIterator<Item = (&'a str, &'a SecretBytes)>) -> SecretBytes {
+pub fn encode_fields<'n, 'v>(fields: impl IntoIterator<Item = (&'n str, &'v SecretBytes)>) -> SecretBytes {
     let mut out = Vec::new();
     for (name, value) in fields {
         out.extend_from_slice(&(name.len() as u16).to_be_bytes());

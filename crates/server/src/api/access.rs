@@ -10,7 +10,7 @@ use axum::{Extension, Json};
 use portcullis_crypto::OsRng;
 use portcullis_policy::{ApprovalQuery, RequestQuery};
 use portcullis_proto::{
-    AccessRequestView, CertificateRequest, CertificateResponse, CreateAccessRequest, Decision, GatewayEndpoint,
+    Access, AccessRequestView, CertificateRequest, CertificateResponse, CreateAccessRequest, Decision, GatewayEndpoint,
     GrantClaims, LiveEvent, MAX_REQUEST_SECS, PENDING_REQUEST_TTL_SECS, RequestDetail, RequestStatus, ReviewRequest,
     ReviewView, RevokeOutcome, RevokeRequest, Role, SessionSummary, SignedGrant, TimelineEntry, check_free_text,
 };
@@ -36,6 +36,99 @@ pub(crate) async fn target_named(state: &crate::ServerState, name: &str) -> Resu
     Ok(target)
 }
 
+/// What a request names: a target (SSH access) or a vault secret (check-out or use).
+pub(crate) enum Resource {
+    Target(TargetRow),
+    Secret(crate::store::SecretRow),
+}
+
+impl Resource {
+    fn id(&self) -> &str {
+        match self {
+            Resource::Target(t) => &t.id,
+            Resource::Secret(s) => &s.id,
+        }
+    }
+
+    fn name(&self) -> &str {
+        match self {
+            Resource::Target(t) => &t.name,
+            Resource::Secret(s) => &s.name,
+        }
+    }
+
+    fn facts(&self) -> portcullis_policy::TargetFacts {
+        match self {
+            Resource::Target(t) => target_facts(t),
+            Resource::Secret(s) => crate::policy::secret_facts(s),
+        }
+    }
+}
+
+/// The secret named `name` that may be asked for: authentic, not removed.
+pub(crate) async fn requestable_secret(
+    state: &crate::ServerState,
+    name: &str,
+) -> Result<crate::store::SecretRow, ServerError> {
+    let secret = state
+        .db
+        .secret_by_name(name)
+        .await?
+        .filter(|s| s.removed_at.is_none())
+        .ok_or_else(|| ServerError::NotFound(format!("no target or secret named {name:?}")))?;
+    state.check_row(crate::rows::Row::Secret(&secret.id)).await?;
+    Ok(secret)
+}
+
+/// The target or secret a request names, and what it asks for (a secret's default: check it
+/// out when it may be revealed, else use it).
+async fn resource_named(
+    state: &crate::ServerState,
+    name: &str,
+    access: Option<Access>,
+) -> Result<(Resource, Access), ServerError> {
+    if state.db.target_by_name(name).await?.is_some() {
+        let target = target_named(state, name).await?;
+        if access.is_some_and(Access::is_secret) {
+            return Err(ServerError::BadRequest(format!("{name} is a target: ask for SSH access to it")));
+        }
+        return Ok((Resource::Target(target), Access::Ssh));
+    }
+    let secret = requestable_secret(state, name).await?;
+    let revealable = secret.revealable != 0;
+    let access = match access {
+        None if revealable => Access::Checkout,
+        None => Access::Use,
+        Some(Access::Ssh) => {
+            return Err(ServerError::BadRequest(format!(
+                "{name} is a secret: ask to check it out or to use it (--checkout, --use)"
+            )));
+        }
+        Some(Access::Checkout) if !revealable => {
+            return Err(ServerError::Refused(
+                "not_revealable",
+                format!("secret {name} is never revealed to a person; ask to use it in a process (--use)"),
+            ));
+        }
+        Some(other) => other,
+    };
+    Ok((Resource::Secret(secret), access))
+}
+
+/// The resource of a stored request, as it is now.
+async fn resource_of(state: &crate::ServerState, request: &RequestRow) -> Result<(Resource, Access), ServerError> {
+    let access = Access::parse(&request.access)
+        .ok_or_else(|| ServerError::Internal(format!("request {} has an unknown access kind", request.id)))?;
+    if !access.is_secret() {
+        return Ok((Resource::Target(target_named(state, &request.target).await?), access));
+    }
+    let secret = requestable_secret(state, &request.target).await?;
+    if secret.id != request.target_id {
+        return Err(ServerError::Refused("secret_gone", format!("secret {} was replaced since", request.target)));
+    }
+    Ok((Resource::Secret(secret), access))
+}
+
 /// The status a person should see: a pending request past its deadline is expired; an
 /// approved one whose grant ended early is revoked.
 pub(crate) fn status_at(r: &RequestRow, now: i64) -> RequestStatus {
@@ -52,6 +145,7 @@ pub(crate) fn view(r: &RequestRow, now: i64) -> AccessRequestView {
         id: r.id.clone(),
         requester: r.requester.clone(),
         target: r.target.clone(),
+        access: Access::parse(&r.access).unwrap_or_default(),
         duration_secs: r.duration_secs as u64,
         reason: r.reason.clone(),
         status: status_at(r, now),
@@ -102,6 +196,7 @@ pub(crate) async fn requestable(
                 .decide_request(&RequestQuery {
                     user: &who,
                     target: &target_facts(target),
+                    access: portcullis_policy::Access::Ssh,
                     duration_secs: LISTING_PROBE_SECS,
                     source_ip: from,
                     at: timestamp(now),
@@ -126,7 +221,7 @@ pub async fn create_request(
         )));
     }
     let reason = check_free_text("reason", &req.reason, 2000).map_err(ServerError::BadRequest)?;
-    let target = target_named(&state, &req.target).await?;
+    let (target, access) = resource_named(&state, &req.target, req.access).await?;
     let now = state.clock.now();
     let from = client;
     let who = caller_person(&state, &caller).await?;
@@ -135,7 +230,8 @@ pub async fn create_request(
         .usable()?
         .decide_request(&RequestQuery {
             user: &who,
-            target: &target_facts(&target),
+            target: &target.facts(),
+            access,
             duration_secs: req.duration_secs,
             source_ip: from,
             at: timestamp(now),
@@ -151,20 +247,21 @@ pub async fn create_request(
             Some(&caller.user_id),
             Some(&caller.device_id),
             "request_refused_by_policy",
-            serde_json::json!({ "target": target.name, "duration_secs": req.duration_secs, "source_ip": from.to_string(),
-                "policies": decision.policies, "why": why, "policy_version": loaded.version }),
+            serde_json::json!({ "target": target.name(), "access": access.as_str(), "duration_secs": req.duration_secs,
+                "source_ip": from.to_string(), "policies": decision.policies, "why": why, "policy_version": loaded.version }),
         )
         .await?;
         tx.commit().await?;
-        return Err(ServerError::Refused("policy_denied", format!("request for {} refused: {why}", target.name)));
+        return Err(ServerError::Refused("policy_denied", format!("request for {} refused: {why}", target.name())));
     }
     let row = RequestRow {
         id: uuid::Uuid::new_v4().to_string(),
         user_id: caller.user_id.clone(),
         requester: caller.user_name.clone(),
         device_id: caller.device_id.clone(),
-        target_id: target.id.clone(),
-        target: target.name.clone(),
+        target_id: target.id().to_string(),
+        target: target.name().to_string(),
+        access: access.as_str().to_string(),
         duration_secs: req.duration_secs as i64,
         reason,
         status: "pending".into(),
@@ -194,7 +291,7 @@ pub async fn create_request(
             Some(&caller.user_id),
             Some(&caller.device_id),
             "access_requested",
-            serde_json::json!({ "request": row.id, "target": row.target, "duration_secs": row.duration_secs,
+            serde_json::json!({ "request": row.id, "target": row.target, "access": row.access, "duration_secs": row.duration_secs,
             "reason": row.reason, "source_ip": from.to_string(), "policies": decision.policies,
             "approvals_needed": decision.approvals, "approver_groups": decision.approver_groups,
             "policy_version": loaded.version }),
@@ -359,7 +456,7 @@ pub async fn review(
     separation_of_duties(&state, &caller, &request, now).await?;
 
     // Read what the decision needs before the transaction: the store has a single connection.
-    let target = target_named(&state, &request.target).await?;
+    let (target, access) = resource_of(&state, &request).await?;
     let approver = caller_person(&state, &caller).await?;
     let requester = state
         .db
@@ -387,7 +484,8 @@ pub async fn review(
         .decide_approval(&ApprovalQuery {
             approver: &approver,
             requester: &person(&requester),
-            target: &target_facts(&target),
+            target: &target.facts(),
+            access,
             duration_secs: request.duration_secs.max(0) as u64,
             source_ip: from,
             at: timestamp(now),
@@ -448,23 +546,31 @@ pub async fn review(
         }
     }
     if threshold_met {
-        let claims = GrantClaims {
+        let mut claims = GrantClaims {
             grant_id: uuid::Uuid::new_v4().to_string(),
             request_id: request.id.clone(),
             user_id: request.user_id.clone(),
             user_name: request.requester.clone(),
             device_id: request.device_id.clone(),
-            target_id: target.id.clone(),
-            target_name: target.name.clone(),
-            login: target.login.clone(),
+            target_id: target.id().to_string(),
+            target_name: target.name().to_string(),
+            login: String::new(),
             not_before: now,
             not_after: now + request.duration_secs,
             issued_at: now,
-            host_key_fingerprint: PublicKey::from_openssh(&target.host_key)
-                .map(|k| fingerprint(&k))
-                .unwrap_or_default(),
-            credential_version: target.credential_version,
+            host_key_fingerprint: String::new(),
+            credential_version: 0,
+            access,
         };
+        match &target {
+            Resource::Target(t) => {
+                claims.login = t.login.clone();
+                claims.host_key_fingerprint =
+                    PublicKey::from_openssh(&t.host_key).map(|k| fingerprint(&k)).unwrap_or_default();
+                claims.credential_version = t.credential_version;
+            }
+            Resource::Secret(s) => claims.credential_version = s.current_version,
+        }
         let signed = SignedGrant::sign(&claims, &state.signing);
         let signed_json = serde_json::to_string(&signed).map_err(|e| ServerError::Internal(e.to_string()))?;
         Store::insert_grant(
@@ -483,17 +589,19 @@ pub async fn review(
         (Decision::Approve, true) => "request_approved",
         (Decision::Approve, false) => "request_approval_recorded",
     };
-    state.record_event(
-        &mut tx,
-        now,
-        Some(&caller.user_id),
-        Some(&caller.device_id),
-        kind,
-        serde_json::json!({ "request": id, "requester": request.requester, "target": request.target, "reason": reason,
+    state
+        .record_event(
+            &mut tx,
+            now,
+            Some(&caller.user_id),
+            Some(&caller.device_id),
+            kind,
+            serde_json::json!({ "request": id, "requester": request.requester, "target": request.target,
+            "access": request.access, "reason": reason,
             "approvals": approvals, "approvals_needed": request.approvals_needed, "policies": decision.policies,
             "step_up": step_up_evidence.is_some(), "source_ip": from.to_string() }),
-    )
-    .await?;
+        )
+        .await?;
     let updated =
         Store::request_in(&mut tx, &id).await?.ok_or_else(|| ServerError::Internal("request vanished".into()))?;
     let reviewed = view(&updated, now);
@@ -780,13 +888,20 @@ pub async fn request_detail(
 }
 
 /// `2026-11-26 14:05 UTC` in the server's time zone.
-fn clock_time(unix: i64, state: &crate::ServerState) -> String {
+pub(crate) fn clock_time(unix: i64, state: &crate::ServerState) -> String {
     timestamp(unix).to_zoned(state.policies.time_zone.clone()).strftime("%Y-%m-%d %H:%M %Z").to_string()
 }
 
 /// Explains why there is no usable grant, from the caller's latest request for the target.
-async fn no_grant(state: &crate::ServerState, caller: &Caller, target_id: &str, target: &str, now: i64) -> ServerError {
-    let latest = match state.db.latest_request_for(&caller.user_id, target_id).await {
+pub(crate) async fn no_grant(
+    state: &crate::ServerState,
+    caller: &Caller,
+    target_id: &str,
+    target: &str,
+    access: Access,
+    now: i64,
+) -> ServerError {
+    let latest = match state.db.latest_request_for(&caller.user_id, target_id, access.as_str()).await {
         Ok(latest) => latest,
         Err(e) => return e.into(),
     };
@@ -832,6 +947,35 @@ async fn no_grant(state: &crate::ServerState, caller: &Caller, target_id: &str, 
     }
 }
 
+/// The claims of `grant` as the server signed them, checked for use now by `caller` on the
+/// resource `id`/`name` for `access`: its row authentic (a revocation undone in the database
+/// does not count), its signature ours (an edited grant does not count), live, this device's.
+pub(crate) async fn verified_claims(
+    state: &crate::ServerState,
+    caller: &Caller,
+    grant: &crate::store::GrantRow,
+    id: &str,
+    name: &str,
+    access: Access,
+    now: i64,
+) -> Result<GrantClaims, ServerError> {
+    state.check_row(crate::rows::Row::Grant(&grant.id)).await?;
+    let signed: SignedGrant =
+        serde_json::from_str(&grant.signed).map_err(|_| ServerError::Internal("stored grant is malformed".into()))?;
+    let claims = signed
+        .verify(&state.signing.public_key())
+        .map_err(|e| ServerError::Internal(format!("stored grant {}: {e}", grant.id)))?;
+    claims.check_use(now, &caller.device_id, name).map_err(|e| ServerError::Refused("grant_invalid", e.to_string()))?;
+    if claims.user_id != caller.user_id
+        || claims.target_id != id
+        || claims.access != access
+        || grant.revoked_at.is_some()
+    {
+        return Err(ServerError::Refused("grant_invalid", "the grant does not match this caller".into()));
+    }
+    Ok(claims)
+}
+
 /// Signs a short-lived OpenSSH user certificate for an ephemeral key the caller's device made,
 /// under its live grant for the target: principal = the user, key id = the grant, valid until
 /// the grant ends, `permit-pty` only. The answer names the gateway to use and pins its host
@@ -844,22 +988,9 @@ pub async fn issue_certificate(
     let target = target_named(&state, &req.target).await?;
     let now = state.clock.now();
     let Some(grant) = state.db.active_grant(&caller.user_id, &caller.device_id, &target.id, now).await? else {
-        return Err(no_grant(&state, &caller, &target.id, &target.name, now).await);
+        return Err(no_grant(&state, &caller, &target.id, &target.name, Access::Ssh, now).await);
     };
-    // A revocation undone in the database does not count either.
-    state.check_row(crate::rows::Row::Grant(&grant.id)).await?;
-    // Check our own signature too: a grant row edited in the database does not count.
-    let signed: SignedGrant =
-        serde_json::from_str(&grant.signed).map_err(|_| ServerError::Internal("stored grant is malformed".into()))?;
-    let claims = signed
-        .verify(&state.signing.public_key())
-        .map_err(|e| ServerError::Internal(format!("stored grant {}: {e}", grant.id)))?;
-    claims
-        .check_use(now, &caller.device_id, &target.name)
-        .map_err(|e| ServerError::Refused("grant_invalid", e.to_string()))?;
-    if claims.user_id != caller.user_id || claims.target_id != target.id || grant.revoked_at.is_some() {
-        return Err(ServerError::Refused("grant_invalid", "the grant does not match this caller".into()));
-    }
+    let claims = verified_claims(&state, &caller, &grant, &target.id, &target.name, Access::Ssh, now).await?;
     if let Some(what) = super::gateways::binding_mismatch(&claims, &target) {
         return Err(super::gateways::target_changed(&target.name, what));
     }

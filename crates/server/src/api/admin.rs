@@ -619,6 +619,7 @@ pub async fn test_policy(
         .decide_request(&RequestQuery {
             user: &person(&user),
             target: &target_facts(&target),
+            access: portcullis_policy::Access::Ssh,
             duration_secs: req.duration_secs,
             source_ip,
             at,

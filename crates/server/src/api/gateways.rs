@@ -426,6 +426,13 @@ async fn authorize_checked(
     if !checked.principals.contains(&claims.user_name) {
         return Err(refused("certificate_foreign", "the certificate is not for the grant's user".into()));
     }
+    // A grant to check out or use a secret never opens a session (its name is a secret's).
+    if claims.access != portcullis_proto::Access::Ssh {
+        return Err(refused(
+            "wrong_target",
+            format!("this grant is for a secret ({}), not SSH access", claims.access.as_str()),
+        ));
+    }
     if req.ssh_user != claims.target_name {
         return Err(refused(
             "wrong_target",

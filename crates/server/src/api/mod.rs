@@ -6,6 +6,7 @@ mod audit;
 mod gateways;
 mod ingest;
 mod keys;
+mod release;
 mod secrets;
 mod vault;
 
@@ -59,6 +60,10 @@ pub const DEVICE_ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/secrets/{name}/restore"),
     ("POST", "/v1/secrets/{name}/remove"),
     ("POST", "/v1/secrets/{name}/purge"),
+    ("POST", "/v1/secrets/{name}/checkout"),
+    ("POST", "/v1/secrets/{name}/checkin"),
+    ("POST", "/v1/secrets/{name}/use"),
+    ("POST", "/v1/secrets/{name}/used"),
     ("GET", "/v1/requests"),
     ("POST", "/v1/requests"),
     ("GET", "/v1/requests/{id}"),
@@ -109,6 +114,10 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/v1/secrets/{name}/restore", post(secrets::restore))
         .route("/v1/secrets/{name}/remove", post(secrets::remove))
         .route("/v1/secrets/{name}/purge", post(secrets::purge))
+        .route("/v1/secrets/{name}/checkout", post(release::checkout))
+        .route("/v1/secrets/{name}/checkin", post(release::checkin))
+        .route("/v1/secrets/{name}/use", post(release::use_secret))
+        .route("/v1/secrets/{name}/used", post(release::used))
         .route("/v1/requests", get(access::list_requests).post(access::create_request))
         .route("/v1/requests/{id}", get(access::request_detail))
         .route("/v1/requests/{id}/review", post(access::review))

@@ -567,7 +567,7 @@ pub async fn purge(
         )));
     }
     let now = state.clock.now();
-    Store::purge_secret(&mut tx, &state.rows, &row.id).await?;
+    let deleted = Store::purge_secret(&mut tx, &state.rows, &row.id, now).await?;
     state
         .record_event(
             &mut tx,
@@ -575,9 +575,10 @@ pub async fn purge(
             Some(&caller.user_id),
             Some(&caller.device_id),
             "secret_purged",
-            serde_json::json!({ "secret": row.name, "kind": row.kind, "versions": row.current_version, "reason": reason }),
+            serde_json::json!({ "secret": row.name, "kind": row.kind, "versions": row.current_version,
+                "history_kept": !deleted, "reason": reason }),
         )
         .await?;
     tx.commit().await?;
-    Ok(Json(serde_json::json!({ "purged": row.name, "versions": row.current_version })))
+    Ok(Json(serde_json::json!({ "purged": row.name, "versions": row.current_version, "history_kept": !deleted })))
 }

@@ -436,7 +436,7 @@ async fn rows_changed_behind_the_servers_back_are_refused() {
 
     // A device added for the admin, with an attacker's key: its signed calls are refused.
     let attacker =
-        Device { id: uuid::Uuid::new_v4().to_string(), key: SigningIdentity::generate(&mut OsRng), server: None };
+        Device { id: uuid::Uuid::new_v4().to_string(), key: SigningIdentity::generate(&mut OsRng), server: None, seal: None };
     sqlx::query(
         "INSERT INTO devices (id, user_id, name, sign_public_key, seal_public_key, created_at) \
          SELECT $1, id, 'laptop', $2, $3, 0 FROM users WHERE name = 'admin'",
@@ -464,7 +464,7 @@ async fn rows_changed_behind_the_servers_back_are_refused() {
         &alice,
         "POST",
         "/v1/requests",
-        &CreateAccessRequest { target: "web".into(), duration_secs: 600, reason: "test".into() },
+        &CreateAccessRequest { target: "web".into(), duration_secs: 600, reason: "test".into(), access: None },
     )
     .await;
     let step_up = signed(
@@ -492,7 +492,7 @@ async fn rows_changed_behind_the_servers_back_are_refused() {
             .unwrap(),
         acknowledged: None,
     };
-    let as_gateway = Device { id: g.id.clone(), key: stranger, server: None };
+    let as_gateway = Device { id: g.id.clone(), key: stranger, server: None, seal: None };
     assert_eq!(error_code(upload(&r, &as_gateway, &batch).await).await, (403, "row_not_authentic".into()));
     let report: AuditVerifyReport = call(&r, &admin, "GET", "/v1/audit/verify", &()).await;
     assert!(
@@ -519,7 +519,7 @@ async fn rows_changed_behind_the_servers_back_are_refused() {
             http: reqwest::Client::new(),
             offset: r.offset.clone(),
         };
-    let body = serde_json::to_vec(&CreateAccessRequest { target: "web".into(), duration_secs: 60, reason: "x".into() })
+    let body = serde_json::to_vec(&CreateAccessRequest { target: "web".into(), duration_secs: 60, reason: "x".into(), access: None })
         .unwrap();
     let refused = signed(&second, &alice, "POST", "/v1/requests", &body, r.now(), &nonce()).send().await.unwrap();
     assert_eq!(error_code(refused).await, (403, "policy_unusable".into()));

@@ -74,7 +74,7 @@ async fn a_gateway_move_needs_the_credential_and_a_second_admins_confirmation() 
         assert!(resp.text().await.unwrap().contains(GATEWAY_REVOKED), "{path}");
     }
     // A stranger signing with a made-up key under its id learns nothing of that.
-    let stranger = Device { id: rogue.id.clone(), key: SigningIdentity::generate(&mut OsRng), server: None };
+    let stranger = Device { id: rogue.id.clone(), key: SigningIdentity::generate(&mut OsRng), server: None, seal: None };
     let resp = signed(&r, &stranger, "POST", "/v1/gateway/standing", br#"{"grants":[]}"#, now(), &nonce())
         .send()
         .await

@@ -3,6 +3,7 @@
 
 use super::*;
 use portcullis_crypto::SecretBytes;
+use portcullis_proto::Access;
 use portcullis_vault::SecretKind;
 use portcullis_vault::wire::*;
 
@@ -358,5 +359,150 @@ async fn secret_rows_changed_behind_the_servers_back_are_refused() {
     assert_eq!((status, code.as_str()), (403, "row_not_authentic"));
     let after: SecretView = call(&r, &admin, "GET", "/v1/secrets/b", &()).await;
     assert_eq!(after.version, 2, "a refused restore changed nothing");
+}
+}
+
+fn ask_for(name: &str, access: Option<Access>) -> CreateAccessRequest {
+    CreateAccessRequest { target: name.into(), duration_secs: 600, reason: "rotate the billing job".into(), access }
+}
+
+/// `who` asks for `access` to `name`, `approver` approves; the request.
+async fn granted(
+    r: &Running,
+    who: &Device,
+    approver: &Device,
+    name: &str,
+    access: Option<Access>,
+) -> AccessRequestView {
+    let req: AccessRequestView = call(r, who, "POST", "/v1/requests", &ask_for(name, access)).await;
+    let review = ReviewRequest { decision: Decision::Approve, reason: None, step_up: None };
+    let _: AccessRequestView = call(r, approver, "POST", &format!("/v1/requests/{}/review", req.id), &review).await;
+    req
+}
+
+/// The fields of a released value, opened with `device`'s key.
+fn opened(device: &Device, released: &Released) -> Vec<(String, String)> {
+    let plain =
+        device.seal.as_ref().unwrap().open(&released.value, INFO_SECRET_RELEASE, released.id.as_bytes()).unwrap();
+    decode_fields(plain.expose_secret())
+        .unwrap()
+        .into_iter()
+        .map(|(n, v)| (n, String::from_utf8(v.expose_secret().clone()).unwrap()))
+        .collect()
+}
+
+fn reveal() -> CheckoutRequest {
+    CheckoutRequest { purpose: RevealPurpose::Reveal, to: "terminal".into() }
+}
+
+on_both_backends! {
+/// A secret is asked for, approved and granted like a target: check-out reveals it to the
+/// grant's device only (sealed to its key), exclusively, each reveal and copy recorded, and
+/// only the holder checks it in; a grant's end frees it. A secret that may not be revealed is
+/// only ever used; a grant to use is not one to check out, and no secret grant opens SSH.
+async fn secrets_are_checked_out_and_used_under_grants() {
+    let (r, code) = start().await;
+    let admin = enroll(&r, &code).await;
+    let alice = member(&r, &admin, "alice", &[Role::Requester], &[]).await;
+    let carol = member(&r, &admin, "carol", &[Role::Requester], &[]).await;
+    let bob = member(&r, &admin, "bob", &[Role::Approver], &[]).await;
+    let canary = format!("canary-{}", hex::encode(portcullis_crypto::random_bytes::<12>(&mut OsRng)));
+    let _: SecretView = call(&r, &admin, "POST", "/v1/secrets", &password_secret(&admin, "db-pw", &canary, "billing")).await;
+    let token = format!("tok-{canary}");
+    let _: SecretView = call(
+        &r,
+        &admin,
+        "POST",
+        "/v1/secrets",
+        &add_request(&admin, "deploy-token", SecretKind::ApiToken, &[("token", token.as_bytes())]),
+    )
+    .await;
+
+    let (status, code, message) = refused(&r, &alice, "POST", "/v1/secrets/db-pw/checkout", &reveal()).await;
+    assert_eq!((status, code.as_str()), (403, "no_grant"), "{message}");
+    let req = granted(&r, &alice, &bob, "db-pw", None).await;
+    assert_eq!(req.access, Access::Checkout, "a revealable secret is checked out by default");
+    let first: Released = call(&r, &alice, "POST", "/v1/secrets/db-pw/checkout", &reveal()).await;
+    assert_eq!(opened(&alice, &first), vec![("password".to_string(), canary.clone()), ("username".into(), "billing".into())]);
+    assert!(bob.seal.as_ref().unwrap().open(&first.value, INFO_SECRET_RELEASE, first.id.as_bytes()).is_err());
+    let copy = CheckoutRequest { purpose: RevealPurpose::Copy, to: "desktop".into() };
+    let again: Released = call(&r, &alice, "POST", "/v1/secrets/db-pw/checkout", &copy).await;
+    assert_eq!(again.id, first.id, "a second reveal under the same grant is the same check-out");
+
+    // Exclusive: carol holds a grant too, and still waits for alice.
+    granted(&r, &carol, &bob, "db-pw", Some(Access::Checkout)).await;
+    let (status, code, message) = refused(&r, &carol, "POST", "/v1/secrets/db-pw/checkout", &reveal()).await;
+    assert_eq!((status, code.as_str()), (403, "checked_out"));
+    assert!(message.contains("checked out by alice until"), "{message}");
+    let (status, code, _) = refused(&r, &carol, "POST", "/v1/secrets/db-pw/checkin", &()).await;
+    assert_eq!((status, code.as_str()), (403, "not_holder"));
+    let back: CheckinOutcome = call(&r, &alice, "POST", "/v1/secrets/db-pw/checkin", &()).await;
+    assert_eq!((back.secret.as_str(), back.rotated), ("db-pw", false));
+    let carols: Released = call(&r, &carol, "POST", "/v1/secrets/db-pw/checkout", &reveal()).await;
+    assert_ne!(carols.id, first.id);
+    // Her grant ends (the clock passes it): the check-out lapses and alice may have it again.
+    r.offset.store(601, Ordering::SeqCst);
+    granted(&r, &alice, &bob, "db-pw", None).await;
+    let _: Released = call(&r, &alice, "POST", "/v1/secrets/db-pw/checkout", &reveal()).await;
+
+    // Never revealed: only used, in a process.
+    let (status, code, _) = refused(&r, &alice, "POST", "/v1/requests", &ask_for("deploy-token", Some(Access::Checkout))).await;
+    assert_eq!((status, code.as_str()), (403, "not_revealable"));
+    let (status, _, _) = refused(&r, &alice, "POST", "/v1/requests", &ask_for("deploy-token", Some(Access::Ssh))).await;
+    assert_eq!(status, 400);
+    let used = granted(&r, &alice, &bob, "deploy-token", None).await;
+    assert_eq!(used.access, Access::Use);
+    let (status, code, _) = refused(&r, &alice, "POST", "/v1/secrets/deploy-token/checkout", &reveal()).await;
+    assert_eq!((status, code.as_str()), (403, "not_revealable"));
+    let run: Released =
+        call(&r, &alice, "POST", "/v1/secrets/deploy-token/use", &UseRequest { command: "deploy.sh --prod".into() }).await;
+    assert_eq!(opened(&alice, &run), vec![("token".to_string(), token.clone())]);
+    let _: serde_json::Value = call(
+        &r,
+        &alice,
+        "POST",
+        "/v1/secrets/deploy-token/used",
+        &UseEnded { id: run.id.clone(), exit_status: Some(3), signal: None },
+    )
+    .await;
+    // A grant to use db-pw is not one to check it out (her grant to check it out has ended).
+    granted(&r, &carol, &bob, "db-pw", Some(Access::Use)).await;
+    let (status, code, _) = refused(&r, &carol, "POST", "/v1/secrets/db-pw/checkout", &reveal()).await;
+    assert_eq!((status, code.as_str()), (403, "grant_expired"));
+    // No secret grant buys an SSH certificate.
+    let cert = CertificateRequest { target: "deploy-token".into(), public_key: HOST_KEY.into() };
+    let (status, _, _) = refused(&r, &alice, "POST", "/v1/certificates", &cert).await;
+    assert_eq!(status, 404);
+
+    let events: Vec<ServerEvent> = call(
+        &r,
+        &admin,
+        "GET",
+        "/v1/audit/events?kind=secret_revealed,secret_copied,secret_checked_in,secret_used,secret_use_ended",
+        &(),
+    )
+    .await;
+    let mut kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        vec![
+            "secret_checked_in",
+            "secret_checked_in",
+            "secret_copied",
+            "secret_revealed",
+            "secret_revealed",
+            "secret_revealed",
+            "secret_use_ended",
+            "secret_used"
+        ]
+    );
+    let lapsed = events.iter().find(|e| e.kind == "secret_checked_in" && e.detail["ended_by"] == "grant_ended").unwrap();
+    assert_eq!(lapsed.detail["holder"], "carol");
+    let run_event = events.iter().find(|e| e.kind == "secret_used").unwrap();
+    assert_eq!(run_event.detail["command"], "deploy.sh --prod");
+    let text = serde_json::to_string(&events).unwrap();
+    assert!(!text.contains(&canary), "an event holds the value");
+    assert!(!database_holds(&r, &canary).await, "the value is in the database in plaintext");
 }
 }
