@@ -419,6 +419,8 @@ fn the_tools_the_tests_run_come_from_listed_packages() {
         ("xauth", "xauth"),
         ("WebKitWebDriver", "webkit2gtk-driver"),
         ("pgrep", "procps"),
+        ("/usr/bin/python3", "python3"),
+        ("openssl", "openssl"),
         ("bc", "bc"),
         ("lintian", "lintian"),
         ("dpkg-shlibdeps", "dpkg-dev"),

@@ -37,6 +37,8 @@ xvfb                         | a private X server for the desktop app (demo with
 xauth                        | xvfb-run
 webkit2gtk-driver            | WebKitWebDriver: the GUI tests drive the real desktop binary
 procps                       | pgrep (tests: no child left running)
+python3                      | the children of `portcullis run` in the masking tests print secrets every which way
+openssl                      | makes the TLS certificates and keys the vault tests add
 bc                           | benchmark arithmetic (tests/bench*.sh)
 python3-venv                 | a virtual environment for paramiko from PyPI (the interop test)
 python3-yaml                 | reads deploy/compose.yaml to check it offline (no Docker here)

@@ -12,6 +12,7 @@ mod packages;
 mod postgres;
 mod readme;
 mod replicas;
+mod secrets;
 mod sftp;
 mod strangers;
 

@@ -15,7 +15,13 @@ pub fn format_time(unix: i64) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
-pub async fn request(home: &Path, target: &str, duration: &str, reason: &str) -> anyhow::Result<ExitCode> {
+pub async fn request(
+    home: &Path,
+    target: &str,
+    duration: &str,
+    reason: &str,
+    access: Option<portcullis_proto::Access>,
+) -> anyhow::Result<ExitCode> {
     let duration = humantime::parse_duration(duration)
         .with_context(|| format!("--duration {duration:?} is not a duration like 30m or 2h"))?;
     let device = open_device(home).await?;
@@ -25,12 +31,17 @@ pub async fn request(home: &Path, target: &str, duration: &str, reason: &str) ->
             target: target.into(),
             duration_secs: duration.as_secs(),
             reason: reason.into(),
-            access: None,
+            access,
         })
         .await?;
     let approvers = approvals_needed(&created);
+    let what = match created.access {
+        portcullis_proto::Access::Ssh => "access to",
+        portcullis_proto::Access::Checkout => "check-out of",
+        portcullis_proto::Access::Use => "use of",
+    };
     println!(
-        "Requested {} of access to {} (permitted by {}); waiting for {approvers} (until {}).",
+        "Requested {} of {what} {} (permitted by {}); waiting for {approvers} (until {}).",
         humantime::format_duration(duration),
         created.target,
         created.permitted_by.join(", "),

@@ -76,6 +76,12 @@ pub enum Command {
     /// Manage and list targets.
     #[command(subcommand)]
     Target(TargetCommand),
+    /// Run a command with secrets in its environment (or in files), under your grants to use
+    /// them, with every occurrence of their values masked in its output:
+    /// `portcullis run --secret DB_PASSWORD=billing-db.password -- ./migrate.sh`. Exits with the
+    /// command's status (a signal passes through). The command, the secret versions and how it
+    /// ended are recorded.
+    Run(RunArgs),
     /// Typed secrets in the vault (passwords, SSH keys, API tokens, database credentials, TLS
     /// certificates, cloud keys, OAuth tokens, notes), with versions. Admins write; values are
     /// sealed before they leave this process and no command prints one.
@@ -288,7 +294,7 @@ pub enum UserCommand {
 pub struct RequestArgs {
     #[command(subcommand)]
     pub show: Option<RequestShow>,
-    /// The target to ask for.
+    /// The target (or secret) to ask for.
     #[arg(required = true)]
     pub target: Option<String>,
     /// How long the access should last, e.g. 30m, 2h (the policies set the longest; 8h by default).
@@ -297,6 +303,12 @@ pub struct RequestArgs {
     /// Why you need it (shown to approvers and kept in the audit log).
     #[arg(long, required = true)]
     pub reason: Option<String>,
+    /// For a secret: to check it out (see it). The default when it may be revealed.
+    #[arg(long, conflicts_with = "use_secret")]
+    pub checkout: bool,
+    /// For a secret: to use it in a process (`portcullis run`). The default otherwise.
+    #[arg(long = "use")]
+    pub use_secret: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -544,6 +556,21 @@ pub enum SecretCommand {
         #[arg(long, default_value = "")]
         reason: String,
     },
+    /// Check a secret out under your grant and print it (to a terminal only, unless
+    /// --allow-pipe; either way recorded). Exclusive: nobody else checks it out until you
+    /// check it in or your access ends.
+    Checkout {
+        name: String,
+        /// The field to print (default: the main one: the password, key, token, text...).
+        #[arg(long)]
+        field: Option<String>,
+        /// Print even when standard output is not a terminal (a pipe or a file); the audit
+        /// records that it went to a pipe.
+        #[arg(long)]
+        allow_pipe: bool,
+    },
+    /// Check a secret back in (only its holder does; a password bound to a target is rotated).
+    Checkin { name: String },
     /// Delete a removed secret and all its versions for good (admin; recorded).
     Purge {
         name: String,
@@ -664,4 +691,19 @@ pub struct SecretList {
     /// One JSON object per line instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// ENV=SECRET[.FIELD]: the secret's field (default: its main one) in environment variable
+    /// ENV (repeatable).
+    #[arg(long = "secret", value_name = "ENV=SECRET[.FIELD]")]
+    pub secrets: Vec<String>,
+    /// PATH=SECRET[.FIELD]: the field written to a new file PATH (mode 0600), removed when the
+    /// command ends (repeatable).
+    #[arg(long = "file", value_name = "PATH=SECRET[.FIELD]")]
+    pub files: Vec<String>,
+    /// The command and its arguments, after `--`.
+    #[arg(last = true, required = true)]
+    pub command: Vec<String>,
 }

@@ -7,6 +7,7 @@ mod args;
 mod audit;
 mod gateway;
 mod passphrase;
+mod run;
 mod secrets;
 mod server;
 mod ssh;
@@ -102,11 +103,21 @@ async fn run(home: std::path::PathBuf, command: Command) -> anyhow::Result<ExitC
             secrets::restore(&home, &name, version, reason).await
         }
         Command::Secret(SecretCommand::Remove { name, reason }) => secrets::remove(&home, &name, false, reason).await,
+        Command::Secret(SecretCommand::Checkout { name, field, allow_pipe }) => {
+            secrets::checkout(&home, &name, field.as_deref(), allow_pipe).await
+        }
+        Command::Secret(SecretCommand::Checkin { name }) => secrets::checkin(&home, &name).await,
+        Command::Run(run) => run::run(&home, run).await,
         Command::Secret(SecretCommand::Purge { name, reason }) => secrets::remove(&home, &name, true, reason).await,
         Command::Request(req) => match (req.show, req.target, req.duration, req.reason) {
             (Some(RequestShow::Show { id }), ..) => access::show(&home, &id).await,
             (None, Some(target), Some(duration), Some(reason)) => {
-                access::request(&home, &target, &duration, &reason).await
+                let access = match (req.checkout, req.use_secret) {
+                    (true, _) => Some(portcullis_proto::Access::Checkout),
+                    (_, true) => Some(portcullis_proto::Access::Use),
+                    _ => None,
+                };
+                access::request(&home, &target, &duration, &reason, access).await
             }
             _ => {
                 anyhow::bail!("usage: portcullis request TARGET --duration D --reason R, or portcullis request show ID")

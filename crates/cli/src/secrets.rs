@@ -351,3 +351,52 @@ pub async fn remove(home: &Path, name: &str, purge: bool, reason: String) -> any
     }
     Ok(ExitCode::SUCCESS)
 }
+
+pub async fn checkout(home: &Path, name: &str, field: Option<&str>, allow_pipe: bool) -> anyhow::Result<ExitCode> {
+    let to_terminal = std::io::stdout().is_terminal();
+    if !to_terminal && !allow_pipe {
+        bail!(
+            "standard output is not a terminal, so the secret would land in a pipe or a file; add --allow-pipe to \
+             print it anyway (the audit records that it went to a pipe), or hand it to a process with `portcullis run`"
+        );
+    }
+    let device = open_device(home).await?;
+    let kind = device.api().secret(name).await?.kind;
+    let field = field.unwrap_or(kind.primary_field());
+    if kind.field(field).is_none() {
+        let known: Vec<&str> = kind.fields().iter().map(|f| f.name).collect();
+        bail!("a {kind} secret has no field {field:?}; its fields: {}", known.join(", "));
+    }
+    let to = if to_terminal { "terminal" } else { "pipe" };
+    let (released, fields) = device.checkout(name, portcullis_vault::wire::RevealPurpose::Reveal, to).await?;
+    let Some((_, value)) = fields.iter().find(|(n, _)| n == field) else {
+        bail!("secret {name} has no {field} (it was not given)");
+    };
+    eprintln!(
+        "Checked out {name} (version {}) until {}; nobody else can check it out until `portcullis secret checkin {name}`.",
+        released.version,
+        format_time(released.until)
+    );
+    let mut out = std::io::stdout().lock();
+    use std::io::Write as _;
+    out.write_all(value.expose_secret())?;
+    if to_terminal && !value.expose_secret().ends_with(b"\n") {
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn checkin(home: &Path, name: &str) -> anyhow::Result<ExitCode> {
+    let device = open_device(home).await?;
+    let back = device.api().checkin_secret(name).await?;
+    if back.rotated {
+        println!(
+            "Checked in {}: rotated, now at version {} (the value you saw no longer works).",
+            back.secret, back.version
+        );
+    } else {
+        println!("Checked in {} (version {}).", back.secret, back.version);
+    }
+    Ok(ExitCode::SUCCESS)
+}

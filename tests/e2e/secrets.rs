@@ -1,0 +1,296 @@
+//! The vault through the real binary and server: typed secrets added from stdin and files
+//! (never from arguments), versions, check-out to a terminal only, and `portcullis run` with
+//! every form of a value masked in its child's output, whatever the child does with it.
+
+use std::path::Path;
+
+use base64::Engine;
+
+use crate::harness::*;
+
+fn canary(tag: &str) -> String {
+    format!("{tag}-{}", hex::encode(rand::random::<[u8; 10]>()))
+}
+
+/// Every file of the server's data directory (database, WAL, logs) and every output so far.
+fn assert_nowhere(world: &World, value: &str, outputs: &str) {
+    let needle = value.as_bytes();
+    for file in files_under(&world.root.path().join("server")) {
+        let bytes = std::fs::read(&file).unwrap_or_default();
+        assert!(!bytes.windows(needle.len()).any(|w| w == needle), "{} holds the value", file.display());
+    }
+    assert!(!outputs.contains(value), "an output holds the value");
+    let log = world.server.log();
+    assert!(!log.windows(needle.len()).any(|w| w == needle), "the server's log holds the value");
+}
+
+#[test]
+fn secrets_are_added_from_stdin_and_files_never_from_arguments() {
+    let world = World::new();
+    let root = world.root.path();
+    let admin = &world.admin;
+    let password = canary("pw");
+
+    // A value on the command line is refused, with where to put it instead.
+    admin.run(&["secret", "add", "db", "--type", "password", "--value", &password]).fails_with("shell history");
+    admin
+        .run(&["secret", "add", "db", "--type", "password", "--field", &format!("password={password}")])
+        .fails_with("--value-stdin");
+    // Oversized, not UTF-8, a certificate with another key: refused, nothing stored.
+    let big = root.join("big");
+    std::fs::write(&big, vec![b'a'; 70 * 1024]).unwrap();
+    admin
+        .run(&["secret", "add", "big", "--type", "note", "--value-file", big.to_str().unwrap()])
+        .fails_with("larger than 65536 bytes");
+    admin
+        .run_with_stdin(&["secret", "add", "db", "--type", "password", "--value-stdin"], b"\xff\xfe\n")
+        .fails_with("not UTF-8");
+    let (cert, key) = tls_files(root, "one");
+    let (_, other_key) = tls_files(root, "two");
+    admin
+        .run(&[
+            "secret",
+            "add",
+            "web-cert",
+            "--type",
+            "tls",
+            "--field",
+            &format!("certificate=@{}", cert.display()),
+            "--field",
+            &format!("private_key=@{}", other_key.display()),
+        ])
+        .fails_with("does not match the certificate");
+    assert!(admin.run(&["secret", "list"]).ok().stdout.contains("(none)"));
+
+    // From stdin (one line: its newline dropped) and from files.
+    let added = admin
+        .run_with_stdin(
+            &[
+                "secret",
+                "add",
+                "db",
+                "--type",
+                "password",
+                "--env",
+                "prod",
+                "--folder",
+                "billing",
+                "--tag",
+                "pci",
+                "--field",
+                "username=billing",
+                "--value-stdin",
+                "--revealable",
+                "--reason",
+                "first",
+            ],
+            format!("{password}\n").as_bytes(),
+        )
+        .ok();
+    assert!(added.stdout.contains("Added password secret db (version 1"), "{}", added.stdout);
+    admin
+        .run(&[
+            "secret",
+            "add",
+            "web-cert",
+            "--type",
+            "tls",
+            "--field",
+            &format!("certificate=@{}", cert.display()),
+            "--field",
+            &format!("private_key=@{}", key.display()),
+        ])
+        .ok();
+    let listed = admin.run(&["secret", "list"]).ok().stdout;
+    assert!(listed.contains("db") && listed.contains("password") && listed.contains("billing"), "{listed}");
+    assert!(listed.contains("web-cert") && listed.contains("tls"), "{listed}");
+    let shown = admin.run(&["secret", "show", "web-cert"]).ok().stdout;
+    assert!(shown.contains("subject:      CN=one.example") && shown.contains("names:        one.example"), "{shown}");
+    let filtered = admin.run(&["secret", "list", "--type", "tls", "--search", "web"]).ok().stdout;
+    assert!(filtered.contains("web-cert") && !filtered.contains("billing"), "{filtered}");
+
+    // A new value is a new version; restoring the first makes a third without showing either.
+    let second = canary("pw2");
+    admin
+        .run_with_stdin(&["secret", "edit", "db", "--value-stdin", "--reason", "rotated by hand"], second.as_bytes())
+        .ok();
+    let restored = admin.run(&["secret", "restore", "db", "1", "--reason", "v2 broke billing"]).ok().stdout;
+    assert!(restored.contains("now at version 3") && restored.contains("without being shown"), "{restored}");
+    let history = admin.run(&["secret", "history", "db"]).ok().stdout;
+    assert!(history.contains("v2 broke billing") && history.contains("rotated by hand"), "{history}");
+    assert!(history.lines().nth(1).unwrap().trim_start().starts_with("3*"), "{history}");
+
+    let everything = world.transcript.bytes();
+    let outputs = String::from_utf8_lossy(&everything);
+    assert_nowhere(&world, &password, &outputs);
+    assert_nowhere(&world, &second, &outputs);
+}
+
+/// A self-signed certificate and its key for `name.example`, as openssl writes them.
+fn tls_files(root: &Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let cert = root.join(format!("{name}.crt"));
+    let key = root.join(format!("{name}.key"));
+    let status = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "30",
+            "-subj",
+        ])
+        .arg(format!("/CN={name}.example"))
+        .arg("-addext")
+        .arg(format!("subjectAltName=DNS:{name}.example"))
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    (cert, key)
+}
+
+#[test]
+fn run_masks_every_form_of_a_secret_in_its_childs_output() {
+    let world = World::new();
+    let root = world.root.path();
+    // Regex metacharacters and a quote: plain bytes to the masker, escaped by JSON.
+    let token = format!("{}+(a|b)*[x]$\"{}", canary("tok"), canary("end"));
+    world
+        .admin
+        .run_with_stdin(&["secret", "add", "deploy-token", "--type", "api-token", "--value-stdin"], token.as_bytes())
+        .ok();
+    let key_file = root.join("id_deploy");
+    let keygen = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "deploy", "-f"])
+        .arg(&key_file)
+        .status()
+        .unwrap();
+    assert!(keygen.success());
+    world
+        .admin
+        .run(&["secret", "add", "deploy-key", "--type", "ssh-key", "--value-file", key_file.to_str().unwrap()])
+        .ok();
+    let key_text = std::fs::read_to_string(&key_file).unwrap();
+
+    // Without a grant to use them: refused, nothing runs.
+    let marker = root.join("ran");
+    world
+        .alice
+        .run(&["run", "--secret", "TOKEN=deploy-token", "--", "touch", marker.to_str().unwrap()])
+        .fails_with("portcullis request deploy-token");
+    assert!(!marker.exists());
+    for name in ["deploy-token", "deploy-key"] {
+        let id =
+            world.alice.run(&["request", name, "--use", "--duration", "10m", "--reason", "deploy"]).ok().last_line();
+        world.bob.run(&["approve", &id]).ok();
+    }
+
+    let secret_file = root.join("key-for-child");
+    let script = r#"
+import base64, json, os, sys, time, urllib.parse
+t = os.environ["TOKEN"].encode()
+out = sys.stdout.buffer
+def say(label, b): out.write(label.encode() + b": " + b + b"\n"); out.flush()
+say("raw", t)
+for b in t:  # one byte per write
+    out.write(bytes([b])); out.flush(); time.sleep(0.002)
+out.write(b"\n")
+say("b64+suffix", base64.b64encode(t + b":and-more"))
+say("b64 prefix1", base64.b64encode(b"x" + t))
+say("b64 prefix2 url", base64.urlsafe_b64encode(b"xy" + t).rstrip(b"="))
+say("basic", base64.b64encode(b"ci:" + t))
+say("json", json.dumps({"token": t.decode()}).encode())
+say("hex", t.hex().encode())
+say("url", urllib.parse.quote(t.decode(), safe="").encode())
+key = open(sys.argv[1], "rb").read()
+sys.stderr.buffer.write(b"key on stderr:\n" + key); sys.stderr.flush()
+say("key b64", base64.b64encode(key))
+say("key json", json.dumps(key.decode()).encode())
+sys.exit(7)
+"#;
+    let ran = world.alice.run(&[
+        "run",
+        "--secret",
+        "TOKEN=deploy-token",
+        "--file",
+        &format!("{}=deploy-key", secret_file.display()),
+        "--",
+        // Debian's (tests/setup.sh), not whichever python3 is first on this machine's PATH.
+        "/usr/bin/python3",
+        "-c",
+        script,
+        secret_file.to_str().unwrap(),
+    ]);
+    assert_eq!(ran.status, 7, "the exit status passes through\n{}\n{}", ran.stdout, ran.stderr);
+    assert!(!secret_file.exists(), "the secret file outlived the command");
+    let output = format!("{}\n{}", ran.stdout, ran.stderr);
+    for label in ["raw", "b64+suffix", "b64 prefix1", "b64 prefix2 url", "basic", "json", "hex", "url", "key b64"] {
+        let line = ran
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{label}: ")))
+            .unwrap_or_else(|| panic!("{label} missing:\n{}", ran.stdout));
+        assert!(line.contains("***"), "{label} not masked: {line}");
+    }
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let forbidden = [
+        token.clone(),
+        b64.encode(token.as_bytes())[..24].to_string(),
+        hex::encode(token.as_bytes())[..24].to_string(),
+        token[..12].to_string(),
+    ];
+    for form in &forbidden {
+        assert!(!output.contains(form.as_str()), "{form:?} leaked:\n{output}");
+    }
+    for line in key_text.lines().filter(|l| l.len() >= 6 && !l.starts_with("-----")) {
+        assert!(!output.contains(line), "a line of the key leaked:\n{output}");
+    }
+    assert!(!output.contains(&b64.encode(key_text.as_bytes())[..40]), "the key's base64 leaked");
+
+    // The audit has the command, the versions and how it ended; never the value.
+    let events = world.bob.run(&["audit", "events", "--kind", "secret_used,secret_use_ended"]).ok().stdout;
+    assert_eq!(events.matches("secret_used").count(), 2, "{events}");
+    assert!(events.contains("/usr/bin/python3 -c") && events.contains("\"exit_status\":7"), "{events}");
+    assert!(!events.contains(&token));
+
+    // Signals pass on to the child; its end by a signal is 128 + N.
+    let child = world.alice.spawn(&["run", "--secret", "TOKEN=deploy-token", "--", "sleep", "30"]);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    let stopped = world.alice.wait(child);
+    assert_eq!(stopped.status, 143, "{}", stopped.stderr);
+}
+
+#[test]
+fn a_checkout_goes_to_a_terminal_is_exclusive_and_ends_at_checkin() {
+    let world = World::new();
+    let password = canary("co");
+    world
+        .admin
+        .run_with_stdin(
+            &["secret", "add", "db", "--type", "password", "--revealable", "--value-stdin"],
+            password.as_bytes(),
+        )
+        .ok();
+    world.alice.run(&["secret", "checkout", "db", "--allow-pipe"]).fails_with("no access to db");
+    let id = world.alice.run(&["request", "db", "--duration", "10m", "--reason", "fix billing"]).ok().last_line();
+    world.bob.run(&["approve", &id]).ok();
+    // Standard output here is a pipe: refused unless asked for, and then said in the audit.
+    world.alice.run(&["secret", "checkout", "db"]).fails_with("not a terminal");
+    let out = world.alice.run(&["secret", "checkout", "db", "--allow-pipe"]).ok();
+    assert_eq!(out.stdout, password, "the value alone on stdout");
+    assert!(out.stderr.contains("Checked out db (version 1)"), "{}", out.stderr);
+    world.bob.run(&["secret", "checkin", "db"]).fails_with("checked out by alice");
+    world.alice.run(&["secret", "checkin", "db"]).ok();
+    let events = world.bob.run(&["audit", "events", "--kind", "secret_revealed,secret_checked_in"]).ok().stdout;
+    assert!(events.contains("\"to\":\"pipe\"") && events.contains("\"ended_by\":\"checkin\""), "{events}");
+}
