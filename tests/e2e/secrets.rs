@@ -294,3 +294,86 @@ fn a_checkout_goes_to_a_terminal_is_exclusive_and_ends_at_checkin() {
     let events = world.bob.run(&["audit", "events", "--kind", "secret_revealed,secret_checked_in"]).ok().stdout;
     assert!(events.contains("\"to\":\"pipe\"") && events.contains("\"ended_by\":\"checkin\""), "{events}");
 }
+
+#[test]
+fn imports_are_all_or_nothing_and_exports_hold_no_value() {
+    let world = World::new();
+    let root = world.root.path();
+    let admin = &world.admin;
+    let write = |name: &str, bytes: &[u8]| {
+        let path = root.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let pw = canary("imp");
+    // Each way a file goes wrong: reported by place, nothing imported, no value quoted.
+    let broken = [
+        (
+            "dup.csv",
+            format!("name,type,password\ndb,password,{pw}\ndb,password,{pw}x\n").into_bytes(),
+            "the name db is taken by line 2 too",
+        ),
+        (
+            "short.csv",
+            format!("name,type,password\ndb,password,{pw}\nweb\n").into_bytes(),
+            "line 3: the row has 1 columns",
+        ),
+        ("latin1.csv", b"name,type,password\ncaf\xe9,password,x\n".to_vec(), "not UTF-8"),
+        ("bell.csv", format!("name,type,password\ndb,password,{pw}\x07\n").into_bytes(), "control character"),
+    ];
+    for (file, bytes, why) in broken {
+        let out = admin.run(&["import", &write(file, &bytes), "--format", "csv"]).fails_with(why);
+        assert!(out.stderr.contains("nothing imported"), "{}", out.stderr);
+        assert!(!out.stderr.contains(&pw), "a value in the report");
+    }
+    assert!(admin.run(&["secret", "list"]).ok().stdout.contains("(none)"));
+
+    let csv = write(
+        "vault.csv",
+        format!("name,type,env,folder,tags,password,username\ndb,password,prod,billing,pci;db,{pw},app\n").as_bytes(),
+    );
+    let dry = admin.run(&["import", &csv, "--dry-run"]).ok().stdout;
+    assert!(dry.contains("Dry run: all 1 secrets would be imported"), "{dry}");
+    assert!(admin.run(&["secret", "list"]).ok().stdout.contains("(none)"));
+    admin.run(&["import", &csv]).ok();
+    // The server refuses a name already taken: the whole file again, nothing from it.
+    let again = write("again.csv", format!("name,type,password\nnew-one,password,{pw}\ndb,password,{pw}\n").as_bytes());
+    admin.run(&["import", &again]).fails_with("item 2 (db): the name is taken");
+    assert!(!admin.run(&["secret", "list"]).ok().stdout.contains("new-one"));
+
+    let bitwarden = write(
+        "bw.json",
+        format!(
+            r#"{{"encrypted": false, "folders": [{{"id": "f", "name": "Cloud"}}], "items": [
+              {{"type": 1, "name": "AWS root", "folderId": "f", "login": {{"username": "root", "password": "{pw}-aws"}}}},
+              {{"type": 3, "name": "Visa", "card": {{}}}}]}}"#
+        )
+        .as_bytes(),
+    );
+    let out = admin.run(&["import", &bitwarden, "--format", "bitwarden", "--env", "prod"]).ok();
+    assert!(
+        out.stdout.contains("Imported 1 secrets; 1 skipped") && out.stderr.contains("\"Visa\" is a card"),
+        "{}{}",
+        out.stdout,
+        out.stderr
+    );
+    let keepass = write(
+        "kp.csv",
+        format!("\"Group\",\"Title\",\"Username\",\"Password\",\"URL\",\"Notes\"\n\"Root/Net\",\"Core Router\",\"admin\",\"{pw}-kp\",\"\",\"\"\n").as_bytes(),
+    );
+    admin.run(&["import", &keepass, "--format", "keepassxc"]).ok();
+    let listed = admin.run(&["secret", "list"]).ok().stdout;
+    for name in ["db", "aws-root", "core-router"] {
+        assert!(listed.contains(name), "{name} missing:\n{listed}");
+    }
+    assert!(admin.run(&["secret", "show", "aws-root"]).ok().stdout.contains("folder:       cloud"));
+
+    let exported = root.join("export.csv");
+    admin.run(&["export", "--out", exported.to_str().unwrap()]).ok();
+    let text = std::fs::read_to_string(&exported).unwrap();
+    assert!(text.starts_with("name,type,env,folder") && text.contains("core-router,password"), "{text}");
+    let json = admin.run(&["export", "--format", "json"]).ok().stdout;
+    assert_eq!(json.lines().count(), 3);
+    let everything = world.transcript.bytes();
+    assert_nowhere(&world, &pw, &format!("{text}{json}{}", String::from_utf8_lossy(&everything)));
+}

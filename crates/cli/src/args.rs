@@ -82,6 +82,31 @@ pub enum Command {
     /// command's status (a signal passes through). The command, the secret versions and how it
     /// ended are recorded.
     Run(RunArgs),
+    /// Import secrets from a file (admin): Portcullis CSV (columns in the README), Bitwarden's
+    /// unencrypted JSON export or KeePassXC's CSV export. All of it or nothing: any broken row,
+    /// duplicate, bad encoding or refused value stops the import, and the report says which and
+    /// why (never a value). Items of kinds the vault does not keep (cards) are skipped, reported.
+    Import {
+        file: PathBuf,
+        /// csv, bitwarden or keepassxc.
+        #[arg(long, default_value = "csv")]
+        format: String,
+        /// Check everything (here and on the server), import nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Put every imported secret in this environment (unless the file says another).
+        #[arg(long = "env")]
+        environment: Option<String>,
+    },
+    /// Export the vault's metadata (never a value) as CSV or JSON lines.
+    Export {
+        /// csv or json.
+        #[arg(long, default_value = "csv")]
+        format: String,
+        /// Write here (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Typed secrets in the vault (passwords, SSH keys, API tokens, database credentials, TLS
     /// certificates, cloud keys, OAuth tokens, notes), with versions. Admins write; values are
     /// sealed before they leave this process and no command prints one.

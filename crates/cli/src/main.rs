@@ -108,6 +108,10 @@ async fn run(home: std::path::PathBuf, command: Command) -> anyhow::Result<ExitC
         }
         Command::Secret(SecretCommand::Checkin { name }) => secrets::checkin(&home, &name).await,
         Command::Run(run) => run::run(&home, run).await,
+        Command::Import { file, format, dry_run, environment } => {
+            secrets::import(&home, &file, &format, dry_run, environment).await
+        }
+        Command::Export { format, out } => secrets::export(&home, &format, out.as_deref()).await,
         Command::Secret(SecretCommand::Purge { name, reason }) => secrets::remove(&home, &name, true, reason).await,
         Command::Request(req) => match (req.show, req.target, req.duration, req.reason) {
             (Some(RequestShow::Show { id }), ..) => access::show(&home, &id).await,

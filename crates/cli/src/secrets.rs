@@ -400,3 +400,165 @@ pub async fn checkin(home: &Path, name: &str) -> anyhow::Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// The largest import file read.
+const MAX_IMPORT_FILE: u64 = 256 * 1024 * 1024;
+
+pub async fn import(
+    home: &Path,
+    file: &Path,
+    format: &str,
+    dry_run: bool,
+    environment: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    use portcullis_vault::import;
+    let format = import::Format::parse(format).map_err(anyhow::Error::msg)?;
+    let opened = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
+    let mut bytes = Vec::new();
+    opened.take(MAX_IMPORT_FILE + 1).read_to_end(&mut bytes).with_context(|| format!("reading {}", file.display()))?;
+    let bytes = SecretBytes::from(bytes);
+    if bytes.expose_secret().len() as u64 > MAX_IMPORT_FILE {
+        bail!("{} is larger than 256 MiB; split it", file.display());
+    }
+    let mut parsed = import::parse(format, bytes.expose_secret());
+    drop(bytes);
+    for skipped in &parsed.skipped {
+        eprintln!("skipped {}: {}", skipped.at, skipped.why);
+    }
+    if !parsed.problems.is_empty() {
+        for problem in &parsed.problems {
+            eprintln!("problem {}: {}", problem.at, problem.why);
+        }
+        bail!(
+            "nothing imported: {} problem{} in {} (fix them and import again; all of it goes in, or none)",
+            parsed.problems.len(),
+            if parsed.problems.len() == 1 { "" } else { "s" },
+            file.display()
+        );
+    }
+    if parsed.items.len() > portcullis_vault::wire::MAX_IMPORT {
+        bail!(
+            "{} secrets; one import adds at most {} (split the file)",
+            parsed.items.len(),
+            portcullis_vault::wire::MAX_IMPORT
+        );
+    }
+    let device = open_device(home).await?;
+    let bar = indicatif::ProgressBar::new(parsed.items.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg:>10} [{bar:30}] {pos}/{len} ({eta})")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_message("sealing");
+    let mut items = Vec::with_capacity(parsed.items.len());
+    for item in parsed.items.drain(..) {
+        let value = device.seal_secret(&item.name, &item.fields)?;
+        let mut meta = item.meta;
+        if meta.environment.is_empty()
+            && let Some(env) = &environment
+        {
+            meta.environment = env.clone();
+        }
+        items.push(AddSecretRequest {
+            name: item.name,
+            kind: item.kind,
+            meta,
+            reason: format!("imported from {}", file.display()),
+            value,
+        });
+        bar.inc(1);
+    }
+    bar.set_message(if dry_run { "checking" } else { "importing" });
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    let source = format!("{:?} file {}", format, file.file_name().map(|n| n.to_string_lossy()).unwrap_or_default());
+    let outcome = device
+        .api()
+        .import_secrets(&portcullis_vault::wire::ImportRequest { items, dry_run, source: printable(&source) })
+        .await;
+    bar.finish_and_clear();
+    let outcome = outcome?;
+    let skipped =
+        if parsed.skipped.is_empty() { String::new() } else { format!("; {} skipped (above)", parsed.skipped.len()) };
+    if outcome.dry_run {
+        println!("Dry run: all {} secrets would be imported{skipped}; nothing was.", outcome.imported);
+    } else {
+        println!("Imported {} secrets{skipped}.", outcome.imported);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Every secret's metadata, page by page.
+async fn all_secrets(device: &portcullis_client::Device) -> anyhow::Result<Vec<SecretView>> {
+    let mut query = SecretQuery { limit: Some(portcullis_vault::wire::MAX_PAGE), ..SecretQuery::default() };
+    let mut all = Vec::new();
+    loop {
+        let page = device.api().secrets(&query).await?;
+        all.extend(page.items);
+        match page.next {
+            Some(next) => query.after = Some(next),
+            None => return Ok(all),
+        }
+    }
+}
+
+pub async fn export(home: &Path, format: &str, out: Option<&Path>) -> anyhow::Result<ExitCode> {
+    if !matches!(format, "csv" | "json") {
+        bail!("--format is csv or json");
+    }
+    let device = open_device(home).await?;
+    let secrets = all_secrets(&device).await?;
+    let mut text = String::new();
+    if format == "json" {
+        for s in &secrets {
+            text.push_str(&serde_json::to_string(s)?);
+            text.push('\n');
+        }
+    } else {
+        let mut writer = csv::Writer::from_writer(Vec::new());
+        writer.write_record([
+            "name",
+            "type",
+            "env",
+            "folder",
+            "tags",
+            "description",
+            "owner",
+            "revealable",
+            "expires",
+            "version",
+            "created_at",
+            "created_by",
+            "updated_at",
+            "updated_by",
+        ])?;
+        for s in &secrets {
+            let expires = s.expires_at.map(format_time).unwrap_or_default();
+            writer.write_record([
+                s.name.as_str(),
+                s.kind.as_str(),
+                &s.environment,
+                &s.folder,
+                &s.tags.join(";"),
+                &s.description,
+                &s.owner,
+                if s.revealable { "true" } else { "false" },
+                &expires,
+                &s.version.to_string(),
+                &format_time(s.created_at),
+                &s.created_by,
+                &format_time(s.updated_at),
+                &s.updated_by,
+            ])?;
+        }
+        text = String::from_utf8(writer.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?)?;
+    }
+    match out {
+        Some(path) => {
+            std::fs::write(path, &text).with_context(|| format!("writing {}", path.display()))?;
+            eprintln!("Exported the metadata of {} secrets to {} (no values).", secrets.len(), path.display());
+        }
+        None => print!("{text}"),
+    }
+    Ok(ExitCode::SUCCESS)
+}

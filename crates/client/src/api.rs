@@ -317,6 +317,10 @@ impl ApiClient {
         self.call(reqwest::Method::POST, &format!("/v1/secrets/{name}/{action}"), Some(req)).await
     }
 
+    pub async fn import_secrets(&self, req: &wire::ImportRequest) -> Result<wire::ImportOutcome, ClientError> {
+        self.call(reqwest::Method::POST, "/v1/secret-imports", Some(req)).await
+    }
+
     pub async fn checkout_secret(
         &self,
         name: &str,

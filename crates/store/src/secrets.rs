@@ -220,6 +220,15 @@ impl Store {
         })
     }
 
+    /// Every name a secret or a target has (an import must take none of them).
+    pub async fn taken_names(&self) -> Result<std::collections::HashSet<String>, StoreError> {
+        let names: Vec<String> = on!(self, ex => sqlx::query_scalar(
+            "SELECT name FROM secrets UNION SELECT name FROM targets",
+        )
+        .fetch_all(ex).await)?;
+        Ok(names.into_iter().collect())
+    }
+
     pub async fn secret_by_name(&self, name: &str) -> Result<Option<SecretRow>, StoreError> {
         Ok(on!(self, ex => sqlx::query_as(&format!("{SECRET_SELECT} WHERE s.name = $1"))
             .bind(name)

@@ -13,12 +13,15 @@
 //! - [`mask`]: the patterns a value can appear as in a process's output (raw, base64 in every
 //!   alignment, percent-encoded, JSON-escaped, hex, line by line) and a streaming masker that
 //!   never lets a whole occurrence through, even split across writes.
+//! - [`import`]: other vaults' exports (Portcullis CSV, Bitwarden JSON, KeePassXC CSV) read
+//!   into secrets, with what was skipped and what is wrong.
 //! - [`wire`]: the secrets API's request and answer types.
 //!
 //! No IO, no SQL, no network: the server and the CLI call this crate; the gateway does not.
 //! **Invariant:** a secret value is only ever held in [`SecretBytes`]; nothing here implements
 //! `Serialize`, `Display` or a revealing `Debug` for one.
 
+pub mod import;
 mod kind;
 pub mod mask;
 mod tls;

@@ -174,6 +174,28 @@ pub struct SecretPage {
     pub next: Option<String>,
 }
 
+/// The most secrets one import adds (all in one transaction).
+pub const MAX_IMPORT: usize = 20_000;
+
+/// `POST /v1/secret-imports`: all of them or none.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ImportRequest {
+    pub items: Vec<AddSecretRequest>,
+    /// Check everything the server would, store nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Where they came from, for the audit (`bitwarden export`).
+    #[serde(default)]
+    pub source: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ImportOutcome {
+    /// Added (or, in a dry run, that would be).
+    pub imported: usize,
+    pub dry_run: bool,
+}
+
 /// HPKE info of a secret value released to a device (check-out or use).
 pub const INFO_SECRET_RELEASE: &[u8] = b"portcullis/v1/secret-release";
 

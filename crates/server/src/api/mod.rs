@@ -54,6 +54,7 @@ pub const DEVICE_ROUTES: &[(&str, &str)] = &[
     ("PUT", "/v1/targets/{name}"),
     ("GET", "/v1/secrets"),
     ("POST", "/v1/secrets"),
+    ("POST", "/v1/secret-imports"),
     ("GET", "/v1/secrets/{name}"),
     ("PUT", "/v1/secrets/{name}"),
     ("GET", "/v1/secrets/{name}/history"),
@@ -109,6 +110,7 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/v1/targets", get(vault::list_targets).post(vault::add_target))
         .route("/v1/targets/{name}", put(vault::update_target))
         .route("/v1/secrets", get(secrets::list).post(secrets::add))
+        .route("/v1/secret-imports", post(secrets::import))
         .route("/v1/secrets/{name}", get(secrets::show).put(secrets::edit))
         .route("/v1/secrets/{name}/history", get(secrets::history))
         .route("/v1/secrets/{name}/restore", post(secrets::restore))

@@ -7,9 +7,9 @@ use axum::{Extension, Json};
 use portcullis_crypto::{OsRng, SecretBytes};
 use portcullis_proto::{Role, Sealed, check_label, check_name};
 use portcullis_vault::wire::{
-    AddSecretRequest, DEFAULT_VERSIONS_KEPT, EditSecretRequest, INFO_SECRET_VALUE, MAX_PAGE, MAX_VERSIONS_KEPT,
-    RemoveSecretRequest, RestoreSecretRequest, SecretMeta, SecretPage, SecretQuery, SecretVersionView, SecretView,
-    decode_fields,
+    AddSecretRequest, DEFAULT_VERSIONS_KEPT, EditSecretRequest, INFO_SECRET_VALUE, ImportOutcome, ImportRequest,
+    MAX_IMPORT, MAX_PAGE, MAX_VERSIONS_KEPT, RemoveSecretRequest, RestoreSecretRequest, SecretMeta, SecretPage,
+    SecretQuery, SecretVersionView, SecretView, decode_fields,
 };
 use portcullis_vault::{Facts, SecretKind, SecretValue, VaultError};
 
@@ -210,29 +210,26 @@ async fn secret_for_change(
     Ok(row)
 }
 
-pub async fn add(
-    State(state): AppState,
-    Extension(caller): Extension<Caller>,
-    Json(req): Json<AddSecretRequest>,
-) -> ApiResult<SecretView> {
-    caller.require(Role::Admin)?;
+/// A new secret checked and sealed, ready to store: its row, its first version, its facts.
+struct Prepared {
+    row: SecretRow,
+    sealed: portcullis_crypto::envelope::Envelope,
+    facts: String,
+    reason: String,
+}
+
+async fn prepare(state: &crate::ServerState, caller: &Caller, req: &AddSecretRequest) -> Result<Prepared, ServerError> {
     check_name("secret", &req.name).map_err(ServerError::BadRequest)?;
-    let meta = check_meta(&state, &req.meta).await?;
+    let meta = check_meta(state, &req.meta).await?;
     let reason = check_reason(&req.reason)?;
-    let (value, facts) = SecretValue::parse(req.kind, open_fields(&state, &req.value, &req.name)?)?;
-    if state.db.target_by_name(&req.name).await?.is_some() {
-        return Err(ServerError::Conflict(format!(
-            "a target is named {:?}: a secret and a target cannot share a name (requests name either)",
-            req.name
-        )));
-    }
+    let (value, facts) = SecretValue::parse(req.kind, open_fields(state, &req.value, &req.name)?)?;
     let now = state.clock.now();
     let id = uuid::Uuid::new_v4().to_string();
     let sealed = portcullis_vault::seal(&state.root_key, &mut OsRng, &id, 1, &value)?;
     drop(value);
     let facts_text = facts_json(&facts)?;
     let row = SecretRow {
-        id: id.clone(),
+        id,
         name: req.name.clone(),
         kind: req.kind.as_str().to_string(),
         environment: meta.environment,
@@ -253,22 +250,121 @@ pub async fn add(
         created_by_name: caller.user_name.clone(),
         updated_by_name: caller.user_name.clone(),
     };
+    Ok(Prepared { row, sealed, facts: facts_text, reason })
+}
+
+async fn store(tx: &mut crate::store::Tx<'_>, state: &crate::ServerState, p: &Prepared) -> Result<(), ServerError> {
+    Store::insert_secret(tx, &state.rows, &p.row).await?;
+    let r = &p.row;
+    Store::insert_secret_version(tx, &r.id, 1, &p.sealed, &p.facts, &r.created_by, r.created_at, &p.reason, None)
+        .await?;
+    Ok(())
+}
+
+pub async fn add(
+    State(state): AppState,
+    Extension(caller): Extension<Caller>,
+    Json(req): Json<AddSecretRequest>,
+) -> ApiResult<SecretView> {
+    caller.require(Role::Admin)?;
+    let prepared = prepare(&state, &caller, &req).await?;
+    if state.db.target_by_name(&req.name).await?.is_some() {
+        return Err(ServerError::Conflict(format!(
+            "a target is named {:?}: a secret and a target cannot share a name (requests name either)",
+            req.name
+        )));
+    }
+    let row = &prepared.row;
     let mut tx = state.db.begin().await?;
-    Store::insert_secret(&mut tx, &state.rows, &row).await?;
-    Store::insert_secret_version(&mut tx, &id, 1, &sealed, &facts_text, &caller.user_id, now, &reason, None).await?;
+    store(&mut tx, &state, &prepared).await?;
+    state
+        .record_event(
+            &mut tx,
+            row.created_at,
+            Some(&caller.user_id),
+            Some(&caller.device_id),
+            "secret_added",
+            serde_json::json!({ "secret": row.name, "kind": row.kind, "environment": row.environment,
+                "folder": row.folder, "version": 1, "revealable": row.revealable != 0, "reason": prepared.reason }),
+        )
+        .await?;
+    tx.commit().await?;
+    Ok(Json(view(row)?))
+}
+
+/// Adds many secrets in one transaction, or none: every item is checked first (value, metadata,
+/// a name no secret or target has, none twice), and the refusal names each item that failed.
+pub async fn import(
+    State(state): AppState,
+    Extension(caller): Extension<Caller>,
+    Json(req): Json<ImportRequest>,
+) -> ApiResult<ImportOutcome> {
+    caller.require(Role::Admin)?;
+    if req.items.len() > MAX_IMPORT {
+        return Err(ServerError::BadRequest(format!(
+            "{} secrets in one import; at most {MAX_IMPORT} (split the file)",
+            req.items.len()
+        )));
+    }
+    let source = check_reason(&req.source)?;
+    let taken = state.db.taken_names().await?;
+    let mut seen = std::collections::HashSet::new();
+    let mut problems = Vec::new();
+    let mut prepared = Vec::with_capacity(req.items.len());
+    for (i, item) in req.items.iter().enumerate() {
+        let why = if taken.contains(&item.name) {
+            Some("the name is taken (by a secret or a target)".to_string())
+        } else if !seen.insert(item.name.clone()) {
+            Some("the name appears twice".to_string())
+        } else {
+            match prepare(&state, &caller, item).await {
+                Ok(p) => {
+                    prepared.push(p);
+                    None
+                }
+                Err(e) => Some(e.to_string()),
+            }
+        };
+        if let Some(why) = why {
+            problems.push(format!("item {} ({}): {why}", i + 1, item.name));
+        }
+    }
+    if !problems.is_empty() {
+        let shown: Vec<&String> = problems.iter().take(20).collect();
+        let more = if problems.len() > 20 { format!("\n... and {} more", problems.len() - 20) } else { String::new() };
+        return Err(ServerError::Refused(
+            "import_refused",
+            format!(
+                "nothing imported: {} of {} secrets cannot be added:\n{}{more}",
+                problems.len(),
+                req.items.len(),
+                shown.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n")
+            ),
+        ));
+    }
+    if req.dry_run {
+        return Ok(Json(ImportOutcome { imported: prepared.len(), dry_run: true }));
+    }
+    let now = state.clock.now();
+    let mut tx = state.db.begin().await?;
+    let mut kinds: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for p in &prepared {
+        store(&mut tx, &state, p).await?;
+        *kinds.entry(p.row.kind.as_str()).or_default() += 1;
+    }
     state
         .record_event(
             &mut tx,
             now,
             Some(&caller.user_id),
             Some(&caller.device_id),
-            "secret_added",
-            serde_json::json!({ "secret": row.name, "kind": row.kind, "environment": row.environment,
-                "folder": row.folder, "version": 1, "revealable": row.revealable != 0, "reason": reason }),
+            "secrets_imported",
+            serde_json::json!({ "count": prepared.len(), "kinds": kinds, "source": source,
+                "secrets": prepared.iter().map(|p| p.row.name.as_str()).collect::<Vec<_>>() }),
         )
         .await?;
     tx.commit().await?;
-    Ok(Json(view(&row)?))
+    Ok(Json(ImportOutcome { imported: prepared.len(), dry_run: false }))
 }
 
 /// The filter a query asks for, validated.
