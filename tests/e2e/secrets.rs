@@ -377,3 +377,111 @@ fn imports_are_all_or_nothing_and_exports_hold_no_value() {
     let everything = world.transcript.bytes();
     assert_nowhere(&world, &pw, &format!("{text}{json}{}", String::from_utf8_lossy(&everything)));
 }
+
+/// A pipeline: a service account made by one admin and confirmed by another, enrolled with
+/// nothing on disk (its identity in the job's environment), using a staging token with no
+/// human approval — and a production one only after an approver's. No person's account gets
+/// that: a requester under the same policy still needs an approval, and nobody is made a
+/// service account after the fact.
+#[test]
+fn a_pipeline_uses_secrets_by_policy_without_a_person_and_production_with_one() {
+    let world = World::new();
+    let root = world.root.path();
+    let policy = root.join("policy.cedar");
+    std::fs::write(
+        &policy,
+        format!(
+            "{}\n{}",
+            world.admin.run(&["policy", "show"]).ok().stdout,
+            r#"
+@id("ci-uses-staging-tokens")
+@approvals("0")
+permit (principal, action == Portcullis::Action::"use", resource in Portcullis::Environment::"staging")
+when { resource.kind == "api-token" && context.duration <= duration("1h") };
+
+@id("ci-uses-prod-with-an-approval")
+@approvals("1")
+permit (principal, action == Portcullis::Action::"use", resource in Portcullis::Environment::"prod")
+when { principal.roles.contains("service") };
+"#
+        ),
+    )
+    .unwrap();
+    world.admin.run(&["policy", "set", policy.to_str().unwrap()]).ok();
+    for (name, env) in [("staging-token", "staging"), ("prod-token", "prod")] {
+        let value = format!("{name}-{}", canary("v"));
+        world
+            .admin
+            .run_with_stdin(
+                &["secret", "add", name, "--type", "api-token", "--env", env, "--value-stdin"],
+                value.as_bytes(),
+            )
+            .ok();
+    }
+    // Made by one admin, its code goes to a second; nobody becomes a service account later.
+    let added = world.admin.run(&["user", "add", "ci", "--role", "service"]).ok().stdout;
+    assert!(added.contains("is a service account") && !added.contains("pc1-"), "{added}");
+    world.admin.run(&["user", "add", "both", "--role", "service", "--role", "admin"]).fails_with("service role alone");
+    world.admin.run(&["user", "roles", "alice", "--role", "service"]).fails_with("made as one");
+    let code = world.second_admin().run(&["user", "confirm", "ci"]).ok().last_line();
+    let code_file = root.join("ci.code");
+    std::fs::write(&code_file, &code).unwrap();
+    let identity_file = root.join("ci.identity");
+    let nowhere = root.join("no-home");
+    let enrolled = base_command("warn")
+        .env("PORTCULLIS_HOME", &nowhere)
+        .args(["enroll", "--server", &world.server.url, "--code-file", code_file.to_str().unwrap()])
+        .args(["--identity-out", identity_file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(enrolled.status.success(), "{}", String::from_utf8_lossy(&enrolled.stderr));
+    assert!(!nowhere.exists(), "a pipeline's enrolment wrote a home");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&identity_file).unwrap().permissions().mode() & 0o777, 0o600);
+    let identity = std::fs::read_to_string(&identity_file).unwrap().trim().to_string();
+    let job = |args: &[&str]| {
+        let out = base_command("warn")
+            .env("PORTCULLIS_HOME", &nowhere)
+            .env("PORTCULLIS_IDENTITY", &identity)
+            .args(args)
+            .output()
+            .unwrap();
+        Run {
+            status: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into(),
+            stderr: String::from_utf8_lossy(&out.stderr).into(),
+        }
+    };
+    assert!(job(&["whoami"]).ok().stdout.contains("user:    ci"));
+
+    // Staging: granted on the spot by policy; the job runs with it at once.
+    let asked = job(&["request", "staging-token", "--duration", "30m", "--reason", "pipeline 812"]).ok();
+    assert!(asked.stdout.contains("use of staging-token"), "{}", asked.stdout);
+    let ran = job(&[
+        "run",
+        "--secret",
+        "TOKEN=staging-token",
+        "--",
+        "sh",
+        "-c",
+        "test -n \"$TOKEN\" && echo deployed $TOKEN",
+    ])
+    .ok();
+    assert_eq!(ran.stdout, "deployed ***\n");
+    let events = world.bob.run(&["audit", "events", "--kind", "request_approved_by_policy"]).ok().stdout;
+    assert!(events.contains("ci-uses-staging-tokens"), "{events}");
+
+    // Production: an approver first.
+    let id = job(&["request", "prod-token", "--duration", "30m", "--reason", "release 4.2"]).ok().last_line();
+    job(&["run", "--secret", "TOKEN=prod-token", "--", "true"]).fails_with("still waiting for approval");
+    world.bob.run(&["approve", &id]).ok();
+    job(&["run", "--secret", "TOKEN=prod-token", "--", "true"]).ok();
+    // A pipeline asks for nothing but use.
+    job(&["request", "prod-token", "--checkout", "--duration", "5m", "--reason", "x"]).fails_with("service account");
+
+    // A person under the zero-approval policy still waits for another person.
+    let human =
+        world.alice.run(&["request", "staging-token", "--use", "--duration", "30m", "--reason", "by hand"]).ok();
+    assert!(human.stdout.contains("waiting for an approver"), "{}", human.stdout);
+    world.alice.run(&["run", "--secret", "TOKEN=staging-token", "--", "true"]).fails_with("still waiting for approval");
+}

@@ -48,9 +48,18 @@ pub enum Command {
         /// one when one stops answering.
         #[arg(long = "server", required = true, value_delimiter = ',')]
         server: Vec<String>,
-        /// One-time enrolment code (it also pins the server's TLS certificate).
+        /// One-time enrolment code (it also pins the server's TLS certificate); or in
+        /// PORTCULLIS_ENROLL_CODE, or --code-file.
+        #[arg(long, env = "PORTCULLIS_ENROLL_CODE", hide_env_values = true, required_unless_present = "code_file")]
+        code: Option<String>,
+        /// Read the enrolment code from this file (a pipeline's setup, without it in `ps`).
+        #[arg(long, conflicts_with = "code")]
+        code_file: Option<PathBuf>,
+        /// For a pipeline (a service account): keep nothing here; write the device's whole
+        /// identity to this new file (mode 0600) as one line, to store in the CI system's secrets
+        /// and give the job as PORTCULLIS_IDENTITY. Whoever holds it is this device.
         #[arg(long)]
-        code: String,
+        identity_out: Option<PathBuf>,
         /// A name for this device (default: the host name).
         #[arg(long)]
         device_name: Option<String>,

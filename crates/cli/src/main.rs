@@ -69,8 +69,19 @@ fn first_steps(home: &std::path::Path) -> String {
 async fn run(home: std::path::PathBuf, command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Server(cmd) => server::run(cmd).await,
-        Command::Enroll { server, code, device_name, key_store } => {
-            vault::enroll(&home, &server.join(","), &code, device_name, key_store).await
+        Command::Enroll { server, code, code_file, identity_out, device_name, key_store } => {
+            let code = match (code, code_file) {
+                (Some(code), _) => code,
+                (None, Some(file)) => std::fs::read_to_string(&file)
+                    .map_err(|e| anyhow::anyhow!("reading {}: {e}", file.display()))?
+                    .trim()
+                    .to_string(),
+                (None, None) => anyhow::bail!("give the enrolment code: --code, --code-file or PORTCULLIS_ENROLL_CODE"),
+            };
+            match identity_out {
+                Some(out) => vault::enroll_identity(&server.join(","), &code, device_name, &out).await,
+                None => vault::enroll(&home, &server.join(","), &code, device_name, key_store).await,
+            }
         }
         Command::Whoami => vault::whoami(&home).await,
         Command::User(UserCommand::Add { name, roles, groups }) => vault::add_user(&home, &name, &roles, &groups).await,
@@ -171,6 +182,10 @@ async fn run(home: std::path::PathBuf, command: Command) -> anyhow::Result<ExitC
 }
 
 /// Opens this machine's enrolled device, unlocking its local key.
+/// A pipeline's job opens the device `PORTCULLIS_IDENTITY` holds instead (nothing on disk).
 pub async fn open_device(home: &std::path::Path) -> anyhow::Result<portcullis_client::Device> {
+    if let Some(device) = portcullis_client::Device::from_environment()? {
+        return Ok(device);
+    }
     Ok(portcullis_client::Device::open(home, &passphrase::Prompt).await?)
 }

@@ -35,6 +35,40 @@ pub async fn enroll(
     Ok(ExitCode::SUCCESS)
 }
 
+pub async fn enroll_identity(
+    server: &str,
+    code: &str,
+    device_name: Option<String>,
+    out: &Path,
+) -> anyhow::Result<ExitCode> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt;
+    let name = device_name.unwrap_or_else(|| "pipeline".into());
+    // Made before enrolling: a code spent on a file that cannot be written is wasted.
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(out)
+        .with_context(|| format!("creating {} (it must not exist yet)", out.display()))?;
+    let line = match Device::enroll_identity(server, code, &name).await {
+        Ok(line) => line,
+        Err(e) => {
+            drop(file);
+            let _ = std::fs::remove_file(out);
+            return Err(e.into());
+        }
+    };
+    file.write_all(line.expose_secret().as_bytes()).with_context(|| format!("writing {}", out.display()))?;
+    file.write_all(b"\n")?;
+    println!(
+        "Enrolled a device that keeps nothing here; its identity is in {} (mode 0600). Store that line in your CI \
+         system's secrets, give it to the job as PORTCULLIS_IDENTITY, and delete the file.",
+        out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 pub async fn whoami(home: &Path) -> anyhow::Result<ExitCode> {
     let device = open_device(home).await?;
     let me = device.api().me().await?;

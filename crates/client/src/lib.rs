@@ -17,6 +17,7 @@
 
 pub mod api;
 mod config;
+mod identity;
 pub mod security_key;
 pub mod ssh;
 pub mod sshconfig;
@@ -28,7 +29,7 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine;
 use portcullis_crypto::identity::{SealingIdentity, SigningIdentity, seal_to};
-use portcullis_crypto::{OsRng, SecretBytes, SymmetricKey};
+use portcullis_crypto::{OsRng, SecretBytes, SecretString, SymmetricKey};
 use portcullis_keystore::{PassphraseSource, Preference, StoreKind};
 use portcullis_proto::{
     AddTargetRequest, CredentialKind, EnrollRequest, EnrolmentCode, INFO_TARGET_CREDENTIAL, Sealed, TargetFilter,
@@ -77,20 +78,12 @@ pub struct NewTarget {
 }
 
 impl Device {
-    pub async fn enroll(
-        home: &Path,
+    /// Enrols with the server: fresh keys, the one-time code, the server pinned from it.
+    async fn register(
         server_url: &str,
         code: &str,
         device_name: &str,
-        preference: Preference,
-        passphrases: &dyn PassphraseSource,
-    ) -> Result<Device, ClientError> {
-        if home.join(paths::CONFIG).exists() {
-            return Err(ClientError::Local(format!(
-                "{} already holds an enrolled device; use another PORTCULLIS_HOME",
-                home.display()
-            )));
-        }
+    ) -> Result<(DeviceConfig, SigningIdentity, SealingIdentity), ClientError> {
         let code = EnrolmentCode::parse(code).map_err(ClientError::Input)?;
         let unauthenticated = ApiClient::new(server_url, api::Pin::Prefix(code.pin.clone()))?;
         let signing = SigningIdentity::generate(&mut OsRng);
@@ -110,7 +103,47 @@ impl Device {
                     .into(),
             ));
         }
+        let config = DeviceConfig {
+            server_url: api::server_urls(server_url).collect::<Vec<_>>().join(","),
+            server: response.server,
+            user_id: response.user_id,
+            user_name: response.user_name,
+            roles: response.roles,
+            device_id: response.device_id,
+            device_name: device_name.to_string(),
+        };
+        Ok((config, signing, sealing))
+    }
 
+    fn assemble(
+        home: &Path,
+        config: DeviceConfig,
+        key_store: StoreKind,
+        signing: SigningIdentity,
+        sealing: SealingIdentity,
+    ) -> Result<Device, ClientError> {
+        let api = ApiClient::new(&config.server_url, api::Pin::Full(config.server.tls_fingerprint.clone()))?.signed_by(
+            config.device_id.clone(),
+            SigningIdentity::from_secret_bytes(signing.to_secret_bytes().expose_secret())?,
+        );
+        Ok(Device { home: home.to_path_buf(), config, key_store, signing, sealing, api })
+    }
+
+    pub async fn enroll(
+        home: &Path,
+        server_url: &str,
+        code: &str,
+        device_name: &str,
+        preference: Preference,
+        passphrases: &dyn PassphraseSource,
+    ) -> Result<Device, ClientError> {
+        if home.join(paths::CONFIG).exists() {
+            return Err(ClientError::Local(format!(
+                "{} already holds an enrolled device; use another PORTCULLIS_HOME",
+                home.display()
+            )));
+        }
+        let (config, signing, sealing) = Self::register(server_url, code, device_name).await?;
         portcullis_keystore::create_private_dir(home)
             .map_err(|e| ClientError::Local(format!("creating {}: {e}", home.display())))?;
         let local_key = SymmetricKey::generate(&mut OsRng);
@@ -125,21 +158,26 @@ impl Device {
         let db = portcullis_localdb::LocalDb::open(&home.join(paths::DATABASE)).await?;
         db.put_secret(&local_key, "signing_key", signing.to_secret_bytes().expose_secret()).await?;
         db.put_secret(&local_key, "sealing_key", sealing.to_secret_bytes().expose_secret()).await?;
-        let config = DeviceConfig {
-            server_url: api::server_urls(server_url).collect::<Vec<_>>().join(","),
-            server: response.server,
-            user_id: response.user_id,
-            user_name: response.user_name,
-            roles: response.roles,
-            device_id: response.device_id,
-            device_name: device_name.to_string(),
-        };
         config.save(&home.join(paths::CONFIG))?;
-        let api = ApiClient::new(&config.server_url, api::Pin::Full(config.server.tls_fingerprint.clone()))?.signed_by(
-            config.device_id.clone(),
-            SigningIdentity::from_secret_bytes(signing.to_secret_bytes().expose_secret())?,
+        Self::assemble(home, config, key_store, signing, sealing)
+    }
+
+    /// Enrols a pipeline's device that keeps nothing on disk: its whole identity (which server,
+    /// who, and its private keys) as one line to keep in a CI system's secret store and hand to
+    /// the job as `PORTCULLIS_IDENTITY`. Whoever holds the line is this device.
+    pub async fn enroll_identity(server_url: &str, code: &str, device_name: &str) -> Result<SecretString, ClientError> {
+        let (config, signing, sealing) = Self::register(server_url, code, device_name).await?;
+        identity::encode(&config, &signing, &sealing)
+    }
+
+    /// The device `PORTCULLIS_IDENTITY` holds, when it is set.
+    pub fn from_environment() -> Result<Option<Device>, ClientError> {
+        let Some(line) = std::env::var_os(identity::ENV) else { return Ok(None) };
+        let line = SecretString::from(
+            line.into_string().map_err(|_| ClientError::Input(format!("{} is not text", identity::ENV)))?,
         );
-        Ok(Device { home: home.to_path_buf(), config, key_store, signing, sealing, api })
+        let (config, signing, sealing) = identity::decode(line.expose_secret())?;
+        Ok(Some(Self::assemble(Path::new(""), config, StoreKind::Environment, signing, sealing)?))
     }
 
     pub async fn open(home: &Path, passphrases: &dyn PassphraseSource) -> Result<Device, ClientError> {
@@ -171,11 +209,7 @@ impl Device {
         let signing = SigningIdentity::from_secret_bytes(db.secret(&local_key, "signing_key").await?.expose_secret())?;
         let sealing = SealingIdentity::from_secret_bytes(db.secret(&local_key, "sealing_key").await?.expose_secret())?;
         drop(db);
-        let api = ApiClient::new(&config.server_url, api::Pin::Full(config.server.tls_fingerprint.clone()))?.signed_by(
-            config.device_id.clone(),
-            SigningIdentity::from_secret_bytes(signing.to_secret_bytes().expose_secret())?,
-        );
-        Ok(Device { home: home.to_path_buf(), config, key_store, signing, sealing, api })
+        Self::assemble(home, config, key_store, signing, sealing)
     }
 
     pub fn config(&self) -> &DeviceConfig {

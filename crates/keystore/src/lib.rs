@@ -23,6 +23,9 @@ use serde::{Deserialize, Serialize};
 pub enum StoreKind {
     Keyring,
     Passphrase,
+    /// Not on this machine at all: the whole identity came in `PORTCULLIS_IDENTITY` (a CI
+    /// runner's secret store keeps it).
+    Environment,
 }
 
 impl std::fmt::Display for StoreKind {
@@ -30,6 +33,7 @@ impl std::fmt::Display for StoreKind {
         f.write_str(match self {
             StoreKind::Keyring => "OS keyring",
             StoreKind::Passphrase => "passphrase (Argon2id)",
+            StoreKind::Environment => "PORTCULLIS_IDENTITY (the environment)",
         })
     }
 }

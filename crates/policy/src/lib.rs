@@ -236,6 +236,16 @@ pub struct PolicySet {
 
 const ACTIONS: [&str; 4] = ["request", "checkout", "use", "approve"];
 
+/// Whether `policy` applies to `use` and nothing else.
+fn only_use(policy: &Policy) -> bool {
+    let Ok(action) = uid("Action", "use") else { return false };
+    match policy.action_constraint() {
+        ActionConstraint::Eq(a) => a == action,
+        ActionConstraint::In(list) => !list.is_empty() && list.iter().all(|a| *a == action),
+        ActionConstraint::Any => false,
+    }
+}
+
 /// Could `policy` apply to `action`?
 fn scope_allows_action(policy: &Policy, action: &EntityUid) -> bool {
     match policy.action_constraint() {
@@ -350,6 +360,13 @@ impl PolicySet {
                 match key {
                     "approvals" => match value.parse::<u32>() {
                         Ok(n) if (1..=MAX_APPROVALS).contains(&n) => {}
+                        // No human approval: only for a secret used by a pipeline (the server
+                        // grants it to service accounts alone).
+                        Ok(0) if only_use(policy) => {}
+                        Ok(0) => problems.push(bad(format!(
+                            "policy {name:?}: @approvals(\"0\") is only for `action == Portcullis::Action::\"use\"` \
+                             (a pipeline using a secret); SSH access and check-outs need an approval"
+                        ))),
                         _ => problems.push(bad(format!(
                             "policy {name:?}: @approvals({value:?}) must be a whole number from 1 to {MAX_APPROVALS}"
                         ))),
@@ -416,6 +433,8 @@ impl PolicySet {
                 outcome.reason.iter().filter_map(|id| self.annotation(id, "approvals")?.parse::<u32>().ok()).max();
             let approver_groups: BTreeSet<String> =
                 outcome.reason.iter().filter_map(|id| self.annotation(id, "approvers").map(str::to_string)).collect();
+            // The strictest permitting policy sets the count: one asking for approvals wins over
+            // one that asks for none.
             return Ok(RequestDecision {
                 allowed: true,
                 policies: outcome.reason.iter().map(|id| self.name(id)).collect(),
@@ -698,7 +717,8 @@ pub struct RequestDecision {
     pub allowed: bool,
     /// `@id`s of the determining policies: the permits that matched, or the forbids that did.
     pub policies: Vec<String>,
-    /// Approvals needed (the largest `@approvals` among the permitting policies; 1 by default).
+    /// Approvals needed (the largest `@approvals` among the permitting policies; 1 by default;
+    /// 0 only from a `use` policy, which the server honours for service accounts alone).
     pub approvals: u32,
     /// Only members of every one of these groups count as approvers.
     pub approver_groups: Vec<String>,
@@ -716,6 +736,12 @@ impl RequestDecision {
                 format!(" from members of {}", quoted(&self.approver_groups))
             };
             let n = self.approvals;
+            if n == 0 {
+                return format!(
+                    "allow by {}: granted without an approval (service accounts only)",
+                    quoted(&self.policies)
+                );
+            }
             format!("allow by {}: needs {n} approval{}{from}", quoted(&self.policies), if n == 1 { "" } else { "s" })
         } else {
             format!("deny: {}", self.why.as_deref().unwrap_or("no policy permits it"))

@@ -217,7 +217,12 @@ fn bad_policies_are_refused_with_a_place_and_a_reason() {
         ("no id", "permit (principal, action, resource);".into(), "no @id", None),
         ("two ids", format!("{head};\n{head};"), "two policies are named", Some(4)),
         ("unknown annotation", format!("@aprovals(\"2\")\n{head};"), "unknown annotation @aprovals", Some(1)),
-        ("zero approvals", format!("@approvals(\"0\")\n{head};"), "from 1 to 9", Some(1)),
+        (
+            "zero approvals",
+            format!("@approvals(\"0\")\n{head};"),
+            "only for `action == Portcullis::Action::\"use\"`",
+            Some(1),
+        ),
         ("words for approvals", format!("@approvals(\"two\")\n{head};"), "whole number", Some(1)),
         (
             "approvals on forbid",
@@ -473,4 +478,55 @@ when { context.access != "checkout" };
             .unwrap();
         assert!(d.allowed && d.approvals == 1, "{d:?}");
     }
+}
+
+/// A pipeline's use of a secret may need no approval; nothing else may. Where a stricter policy
+/// also permits (production), its approvals count.
+#[test]
+fn only_use_may_go_without_an_approval_and_the_strictest_permit_wins() {
+    let ci = r#"
+@id("ci-uses-tokens")
+@approvals("0")
+permit (principal in Portcullis::Group::"ci", action == Portcullis::Action::"use", resource)
+when { resource.kind == "api-token" && context.source_ip.isInRange(ip("10.8.0.0/16")) };
+
+@id("prod-needs-a-lead")
+@approvals("1")
+@approvers("leads")
+permit (principal in Portcullis::Group::"ci", action == Portcullis::Action::"use",
+        resource in Portcullis::Environment::"prod");
+"#;
+    let set = PolicySet::compile(ci).unwrap();
+    let runner = person("runner", &["service"], &["ci"]);
+    let token = |env: &str| TargetFacts {
+        secret: Some(SecretAttrs { kind: "api-token".into(), folder: String::new() }),
+        ..target("deploy-token", env)
+    };
+    let decide = |t: &TargetFacts, from: &str| {
+        set.decide_request(&RequestQuery {
+            user: &runner,
+            target: t,
+            access: Access::Use,
+            duration_secs: 600,
+            source_ip: ip(from),
+            at: at("2026-11-26T10:00:00Z"),
+            time_zone: TimeZone::UTC,
+        })
+        .unwrap()
+    };
+    let staging = decide(&token("staging"), "10.8.1.2");
+    assert!(staging.allowed && staging.approvals == 0, "{staging:?}");
+    assert!(staging.summary().contains("without an approval"), "{}", staging.summary());
+    let prod = decide(&token("prod"), "10.8.1.2");
+    assert!(prod.allowed && prod.approvals == 1 && prod.approver_groups == ["leads"], "{prod:?}");
+    assert!(!decide(&token("staging"), "192.0.2.1").allowed, "outside the runners' network");
+    for action in ["request", "checkout"] {
+        let text = format!(
+            "@id(\"none\")\n@approvals(\"0\")\npermit (principal, action == Portcullis::Action::\"{action}\", resource);"
+        );
+        let refused = PolicySet::compile(&text).unwrap_err().to_string();
+        assert!(refused.contains("only for `action == Portcullis::Action::\"use\"`"), "{action}: {refused}");
+    }
+    let any = PolicySet::compile("@id(\"any\")\n@approvals(\"0\")\npermit (principal, action, resource);");
+    assert!(any.is_err());
 }

@@ -51,10 +51,14 @@ pub enum Role {
     Requester,
     Approver,
     Auditor,
+    /// A pipeline (a CI runner): asks for secrets to use in processes, and a policy may grant
+    /// that without a human approval (`@approvals("0")`). Never a person: it holds no other role,
+    /// is made as such, and its enrolment code goes to a second admin.
+    Service,
 }
 
 impl Role {
-    pub const ALL: [Role; 4] = [Role::Admin, Role::Requester, Role::Approver, Role::Auditor];
+    pub const ALL: [Role; 5] = [Role::Admin, Role::Requester, Role::Approver, Role::Auditor, Role::Service];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -62,6 +66,7 @@ impl Role {
             Role::Requester => "requester",
             Role::Approver => "approver",
             Role::Auditor => "auditor",
+            Role::Service => "service",
         }
     }
 }
@@ -78,7 +83,7 @@ impl std::str::FromStr for Role {
         Role::ALL
             .into_iter()
             .find(|r| r.as_str() == s)
-            .ok_or_else(|| format!("unknown role {s:?}; expected one of admin, requester, approver, auditor"))
+            .ok_or_else(|| format!("unknown role {s:?}; expected one of admin, requester, approver, auditor, service"))
     }
 }
 

@@ -177,6 +177,19 @@ impl Store {
         Ok(n == 1)
     }
 
+    /// Approves a pending request by policy alone (a service account's use of a secret).
+    pub async fn approve_by_policy(tx: &mut Tx<'_>, id: &str, now: i64, reason: &str) -> Result<(), StoreError> {
+        on!(tx, ex => sqlx::query(
+            "UPDATE access_requests SET status = 'approved', decided_at = $1, decision_reason = $2 \
+             WHERE id = $3 AND status = 'pending'",
+        )
+        .bind(now)
+        .bind(reason)
+        .bind(id)
+        .execute(ex).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub async fn insert_grant(
         tx: &mut Tx<'_>,

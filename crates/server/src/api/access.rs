@@ -213,7 +213,10 @@ pub async fn create_request(
     crate::client_addr::ClientAddr(client): crate::client_addr::ClientAddr,
     Json(req): Json<CreateAccessRequest>,
 ) -> ApiResult<AccessRequestView> {
-    caller.require(Role::Requester)?;
+    let service = caller.has(Role::Service);
+    if !service {
+        caller.require(Role::Requester)?;
+    }
     if req.duration_secs == 0 || req.duration_secs > MAX_REQUEST_SECS {
         return Err(ServerError::BadRequest(format!(
             "duration must be between 1 second and {} days",
@@ -221,7 +224,25 @@ pub async fn create_request(
         )));
     }
     let reason = check_free_text("reason", &req.reason, 2000).map_err(ServerError::BadRequest)?;
-    let (target, access) = resource_named(&state, &req.target, req.access).await?;
+    if service && req.access.is_some_and(|a| a != Access::Use) {
+        return Err(ServerError::Refused(
+            "service_account",
+            format!(
+                "{} is a service account: it uses secrets in processes, and asks for nothing else",
+                caller.user_name
+            ),
+        ));
+    }
+    let (target, access) = resource_named(&state, &req.target, req.access.or(service.then_some(Access::Use))).await?;
+    if service && access != Access::Use {
+        return Err(ServerError::Refused(
+            "service_account",
+            format!(
+                "{} is a service account: it uses secrets in processes, and asks for nothing else",
+                caller.user_name
+            ),
+        ));
+    }
     let now = state.clock.now();
     let from = client;
     let who = caller_person(&state, &caller).await?;
@@ -254,6 +275,9 @@ pub async fn create_request(
         tx.commit().await?;
         return Err(ServerError::Refused("policy_denied", format!("request for {} refused: {why}", target.name())));
     }
+    // No human approval only for a pipeline; a person asking under the same policy still needs one.
+    let by_policy = decision.approvals == 0 && service;
+    let approvals_needed = if decision.approvals == 0 && !service { 1 } else { decision.approvals };
     let row = RequestRow {
         id: uuid::Uuid::new_v4().to_string(),
         user_id: caller.user_id.clone(),
@@ -274,7 +298,7 @@ pub async fn create_request(
         grant_id: None,
         source_ip: Some(from.to_string()),
         approvals: 0,
-        approvals_needed: i64::from(decision.approvals),
+        approvals_needed: i64::from(approvals_needed),
         approver_groups: decision.approver_groups.join(","),
         permitted_by: decision.policies.join(","),
         policy_version: Some(loaded.version),
@@ -297,11 +321,76 @@ pub async fn create_request(
             "policy_version": loaded.version }),
         )
         .await?;
+    if by_policy {
+        let why = format!("granted without an approval by policy {}", decision.policies.join(", "));
+        Store::approve_by_policy(&mut tx, &row.id, now, &why).await?;
+        let grant = issue_grant(&state, &mut tx, &row, &target, access, now).await?;
+        state
+            .record_event(
+                &mut tx,
+                now,
+                Some(&caller.user_id),
+                Some(&caller.device_id),
+                "request_approved_by_policy",
+                serde_json::json!({ "request": row.id, "grant": grant.grant_id, "target": row.target,
+                    "access": row.access, "policies": decision.policies, "policy_version": loaded.version }),
+            )
+            .await?;
+        let decided = Store::request_in(&mut tx, &row.id)
+            .await?
+            .ok_or_else(|| ServerError::Internal("request vanished".into()))?;
+        let decided = view(&decided, now);
+        state.live.publish_in(&mut tx, LiveEvent::RequestDecided { request: decided.clone() }, &row.user_id).await?;
+        tx.commit().await?;
+        state.live.published();
+        return Ok(Json(decided));
+    }
     let created = view(&row, now);
     state.live.publish_in(&mut tx, LiveEvent::RequestCreated { request: created.clone() }, &row.user_id).await?;
     tx.commit().await?;
     state.live.published();
     Ok(Json(created))
+}
+
+/// Signs and stores the grant an approved `request` makes, for `target` as it is now.
+async fn issue_grant(
+    state: &crate::ServerState,
+    tx: &mut crate::store::Tx<'_>,
+    request: &RequestRow,
+    target: &Resource,
+    access: Access,
+    now: i64,
+) -> Result<GrantClaims, ServerError> {
+    let mut claims = GrantClaims {
+        grant_id: uuid::Uuid::new_v4().to_string(),
+        request_id: request.id.clone(),
+        user_id: request.user_id.clone(),
+        user_name: request.requester.clone(),
+        device_id: request.device_id.clone(),
+        target_id: target.id().to_string(),
+        target_name: target.name().to_string(),
+        login: String::new(),
+        not_before: now,
+        not_after: now + request.duration_secs,
+        issued_at: now,
+        host_key_fingerprint: String::new(),
+        credential_version: 0,
+        access,
+    };
+    match target {
+        Resource::Target(t) => {
+            claims.login = t.login.clone();
+            claims.host_key_fingerprint =
+                PublicKey::from_openssh(&t.host_key).map(|k| fingerprint(&k)).unwrap_or_default();
+            claims.credential_version = t.credential_version;
+        }
+        Resource::Secret(s) => claims.credential_version = s.current_version,
+    }
+    let signed = SignedGrant::sign(&claims, &state.signing);
+    let signed_json = serde_json::to_string(&signed).map_err(|e| ServerError::Internal(e.to_string()))?;
+    Store::insert_grant(tx, &state.rows, &claims.grant_id, request, claims.not_before, claims.not_after, &signed_json)
+        .await?;
+    Ok(claims)
 }
 
 #[derive(Deserialize)]
@@ -546,43 +635,7 @@ pub async fn review(
         }
     }
     if threshold_met {
-        let mut claims = GrantClaims {
-            grant_id: uuid::Uuid::new_v4().to_string(),
-            request_id: request.id.clone(),
-            user_id: request.user_id.clone(),
-            user_name: request.requester.clone(),
-            device_id: request.device_id.clone(),
-            target_id: target.id().to_string(),
-            target_name: target.name().to_string(),
-            login: String::new(),
-            not_before: now,
-            not_after: now + request.duration_secs,
-            issued_at: now,
-            host_key_fingerprint: String::new(),
-            credential_version: 0,
-            access,
-        };
-        match &target {
-            Resource::Target(t) => {
-                claims.login = t.login.clone();
-                claims.host_key_fingerprint =
-                    PublicKey::from_openssh(&t.host_key).map(|k| fingerprint(&k)).unwrap_or_default();
-                claims.credential_version = t.credential_version;
-            }
-            Resource::Secret(s) => claims.credential_version = s.current_version,
-        }
-        let signed = SignedGrant::sign(&claims, &state.signing);
-        let signed_json = serde_json::to_string(&signed).map_err(|e| ServerError::Internal(e.to_string()))?;
-        Store::insert_grant(
-            &mut tx,
-            &state.rows,
-            &claims.grant_id,
-            &request,
-            claims.not_before,
-            claims.not_after,
-            &signed_json,
-        )
-        .await?;
+        issue_grant(&state, &mut tx, &request, &target, access, now).await?;
     }
     let kind = match (req.decision, threshold_met) {
         (Decision::Deny, _) => "request_denied",

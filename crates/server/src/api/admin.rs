@@ -49,6 +49,11 @@ fn clean_roles(roles: &[Role]) -> Result<Vec<Role>, ServerError> {
     if roles.is_empty() {
         return Err(ServerError::BadRequest("a user needs at least one role".into()));
     }
+    if roles.contains(&Role::Service) && roles.len() > 1 {
+        return Err(ServerError::BadRequest(
+            "a service account (a pipeline) holds the service role alone: no person's role goes with it".into(),
+        ));
+    }
     Ok(roles)
 }
 
@@ -82,8 +87,10 @@ pub async fn add_user(
     // standalone owner keeps the code: what they create never counts on their own requests
     // unless confirmed independently (see `crate::duties`), and they are the installation.
     let owner = state.db.setting(&state.rows, crate::store::SETTING_STANDALONE_OWNER).await?;
-    let withheld =
-        could_approve(&roles) && caller.has(Role::Requester) && owner.as_deref() != Some(caller.user_id.as_str());
+    // A service account may be granted secrets without a human approval: whoever holds its
+    // device holds them, so its code goes to a second admin too, whoever creates it.
+    let puppet = (could_approve(&roles) && caller.has(Role::Requester)) || roles.contains(&Role::Service);
+    let withheld = puppet && owner.as_deref() != Some(caller.user_id.as_str());
     let mut tx = state.db.begin().await?;
     let group_ids = Store::group_ids(&mut tx, &groups).await?;
     Store::insert_user(&mut tx, &id, &req.name, &roles_to_string(&roles), now).await?;
@@ -109,8 +116,13 @@ pub async fn add_user(
         .await?;
     tx.commit().await?;
     let confirmation = withheld.then(|| {
+        let why = if roles.contains(&Role::Service) {
+            "is a service account (policies may grant it secrets without an approval)".to_string()
+        } else {
+            "can approve and you can request".to_string()
+        };
         format!(
-            "{} can approve and you can request, so the enrolment code goes to a second admin: they run \
+            "{} {why}, so the enrolment code goes to a second admin: they run \
              `portcullis user confirm {}` and hand the code over (in a one-admin installation you can run it \
              yourself 24 hours from now; that is recorded as an alarm)",
             req.name, req.name
@@ -288,6 +300,14 @@ pub async fn set_roles(
     let user = user_named(&state, &name).await?;
     let roles = clean_roles(&req.roles)?;
     let before = roles_from_string(&user.roles).map_err(ServerError::Internal)?;
+    if roles.contains(&Role::Service) && !before.contains(&Role::Service) {
+        return Err(ServerError::Refused(
+            "service_account",
+            "an account becomes a service account only when it is made as one (`portcullis user add NAME --role \
+             service`): a person's account, or its devices, must never be granted secrets without an approval"
+                .into(),
+        ));
+    }
     if user.id == caller.user_id && before.contains(&Role::Admin) && !roles.contains(&Role::Admin) {
         return Err(ServerError::Refused(
             "last_admin_guard",
