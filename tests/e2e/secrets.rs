@@ -26,7 +26,8 @@ fn assert_nowhere(world: &World, value: &str, outputs: &str) {
 
 #[test]
 fn secrets_are_added_from_stdin_and_files_never_from_arguments() {
-    let world = World::new();
+    // Trace-level logs on every side: the canary below must be in none of them.
+    let world = World::with_log("trace");
     let root = world.root.path();
     let admin = &world.admin;
     let password = canary("pw");
@@ -272,7 +273,7 @@ sys.exit(7)
 
 #[test]
 fn a_checkout_goes_to_a_terminal_is_exclusive_and_ends_at_checkin() {
-    let world = World::new();
+    let world = World::with_log("trace");
     let password = canary("co");
     world
         .admin
@@ -293,6 +294,10 @@ fn a_checkout_goes_to_a_terminal_is_exclusive_and_ends_at_checkin() {
     world.alice.run(&["secret", "checkin", "db"]).ok();
     let events = world.bob.run(&["audit", "events", "--kind", "secret_revealed,secret_checked_in"]).ok().stdout;
     assert!(events.contains("\"to\":\"pipe\"") && events.contains("\"ended_by\":\"checkin\""), "{events}");
+    // Where it was revealed (alice's stdout, once) and nowhere else: no log, no database.
+    let everything = String::from_utf8_lossy(&world.transcript.bytes()).into_owned();
+    assert_eq!(everything.matches(password.as_str()).count(), 1, "the value outside the one reveal");
+    assert_nowhere(&world, &password, "");
 }
 
 #[test]

@@ -506,3 +506,83 @@ async fn secrets_are_checked_out_and_used_under_grants() {
     assert!(!database_holds(&r, &canary).await, "the value is in the database in plaintext");
 }
 }
+
+/// Search and import at scale, on SQLite (`tests/bench_vault.sh`): imports 10,000 secrets and
+/// times it, fills the vault to `BENCH_SECRETS` (100,000) in imports of 20,000, then times
+/// `BENCH_QUERIES` (400) list and search calls of the shapes the desktop and the CLI make
+/// (first pages, filters, search words, a rare word, the next page), one at a time over HTTP.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "benchmark: run by tests/bench_vault.sh"]
+async fn bench_secret_search_and_import() {
+    let total: usize = std::env::var("BENCH_SECRETS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
+    let queries: usize = std::env::var("BENCH_QUERIES").ok().and_then(|v| v.parse().ok()).unwrap_or(400);
+    let (r, code) = start().await;
+    let admin = enroll(&r, &code).await;
+    let words = ["billing", "payments", "search", "ledger", "gateway", "reports", "auth", "mail", "cache", "queue"];
+    let item = |i: usize| {
+        let mut req = add_request(
+            &admin,
+            &format!("svc-{i:06}"),
+            SecretKind::ApiToken,
+            &[("token", format!("tok-{i}-x").as_bytes())],
+        );
+        req.meta.folder = format!("team-{}/{}", i % 50, words[i % words.len()]);
+        req.meta.environment = ["prod", "staging", "dev"][i % 3].into();
+        req.meta.tags = vec![format!("t{}", i % 20)];
+        req.meta.description =
+            format!("{} token number {i} for the {} service", words[(i / 7) % words.len()], words[i % 10]);
+        if i == total / 2 {
+            req.meta.description = "the one quasar key".into();
+        }
+        req
+    };
+    let batch_of = |from: usize, n: usize| ImportRequest {
+        items: (from..from + n).map(item).collect(),
+        dry_run: false,
+        source: "bench".into(),
+    };
+    let batch = batch_of(0, 10_000);
+    let started = std::time::Instant::now();
+    let done: ImportOutcome = call(&r, &admin, "POST", "/v1/secret-imports", &batch).await;
+    let import_secs = started.elapsed().as_secs_f64();
+    assert_eq!(done.imported, 10_000);
+    let mut next = 10_000;
+    while next < total {
+        let n = 20_000.min(total - next);
+        let _: ImportOutcome = call(&r, &admin, "POST", "/v1/secret-imports", &batch_of(next, n)).await;
+        next += n;
+    }
+    let shapes = [
+        "/v1/secrets?limit=100".to_string(),
+        "/v1/secrets?limit=100&env=prod".into(),
+        "/v1/secrets?limit=100&folder=team-7".into(),
+        "/v1/secrets?limit=100&tag=t3".into(),
+        "/v1/secrets?limit=100&search=billing".into(),
+        "/v1/secrets?limit=100&search=payments%20token".into(),
+        "/v1/secrets?limit=100&search=quasar".into(),
+        "/v1/secrets?limit=100&kind=api-token&env=dev&search=cache".into(),
+        format!("/v1/secrets?limit=100&after=svc-{:06}", total / 3),
+    ];
+    let mut by_shape: Vec<Vec<f64>> = vec![Vec::new(); shapes.len()];
+    for i in 0..queries {
+        let s = i % shapes.len();
+        let started = std::time::Instant::now();
+        let page: SecretPage = call(&r, &admin, "GET", &shapes[s], &()).await;
+        by_shape[s].push(started.elapsed().as_secs_f64() * 1000.0);
+        assert!(!page.items.is_empty(), "{}", shapes[s]);
+    }
+    let percentile = |v: &mut Vec<f64>, p: f64| {
+        v.sort_by(f64::total_cmp);
+        v[((v.len() as f64 - 1.0) * p).round() as usize]
+    };
+    let mut all: Vec<f64> = by_shape.iter().flatten().copied().collect();
+    println!("vault import of 10000 secrets: {import_secs:.2} s");
+    println!(
+        "vault list/search over {total} secrets, {queries} calls: p50 {:.1} ms, p99 {:.1} ms",
+        percentile(&mut all, 0.5),
+        percentile(&mut all, 0.99)
+    );
+    for (shape, times) in shapes.iter().zip(by_shape.iter_mut()) {
+        println!("vault   {shape}: p50 {:.1} ms, max {:.1} ms", percentile(times, 0.5), percentile(times, 1.0));
+    }
+}
