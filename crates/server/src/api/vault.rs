@@ -192,21 +192,26 @@ fn open_credential(
         .sealing
         .open(sealed, INFO_TARGET_CREDENTIAL, name.as_bytes())
         .map_err(|_| ServerError::BadRequest("the credential was not sealed to this server's key".into()))?;
-    match kind {
-        CredentialKind::Password if credential.expose_secret().is_empty() => {
-            return Err(ServerError::BadRequest("the password is empty".into()));
-        }
-        CredentialKind::Password => {}
-        CredentialKind::PrivateKey => {
-            let text = std::str::from_utf8(credential.expose_secret())
-                .map_err(|_| ServerError::BadRequest("the private key is not an OpenSSH private key".into()))?;
-            let key = PrivateKey::from_openssh(text)
-                .map_err(|_| ServerError::BadRequest("the private key is not an OpenSSH private key".into()))?;
-            if key.is_encrypted() {
-                return Err(ServerError::BadRequest(
-                    "the private key is passphrase-protected; add it decrypted (it is stored encrypted)".into(),
-                ));
+    // A target's credential is a vault secret of its kind: the vault's rules validate it.
+    let (secret_kind, field) = match kind {
+        CredentialKind::Password => (portcullis_vault::SecretKind::Password, "password"),
+        CredentialKind::PrivateKey => (portcullis_vault::SecretKind::SshKey, "private_key"),
+    };
+    portcullis_vault::SecretValue::parse(secret_kind, vec![(field.to_string(), credential.clone())]).map_err(|e| {
+        match kind {
+            CredentialKind::PrivateKey => {
+                ServerError::BadRequest("the private key is not an OpenSSH private key".into())
             }
+            CredentialKind::Password => ServerError::from(e),
+        }
+    })?;
+    if kind == CredentialKind::PrivateKey {
+        // The gateway uses it unattended: no passphrase to type.
+        let text = std::str::from_utf8(credential.expose_secret()).unwrap_or_default();
+        if PrivateKey::from_openssh(text).is_ok_and(|key| key.is_encrypted()) {
+            return Err(ServerError::BadRequest(
+                "the private key is passphrase-protected; add it decrypted (it is stored encrypted)".into(),
+            ));
         }
     }
     Ok(credential)
