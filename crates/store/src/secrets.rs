@@ -306,6 +306,15 @@ impl Store {
         rows.seal(tx, Row::Checkout(&c.id)).await
     }
 
+    /// The open check-out made under `grant_id`, if any.
+    pub async fn open_checkout_of_grant(tx: &mut Tx<'_>, grant_id: &str) -> Result<Option<String>, StoreError> {
+        Ok(on!(tx, ex => sqlx::query_scalar(
+            "SELECT id FROM secret_checkouts WHERE grant_id = $1 AND checked_in_at IS NULL",
+        )
+        .bind(grant_id)
+        .fetch_optional(ex).await)?)
+    }
+
     /// Ends a check-out (`checkin`, `grant_ended`, `revoked`).
     pub async fn end_checkout(
         tx: &mut Tx<'_>,

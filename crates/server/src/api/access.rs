@@ -716,6 +716,16 @@ pub async fn revoke(
         },
         _ => false,
     };
+    // A revoked grant to check a secret out ends its check-out now (it no longer bars others).
+    let mut checkout_ended = None;
+    if ended
+        && status == RequestStatus::Approved
+        && let Some(grant) = &request.grant_id
+        && let Some(checkout) = Store::open_checkout_of_grant(&mut tx, grant).await?
+    {
+        Store::end_checkout(&mut tx, &state.rows, &checkout, now, "revoked").await?;
+        checkout_ended = Some(checkout);
+    }
     if !ended {
         let what = match status {
             RequestStatus::Approved => "its access has already ended (expired)".to_string(),
@@ -731,7 +741,7 @@ pub async fn revoke(
             Some(&caller.device_id),
             if status == RequestStatus::Pending { "request_withdrawn" } else { "grant_revoked" },
             serde_json::json!({ "request": request.id, "grant": request.grant_id, "requester": request.requester,
-            "target": request.target, "reason": reason }),
+            "target": request.target, "access": request.access, "checkout_ended": checkout_ended, "reason": reason }),
         )
         .await?;
     let updated = Store::request_in(&mut tx, &request.id)

@@ -442,8 +442,15 @@ async fn secrets_are_checked_out_and_used_under_grants() {
     assert_ne!(carols.id, first.id);
     // Her grant ends (the clock passes it): the check-out lapses and alice may have it again.
     r.offset.store(601, Ordering::SeqCst);
-    granted(&r, &alice, &bob, "db-pw", None).await;
+    let alices = granted(&r, &alice, &bob, "db-pw", None).await;
     let _: Released = call(&r, &alice, "POST", "/v1/secrets/db-pw/checkout", &reveal()).await;
+    // Revoking her access ends her check-out at once.
+    let revoked: RevokeOutcome =
+        call(&r, &bob, "POST", "/v1/revoke", &RevokeRequest { id: alices.id.clone(), reason: Some("done".into()) }).await;
+    assert_eq!(revoked.request.status, RequestStatus::Revoked);
+    granted(&r, &carol, &bob, "db-pw", Some(Access::Checkout)).await;
+    let _: Released = call(&r, &carol, "POST", "/v1/secrets/db-pw/checkout", &reveal()).await;
+    let _: CheckinOutcome = call(&r, &carol, "POST", "/v1/secrets/db-pw/checkin", &()).await;
 
     // Never revealed: only used, in a process.
     let (status, code, _) = refused(&r, &alice, "POST", "/v1/requests", &ask_for("deploy-token", Some(Access::Checkout))).await;
@@ -465,10 +472,11 @@ async fn secrets_are_checked_out_and_used_under_grants() {
         &UseEnded { id: run.id.clone(), exit_status: Some(3), signal: None },
     )
     .await;
-    // A grant to use db-pw is not one to check it out (her grant to check it out has ended).
-    granted(&r, &carol, &bob, "db-pw", Some(Access::Use)).await;
-    let (status, code, _) = refused(&r, &carol, "POST", "/v1/secrets/db-pw/checkout", &reveal()).await;
-    assert_eq!((status, code.as_str()), (403, "grant_expired"));
+    // A grant to use db-pw is not one to check it out.
+    let dave = member(&r, &admin, "dave", &[Role::Requester], &[]).await;
+    granted(&r, &dave, &bob, "db-pw", Some(Access::Use)).await;
+    let (status, code, _) = refused(&r, &dave, "POST", "/v1/secrets/db-pw/checkout", &reveal()).await;
+    assert_eq!((status, code.as_str()), (403, "no_grant"));
     // No secret grant buys an SSH certificate.
     let cert = CertificateRequest { target: "deploy-token".into(), public_key: HOST_KEY.into() };
     let (status, _, _) = refused(&r, &alice, "POST", "/v1/certificates", &cert).await;
@@ -489,7 +497,9 @@ async fn secrets_are_checked_out_and_used_under_grants() {
         vec![
             "secret_checked_in",
             "secret_checked_in",
+            "secret_checked_in",
             "secret_copied",
+            "secret_revealed",
             "secret_revealed",
             "secret_revealed",
             "secret_revealed",
