@@ -7,18 +7,20 @@
 //! status (a signal N as 128 + N, as a shell reports it).
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
+use std::io::{Read, Write};
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 
 use anyhow::{Context, bail};
 use portcullis_crypto::SecretBytes;
 use portcullis_vault::mask::MaskSet;
 use portcullis_vault::wire::{Released, UseEnded};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::args::RunArgs;
 use crate::open_device;
@@ -117,30 +119,40 @@ fn write_secret_file(path: &Path, value: &SecretBytes) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Copies `from` to `to` through a masker; everything held is written when `from` ends.
-async fn pump(
-    mut from: impl AsyncRead + Unpin,
-    mut to: impl AsyncWrite + Unpin,
-    masks: std::sync::Arc<MaskSet>,
-) -> std::io::Result<()> {
-    let mut masker = masks.masker();
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut out = Vec::with_capacity(64 * 1024);
-    loop {
-        let n = from.read(&mut buf).await?;
-        out.clear();
-        if n == 0 {
-            masker.finish(&mut out);
-            to.write_all(&out).await?;
-            return to.flush().await;
+/// Copies `from` to `to` through a masker, on a thread of its own (plain blocking IO: no
+/// runtime hop per write); everything held is written when `from` ends.
+fn pump(
+    mut from: impl Read + Send + 'static,
+    mut to: impl Write + Send + 'static,
+    masks: Arc<MaskSet>,
+) -> JoinHandle<std::io::Result<()>> {
+    std::thread::spawn(move || {
+        let mut masker = masks.masker();
+        let mut buf = vec![0u8; PIPE_BYTES];
+        let mut out = Vec::with_capacity(PIPE_BYTES + 1024);
+        loop {
+            let n = match from.read(&mut buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            out.clear();
+            if n == 0 {
+                masker.finish(&mut out);
+                to.write_all(&out)?;
+                return to.flush();
+            }
+            masker.push(&buf[..n], &mut out);
+            if !out.is_empty() {
+                to.write_all(&out)?;
+                to.flush()?;
+            }
         }
-        masker.push(&buf[..n], &mut out);
-        if !out.is_empty() {
-            to.write_all(&out).await?;
-            to.flush().await?;
-        }
-    }
+    })
 }
+
+/// How much a child's output pipe holds (Linux's default is 64 KiB): fewer, larger reads.
+const PIPE_BYTES: usize = 1024 * 1024;
 
 pub async fn run(home: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut bindings = Vec::new();
@@ -194,29 +206,35 @@ pub async fn run(home: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    let masks = std::sync::Arc::new(MaskSet::new(
-        values.iter().map(|(label, v)| (label.as_str(), v.expose_secret().as_slice())),
-    ));
+    let masks = Arc::new(MaskSet::new(values.iter().map(|(label, v)| (label.as_str(), v.expose_secret().as_slice()))));
     for warning in masks.warnings() {
         eprintln!("portcullis: warning: {warning}");
     }
-    let mut child = tokio::process::Command::new(&args.command[0])
+    let mut child = std::process::Command::new(&args.command[0])
         .args(&args.command[1..])
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::inherit())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("starting {}", args.command[0]))?;
     drop(env);
-    let out = tokio::spawn(pump(child.stdout.take().context("child stdout")?, tokio::io::stdout(), masks.clone()));
-    let err = tokio::spawn(pump(child.stderr.take().context("child stderr")?, tokio::io::stderr(), masks.clone()));
-    let status = forward_signals_until_exit(&mut child).await?;
+    let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+        bail!("the command's output pipes are missing");
+    };
+    for pipe in [stdout.as_fd(), stderr.as_fd()] {
+        // Best effort: a smaller pipe only means more reads.
+        let _ = rustix::pipe::fcntl_setpipe_size(pipe, PIPE_BYTES);
+    }
+    let out = pump(stdout, std::io::stdout(), masks.clone());
+    let err = pump(stderr, std::io::stderr(), masks.clone());
+    let status = forward_signals_until_exit(child).await?;
     // The child is gone; its pipes end when every process that inherited them has closed them.
     for pumped in [out, err] {
-        if let Ok(Err(e)) = pumped.await {
-            eprintln!("portcullis: passing on the command's output failed: {e}");
+        match pumped.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!("portcullis: passing on the command's output failed: {e}"),
+            Err(_) => eprintln!("portcullis: passing on the command's output failed"),
         }
     }
     let signal = status.signal().map(|s| signal_name(s).to_string());
@@ -235,16 +253,17 @@ pub async fn run(home: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Waits for the child, passing on the signals a terminal or a CI runner sends to stop a job.
-async fn forward_signals_until_exit(child: &mut tokio::process::Child) -> anyhow::Result<std::process::ExitStatus> {
+async fn forward_signals_until_exit(mut child: std::process::Child) -> anyhow::Result<std::process::ExitStatus> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut int = signal(SignalKind::interrupt())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut hup = signal(SignalKind::hangup())?;
     let mut quit = signal(SignalKind::quit())?;
-    let pid = child.id().and_then(|id| rustix::process::Pid::from_raw(id as i32));
+    let pid = rustix::process::Pid::from_raw(child.id() as i32);
+    let mut waiting = tokio::task::spawn_blocking(move || child.wait());
     loop {
         let sig = tokio::select! {
-            status = child.wait() => return Ok(status?),
+            status = &mut waiting => return Ok(status??),
             _ = int.recv() => rustix::process::Signal::INT,
             _ = term.recv() => rustix::process::Signal::TERM,
             _ = hup.recv() => rustix::process::Signal::HUP,
