@@ -75,7 +75,7 @@ pub(crate) async fn requestable_secret(
         .secret_by_name(name)
         .await?
         .filter(|s| s.removed_at.is_none())
-        .ok_or_else(|| ServerError::NotFound(format!("no target or secret named {name:?}")))?;
+        .ok_or_else(|| ServerError::NotFound(format!("unknown target or secret {name:?}")))?;
     state.check_row(crate::rows::Row::Secret(&secret.id)).await?;
     Ok(secret)
 }
