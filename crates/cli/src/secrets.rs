@@ -472,10 +472,19 @@ pub async fn import(
     bar.set_message(if dry_run { "checking" } else { "importing" });
     bar.enable_steady_tick(std::time::Duration::from_millis(200));
     let source = format!("{:?} file {}", format, file.file_name().map(|n| n.to_string_lossy()).unwrap_or_default());
-    let outcome = device
-        .api()
-        .import_secrets(&portcullis_vault::wire::ImportRequest { items, dry_run, source: printable(&source) })
-        .await;
+    let request = portcullis_vault::wire::ImportRequest { items, dry_run, source: printable(&source) };
+    // What the server takes in one import (one transaction).
+    const MAX_IMPORT_BYTES: usize = 16 * 1024 * 1024;
+    let size = serde_json::to_vec(&request)?.len();
+    if size > MAX_IMPORT_BYTES {
+        bar.finish_and_clear();
+        bail!(
+            "these {} secrets make {} MiB sealed; one import takes 16 MiB: split the file",
+            request.items.len(),
+            size >> 20
+        );
+    }
+    let outcome = device.api().import_secrets(&request).await;
     bar.finish_and_clear();
     let outcome = outcome?;
     let skipped =

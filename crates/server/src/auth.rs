@@ -46,6 +46,10 @@ impl Caller {
 pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 /// Largest body a device sends (a policy set is at most 1 MiB of text).
 pub const MAX_DEVICE_BODY_BYTES: usize = 2 * 1024 * 1024;
+/// Largest body of a secrets import (one transaction: about 20,000 short secrets).
+pub const MAX_IMPORT_BODY_BYTES: usize = MAX_BODY_BYTES;
+/// The one device route that takes more than [`MAX_DEVICE_BODY_BYTES`].
+pub const IMPORT_ROUTE: &str = "/v1/secret-imports";
 /// Largest body on the routes anyone may call (enrolment).
 pub const MAX_OPEN_BODY_BYTES: usize = 8 * 1024;
 /// How long a body may take to arrive: strangers get little, a gateway uploading its backlog
@@ -157,8 +161,9 @@ pub async fn authenticate(
     let unknown = || ServerError::Unauthorized("unknown or revoked device; enrol this device again".into());
     let db = state.db.clone();
     let rows_of = state.clone();
+    let limit = if req.uri().path() == IMPORT_ROUTE { MAX_IMPORT_BODY_BYTES } else { MAX_DEVICE_BODY_BYTES };
     let (mut req, (revoked, disabled, caller)) =
-        verify_signed(&state, req, MAX_DEVICE_BODY_BYTES, DEVICE_BODY_SECS, |device_id| async move {
+        verify_signed(&state, req, limit, DEVICE_BODY_SECS, |device_id| async move {
             let (device, user) = db.device_with_user(&device_id).await?.ok_or_else(unknown)?;
             let mut conn = db.conn().await?;
             rows_of.rows.check(&mut conn, Row::Device(&device.id)).await?;
