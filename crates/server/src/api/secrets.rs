@@ -544,22 +544,31 @@ pub async fn edit(
     if changed.is_empty() {
         return Err(ServerError::BadRequest("nothing to change".into()));
     }
+    let detail = serde_json::json!({ "changed": changed, "reason": reason });
+    commit_change(&state, tx, &caller, &row, "secret_changed", detail).await
+}
+
+/// Stores `row` as changed (its `updated_at` is the change's time), destroys what falls past
+/// the versions it keeps, records `kind` with `detail` (plus the secret, its version and what
+/// was destroyed) and commits: the end of every change to a secret.
+async fn commit_change(
+    state: &crate::ServerState,
+    mut tx: crate::store::Tx<'_>,
+    caller: &Caller,
+    row: &SecretRow,
+    kind: &str,
+    mut detail: serde_json::Value,
+) -> ApiResult<SecretView> {
+    let now = row.updated_at;
     let destroyed =
         Store::destroy_old_secret_versions(&mut tx, &row.id, row.current_version, row.versions_kept, now).await?;
-    Store::update_secret(&mut tx, &state.rows, &row).await?;
-    state
-        .record_event(
-            &mut tx,
-            now,
-            Some(&caller.user_id),
-            Some(&caller.device_id),
-            "secret_changed",
-            serde_json::json!({ "secret": row.name, "changed": changed, "version": row.current_version,
-                "versions_destroyed": destroyed, "reason": reason }),
-        )
-        .await?;
+    Store::update_secret(&mut tx, &state.rows, row).await?;
+    detail["secret"] = row.name.clone().into();
+    detail["version"] = row.current_version.into();
+    detail["versions_destroyed"] = destroyed.into();
+    state.record_event(&mut tx, now, Some(&caller.user_id), Some(&caller.device_id), kind, detail).await?;
     tx.commit().await?;
-    Ok(Json(view(&row)?))
+    Ok(Json(view(row)?))
 }
 
 pub async fn restore(
@@ -596,22 +605,8 @@ pub async fn restore(
     add_version(&state, &mut tx, &mut row, &value, &facts, &caller.user_id, &reason, Some(req.version)).await?;
     drop(value);
     row.expires_at = facts.expires_at;
-    let destroyed =
-        Store::destroy_old_secret_versions(&mut tx, &row.id, row.current_version, row.versions_kept, now).await?;
-    Store::update_secret(&mut tx, &state.rows, &row).await?;
-    state
-        .record_event(
-            &mut tx,
-            now,
-            Some(&caller.user_id),
-            Some(&caller.device_id),
-            "secret_restored",
-            serde_json::json!({ "secret": row.name, "restored": req.version, "version": row.current_version,
-                "versions_destroyed": destroyed, "reason": reason }),
-        )
-        .await?;
-    tx.commit().await?;
-    Ok(Json(view(&row)?))
+    let detail = serde_json::json!({ "restored": req.version, "reason": reason });
+    commit_change(&state, tx, &caller, &row, "secret_restored", detail).await
 }
 
 pub async fn remove(
@@ -631,19 +626,7 @@ pub async fn remove(
     row.removed_at = Some(now);
     row.updated_by = caller.user_id.clone();
     row.updated_at = now;
-    Store::update_secret(&mut tx, &state.rows, &row).await?;
-    state
-        .record_event(
-            &mut tx,
-            now,
-            Some(&caller.user_id),
-            Some(&caller.device_id),
-            "secret_removed",
-            serde_json::json!({ "secret": row.name, "version": row.current_version, "reason": reason }),
-        )
-        .await?;
-    tx.commit().await?;
-    Ok(Json(view(&row)?))
+    commit_change(&state, tx, &caller, &row, "secret_removed", serde_json::json!({ "reason": reason })).await
 }
 
 /// Deletes a removed secret and every version of it for good; the event stays in the log.
