@@ -130,6 +130,7 @@ fn pump(
         let mut masker = masks.masker();
         let mut buf = vec![0u8; PIPE_BYTES];
         let mut out = Vec::with_capacity(PIPE_BYTES + 1024);
+        let mut failed: Option<std::io::Error> = None;
         loop {
             let n = match from.read(&mut buf) {
                 Ok(n) => n,
@@ -138,14 +139,22 @@ fn pump(
             };
             out.clear();
             if n == 0 {
-                masker.finish(&mut out);
-                to.write_all(&out)?;
-                return to.flush();
+                if failed.is_none() {
+                    masker.finish(&mut out);
+                    if let Err(e) = to.write_all(&out).and_then(|()| to.flush()) {
+                        failed = Some(e);
+                    }
+                }
+                return failed.map_or(Ok(()), Err);
+            }
+            if failed.is_some() {
+                continue; // our output is gone: keep draining, so the child never blocks on a full pipe
             }
             masker.push(&buf[..n], &mut out);
-            if !out.is_empty() {
-                to.write_all(&out)?;
-                to.flush()?;
+            if !out.is_empty()
+                && let Err(e) = to.write_all(&out).and_then(|()| to.flush())
+            {
+                failed = Some(e);
             }
         }
     })
@@ -212,6 +221,10 @@ pub async fn run(home: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     let mut child = std::process::Command::new(&args.command[0])
         .args(&args.command[1..])
+        // The child gets its secrets, never what opens this device (it could ask for more).
+        .env_remove("PORTCULLIS_IDENTITY")
+        .env_remove("PORTCULLIS_PASSPHRASE")
+        .env_remove("PORTCULLIS_ENROLL_CODE")
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::inherit())
         .stdout(Stdio::piped())

@@ -101,7 +101,7 @@ pub fn forms(value: &[u8]) -> Vec<Vec<u8>> {
         }
     }
     let percent = percent_encoding::percent_encode(value, UNRESERVED).to_string();
-    out.push(percent.to_ascii_lowercase_escapes().into_bytes());
+    out.push(lowercase_escapes(&percent).into_bytes());
     out.push(percent.into_bytes());
     if let Ok(text) = std::str::from_utf8(value) {
         out.extend(json_forms(text));
@@ -111,28 +111,22 @@ pub fn forms(value: &[u8]) -> Vec<Vec<u8>> {
     out
 }
 
-trait LowercaseEscapes {
-    fn to_ascii_lowercase_escapes(&self) -> String;
-}
-
-impl LowercaseEscapes for String {
-    /// `%2F` → `%2f`, leaving the unescaped characters as they are.
-    fn to_ascii_lowercase_escapes(&self) -> String {
-        let mut out = String::with_capacity(self.len());
-        let mut after_percent = 0;
-        for c in self.chars() {
-            if after_percent > 0 {
-                out.push(c.to_ascii_lowercase());
-                after_percent -= 1;
-            } else {
-                out.push(c);
-                if c == '%' {
-                    after_percent = 2;
-                }
+/// `%2F` → `%2f`, leaving the unescaped characters as they are.
+fn lowercase_escapes(percent: &str) -> String {
+    let mut out = String::with_capacity(percent.len());
+    let mut after_percent = 0;
+    for c in percent.chars() {
+        if after_percent > 0 {
+            out.push(c.to_ascii_lowercase());
+            after_percent -= 1;
+        } else {
+            out.push(c);
+            if c == '%' {
+                after_percent = 2;
             }
         }
-        out
     }
+    out
 }
 
 impl MaskSet {
