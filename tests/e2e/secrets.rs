@@ -490,3 +490,162 @@ when { principal.roles.contains("service") };
     assert!(human.stdout.contains("waiting for an approver"), "{}", human.stdout);
     world.alice.run(&["run", "--secret", "TOKEN=staging-token", "--", "true"]).fails_with("still waiting for approval");
 }
+
+/// A local account for the rotation test, with `password` set (made once; root needed).
+fn rotation_account(user: &str, password: &str) {
+    let exists = std::process::Command::new("id").arg(user).output().unwrap().status.success();
+    if !exists {
+        let made = std::process::Command::new("useradd").args(["-m", "-s", "/bin/sh", user]).status().unwrap();
+        assert!(made.success(), "creating the test account {user} needs root");
+    }
+    set_min_days(user, 0);
+    let mut chpasswd = std::process::Command::new("chpasswd").stdin(std::process::Stdio::piped()).spawn().unwrap();
+    std::io::Write::write_all(chpasswd.stdin.as_mut().unwrap(), format!("{user}:{password}\n").as_bytes()).unwrap();
+    drop(chpasswd.stdin.take());
+    assert!(chpasswd.wait().unwrap().success());
+}
+
+/// How many days must pass between password changes (`passwd` refuses a change before).
+fn set_min_days(user: &str, days: u32) {
+    let status = std::process::Command::new("chage").args(["-m", &days.to_string(), user]).status().unwrap();
+    assert!(status.success());
+}
+
+/// Whether `password` is `user`'s password now, as the system checks it (its shadow hash).
+fn is_password_of(user: &str, password: &str) -> bool {
+    let shadow = std::fs::read_to_string("/etc/shadow").unwrap();
+    let hash = shadow.lines().find_map(|l| l.strip_prefix(&format!("{user}:"))).unwrap().split(':').next().unwrap();
+    let mut check = std::process::Command::new("/usr/bin/python3")
+        .args([
+            "-W",
+            "ignore",
+            "-c",
+            "import crypt,sys; h=sys.argv[1]; sys.exit(0 if crypt.crypt(sys.stdin.read(), h) == h else 1)",
+        ])
+        .arg(hash)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(check.stdin.as_mut().unwrap(), password.as_bytes()).unwrap();
+    drop(check.stdin.take());
+    check.wait().unwrap().success()
+}
+
+/// Resets the account's password rules however the test ends.
+struct MinDaysBack(&'static str);
+impl Drop for MinDaysBack {
+    fn drop(&mut self) {
+        set_min_days(self.0, 0);
+    }
+}
+
+/// CyberArk's exclusive check-out, with proof: a password bound to a target is what the gateway
+/// logs in with; when its check-out ends, the gateway sets a fresh one on the real account
+/// (`passwd` through a PTY), logs in with it, and only then is it the vault's next version —
+/// the revealed one no longer opens the account. A change the target refuses keeps the old
+/// password in the vault and on the target, and is an alarm.
+#[test]
+fn a_checked_in_password_is_rotated_on_its_target_and_a_refused_rotation_keeps_the_old_one() {
+    let user = "portcullis-rot";
+    let first = canary("rot");
+    rotation_account(user, &first);
+    let _back = MinDaysBack(user);
+    let sshd = Sshd::start();
+    let world = World::with_log("debug");
+    let port = sshd.port.to_string();
+    let target = [
+        "target",
+        "add",
+        "rot-host",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port,
+        "--login",
+        user,
+        "--password-stdin",
+        "--host-key",
+        &sshd.host_key_pub,
+    ];
+    world.admin.run_with_stdin(&target, format!("{first}\n").as_bytes()).ok();
+    // Only a password secret is a target's password.
+    world
+        .admin
+        .run_with_stdin(
+            &["secret", "add", "rot-token", "--type", "api-token", "--target", "rot-host", "--value-stdin"],
+            b"x",
+        )
+        .fails_with("only a password secret is bound to a target");
+    let bind =
+        ["secret", "add", "rot-pw", "--type", "password", "--target", "rot-host", "--revealable", "--value-stdin"];
+    world.admin.run_with_stdin(&bind, first.as_bytes()).ok();
+    assert!(world.admin.run(&["secret", "show", "rot-pw"]).ok().stdout.contains("target:       rot-host"));
+    // The target's password lives in the vault now: it is changed there, not on the target.
+    world
+        .admin
+        .run_with_stdin(&["target", "edit", "rot-host", "--password-stdin"], b"other\n")
+        .fails_with("is the vault secret rot-pw");
+
+    // alice checks it out (the old password, shown once), then checks it in: rotated.
+    let id = world.alice.run(&["request", "rot-pw", "--duration", "10m", "--reason", "break glass"]).ok().last_line();
+    world.bob.run(&["approve", &id]).ok();
+    let shown = world.alice.run(&["secret", "checkout", "rot-pw", "--allow-pipe"]).ok().stdout;
+    assert_eq!(shown, first);
+    let back = world.alice.run(&["secret", "checkin", "rot-pw"]);
+    assert_eq!(
+        back.status,
+        0,
+        "{}\n{}",
+        back.stderr.lines().filter(|l| l.contains("rotation of")).collect::<String>(),
+        sshd.log()
+    );
+    let back = back.stdout;
+    assert!(back.contains("Rotated: rot-pw is now at version 2"), "{back}");
+    assert!(!is_password_of(user, &first), "the revealed password still opens the account");
+    let history = world.admin.run(&["secret", "history", "rot-pw"]).ok().stdout;
+    assert!(history.contains("rotated on rot-host by gateway embedded (checkin)"), "{history}");
+
+    // What the vault now holds is what the account has: seen by checking it out again (the
+    // same grant), checked against the system's own hash, and used by the gateway to log in.
+    let second = world.alice.run(&["secret", "checkout", "rot-pw", "--allow-pipe"]).ok().stdout;
+    assert_ne!(second, first);
+    assert_eq!(second.len(), 24, "a generated password");
+    assert!(is_password_of(user, &second), "the vault's version 2 is not the account's password");
+    world.grant("rot-host", "10m");
+    let who = world.alice.run(&["ssh", "rot-host", "--", "whoami"]).ok();
+    assert_eq!(who.stdout.trim(), user);
+
+    // The account refuses a change now (a minimum age): the check-in's rotation fails at
+    // `change`, the vault keeps version 2 — still the account's password — and it is an alarm.
+    set_min_days(user, 7);
+    let refused = world.alice.run(&["secret", "checkin", "rot-pw"]);
+    assert_eq!(refused.status, 1, "{} {}", refused.stdout, refused.stderr);
+    assert!(
+        refused.stderr.contains("failed (change)") && refused.stderr.contains("keeps version 2"),
+        "{}",
+        refused.stderr
+    );
+    assert!(is_password_of(user, &second));
+    let alarms = world.bob.run(&["audit", "alarms"]).ok().stdout;
+    assert!(alarms.contains("secret_rotation_failed") && alarms.contains("rot-pw"), "{alarms}");
+    let who = world.alice.run(&["ssh", "rot-host", "--", "whoami"]).ok();
+    assert_eq!(who.stdout.trim(), user, "the brokered login still works with the kept password");
+
+    // An admin rotates it now (nobody sees the new one); alice cannot.
+    set_min_days(user, 0);
+    world.alice.run(&["secret", "rotate", "rot-pw"]).fails_with("admin");
+    let rotated = world.admin.run(&["secret", "rotate", "rot-pw", "--reason", "after the incident"]).ok().stdout;
+    assert!(rotated.contains("now at version 3"), "{rotated}");
+    assert!(!is_password_of(user, &second));
+    let listed = world.bob.run(&["secret", "rotations", "rot-pw"]).ok().stdout;
+    assert_eq!(listed.lines().count(), 3, "{listed}");
+    assert!(listed.contains("FAILED at change") && listed.contains("rotated to version 3"), "{listed}");
+    world.alice.run(&["ssh", "rot-host", "--", "true"]).ok();
+
+    // Each password appears where it was revealed and nowhere else.
+    let everything = String::from_utf8_lossy(&world.transcript.bytes()).into_owned();
+    for (password, reveals) in [(&first, 1), (&second, 1)] {
+        assert_eq!(everything.matches(password.as_str()).count(), reveals, "a password outside its reveal");
+        assert_nowhere(&world, password, "");
+    }
+}

@@ -603,8 +603,30 @@ pub enum SecretCommand {
         #[arg(long)]
         allow_pipe: bool,
     },
-    /// Check a secret back in (only its holder does; a password bound to a target is rotated).
-    Checkin { name: String },
+    /// Check a secret back in (only its holder does). A password bound to a target is then
+    /// rotated on the target by its gateway; this waits for that (up to --wait seconds).
+    Checkin {
+        name: String,
+        /// How long to wait for the rotation (0: do not wait).
+        #[arg(long, default_value_t = 60)]
+        wait: u64,
+    },
+    /// Rotate a password bound to a target now (admin): its gateway sets a new one on the
+    /// target, logs in with it, and only then is it the current version. Nobody sees it.
+    Rotate {
+        name: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// How long to wait for the result (0: do not wait).
+        #[arg(long, default_value_t = 60)]
+        wait: u64,
+    },
+    /// A bound password's rotations: why, how each went (a requester sees their own).
+    Rotations {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Delete a removed secret and all its versions for good (admin; recorded).
     Purge {
         name: String,
@@ -665,6 +687,10 @@ pub struct SecretAdd {
     /// Versions kept (1-100; older ones are destroyed, their history stays).
     #[arg(long)]
     pub keep: Option<i64>,
+    /// The SSH target whose password this is (type password): the gateway then logs in to the
+    /// target with it, and rotates it there whenever a check-out of it ends.
+    #[arg(long)]
+    pub target: Option<String>,
     /// Why (kept in its history).
     #[arg(long, default_value = "")]
     pub reason: String,

@@ -117,7 +117,11 @@ async fn run(home: std::path::PathBuf, command: Command) -> anyhow::Result<ExitC
         Command::Secret(SecretCommand::Checkout { name, field, allow_pipe }) => {
             secrets::checkout(&home, &name, field.as_deref(), allow_pipe).await
         }
-        Command::Secret(SecretCommand::Checkin { name }) => secrets::checkin(&home, &name).await,
+        Command::Secret(SecretCommand::Checkin { name, wait }) => secrets::checkin(&home, &name, wait).await,
+        Command::Secret(SecretCommand::Rotate { name, reason, wait }) => {
+            secrets::rotate(&home, &name, reason, wait).await
+        }
+        Command::Secret(SecretCommand::Rotations { name, json }) => secrets::rotations(&home, &name, json).await,
         Command::Run(run) => run::run(&home, run).await,
         Command::Import { file, format, dry_run, environment } => {
             secrets::import(&home, &file, &format, dry_run, environment).await

@@ -137,6 +137,7 @@ pub async fn add(home: &Path, add: SecretAdd) -> anyhow::Result<ExitCode> {
         expires_at,
         revealable: add.revealable,
         versions_kept: add.keep,
+        target: add.target,
     };
     let added =
         device.api().add_secret(&AddSecretRequest { name: add.name, kind, meta, reason: add.reason, value }).await?;
@@ -297,6 +298,9 @@ pub async fn show(home: &Path, name: &str) -> anyhow::Result<ExitCode> {
     if let Some(key) = &s.facts.ssh_key {
         println!("public key:   {}", printable(key));
     }
+    if let Some(target) = &s.target {
+        println!("target:       {target} (its password: the gateway logs in with it and rotates it at check-in)");
+    }
     println!("added:        {} by {}", format_time(s.created_at), s.created_by);
     println!("changed:      {} by {}", format_time(s.updated_at), s.updated_by);
     if let Some(at) = s.removed_at {
@@ -387,16 +391,82 @@ pub async fn checkout(home: &Path, name: &str, field: Option<&str>, allow_pipe: 
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn checkin(home: &Path, name: &str) -> anyhow::Result<ExitCode> {
+pub async fn checkin(home: &Path, name: &str, wait: u64) -> anyhow::Result<ExitCode> {
     let device = open_device(home).await?;
     let back = device.api().checkin_secret(name).await?;
-    if back.rotated {
-        println!(
-            "Checked in {}: rotated, now at version {} (the value you saw no longer works).",
-            back.secret, back.version
-        );
-    } else {
+    let Some(rotation) = back.rotation else {
         println!("Checked in {} (version {}).", back.secret, back.version);
+        return Ok(ExitCode::SUCCESS);
+    };
+    println!(
+        "Checked in {} (version {}); its gateway is rotating it on the target, so the value you saw stops working.",
+        back.secret, back.version
+    );
+    await_rotation(&device, name, &rotation, wait).await
+}
+
+pub async fn rotate(home: &Path, name: &str, reason: String, wait: u64) -> anyhow::Result<ExitCode> {
+    let device = open_device(home).await?;
+    let started = device.api().rotate_secret(name, &reason).await?;
+    println!("Rotating {name} (from version {}) through its target's gateway.", started.from_version);
+    await_rotation(&device, name, &started.id, wait).await
+}
+
+/// Waits up to `wait` seconds for rotation `id` of `name` to end, and says how it ended.
+async fn await_rotation(
+    device: &portcullis_client::Device,
+    name: &str,
+    id: &str,
+    wait: u64,
+) -> anyhow::Result<ExitCode> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(wait);
+    loop {
+        let found = device.api().secret_rotations(name).await?.into_iter().find(|r| r.id == id);
+        match found {
+            Some(r) if r.state == "rotated" => {
+                println!(
+                    "Rotated: {name} is now at version {} (set on the target and logged in with).",
+                    r.version.unwrap_or(0)
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            Some(r) if r.state == "failed" => {
+                eprintln!(
+                    "The rotation of {name} failed ({}): {}. The vault keeps version {}; an alarm was raised.",
+                    r.stage.as_deref().unwrap_or("?"),
+                    r.detail.as_deref().unwrap_or(""),
+                    r.from_version
+                );
+                return Ok(ExitCode::from(1));
+            }
+            _ if std::time::Instant::now() >= deadline => {
+                println!("The rotation is still pending (`portcullis secret rotations {name}` shows how it ends).");
+                return Ok(ExitCode::SUCCESS);
+            }
+            _ => tokio::time::sleep(std::time::Duration::from_millis(500)).await,
+        }
+    }
+}
+
+pub async fn rotations(home: &Path, name: &str, json: bool) -> anyhow::Result<ExitCode> {
+    let device = open_device(home).await?;
+    let list = device.api().secret_rotations(name).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if list.is_empty() {
+        println!("{name} has not been rotated.");
+    }
+    for r in list {
+        let outcome = match (r.state.as_str(), r.version) {
+            ("rotated", Some(v)) => format!("rotated to version {v}"),
+            ("failed", _) => {
+                format!("FAILED at {}: {}", r.stage.as_deref().unwrap_or("?"), r.detail.as_deref().unwrap_or(""))
+            }
+            (other, _) => other.to_string(),
+        };
+        println!("{}  {:<10} by {:<12} {}", format_time(r.created_at), r.reason, r.requested_by, outcome);
     }
     Ok(ExitCode::SUCCESS)
 }

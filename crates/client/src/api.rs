@@ -335,6 +335,17 @@ impl ApiClient {
         self.call(reqwest::Method::POST, &format!("/v1/secrets/{name}/checkin"), Some(&())).await
     }
 
+    pub async fn rotate_secret(&self, name: &str, reason: &str) -> Result<wire::RotationView, ClientError> {
+        portcullis_proto::check_name("secret", name).map_err(ClientError::Input)?;
+        let req = wire::RemoveSecretRequest { reason: reason.to_string() };
+        self.call(reqwest::Method::POST, &format!("/v1/secrets/{name}/rotate"), Some(&req)).await
+    }
+
+    pub async fn secret_rotations(&self, name: &str) -> Result<Vec<wire::RotationView>, ClientError> {
+        portcullis_proto::check_name("secret", name).map_err(ClientError::Input)?;
+        self.call::<(), _>(reqwest::Method::GET, &format!("/v1/secrets/{name}/rotations"), None).await
+    }
+
     pub async fn use_secret(&self, name: &str, req: &wire::UseRequest) -> Result<wire::Released, ClientError> {
         portcullis_proto::check_name("secret", name).map_err(ClientError::Input)?;
         self.call(reqwest::Method::POST, &format!("/v1/secrets/{name}/use"), Some(req)).await

@@ -9,9 +9,11 @@
 use std::sync::Arc;
 
 use portcullis_crypto::SecretBytes;
+use portcullis_gateway::control::Rotation;
 use portcullis_gateway::{Authorized, ControlError, ControlFuture, ControlPlane, Gateway, GatewayConfig, RecordLog};
 use portcullis_proto::{
-    GatewayHeartbeat, GrantStandingRequest, GrantStandingResponse, SessionAuthorizationRequest, UploadAck, UploadBatch,
+    GatewayHeartbeat, GrantStandingRequest, GrantStandingResponse, RotationReport, SessionAuthorizationRequest,
+    UploadAck, UploadBatch,
 };
 use portcullis_server::{Server, ServerError};
 
@@ -60,6 +62,18 @@ impl ControlPlane for EmbeddedControl {
     /// Revocations wake the gateway at once instead of at its next poll.
     fn revocations(&self) -> Option<Arc<tokio::sync::Notify>> {
         Some(self.server.revocations())
+    }
+
+    fn rotations(&self) -> ControlFuture<'_, Vec<Rotation>> {
+        Box::pin(async move { self.server.rotation_orders(&self.gateway_id).await.map_err(from_server) })
+    }
+
+    fn rotation_done<'a>(&'a self, id: &'a str, report: &'a RotationReport) -> ControlFuture<'a, ()> {
+        Box::pin(async move { self.server.rotation_reported(&self.gateway_id, id, report).await.map_err(from_server) })
+    }
+
+    fn rotation_signal(&self) -> Option<Arc<tokio::sync::Notify>> {
+        Some(self.server.rotations())
     }
 }
 

@@ -14,7 +14,8 @@ use portcullis_crypto::identity::SealingIdentity;
 use portcullis_link::{Link, LinkError};
 use portcullis_proto::{
     AuthorizedSession, GatewayHeartbeat, GrantStandingRequest, GrantStandingResponse, INFO_GATEWAY_CREDENTIAL,
-    SessionAuthorizationRequest, SessionTicket, UploadAck, UploadBatch,
+    INFO_GATEWAY_ROTATION, RotationOrder, RotationReport, RotationTickets, SessionAuthorizationRequest, SessionTicket,
+    UploadAck, UploadBatch,
 };
 
 /// Why the control server could not be used.
@@ -35,6 +36,9 @@ pub enum ControlError {
 /// A connection the control server allowed (the credential to broker it travels beside it).
 pub type Authorized = AuthorizedSession;
 
+/// A rotation to carry out: the order, the current password, the new one.
+pub type Rotation = (RotationOrder, SecretBytes, SecretBytes);
+
 /// What a call to the control plane returns.
 pub type ControlFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, ControlError>> + Send + 'a>>;
 
@@ -52,6 +56,14 @@ pub trait ControlPlane: Send + Sync + 'static {
     /// A signal raised the moment a grant may have been revoked, when the control plane can
     /// give one (in-process); otherwise grants are polled.
     fn revocations(&self) -> Option<Arc<tokio::sync::Notify>> {
+        None
+    }
+    /// Rotations of bound passwords on this gateway's targets, waiting to be carried out.
+    fn rotations(&self) -> ControlFuture<'_, Vec<Rotation>>;
+    /// How rotation `id` ended on its target.
+    fn rotation_done<'a>(&'a self, id: &'a str, report: &'a RotationReport) -> ControlFuture<'a, ()>;
+    /// A signal raised when a rotation is started, when the control plane can give one.
+    fn rotation_signal(&self) -> Option<Arc<tokio::sync::Notify>> {
         None
     }
 }
@@ -96,6 +108,38 @@ impl ControlPlane for RemoteControl {
     fn heartbeat<'a>(&'a self, beat: &'a GatewayHeartbeat) -> ControlFuture<'a, ()> {
         Box::pin(async move {
             self.link.post::<_, serde_json::Value>("/v1/gateway/heartbeat", beat).await.map(|_| ()).map_err(from_link)
+        })
+    }
+
+    fn rotations(&self) -> ControlFuture<'_, Vec<Rotation>> {
+        Box::pin(async move {
+            let tickets: RotationTickets =
+                self.link.post("/v1/gateway/rotations", &serde_json::json!({})).await.map_err(from_link)?;
+            let not_ours = |_| ControlError::Failed("a rotation's password was not sealed to this gateway".into());
+            let mut out = Vec::with_capacity(tickets.rotations.len());
+            for t in tickets.rotations {
+                let id = t.order.id.clone();
+                let current = self
+                    .sealing
+                    .open(&t.current, INFO_GATEWAY_ROTATION, format!("current/{id}").as_bytes())
+                    .map_err(not_ours)?;
+                let candidate = self
+                    .sealing
+                    .open(&t.candidate, INFO_GATEWAY_ROTATION, format!("candidate/{id}").as_bytes())
+                    .map_err(not_ours)?;
+                out.push((t.order, current, candidate));
+            }
+            Ok(out)
+        })
+    }
+
+    fn rotation_done<'a>(&'a self, id: &'a str, report: &'a RotationReport) -> ControlFuture<'a, ()> {
+        Box::pin(async move {
+            self.link
+                .post::<_, serde_json::Value>(&format!("/v1/gateway/rotations/{id}"), report)
+                .await
+                .map(|_| ())
+                .map_err(from_link)
         })
     }
 }

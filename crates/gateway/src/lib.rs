@@ -8,6 +8,8 @@
 //! * Each user channel is bridged to a channel on the target ([`bridge`], [`target`]): shell,
 //!   exec and the sftp subsystem, `want_reply` answered from the target, order kept, early data
 //!   buffered, bounded buffers; no forwarding, agent or X11.
+//! * A bound password whose check-out ended is rotated on its target ([`rotation`]): set with
+//!   `passwd`, proved by a fresh login, and only then committed by the control server.
 //! * Everything bridged is recorded ([`recorder`], [`transfer`]) into the gateway's own
 //!   encrypted record log ([`log`]) before it reaches the target, and uploaded continuously. A
 //!   session that cannot be recorded does not run.
@@ -26,6 +28,7 @@ pub mod control;
 pub mod identity;
 pub mod log;
 pub mod recorder;
+pub mod rotation;
 pub mod session;
 pub mod sftp;
 #[cfg(feature = "soak")]
@@ -185,6 +188,7 @@ impl Gateway {
         let wake = self.inner.control.revocations();
         let standing =
             tokio::spawn(standing::check_forever(self.inner.standing.clone(), self.inner.control.clone(), wake));
+        let rotation = tokio::spawn(rotation::rotate_forever(self.inner.control.clone()));
         let inner = self.inner.clone();
         let ssh = self.ssh.clone();
         let limits = self.limits;
@@ -209,7 +213,7 @@ impl Gateway {
                 tokio::spawn(serve_connection(ssh, stream, handler, peer, admitted, limits.login_grace, slot));
             }
         });
-        Ok(RunningGateway { address, tasks: vec![serve, sync, standing] })
+        Ok(RunningGateway { address, tasks: vec![serve, sync, standing, rotation] })
     }
 }
 

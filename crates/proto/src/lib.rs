@@ -35,6 +35,8 @@ pub const INFO_TARGET_CREDENTIAL: &[u8] = b"portcullis/v1/target-credential";
 /// HPKE `info` for a credential the server hands to a gateway for one brokered session (never
 /// to a user's device).
 pub const INFO_GATEWAY_CREDENTIAL: &[u8] = b"portcullis/v1/gateway-credential";
+/// HPKE info for a rotation's passwords sealed to a gateway.
+pub const INFO_GATEWAY_ROTATION: &[u8] = b"portcullis/v1/gateway-rotation";
 /// The name of the gateway that runs inside the server process (and the desktop app).
 pub const EMBEDDED_GATEWAY: &str = "embedded";
 /// How much of an exec session's stdin the gateway records in full — and lets through: a
@@ -623,6 +625,69 @@ pub struct SessionTicket {
     #[serde(flatten)]
     pub session: AuthorizedSession,
     pub credential: Sealed,
+}
+
+/// A bound password secret the gateway is to rotate on its target: where the target is, which
+/// login, the host key to expect. The current and the new password travel beside it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RotationOrder {
+    pub id: String,
+    pub secret: String,
+    pub target: String,
+    pub host: String,
+    pub port: u16,
+    pub login: String,
+    pub host_key: String,
+}
+
+/// One order in the answer to `POST /v1/gateway/rotations`: both passwords sealed to the
+/// gateway's X25519 key with [`INFO_GATEWAY_ROTATION`] and `current/ID` or `candidate/ID`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RotationTicket {
+    #[serde(flatten)]
+    pub order: RotationOrder,
+    pub current: Sealed,
+    pub candidate: Sealed,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct RotationTickets {
+    pub rotations: Vec<RotationTicket>,
+}
+
+/// Where a rotation failed on the target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RotationStage {
+    /// The gateway could not log in with the current password (unreachable, host key, refused):
+    /// nothing was changed.
+    Login,
+    /// The target refused the change (`passwd` failed): it keeps the current password.
+    Change,
+    /// The change seemed to pass but the new password does not log in: the target's state is
+    /// unknown, so the candidate is kept for an admin.
+    Verify,
+}
+
+impl RotationStage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RotationStage::Login => "login",
+            RotationStage::Change => "change",
+            RotationStage::Verify => "verify",
+        }
+    }
+}
+
+/// `POST /v1/gateway/rotations/{id}`: how a rotation ended on the target. `failed: None` means
+/// the new password is set and a fresh login with it succeeded.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RotationReport {
+    #[serde(default)]
+    pub failed: Option<RotationStage>,
+    /// What the target said (never a password: the change runs with echo off).
+    #[serde(default)]
+    pub detail: String,
 }
 
 /// `POST /v1/gateway/heartbeat`: where the gateway listens and how far behind its sync is.

@@ -84,6 +84,8 @@ pub struct ServerState {
     pub(crate) relying_party: webauthn::RelyingParty,
     /// Wakes the embedded gateway's standing check at once after a revocation.
     pub(crate) revocations: Arc<tokio::sync::Notify>,
+    /// Wakes the embedded gateway when a rotation is started.
+    pub(crate) rotations: Arc<tokio::sync::Notify>,
     /// Authenticates the rows decisions read.
     pub(crate) rows: rows::RowKey,
     /// Failed enrolments per source: rate limit and aggregation.
@@ -291,6 +293,7 @@ impl Server {
                 policies,
                 relying_party,
                 revocations: Arc::new(tokio::sync::Notify::new()),
+                rotations: Arc::new(tokio::sync::Notify::new()),
                 rows,
                 failures: limits::FailureLimiter::default(),
                 trusted_proxies: std::sync::RwLock::new(Vec::new()),
@@ -470,6 +473,33 @@ impl Server {
     /// `POST /v1/gateway/standing`).
     pub async fn grant_standing(&self, req: &GrantStandingRequest) -> Result<GrantStandingResponse, ServerError> {
         api::grant_standing(&self.state, req).await
+    }
+
+    /// Pending rotations of `gateway_id`'s targets with both passwords (in-process path of
+    /// `POST /v1/gateway/rotations`).
+    pub async fn rotation_orders(
+        &self,
+        gateway_id: &str,
+    ) -> Result<
+        Vec<(portcullis_proto::RotationOrder, portcullis_crypto::SecretBytes, portcullis_crypto::SecretBytes)>,
+        ServerError,
+    > {
+        api::rotation_orders(&self.state, gateway_id).await
+    }
+
+    /// How a rotation went on its target (in-process path of `POST /v1/gateway/rotations/{id}`).
+    pub async fn rotation_reported(
+        &self,
+        gateway_id: &str,
+        id: &str,
+        report: &portcullis_proto::RotationReport,
+    ) -> Result<(), ServerError> {
+        api::rotation_reported(&self.state, gateway_id, id, report).await
+    }
+
+    /// Notified when a rotation starts, so the embedded gateway carries it out at once.
+    pub fn rotations(&self) -> Arc<tokio::sync::Notify> {
+        self.state.rotations.clone()
     }
 
     /// Notified after every revocation, so the embedded gateway checks at once.

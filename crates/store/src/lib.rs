@@ -34,7 +34,7 @@ pub use access::{
 pub use events::EventRow;
 pub use gateways::GatewayRow;
 pub use requests::{GrantRow, RequestRow};
-pub use secrets::{CheckoutRow, SecretFilter, SecretRow, SecretVersionRow};
+pub use secrets::{CheckoutRow, RotationRow, SecretFilter, SecretRow, SecretVersionRow};
 pub use sessions::{NewRecord, SessionRow, record_aad};
 pub use users::{DeviceRow, UserRow, csv_list};
 pub use vault::{TargetRow, credential_aad};

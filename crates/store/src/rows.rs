@@ -50,6 +50,8 @@ pub enum Row<'a> {
     Secret(&'a str),
     /// A secret's check-out: whose, under which grant, which version, until when, how it ended.
     Checkout(&'a str),
+    /// A rotation of a bound secret: which, from which version, its candidate, how it ended.
+    Rotation(&'a str),
     /// One approver's review of a request: the decision, when, the policies and step-up.
     Review {
         request: &'a str,
@@ -83,6 +85,7 @@ impl Row<'_> {
             Row::Target(id) => format!("targets/{id}"),
             Row::Secret(id) => format!("secrets/{id}"),
             Row::Checkout(id) => format!("secret_checkouts/{id}"),
+            Row::Rotation(id) => format!("secret_rotations/{id}"),
             Row::EnrolmentCode(hash) => format!("enrolment_codes/{hash}"),
             Row::Review { request, approver } => format!("reviews/{request}/{approver}"),
             Row::Challenge(id) => format!("webauthn_challenges/{id}"),
@@ -105,6 +108,7 @@ impl Row<'_> {
             Row::Target(id) => format!("target {id}"),
             Row::Secret(id) => format!("secret {id}"),
             Row::Checkout(id) => format!("check-out {id}"),
+            Row::Rotation(id) => format!("rotation {id}"),
             Row::EnrolmentCode(hash) => format!("enrolment code {}…", &hash[..hash.len().min(12)]),
             Row::Review { request, approver } => format!("the review of request {request} by user {approver}"),
             Row::Challenge(id) => format!("security-key challenge {id}"),
@@ -172,7 +176,7 @@ impl Row<'_> {
                 "UPDATE targets SET mac = $1 WHERE id = $2",
             ),
             Row::Secret(_) => (
-                "SELECT 'secrets', id, name, kind, environment, folder, tags, description, owner, \
+                "SELECT 'secrets', id, name, kind || COALESCE('@' || target_id, ''), environment, folder, tags, description, owner, \
                  CAST(revealable AS TEXT), COALESCE(CAST(expires_at AS TEXT), ''), facts, CAST(current_version AS TEXT), \
                  CAST(versions_kept AS TEXT), created_by, COALESCE(CAST(removed_at AS TEXT), ''), mac \
                  FROM secrets WHERE id = $1",
@@ -183,6 +187,12 @@ impl Row<'_> {
                  CAST(checked_out_at AS TEXT), CAST(until AS TEXT), COALESCE(CAST(checked_in_at AS TEXT), ''), \
                  COALESCE(ended_by, ''), mac FROM secret_checkouts WHERE id = $1",
                 "UPDATE secret_checkouts SET mac = $1 WHERE id = $2",
+            ),
+            Row::Rotation(_) => (
+                "SELECT 'secret_rotations', id, secret_id, target_id, CAST(from_version AS TEXT), \
+                 COALESCE(hex(data_key), ''), COALESCE(hex(ciphertext), ''), reason, requested_by, state, COALESCE(stage, ''), \
+                 CAST(created_at AS TEXT), COALESCE(CAST(version AS TEXT), ''), mac FROM secret_rotations WHERE id = $1",
+                "UPDATE secret_rotations SET mac = $1 WHERE id = $2",
             ),
             Row::EnrolmentCode(_) => (
                 "SELECT 'enrolment_codes', code_hash, user_id, CAST(created_at AS TEXT), CAST(expires_at AS TEXT), \
@@ -233,6 +243,7 @@ impl Row<'_> {
             | Row::Target(id)
             | Row::Secret(id)
             | Row::Checkout(id)
+            | Row::Rotation(id)
             | Row::EnrolmentCode(id)
             | Row::Challenge(id) => q.bind(id.to_string()),
             Row::Review { request, approver } => q.bind(request.to_string()).bind(approver.to_string()),
@@ -492,6 +503,7 @@ pub fn row_of_ledger_key(key: &str) -> Option<Row<'_>> {
         "targets" => Row::Target(id),
         "secrets" => Row::Secret(id),
         "secret_checkouts" => Row::Checkout(id),
+        "secret_rotations" => Row::Rotation(id),
         "enrolment_codes" => Row::EnrolmentCode(id),
         "reviews" => {
             let (request, approver) = id.split_once('/')?;

@@ -25,6 +25,10 @@ pub struct SecretRow {
     pub updated_by: String,
     pub updated_at: i64,
     pub removed_at: Option<i64>,
+    /// The SSH target whose credential this (password) secret is, if bound to one.
+    pub target_id: Option<String>,
+    /// Resolved when read.
+    pub target_name: Option<String>,
     /// Resolved to names when read.
     pub created_by_name: String,
     pub updated_by_name: String,
@@ -77,8 +81,9 @@ pub struct SecretFilter {
 
 const SECRET_SELECT: &str = "SELECT s.id, s.name, s.kind, s.environment, s.folder, s.tags, s.description, s.owner, \
      s.revealable, s.expires_at, s.facts, s.current_version, s.versions_kept, s.created_by, s.created_at, s.updated_by, \
-     s.updated_at, s.removed_at, c.name AS created_by_name, u.name AS updated_by_name FROM secrets s \
-     JOIN users c ON c.id = s.created_by JOIN users u ON u.id = s.updated_by";
+     s.updated_at, s.removed_at, s.target_id, t.name AS target_name, c.name AS created_by_name, \
+     u.name AS updated_by_name FROM secrets s \
+     JOIN users c ON c.id = s.created_by JOIN users u ON u.id = s.updated_by LEFT JOIN targets t ON t.id = s.target_id";
 
 /// The text search reads: name, folder, tags and description, lowercased.
 pub fn searchable(row: &SecretRow) -> String {
@@ -94,8 +99,8 @@ impl Store {
     pub async fn insert_secret(tx: &mut Tx<'_>, rows: &RowKey, s: &SecretRow) -> Result<(), StoreError> {
         let result = on!(tx, ex => sqlx::query(
             "INSERT INTO secrets (id, name, kind, environment, folder, tags, description, owner, revealable, expires_at, \
-             facts, current_version, versions_kept, search, created_by, created_at, updated_by, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
+             facts, current_version, versions_kept, search, created_by, created_at, updated_by, updated_at, target_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
         )
         .bind(&s.id)
         .bind(&s.name)
@@ -115,8 +120,15 @@ impl Store {
         .bind(s.created_at)
         .bind(&s.updated_by)
         .bind(s.updated_at)
+        .bind(&s.target_id)
         .execute(ex).await.map(|r| r.rows_affected()));
         match result {
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() && e.message().contains("target") => {
+                return Err(StoreError::Conflict(format!(
+                    "target {} already has its credential in another secret",
+                    s.target_name.as_deref().unwrap_or("?")
+                )));
+            }
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
                 return Err(StoreError::Conflict(format!("a secret named {:?} already exists", s.name)));
             }
@@ -367,4 +379,157 @@ impl Store {
             sql.build_query_as::<SecretRow>().fetch_all(ex).await
         })?)
     }
+
+    pub async fn secret_by_id(&self, id: &str) -> Result<Option<SecretRow>, StoreError> {
+        Ok(on!(self, ex => sqlx::query_as(&format!("{SECRET_SELECT} WHERE s.id = $1"))
+            .bind(id)
+            .fetch_optional(ex).await)?)
+    }
+
+    /// A secret by id inside a write transaction.
+    pub async fn secret_by_id_in(tx: &mut Tx<'_>, id: &str) -> Result<Option<SecretRow>, StoreError> {
+        Ok(on!(tx, ex => sqlx::query_as(&format!("{SECRET_SELECT} WHERE s.id = $1"))
+            .bind(id)
+            .fetch_optional(ex).await)?)
+    }
+
+    /// The live (not removed) secret holding `target_id`'s credential, if any.
+    pub async fn secret_of_target(&self, target_id: &str) -> Result<Option<SecretRow>, StoreError> {
+        Ok(on!(self, ex => sqlx::query_as(&format!("{SECRET_SELECT} WHERE s.target_id = $1 AND s.removed_at IS NULL"))
+            .bind(target_id)
+            .fetch_optional(ex).await)?)
+    }
+
+    /// [`Store::secret_envelope`] outside a transaction.
+    pub async fn current_secret_envelope(
+        &self,
+        id: &str,
+        version: i64,
+    ) -> Result<Option<portcullis_crypto::envelope::Envelope>, StoreError> {
+        type Parts = (Option<Vec<u8>>, Option<Vec<u8>>);
+        let found: Option<Parts> = on!(self, ex => sqlx::query_as(
+            "SELECT data_key, ciphertext FROM secret_versions WHERE secret_id = $1 AND version = $2",
+        )
+        .bind(id)
+        .bind(version)
+        .fetch_optional(ex).await)?;
+        Ok(match found {
+            Some((Some(wrapped_data_key), Some(ciphertext))) => {
+                Some(portcullis_crypto::envelope::Envelope { wrapped_data_key, ciphertext })
+            }
+            _ => None,
+        })
+    }
+
+    /// Starts a rotation (its candidate sealed by the caller as the next version). None when
+    /// one is already pending for the secret: that one will rotate it.
+    pub async fn insert_rotation(tx: &mut Tx<'_>, rows: &RowKey, r: &RotationRow) -> Result<bool, StoreError> {
+        let pending: Option<String> = on!(tx, ex => sqlx::query_scalar(
+            "SELECT id FROM secret_rotations WHERE secret_id = $1 AND state = 'pending'",
+        )
+        .bind(&r.secret_id)
+        .fetch_optional(ex).await)?;
+        if pending.is_some() {
+            return Ok(false);
+        }
+        on!(tx, ex => sqlx::query(
+            "INSERT INTO secret_rotations (id, secret_id, target_id, from_version, data_key, ciphertext, reason, state, \
+             requested_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $9)",
+        )
+        .bind(&r.id)
+        .bind(&r.secret_id)
+        .bind(&r.target_id)
+        .bind(r.from_version)
+        .bind(&r.data_key)
+        .bind(&r.ciphertext)
+        .bind(&r.reason)
+        .bind(&r.requested_by)
+        .bind(r.created_at)
+        .execute(ex).await.map(|r| r.rows_affected()))?;
+        rows.seal(tx, Row::Rotation(&r.id)).await?;
+        Ok(true)
+    }
+
+    /// Pending rotations of targets reached through `gateway_id`, oldest first.
+    pub async fn pending_rotations(&self, gateway_id: &str, limit: i64) -> Result<Vec<RotationRow>, StoreError> {
+        Ok(on!(self, ex => sqlx::query_as(&format!(
+            "{ROTATION_SELECT} JOIN targets t ON t.id = r.target_id \
+             WHERE r.state = 'pending' AND t.gateway_id = $1 ORDER BY r.created_at LIMIT $2"
+        ))
+        .bind(gateway_id)
+        .bind(limit)
+        .fetch_all(ex).await)?)
+    }
+
+    pub async fn rotation_in(tx: &mut Tx<'_>, id: &str) -> Result<Option<RotationRow>, StoreError> {
+        Ok(on!(tx, ex => sqlx::query_as(&format!("{ROTATION_SELECT} WHERE r.id = $1"))
+            .bind(id)
+            .fetch_optional(ex).await)?)
+    }
+
+    /// A secret's rotations, newest first.
+    pub async fn rotations_of(&self, secret_id: &str, limit: i64) -> Result<Vec<RotationRow>, StoreError> {
+        Ok(on!(self, ex => sqlx::query_as(&format!(
+            "{ROTATION_SELECT} WHERE r.secret_id = $1 ORDER BY r.created_at DESC, r.id LIMIT $2"
+        ))
+        .bind(secret_id)
+        .bind(limit)
+        .fetch_all(ex).await)?)
+    }
+
+    /// Ends a pending rotation: `rotated` (with the version it made) or `failed` (with where and
+    /// why). `keep_candidate` false destroys the candidate (the target surely kept the old value).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn finish_rotation(
+        tx: &mut Tx<'_>,
+        rows: &RowKey,
+        id: &str,
+        state: &str,
+        stage: Option<&str>,
+        detail: Option<&str>,
+        version: Option<i64>,
+        keep_candidate: bool,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        on!(tx, ex => sqlx::query(
+            "UPDATE secret_rotations SET state = $1, stage = $2, detail = $3, version = $4, finished_at = $5, \
+             attempts = attempts + 1, \
+             data_key = CASE WHEN $6 THEN data_key ELSE NULL END, ciphertext = CASE WHEN $6 THEN ciphertext ELSE NULL END \
+             WHERE id = $7 AND state = 'pending'",
+        )
+        .bind(state)
+        .bind(stage)
+        .bind(detail)
+        .bind(version)
+        .bind(at)
+        .bind(keep_candidate)
+        .bind(id)
+        .execute(ex).await.map(|r| r.rows_affected()))?;
+        rows.seal(tx, Row::Rotation(id)).await
+    }
 }
+
+/// A rotation of a bound secret (see the `secret_rotations` table).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RotationRow {
+    pub id: String,
+    pub secret_id: String,
+    pub target_id: String,
+    pub from_version: i64,
+    pub data_key: Option<Vec<u8>>,
+    pub ciphertext: Option<Vec<u8>>,
+    pub reason: String,
+    pub requested_by: String,
+    /// Resolved when read.
+    pub requested_by_name: String,
+    pub state: String,
+    pub stage: Option<String>,
+    pub detail: Option<String>,
+    pub created_at: i64,
+    pub finished_at: Option<i64>,
+    pub version: Option<i64>,
+}
+
+const ROTATION_SELECT: &str = "SELECT r.id, r.secret_id, r.target_id, r.from_version, r.data_key, r.ciphertext, \
+     r.reason, r.requested_by, q.name AS requested_by_name, r.state, r.stage, r.detail, r.created_at, r.finished_at, \
+     r.version FROM secret_rotations r JOIN users q ON q.id = r.requested_by";

@@ -103,6 +103,12 @@ impl Store {
         Ok(on!(self, ex => sqlx::query_as(&format!("{TARGET_SELECT} ORDER BY t.name")).fetch_all(ex).await)?)
     }
 
+    pub async fn target(&self, id: &str) -> Result<Option<TargetRow>, StoreError> {
+        Ok(
+            on!(self, ex => sqlx::query_as(&format!("{TARGET_SELECT} WHERE t.id = $1")).bind(id).fetch_optional(ex).await)?,
+        )
+    }
+
     pub async fn target_by_name(&self, name: &str) -> Result<Option<TargetRow>, StoreError> {
         Ok(
             on!(self, ex => sqlx::query_as(&format!("{TARGET_SELECT} WHERE t.name = $1")).bind(name).fetch_optional(ex).await)?,

@@ -266,6 +266,7 @@ fn portcullis_csv(text: &str, parsed: &mut Parsed) {
             expires_at,
             revealable,
             versions_kept: None,
+            target: None,
         };
         push_item(parsed, Item { from: at, name: cell("name").trim().to_string(), kind, meta, fields });
     }

@@ -15,12 +15,14 @@
 //!   never lets a whole occurrence through, even split across writes.
 //! - [`import`]: other vaults' exports (Portcullis CSV, Bitwarden JSON, KeePassXC CSV) read
 //!   into secrets, with what was skipped and what is wrong.
+//! - [`generate_password`]: the new value a rotation sets on a target.
 //! - [`wire`]: the secrets API's request and answer types.
 //!
 //! No IO, no SQL, no network: the server and the CLI call this crate; the gateway does not.
 //! **Invariant:** a secret value is only ever held in [`SecretBytes`]; nothing here implements
 //! `Serialize`, `Display` or a revealing `Debug` for one.
 
+mod generate;
 pub mod import;
 mod kind;
 pub mod mask;
@@ -28,6 +30,7 @@ mod tls;
 mod value;
 pub mod wire;
 
+pub use generate::{GENERATED_PASSWORD_LEN, generate_password};
 pub use kind::{FieldSpec, SecretKind};
 pub use portcullis_crypto::SecretBytes;
 pub use tls::CertificateFacts;

@@ -55,6 +55,10 @@ pub struct SecretMeta {
     /// Versions kept (older ones are destroyed, their history stays).
     #[serde(default)]
     pub versions_kept: Option<i64>,
+    /// The SSH target whose password this is (a `password` secret only): the gateway then
+    /// brokers the target with it, and rotates it on the target when a check-out ends.
+    #[serde(default)]
+    pub target: Option<String>,
 }
 
 /// `PUT /v1/secrets/{name}`: what changes (`None`: unchanged). A new value makes a new version.
@@ -121,6 +125,9 @@ pub struct SecretView {
     pub updated_at: i64,
     pub updated_by: String,
     pub removed_at: Option<i64>,
+    /// The SSH target whose password it is.
+    #[serde(default)]
+    pub target: Option<String>,
 }
 
 /// One version in a secret's history: who made it, when, why — never its value.
@@ -249,9 +256,32 @@ pub struct UseEnded {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct CheckinOutcome {
     pub secret: String,
-    /// The current version after the check-in (higher when it was rotated).
+    /// The current version at check-in.
     pub version: i64,
-    pub rotated: bool,
+    /// The rotation started (a password bound to a target): the target's gateway sets a new
+    /// password and the vault commits it as the next version once it logs in with it.
+    #[serde(default)]
+    pub rotation: Option<String>,
+}
+
+/// A rotation of a bound password: why, whose check-in, how it went.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct RotationView {
+    pub id: String,
+    /// `checkin`, `revoked`, `grant_ended` or `admin: …`.
+    pub reason: String,
+    pub requested_by: String,
+    /// `pending`, `rotated` or `failed`.
+    pub state: String,
+    /// Where it failed: `login`, `change` or `verify`.
+    pub stage: Option<String>,
+    /// What the target said.
+    pub detail: Option<String>,
+    pub from_version: i64,
+    /// The version it made.
+    pub version: Option<i64>,
+    pub created_at: i64,
+    pub finished_at: Option<i64>,
 }
 
 /// The fields of a value as they travel sealed: per field, a length-prefixed name and value.

@@ -726,6 +726,14 @@ pub async fn revoke(
         Store::end_checkout(&mut tx, &state.rows, &checkout, now, "revoked").await?;
         checkout_ended = Some(checkout);
     }
+    // Whatever was revealed under it is changed on the target.
+    let rotation = match &checkout_ended {
+        Some(_) => {
+            super::rotation::after_checkout(&state, &mut tx, &request.target_id, "revoked", &request.user_id, now)
+                .await?
+        }
+        None => None,
+    };
     if !ended {
         let what = match status {
             RequestStatus::Approved => "its access has already ended (expired)".to_string(),
@@ -741,7 +749,8 @@ pub async fn revoke(
             Some(&caller.device_id),
             if status == RequestStatus::Pending { "request_withdrawn" } else { "grant_revoked" },
             serde_json::json!({ "request": request.id, "grant": request.grant_id, "requester": request.requester,
-            "target": request.target, "access": request.access, "checkout_ended": checkout_ended, "reason": reason }),
+            "target": request.target, "access": request.access, "checkout_ended": checkout_ended, "rotation": rotation,
+            "reason": reason }),
         )
         .await?;
     let updated = Store::request_in(&mut tx, &request.id)
@@ -752,6 +761,9 @@ pub async fn revoke(
     tx.commit().await?;
     state.live.published();
     state.revocations.notify_waiters();
+    if rotation.is_some() {
+        state.rotations.notify_one();
+    }
     let sessions_ended = match &request.grant_id {
         Some(grant) if status == RequestStatus::Approved => state.db.open_sessions_of_grant(grant).await?,
         _ => 0,

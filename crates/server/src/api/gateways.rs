@@ -464,14 +464,18 @@ async fn authorize_checked(
     {
         return Err(refused("device_revoked", "the device this access was granted to was revoked".into()));
     }
-    let credential = envelope::open(
-        &state.root_key,
-        &envelope::Envelope {
-            wrapped_data_key: target.credential_data_key.clone(),
-            ciphertext: target.credential.clone(),
-        },
-        &credential_aad(&target.id, target.credential_version),
-    )?;
+    let credential = match state.db.secret_of_target(&target.id).await? {
+        // Its password is a vault secret (rotated by this gateway): the current version.
+        Some(secret) => bound_password(state, &secret).await?,
+        None => envelope::open(
+            &state.root_key,
+            &envelope::Envelope {
+                wrapped_data_key: target.credential_data_key.clone(),
+                ciphertext: target.credential.clone(),
+            },
+            &credential_aad(&target.id, target.credential_version),
+        )?,
+    };
     let session = AuthorizedSession {
         ticket_id: uuid::Uuid::new_v4().to_string(),
         grant_id: claims.grant_id,
@@ -488,6 +492,19 @@ async fn authorize_checked(
         exec_record_limit: state.exec_record_limit.load(std::sync::atomic::Ordering::Relaxed),
     };
     Ok(Authorization { session, credential })
+}
+
+/// The current password of a secret bound to a target, checked to be the row the server wrote.
+async fn bound_password(state: &ServerState, secret: &crate::store::SecretRow) -> Result<SecretBytes, ServerError> {
+    state.check_row(Row::Secret(&secret.id)).await?;
+    let envelope = state
+        .db
+        .current_secret_envelope(&secret.id, secret.current_version)
+        .await?
+        .ok_or_else(|| ServerError::Internal(format!("the current version of {} has no value", secret.name)))?;
+    let kind = portcullis_vault::SecretKind::Password;
+    let value = portcullis_vault::open(&state.root_key, &envelope, &secret.id, secret.current_version, kind)?;
+    value.field("password").cloned().ok_or_else(|| ServerError::Internal(format!("{} has no password", secret.name)))
 }
 
 /// `POST /v1/gateway/sessions`: as [`authorize_session`], the credential sealed to the calling

@@ -7,11 +7,13 @@ mod gateways;
 mod ingest;
 mod keys;
 mod release;
+mod rotation;
 mod secrets;
 mod vault;
 
 pub use gateways::{Authorization, authorize_session, gateway_heartbeat, grant_standing};
 pub use ingest::ingest_records;
+pub use rotation::{orders as rotation_orders, reported as rotation_reported};
 pub use vault::add_target;
 
 use std::sync::Arc;
@@ -65,6 +67,8 @@ pub const DEVICE_ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/secrets/{name}/checkin"),
     ("POST", "/v1/secrets/{name}/use"),
     ("POST", "/v1/secrets/{name}/used"),
+    ("POST", "/v1/secrets/{name}/rotate"),
+    ("GET", "/v1/secrets/{name}/rotations"),
     ("GET", "/v1/requests"),
     ("POST", "/v1/requests"),
     ("GET", "/v1/requests/{id}"),
@@ -120,6 +124,8 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/v1/secrets/{name}/checkin", post(release::checkin))
         .route("/v1/secrets/{name}/use", post(release::use_secret))
         .route("/v1/secrets/{name}/used", post(release::used))
+        .route("/v1/secrets/{name}/rotate", post(rotation::rotate_now))
+        .route("/v1/secrets/{name}/rotations", get(rotation::list))
         .route("/v1/requests", get(access::list_requests).post(access::create_request))
         .route("/v1/requests/{id}", get(access::request_detail))
         .route("/v1/requests/{id}/review", post(access::review))
@@ -149,6 +155,8 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/v1/gateway/records", post(gateways::upload))
         .route("/v1/gateway/heartbeat", post(gateways::heartbeat))
         .route("/v1/gateway/standing", post(gateways::standing))
+        .route("/v1/gateway/rotations", post(rotation::gateway_orders))
+        .route("/v1/gateway/rotations/{id}", post(rotation::gateway_report))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate_gateway));
     let open = Router::new()
         .route("/v1/health", get(health))

@@ -69,6 +69,7 @@ async fn end_if_lapsed(
         return Ok(false);
     };
     Store::end_checkout(tx, &state.rows, &open.id, now, why).await?;
+    let rotation = super::rotation::start(state, tx, secret, why, &open.user_id, now).await?;
     state
         .record_event(
             tx,
@@ -77,7 +78,7 @@ async fn end_if_lapsed(
             None,
             "secret_checked_in",
             serde_json::json!({ "secret": secret.name, "checkout": open.id, "holder": open.holder, "ended_by": why,
-                "version": open.version }),
+                "version": open.version, "rotation": rotation }),
         )
         .await?;
     Ok(true)
@@ -195,6 +196,8 @@ pub async fn checkin(
         ));
     }
     Store::end_checkout(&mut tx, &state.rows, &open.id, now, "checkin").await?;
+    state.rows.check(&mut tx, crate::rows::Row::Secret(&secret.id)).await?;
+    let rotation = super::rotation::start(&state, &mut tx, &secret, "checkin", &caller.user_id, now).await?;
     state
         .record_event(
             &mut tx,
@@ -203,11 +206,14 @@ pub async fn checkin(
             Some(&caller.device_id),
             "secret_checked_in",
             serde_json::json!({ "secret": secret.name, "checkout": open.id, "holder": open.holder, "ended_by": "checkin",
-                "version": open.version }),
+                "version": open.version, "rotation": rotation }),
         )
         .await?;
     tx.commit().await?;
-    Ok(Json(CheckinOutcome { secret: secret.name, version: secret.current_version, rotated: false }))
+    if rotation.is_some() {
+        state.rotations.notify_one();
+    }
+    Ok(Json(CheckinOutcome { secret: secret.name, version: secret.current_version, rotation }))
 }
 
 pub async fn use_secret(

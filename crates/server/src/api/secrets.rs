@@ -74,6 +74,7 @@ fn view(row: &SecretRow) -> Result<SecretView, ServerError> {
         updated_at: row.updated_at,
         updated_by: row.updated_by_name.clone(),
         removed_at: row.removed_at,
+        target: row.target_name.clone(),
     })
 }
 
@@ -103,7 +104,7 @@ fn check_folder(folder: &str) -> Result<(), ServerError> {
     Ok(())
 }
 
-fn check_reason(reason: &str) -> Result<String, ServerError> {
+pub(crate) fn check_reason(reason: &str) -> Result<String, ServerError> {
     let reason = reason.trim();
     if reason.len() > 500 || reason.chars().any(char::is_control) {
         return Err(ServerError::BadRequest("a reason is one line of at most 500 characters".into()));
@@ -210,6 +211,34 @@ async fn secret_for_change(
     Ok(row)
 }
 
+/// The target a new `kind` secret may hold the password of: an SSH target that logs in with a
+/// password (its gateway rotates it there).
+async fn bindable_target(
+    state: &crate::ServerState,
+    kind: SecretKind,
+    name: &str,
+) -> Result<crate::store::TargetRow, ServerError> {
+    if kind != SecretKind::Password {
+        return Err(ServerError::BadRequest(format!(
+            "only a password secret is bound to a target (this one is {})",
+            kind.as_str()
+        )));
+    }
+    let target = state
+        .db
+        .target_by_name(name)
+        .await?
+        .ok_or_else(|| ServerError::NotFound(format!("no target named {name:?}; see `portcullis target list`")))?;
+    state.check_row(Row::Target(&target.id)).await?;
+    if target.credential_kind != "password" {
+        return Err(ServerError::BadRequest(format!(
+            "target {name} logs in with {}, not a password: a password secret cannot be its credential",
+            target.credential_kind
+        )));
+    }
+    Ok(target)
+}
+
 /// A new secret checked and sealed, ready to store: its row, its first version, its facts.
 struct Prepared {
     row: SecretRow,
@@ -223,6 +252,10 @@ async fn prepare(state: &crate::ServerState, caller: &Caller, req: &AddSecretReq
     let meta = check_meta(state, &req.meta).await?;
     let reason = check_reason(&req.reason)?;
     let (value, facts) = SecretValue::parse(req.kind, open_fields(state, &req.value, &req.name)?)?;
+    let target = match &req.meta.target {
+        Some(name) => Some(bindable_target(state, req.kind, name).await?),
+        None => None,
+    };
     let now = state.clock.now();
     let id = uuid::Uuid::new_v4().to_string();
     let sealed = portcullis_vault::seal(&state.root_key, &mut OsRng, &id, 1, &value)?;
@@ -247,6 +280,8 @@ async fn prepare(state: &crate::ServerState, caller: &Caller, req: &AddSecretReq
         updated_by: caller.user_id.clone(),
         updated_at: now,
         removed_at: None,
+        target_id: target.as_ref().map(|t| t.id.clone()),
+        target_name: target.map(|t| t.name),
         created_by_name: caller.user_name.clone(),
         updated_by_name: caller.user_name.clone(),
     };
@@ -501,6 +536,7 @@ pub async fn edit(
         expires_at: None,
         revealable: req.revealable.unwrap_or(row.revealable != 0),
         versions_kept: Some(req.versions_kept.unwrap_or(row.versions_kept)),
+        target: None,
     };
     let meta = check_meta(&state, &current).await?;
     let now = state.clock.now();

@@ -270,6 +270,15 @@ pub async fn update_target(
             moved.join(", ")
         )));
     }
+    if req.credential.is_some()
+        && let Some(secret) = state.db.secret_of_target(&row.id).await?
+    {
+        return Err(ServerError::Conflict(format!(
+            "the password of {name} is the vault secret {0}: change it there (`portcullis secret edit {0}` or \
+             `secret rotate {0}`)",
+            secret.name
+        )));
+    }
     let rotated = match &req.credential {
         Some(sealed) => {
             let credential = open_credential(&state, req.credential_kind, sealed, &name)?;

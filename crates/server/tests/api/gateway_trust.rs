@@ -68,6 +68,7 @@ async fn a_gateway_move_needs_the_credential_and_a_second_admins_confirmation() 
     for (path, body) in [
         ("/v1/gateway/standing", br#"{"grants":[]}"#.as_slice()),
         ("/v1/gateway/records", br#"{"records":[]}"#.as_slice()),
+        ("/v1/gateway/rotations", br#"{}"#.as_slice()),
     ] {
         let resp = signed(&r, &rogue, "POST", path, body, now(), &nonce()).send().await.unwrap();
         assert_eq!(resp.status(), 401, "{path}");

@@ -437,7 +437,7 @@ async fn secrets_are_checked_out_and_used_under_grants() {
     let (status, code, _) = refused(&r, &carol, "POST", "/v1/secrets/db-pw/checkin", &()).await;
     assert_eq!((status, code.as_str()), (403, "not_holder"));
     let back: CheckinOutcome = call(&r, &alice, "POST", "/v1/secrets/db-pw/checkin", &()).await;
-    assert_eq!((back.secret.as_str(), back.rotated), ("db-pw", false));
+    assert_eq!((back.secret.as_str(), back.rotation.as_deref()), ("db-pw", None));
     let carols: Released = call(&r, &carol, "POST", "/v1/secrets/db-pw/checkout", &reveal()).await;
     assert_ne!(carols.id, first.id);
     // Her grant ends (the clock passes it): the check-out lapses and alice may have it again.

@@ -36,7 +36,8 @@ pub fn server_writer_id(signing_public: &[u8; 32]) -> String {
 }
 
 /// Event kinds that are alarms: an audit log refused or damaged, or a safeguard that one admin
-/// passed alone (a one-admin installation confirming an account it created).
+/// passed alone (a one-admin installation confirming an account it created), a rotation that
+/// failed (the old value stays; the target may need a look).
 pub const ALARM_KINDS: &[&str] = &[
     "user_confirmed_alone",
     "gateway_confirmed_alone",
@@ -50,6 +51,7 @@ pub const ALARM_KINDS: &[&str] = &[
     "audit_record_lost",
     "audit_upload_refused",
     "session_id_reused",
+    "secret_rotation_failed",
 ];
 
 pub fn tlog_err(e: portcullis_tlog::TlogError) -> StoreError {
