@@ -27,4 +27,6 @@ CREATE TABLE secret_rotations (
     mac            BYTEA
 );
 CREATE INDEX secret_rotations_pending ON secret_rotations(state, target_id);
+-- One pending rotation per secret, whichever replica started it.
+CREATE UNIQUE INDEX secret_rotations_one_pending ON secret_rotations(secret_id) WHERE state = 'pending';
 CREATE INDEX secret_rotations_by_secret ON secret_rotations(secret_id, created_at);

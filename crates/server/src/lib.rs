@@ -497,6 +497,11 @@ impl Server {
         api::rotation_reported(&self.state, gateway_id, id, report).await
     }
 
+    /// Ends the check-outs whose grant ran out or was revoked (the background duty, at once).
+    pub async fn end_lapsed_checkouts(&self) -> Result<usize, ServerError> {
+        api::end_lapsed_checkouts(&self.state).await
+    }
+
     /// Notified when a rotation starts, so the embedded gateway carries it out at once.
     pub fn rotations(&self) -> Arc<tokio::sync::Notify> {
         self.state.rotations.clone()
@@ -564,7 +569,24 @@ impl Server {
             )));
         }
         let tls = if use_tls { Some(self.state.tls.server_config()?) } else { None };
-        listen::serve(listener, tls, self.router(), listen::ConnectionLimits::default(), shutdown).await
+        let duties = tokio::spawn(checkout_duty(self.state.clone()));
+        let served = listen::serve(listener, tls, self.router(), listen::ConnectionLimits::default(), shutdown).await;
+        duties.abort();
+        served
+    }
+}
+
+/// How often the server ends check-outs whose grant ended (and starts their rotations).
+const CHECKOUT_DUTY_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
+
+async fn checkout_duty(state: Arc<ServerState>) {
+    loop {
+        tokio::time::sleep(CHECKOUT_DUTY_EVERY).await;
+        match api::end_lapsed_checkouts(&state).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(ended = n, "check-outs whose access ended were checked in"),
+            Err(e) => tracing::warn!(error = %e, "cannot end lapsed check-outs"),
+        }
     }
 }
 

@@ -421,6 +421,20 @@ impl Store {
         })
     }
 
+    /// Check-outs still open whose grant ended by `now` (ran out or was revoked), oldest first.
+    pub async fn lapsed_checkouts(&self, now: i64, limit: i64) -> Result<Vec<CheckoutRow>, StoreError> {
+        Ok(on!(self, ex => sqlx::query_as(
+            "SELECT c.id, c.secret_id, c.grant_id, c.user_id, c.device_id, c.version, c.checked_out_at, c.until, \
+             c.checked_in_at, c.ended_by, u.name AS holder, g.revoked_at AS grant_revoked_at FROM secret_checkouts c \
+             JOIN users u ON u.id = c.user_id JOIN grants g ON g.id = c.grant_id \
+             WHERE c.checked_in_at IS NULL AND (c.until <= $1 OR g.revoked_at IS NOT NULL) \
+             ORDER BY c.until LIMIT $2",
+        )
+        .bind(now)
+        .bind(limit)
+        .fetch_all(ex).await)?)
+    }
+
     /// Starts a rotation (its candidate sealed by the caller as the next version). None when
     /// one is already pending for the secret: that one will rotate it.
     pub async fn insert_rotation(tx: &mut Tx<'_>, rows: &RowKey, r: &RotationRow) -> Result<bool, StoreError> {

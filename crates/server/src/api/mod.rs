@@ -13,6 +13,7 @@ mod vault;
 
 pub use gateways::{Authorization, authorize_session, gateway_heartbeat, grant_standing};
 pub use ingest::ingest_records;
+pub use release::end_lapsed_checkouts;
 pub use rotation::{orders as rotation_orders, reported as rotation_reported};
 pub use vault::add_target;
 

@@ -84,6 +84,33 @@ async fn end_if_lapsed(
     Ok(true)
 }
 
+/// Ends the check-outs whose grant ran out or was revoked (each rotated if it is a bound
+/// password): the server's background duty, so a revealed password does not outlive its
+/// grant on the target. How many ended.
+pub async fn end_lapsed_checkouts(state: &crate::ServerState) -> Result<usize, ServerError> {
+    let now = state.clock.now();
+    let mut ended = 0;
+    for open in state.db.lapsed_checkouts(now, 100).await? {
+        let mut tx = state.db.begin().await?;
+        // Decided again inside the transaction: another replica may have ended it.
+        let Some(current) = Store::open_checkout_in(&mut tx, &open.secret_id).await? else { continue };
+        if current.id != open.id {
+            continue;
+        }
+        state.rows.check(&mut tx, crate::rows::Row::Checkout(&current.id)).await?;
+        let Some(secret) = Store::secret_by_id_in(&mut tx, &current.secret_id).await? else { continue };
+        state.rows.check(&mut tx, crate::rows::Row::Secret(&secret.id)).await?;
+        if end_if_lapsed(state, &mut tx, &current, &secret, now).await? {
+            tx.commit().await?;
+            ended += 1;
+        }
+    }
+    if ended > 0 {
+        state.rotations.notify_one();
+    }
+    Ok(ended)
+}
+
 pub async fn checkout(
     State(state): AppState,
     Extension(caller): Extension<Caller>,

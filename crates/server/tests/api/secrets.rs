@@ -401,7 +401,7 @@ on_both_backends! {
 /// only the holder checks it in; a grant's end frees it. A secret that may not be revealed is
 /// only ever used; a grant to use is not one to check out, and no secret grant opens SSH.
 async fn secrets_are_checked_out_and_used_under_grants() {
-    let (r, code) = start().await;
+    let (r, code, server) = start_with_server().await;
     let admin = enroll(&r, &code).await;
     let alice = member(&r, &admin, "alice", &[Role::Requester], &[]).await;
     let carol = member(&r, &admin, "carol", &[Role::Requester], &[]).await;
@@ -440,8 +440,12 @@ async fn secrets_are_checked_out_and_used_under_grants() {
     assert_eq!((back.secret.as_str(), back.rotation.as_deref()), ("db-pw", None));
     let carols: Released = call(&r, &carol, "POST", "/v1/secrets/db-pw/checkout", &reveal()).await;
     assert_ne!(carols.id, first.id);
-    // Her grant ends (the clock passes it): the check-out lapses and alice may have it again.
+    // Her grant ends (the clock passes it): the server's duty checks it in, and alice may have
+    // it again.
+    assert_eq!(server.end_lapsed_checkouts().await.unwrap(), 0, "her grant still holds");
     r.offset.store(601, Ordering::SeqCst);
+    assert_eq!(server.end_lapsed_checkouts().await.unwrap(), 1);
+    assert_eq!(server.end_lapsed_checkouts().await.unwrap(), 0, "ended once");
     let alices = granted(&r, &alice, &bob, "db-pw", None).await;
     let _: Released = call(&r, &alice, "POST", "/v1/secrets/db-pw/checkout", &reveal()).await;
     // Revoking her access ends her check-out at once.
