@@ -17,6 +17,9 @@ APP = sys.argv[1]
 RUNS = int(sys.argv[2]) if len(sys.argv) > 2 else 5
 MINIBROWSER = "/usr/lib/x86_64-linux-gnu/webkit2gtk-4.1/MiniBrowser"
 N_TARGETS = int(os.environ.get("BENCH_TARGETS", "1000"))
+N_SECRETS = int(os.environ.get("BENCH_SECRETS", "100000"))
+# BENCH_ONLY=secrets: only the vault-at-scale figure (10 vs N_SECRETS secrets listed).
+ONLY = os.environ.get("BENCH_ONLY", "")
 SETTLE = 5.0  # seconds after first paint before memory is read
 
 
@@ -141,7 +144,67 @@ def vault_memory(app_dir, n):
     return mem
 
 
+def seed_secrets(root, n):
+    """A standalone app with n generated secrets (imported through the app's first-run seed)."""
+    app_dir = os.path.join(root, f"secrets-{n}")
+    seed = os.path.join(root, f"seed-secrets-{n}.json")
+    json.dump({"passphrase": "bench passphrase", "standalone": {"admin": "ada", "secrets": n}}, open(seed, "w"))
+    t = time.time()
+    s = app_session(app_dir, seed)
+    s.wait_js("return document.querySelector('[data-testid=whoami]') !== null", timeout=3600)
+    s.close()
+    print(f"  seeded {n} secrets in {time.time() - t:.1f} s", file=sys.stderr)
+    return app_dir
+
+
+def secrets_memory(app_dir, scroll_rows):
+    """PSS with the Secrets list open; then after scrolling `scroll_rows` rows down (pages load
+    as it scrolls; only the rows in view are drawn)."""
+    s = app_session(app_dir)
+    s.wait_js("return document.querySelector('[data-testid=nav-secrets]') !== null", timeout=300)
+    s.js("document.querySelector('[data-testid=nav-secrets]').click(); return true;")
+    s.wait_js("return document.querySelectorAll('[data-testid^=secret-row-]').length > 0", timeout=300)
+    opened = s.memory_mib()
+    drawn = s.js("return document.querySelectorAll('[data-testid^=secret-row-]').length")
+    scrolled = None
+    if scroll_rows:
+        end = time.time() + 600
+        while time.time() < end:
+            n = s.js("const v = document.querySelector('[data-testid=secrets-list]'); v.scrollTop = v.scrollHeight;"
+                     "v.dispatchEvent(new Event('scroll')); return v.scrollHeight / 46;")
+            if n >= scroll_rows:
+                break
+            time.sleep(0.3)
+        scrolled = s.memory_mib()
+    s.close()
+    return opened, drawn, scrolled
+
+
+def secrets_figures():
+    root = tempfile.mkdtemp()
+    few = seed_secrets(root, 10)
+    many = seed_secrets(root, N_SECRETS)
+    figures = {"few": [], "many": [], "scrolled": []}
+    for i in range(RUNS):
+        f, _, _ = secrets_memory(few, 0)
+        m, drawn, sc = secrets_memory(many, 10000)
+        figures["few"].append(f)
+        figures["many"].append(m)
+        figures["scrolled"].append(sc)
+        print(f"  run {i + 1}: PSS with 10 secrets {f:.1f} / {N_SECRETS} secrets {m:.1f} MiB ({drawn} rows drawn);"
+              f" scrolled through 10,000: {sc:.1f} MiB", file=sys.stderr)
+    med = statistics.median
+    print(f"Medians of {RUNS} alternating runs (release build, Xvfb):")
+    print(f"  secrets listed: 10 {med(figures['few']):.1f} MiB, {N_SECRETS} {med(figures['many']):.1f} MiB"
+          f" -> ratio {med(figures['many']) / med(figures['few']):.2f};"
+          f" after scrolling through 10,000 of them {med(figures['scrolled']):.1f} MiB"
+          f" -> ratio {med(figures['scrolled']) / med(figures['few']):.2f}")
+    subprocess.run(["rm", "-rf", root])
+
+
 def main():
+    if ONLY == "secrets":
+        return secrets_figures()
     root = tempfile.mkdtemp()
     page = os.path.join(root, "blank.html")
     open(page, "w").write("<!doctype html><title>baseline</title><p>baseline</p>")

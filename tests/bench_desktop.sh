@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Desktop figures: start to first paint, idle memory, memory with 1,000 targets (see
+# Desktop figures: start to first paint, idle memory, memory with 1,000 targets, and with
+# BENCH_ONLY=secrets the vault at scale: 10 vs 100,000 secrets listed (see
 # tests/bench_desktop.py). Usage: bash tests/bench_desktop.sh [RUNS]   (default 5)
 set -euo pipefail
 cd "$(dirname "$0")/.."

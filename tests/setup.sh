@@ -35,6 +35,7 @@ dbus-x11                     | dbus-launch for gnome-keyring in the private sess
 gnome-keyring                | the real OS keyring (Secret Service) under test
 xvfb                         | a private X server for the desktop app (demo without a display, GUI tests)
 xauth                        | xvfb-run
+xclip                        | reads the X clipboard in the desktop test: a copied secret is there, then cleared
 webkit2gtk-driver            | WebKitWebDriver: the GUI tests drive the real desktop binary
 procps                       | pgrep (tests: no child left running)
 python3                      | the children of `portcullis run` in the masking tests print secrets every which way

@@ -21,19 +21,31 @@ fn append(direction: &str, command: &str, payload: serde_json::Value) {
 #[cfg(debug_assertions)]
 const SECRET_FIELDS: &[&str] = &["pin", "passphrase", "password", "credential", "secret", "code", "private_key"];
 
-/// `value` with every secret field (at any depth) replaced.
+/// Commands whose `text` fields are a secret's value being stored.
 #[cfg(debug_assertions)]
-fn redacted(value: serde_json::Value) -> serde_json::Value {
+const SECRET_VALUE_COMMANDS: &[&str] = &["add_secret", "new_secret_version"];
+
+/// `value` with every secret field (at any depth) replaced; `text` fields too when `values`.
+#[cfg(debug_assertions)]
+fn redacted(value: serde_json::Value, values: bool) -> serde_json::Value {
     match value {
         serde_json::Value::Object(map) => map
             .into_iter()
             .map(|(k, v)| {
-                let secret = SECRET_FIELDS.iter().any(|s| k.to_ascii_lowercase().contains(s));
+                let secret =
+                    SECRET_FIELDS.iter().any(|s| k.to_ascii_lowercase().contains(s)) || (values && k == "text");
                 let size = v.as_str().map(str::len).unwrap_or_default();
-                (k, if secret && !v.is_null() { format!("<redacted {size} bytes>").into() } else { redacted(v) })
+                (
+                    k,
+                    if secret && !v.is_null() {
+                        format!("<redacted {size} bytes>").into()
+                    } else {
+                        redacted(v, values)
+                    },
+                )
             })
             .collect(),
-        serde_json::Value::Array(items) => items.into_iter().map(redacted).collect(),
+        serde_json::Value::Array(items) => items.into_iter().map(|v| redacted(v, values)).collect(),
         other => other,
     }
 }
@@ -46,7 +58,7 @@ pub fn incoming(message: &tauri::ipc::InvokeMessage<tauri::Wry>) {
         // are for and nowhere else, not even this audit file; an enrolment code works once.
         let payload = match message.payload() {
             _ if message.command() == "key_pin" => serde_json::Value::String("<redacted>".into()),
-            tauri::ipc::InvokeBody::Json(v) => redacted(v.clone()),
+            tauri::ipc::InvokeBody::Json(v) => redacted(v.clone(), SECRET_VALUE_COMMANDS.contains(&message.command())),
             tauri::ipc::InvokeBody::Raw(_) => serde_json::Value::String("<raw bytes, redacted>".into()),
         };
         append("in", message.command(), payload);

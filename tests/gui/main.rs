@@ -419,7 +419,8 @@ async fn requester_and_approver_request_approve_connect_replay() {
 
     // The requester enrols with the code (an unknown host and an unreachable server first:
     // inline errors, the code stays in its field).
-    let rob = App::launch(&rob_dir).await;
+    // (A copy leaves rob's clipboard after 4 s here, 30 s by default.)
+    let rob = App::launch_with(&rob_dir, &[("PORTCULLIS_CLIPBOARD_CLEAR_SECS", "4".to_string())]).await;
     rob.fill("server-url", "https://no-such-host.invalid").await;
     rob.fill("enrolment-code", &code).await;
     rob.click("enroll").await;
@@ -555,6 +556,81 @@ async fn requester_and_approver_request_approve_connect_replay() {
     rob.click("nav-requests").await;
     rob.wait_text("my-request-web", "revoked").await;
 
+    // The typed vault. A TLS certificate and its key are read from files by the core (they
+    // never pass through the window); its pane shows what the certificate says.
+    let (cert, tls_key) = tls_files(dir.path(), "shop");
+    ada.click("nav-secrets").await;
+    ada.click("add-secret-open").await;
+    ada.fill("secret-kind", "tls").await;
+    ada.fill("secret-name", "shop-tls").await;
+    ada.fill("secret-env", "prod").await;
+    ada.fill("secret-folder", "shop/web").await;
+    ada.fill("secret-file-certificate", cert.to_str().unwrap()).await;
+    ada.fill("secret-file-private_key", "/no/such/key.pem").await;
+    ada.click("secret-save").await;
+    assert!(ada.wait_text("secret-error", "cannot read").await.contains("/no/such/key.pem"));
+    ada.fill("secret-file-private_key", tls_key.to_str().unwrap()).await;
+    ada.click("secret-save").await;
+    let pane = ada.wait_text("secret-certificate", "shop.example").await;
+    assert!(pane.contains("CN=shop.example") && pane.contains("www.shop.example"), "{pane}");
+    ada.el("expiring-shop-tls").await; // valid for 10 days: flagged
+    // A password, revealable, with a second value and the first restored (nobody sees either).
+    let (first, second) = (canary("first"), canary("second"));
+    ada.click("add-secret-open").await;
+    ada.fill("secret-kind", "password").await;
+    ada.fill("secret-name", "db-root").await;
+    ada.fill("secret-env", "prod").await;
+    ada.fill("secret-folder", "shop/db").await;
+    ada.fill("secret-field-password", &first).await;
+    ada.click("secret-revealable").await;
+    ada.click("secret-save").await;
+    ada.wait_text("secret-version", "1").await;
+    ada.fill("secret-new-value", &second).await;
+    ada.click("secret-new-save").await;
+    ada.wait_text("secret-note", "version 2").await;
+    ada.click("secret-restore-1").await;
+    ada.wait_text("secret-note", "restored as version 3").await;
+    let history = ada.wait_text("secret-history", "restored version 1").await;
+    assert!(history.contains("3 (current) ← 1"), "{history}");
+    ada.screenshot("secret-history").await;
+    ada.click("secret-row-shop-tls").await;
+    ada.wait_text("secret-certificate", "shop.example").await;
+    ada.screenshot("secrets-typed").await;
+
+    // rob asks to check the password out; ada approves (with her key, as for targets).
+    rob.click("nav-secrets").await;
+    rob.click("secret-row-db-root").await;
+    rob.click("secret-reveal").await;
+    assert!(rob.wait_text("secret-note", "no access").await.contains("db-root"));
+    rob.click("secret-request").await;
+    rob.wait_text("secret-note", "pending").await;
+    ada.click("nav-approvals").await;
+    ada.wait_text("inbox-rob-db-root", "check out").await;
+    ada.click("approve").await;
+    ada.el("key-pin").await;
+    ada.fill("key-pin", PIN).await;
+    ada.click("key-pin-submit").await;
+    ada.el("inbox-empty").await;
+    // Reveal: masked until asked; Copy: straight to the clipboard, cleared 4 s later.
+    rob.click("secret-reveal").await;
+    rob.wait_text("secret-note", "Checked out (version 3)").await;
+    let masked = rob.el("secret-value").await;
+    assert_eq!(masked.attr("type").await.unwrap().as_deref(), Some("password"));
+    rob.click("secret-show").await;
+    assert_eq!(masked.prop("value").await.unwrap().as_deref(), Some(first.as_str()), "version 3 is version 1's value");
+    rob.screenshot("secret-checkout").await;
+    rob.click("secret-copy").await;
+    rob.wait_text("secret-note", "cleared in 4 s").await;
+    assert_eq!(clipboard(), first, "the copy is on the clipboard");
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while clipboard() == first {
+        assert!(std::time::Instant::now() < deadline, "the clipboard still holds the copy");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    rob.click("secret-checkin").await;
+    rob.wait_text("secret-note", "Checked in").await;
+    assert_eq!(masked.prop("value").await.unwrap().as_deref(), Some(""), "the revealed value is gone at check-in");
+
     // The embedded gateway's newest acknowledged record altered on its disk and sent again:
     // the server refuses the rewrite, and the auditor's alarms list says which gateway and
     // record. (A record the server has not acknowledged yet would arrive as undecryptable,
@@ -615,6 +691,10 @@ async fn requester_and_approver_request_approve_connect_replay() {
     // Invariant 1, the canary: nowhere in either webview...
     assert_no_canary(&ada.webview_contents().await, &key, "the approver's webview");
     assert_no_canary(&rob.webview_contents().await, &key, "the requester's webview");
+    for (app, who) in [(&ada, "ada"), (&rob, "rob")] {
+        let contents = app.webview_contents().await;
+        assert!(!contents.contains(&first) && !contents.contains(&second), "a secret value in {who}'s webview");
+    }
     ada.quit().await;
     rob.quit().await;
     // ...nor in any payload either app's webview sent or received — not even in the debug
@@ -634,6 +714,50 @@ async fn requester_and_approver_request_approve_connect_replay() {
         }
     }
     assert_eq!(seen_going_in, 1, "the instrument saw the credential go in (redacted) exactly once");
+    // The secret's values: in no webview now, and in one IPC answer only — rob's reveal.
+    let mut carrying = Vec::new();
+    for (app_dir, who) in [(&ada_dir, "ada"), (&rob_dir, "rob")] {
+        for (direction, command, payload) in ipc_payloads(app_dir) {
+            assert!(!payload.contains(&second), "{who}: a secret value in the IPC payload of {command} ({direction})");
+            if payload.contains(&first) {
+                carrying.push(format!("{who} {direction} {command}"));
+            }
+        }
+    }
+    assert_eq!(carrying, ["rob out reveal_secret"], "the payloads that carry the value");
+}
+
+/// A value found nowhere else: its tag, the process and the time in nanoseconds.
+fn canary(tag: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    format!("pw-{tag}-{}-{nanos:x}", std::process::id())
+}
+
+/// What the X clipboard holds (xclip asks its owner: here, rob's app).
+fn clipboard() -> String {
+    let out = std::process::Command::new("xclip")
+        .args(["-o", "-selection", "clipboard"])
+        .output()
+        .expect("xclip (package xclip) must be installed");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A certificate for `name.example` (and www.), valid 10 days, and its key, as openssl writes them.
+fn tls_files(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let (cert, key) = (dir.join(format!("{name}.crt")), dir.join(format!("{name}.key")));
+    let status = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "10"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .args(["-subj", &format!("/CN={name}.example"), "-addext"])
+        .arg(format!("subjectAltName=DNS:{name}.example,DNS:www.{name}.example"))
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl");
+    assert!(status.success());
+    (cert, key)
 }
 
 /// The PIN typed into the security-key dialog (it must reach the key and nothing else).
@@ -642,6 +766,10 @@ const PIN: &str = "pin-7f3a9c";
 /// Approvals need a security key; requests up to 8 hours (the default's limit).
 const STEP_UP_POLICY: &str = r#"@id("requesters-up-to-8h")
 permit (principal, action == Portcullis::Action::"request", resource)
+when { principal.roles.contains("requester") && context.duration <= duration("8h") };
+
+@id("requesters-check-out-up-to-8h")
+permit (principal, action == Portcullis::Action::"checkout", resource)
 when { principal.roles.contains("requester") && context.duration <= duration("8h") };
 
 @id("approve-with-key")

@@ -282,6 +282,8 @@ pub struct RequestView {
     pub id: String,
     pub requester: String,
     pub target: String,
+    /// `ssh` (a target), `checkout` or `use` (a vault item).
+    pub access: String,
     #[ts(type = "number")]
     pub duration_secs: u64,
     pub reason: String,
@@ -313,6 +315,7 @@ impl From<AccessRequestView> for RequestView {
             id: r.id,
             requester: r.requester,
             target: r.target,
+            access: r.access.as_str().into(),
             duration_secs: r.duration_secs,
             reason: r.reason,
             status: r.status.as_str().into(),
@@ -679,6 +682,18 @@ pub fn typescript_bindings() -> String {
         BundleCheckView::decl(&cfg),
         AlarmView::decl(&cfg),
         crate::TerminalEvent::decl(&cfg),
+        crate::secrets::CertificateView::decl(&cfg),
+        crate::secrets::SecretItemView::decl(&cfg),
+        crate::secrets::SecretPageView::decl(&cfg),
+        crate::secrets::SecretQueryForm::decl(&cfg),
+        crate::secrets::SecretFieldView::decl(&cfg),
+        crate::secrets::SecretKindView::decl(&cfg),
+        crate::secrets::SecretFieldInput::decl(&cfg),
+        crate::secrets::NewSecretForm::decl(&cfg),
+        crate::secrets::SecretVersionItemView::decl(&cfg),
+        crate::secrets::RevealedView::decl(&cfg),
+        crate::secrets::CopiedView::decl(&cfg),
+        crate::secrets::CheckinView::decl(&cfg),
     ];
     let mut out = String::from(
         "// Generated from crates/app/src/ipc.rs by `PORTCULLIS_WRITE_BINDINGS=1 cargo test -p portcullis-app --test app committed_typescript`.\n\

@@ -19,6 +19,7 @@
 mod auditing;
 mod governance;
 pub mod ipc;
+pub mod secrets;
 pub mod seed;
 mod terminals;
 
@@ -35,6 +36,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
 pub use ipc::*;
+pub use secrets::*;
 pub use terminals::TerminalEvent;
 
 const MODE_FILE: &str = "app.json";
@@ -85,6 +87,8 @@ pub struct AppCore {
     terminals: terminals::Terminals,
     /// A security-key ceremony waiting for the person's PIN from the window.
     key_pin: governance::PinSlot,
+    /// Where a copied secret goes, and is cleared from.
+    clipboard: Arc<Mutex<secrets::Clipboard>>,
 }
 
 impl AppCore {
@@ -96,6 +100,7 @@ impl AppCore {
             ready: Mutex::new(None),
             terminals: Default::default(),
             key_pin: Default::default(),
+            clipboard: Arc::new(Mutex::new(secrets::Clipboard::new())),
         }
     }
 
@@ -396,4 +401,9 @@ impl HasPort for tokio::net::TcpListener {
     fn port(&self) -> u16 {
         self.local_addr().map(|a| a.port()).unwrap_or(0)
     }
+}
+
+/// Unix seconds now.
+pub(crate) fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }

@@ -29,6 +29,10 @@ pub struct StandaloneSeed {
     pub targets: Vec<SeedTarget>,
     #[serde(default)]
     pub users: Vec<SeedUser>,
+    /// This many generated secrets (passwords and API tokens in folders and environments),
+    /// imported a few thousand at a time: the vault-at-scale benchmark.
+    #[serde(default)]
+    pub secrets: usize,
     /// Where to write the server URL and the new users' enrolment codes (for `EnrolSeed`).
     pub codes_out: Option<PathBuf>,
 }
@@ -98,6 +102,7 @@ impl AppCore {
                 };
                 self.add_target(form).await?;
             }
+            seed_secrets(&device, s.secrets).await?;
             let mut codes = Codes { server_url: device.config().server_url.clone(), codes: Default::default() };
             for u in s.users {
                 let added = self.add_user(&u.name, u.roles, Vec::new()).await?;
@@ -121,6 +126,37 @@ impl AppCore {
         }
         Ok(())
     }
+}
+
+/// `n` generated secrets, imported in batches (each batch one transaction on the server).
+async fn seed_secrets(device: &portcullis_client::Device, n: usize) -> Result<(), AppError> {
+    use portcullis_crypto::SecretBytes;
+    use portcullis_vault::SecretKind;
+    use portcullis_vault::wire::{AddSecretRequest, ImportRequest, SecretMeta};
+    const BATCH: usize = 5000;
+    let mut done = 0;
+    while done < n {
+        let mut items = Vec::with_capacity(BATCH.min(n - done));
+        for i in done..(done + BATCH).min(n) {
+            let (kind, field) =
+                if i % 2 == 0 { (SecretKind::Password, "password") } else { (SecretKind::ApiToken, "token") };
+            let name = format!("bench-{i:06}");
+            let value = SecretBytes::from(format!("seeded-value-{i:06}-{}", i * 7919).into_bytes());
+            let sealed = device.seal_secret(&name, &[(field.to_string(), value)])?;
+            let meta = SecretMeta {
+                environment: ["prod", "staging", "dev"][i % 3].into(),
+                folder: format!("team-{}/app-{}", i % 20, i % 7),
+                tags: vec![format!("rack-{}", i % 40)],
+                description: format!("bench secret {i}"),
+                revealable: i % 5 == 0,
+                ..SecretMeta::default()
+            };
+            items.push(AddSecretRequest { name, kind, meta, reason: "seeded".into(), value: sealed });
+        }
+        done += items.len();
+        device.api().import_secrets(&ImportRequest { items, dry_run: false, source: "seed".into() }).await?;
+    }
+    Ok(())
 }
 
 async fn wait_for_codes(path: &std::path::Path) -> Result<Codes, AppError> {

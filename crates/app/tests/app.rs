@@ -271,4 +271,14 @@ fn committed_typescript_bindings_match_the_rust_types() {
             assert!(!decl.contains(word), "{outgoing} has a field like {word}");
         }
     }
+    // The vault's answers carry metadata; a value only in the reveal's answer.
+    let field_named_value = |decl: &str| decl.contains(" value: ") || decl.contains("{ value: ");
+    for outgoing in
+        ["SecretItemView", "SecretPageView", "SecretVersionItemView", "CopiedView", "CheckinView", "SecretKindView"]
+    {
+        let decl = generated.split("export type ").find(|d| d.starts_with(outgoing)).unwrap();
+        assert!(!field_named_value(decl), "{outgoing} has a value field");
+    }
+    let revealed = generated.split("export type ").find(|d| d.starts_with("RevealedView")).unwrap();
+    assert!(field_named_value(revealed), "the reveal's answer is the one with the value");
 }

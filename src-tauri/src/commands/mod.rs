@@ -5,6 +5,7 @@ pub mod access;
 pub mod app;
 pub mod audit;
 pub mod governance;
+pub mod secrets;
 pub mod terminal;
 pub mod vault;
 

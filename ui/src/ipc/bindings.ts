@@ -55,7 +55,11 @@ confirmed: boolean, revoked: boolean, };
 
 export type NewGatewayView = { name: string, enrolment_code: string, expires_at: number, };
 
-export type RequestView = { id: string, requester: string, target: string, duration_secs: number, reason: string, status: string, created_at: number, expires_at: number, decided_by: string | null, decision_reason: string | null, grant_not_after: number | null, 
+export type RequestView = { id: string, requester: string, target: string, 
+/**
+ * `ssh` (a target), `checkout` or `use` (a vault item).
+ */
+access: string, duration_secs: number, reason: string, status: string, created_at: number, expires_at: number, decided_by: string | null, decision_reason: string | null, grant_not_after: number | null, 
 /**
  * `k of N`.
  */
@@ -141,3 +145,43 @@ export type BundleCheckView = { verified: boolean, records: number, log_size: nu
 export type AlarmView = { id: number, at: number, kind: string, gateway: string, index: number | null, message: string, };
 
 export type TerminalEvent = { "kind": "output", data: string, } | { "kind": "closed", message: string, exit_status: number | null, };
+
+export type CertificateView = { subject: string, issuer: string, names: Array<string>, not_before: number, not_after: number, sha256: string, chain_length: number, };
+
+export type SecretItemView = { name: string, kind: string, environment: string, folder: string, tags: Array<string>, description: string, owner: string, revealable: boolean, expires_at: number | null, 
+/**
+ * Expired or expiring within 30 days.
+ */
+expiring: boolean, version: number, versions_kept: number, target: string | null, 
+/**
+ * Public fields (a host, a user name, a URL).
+ */
+fields: Array<[string, string]>, certificate: CertificateView | null, ssh_key: string | null, updated_at: number, updated_by: string, };
+
+export type SecretPageView = { items: Array<SecretItemView>, 
+/**
+ * Ask with this as `after` for the next page (`null`: the last).
+ */
+next: string | null, };
+
+export type SecretQueryForm = { search: string | null, kind: string | null, env: string | null, folder: string | null, expiring: boolean, after: string | null, };
+
+export type SecretFieldView = { name: string, secret: boolean, required: boolean, multiline: boolean, };
+
+export type SecretKindView = { kind: string, primary: string, fields: Array<SecretFieldView>, };
+
+export type SecretFieldInput = { name: string, text: string | null, file: string | null, };
+
+export type NewSecretForm = { name: string, kind: string, environment: string, folder: string, tags: Array<string>, description: string, revealable: boolean, target: string | null, fields: Array<SecretFieldInput>, reason: string, };
+
+export type SecretVersionItemView = { version: number, created_at: number, created_by: string, reason: string, restored_from: number | null, destroyed: boolean, current: boolean, };
+
+export type RevealedView = { secret: string, version: number, until: number, value: string, };
+
+export type CopiedView = { secret: string, version: number, until: number, clears_in_secs: number, };
+
+export type CheckinView = { secret: string, version: number, 
+/**
+ * A bound password's rotation, started by the check-in.
+ */
+rotation: string | null, };

@@ -6,6 +6,8 @@ import type {
   AlarmView, AppError, AppStatus, BundleCheckView, GatewayView, GroupSummaryView, KeyPromptView, KeyView, LiveView, MemberView, NewGatewayView,
   NewTargetForm, NewUserView, PolicyCheckView, PolicySetView, PolicyTestForm, PolicyTestView, RequestDetailView,
   RequestView, RevokeView, SessionView, TargetView, TerminalEvent, VaultFilter,
+  CheckinView, CopiedView, NewSecretForm, RevealedView, SecretFieldInput, SecretItemView, SecretKindView, SecretPageView,
+  SecretQueryForm, SecretVersionItemView,
 } from "./bindings";
 
 export type { AppError } from "./bindings";
@@ -57,6 +59,19 @@ export const host = {
   },
   /** The PIN a waiting security key asked for (null cancels); it goes to the key only. */
   keyPin: (pin: string | null) => call<void>("key_pin", { pin }),
+  secretKinds: () => call<SecretKindView[]>("secret_kinds"),
+  listSecrets: (query: SecretQueryForm) => call<SecretPageView>("list_secrets", { query }),
+  addSecret: (form: NewSecretForm) => call<SecretItemView>("add_secret", { form }),
+  newSecretVersion: (name: string, fields: SecretFieldInput[], reason: string) =>
+    call<SecretItemView>("new_secret_version", { name, fields, reason }),
+  secretHistory: (name: string) => call<SecretVersionItemView[]>("secret_history", { name }),
+  restoreSecret: (name: string, version: number, reason: string) =>
+    call<SecretItemView>("restore_secret", { name, version, reason }),
+  /** The one call whose answer carries a secret value: for the check-out's masked field. */
+  revealSecret: (name: string) => call<RevealedView>("reveal_secret", { name }),
+  /** The value goes to the clipboard from the core (cleared after 30 s); it never comes here. */
+  copySecret: (name: string) => call<CopiedView>("copy_secret", { name }),
+  checkinSecret: (name: string) => call<CheckinView>("checkin_secret", { name }),
   gateways: () => call<GatewayView[]>("list_gateways"),
   addGateway: (name: string) => call<NewGatewayView>("add_gateway", { name }),
   listRequests: (pendingOnly: boolean) => call<RequestView[]>("list_requests", { pendingOnly }),
