@@ -347,6 +347,14 @@ impl Store {
 
     /// One page of secrets by name.
     pub async fn list_secrets(&self, f: &SecretFilter) -> Result<Vec<SecretRow>, StoreError> {
+        // SQLite: words of three characters or more through the trigram index, as one phrase
+        // each (a quote doubled); PostgreSQL's trigram index serves the LIKE below.
+        let indexed: Vec<&String> = match self.kind() {
+            crate::backend::Kind::Sqlite => f.words.iter().filter(|w| w.chars().count() >= 3).collect(),
+            crate::backend::Kind::Postgres => Vec::new(),
+        };
+        let phrase =
+            indexed.iter().map(|w| format!("\"{}\"", w.replace('"', "\"\""))).collect::<Vec<_>>().join(" AND ");
         Ok(on!(self, ex => {
             let mut sql = sqlx::QueryBuilder::new(SECRET_SELECT);
             sql.push(" WHERE 1 = 1");
@@ -366,7 +374,12 @@ impl Store {
             if let Some(tag) = &f.tag {
                 sql.push(" AND s.tags LIKE ").push_bind(format!("%,{},%", like_literal(tag))).push(" ESCAPE '\\'");
             }
-            for word in &f.words {
+            if !indexed.is_empty() {
+                sql.push(" AND s.rowid IN (SELECT rowid FROM secrets_search WHERE secrets_search MATCH ")
+                    .push_bind(phrase.clone())
+                    .push(")");
+            }
+            for word in f.words.iter().filter(|w| !indexed.contains(w)) {
                 sql.push(" AND s.search LIKE ").push_bind(format!("%{}%", like_literal(word))).push(" ESCAPE '\\'");
             }
             if let Some(before) = f.expiring_before {

@@ -318,6 +318,20 @@ async fn secrets_are_listed_in_pages_and_searched_by_their_metadata() {
     assert_eq!(count("/v1/secrets?search=%25").await, 0);
     assert_eq!(count("/v1/secrets?search=needle").await, 0, "search must never read values");
     assert_eq!(count("/v1/secrets?expiring_within=172800").await, 12);
+    // Searches follow edits and removals (the trigram index is kept in step); short words and
+    // quotes are taken literally.
+    let edit = EditSecretRequest { description: Some("moved to the \"quasar\" cluster".into()), ..Default::default() };
+    let _: SecretView = call(&r, &admin, "PUT", "/v1/secrets/svc-007", &edit).await;
+    assert_eq!(count("/v1/secrets?search=quasar").await, 1);
+    assert_eq!(count("/v1/secrets?search=%22quasar%22").await, 1);
+    assert_eq!(count("/v1/secrets?search=PAYMENTS%20key&limit=500").await, 1, "unchanged elsewhere");
+    assert_eq!(count("/v1/secrets?search=qu").await, 1, "a two-letter word");
+    let _: SecretView =
+        call(&r, &admin, "POST", "/v1/secrets/svc-007/remove", &RemoveSecretRequest { reason: "gone".into() }).await;
+    assert_eq!(count("/v1/secrets?search=quasar").await, 0);
+    let _: serde_json::Value =
+        call(&r, &admin, "POST", "/v1/secrets/svc-007/purge", &RemoveSecretRequest { reason: "gone".into() }).await;
+    assert_eq!(count("/v1/secrets?search=quasar&removed=true").await, 0, "purged: gone from the index too");
 }
 }
 
