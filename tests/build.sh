@@ -3,6 +3,9 @@
 # test-only features (a software security key for the GUI and CLI tests, the fault-test writer)
 # are in these debug builds; release packages (tests/package.sh) leave them out.
 FEATURES=portcullis-cli/soft-authenticator,portcullis-cli/soak,portcullis-desktop/soft-authenticator
+# No incremental compilation: the suite's build is a cold one on a fresh clone (CI, a newcomer),
+# where incremental state only costs time and gigabytes of target/debug/incremental.
+export CARGO_INCREMENTAL=0
 
 # The desktop shell embeds the built UI (tauri's generate_context! needs ui/dist). Built again
 # only when its sources changed: a fresh ui/dist would make cargo rebuild the desktop app.
