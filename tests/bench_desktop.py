@@ -29,11 +29,11 @@ def free_port():
         return s.getsockname()[1]
 
 
-def wd(port, method, path, body=None):
+def wd(port, method, path, body=None, timeout=120):
     req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method,
                                  data=None if body is None else json.dumps(body).encode(),
                                  headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=120) as r:
+    with urllib.request.urlopen(req, timeout=timeout) as r:
         return json.loads(r.read() or b"null")["value"]
 
 
@@ -81,7 +81,8 @@ class Session:
                 time.sleep(0.05)
         self.t0 = time.time()  # the process is spawned by the session request below
         caps = {"capabilities": {"alwaysMatch": {"webkitgtk:browserOptions": {"binary": binary, "args": list(args)}}}}
-        self.sid = wd(self.port, "POST", "/session", caps)["sessionId"]
+        # The app answers once its setup ran: a first-run seed (100,000 secrets) takes minutes.
+        self.sid = wd(self.port, "POST", "/session", caps, timeout=3600)["sessionId"]
 
     def js(self, script):
         return wd(self.port, "POST", f"/session/{self.sid}/execute/sync", {"script": script, "args": []})
