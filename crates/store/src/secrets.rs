@@ -90,6 +90,9 @@ pub fn searchable(row: &SecretRow) -> String {
     format!("{} {} {} {}", row.name, row.folder, row.tags.replace(',', " "), row.description).to_lowercase()
 }
 
+/// Fewer index hits than this: the search goes through the trigram index.
+const SELECTIVE: i64 = 1000;
+
 /// `%`, `_` and `\` taken literally in a LIKE pattern (with `ESCAPE '\'`).
 fn like_literal(text: &str) -> String {
     text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
@@ -349,12 +352,24 @@ impl Store {
     pub async fn list_secrets(&self, f: &SecretFilter) -> Result<Vec<SecretRow>, StoreError> {
         // SQLite: words of three characters or more through the trigram index, as one phrase
         // each (a quote doubled); PostgreSQL's trigram index serves the LIKE below.
-        let indexed: Vec<&String> = match self.kind() {
+        let mut indexed: Vec<&String> = match self.kind() {
             crate::backend::Kind::Sqlite => f.words.iter().filter(|w| w.chars().count() >= 3).collect(),
             crate::backend::Kind::Postgres => Vec::new(),
         };
         let phrase =
             indexed.iter().map(|w| format!("\"{}\"", w.replace('"', "\"\""))).collect::<Vec<_>>().join(" AND ");
+        // The index pays off for selective words; for a common one (many hits) reading rows in
+        // name order fills the page sooner than collecting every hit first.
+        if !indexed.is_empty() {
+            let hits: i64 = on!(self, ex => sqlx::query_scalar(&format!(
+                "SELECT COUNT(*) FROM (SELECT rowid FROM secrets_search WHERE secrets_search MATCH $1 LIMIT {SELECTIVE})"
+            ))
+            .bind(&phrase)
+            .fetch_one(ex).await)?;
+            if hits >= SELECTIVE {
+                indexed.clear();
+            }
+        }
         Ok(on!(self, ex => {
             let mut sql = sqlx::QueryBuilder::new(SECRET_SELECT);
             sql.push(" WHERE 1 = 1");

@@ -257,6 +257,8 @@ pub async fn reported(
 ) -> Result<(), ServerError> {
     let detail = match report.failed {
         None => String::new(),
+        // A failure is recorded whatever the gateway could say about it.
+        Some(_) if report.detail.trim().is_empty() => "the gateway gave no detail".to_string(),
         Some(_) => {
             portcullis_proto::check_free_text("detail", &report.detail, 1000).map_err(ServerError::BadRequest)?
         }
