@@ -11,6 +11,7 @@ CREATE UNIQUE INDEX secrets_by_target ON secrets(target_id) WHERE target_id IS N
 CREATE TABLE secret_rotations (
     id             TEXT PRIMARY KEY,
     secret_id      TEXT NOT NULL REFERENCES secrets(id),
+    seq            BIGINT NOT NULL,         -- the secret's rotations in order (1, 2, ...)
     target_id      TEXT NOT NULL REFERENCES targets(id),
     from_version   BIGINT NOT NULL,
     data_key       BLOB,
@@ -29,4 +30,4 @@ CREATE TABLE secret_rotations (
 CREATE INDEX secret_rotations_pending ON secret_rotations(state, target_id);
 -- One pending rotation per secret, whichever replica started it.
 CREATE UNIQUE INDEX secret_rotations_one_pending ON secret_rotations(secret_id) WHERE state = 'pending';
-CREATE INDEX secret_rotations_by_secret ON secret_rotations(secret_id, created_at);
+CREATE UNIQUE INDEX secret_rotations_by_secret ON secret_rotations(secret_id, seq);

@@ -476,7 +476,8 @@ impl Store {
         }
         on!(tx, ex => sqlx::query(
             "INSERT INTO secret_rotations (id, secret_id, target_id, from_version, data_key, ciphertext, reason, state, \
-             requested_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $9)",
+             requested_by, created_at, seq) VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $9, \
+             (SELECT COALESCE(MAX(seq), 0) + 1 FROM secret_rotations WHERE secret_id = $2))",
         )
         .bind(&r.id)
         .bind(&r.secret_id)
@@ -490,6 +491,15 @@ impl Store {
         .execute(ex).await.map(|r| r.rows_affected()))?;
         rows.seal(tx, Row::Rotation(&r.id)).await?;
         Ok(true)
+    }
+
+    /// The pending rotation of `secret_id`, if any.
+    pub async fn pending_rotation_in(tx: &mut Tx<'_>, secret_id: &str) -> Result<Option<String>, StoreError> {
+        Ok(on!(tx, ex => sqlx::query_scalar(
+            "SELECT id FROM secret_rotations WHERE secret_id = $1 AND state = 'pending'",
+        )
+        .bind(secret_id)
+        .fetch_optional(ex).await)?)
     }
 
     /// Pending rotations of targets reached through `gateway_id`, oldest first.
@@ -512,7 +522,7 @@ impl Store {
     /// A secret's rotations, newest first.
     pub async fn rotations_of(&self, secret_id: &str, limit: i64) -> Result<Vec<RotationRow>, StoreError> {
         Ok(on!(self, ex => sqlx::query_as(&format!(
-            "{ROTATION_SELECT} WHERE r.secret_id = $1 ORDER BY r.created_at DESC, r.id LIMIT $2"
+            "{ROTATION_SELECT} WHERE r.secret_id = $1 ORDER BY r.seq DESC LIMIT $2"
         ))
         .bind(secret_id)
         .bind(limit)

@@ -35,7 +35,19 @@ async fn grant_for(
     verified_claims(state, caller, &grant, &secret.id, &secret.name, access, now).await
 }
 
-/// The current value of `secret`, sealed to the caller's device for release `id`.
+fn rotating(secret: &SecretRow) -> ServerError {
+    ServerError::Refused(
+        "rotating",
+        format!(
+            "secret {} is being rotated on {} (its last check-out ended); ask again in a few seconds",
+            secret.name,
+            secret.target_name.as_deref().unwrap_or("its target")
+        ),
+    )
+}
+
+/// The current value of `secret`, sealed to the caller's device for release `id` — refused
+/// while a rotation of it is pending: that value is about to stop working on its target.
 async fn sealed_value(
     state: &crate::ServerState,
     tx: &mut Tx<'_>,
@@ -43,6 +55,9 @@ async fn sealed_value(
     secret: &SecretRow,
     id: &str,
 ) -> Result<portcullis_proto::Sealed, ServerError> {
+    if Store::pending_rotation_in(tx, &secret.id).await?.is_some() {
+        return Err(rotating(secret));
+    }
     let kind = SecretKind::parse(&secret.kind).map_err(ServerError::Internal)?;
     let envelope = Store::secret_envelope(tx, &secret.id, secret.current_version)
         .await?
@@ -136,6 +151,12 @@ pub async fn checkout(
         Some(open) => {
             state.rows.check(&mut tx, crate::rows::Row::Checkout(&open.id)).await?;
             if end_if_lapsed(&state, &mut tx, &open, &secret, now).await? {
+                // Its end started a rotation: that stands, and this check-out waits for it.
+                if Store::pending_rotation_in(&mut tx, &secret.id).await?.is_some() {
+                    tx.commit().await?;
+                    state.rotations.notify_one();
+                    return Err(rotating(&secret));
+                }
                 None
             } else if open.grant_id == claims.grant_id {
                 Some(open)

@@ -614,3 +614,95 @@ async fn bench_secret_search_and_import() {
         println!("vault   {shape}: p50 {:.1} ms, max {:.1} ms", percentile(times, 0.5), percentile(times, 1.0));
     }
 }
+
+on_both_backends! {
+/// A password bound to a target, from the server's side of a rotation: a check-in starts one;
+/// the value is not released again while it is pending; the gateway's order carries the
+/// current password and a fresh one; a refusal keeps the current one and is an alarm; only a
+/// report that the new one logged in makes it the next version.
+async fn a_bound_password_changes_only_when_its_gateway_reports_it_set() {
+    let (r, code, server) = start_with_server().await;
+    let admin = enroll(&r, &code).await;
+    let alice = member(&r, &admin, "alice", &[Role::Requester], &[]).await;
+    let bob = member(&r, &admin, "bob", &[Role::Approver], &[]).await;
+    let old = format!("old-{}", hex::encode(portcullis_crypto::random_bytes::<12>(&mut OsRng)));
+    let _: TargetSummary = call(&r, &admin, "POST", "/v1/targets", &password_target(&admin, "web", old.as_bytes())).await;
+    let mut bind = password_secret(&admin, "web-root", &old, "root");
+    bind.meta.target = Some("web".into());
+    let added: SecretView = call(&r, &admin, "POST", "/v1/secrets", &bind).await;
+    assert_eq!(added.target.as_deref(), Some("web"));
+    let mut twice = password_secret(&admin, "web-root-2", &old, "root");
+    twice.meta.target = Some("web".into());
+    let (status, _, message) = refused(&r, &admin, "POST", "/v1/secrets", &twice).await;
+    assert_eq!(status, 409, "{message}");
+    assert!(message.contains("already has its credential"), "{message}");
+    let password_of = |device: &Device, released: &Released| {
+        opened(device, released).into_iter().find(|(n, _)| n == "password").map(|(_, v)| v).unwrap()
+    };
+
+    granted(&r, &alice, &bob, "web-root", Some(Access::Checkout)).await;
+    let shown: Released = call(&r, &alice, "POST", "/v1/secrets/web-root/checkout", &reveal()).await;
+    assert_eq!(password_of(&alice, &shown), old);
+    let back: CheckinOutcome = call(&r, &alice, "POST", "/v1/secrets/web-root/checkin", &()).await;
+    let rotation = back.rotation.expect("a check-in of a bound password starts a rotation");
+    let (status, code, _) = refused(&r, &alice, "POST", "/v1/secrets/web-root/checkout", &reveal()).await;
+    assert_eq!((status, code.as_str()), (403, "rotating"), "not released while about to change");
+
+    let gateway = server.embedded_gateway().await.unwrap().id;
+    let orders = server.rotation_orders(&gateway).await.unwrap();
+    assert_eq!(orders.len(), 1);
+    let (order, current, candidate) = &orders[0];
+    assert_eq!((order.id.as_str(), order.target.as_str(), order.login.as_str()), (rotation.as_str(), "web", "root"));
+    assert_eq!(current.expose_secret(), old.as_bytes());
+    assert_eq!(candidate.expose_secret().len(), portcullis_vault::GENERATED_PASSWORD_LEN);
+    // The target refused the change: the current version stays, and it is an alarm.
+    let refusal = RotationReport { failed: Some(RotationStage::Change), detail: "passwd: password unchanged".into() };
+    server.rotation_reported(&gateway, &order.id, &refusal).await.unwrap();
+    assert!(server.rotation_reported(&gateway, &order.id, &refusal).await.is_err(), "reported once");
+    assert!(server.rotation_orders(&gateway).await.unwrap().is_empty());
+    let alarms: Vec<ServerEvent> = call(&r, &admin, "GET", "/v1/audit/alarms", &()).await;
+    let alarm = alarms.iter().find(|a| a.kind == "secret_rotation_failed").expect("a failed rotation is an alarm");
+    assert_eq!((alarm.detail["stage"].as_str(), alarm.detail["secret"].as_str()), (Some("change"), Some("web-root")));
+    let again: Released = call(&r, &alice, "POST", "/v1/secrets/web-root/checkout", &reveal()).await;
+    assert_eq!((again.version, password_of(&alice, &again)), (1, old.clone()));
+
+    // The next check-in's rotation is reported set and logged in with: version 2 is the new one.
+    let back: CheckinOutcome = call(&r, &alice, "POST", "/v1/secrets/web-root/checkin", &()).await;
+    let orders = server.rotation_orders(&gateway).await.unwrap();
+    let (order, _, candidate) = &orders[0];
+    assert_eq!(Some(order.id.clone()), back.rotation);
+    let new = String::from_utf8(candidate.expose_secret().clone()).unwrap();
+    server.rotation_reported(&gateway, &order.id, &RotationReport { failed: None, detail: String::new() }).await.unwrap();
+    let history: Vec<SecretVersionView> = call(&r, &admin, "GET", "/v1/secrets/web-root/history", &()).await;
+    assert_eq!(history[0].version, 2);
+    assert!(history[0].reason.contains("rotated on web by gateway embedded (checkin)"), "{}", history[0].reason);
+    let now_shown: Released = call(&r, &alice, "POST", "/v1/secrets/web-root/checkout", &reveal()).await;
+    assert_eq!((now_shown.version, password_of(&alice, &now_shown)), (2, new.clone()));
+    assert_ne!(new, old);
+    let rotations: Vec<RotationView> = call(&r, &alice, "GET", "/v1/secrets/web-root/rotations", &()).await;
+    let states: Vec<&str> = rotations.iter().map(|r| r.state.as_str()).collect();
+    assert_eq!(states, ["rotated", "failed"], "alice sees the rotations her check-ins started");
+    // The target's password is the secret's now: changed there, not on the target.
+    let (status, _, message) = refused(
+        &r,
+        &admin,
+        "PUT",
+        "/v1/targets/web",
+        &UpdateTargetRequest {
+            host: "127.0.0.1".into(),
+            port: 22,
+            login: "root".into(),
+            host_key: HOST_KEY.into(),
+            credential_kind: CredentialKind::Password,
+            environment: "prod".into(),
+            tags: vec![],
+            description: String::new(),
+            gateway: None,
+            credential: Some(password_target(&admin, "web", b"x").credential),
+        },
+    )
+    .await;
+    assert_eq!(status, 409, "{message}");
+    assert!(message.contains("is the vault secret web-root"), "{message}");
+}
+}
