@@ -826,3 +826,16 @@ impl Drop for SmallDisk {
         let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
     }
 }
+
+/// A local account `user` (made once: root needed) whose password is now `password`.
+pub fn local_account(user: &str, password: &str) {
+    let exists = Command::new("id").arg(user).output().unwrap().status.success();
+    if !exists {
+        let made = Command::new("useradd").args(["-m", "-s", "/bin/sh", user]).status().unwrap();
+        assert!(made.success(), "creating the test account {user} needs root");
+    }
+    let mut chpasswd = Command::new("chpasswd").stdin(Stdio::piped()).spawn().unwrap();
+    std::io::Write::write_all(chpasswd.stdin.as_mut().unwrap(), format!("{user}:{password}\n").as_bytes()).unwrap();
+    drop(chpasswd.stdin.take());
+    assert!(chpasswd.wait().unwrap().success());
+}

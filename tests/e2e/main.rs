@@ -132,16 +132,8 @@ fn full_loop_with_key_credential_leaves_no_trace_of_it() {
 #[test]
 fn password_credential_works_and_never_surfaces() {
     let user = "portcullis-e2e";
-    let exists = std::process::Command::new("id").arg(user).output().unwrap().status.success();
-    if !exists {
-        let made = std::process::Command::new("useradd").args(["-m", "-s", "/bin/sh", user]).status().unwrap();
-        assert!(made.success(), "creating the test account {user} needs root");
-    }
     let password = format!("canary-{}", hex::encode(rand::random::<[u8; 16]>()));
-    let mut chpasswd = std::process::Command::new("chpasswd").stdin(std::process::Stdio::piped()).spawn().unwrap();
-    std::io::Write::write_all(chpasswd.stdin.as_mut().unwrap(), format!("{user}:{password}\n").as_bytes()).unwrap();
-    drop(chpasswd.stdin.take());
-    assert!(chpasswd.wait().unwrap().success());
+    local_account(user, &password);
 
     let sshd = Sshd::start();
     let world = World::with_log("trace");

@@ -491,18 +491,10 @@ when { principal.roles.contains("service") };
     world.alice.run(&["run", "--secret", "TOKEN=staging-token", "--", "true"]).fails_with("still waiting for approval");
 }
 
-/// A local account for the rotation test, with `password` set (made once; root needed).
+/// The rotation test's account, with `password` and no minimum age between changes.
 fn rotation_account(user: &str, password: &str) {
-    let exists = std::process::Command::new("id").arg(user).output().unwrap().status.success();
-    if !exists {
-        let made = std::process::Command::new("useradd").args(["-m", "-s", "/bin/sh", user]).status().unwrap();
-        assert!(made.success(), "creating the test account {user} needs root");
-    }
+    local_account(user, password);
     set_min_days(user, 0);
-    let mut chpasswd = std::process::Command::new("chpasswd").stdin(std::process::Stdio::piped()).spawn().unwrap();
-    std::io::Write::write_all(chpasswd.stdin.as_mut().unwrap(), format!("{user}:{password}\n").as_bytes()).unwrap();
-    drop(chpasswd.stdin.take());
-    assert!(chpasswd.wait().unwrap().success());
 }
 
 /// How many days must pass between password changes (`passwd` refuses a change before).

@@ -90,6 +90,19 @@ pub fn searchable(row: &SecretRow) -> String {
     format!("{} {} {} {}", row.name, row.folder, row.tags.replace(',', " "), row.description).to_lowercase()
 }
 
+/// A version's envelope as stored: both halves, or neither once destroyed.
+type EnvelopeParts = (Option<Vec<u8>>, Option<Vec<u8>>);
+const ENVELOPE_SELECT: &str = "SELECT data_key, ciphertext FROM secret_versions WHERE secret_id = $1 AND version = $2";
+
+fn envelope_of(found: Option<EnvelopeParts>) -> Option<portcullis_crypto::envelope::Envelope> {
+    match found {
+        Some((Some(wrapped_data_key), Some(ciphertext))) => {
+            Some(portcullis_crypto::envelope::Envelope { wrapped_data_key, ciphertext })
+        }
+        _ => None,
+    }
+}
+
 /// Fewer index hits than this: the search goes through the trigram index.
 const SELECTIVE: i64 = 1000;
 
@@ -220,19 +233,11 @@ impl Store {
         id: &str,
         version: i64,
     ) -> Result<Option<portcullis_crypto::envelope::Envelope>, StoreError> {
-        type Parts = (Option<Vec<u8>>, Option<Vec<u8>>);
-        let found: Option<Parts> = on!(tx, ex => sqlx::query_as(
-            "SELECT data_key, ciphertext FROM secret_versions WHERE secret_id = $1 AND version = $2",
-        )
-        .bind(id)
-        .bind(version)
-        .fetch_optional(ex).await)?;
-        Ok(match found {
-            Some((Some(wrapped_data_key), Some(ciphertext))) => {
-                Some(portcullis_crypto::envelope::Envelope { wrapped_data_key, ciphertext })
-            }
-            _ => None,
-        })
+        let found: Option<EnvelopeParts> = on!(tx, ex => sqlx::query_as(ENVELOPE_SELECT)
+            .bind(id)
+            .bind(version)
+            .fetch_optional(ex).await)?;
+        Ok(envelope_of(found))
     }
 
     /// Every name a secret or a target has (an import must take none of them).
@@ -434,19 +439,11 @@ impl Store {
         id: &str,
         version: i64,
     ) -> Result<Option<portcullis_crypto::envelope::Envelope>, StoreError> {
-        type Parts = (Option<Vec<u8>>, Option<Vec<u8>>);
-        let found: Option<Parts> = on!(self, ex => sqlx::query_as(
-            "SELECT data_key, ciphertext FROM secret_versions WHERE secret_id = $1 AND version = $2",
-        )
-        .bind(id)
-        .bind(version)
-        .fetch_optional(ex).await)?;
-        Ok(match found {
-            Some((Some(wrapped_data_key), Some(ciphertext))) => {
-                Some(portcullis_crypto::envelope::Envelope { wrapped_data_key, ciphertext })
-            }
-            _ => None,
-        })
+        let found: Option<EnvelopeParts> = on!(self, ex => sqlx::query_as(ENVELOPE_SELECT)
+            .bind(id)
+            .bind(version)
+            .fetch_optional(ex).await)?;
+        Ok(envelope_of(found))
     }
 
     /// Check-outs still open whose grant ended by `now` (ran out or was revoked), oldest first.
