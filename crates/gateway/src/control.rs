@@ -68,6 +68,21 @@ pub trait ControlPlane: Send + Sync + 'static {
     }
 }
 
+/// Waits `every`, or less when `wake` (the embedded server's signal) is raised first: the
+/// pace of the gateway's polls of the control server.
+pub(crate) async fn pause(every: std::time::Duration, wake: Option<&tokio::sync::Notify>) {
+    let sleep = tokio::time::sleep(every);
+    match wake {
+        Some(wake) => {
+            tokio::select! {
+                _ = sleep => {}
+                _ = wake.notified() => {}
+            }
+        }
+        None => sleep.await,
+    }
+}
+
 /// A gateway process: signed calls with its key; credentials arrive sealed to `sealing`.
 pub struct RemoteControl {
     pub link: Link,

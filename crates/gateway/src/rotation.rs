@@ -51,16 +51,7 @@ pub async fn rotate_forever(control: Arc<dyn ControlPlane>) {
             }
             Err(e) => tracing::debug!(error = %e, "cannot fetch rotations"),
         }
-        let pause = tokio::time::sleep(POLL_EVERY);
-        match &wake {
-            Some(wake) => {
-                tokio::select! {
-                    _ = pause => {}
-                    _ = wake.notified() => {}
-                }
-            }
-            None => pause.await,
-        }
+        crate::control::pause(POLL_EVERY, wake.as_deref()).await;
     }
 }
 

@@ -58,16 +58,7 @@ impl Standing {
 /// triggers a check at once.
 pub async fn check_forever(standing: Arc<Standing>, control: Arc<dyn ControlPlane>, wake: Option<Arc<Notify>>) {
     loop {
-        let pause = tokio::time::sleep(CHECK_EVERY);
-        match &wake {
-            Some(wake) => {
-                tokio::select! {
-                    _ = pause => {}
-                    _ = wake.notified() => {}
-                }
-            }
-            None => pause.await,
-        }
+        crate::control::pause(CHECK_EVERY, wake.as_deref()).await;
         let grants = standing.followed();
         if grants.is_empty() {
             continue;
